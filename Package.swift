@@ -1,0 +1,54 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "acceptance",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "acceptance", targets: ["acceptance"]),
+        .executable(name: "acceptance-bench", targets: ["acceptance-bench"]),
+        .library(name: "AcceptanceCore", targets: ["AcceptanceCore"]),
+        .library(name: "Simulation", targets: ["Simulation"]),
+        .library(name: "Harness", targets: ["Harness"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // Procedures, units, expressions, profiles, point codec, device protocols, clock, runner, journal and record.
+        // Imports no C library and no network.
+        .target(
+            name: "AcceptanceCore",
+            dependencies: [
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        // The simulated rack: CDU physics, scenarios, in-memory Modbus devices.
+        .target(
+            name: "Simulation",
+            dependencies: ["AcceptanceCore", .product(name: "Yams", package: "Yams")]
+        ),
+        // Wiring a run together: locating files, station/simulated devices, console, prompts, signals.
+        .target(
+            name: "Harness",
+            dependencies: ["AcceptanceCore", "Simulation", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "acceptance",
+            dependencies: ["Harness", "AcceptanceCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "acceptance-bench",
+            dependencies: ["Harness", "AcceptanceCore", "Simulation"]
+        ),
+        .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

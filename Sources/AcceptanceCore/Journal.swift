@@ -1,0 +1,154 @@
+import Foundation
+
+/// One JSON object per line, built by hand so that appending an event costs microseconds, not a JSONEncoder.
+public struct JSONLine: Sendable {
+    private var text = "{"
+    private var isEmpty = true
+
+    public init() {}
+
+    private mutating func key(_ key: String) {
+        if !isEmpty { text += "," }
+        isEmpty = false
+        text += "\""
+        text += key
+        text += "\":"
+    }
+
+    public mutating func add(_ key: String, _ value: String?) {
+        guard let value else { return }
+        self.key(key)
+        JSONLine.appendQuoted(value, to: &text)
+    }
+
+    public mutating func add(_ key: String, _ value: Double?) {
+        guard let value else { return }
+        self.key(key)
+        text += value.isFinite ? Quantity.format(value) : "null"
+    }
+
+    public mutating func add(_ key: String, _ value: Int) {
+        self.key(key)
+        text += String(value)
+    }
+
+    public mutating func add(_ key: String, _ value: Bool) {
+        self.key(key)
+        text += value ? "true" : "false"
+    }
+
+    /// A nested object.
+    public mutating func add(_ key: String, object: JSONLine) {
+        self.key(key)
+        text += object.finished
+    }
+
+    public mutating func add(_ key: String, array: [JSONLine]) {
+        self.key(key)
+        text += "[" + array.map(\.finished).joined(separator: ",") + "]"
+    }
+
+    public var finished: String { text + "}" }
+
+    static func appendQuoted(_ value: String, to text: inout String) {
+        text += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": text += "\\\""
+            case "\\": text += "\\\\"
+            case "\n": text += "\\n"
+            case "\r": text += "\\r"
+            case "\t": text += "\\t"
+            case let c where c.value < 0x20: text += String(format: "\\u%04x", c.value)
+            default: text.unicodeScalars.append(scalar)
+            }
+        }
+        text += "\""
+    }
+}
+
+/// Why the journal or record could not be written.
+public struct RecordWriteError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "cannot write \(path): \(reason)" }
+}
+
+/// The append-only event log of a run, `journal.jsonl`.
+///
+/// Each event is one `write(2)` of one line straight to the file, with no buffering in the process, so a
+/// `kill -9` loses nothing already written; the file is also synced to disk at the end of every step.
+public final class Journal: Sendable {
+    public let path: String
+    private let descriptor: Int32
+
+    public init(path: String) throws(RecordWriteError) {
+        self.path = path
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw RecordWriteError(path: path, reason: String(cString: strerror(errno))) }
+        self.descriptor = descriptor
+    }
+
+    deinit { close(descriptor) }
+
+    public func append(_ line: JSONLine) throws(RecordWriteError) {
+        var bytes = Array((line.finished + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { buffer in
+                write(descriptor, buffer.baseAddress.map { $0 + offset }, buffer.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw RecordWriteError(path: path, reason: String(cString: strerror(errno)))
+            }
+            offset += written
+        }
+    }
+
+    /// Flushes to stable storage (survives a power cut, not just a killed process).
+    public func sync() throws(RecordWriteError) {
+        if fsync(descriptor) != 0 { throw RecordWriteError(path: path, reason: String(cString: strerror(errno))) }
+    }
+}
+
+/// A run's folder: `journal.jsonl` as the run goes, then `record.json` and series CSVs.
+public struct RunFolder: Sendable {
+    public let path: String
+    public let journal: Journal
+
+    /// Creates `<reports>/<run id>/` and opens its journal.
+    public init(reportsDirectory: String, runID: String) throws(RecordWriteError) {
+        path = (reportsDirectory as NSString).appendingPathComponent(runID)
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw RecordWriteError(path: path, reason: error.localizedDescription)
+        }
+        journal = try Journal(path: (path as NSString).appendingPathComponent("journal.jsonl"))
+    }
+
+    public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    /// Writes a file atomically (temporary file, then rename), so a reader never sees half a record.
+    public func writeAtomically(_ name: String, _ data: Data) throws(RecordWriteError) {
+        let target = file(name)
+        do {
+            try data.write(to: URL(fileURLWithPath: target), options: .atomic)
+        } catch {
+            throw RecordWriteError(path: target, reason: error.localizedDescription)
+        }
+    }
+
+    public func writeRecord(_ record: RunRecord) throws(RecordWriteError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        do {
+            try writeAtomically("record.json", try encoder.encode(record))
+        } catch let error as RecordWriteError {
+            throw error
+        } catch {
+            throw RecordWriteError(path: file("record.json"), reason: "\(error)")
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+
+public enum StepGroup: String, Sendable, Hashable, Codable, CaseIterable {
+    case setup, main, cleanup
+}
+
+/// Inclusive limits `low ≤ value ≤ high`; either side may be absent. Expressions, so they can use parameters.
+public struct Limits: Sendable {
+    public var low: Expression?
+    public var high: Expression?
+
+    public init(low: Expression? = nil, high: Expression? = nil) {
+        self.low = low
+        self.high = high
+    }
+
+    public var isEmpty: Bool { low == nil && high == nil }
+}
+
+/// A statistic derived from a sampled series.
+public enum SeriesStatistic: String, Sendable, Hashable, CaseIterable, Codable {
+    case first, last, min, max, mean
+    /// last − first.
+    case delta
+    /// first − last: how much a held pressure fell.
+    case drop
+    /// Least-squares slope, in the point's unit per minute.
+    case slope
+
+    /// The type of the statistic of a series of `type`.
+    func resultType(of type: ValueType) -> ValueType {
+        if self == .slope, case let .quantity(dimension) = type { return .quantity(.rate(of: dimension)) }
+        return type
+    }
+}
+
+/// A measurement derived from a sampled series, judged against limits.
+public struct SeriesMeasurement: Sendable {
+    public var name: String
+    /// The sampled point (`cdu.loop_pressure`).
+    public var point: String
+    public var statistic: SeriesStatistic
+    public var limits: Limits
+    /// The unit to report in; defaults to the point's unit.
+    public var unit: PhysicalUnit?
+    public var location: SourceLocation
+}
+
+public struct Step: Sendable {
+    public enum Kind: Sendable {
+        /// An instruction to the operator; with `input`, a value (a serial number) checked against `pattern`.
+        case prompt(text: String, input: String?, pattern: String?)
+        /// Write a point.
+        case set(point: String, value: Expression)
+        /// Read a value, record it with its unit, judge it against limits.
+        case measure(expression: Expression, limits: Limits, unit: PhysicalUnit?)
+        case wait(Expression)
+        /// Poll until a condition holds; FAIL if it does not within the timeout.
+        case waitUntil(condition: Expression, timeout: Expression, poll: Expression)
+        /// Record points every interval for a duration, then derive measurements.
+        case sample(points: [String], every: Expression, duration: Expression, measurements: [SeriesMeasurement])
+        /// A condition that must hold now.
+        case check(Expression)
+
+        public var keyword: String {
+            switch self {
+            case .prompt: "prompt"
+            case .set: "set"
+            case .measure: "measure"
+            case .wait: "wait"
+            case .waitUntil: "wait-until"
+            case .sample: "sample"
+            case .check: "check"
+            }
+        }
+    }
+
+    public var name: String
+    public var group: StepGroup
+    /// Position within its group, from 1.
+    public var number: Int
+    public var kind: Kind
+    public var location: SourceLocation
+
+    /// `main.3`: stable within a procedure version.
+    public var id: String { "\(group.rawValue).\(number)" }
+
+    /// Does this step change the rack (as opposed to reading it or talking to the operator)?
+    public var actuates: Bool {
+        if case .set = kind { return true }
+        return false
+    }
+}
+
+/// A procedure parameter: always a quantity with a unit, with an optional allowed range.
+public struct Parameter: Sendable {
+    public var name: String
+    public var defaultValue: Quantity
+    public var minimum: Quantity?
+    public var maximum: Quantity?
+    public var description: String
+    public var location: SourceLocation
+}
+
+/// A scripted acceptance procedure, as loaded from `Procedures/<id>.yaml`.
+public struct Procedure: Sendable {
+    public var id: String
+    public var title: String
+    public var version: String
+    public var description: String
+    /// The rack profile it applies to (`gb200-nvl72`).
+    public var rack: String
+    public var estimatedDuration: Quantity?
+    public var parameters: [Parameter]
+    public var setup: [Step]
+    public var main: [Step]
+    public var cleanup: [Step]
+    public var file: String
+    /// SHA-256 of the file's bytes, hex.
+    public var sha256: String
+
+    public func steps(in group: StepGroup) -> [Step] {
+        switch group {
+        case .setup: setup
+        case .main: main
+        case .cleanup: cleanup
+        }
+    }
+
+    public var allSteps: [Step] { setup + main + cleanup }
+
+    /// Every operator input the procedure asks for, with its pattern.
+    public var inputs: [(name: String, pattern: String?, step: Step)] {
+        allSteps.compactMap { step in
+            if case let .prompt(_, input?, pattern) = step.kind { return (input, pattern, step) }
+            return nil
+        }
+    }
+
+    public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
+
+    /// Parameter values: defaults, overridden by `name=value` pairs checked for unit and range.
+    public func resolveParameters(_ overrides: [String: String]) throws(ParameterError) -> [String: Quantity] {
+        var values: [String: Quantity] = [:]
+        for parameter in parameters { values[parameter.name] = parameter.defaultValue }
+        for (name, text) in overrides.sorted(by: { $0.key < $1.key }) {
+            guard let parameter = parameter(named: name) else {
+                throw .unknown(name, known: parameters.map(\.name))
+            }
+            let quantity: Quantity
+            do {
+                quantity = try Quantity.parse(text)
+            } catch {
+                throw .invalid(name, "\(error); the default is \(parameter.defaultValue)")
+            }
+            guard quantity.dimension == parameter.defaultValue.dimension else {
+                throw .invalid(name, "\(quantity) is a \(quantity.dimension), but '\(name)' is a "
+                    + "\(parameter.defaultValue.dimension) (default \(parameter.defaultValue))")
+            }
+            if let minimum = parameter.minimum, let converted = try? minimum.converted(to: quantity.unit),
+               quantity.value < converted.value {
+                throw .invalid(name, "\(quantity) is below the minimum \(minimum)")
+            }
+            if let maximum = parameter.maximum, let converted = try? maximum.converted(to: quantity.unit),
+               quantity.value > converted.value {
+                throw .invalid(name, "\(quantity) is above the maximum \(maximum)")
+            }
+            values[name] = quantity
+        }
+        return values
+    }
+}
+
+public enum ParameterError: Error, Sendable, CustomStringConvertible {
+    case unknown(String, known: [String])
+    case invalid(String, String)
+
+    public var description: String {
+        switch self {
+        case let .unknown(name, known):
+            "unknown parameter '\(name)'; this procedure has \(known.isEmpty ? "none" : known.joined(separator: ", "))"
+        case let .invalid(name, message):
+            "parameter '\(name)': \(message)"
+        }
+    }
+}

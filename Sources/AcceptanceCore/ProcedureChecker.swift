@@ -1,0 +1,209 @@
+/// Checks a parsed procedure against the rack and device profiles: names, access, types and units.
+///
+/// It also binds every expression (bare enumeration states become values), so the procedure it leaves behind is
+/// the one the runner executes.
+struct ProcedureChecker {
+    var procedure: Procedure
+    let configuration: RackConfiguration?
+    var sink: DiagnosticSink
+    let referenceLocations: [String: SourceLocation]
+
+    init(procedure: Procedure, configuration: RackConfiguration?, sink: DiagnosticSink,
+         referenceLocations: [String: SourceLocation]) {
+        self.procedure = procedure
+        self.configuration = configuration
+        self.sink = sink
+        self.referenceLocations = referenceLocations
+    }
+
+    mutating func error(_ message: String, at location: SourceLocation?) {
+        report(.error, message, at: location)
+    }
+
+    mutating func report(_ severity: Diagnostic.Severity, _ message: String, at location: SourceLocation?) {
+        let location = location ?? SourceLocation(file: procedure.file, line: 1, column: 1)
+        sink.report(severity, message, line: location.line, column: location.column)
+    }
+
+    /// The static type of a name: a parameter, an operator input, or a point.
+    func type(of name: String) -> ValueType? {
+        if let parameter = procedure.parameter(named: name) { return .quantity(parameter.defaultValue.dimension) }
+        if procedure.inputs.contains(where: { $0.name == name }) { return .text(choices: nil) }
+        guard name.contains("."), let configuration else { return nil }
+        if let (_, point) = configuration.resolve(name) { return point.valueType }
+        // An unknown point; the binder reports it (with a suggestion added below).
+        return nil
+    }
+
+    /// Binds an expression, reporting type and name errors at their columns.
+    mutating func bind(_ expression: Expression, expecting expected: ValueType? = nil, what: String) -> (Expression, ValueType) {
+        let configuration = self.configuration
+        let procedure = self.procedure
+        let checker = self
+        let (bound, type, errors) = expression.bind(expecting: expected) { name in
+            _ = configuration
+            _ = procedure
+            return checker.type(of: name)
+        }
+        for error in errors {
+            var message = "\(what): \(error.message)"
+            if message.contains("unknown point"), let configuration {
+                let name = error.message.split(separator: "'").dropFirst().first.map(String.init) ?? ""
+                if configuration.rack.devices.contains(where: { name.hasPrefix("\($0.name).") }) {
+                    if let suggestion = closest(to: name, in: configuration.allPointNames) {
+                        message += "; did you mean '\(suggestion)'?"
+                    }
+                } else {
+                    message += " (rack '\(configuration.rack.id)' has devices "
+                        + "\(configuration.rack.devices.map(\.name).joined(separator: ", ")))"
+                }
+            }
+            self.error(message, at: expression.location(ofOffset: error.offset))
+        }
+        if let expected, type != .unknown, errors.isEmpty, !Self.matches(type, expected) {
+            self.error("\(what) must be \(expected), but '\(expression.source)' is \(type)", at: expression.location)
+            return (bound, .unknown)
+        }
+        return (bound, type)
+    }
+
+    static func matches(_ type: ValueType, _ expected: ValueType) -> Bool {
+        switch (type, expected) {
+        case (.text, .text): true
+        default: type == expected
+        }
+    }
+
+    mutating func check() {
+        var names = Set<String>()
+        for parameter in procedure.parameters {
+            if !names.insert(parameter.name).inserted {
+                error("parameter '\(parameter.name)' is defined twice", at: parameter.location)
+            }
+            if let configuration, configuration.rack.devices.contains(where: { $0.name == parameter.name }) {
+                error("parameter '\(parameter.name)' has the name of a device", at: parameter.location)
+            }
+            if let minimum = parameter.minimum, let maximum = parameter.maximum,
+               let converted = try? maximum.converted(to: minimum.unit), minimum.value > converted.value {
+                error("parameter '\(parameter.name)': min \(minimum) is above max \(maximum)", at: parameter.location)
+            }
+        }
+        if procedure.main.isEmpty, procedure.setup.isEmpty {
+            report(.warning, "procedure has no steps", at: nil)
+        }
+        procedure.setup = procedure.setup.map { check($0) }
+        procedure.main = procedure.main.map { check($0) }
+        procedure.cleanup = procedure.cleanup.map { check($0) }
+    }
+
+    mutating func checkTime(_ expression: Expression, what: String) -> Expression {
+        let (bound, type) = bind(expression, what: what)
+        if type != .unknown, type != .quantity(.time) {
+            error("\(what) must be a time such as '30 s' or '10 min', but '\(expression.source)' is \(type)",
+                  at: expression.location)
+        }
+        return bound
+    }
+
+    mutating func checkPoint(_ reference: String, step: Step) -> PointDefinition? {
+        let location = referenceLocations["\(step.id):\(reference)"] ?? step.location
+        guard let configuration else { return nil }
+        if let (_, point) = configuration.resolve(reference) { return point }
+        var message = "unknown point '\(reference)'"
+        if let suggestion = closest(to: reference, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
+        error(message, at: location)
+        return nil
+    }
+
+    mutating func checkLimits(_ limits: Limits, for type: ValueType, what: String) -> Limits {
+        var bound = Limits()
+        if limits.isEmpty { return bound }
+        switch type {
+        case .bool, .text:
+            error("\(what) is \(type): it cannot have low/high limits; use a check step instead",
+                  at: (limits.low ?? limits.high)?.location)
+            return limits
+        default: break
+        }
+        if let low = limits.low { bound.low = bind(low, expecting: type == .unknown ? nil : type, what: "low limit").0 }
+        if let high = limits.high { bound.high = bind(high, expecting: type == .unknown ? nil : type, what: "high limit").0 }
+        // low > high can only be judged when both are known before the run: constants and parameters.
+        if let low = bound.low, let high = bound.high, let lowValue = constantValue(low), let highValue = constantValue(high),
+           case .bool(true)? = try? ExpressionNode.apply(.greater, lowValue, highValue, offset: 0) {
+            error("low limit \(lowValue) is above high limit \(highValue): nothing can pass", at: low.location)
+        }
+        return bound
+    }
+
+    /// The value of an expression that reads only parameters (at their defaults).
+    func constantValue(_ expression: Expression) -> Value? {
+        var values: [String: Value] = [:]
+        for name in expression.references {
+            guard let parameter = procedure.parameter(named: name) else { return nil }
+            values[name] = .quantity(parameter.defaultValue)
+        }
+        return try? expression.evaluate(values)
+    }
+
+    mutating func check(_ step: Step) -> Step {
+        var step = step
+        switch step.kind {
+        case let .prompt(text, input, pattern):
+            if step.group == .cleanup, input != nil {
+                report(.warning, "cleanup asks the operator for a value: cleanup must be able to run unattended",
+                       at: step.location)
+            }
+            if let input, procedure.parameter(named: input) != nil {
+                error("input '\(input)' has the name of a parameter", at: step.location)
+            }
+            step.kind = .prompt(text: text, input: input, pattern: pattern)
+        case let .set(reference, value):
+            let point = checkPoint(reference, step: step)
+            if let point, point.access != .readWrite {
+                error("'\(reference)' is read-only (\(point.registerDescription)); it cannot be set",
+                      at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
+            }
+            let (bound, _) = bind(value, expecting: point?.valueType, what: "value for \(reference)")
+            step.kind = .set(point: reference, value: bound)
+        case let .measure(expression, limits, unit):
+            let (bound, type) = bind(expression, what: "measure")
+            if let unit, case let .quantity(dimension) = type, unit.dimension != dimension {
+                error("unit \(unit) is a \(unit.dimension), but '\(expression.source)' is a \(dimension)", at: step.location)
+            }
+            step.kind = .measure(expression: bound, limits: checkLimits(limits, for: type, what: "'\(expression.source)'"),
+                                 unit: unit)
+        case let .wait(duration):
+            step.kind = .wait(checkTime(duration, what: "wait"))
+        case let .waitUntil(condition, timeout, poll):
+            let (bound, _) = bind(condition, expecting: .bool, what: "wait-until")
+            step.kind = .waitUntil(condition: bound, timeout: checkTime(timeout, what: "timeout"),
+                                   poll: checkTime(poll, what: "poll"))
+        case let .sample(points, every, duration, measurements):
+            var types: [String: ValueType] = [:]
+            for reference in points {
+                guard let point = checkPoint(reference, step: step) else { continue }
+                switch point.valueType {
+                case .number, .quantity: types[reference] = point.valueType
+                default:
+                    error("'\(reference)' is \(point.valueType); only numeric points can be sampled",
+                          at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
+                }
+            }
+            var checked: [SeriesMeasurement] = []
+            for var measurement in measurements {
+                let type = types[measurement.point].map { measurement.statistic.resultType(of: $0) } ?? .unknown
+                if let unit = measurement.unit, case let .quantity(dimension) = type, unit.dimension != dimension {
+                    error("unit \(unit) is a \(unit.dimension), but the \(measurement.statistic.rawValue) of "
+                        + "\(measurement.point) is a \(dimension)", at: measurement.location)
+                }
+                measurement.limits = checkLimits(measurement.limits, for: type, what: measurement.name)
+                checked.append(measurement)
+            }
+            step.kind = .sample(points: points, every: checkTime(every, what: "every"),
+                                duration: checkTime(duration, what: "for"), measurements: checked)
+        case let .check(condition):
+            step.kind = .check(bind(condition, expecting: .bool, what: "check").0)
+        }
+        return step
+    }
+}

@@ -1,0 +1,360 @@
+import Crypto
+import Foundation
+import Yams
+
+/// Loads procedure files and checks them against the rack and device profiles, reporting every problem at once.
+public struct ProcedureLoader: Sendable {
+    /// Where rack and device profiles live (`Fixtures/`).
+    public var fixtures: String
+
+    public init(fixtures: String) { self.fixtures = fixtures }
+
+    public struct Result: Sendable {
+        public var procedure: Procedure?
+        public var diagnostics: [Diagnostic]
+        public var configuration: RackConfiguration?
+
+        public var hasErrors: Bool { procedure == nil || diagnostics.contains { $0.severity == .error } }
+    }
+
+    /// Loads and validates; throws all diagnostics if there is any error.
+    public func load(path: String) throws(DiagnosticsError) -> (Procedure, RackConfiguration) {
+        let result = check(path: path)
+        guard let procedure = result.procedure, let configuration = result.configuration, !result.hasErrors else {
+            throw DiagnosticsError(result.diagnostics)
+        }
+        return (procedure, configuration)
+    }
+
+    /// Parses and validates one file, collecting every diagnostic.
+    public func check(path: String) -> Result {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            return Result(procedure: nil, diagnostics: [Diagnostic(at: SourceLocation(file: path, line: 1, column: 1),
+                                                                   "cannot read procedure file")])
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        var sink = DiagnosticSink(file: path, text: text)
+        let source = YAMLSource.parse(text, path: path, into: &sink)
+        var reader = YAMLReader(sink: sink)
+        guard let tree = source.treeForChecking else {
+            return Result(procedure: nil, diagnostics: reader.sink.diagnostics)
+        }
+        var parser = ProcedureParser(reader: reader, file: path)
+        let parsed = parser.parseProcedure(tree)
+        reader = parser.reader
+        var configuration: RackConfiguration?
+        if var procedure = parsed {
+            procedure.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+            if !procedure.rack.isEmpty {
+                do {
+                    configuration = try RackConfiguration.load(rackID: procedure.rack, fixtures: fixtures)
+                } catch {
+                    for diagnostic in error.diagnostics { reader.sink.append(diagnostic) }
+                }
+            }
+            var checker = ProcedureChecker(procedure: procedure, configuration: configuration, sink: reader.sink,
+                                           referenceLocations: parser.referenceLocations)
+            checker.check()
+            reader.sink = checker.sink
+            // Only a file that parsed cleanly can run: a recovered tree is for diagnostics only.
+            return Result(procedure: source.root == nil ? nil : checker.procedure, diagnostics: sortedDiagnostics(reader.sink),
+                          configuration: configuration)
+        }
+        return Result(procedure: nil, diagnostics: sortedDiagnostics(reader.sink), configuration: configuration)
+    }
+
+    func sortedDiagnostics(_ sink: DiagnosticSink) -> [Diagnostic] {
+        sink.diagnostics.sorted {
+            ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column)
+        }
+    }
+}
+
+/// Turns the YAML tree into a `Procedure`, reporting structural problems.
+struct ProcedureParser {
+    var reader: YAMLReader
+    let file: String
+    /// Where points named outside expressions (set targets, sampled points) are written, by step.
+    var referenceLocations: [String: SourceLocation] = [:]
+
+    init(reader: YAMLReader, file: String) {
+        self.reader = reader
+        self.file = file
+    }
+
+    static let topKeys = ["id", "title", "version", "description", "rack", "estimated_duration", "parameters", "setup",
+                          "main", "cleanup"]
+    static let stepKinds = ["prompt", "set", "measure", "wait", "wait-until", "sample", "check"]
+    static let commonStepKeys = ["name", "note"]
+    static let kindKeys: [String: [String]] = [
+        "prompt": ["input", "pattern"],
+        "set": ["value"],
+        "measure": ["limits", "unit"],
+        "wait": [],
+        "wait-until": ["timeout", "poll"],
+        "sample": ["every", "for", "measurements"],
+        "check": [],
+    ]
+
+    mutating func parseProcedure(_ root: Node) -> Procedure? {
+        guard let entries = reader.mapping(root, "procedure") else { return nil }
+        reader.rejectUnknownKeys(entries, allowed: Self.topKeys, in: "procedure")
+        var procedure = Procedure(id: "", title: "", version: "", description: "", rack: "", estimatedDuration: nil,
+                                  parameters: [], setup: [], main: [], cleanup: [], file: file, sha256: "")
+        for (key, _, value) in entries {
+            switch key {
+            case "id": procedure.id = reader.scalar(value, "id") ?? ""
+            case "title": procedure.title = reader.scalar(value, "title") ?? ""
+            case "version": procedure.version = reader.scalar(value, "version") ?? ""
+            case "description": procedure.description = reader.scalar(value, "description") ?? ""
+            case "rack": procedure.rack = reader.scalar(value, "rack") ?? ""
+            case "estimated_duration":
+                if let quantity = reader.quantity(value, "estimated_duration") {
+                    if quantity.dimension == .time { procedure.estimatedDuration = quantity } else {
+                        reader.error("estimated_duration must be a time (for example 15 min)", at: value)
+                    }
+                }
+            case "parameters": procedure.parameters = parseParameters(value)
+            case "setup": procedure.setup = parseSteps(value, group: .setup)
+            case "main": procedure.main = parseSteps(value, group: .main)
+            case "cleanup": procedure.cleanup = parseSteps(value, group: .cleanup)
+            default: break
+            }
+        }
+        for required in ["id", "title", "version", "rack"] where !entries.contains(where: { $0.key == required }) {
+            reader.error("procedure needs '\(required)'", at: root)
+        }
+        if !entries.contains(where: { $0.key == "main" }) { reader.error("procedure needs a 'main' list of steps", at: root) }
+        return procedure
+    }
+
+    mutating func parseParameters(_ node: Node) -> [Parameter] {
+        var parameters: [Parameter] = []
+        for (name, keyNode, value) in reader.mapping(node, "parameters") ?? [] {
+            var parameter = Parameter(name: name, defaultValue: Quantity(0, .second), minimum: nil, maximum: nil,
+                                      description: "", location: reader.location(of: keyNode))
+            var defaultNode: Node = value
+            if case .mapping = value, let fields = reader.mapping(value, "parameter '\(name)'") {
+                reader.rejectUnknownKeys(fields, allowed: ["default", "min", "max", "description"], in: "parameter '\(name)'")
+                guard let found = fields.first(where: { $0.key == "default" })?.value else {
+                    reader.error("parameter '\(name)' needs a 'default' with a unit", at: keyNode)
+                    continue
+                }
+                defaultNode = found
+                for (key, _, field) in fields {
+                    switch key {
+                    case "description": parameter.description = reader.scalar(field, "description") ?? ""
+                    case "min": parameter.minimum = reader.quantity(field, "min of '\(name)'")
+                    case "max": parameter.maximum = reader.quantity(field, "max of '\(name)'")
+                    default: break
+                    }
+                }
+            }
+            guard let text = reader.scalar(defaultNode, "parameter '\(name)'") else { continue }
+            do {
+                parameter.defaultValue = try Quantity.parse(text)
+            } catch {
+                if case .notAQuantity = error, Double(text.trimmingCharacters(in: .whitespaces)) != nil {
+                    reader.error("parameter '\(name)' has no unit: write its default as a quantity, "
+                        + "for example '\(text) kPa' or '\(text) min'", at: defaultNode)
+                } else {
+                    reader.error("parameter '\(name)': \(error)", at: defaultNode)
+                }
+                continue
+            }
+            for bound in [parameter.minimum, parameter.maximum].compactMap({ $0 })
+            where bound.dimension != parameter.defaultValue.dimension {
+                reader.error("parameter '\(name)': bound \(bound) is not a \(parameter.defaultValue.dimension)", at: keyNode)
+            }
+            parameters.append(parameter)
+        }
+        return parameters
+    }
+
+    mutating func parseSteps(_ node: Node, group: StepGroup) -> [Step] {
+        if case let .scalar(scalar) = node, scalar.string.isEmpty || scalar.tag.description.hasSuffix("null") {
+            return []
+        }
+        guard let items = reader.sequence(node, "'\(group.rawValue)'") else { return [] }
+        var steps: [Step] = []
+        for item in items {
+            if let step = parseStep(item, group: group, number: steps.count + 1) { steps.append(step) }
+        }
+        return steps
+    }
+
+    mutating func expression(_ node: Node, _ what: String) -> Expression? {
+        guard let text = reader.scalar(node, what) else { return nil }
+        let (line, column) = reader.textPosition(of: node)
+        do {
+            var expression = try Expression.parse(text)
+            expression.location = reader.sink.location(line: line, column: column)
+            return expression
+        } catch {
+            reader.sink.error("\(what): \(error.message)", line: line, column: column + error.offset)
+            return nil
+        }
+    }
+
+    mutating func parseLimits(_ node: Node) -> Limits? {
+        guard let fields = reader.mapping(node, "limits") else { return nil }
+        reader.rejectUnknownKeys(fields, allowed: ["low", "high"], in: "limits")
+        var limits = Limits()
+        for (key, _, value) in fields {
+            switch key {
+            case "low": limits.low = expression(value, "low limit")
+            case "high": limits.high = expression(value, "high limit")
+            default: break
+            }
+        }
+        if limits.isEmpty { reader.error("limits need 'low', 'high' or both", at: node) }
+        return limits
+    }
+
+    mutating func parseUnit(_ node: Node) -> PhysicalUnit? {
+        guard let symbol = reader.scalar(node, "unit") else { return nil }
+        guard let unit = PhysicalUnit.named(symbol) else {
+            reader.error("unknown unit '\(symbol)'", at: node)
+            return nil
+        }
+        return unit
+    }
+
+    mutating func parseStep(_ node: Node, group: StepGroup, number: Int) -> Step? {
+        guard let fields = reader.mapping(node, "a step") else { return nil }
+        let kinds = fields.filter { Self.stepKinds.contains($0.key) }
+        guard let kindEntry = kinds.first else {
+            var message = "a step needs one of: \(Self.stepKinds.joined(separator: ", "))"
+            if let unknown = fields.first(where: { !Self.commonStepKeys.contains($0.key) }),
+               let suggestion = closest(to: unknown.key, in: Self.stepKinds) {
+                message += "; did you mean '\(suggestion)' instead of '\(unknown.key)'?"
+            }
+            reader.error(message, at: node)
+            return nil
+        }
+        if kinds.count > 1 {
+            reader.error("a step has exactly one kind, but this one has \(kinds.map(\.key).joined(separator: " and "))",
+                         at: kinds[1].keyNode)
+        }
+        let kindName = kindEntry.key
+        reader.rejectUnknownKeys(fields, allowed: Self.commonStepKeys + [kindName] + (Self.kindKeys[kindName] ?? []),
+                                 in: "a \(kindName) step")
+        func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
+        let location = reader.location(of: kindEntry.keyNode)
+        let value = kindEntry.value
+        var name = field("name").flatMap { reader.scalar($0, "name") }
+        let kind: Step.Kind
+        switch kindName {
+        case "prompt":
+            guard let text = reader.scalar(value, "prompt") else { return nil }
+            let input = field("input").flatMap { reader.scalar($0, "input") }
+            let pattern = field("pattern").flatMap { reader.scalar($0, "pattern") }
+            if let pattern, let patternNode = field("pattern"), (try? NSRegularExpression(pattern: pattern)) == nil {
+                reader.error("pattern is not a valid regular expression", at: patternNode)
+            }
+            if pattern != nil, input == nil, let patternNode = field("pattern") {
+                reader.error("'pattern' needs 'input' (the name the value is stored under)", at: patternNode)
+            }
+            kind = .prompt(text: text, input: input, pattern: pattern)
+            name = name ?? (input.map { "Enter \($0)" } ?? String(text.prefix(60)))
+        case "set":
+            guard let point = reader.scalar(value, "set") else { return nil }
+            guard let valueNode = field("value") else {
+                reader.error("a set step needs a 'value'", at: kindEntry.keyNode)
+                return nil
+            }
+            guard let expression = expression(valueNode, "value") else { return nil }
+            referenceLocations["\(group.rawValue).\(number):\(point)"] = reader.location(of: value)
+            kind = .set(point: point, value: expression)
+            name = name ?? "Set \(point) to \(expression.source)"
+        case "measure":
+            guard let expression = expression(value, "measure") else { return nil }
+            let limits = field("limits").flatMap { parseLimits($0) } ?? Limits()
+            let unit = field("unit").flatMap { parseUnit($0) }
+            kind = .measure(expression: expression, limits: limits, unit: unit)
+            name = name ?? expression.source
+        case "wait":
+            guard let duration = expression(value, "wait") else { return nil }
+            kind = .wait(duration)
+            name = name ?? "Wait \(duration.source)"
+        case "wait-until":
+            guard let condition = expression(value, "wait-until") else { return nil }
+            guard let timeoutNode = field("timeout") else {
+                reader.error("wait-until needs a 'timeout' (for example 'timeout: 5 min')", at: kindEntry.keyNode)
+                return nil
+            }
+            guard let timeout = expression(timeoutNode, "timeout") else { return nil }
+            let poll = field("poll").flatMap { expression($0, "poll") }
+                ?? Expression.constant(.quantity(.seconds(1)), source: "1 s")
+            kind = .waitUntil(condition: condition, timeout: timeout, poll: poll)
+            name = name ?? "Wait until \(condition.source)"
+        case "sample":
+            let pointNodes: [Node]
+            if case .sequence = value { pointNodes = reader.sequence(value, "sample") ?? [] } else { pointNodes = [value] }
+            var points: [String] = []
+            for pointNode in pointNodes {
+                if let point = reader.scalar(pointNode, "sampled point") {
+                    points.append(point)
+                    referenceLocations["\(group.rawValue).\(number):\(point)"] = reader.location(of: pointNode)
+                }
+            }
+            guard let everyNode = field("every"), let forNode = field("for") else {
+                reader.error("a sample step needs 'every' (the interval) and 'for' (the duration)", at: kindEntry.keyNode)
+                return nil
+            }
+            guard let every = expression(everyNode, "every"), let duration = expression(forNode, "for") else { return nil }
+            var measurements: [SeriesMeasurement] = []
+            if let listNode = field("measurements") {
+                for item in reader.sequence(listNode, "measurements") ?? [] {
+                    if let measurement = parseSeriesMeasurement(item, sampled: points) { measurements.append(measurement) }
+                }
+            }
+            kind = .sample(points: points, every: every, duration: duration, measurements: measurements)
+            name = name ?? "Sample \(points.joined(separator: ", "))"
+        case "check":
+            guard let condition = expression(value, "check") else { return nil }
+            kind = .check(condition)
+            name = name ?? "Check \(condition.source)"
+        default:
+            return nil
+        }
+        return Step(name: name ?? kindName, group: group, number: number, kind: kind, location: location)
+    }
+
+    mutating func parseSeriesMeasurement(_ node: Node, sampled: [String]) -> SeriesMeasurement? {
+        guard let fields = reader.mapping(node, "a measurement") else { return nil }
+        reader.rejectUnknownKeys(fields, allowed: ["name", "of", "statistic", "limits", "unit"], in: "a measurement")
+        func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
+        guard let statisticNode = field("statistic"), let statisticText = reader.scalar(statisticNode, "statistic") else {
+            reader.error("a measurement needs a 'statistic' (\(SeriesStatistic.allCases.map(\.rawValue).joined(separator: ", ")))",
+                         at: node)
+            return nil
+        }
+        guard let statistic = SeriesStatistic(rawValue: statisticText) else {
+            var message = "unknown statistic '\(statisticText)'; use \(SeriesStatistic.allCases.map(\.rawValue).joined(separator: ", "))"
+            if let suggestion = closest(to: statisticText, in: SeriesStatistic.allCases.map(\.rawValue)) {
+                message += " (did you mean '\(suggestion)'?)"
+            }
+            reader.error(message, at: statisticNode)
+            return nil
+        }
+        let point: String
+        if let ofNode = field("of") {
+            guard let text = reader.scalar(ofNode, "of") else { return nil }
+            if !sampled.contains(text) {
+                reader.error("'\(text)' is not sampled by this step (it samples \(sampled.joined(separator: ", ")))", at: ofNode)
+            }
+            point = text
+        } else if sampled.count == 1 {
+            point = sampled[0]
+        } else {
+            reader.error("a measurement of a step that samples several points needs 'of'", at: node)
+            return nil
+        }
+        let limits = field("limits").flatMap { parseLimits($0) } ?? Limits()
+        let unit = field("unit").flatMap { parseUnit($0) }
+        let name = field("name").flatMap { reader.scalar($0, "name") } ?? "\(point) \(statistic.rawValue)"
+        return SeriesMeasurement(name: name, point: point, statistic: statistic, limits: limits, unit: unit,
+                                 location: reader.location(of: node))
+    }
+}

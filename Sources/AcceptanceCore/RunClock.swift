@@ -1,0 +1,108 @@
+import Foundation
+import Synchronization
+
+public enum ClockKind: String, Sendable, Codable {
+    /// Real time: a station wired to a real rack.
+    case wall
+    /// Simulated time: waits advance the clock instead of passing.
+    case simulated
+}
+
+/// The time source shared by the runner and the simulator.
+///
+/// Every wait, poll and sample goes through it, never through `Task.sleep`, so a simulated rack runs a 10-minute
+/// hold in milliseconds and tests control time exactly.
+public protocol RunClock: Sendable {
+    var kind: ClockKind { get }
+    /// Time elapsed since the clock's origin.
+    func now() -> Duration
+    /// The calendar date at the origin. A simulated clock starts at the real start time and runs on from there.
+    var originDate: Date { get }
+    /// Returns when `now()` has reached `deadline`; throws `CancellationError` if the task is cancelled first.
+    func sleep(until deadline: Duration) async throws
+}
+
+extension RunClock {
+    public func sleep(for duration: Duration) async throws {
+        try await sleep(until: now() + duration)
+    }
+
+    /// The calendar date of a clock reading.
+    public func date(at reading: Duration) -> Date {
+        originDate.addingTimeInterval(reading.seconds)
+    }
+}
+
+extension Duration {
+    /// The duration in seconds as a floating-point number.
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) * 1e-18
+    }
+
+    public static func seconds(_ value: Double) -> Duration {
+        .nanoseconds(Int64((value * 1e9).rounded()))
+    }
+}
+
+/// Real time, from the monotonic clock.
+public struct WallClock: RunClock {
+    public let kind = ClockKind.wall
+    public let originDate: Date
+    private let origin: ContinuousClock.Instant
+
+    public init() {
+        originDate = Date()
+        origin = ContinuousClock.now
+    }
+
+    public func now() -> Duration { ContinuousClock.now - origin }
+
+    public func sleep(until deadline: Duration) async throws {
+        try await ContinuousClock().sleep(until: origin + deadline)
+    }
+}
+
+/// Simulated time. A sleep advances the clock to its deadline at once, or, with a time scale, at that many
+/// simulated seconds per wall second (so a person or a test can watch and interrupt a run).
+///
+/// Concurrent sleepers each move the clock to their own deadline and never backwards, so tasks that sleep in
+/// parallel from the same reading wake together.
+public final class SimulationClock: RunClock {
+    public let kind = ClockKind.simulated
+    public let originDate: Date
+    /// Simulated seconds per wall second; nil for as fast as possible.
+    public let timeScale: Double?
+    private let current: Mutex<Duration>
+
+    public init(originDate: Date = Date(), timeScale: Double? = nil) {
+        self.originDate = originDate
+        self.timeScale = timeScale.flatMap { $0 > 0 && $0.isFinite ? $0 : nil }
+        current = Mutex(.zero)
+    }
+
+    public func now() -> Duration { current.withLock { $0 } }
+
+    /// Moves time forward without waiting (for tests and for the simulator's own scheduling).
+    public func advance(to reading: Duration) {
+        current.withLock { $0 = max($0, reading) }
+    }
+
+    public func sleep(until deadline: Duration) async throws {
+        try Task.checkCancellation()
+        guard let timeScale else {
+            advance(to: deadline)
+            return
+        }
+        // Paced: advance in small wall-clock slices so progress is visible and cancellation is prompt.
+        let wall = ContinuousClock()
+        while true {
+            let remaining = deadline - now()
+            guard remaining > .zero else { return }
+            let slice = min(remaining / timeScale, .milliseconds(50))
+            try await wall.sleep(for: slice)
+            let simulated = slice * timeScale
+            current.withLock { $0 = min(max($0, $0 + simulated), max($0, deadline)) }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+import Foundation
+
+/// The outcome of a step or a run.
+public enum Verdict: String, Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The rack met every limit.
+    case pass = "PASS"
+    /// The rack failed a limit.
+    case fail = "FAIL"
+    /// The station could not test: a device did not answer, a configuration was wrong. Never reported as FAIL.
+    case error = "ERROR"
+    /// The operator stopped the run.
+    case aborted = "ABORTED"
+    /// Not run, because an earlier step did not pass.
+    case skipped = "SKIPPED"
+
+    public var description: String { rawValue }
+
+    /// The process exit code for a run's verdict: 0 PASS, 1 FAIL, 2 ERROR, 3 ABORTED.
+    public var exitCode: Int32 {
+        switch self {
+        case .pass, .skipped: 0
+        case .fail: 1
+        case .error: 2
+        case .aborted: 3
+        }
+    }
+
+    /// How bad, for combining: a run is as bad as its worst step. ERROR outranks FAIL: a result the station
+    /// could not obtain must never read as a judgement of the rack.
+    var severity: Int {
+        switch self {
+        case .pass, .skipped: 0
+        case .fail: 1
+        case .error: 2
+        case .aborted: 3
+        }
+    }
+
+    public static func worst(_ a: Verdict, _ b: Verdict) -> Verdict { b.severity > a.severity ? b : a }
+}
+
+/// A measured value with its unit, the limits it was judged against, and the verdict.
+public struct MeasurementRecord: Sendable, Codable, Hashable {
+    public var name: String
+    /// The numeric value, in `unit`; nil for text and true/false values (see `text`).
+    public var value: Double?
+    public var text: String?
+    public var unit: String?
+    public var low: Double?
+    public var high: Double?
+    /// `low <= value <= high`, as written, for people.
+    public var limits: String?
+    public var verdict: Verdict
+
+    public init(name: String, value: Double?, text: String? = nil, unit: String?, low: Double? = nil,
+                high: Double? = nil, limits: String? = nil, verdict: Verdict) {
+        self.name = name
+        self.value = value
+        self.text = text
+        self.unit = unit
+        self.low = low
+        self.high = high
+        self.limits = limits
+        self.verdict = verdict
+    }
+
+    /// `301.2 kPa`, `manual`, `true`.
+    public var displayValue: String {
+        if let value { return unit.map { "\(Quantity.format(value)) \($0)" } ?? Quantity.format(value) }
+        return text ?? "-"
+    }
+
+    /// `≤ 2 kPa`, `295 kPa … 305 kPa`.
+    public var displayLimits: String? {
+        let unitSuffix = unit.map { " \($0)" } ?? ""
+        switch (low, high) {
+        case let (low?, high?): return "\(Quantity.format(low))…\(Quantity.format(high))\(unitSuffix)"
+        case let (low?, nil): return "≥ \(Quantity.format(low))\(unitSuffix)"
+        case let (nil, high?): return "≤ \(Quantity.format(high))\(unitSuffix)"
+        default: return nil
+        }
+    }
+}
+
+/// A sampled time series, stored beside the record as CSV.
+public struct SeriesRecord: Sendable, Codable, Hashable {
+    /// The CSV file in the run folder.
+    public var file: String
+    public var points: [String]
+    public var units: [String]
+    public var samples: Int
+    public var intervalSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case file, points, units, samples
+        case intervalSeconds = "interval_s"
+    }
+}
+
+public struct StepRecord: Sendable, Codable, Hashable {
+    public var id: String
+    public var group: StepGroup
+    public var number: Int
+    public var name: String
+    public var kind: String
+    public var verdict: Verdict
+    public var started: String?
+    public var ended: String?
+    public var durationSeconds: Double?
+    public var measurements: [MeasurementRecord]
+    /// What happened, in a sentence: why it failed, what was written, how the operator answered.
+    public var message: String?
+    /// For ERROR: the device or configuration problem.
+    public var error: String?
+    /// For prompts: `operator` when a person confirmed it, `auto` when confirmed without a terminal or with --yes.
+    public var confirmedBy: String?
+    public var series: SeriesRecord?
+    public var source: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, source
+        case durationSeconds = "duration_s"
+        case confirmedBy = "confirmed_by"
+    }
+}
+
+/// Everything about one run: written as `record.json` when the run ends.
+public struct RunRecord: Sendable, Codable {
+    public static let schema = "acceptance.record/1"
+
+    public struct ProcedureInfo: Sendable, Codable, Hashable {
+        public var id: String
+        public var title: String
+        public var version: String
+        public var file: String
+        public var sha256: String
+    }
+
+    public struct ClockInfo: Sendable, Codable, Hashable {
+        public var kind: ClockKind
+        public var timeScale: Double?
+        /// Clock seconds from start to end: simulated seconds on a simulated clock.
+        public var elapsedSeconds: Double
+        public var wallSeconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case kind
+            case timeScale = "time_scale"
+            case elapsedSeconds = "elapsed_s"
+            case wallSeconds = "wall_s"
+        }
+    }
+
+    public var schema = RunRecord.schema
+    public var runID: String
+    public var procedure: ProcedureInfo
+    public var parameters: [String: String]
+    public var rackProfile: String
+    public var rackSerial: String?
+    public var `operator`: String?
+    public var station: String
+    /// The simulation scenario, when the rack was simulated.
+    public var scenario: String?
+    public var inputs: [String: String]
+    public var clock: ClockInfo
+    public var started: String
+    public var ended: String?
+    public var verdict: Verdict
+    public var message: String?
+    /// True when every cleanup step ran and passed: the rack was left in its safe state.
+    public var cleanupCompleted: Bool
+    public var steps: [StepRecord]
+
+    enum CodingKeys: String, CodingKey {
+        case schema
+        case runID = "run_id"
+        case procedure, parameters
+        case rackProfile = "rack_profile"
+        case rackSerial = "rack_serial"
+        case `operator`, station, scenario, inputs, clock, started, ended, verdict, message
+        case cleanupCompleted = "cleanup_completed"
+        case steps
+    }
+
+    public func steps(in group: StepGroup) -> [StepRecord] { steps.filter { $0.group == group } }
+}
+
+/// UTC timestamps with milliseconds, `2026-11-25T01:02:03.456Z`, formatted without Foundation's slow formatters.
+public enum Timestamp {
+    public static func string(_ date: Date) -> String {
+        let interval = date.timeIntervalSince1970
+        var seconds = time_t(interval.rounded(.down))
+        var millis = Int(((interval - Double(seconds)) * 1000).rounded())
+        if millis >= 1000 {
+            millis -= 1000
+            seconds += 1
+        }
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+                      Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
+    }
+}

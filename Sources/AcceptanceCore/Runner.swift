@@ -1,0 +1,703 @@
+import Foundation
+import Synchronization
+
+/// What a run needs besides devices and time: which procedure, with which values, where.
+public struct RunSettings: Sendable {
+    public var runID: String
+    public var procedure: Procedure
+    /// Parameter values after command-line overrides.
+    public var parameters: [String: Quantity]
+    /// Values for prompts given on the command line (`--input rack_serial=...`).
+    public var inputs: [String: String]
+    /// Values a simulated rack supplies for prompts when no operator can answer (its serial number).
+    public var simulatedInputs: [String: String] = [:]
+    public var station: String
+    public var operatorName: String?
+    public var scenario: String?
+
+    public init(runID: String, procedure: Procedure, parameters: [String: Quantity], inputs: [String: String] = [:],
+                station: String, operatorName: String? = nil, scenario: String? = nil) {
+        self.runID = runID
+        self.procedure = procedure
+        self.parameters = parameters
+        self.inputs = inputs
+        self.station = station
+        self.operatorName = operatorName
+        self.scenario = scenario
+    }
+
+    /// A run id that sorts by time and names the procedure: `20261125T010203Z-leak-test-3f9a`.
+    public static func makeRunID(procedure: String, date: Date = Date()) -> String {
+        let stamp = Timestamp.string(date).replacingOccurrences(of: "-", with: "").replacingOccurrences(of: ":", with: "")
+        let compact = String(stamp.prefix(15)) + "Z"
+        let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16).leftPadded(to: 4)
+        return "\(compact)-\(procedure)-\(suffix)"
+    }
+}
+
+/// Runs a procedure: setup, then main, then cleanup, which always runs.
+///
+/// A step that does not pass in setup or main skips the rest of them and goes to cleanup. Every cleanup step runs
+/// even if an earlier one failed, so the rack gets every chance of reaching its safe state. A stop request (Ctrl-C,
+/// SIGTERM) cancels the running step; cleanup then runs and cannot itself be stopped.
+public final class Runner: Sendable {
+    public let settings: RunSettings
+    public let bus: DeviceBus
+    public let clock: any RunClock
+    public let console: any OperatorConsole
+    public let observer: any RunObserver
+    public let folder: RunFolder?
+    public let stop: StopController
+
+    struct State {
+        var record: RunRecord
+        /// Parameter and input values visible to expressions.
+        var environment: [String: Value]
+        var journalFailure: RecordWriteError?
+        var sequence = 0
+    }
+
+    private let state: Mutex<State>
+    private let wallStart = ContinuousClock.now
+
+    public init(settings: RunSettings, bus: DeviceBus, clock: any RunClock, console: any OperatorConsole,
+                observer: any RunObserver = SilentObserver(), folder: RunFolder? = nil, stop: StopController = StopController()) {
+        self.settings = settings
+        self.bus = bus
+        self.clock = clock
+        self.console = console
+        self.observer = observer
+        self.folder = folder
+        self.stop = stop
+        var environment: [String: Value] = [:]
+        for (name, value) in settings.parameters { environment[name] = .quantity(value) }
+        let procedure = settings.procedure
+        let record = RunRecord(
+            runID: settings.runID,
+            procedure: .init(id: procedure.id, title: procedure.title, version: procedure.version,
+                             file: (procedure.file as NSString).lastPathComponent, sha256: procedure.sha256),
+            parameters: settings.parameters.mapValues(\.description), rackProfile: procedure.rack,
+            rackSerial: settings.inputs["rack_serial"], operator: settings.operatorName, station: settings.station,
+            scenario: settings.scenario, inputs: [:],
+            clock: .init(kind: clock.kind, timeScale: (clock as? SimulationClock)?.timeScale, elapsedSeconds: 0,
+                         wallSeconds: 0),
+            started: Timestamp.string(clock.date(at: clock.now())), ended: nil, verdict: .pass, message: nil,
+            cleanupCompleted: false, steps: [])
+        state = Mutex(State(record: record, environment: environment))
+    }
+
+    // MARK: Events
+
+    /// Sends an event to the observer and appends it to the journal.
+    func emit(_ event: RunEvent) {
+        observer.handle(event)
+        guard let journal = folder?.journal else { return }
+        let now = clock.now()
+        var line = JSONLine()
+        let sequence = state.withLock { state -> Int in
+            state.sequence += 1
+            return state.sequence
+        }
+        line.add("seq", sequence)
+        line.add("time", Timestamp.string(clock.date(at: now)))
+        line.add("clock_s", now.seconds)
+        Self.describe(event, into: &line)
+        do {
+            try journal.append(line)
+        } catch {
+            state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
+        }
+    }
+
+    static func describe(_ event: RunEvent, into line: inout JSONLine) {
+        switch event {
+        case let .runStarted(record):
+            line.add("event", "run_started")
+            line.add("run_id", record.runID)
+            line.add("procedure", record.procedure.id)
+            line.add("procedure_version", record.procedure.version)
+            line.add("procedure_sha256", record.procedure.sha256)
+            line.add("clock", record.clock.kind.rawValue)
+            line.add("station", record.station)
+            line.add("scenario", record.scenario)
+            var parameters = JSONLine()
+            for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) { parameters.add(name, value) }
+            line.add("parameters", object: parameters)
+        case let .groupStarted(group, count):
+            line.add("event", "group_started")
+            line.add("group", group.rawValue)
+            line.add("steps", count)
+        case let .stepStarted(step):
+            line.add("event", "step_started")
+            line.add("step", step.id)
+            line.add("name", step.name)
+            line.add("kind", step.kind.keyword)
+        case .progress:
+            break
+        case let .sample(step, index, elapsed, values, units):
+            line.add("event", "sample")
+            line.add("step", step.id)
+            line.add("index", index)
+            line.add("elapsed_s", elapsed)
+            if case let .sample(points, _, _, _) = step.kind {
+                var object = JSONLine()
+                for (offset, point) in points.enumerated() where offset < values.count {
+                    object.add(point, values[offset])
+                }
+                line.add("values", object: object)
+                var unitObject = JSONLine()
+                for (offset, point) in points.enumerated() where offset < units.count { unitObject.add(point, units[offset]) }
+                line.add("units", object: unitObject)
+            }
+        case let .stepFinished(step, record):
+            line.add("event", "step_finished")
+            line.add("step", step.id)
+            line.add("verdict", record.verdict.rawValue)
+            line.add("duration_s", record.durationSeconds)
+            line.add("message", record.message)
+            line.add("error", record.error)
+            line.add("confirmed_by", record.confirmedBy)
+            line.add("measurements", array: record.measurements.map { measurement in
+                var object = JSONLine()
+                object.add("name", measurement.name)
+                object.add("value", measurement.value)
+                object.add("text", measurement.text)
+                object.add("unit", measurement.unit)
+                object.add("low", measurement.low)
+                object.add("high", measurement.high)
+                object.add("verdict", measurement.verdict.rawValue)
+                return object
+            })
+        case let .cleanupStarted(reason):
+            line.add("event", "cleanup_started")
+            line.add("reason", reason)
+        case let .notice(text):
+            line.add("event", "notice")
+            line.add("text", text)
+        case let .runFinished(record):
+            line.add("event", "run_finished")
+            line.add("verdict", record.verdict.rawValue)
+            line.add("message", record.message)
+            line.add("cleanup_completed", record.cleanupCompleted)
+        }
+    }
+
+    // MARK: Running
+
+    /// Runs the procedure to its end and returns the record (also written to the run folder, if any).
+    public func run() async -> RunRecord {
+        let procedure = settings.procedure
+        emit(.runStarted(state.withLock { $0.record }))
+        if let problem = preflight() {
+            // Nothing has been actuated: leave the rack untouched.
+            for step in procedure.allSteps {
+                record(skipped(step, because: "not run: \(problem)"))
+            }
+            return finish(verdict: .error, message: problem, cleanupCompleted: true)
+        }
+
+        // Setup and main run in a child task that a stop request cancels.
+        let stopReason = await withTaskGroup(of: StopReason?.self) { group -> StopReason? in
+            group.addTask { await self.runSetupAndMain() }
+            group.addTask { await self.stop.waitForStop() }
+            var reason: StopReason?
+            if let first = await group.next() {
+                reason = first ?? self.stop.reason
+            }
+            group.cancelAll()
+            while let next = await group.next() { reason = reason ?? next }
+            return reason ?? self.stop.reason
+        }
+
+        stop.enterCleanup()
+        var verdict = state.withLock { state in
+            state.record.steps.filter { $0.group != .cleanup }.map(\.verdict).reduce(Verdict.pass, Verdict.worst)
+        }
+        if stopReason != nil { verdict = .aborted }
+        let firstProblem = state.withLock { state in
+            state.record.steps.first { $0.group != .cleanup && $0.verdict != .pass && $0.verdict != .skipped }
+        }
+        var message = firstProblem.map { "\($0.name): \($0.error ?? $0.message ?? $0.verdict.rawValue)" }
+        if let stopReason { message = "stopped by \(stopReason == .operatorAbort ? "the operator" : stopReason.rawValue)"
+            + (message.map { " during \($0)" } ?? "") }
+
+        let reason = switch verdict {
+        case .pass: "procedure complete"
+        case .aborted: "run stopped"
+        default: "procedure ended with \(verdict)"
+        }
+        emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
+        emit(.cleanupStarted(reason: reason))
+        var cleanupVerdict = Verdict.pass
+        for step in procedure.cleanup {
+            let result = await runStep(step)
+            cleanupVerdict = Verdict.worst(cleanupVerdict, result.verdict)
+        }
+        let cleanupCompleted = cleanupVerdict == .pass
+        if verdict == .pass, cleanupVerdict != .pass {
+            verdict = cleanupVerdict
+            let failed = state.withLock { state in state.record.steps.first { $0.group == .cleanup && $0.verdict != .pass } }
+            message = "cleanup did not complete: " + (failed.map { "\($0.name): \($0.error ?? $0.message ?? "")" } ?? "")
+        } else if !cleanupCompleted {
+            message = (message.map { "\($0); " } ?? "") + "cleanup did not complete"
+        }
+        return finish(verdict: verdict, message: message, cleanupCompleted: cleanupCompleted)
+    }
+
+    /// Checks, before anything is actuated, that every value a prompt needs can be had.
+    func preflight() -> String? {
+        var problems: [String] = []
+        for (name, pattern, _) in settings.procedure.inputs {
+            if let value = settings.inputs[name] {
+                if let pattern, !Self.matches(value, pattern) {
+                    problems.append("--input \(name)=\(value) does not match the pattern \(pattern)")
+                }
+            } else if !console.isInteractive, settings.simulatedInputs[name] == nil {
+                problems.append("the prompt for '\(name)' needs a value and no operator can answer: "
+                    + "pass --input \(name)=VALUE\(name == "rack_serial" ? " (or --rack-serial)" : "")")
+            }
+        }
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    static func matches(_ value: String, _ pattern: String) -> Bool {
+        guard let regex = try? NSRegularExpression(pattern: pattern) else { return false }
+        let range = NSRange(value.startIndex..., in: value)
+        return regex.firstMatch(in: value, range: range).map { $0.range == range } ?? false
+    }
+
+    /// Returns the stop reason if it ended because of one.
+    func runSetupAndMain() async -> StopReason? {
+        for group in [StepGroup.setup, .main] {
+            let steps = settings.procedure.steps(in: group)
+            emit(.groupStarted(group, stepCount: steps.count))
+            for (index, step) in steps.enumerated() {
+                let result = await runStep(step)
+                if result.verdict != .pass {
+                    let reason = result.verdict == .aborted ? (stop.reason ?? .operatorAbort) : nil
+                    for remaining in steps[(index + 1)...] {
+                        record(skipped(remaining, because: "skipped after \(step.id) (\(step.name)) ended \(result.verdict)"))
+                    }
+                    if group == .setup {
+                        for remaining in settings.procedure.main {
+                            record(skipped(remaining, because: "skipped: setup did not complete"))
+                        }
+                    }
+                    return reason
+                }
+            }
+        }
+        return nil
+    }
+
+    func skipped(_ step: Step, because message: String) -> StepRecord {
+        StepRecord(id: step.id, group: step.group, number: step.number, name: step.name, kind: step.kind.keyword,
+                   verdict: .skipped, measurements: [], message: message, source: step.location.description)
+    }
+
+    func record(_ stepRecord: StepRecord) {
+        state.withLock { $0.record.steps.append(stepRecord) }
+    }
+
+    func finish(verdict: Verdict, message: String?, cleanupCompleted: Bool) -> RunRecord {
+        stop.finish()
+        var record = state.withLock { state -> RunRecord in
+            let now = clock.now()
+            state.record.ended = Timestamp.string(clock.date(at: now))
+            state.record.clock.elapsedSeconds = now.seconds
+            state.record.clock.wallSeconds = (ContinuousClock.now - wallStart).seconds
+            state.record.verdict = verdict
+            state.record.message = message
+            state.record.cleanupCompleted = cleanupCompleted
+            state.record.inputs = state.environment.compactMapValues { value in
+                if case let .text(text) = value { return text }
+                return nil
+            }
+            if let serial = state.record.inputs["rack_serial"] { state.record.rackSerial = serial }
+            return state.record
+        }
+        emit(.runFinished(record))
+        if let failure = state.withLock({ $0.journalFailure }) {
+            record.message = (record.message.map { "\($0); " } ?? "") + "journal incomplete: \(failure)"
+            if record.verdict == .pass { record.verdict = .error }
+        }
+        if let folder {
+            do {
+                try folder.journal.sync()
+                try folder.writeRecord(record)
+            } catch {
+                record.message = (record.message.map { "\($0); " } ?? "") + "\(error)"
+                if record.verdict == .pass { record.verdict = .error }
+                observer.handle(.notice("could not write the record: \(error)"))
+            }
+        }
+        return record
+    }
+
+    // MARK: Steps
+
+    struct StepResult {
+        var verdict = Verdict.pass
+        var measurements: [MeasurementRecord] = []
+        var message: String?
+        var confirmedBy: String?
+        var series: SeriesRecord?
+    }
+
+    /// A step's problem that is the station's, not the rack's.
+    struct StationError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Runs one step, turning every outcome, including errors and cancellation, into a recorded verdict.
+    @discardableResult
+    func runStep(_ step: Step) async -> StepRecord {
+        emit(.stepStarted(step))
+        let started = clock.now()
+        var stepRecord = StepRecord(id: step.id, group: step.group, number: step.number, name: step.name,
+                                    kind: step.kind.keyword, verdict: .pass,
+                                    started: Timestamp.string(clock.date(at: started)), measurements: [],
+                                    source: step.location.description)
+        do {
+            let result = try await execute(step)
+            stepRecord.verdict = result.verdict
+            stepRecord.measurements = result.measurements
+            stepRecord.message = result.message
+            stepRecord.confirmedBy = result.confirmedBy
+            stepRecord.series = result.series
+        } catch is CancellationError {
+            stepRecord.verdict = .aborted
+            stepRecord.message = "stopped by \(stop.reason?.rawValue ?? "the operator") while running"
+        } catch let error as DeviceError where error.underlying?.kind == .cancelled {
+            stepRecord.verdict = .aborted
+            stepRecord.message = "stopped by \(stop.reason?.rawValue ?? "the operator") while waiting for \(error.device)"
+        } catch let error as DeviceError {
+            stepRecord.verdict = .error
+            stepRecord.error = error.description
+        } catch let error as ExpressionError {
+            stepRecord.verdict = .error
+            stepRecord.error = "\(step.location): \(error.message)"
+        } catch let error as OperatorDeclined {
+            stepRecord.verdict = .aborted
+            stepRecord.message = error.description
+            stop.requestStop(.operatorAbort)
+        } catch {
+            stepRecord.verdict = .error
+            stepRecord.error = "\(error)"
+        }
+        if let failure = state.withLock({ $0.journalFailure }), stepRecord.verdict == .pass {
+            stepRecord.verdict = .error
+            stepRecord.error = "journal: \(failure)"
+        }
+        let ended = clock.now()
+        stepRecord.ended = Timestamp.string(clock.date(at: ended))
+        stepRecord.durationSeconds = (ended - started).seconds
+        record(stepRecord)
+        emit(.stepFinished(step, stepRecord))
+        if let journal = folder?.journal {
+            do { try journal.sync() } catch { state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } } }
+        }
+        return stepRecord
+    }
+
+    struct OperatorDeclined: Error, CustomStringConvertible {
+        var step: String
+        var description: String { "the operator declined '\(step)'" }
+    }
+
+    /// The values an expression reads: parameters, inputs and the points' current readings.
+    func values(for expressions: [Expression]) async throws -> [String: Value] {
+        var values = state.withLock { $0.environment }
+        let points = expressions.flatMap(\.references).filter { values[$0] == nil }
+        if !points.isEmpty {
+            var unique: [String] = []
+            for point in points where !unique.contains(point) { unique.append(point) }
+            for (name, value) in try await bus.read(unique) { values[name] = value }
+        }
+        return values
+    }
+
+    func duration(_ expression: Expression, _ values: [String: Value]) throws -> Duration {
+        let value = try expression.evaluate(values)
+        guard case let .quantity(quantity) = value, let duration = quantity.duration, duration >= .zero else {
+            throw StationError(description: "'\(expression.source)' must be a non-negative time, got \(value)")
+        }
+        return duration
+    }
+
+    func execute(_ step: Step) async throws -> StepResult {
+        switch step.kind {
+        case let .prompt(text, input, pattern):
+            return try await prompt(step, text: text, input: input, pattern: pattern)
+        case let .set(point, expression):
+            let value = try expression.evaluate(try await values(for: [expression]))
+            try await bus.write(point, value)
+            return StepResult(message: "\(point) ← \(value)")
+        case let .measure(expression, limits, unit):
+            let values = try await values(for: [expression] + [limits.low, limits.high].compactMap { $0 })
+            let measured = try expression.evaluate(values)
+            let measurement = try judge(name: expression.source, measured, unit: unit, limits: limits,
+                                        isInterval: false, values: values)
+            return StepResult(verdict: measurement.verdict, measurements: [measurement])
+        case let .wait(expression):
+            let total = try duration(expression, try await values(for: [expression]))
+            try await waitWithProgress(step, total: total)
+            return StepResult(message: "waited \(Quantity.format(total.seconds)) s")
+        case let .waitUntil(condition, timeout, poll):
+            return try await waitUntil(step, condition: condition, timeout: timeout, poll: poll)
+        case let .sample(points, every, duration, measurements):
+            return try await sample(step, points: points, every: every, for: duration, measurements: measurements)
+        case let .check(condition):
+            let values = try await values(for: [condition])
+            let holds = try condition.evaluate(values)
+            let readings = describeReadings(condition, values)
+            guard case .bool(true) = holds else {
+                return StepResult(verdict: .fail, measurements: readingMeasurements(condition, values),
+                                  message: "not true: \(condition.source)\(readings)")
+            }
+            return StepResult(measurements: readingMeasurements(condition, values), message: "holds\(readings)")
+        }
+    }
+
+    /// Point readings an expression used, as unjudged measurements for the record.
+    func readingMeasurements(_ expression: Expression, _ values: [String: Value]) -> [MeasurementRecord] {
+        expression.references.filter { $0.contains(".") }.compactMap { name in
+            guard let value = values[name] else { return nil }
+            return Self.measurementRecord(name: name, value, verdict: .pass)
+        }
+    }
+
+    func describeReadings(_ expression: Expression, _ values: [String: Value]) -> String {
+        let readings = expression.references.compactMap { name in values[name].map { "\(name) = \($0)" } }
+        return readings.isEmpty ? "" : " (\(readings.joined(separator: ", ")))"
+    }
+
+    static func measurementRecord(name: String, _ value: Value, verdict: Verdict) -> MeasurementRecord {
+        switch value {
+        case let .quantity(quantity):
+            MeasurementRecord(name: name, value: quantity.value, unit: quantity.unit.symbol, verdict: verdict)
+        case let .number(number):
+            MeasurementRecord(name: name, value: number, unit: nil, verdict: verdict)
+        case .bool, .text:
+            MeasurementRecord(name: name, value: nil, text: value.description, unit: nil, verdict: verdict)
+        }
+    }
+
+    /// Records a value and judges it against inclusive limits, in the value's (or the requested) unit.
+    func judge(name: String, _ measured: Value, unit: PhysicalUnit?, limits: Limits, isInterval: Bool,
+               values: [String: Value]) throws -> MeasurementRecord {
+        func convert(_ quantity: Quantity, _ target: PhysicalUnit) throws -> Quantity {
+            do {
+                return isInterval ? try quantity.convertedInterval(to: target) : try quantity.converted(to: target)
+            } catch {
+                throw StationError(description: "\(name): \(error)")
+            }
+        }
+        var measured = measured
+        if let unit, case let .quantity(quantity) = measured { measured = .quantity(try convert(quantity, unit)) }
+        var record = Self.measurementRecord(name: name, measured, verdict: .pass)
+        guard !limits.isEmpty else { return record }
+        func bound(_ expression: Expression?) throws -> Double? {
+            guard let expression else { return nil }
+            let value = try expression.evaluate(values)
+            switch (value, measured) {
+            case let (.quantity(limit), .quantity(reading)): return try convert(limit, reading.unit).value
+            case let (.number(limit), .number): return limit
+            default: throw StationError(description: "limit '\(expression.source)' (\(value)) does not fit \(measured)")
+            }
+        }
+        record.low = try bound(limits.low)
+        record.high = try bound(limits.high)
+        record.limits = [limits.low.map { ">= \($0.source)" }, limits.high.map { "<= \($0.source)" }]
+            .compactMap { $0 }.joined(separator: " and ")
+        if let value = record.value {
+            let aboveLow = record.low.map { value >= $0 } ?? true
+            let belowHigh = record.high.map { value <= $0 } ?? true
+            record.verdict = aboveLow && belowHigh && value.isFinite ? .pass : .fail
+        } else {
+            record.verdict = .fail
+        }
+        return record
+    }
+
+    func prompt(_ step: Step, text: String, input: String?, pattern: String?) async throws -> StepResult {
+        guard let input else {
+            if console.isInteractive {
+                guard try await console.confirm(text, step: step) else { throw OperatorDeclined(step: step.name) }
+                return StepResult(message: "confirmed by the operator", confirmedBy: "operator")
+            }
+            return StepResult(message: "confirmed automatically (no terminal, or --yes)", confirmedBy: "auto")
+        }
+        var value: String
+        var confirmedBy = "command-line"
+        if let given = settings.inputs[input] {
+            value = given
+        } else if !console.isInteractive, let simulated = settings.simulatedInputs[input] {
+            value = simulated
+            confirmedBy = "scenario"
+        } else {
+            confirmedBy = "operator"
+            var problem: String?
+            while true {
+                value = try await console.ask(text, input: input, pattern: pattern, step: step, problem: problem)
+                value = value.trimmingCharacters(in: .whitespaces)
+                if let pattern, !Self.matches(value, pattern) {
+                    problem = "'\(value)' does not match \(pattern); try again"
+                    continue
+                }
+                break
+            }
+        }
+        if let pattern, !Self.matches(value, pattern) {
+            throw StationError(description: "\(input) '\(value)' does not match \(pattern)")
+        }
+        state.withLock { $0.environment[input] = .text(value) }
+        return StepResult(measurements: [MeasurementRecord(name: input, value: nil, text: value, unit: nil, verdict: .pass)],
+                          message: "\(input) = \(value)", confirmedBy: confirmedBy)
+    }
+
+    /// Waits in slices so the console can show progress; the clock makes it instant in simulation.
+    func waitWithProgress(_ step: Step, total: Duration) async throws {
+        let start = clock.now()
+        let slice = Duration.seconds(1)
+        var elapsed = Duration.zero
+        while elapsed < total {
+            let next = min(elapsed + slice, total)
+            try await clock.sleep(until: start + next)
+            elapsed = next
+            emit(.progress(step, elapsed: elapsed.seconds, total: total.seconds, detail: ""))
+        }
+    }
+
+    func waitUntil(_ step: Step, condition: Expression, timeout: Expression, poll: Expression) async throws -> StepResult {
+        let environment = try await values(for: [])
+        let limit = try duration(timeout, environment)
+        let interval = try duration(poll, environment)
+        guard interval > .zero else { throw StationError(description: "poll interval must be above zero") }
+        let start = clock.now()
+        while true {
+            let values = try await values(for: [condition])
+            let elapsed = clock.now() - start
+            let readings = describeReadings(condition, values)
+            if case .bool(true) = try condition.evaluate(values) {
+                var measurements = readingMeasurements(condition, values)
+                measurements.append(MeasurementRecord(name: "time to condition", value: elapsed.seconds, unit: "s",
+                                                      verdict: .pass))
+                return StepResult(measurements: measurements,
+                                  message: "held after \(Quantity.format(elapsed.seconds)) s\(readings)")
+            }
+            emit(.progress(step, elapsed: elapsed.seconds, total: limit.seconds, detail: readings))
+            if elapsed >= limit {
+                return StepResult(verdict: .fail, measurements: readingMeasurements(condition, values),
+                                  message: "not reached within \(timeout.source): \(condition.source)\(readings)")
+            }
+            try await clock.sleep(until: min(clock.now() + interval, start + limit))
+        }
+    }
+
+    func sample(_ step: Step, points: [String], every: Expression, for total: Expression,
+                measurements: [SeriesMeasurement]) async throws -> StepResult {
+        let environment = try await values(for: [])
+        let interval = try duration(every, environment)
+        let length = try duration(total, environment)
+        guard interval > .zero else { throw StationError(description: "sample interval must be above zero") }
+        let count = Int((length.seconds / interval.seconds + 1e-9).rounded(.down)) + 1
+        var times: [Double] = []
+        var columns = [[Double]](repeating: [], count: points.count)
+        var units = [PhysicalUnit?](repeating: nil, count: points.count)
+        let start = clock.now()
+        let fileName = "series-\(step.group.rawValue)-\(step.number).csv"
+        func seriesRecord() -> SeriesRecord {
+            SeriesRecord(file: fileName, points: points, units: units.map { $0?.symbol ?? "" }, samples: times.count,
+                         intervalSeconds: interval.seconds)
+        }
+        do {
+            for index in 0..<count {
+                try await clock.sleep(until: start + interval * index)
+                let read = try await bus.read(points)
+                let elapsed = (clock.now() - start).seconds
+                var row: [Double] = []
+                for (column, point) in points.enumerated() {
+                    switch read[point] {
+                    case let .quantity(quantity)?:
+                        let unit = units[column] ?? quantity.unit
+                        units[column] = unit
+                        row.append((try? quantity.converted(to: unit).value) ?? .nan)
+                    case let .number(number)?:
+                        row.append(number)
+                    default:
+                        row.append(.nan)
+                    }
+                }
+                times.append(elapsed)
+                for (column, value) in row.enumerated() { columns[column].append(value) }
+                emit(.sample(step, index: index, elapsed: elapsed, values: row, units: units.map { $0?.symbol ?? "" }))
+                let latest = zip(points, row).map { "\($0) = \(Quantity.format($1))" }.joined(separator: ", ")
+                emit(.progress(step, elapsed: elapsed, total: length.seconds, detail: latest))
+            }
+        } catch {
+            // Keep what was sampled: the CSV beside the journal shows the series up to the interruption.
+            try? writeSeries(fileName, points: points, units: units, times: times, columns: columns)
+            throw error
+        }
+        try writeSeries(fileName, points: points, units: units, times: times, columns: columns)
+        var results: [MeasurementRecord] = []
+        var verdict = Verdict.pass
+        for measurement in measurements {
+            guard let column = points.firstIndex(of: measurement.point) else { continue }
+            let statistic = Self.statistic(measurement.statistic, times: times, values: columns[column])
+            let value: Value
+            if let unit = units[column] {
+                let statisticUnit = measurement.statistic == .slope ? (unit.per(.minute) ?? unit) : unit
+                value = .quantity(Quantity(statistic, statisticUnit))
+            } else {
+                value = .number(statistic)
+            }
+            let isInterval = [.delta, .drop, .slope].contains(measurement.statistic)
+            let judged = try judge(name: measurement.name, value, unit: measurement.unit, limits: measurement.limits,
+                                   isInterval: isInterval, values: environment)
+            verdict = Verdict.worst(verdict, judged.verdict)
+            results.append(judged)
+        }
+        return StepResult(verdict: verdict, measurements: results,
+                          message: "\(times.count) samples over \(Quantity.format(length.seconds)) s",
+                          series: folder == nil ? nil : seriesRecord())
+    }
+
+    func writeSeries(_ name: String, points: [String], units: [PhysicalUnit?], times: [Double], columns: [[Double]]) throws {
+        guard let folder else { return }
+        var csv = "t_s," + zip(points, units).map { point, unit in "\(point) [\(unit?.symbol ?? "1")]" }
+            .joined(separator: ",") + "\n"
+        for (row, time) in times.enumerated() {
+            csv += Quantity.format(time)
+            for column in columns { csv += "," + Quantity.format(column[row]) }
+            csv += "\n"
+        }
+        try folder.writeAtomically(name, Data(csv.utf8))
+    }
+
+    /// A statistic of a series; times in seconds, slope per minute.
+    public static func statistic(_ statistic: SeriesStatistic, times: [Double], values: [Double]) -> Double {
+        guard let first = values.first, let last = values.last else { return .nan }
+        switch statistic {
+        case .first: return first
+        case .last: return last
+        case .min: return values.min() ?? .nan
+        case .max: return values.max() ?? .nan
+        case .mean: return values.reduce(0, +) / Double(values.count)
+        case .delta: return last - first
+        case .drop: return first - last
+        case .slope:
+            guard values.count >= 2 else { return .nan }
+            let minutes = times.map { $0 / 60 }
+            let meanT = minutes.reduce(0, +) / Double(minutes.count)
+            let meanV = values.reduce(0, +) / Double(values.count)
+            var numerator = 0.0, denominator = 0.0
+            for (t, v) in zip(minutes, values) {
+                numerator += (t - meanT) * (v - meanV)
+                denominator += (t - meanT) * (t - meanT)
+            }
+            return denominator == 0 ? .nan : numerator / denominator
+        }
+    }
+}

@@ -1,0 +1,240 @@
+import AcceptanceCore
+import Foundation
+import Synchronization
+
+/// Terminal styling, off when piped, with `NO_COLOR`, or on a dumb terminal.
+public struct ConsoleStyle: Sendable {
+    public var color: Bool
+    /// Whether a live status line can be redrawn in place.
+    public var live: Bool
+
+    public init(color: Bool, live: Bool) {
+        self.color = color
+        self.live = live
+    }
+
+    public static func detect() -> ConsoleStyle {
+        let environment = ProcessInfo.processInfo.environment
+        let tty = isatty(STDOUT_FILENO) == 1 && environment["TERM"] != "dumb"
+        return ConsoleStyle(color: tty && environment["NO_COLOR"] == nil, live: tty)
+    }
+
+    public static let plain = ConsoleStyle(color: false, live: false)
+
+    func paint(_ text: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
+    func bold(_ text: String) -> String { paint(text, "1") }
+    func dim(_ text: String) -> String { paint(text, "2") }
+
+    func verdict(_ verdict: Verdict) -> String {
+        let label = verdict.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)
+        switch verdict {
+        case .pass: return paint(label, "1;32")
+        case .fail: return paint(label, "1;31")
+        case .error: return paint(label, "1;33")
+        case .aborted: return paint(label, "1;35")
+        case .skipped: return dim(label)
+        }
+    }
+}
+
+/// Writes text straight to a file descriptor (no stdio buffering shared between threads).
+public struct ConsoleOutput: Sendable {
+    public let descriptor: Int32
+    public static let standardOutput = ConsoleOutput(descriptor: STDOUT_FILENO)
+    public static let standardError = ConsoleOutput(descriptor: STDERR_FILENO)
+
+    public func write(_ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { Foundation.write(descriptor, $0.baseAddress.map { $0 + offset }, $0.count - offset) }
+            if written <= 0 {
+                if written < 0, errno == EINTR { continue }
+                return
+            }
+            offset += written
+        }
+    }
+}
+
+/// Shows a run as it goes: one line per finished step, a live line while waiting or sampling, a verdict that
+/// cannot be misread.
+public final class ConsoleReporter: RunObserver {
+    let style: ConsoleStyle
+    let output: ConsoleOutput
+    let clock: any RunClock
+    let header: Header
+
+    public struct Header: Sendable {
+        public var scenario: String?
+        public var simulated: Bool
+        public var timeScale: Double?
+        public var folder: String?
+
+        public init(scenario: String?, simulated: Bool, timeScale: Double?, folder: String?) {
+            self.scenario = scenario
+            self.simulated = simulated
+            self.timeScale = timeScale
+            self.folder = folder
+        }
+    }
+
+    struct State {
+        var lastLive: ContinuousClock.Instant?
+        var liveShown = false
+    }
+
+    private let state = Mutex(State())
+
+    public init(style: ConsoleStyle, output: ConsoleOutput = .standardOutput, clock: any RunClock, header: Header) {
+        self.style = style
+        self.output = output
+        self.clock = clock
+        self.header = header
+    }
+
+    func print(_ line: String) {
+        let clear = state.withLock { state -> Bool in
+            defer { state.liveShown = false }
+            return state.liveShown
+        }
+        output.write((clear ? "\r\u{1B}[2K" : "") + line + "\n")
+    }
+
+    func clockStamp() -> String {
+        let text = Timestamp.string(clock.date(at: clock.now()))
+        return String(text.dropFirst(11).prefix(8))
+    }
+
+    public func handle(_ event: RunEvent) {
+        switch event {
+        case let .runStarted(record):
+            print(style.bold("━━ \(record.procedure.id) \(record.procedure.version) · \(record.procedure.title)"))
+            print("   rack profile \(record.rackProfile) · station \(record.station)"
+                + (record.operator.map { " · operator \($0)" } ?? ""))
+            if header.simulated {
+                let pace = header.timeScale.map { "\(Quantity.format($0))× real time" } ?? "as fast as the steps allow"
+                print("   " + style.paint("SIMULATED rack", "1;36") + " (scenario '\(header.scenario ?? "nominal")') · "
+                    + "simulated clock, \(pace); times shown are simulated")
+            }
+            print("   run \(record.runID)" + (header.folder.map { " · journal \($0)/journal.jsonl" } ?? ""))
+        case let .groupStarted(group, count):
+            if group != .cleanup { print("\n" + style.bold(group.rawValue.uppercased()) + style.dim("  \(count) steps")) }
+        case let .cleanupStarted(reason):
+            print("\n" + style.bold("CLEANUP") + style.dim("  (\(reason)) returning the rack to its safe state"))
+        case .stepStarted, .sample:
+            break
+        case let .progress(step, elapsed, total, detail):
+            guard style.live else { return }
+            let now = ContinuousClock.now
+            let due = state.withLock { state -> Bool in
+                if let last = state.lastLive, now - last < .milliseconds(100), elapsed < total { return false }
+                state.lastLive = now
+                state.liveShown = true
+                return true
+            }
+            guard due else { return }
+            let line = "  ⋯      \(step.name)  \(Self.clockText(elapsed)) / \(Self.clockText(total))  \(detail)"
+            output.write("\r\u{1B}[2K" + style.dim(String(line.prefix(160))))
+        case let .stepFinished(step, record):
+            printStep(step, record)
+        case let .notice(text):
+            print(style.paint("  ! \(text)", "1;33"))
+        case let .runFinished(record):
+            printVerdict(record)
+        }
+    }
+
+    func printStep(_ step: Step, _ record: StepRecord) {
+        let name = record.name.count > 42 ? String(record.name.prefix(41)) + "…" : record.name
+        let paddedName = name.padding(toLength: 42, withPad: " ", startingAt: 0)
+        var lines: [String] = []
+        let shown = record.measurements
+        var summary = ""
+        if let error = record.error {
+            summary = style.paint(error, "33")
+        } else if !shown.isEmpty, record.verdict != .skipped {
+            let first = shown[0]
+            summary = measurementText(first, single: shown.count == 1 && step.kind.keyword == "measure")
+            for measurement in shown.dropFirst() {
+                lines.append(String(repeating: " ", count: 62) + measurementText(measurement, single: false))
+            }
+            if record.verdict == .fail, let message = record.message, !message.isEmpty, step.kind.keyword != "sample" {
+                lines.append(String(repeating: " ", count: 62) + style.paint(message, "31"))
+            } else if step.kind.keyword == "sample", let message = record.message {
+                lines.append(String(repeating: " ", count: 62) + style.dim(message))
+            }
+        } else if let message = record.message {
+            summary = record.verdict == .pass || record.verdict == .skipped ? style.dim(message) : style.paint(message, "31")
+        }
+        print("  \(style.dim(clockStamp()))  \(style.verdict(record.verdict)) \(paddedName) \(summary)")
+        for line in lines { print(line) }
+    }
+
+    func measurementText(_ measurement: MeasurementRecord, single: Bool) -> String {
+        var text = single ? measurement.displayValue : "\(measurement.name) = \(measurement.displayValue)"
+        if let limits = measurement.displayLimits {
+            text += style.dim("  limit \(limits)")
+            if measurement.verdict == .fail { text = style.paint(text + "  ✗ out of limits", "31") }
+        }
+        return text
+    }
+
+    static func clockText(_ seconds: Double) -> String {
+        let total = Int(seconds.rounded(.down))
+        return total >= 3600
+            ? String(format: "%d:%02d:%02d", total / 3600, (total / 60) % 60, total % 60)
+            : String(format: "%02d:%02d", total / 60, total % 60)
+    }
+
+    static func durationText(_ seconds: Double) -> String {
+        if seconds < 60 { return "\(Quantity.format((seconds * 100).rounded() / 100)) s" }
+        let total = Int(seconds.rounded())
+        if total < 3600 { return "\(total / 60) min \(total % 60) s" }
+        return "\(total / 3600) h \((total / 60) % 60) min"
+    }
+
+    func printVerdict(_ record: RunRecord) {
+        let rule = style.bold(String(repeating: "═", count: 72))
+        print("")
+        print(rule)
+        let big = switch record.verdict {
+        case .pass: style.paint(" PASS ", "1;30;42")
+        case .fail: style.paint(" FAIL ", "1;37;41")
+        case .error: style.paint(" ERROR ", "1;30;43")
+        case .aborted: style.paint(" ABORTED ", "1;37;45")
+        case .skipped: record.verdict.rawValue
+        }
+        let meaning = switch record.verdict {
+        case .pass: "the rack met every limit"
+        case .fail: "the rack FAILED a limit"
+        case .error: "the station could not complete the test; this is not a verdict on the rack: fix and retest"
+        case .aborted: "the run was stopped before it finished; retest"
+        case .skipped: ""
+        }
+        print("  VERDICT: \(big)  \(meaning)")
+        print("  \(record.procedure.id) \(record.procedure.version) · rack \(record.rackSerial ?? "(no serial)")")
+        if let message = record.message, record.verdict != .pass { print("  " + message) }
+        let judged = record.steps.flatMap(\.measurements).filter { $0.displayLimits != nil }
+        for measurement in judged where record.verdict == .pass || measurement.verdict == .fail {
+            print("  \(measurement.verdict == .pass ? "✓" : "✗") \(measurement.name): \(measurement.displayValue) "
+                + "(limit \(measurement.displayLimits ?? ""))")
+        }
+        if record.clock.kind == .simulated {
+            print("  Simulated \(Self.durationText(record.clock.elapsedSeconds)) of rack time in "
+                + "\(Self.durationText(record.clock.wallSeconds)) of wall time (simulated clock).")
+        } else {
+            print("  Took \(Self.durationText(record.clock.elapsedSeconds)).")
+        }
+        let cleanupSteps = record.steps(in: .cleanup)
+        if cleanupSteps.allSatisfy({ $0.verdict == .skipped }) && !cleanupSteps.isEmpty {
+            print("  Cleanup not needed: nothing was actuated.")
+        } else if record.cleanupCompleted {
+            print("  Cleanup completed: the rack was returned to its safe state.")
+        } else {
+            print(style.paint("  CLEANUP DID NOT COMPLETE: the rack may NOT be in a safe state. Check it by hand.", "1;31"))
+        }
+        if let folder = header.folder { print("  Record: \(folder)/record.json") }
+        print(rule)
+    }
+}

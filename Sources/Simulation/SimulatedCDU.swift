@@ -1,0 +1,238 @@
+import AcceptanceCore
+import Synchronization
+
+/// A simulated CDU answering Modbus requests from an in-memory register image.
+///
+/// The register layout is not hard-coded: the device profile maps the model's standard points onto registers with
+/// the same `PointCodec` the clients use, so any vendor's profile can be simulated. Physics advance lazily to the
+/// shared clock's reading on every request, and scheduled faults fire at their simulated times.
+public final class SimulatedCDU: ModbusClient {
+    public let name: String
+    public let profile: DeviceProfile
+    public let clock: any RunClock
+    /// How long a silent device keeps a client waiting before the client gives up.
+    public let responseTimeout: Duration
+
+    struct State {
+        var model: CDUModel
+        var lastUpdate = Duration.zero
+        var faults: [ScheduledFault]
+        var isSilent = false
+        var transactions = 0
+    }
+
+    private let state: Mutex<State>
+    /// For each table and address: the point there and the register's position within the point.
+    private let layout: [ModbusTable: [UInt16: (point: Int, offset: Int)]]
+
+    public init(name: String, profile: DeviceProfile, scenario: Scenario, clock: any RunClock,
+                responseTimeout: Duration = .seconds(1)) {
+        self.name = name
+        self.profile = profile
+        self.clock = clock
+        self.responseTimeout = responseTimeout
+        state = Mutex(State(model: CDUModel(settings: scenario.cdu),
+                            faults: scenario.faults.filter { $0.device == name }))
+        var layout: [ModbusTable: [UInt16: (point: Int, offset: Int)]] = [:]
+        for (index, point) in profile.points.enumerated() {
+            for offset in 0..<point.registerCount {
+                let address = Int(point.address) + offset
+                guard address <= Int(UInt16.max) else { continue }
+                layout[point.table, default: [:]][UInt16(address)] = (index, offset)
+            }
+        }
+        self.layout = layout
+    }
+
+    public var endpoint: String { "simulated \(name), unit 1" }
+
+    /// Profile points the model cannot simulate (reads of them answer "illegal data address").
+    public var unsimulatedPoints: [String] {
+        var model = state.withLock { $0.model }
+        return profile.points.filter { model.reading($0.name) == nil }.map(\.name)
+    }
+
+    /// The model as it is now (advanced to the clock), for tests and the console.
+    public func snapshot() -> CDUModel {
+        state.withLock { state in
+            advance(&state)
+            return state.model
+        }
+    }
+
+    /// Number of Modbus transactions served.
+    public var transactionCount: Int { state.withLock { $0.transactions } }
+
+    private func advance(_ state: inout State) {
+        let now = clock.now()
+        while let fault = state.faults.first, Duration.seconds(fault.at) <= now {
+            state.faults.removeFirst()
+            integrate(&state, to: .seconds(fault.at))
+            apply(fault, to: &state)
+        }
+        integrate(&state, to: now)
+    }
+
+    private func integrate(_ state: inout State, to time: Duration) {
+        let seconds = (time - state.lastUpdate).seconds
+        if seconds > 0 {
+            state.model.advance(by: seconds)
+            state.lastUpdate = time
+        }
+    }
+
+    private func apply(_ fault: ScheduledFault, to state: inout State) {
+        switch fault.kind {
+        case .silent: state.isSilent = true
+        case .recover: state.isSilent = false
+        case let .leak(rate): state.model.settings.leakRate = rate
+        case .leakSensor: state.model.leakDetected = true
+        case let .pumpFailure(health):
+            // The alarm follows once the controller notices the pump is not building pressure.
+            state.model.settings.pumpHealth = health
+        }
+    }
+
+    /// Runs one transaction: advances the physics, then answers, or times out if the device is silent.
+    private func transact<T>(_ function: ModbusFunction, _ address: UInt16, _ count: Int,
+                             _ body: (inout State) throws(ModbusError) -> T) async throws(ModbusError) -> T {
+        let silent = state.withLock { state -> Bool in
+            advance(&state)
+            return state.isSilent
+        }
+        if silent {
+            // A silent device costs the client its whole response timeout.
+            do { try await clock.sleep(for: responseTimeout) } catch {
+                throw self.error(.cancelled, function, address, count)
+            }
+            throw error(.timeout, function, address, count)
+        }
+        return try state.withLock { state throws(ModbusError) -> T in
+            state.transactions += 1
+            return try body(&state)
+        }
+    }
+
+    private func error(_ kind: ModbusError.Kind, _ function: ModbusFunction, _ address: UInt16, _ count: Int) -> ModbusError {
+        ModbusError(kind, function: function, address: address, count: count, endpoint: endpoint)
+    }
+
+    private func registers(_ table: ModbusTable, _ address: UInt16, _ count: Int, _ state: inout State)
+        throws(ModbusError) -> [UInt16] {
+        let function = ModbusFunction.read(table)
+        let limit = table.isBitTable ? 2000 : 125
+        guard (1...limit).contains(count), Int(address) + count <= 65536 else {
+            throw error(.exception(.illegalDataValue), function, address, count)
+        }
+        var result: [UInt16] = []
+        result.reserveCapacity(count)
+        var encoded: [Int: [UInt16]] = [:]
+        for offset in 0..<count {
+            guard let (pointIndex, position) = layout[table]?[address + UInt16(offset)] else {
+                throw error(.exception(.illegalDataAddress), function, address, count)
+            }
+            if encoded[pointIndex] == nil {
+                let point = profile.points[pointIndex]
+                guard let value = state.model.reading(point.name), let registers = try? PointCodec.encode(value, for: point)
+                else { throw error(.exception(.illegalDataAddress), function, address, count) }
+                encoded[pointIndex] = registers
+            }
+            result.append(encoded[pointIndex]?[position] ?? 0)
+        }
+        return result
+    }
+
+    private func write(_ table: ModbusTable, _ address: UInt16, _ values: [UInt16], _ state: inout State)
+        throws(ModbusError) {
+        let function: ModbusFunction = table == .coil
+            ? (values.count == 1 ? .writeSingleCoil : .writeMultipleCoils)
+            : (values.count == 1 ? .writeSingleRegister : .writeMultipleRegisters)
+        var offset = 0
+        while offset < values.count {
+            guard let (pointIndex, position) = layout[table]?[address + UInt16(offset)], position == 0 else {
+                throw error(.exception(.illegalDataAddress), function, address, values.count)
+            }
+            let point = profile.points[pointIndex]
+            guard offset + point.registerCount <= values.count, point.access == .readWrite else {
+                throw error(.exception(.illegalDataAddress), function, address, values.count)
+            }
+            do {
+                let value = try PointCodec.decode(values[offset..<(offset + point.registerCount)], for: point)
+                try state.model.command(point.name, value)
+            } catch {
+                throw self.error(.exception(.illegalDataValue), function, address, values.count)
+            }
+            offset += point.registerCount
+        }
+    }
+
+    public func readCoils(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [Bool] {
+        try await transact(.readCoils, address, count) { state throws(ModbusError) in
+            try registers(.coil, address, count, &state).map { $0 != 0 }
+        }
+    }
+
+    public func readDiscreteInputs(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [Bool] {
+        try await transact(.readDiscreteInputs, address, count) { state throws(ModbusError) in
+            try registers(.discreteInput, address, count, &state).map { $0 != 0 }
+        }
+    }
+
+    public func readHoldingRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16] {
+        try await transact(.readHoldingRegisters, address, count) { state throws(ModbusError) in
+            try registers(.holdingRegister, address, count, &state)
+        }
+    }
+
+    public func readInputRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16] {
+        try await transact(.readInputRegisters, address, count) { state throws(ModbusError) in
+            try registers(.inputRegister, address, count, &state)
+        }
+    }
+
+    public func writeCoils(startingAt address: UInt16, values: [Bool]) async throws(ModbusError) {
+        try await transact(.writeMultipleCoils, address, values.count) { state throws(ModbusError) in
+            try write(.coil, address, values.map { $0 ? 1 : 0 }, &state)
+        }
+    }
+
+    public func writeRegisters(startingAt address: UInt16, values: [UInt16]) async throws(ModbusError) {
+        try await transact(.writeMultipleRegisters, address, values.count) { state throws(ModbusError) in
+            try write(.holdingRegister, address, values, &state)
+        }
+    }
+}
+
+/// The built-in simulated rack: a simulated device for each instance of a rack profile, on one shared clock.
+public struct SimulatedRack: Sendable {
+    public let bus: DeviceBus
+    public let cdus: [String: SimulatedCDU]
+    public let scenario: Scenario
+
+    public struct UnsupportedDevice: Error, Sendable, CustomStringConvertible {
+        public var device: String
+        public var kind: String
+        public var description: String {
+            "no simulator for device '\(device)' of kind '\(kind.isEmpty ? "(none)" : kind)'; simulated kinds: cdu"
+        }
+    }
+
+    public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock) throws(UnsupportedDevice) {
+        var devices: [String: any PointDevice] = [:]
+        var cdus: [String: SimulatedCDU] = [:]
+        for instance in configuration.rack.devices {
+            guard let profile = configuration.profiles[instance.model] else { continue }
+            switch profile.kind {
+            case "cdu":
+                let cdu = SimulatedCDU(name: instance.name, profile: profile, scenario: scenario, clock: clock)
+                cdus[instance.name] = cdu
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: cdu)
+            default:
+                throw UnsupportedDevice(device: instance.name, kind: profile.kind)
+            }
+        }
+        bus = DeviceBus(configuration: configuration, devices: devices)
+        self.cdus = cdus
+        self.scenario = scenario
+    }
+}

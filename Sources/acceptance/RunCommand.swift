@@ -1,0 +1,102 @@
+import AcceptanceCore
+import ArgumentParser
+import Foundation
+import Harness
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a procedure (on the built-in simulated rack).",
+        discussion: """
+            Examples:
+              acceptance run leak-test
+              acceptance run leak-test --param hold=2min --scenario loop-leak
+              acceptance run leak-test --rack-serial NVL72-000123 --operator "J. Smith"
+            Exit codes: 0 PASS, 1 FAIL, 2 ERROR, 3 ABORTED.
+            """
+    )
+
+    @Argument(help: "Procedure id (a file in the procedures folder) or path to a procedure file.")
+    var procedure: String
+
+    @OptionGroup var workspace: WorkspaceOptions
+
+    @Option(name: .customLong("param"), help: ArgumentHelp("Override a parameter, with its unit.", valueName: "name=value"))
+    var parameters: [String] = []
+
+    @Option(name: .customLong("input"), help: ArgumentHelp("Answer a prompt that asks for a value.", valueName: "name=value"))
+    var inputs: [String] = []
+
+    @Option(help: "Rack serial number (same as --input rack_serial=...).")
+    var rackSerial: String?
+
+    @Option(name: .customLong("operator"), help: "Operator name for the record.")
+    var operatorName: String?
+
+    @Flag(name: .shortAndLong, help: "Confirm every prompt automatically (the record says so).")
+    var yes = false
+
+    @Option(help: "Simulation scenario from Fixtures/scenarios.")
+    var scenario = "nominal"
+
+    @Option(help: "Pace simulated time at this many simulated seconds per wall second (default: as fast as possible).")
+    var timeScale: Double?
+
+    @Option(help: "Folder for run records.")
+    var reportDir = "reports"
+
+    func validate() throws {
+        for pair in parameters + inputs where !pair.contains("=") {
+            throw ValidationError("'\(pair)' must be name=value")
+        }
+        if let timeScale, !(timeScale > 0) { throw ValidationError("--time-scale must be above zero") }
+    }
+
+    static func pairs(_ list: [String]) -> [String: String] {
+        var result: [String: String] = [:]
+        for pair in list {
+            guard let equals = pair.firstIndex(of: "=") else { continue }
+            result[String(pair[..<equals]).trimmingCharacters(in: .whitespaces)] = String(pair[pair.index(after: equals)...])
+        }
+        return result
+    }
+
+    func run() async throws {
+        var request = RunRequest(procedure: procedure,
+                                 workspace: Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures))
+        request.parameters = Self.pairs(parameters)
+        request.inputs = Self.pairs(inputs)
+        if let rackSerial { request.inputs["rack_serial"] = rackSerial }
+        request.operatorName = operatorName ?? ProcessInfo.processInfo.environment["USER"]
+        request.scenario = scenario
+        request.timeScale = timeScale
+        request.reportsDirectory = reportDir
+
+        let prepared: PreparedRun
+        do {
+            prepared = try PreparedRun.prepare(request)
+        } catch {
+            switch error {
+            case .procedureNotFound, .parameter, .input:
+                throw ValidationError(error.description)
+            default:
+                ConsoleOutput.standardError.write("error: \(error)\n")
+                throw ExitCode(Verdict.error.exitCode)
+            }
+        }
+        for warning in prepared.warnings { ConsoleOutput.standardError.write("\(warning)\n") }
+
+        let style = ConsoleStyle.detect()
+        let stop = StopController()
+        let trap = SignalTrap(stop: stop, style: style)
+        let interactive = !yes && isatty(STDIN_FILENO) == 1
+        let console: any OperatorConsole = interactive ? TerminalOperator(style: style) : AutomaticOperator()
+        let reporter = ConsoleReporter(
+            style: style, clock: prepared.clock,
+            header: .init(scenario: prepared.settings.scenario, simulated: true, timeScale: request.timeScale,
+                          folder: prepared.folder?.path))
+        let record = await prepared.run(console: console, observer: reporter, stop: stop)
+        withExtendedLifetime(trap) {}
+        throw ExitCode(record.verdict.exitCode)
+    }
+}

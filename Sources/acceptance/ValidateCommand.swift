@@ -1,0 +1,41 @@
+import AcceptanceCore
+import ArgumentParser
+import Harness
+
+struct ValidateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check procedure files against the rack and device profiles.",
+        discussion: """
+            Reports every problem in every file as file:line:column, with the line and a caret: YAML syntax, \
+            unknown keys and points, writes to read-only points, unit mismatches (kPa against °C), limits with \
+            low above high, parameters without units. Exits 1 if any file has an error.
+            """
+    )
+
+    @Argument(help: "Procedure files (default: every file in the procedures folder).")
+    var files: [String] = []
+
+    @OptionGroup var workspace: WorkspaceOptions
+
+    func run() throws {
+        let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
+        let paths = files.isEmpty ? location.procedureFiles() : files
+        guard !paths.isEmpty else { throw ValidationError("no procedure files in \(location.procedures)") }
+        let loader = ProcedureLoader(fixtures: location.fixtures)
+        var failed = 0
+        for path in paths {
+            let result = loader.check(path: path)
+            for diagnostic in result.diagnostics { ConsoleOutput.standardError.write("\(diagnostic)\n") }
+            let errors = result.diagnostics.filter { $0.severity == .error }.count
+            if result.hasErrors {
+                failed += 1
+                ConsoleOutput.standardOutput.write("\(path): \(max(errors, 1)) error\(errors == 1 ? "" : "s")\n")
+            } else if let procedure = result.procedure {
+                let steps = procedure.allSteps.count
+                ConsoleOutput.standardOutput.write("\(path): OK (\(procedure.id) \(procedure.version), \(steps) steps)\n")
+            }
+        }
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
