@@ -36,9 +36,12 @@ public struct YAMLSource {
                     : YAMLSource(path: path, text: text, root: nil, recoveredRoot: tree)
             } catch {
                 attempt += 1
-                let (message, mark) = describe(error)
-                let line = mark?.line ?? 1
-                sink.error("YAML syntax: \(message)", line: line, column: mark?.column ?? 1)
+                let (message, mark, origin) = describe(error)
+                // An unclosed bracket or quote is reported where the parser gave up, often many lines later;
+                // point at where the construct began, which is where the slip is.
+                let blamed = origin ?? mark
+                let line = blamed?.line ?? 1
+                sink.error("YAML syntax: \(message)", line: line, column: blamed?.column ?? 1)
                 guard line >= 1, line <= lines.count, line != previousLine else { break }
                 previousLine = line
                 // Blank the offending line (or, if it is already blank, the last non-blank line before it).
@@ -63,19 +66,22 @@ public struct YAMLSource {
     /// The tree to check: the real one, or the recovered one after syntax errors.
     public var treeForChecking: Node? { root ?? recoveredRoot }
 
-    static func describe(_ error: any Error) -> (String, Mark?) {
-        guard let yamlError = error as? YamlError else { return ("\(error)", nil) }
+    /// The message, where the parser stopped, and where the construct it was reading began (if earlier).
+    static func describe(_ error: any Error) -> (String, Mark?, Mark?) {
+        guard let yamlError = error as? YamlError else { return ("\(error)", nil, nil) }
         switch yamlError {
         case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _),
             let .composer(context, problem, mark, _):
-            if let context { return ("\(problem) (\(context.text) at line \(context.mark.line))", mark) }
-            return (problem, mark)
+            if let context, context.mark.line < mark.line {
+                return ("\(problem) \(context.text) that starts here", mark, context.mark)
+            }
+            return (problem, mark, nil)
         case let .reader(problem, _, _, _):
-            return (problem, nil)
+            return (problem, nil, nil)
         case let .duplicatedKeysInMapping(duplicates, context):
-            return ("duplicate key \(duplicates.joined(separator: ", "))", context.mark)
+            return ("duplicate key \(duplicates.joined(separator: ", "))", context.mark, nil)
         default:
-            return ("\(yamlError)", nil)
+            return ("\(yamlError)", nil, nil)
         }
     }
 }
