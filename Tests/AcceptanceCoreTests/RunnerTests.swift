@@ -1,0 +1,292 @@
+import Foundation
+import Testing
+@testable import AcceptanceCore
+
+@Suite("Runner verdicts and cleanup")
+struct RunnerTests {
+    let bench: TestBench
+
+    init() throws { bench = try TestBench() }
+
+    static let procedure = ProcedureLoaderTests.header + """
+        parameters:
+          target: 100 kPa
+        setup:
+          - prompt: Seat the quick-disconnects, press Enter.
+        main:
+          - set: dev.valve
+            value: closed
+          - wait: 5 min
+          - check: dev.pressure >= target
+            name: Pressure reached
+          - measure: dev.temperature
+            limits: {low: 10 °C, high: 40 °C}
+        cleanup:
+          - set: dev.valve
+            value: open
+            name: Reopen valve
+          - check: dev.valve == open
+            name: Valve open
+        """
+
+    func makeRunner(_ yaml: String = RunnerTests.procedure, values: [String: Value]? = nil,
+                    clock: (any RunClock)? = nil, console: any OperatorConsole = AutomaticOperator(),
+                    observer: any RunObserver = SilentObserver(), inputs: [String: String] = [:],
+                    folder: RunFolder? = nil, stop: StopController = StopController(),
+                    configure: (FakeDevice) -> Void = { _ in }) throws -> (Runner, FakeDevice) {
+        let (procedure, configuration) = try bench.load(yaml)
+        let clock = clock ?? SimulationClock(originDate: Date(timeIntervalSince1970: 1_800_000_000))
+        let device = FakeDevice(clock: clock, values: values ?? [
+            "pressure": .quantity(Quantity(120, .kilopascal)), "temperature": .quantity(Quantity(25, .celsius)),
+            "valve": .text("open"), "alarm": .bool(false), "mode": .text("auto"),
+        ])
+        configure(device)
+        let settings = RunSettings(runID: "test-run", procedure: procedure,
+                                   parameters: try procedure.resolveParameters([:]), inputs: inputs, station: "test")
+        let runner = Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
+                            clock: clock, console: console, observer: observer, folder: folder, stop: stop)
+        return (runner, device)
+    }
+
+    func verdicts(_ record: RunRecord, _ group: StepGroup) -> [Verdict] { record.steps(in: group).map(\.verdict) }
+
+    @Test func passesAndCleansUp() async throws {
+        let (runner, device) = try makeRunner()
+        let record = await runner.run()
+        #expect(record.verdict == .pass)
+        #expect(record.cleanupCompleted)
+        #expect(verdicts(record, .main) == [.pass, .pass, .pass, .pass])
+        #expect(verdicts(record, .cleanup) == [.pass, .pass])
+        #expect(record.steps(in: .setup).first?.confirmedBy == "auto")
+        #expect(device.writes.map(\.0) == ["valve", "valve"])
+        #expect(record.clock.elapsedSeconds == 300, "the 5 min wait ran on simulated time")
+        let temperature = try #require(record.steps(in: .main).last?.measurements.first)
+        #expect(temperature.value == 25 && temperature.unit == "°C" && temperature.low == 10 && temperature.high == 40)
+    }
+
+    @Test func failingStepSkipsTheRestOfMainButNotCleanup() async throws {
+        let (runner, _) = try makeRunner(values: ["pressure": .quantity(Quantity(80, .kilopascal)), "valve": .text("open"),
+                                                  "temperature": .quantity(Quantity(25, .celsius))])
+        let record = await runner.run()
+        #expect(record.verdict == .fail)
+        #expect(verdicts(record, .main) == [.pass, .pass, .fail, .skipped])
+        #expect(verdicts(record, .cleanup) == [.pass, .pass])
+        #expect(record.message?.contains("Pressure reached") == true)
+        #expect(record.cleanupCompleted)
+    }
+
+    @Test func limitsAreInclusiveAndConvertUnits() async throws {
+        let yaml = ProcedureLoaderTests.header + """
+            main:
+              - measure: dev.pressure
+                limits: {low: 1 bar, high: 1.2 bar}
+            """
+        for (kPa, expected) in [(100.0, Verdict.pass), (120, .pass), (99.9, .fail), (120.1, .fail)] {
+            let (runner, _) = try makeRunner(yaml, values: ["pressure": .quantity(Quantity(kPa, .kilopascal))])
+            let record = await runner.run()
+            #expect(record.verdict == expected, "\(kPa) kPa")
+            #expect(record.steps.first?.measurements.first?.low == 100)
+        }
+    }
+
+    @Test func aSilentDeviceIsAnErrorNeverAFail() async throws {
+        let (runner, _) = try makeRunner { $0.state.withLock { $0.failing = ["pressure"] } }
+        let record = await runner.run()
+        #expect(record.verdict == .error)
+        #expect(verdicts(record, .main) == [.pass, .pass, .error, .skipped])
+        let step = try #require(record.steps(in: .main).first { $0.verdict == .error })
+        #expect(step.error?.contains("device 'dev'") == true)
+        #expect(step.error?.contains("no response") == true)
+        #expect(verdicts(record, .cleanup) == [.pass, .pass], "cleanup still ran")
+    }
+
+    @Test func everyCleanupStepRunsEvenAfterOneFails() async throws {
+        let (runner, _) = try makeRunner { $0.state.withLock { $0.failingWrites = ["valve"] } }
+        let record = await runner.run()
+        // The first main step also writes the valve, so main errors; cleanup is still attempted in full.
+        #expect(verdicts(record, .cleanup).count == 2)
+        #expect(record.steps(in: .cleanup)[0].verdict == .error)
+        #expect(record.steps(in: .cleanup)[1].verdict == .pass)
+        #expect(!record.cleanupCompleted)
+        #expect(record.verdict == .error)
+    }
+
+    @Test func aCleanupProblemAfterAPassIsNotAPass() async throws {
+        let yaml = ProcedureLoaderTests.header + """
+            main:
+              - check: dev.pressure > 1 kPa
+            cleanup:
+              - check: dev.valve == closed
+                name: Valve shut
+            """
+        let (runner, _) = try makeRunner(yaml)
+        let record = await runner.run()
+        #expect(record.verdict == .fail)
+        #expect(record.message?.contains("cleanup did not complete") == true)
+        #expect(!record.cleanupCompleted)
+    }
+
+    @Test func stopDuringAWaitAbortsAndStillCleansUp() async throws {
+        let stop = StopController()
+        let dispositions = Mutex<[StopController.Disposition]>([])
+        let observer = RecordingObserver(onStepStarted: { step in
+            if case .wait = step.kind { dispositions.withLock { $0.append(stop.requestStop(.interrupt)) } }
+        }, onCleanup: {
+            // A second Ctrl-C during cleanup is refused.
+            dispositions.withLock { $0.append(stop.requestStop(.interrupt)) }
+        })
+        let (runner, device) = try makeRunner(clock: StuckClock(), observer: observer, stop: stop)
+        let record = await runner.run()
+        #expect(record.verdict == .aborted)
+        #expect(record.verdict.exitCode == 3)
+        #expect(verdicts(record, .main) == [.pass, .aborted, .skipped, .skipped])
+        #expect(verdicts(record, .cleanup) == [.pass, .pass])
+        #expect(dispositions.withLock { $0 } == [.stopping, .cleanupRunning])
+        #expect(device.writes.last?.1 == .text("open"), "cleanup reopened the valve")
+        #expect(record.message?.contains("SIGINT") == true)
+    }
+
+    @Test func operatorDecliningAPromptAborts() async throws {
+        let (runner, device) = try makeRunner(console: ScriptedOperator(declines: true))
+        let record = await runner.run()
+        #expect(record.verdict == .aborted)
+        #expect(verdicts(record, .setup) == [.aborted])
+        #expect(verdicts(record, .main) == [.skipped, .skipped, .skipped, .skipped])
+        #expect(device.writes.map(\.0) == ["valve"], "only cleanup wrote")
+    }
+
+    static let serialProcedure = ProcedureLoaderTests.header + """
+        setup:
+          - prompt: Scan the rack serial
+            input: rack_serial
+            pattern: 'SN[0-9]{4}'
+        main:
+          - set: dev.valve
+            value: closed
+        cleanup:
+          - set: dev.valve
+            value: open
+        """
+
+    @Test func aValueNobodyCanGiveIsAnErrorBeforeAnythingMoves() async throws {
+        let (runner, device) = try makeRunner(Self.serialProcedure)
+        let record = await runner.run()
+        #expect(record.verdict == .error)
+        #expect(record.message?.contains("--input rack_serial=") == true)
+        #expect(device.writes.isEmpty, "nothing was actuated, not even cleanup")
+        #expect(record.steps.allSatisfy { $0.verdict == .skipped })
+    }
+
+    @Test func inputsComeFromTheCommandLineOrTheOperatorAndAreChecked() async throws {
+        let (given, _) = try makeRunner(Self.serialProcedure, inputs: ["rack_serial": "SN1234"])
+        let record = await given.run()
+        #expect(record.verdict == .pass)
+        #expect(record.rackSerial == "SN1234")
+        #expect(record.steps.first?.confirmedBy == "command-line")
+
+        let (bad, device) = try makeRunner(Self.serialProcedure, inputs: ["rack_serial": "nope"])
+        let badRecord = await bad.run()
+        #expect(badRecord.verdict == .error)
+        #expect(device.writes.isEmpty)
+
+        let (asked, _) = try makeRunner(Self.serialProcedure, console: ScriptedOperator(answers: ["rack_serial": "SN4321"]))
+        let askedRecord = await asked.run()
+        #expect(askedRecord.rackSerial == "SN4321")
+        #expect(askedRecord.steps.first?.confirmedBy == "operator")
+    }
+
+    @Test func waitUntilTimesOutAsAFailOnTheSimulatedClock() async throws {
+        let yaml = ProcedureLoaderTests.header + """
+            main:
+              - wait-until: dev.pressure >= 200 kPa
+                timeout: 3 min
+                poll: 2 s
+            """
+        let clock = SimulationClock()
+        let (runner, device) = try makeRunner(yaml, clock: clock)
+        let record = await runner.run()
+        #expect(record.verdict == .fail)
+        #expect(record.steps.first?.message?.contains("not reached within 3 min") == true)
+        #expect(abs(record.clock.elapsedSeconds - 180) < 1e-6)
+        #expect(device.state.withLock { $0.reads } == 91, "a reading every 2 s from 0 s to 180 s")
+    }
+
+    @Test func waitUntilPassesWhenTheConditionComesTrue() async throws {
+        let yaml = ProcedureLoaderTests.header + """
+            main:
+              - wait-until: dev.pressure >= 200 kPa
+                timeout: 3 min
+            """
+        let (procedure, configuration) = try bench.load(yaml)
+        let simulation = SimulationClock()
+        let device = FakeDevice(clock: simulation, values: [:]) { name, seconds in
+            name == "pressure" ? .quantity(Quantity(100 + seconds, .kilopascal)) : nil
+        }
+        let settings = RunSettings(runID: "r", procedure: procedure, parameters: [:], station: "test")
+        let record = await Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
+                                  clock: simulation, console: AutomaticOperator()).run()
+        #expect(record.verdict == .pass)
+        let elapsed = try #require(record.steps.first?.measurements.first { $0.name == "time to condition" })
+        #expect(elapsed.value == 100)
+    }
+
+    @Test func samplingWritesTheJournalAsItGoesAndDerivesMeasurements() async throws {
+        let yaml = ProcedureLoaderTests.header + """
+            main:
+              - sample: [dev.pressure, dev.temperature]
+                every: 1 s
+                for: 10 min
+                measurements:
+                  - {name: decay, of: dev.pressure, statistic: drop, limits: {high: 2 kPa}}
+                  - {name: rate, of: dev.pressure, statistic: slope, limits: {low: -0.5 kPa/min}}
+                  - {name: mean temperature, of: dev.temperature, statistic: mean}
+            """
+        let reports = bench.directory + "/reports"
+        let folder = try RunFolder(reportsDirectory: reports, runID: "sampled")
+        let (procedure, configuration) = try bench.load(yaml)
+        let clock = SimulationClock()
+        // 300 kPa falling at 0.1 kPa/min: 1 kPa over 10 minutes.
+        let device = FakeDevice(clock: clock, values: ["temperature": .quantity(Quantity(25, .celsius))]) { name, seconds in
+            name == "pressure" ? .quantity(Quantity(300 - seconds / 600, .kilopascal)) : nil
+        }
+        let settings = RunSettings(runID: "sampled", procedure: procedure, parameters: [:], station: "test")
+        let record = await Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
+                                  clock: clock, console: AutomaticOperator(), folder: folder).run()
+        #expect(record.verdict == .pass)
+        let measurements = try #require(record.steps.first?.measurements)
+        #expect(abs((measurements[0].value ?? 0) - 1) < 1e-9 && measurements[0].unit == "kPa")
+        #expect(abs((measurements[1].value ?? 0) - -0.1) < 1e-9 && measurements[1].unit == "kPa/min")
+        #expect(measurements[2].value == 25)
+
+        let journal = try String(contentsOfFile: folder.file("journal.jsonl"), encoding: .utf8)
+        let lines = journal.split(separator: "\n")
+        let samples = lines.filter { $0.contains("\"event\":\"sample\"") }
+        #expect(samples.count == 601)
+        for line in lines {
+            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "valid JSON: \(line)")
+        }
+        let csv = try String(contentsOfFile: folder.file("series-main-1.csv"), encoding: .utf8)
+        #expect(csv.hasPrefix("t_s,dev.pressure [kPa],dev.temperature [°C]\n0,300,25\n1,"))
+        #expect(csv.split(separator: "\n").count == 602)
+        let recordData = try Data(contentsOf: URL(fileURLWithPath: folder.file("record.json")))
+        let decoded = try JSONDecoder().decode(RunRecord.self, from: recordData)
+        #expect(decoded.verdict == .pass)
+        #expect(decoded.steps.first?.series?.file == "series-main-1.csv")
+    }
+
+    @Test func statisticsOfASeries() {
+        let times = [0.0, 60, 120, 180]
+        let values = [10.0, 9, 8.5, 7]
+        #expect(Runner.statistic(.first, times: times, values: values) == 10)
+        #expect(Runner.statistic(.last, times: times, values: values) == 7)
+        #expect(Runner.statistic(.min, times: times, values: values) == 7)
+        #expect(Runner.statistic(.max, times: times, values: values) == 10)
+        #expect(Runner.statistic(.mean, times: times, values: values) == 8.625)
+        #expect(Runner.statistic(.delta, times: times, values: values) == -3)
+        #expect(Runner.statistic(.drop, times: times, values: values) == 3)
+        #expect(abs(Runner.statistic(.slope, times: times, values: values) - -0.95) < 1e-12)
+        #expect(Runner.statistic(.slope, times: [0], values: [1]).isNaN)
+    }
+}
+
+import Synchronization
