@@ -40,6 +40,9 @@ public struct ConsoleStyle: Sendable {
 /// Writes text straight to a file descriptor (no stdio buffering shared between threads).
 public struct ConsoleOutput: Sendable {
     public let descriptor: Int32
+
+    public init(descriptor: Int32) { self.descriptor = descriptor }
+
     public static let standardOutput = ConsoleOutput(descriptor: STDOUT_FILENO)
     public static let standardError = ConsoleOutput(descriptor: STDERR_FILENO)
 

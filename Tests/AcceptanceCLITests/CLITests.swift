@@ -1,0 +1,236 @@
+import Foundation
+import Testing
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+/// The `acceptance` binary this test target depends on, beside the test bundle.
+func binary() throws -> String {
+    var candidates: [String] = []
+    if let first = CommandLine.arguments.first {
+        let url = URL(fileURLWithPath: first).resolvingSymlinksInPath()
+        var directory = url.deletingLastPathComponent()
+        // The test bundle may be a directory (`.xctest`) or a file beside the product binaries.
+        for _ in 0..<4 {
+            candidates.append(directory.appendingPathComponent("acceptance").path)
+            directory = directory.deletingLastPathComponent()
+        }
+    }
+    candidates.append("\(repositoryRoot)/.build/debug/acceptance")
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw CLIError(message: "acceptance binary not found in \(candidates)")
+    }
+    return found
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+func temporaryDirectory() -> String {
+    let path = NSTemporaryDirectory() + "acceptance-cli-" + UUID().uuidString
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// A running `acceptance` process, its output going to files (so nothing blocks on a full pipe).
+final class Running: @unchecked Sendable {
+    // Set up once in init; `Process` is only touched from the test's task.
+    let process = Process()
+    let stdoutPath: String
+    let stderrPath: String
+
+    init(_ arguments: [String], directory: String) throws {
+        stdoutPath = directory + "/stdout.txt"
+        stderrPath = directory + "/stderr.txt"
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: try binary())
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        try process.run()
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Waits for exit, polling, up to a bound; kills the process if it overstays.
+    func wait(seconds: Double = 60) async throws -> Int32 {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning {
+            if Date() > deadline {
+                process.terminate()
+                throw CLIError(message: "process did not finish in \(seconds) s; output: \(stdout)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationStatus
+    }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+}
+
+func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let running = try Running(arguments, directory: temporaryDirectory())
+    let status = try await running.wait()
+    return (status, running.stdout, running.stderr)
+}
+
+/// Waits until a file satisfies a condition (polling, bounded).
+func waitFor(_ path: String, seconds: Double = 30, _ condition: (String) -> Bool) async throws -> String {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if let text = try? String(contentsOfFile: path, encoding: .utf8), condition(text) { return text }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw CLIError(message: "timed out waiting for \(path)")
+}
+
+/// The single run folder created under a reports directory.
+func runFolder(in reports: String) throws -> String {
+    let entries = try FileManager.default.contentsOfDirectory(atPath: reports)
+    guard entries.count == 1, let entry = entries.first else { throw CLIError(message: "run folders: \(entries)") }
+    return "\(reports)/\(entry)"
+}
+
+func sampleCount(_ journal: String) -> Int {
+    journal.split(separator: "\n").filter { $0.contains("\"event\":\"sample\"") }.count
+}
+
+@Suite("acceptance command line", .serialized)
+struct CLITests {
+    @Test func leakTestPassesWithExitZero() async throws {
+        let reports = temporaryDirectory()
+        let result = try await run(["run", "leak-test", "--report-dir", reports])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("VERDICT:  PASS"))
+        #expect(result.stdout.contains("Pressure decay over hold"))
+        #expect(result.stdout.contains("limit ≤ 2 kPa"))
+        #expect(result.stdout.contains("simulated clock"))
+        #expect(!result.stdout.contains("\u{1B}["), "no colour when piped")
+        let folder = try runFolder(in: reports)
+        #expect(FileManager.default.fileExists(atPath: "\(folder)/record.json"))
+        #expect(FileManager.default.fileExists(atPath: "\(folder)/journal.jsonl"))
+    }
+
+    @Test(arguments: [("loop-leak", Int32(1)), ("pump-failure", 1), ("cdu-silent", 2)])
+    func scenariosExitWithTheirVerdicts(scenario: String, expected: Int32) async throws {
+        let reports = temporaryDirectory()
+        let result = try await run(["run", "leak-test", "--scenario", scenario, "--report-dir", reports])
+        #expect(result.status == expected, "\(result.stdout)")
+        let record = try Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json"))
+        let object = try #require(try JSONSerialization.jsonObject(with: record) as? [String: Any])
+        let steps = try #require(object["steps"] as? [[String: Any]])
+        let cleanup = steps.filter { $0["group"] as? String == "cleanup" }
+        #expect(cleanup.count == 4)
+        #expect(cleanup.allSatisfy { $0["verdict"] as? String != "SKIPPED" }, "cleanup ran")
+        if scenario == "cdu-silent" { #expect(result.stdout.contains("device 'cdu'")) }
+    }
+
+    @Test func commandLineMistakesExitWithUsage() async throws {
+        let unknown = try await run(["run", "leak-tst"])
+        #expect(unknown.status == 64)
+        #expect(unknown.stderr.contains("did you mean 'leak-test'"))
+        let badParameter = try await run(["run", "leak-test", "--param", "hold=5kPa"])
+        #expect(badParameter.status == 64)
+        #expect(badParameter.stderr.contains("'hold'"))
+        let malformed = try await run(["run", "leak-test", "--param", "hold"])
+        #expect(malformed.status == 64)
+    }
+
+    @Test func ctrlCDuringTheHoldAbortsAfterCleanup() async throws {
+        let reports = temporaryDirectory()
+        let running = try Running(["run", "leak-test", "--time-scale", "30", "--param", "hold=120s",
+                                   "--param", "stabilise=30s", "--report-dir", reports], directory: temporaryDirectory())
+        let journalPath = try await { () async throws -> String in
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                if let folder = try? runFolder(in: reports) { return folder + "/journal.jsonl" }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            throw CLIError(message: "no run folder")
+        }()
+        _ = try await waitFor(journalPath) { sampleCount($0) >= 5 }
+        running.signal(SIGINT)
+        try await Task.sleep(for: .milliseconds(100))
+        running.signal(SIGINT)  // A second Ctrl-C must not skip cleanup.
+        let status = try await running.wait()
+        #expect(status == 3, "\(running.stdout)\(running.stderr)")
+        #expect(running.stderr.contains("SIGINT: stopping"))
+        #expect(running.stdout.contains("VERDICT:  ABORTED"))
+        let folder = try runFolder(in: reports)
+        let record = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: folder + "/record.json"))) as? [String: Any])
+        #expect(record["verdict"] as? String == "ABORTED")
+        #expect(record["cleanup_completed"] as? Bool == true)
+        let steps = try #require(record["steps"] as? [[String: Any]])
+        #expect(steps.first { $0["name"] as? String == "Hold" }?["verdict"] as? String == "ABORTED")
+        #expect(steps.filter { $0["group"] as? String == "cleanup" }.allSatisfy { $0["verdict"] as? String == "PASS" })
+        let journal = try String(contentsOfFile: folder + "/journal.jsonl", encoding: .utf8)
+        #expect(journal.contains("\"event\":\"cleanup_started\""))
+    }
+
+    @Test func killNineKeepsEverySampleTakenSoFar() async throws {
+        let reports = temporaryDirectory()
+        let running = try Running(["run", "leak-test", "--time-scale", "30", "--param", "stabilise=30s",
+                                   "--report-dir", reports], directory: temporaryDirectory())
+        var folder = ""
+        let deadline = Date().addingTimeInterval(30)
+        while folder.isEmpty, Date() < deadline {
+            folder = (try? runFolder(in: reports)) ?? ""
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let seen = try await waitFor(folder + "/journal.jsonl") { sampleCount($0) >= 40 }
+        running.signal(SIGKILL)
+        _ = try await running.wait()
+        #expect(running.process.terminationReason == .uncaughtSignal)
+        let journal = try String(contentsOfFile: folder + "/journal.jsonl", encoding: .utf8)
+        let lines = journal.split(separator: "\n")
+        #expect(journal.hasSuffix("\n"), "no torn last line")
+        var indices: [Int] = []
+        for line in lines {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            if object["event"] as? String == "sample", let index = object["index"] as? Int { indices.append(index) }
+        }
+        #expect(indices.count >= sampleCount(seen))
+        #expect(indices == Array(0..<indices.count), "every sample, in order, none missing")
+        #expect(!FileManager.default.fileExists(atPath: folder + "/record.json"))
+    }
+
+    @Test func validateReportsEveryMistakeWithPositions() async throws {
+        let directory = temporaryDirectory()
+        let path = directory + "/three-mistakes.yaml"
+        try """
+            id: three-mistakes
+            title: Three mistakes
+            version: 0.1.0
+            rack: gb200-nvl72
+            main:
+              - set: cdu.pump_speed_setpoint
+                value: [80 %
+              - wait-until: cdu.loop_presure >= 300 kPa
+                timeout: 2 min
+              - check: cdu.loop_pressure > 45 °C
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try await run(["validate", path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("\(path):7:12: error: YAML syntax"))
+        #expect(result.stderr.contains("\(path):8:17: error: wait-until: unknown point 'cdu.loop_presure'"))
+        #expect(result.stderr.contains("\(path):10:30: error: check: '>' cannot combine pressure with temperature"))
+        #expect(result.stderr.contains("    ^"))
+        let clean = try await run(["validate"])
+        #expect(clean.status == 0, "\(clean.stderr)")
+        #expect(clean.stdout.contains("leak-test.yaml: OK"))
+    }
+
+    @Test func listShowsProcedures() async throws {
+        let result = try await run(["list"])
+        #expect(result.status == 0)
+        let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("leak-test") })
+        #expect(line.contains("1.0.0") && line.contains("15 min") && line.contains("Cooling loop pressure-decay leak test"))
+    }
+}

@@ -1,0 +1,160 @@
+import AcceptanceCore
+import Foundation
+import Harness
+import Simulation
+import Testing
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+func temporaryDirectory() -> String {
+    let path = NSTemporaryDirectory() + "acceptance-e2e-" + UUID().uuidString
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// Runs leak-test on the simulated rack the way `acceptance run` does, without a terminal.
+func runLeakTest(scenario: String = "nominal", parameters: [String: String] = [:], observer: any RunObserver = SilentObserver())
+    async throws -> (RunRecord, PreparedRun) {
+    var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
+                                                                         fixtures: "\(repositoryRoot)/Fixtures"))
+    request.scenario = scenario
+    request.parameters = parameters
+    request.reportsDirectory = temporaryDirectory()
+    let prepared = try PreparedRun.prepare(request)
+    let record = await prepared.run(console: AutomaticOperator(), observer: observer, stop: StopController())
+    return (record, prepared)
+}
+
+func measurement(_ record: RunRecord, _ name: String) -> MeasurementRecord? {
+    record.steps.flatMap(\.measurements).first { $0.name == name }
+}
+
+@Suite("leak-test end to end on the simulated rack")
+struct EndToEndTests {
+    @Test func nominalPasses() async throws {
+        let (record, prepared) = try await runLeakTest()
+        #expect(record.verdict == .pass, "\(record.message ?? "")")
+        let decay = try #require(measurement(record, "Pressure decay over hold"))
+        #expect(decay.unit == "kPa" && decay.high == 2)
+        #expect((decay.value ?? 99) < 1)
+        #expect(record.clock.kind == .simulated)
+        #expect(record.clock.elapsedSeconds >= 600)
+        #expect(record.rackSerial == "SIM-NVL72-0001")
+        #expect(record.steps(in: .cleanup).allSatisfy { $0.verdict == .pass })
+        #expect(record.cleanupCompleted)
+        // The record on disk is the record returned, and says where each value came from.
+        let folder = try #require(prepared.folder)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder.file("record.json"))))
+        let object = try #require(json as? [String: Any])
+        #expect(object["verdict"] as? String == "PASS")
+        #expect((object["procedure"] as? [String: Any])?["sha256"] as? String == prepared.settings.procedure.sha256)
+        #expect((object["clock"] as? [String: Any])?["kind"] as? String == "simulated")
+        let csv = try String(contentsOfFile: folder.file("series-main-12.csv"), encoding: .utf8)
+        #expect(csv.hasPrefix("t_s,cdu.loop_pressure [kPa],cdu.supply_temperature [°C]\n"))
+        #expect(csv.split(separator: "\n").count == 602)
+        // The CDU was handed back: automatic mode, valve open.
+        let cdu = try #require(prepared.rack.cdus["cdu"]).snapshot()
+        #expect(cdu.reportedMode == "automatic" && cdu.valvePosition == 1)
+    }
+
+    @Test func aLeakingLoopFailsOnDecay() async throws {
+        let (record, prepared) = try await runLeakTest(scenario: "loop-leak")
+        #expect(record.verdict == .fail)
+        #expect(record.verdict.exitCode == 1)
+        let decay = try #require(measurement(record, "Pressure decay over hold"))
+        #expect((decay.value ?? 0) > 10 && decay.verdict == .fail)
+        #expect(record.steps(in: .cleanup).count == 4)
+        #expect(record.steps(in: .cleanup).allSatisfy { $0.verdict == .pass })
+        #expect(try #require(prepared.rack.cdus["cdu"]).snapshot().valvePosition == 1)
+    }
+
+    @Test func aPumpThatCannotBuildPressureFails() async throws {
+        let (record, _) = try await runLeakTest(scenario: "pump-failure")
+        #expect(record.verdict == .fail)
+        let failed = try #require(record.steps.first { $0.verdict == .fail })
+        #expect(failed.name == "Pressurise loop to test pressure")
+        #expect(failed.message?.contains("not reached within") == true)
+        #expect(record.steps(in: .main).filter { $0.verdict == .skipped }.count > 5)
+        #expect(record.steps(in: .cleanup).allSatisfy { $0.verdict == .pass })
+    }
+
+    @Test func aSilentCDUIsAnErrorNamingTheDevice() async throws {
+        let (record, _) = try await runLeakTest(scenario: "cdu-silent")
+        #expect(record.verdict == .error)
+        #expect(record.verdict.exitCode == 2)
+        #expect(record.message?.contains("device 'cdu'") == true)
+        let hold = try #require(record.steps.first { $0.name == "Hold" })
+        #expect(hold.verdict == .error)
+        // Cleanup was attempted in full, and its failures are recorded, not hidden.
+        #expect(record.steps(in: .cleanup).count == 4)
+        #expect(record.steps(in: .cleanup).allSatisfy { $0.verdict == .error && $0.error?.contains("cdu") == true })
+        #expect(!record.cleanupCompleted)
+    }
+
+    @Test func aTrippedLeakSensorFails() async throws {
+        let (record, _) = try await runLeakTest(scenario: "leak-sensor")
+        #expect(record.verdict == .fail)
+        #expect(record.steps.first { $0.verdict == .fail }?.name == "Leak sensor dry after hold")
+    }
+
+    @Test func parametersChangeTheRun() async throws {
+        let (record, _) = try await runLeakTest(parameters: ["hold": "2min", "sample_interval": "2s"])
+        #expect(record.verdict == .pass)
+        let hold = try #require(record.steps.first { $0.name == "Hold" })
+        #expect(hold.series?.samples == 61)
+        #expect(record.parameters["hold"] == "2 min")
+    }
+
+    @Test func mistakesBeforeTheRunNameWhatToFix() throws {
+        let workspace = Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures")
+        var request = RunRequest(procedure: "leak-tst", workspace: workspace)
+        #expect(throws: HarnessError.self) { try PreparedRun.prepare(request, recordToDisk: false) }
+        do {
+            _ = try PreparedRun.prepare(request, recordToDisk: false)
+        } catch {
+            #expect(error.description.contains("did you mean 'leak-test'"))
+        }
+        request.procedure = "leak-test"
+        request.parameters = ["hold": "10 kPa"]
+        #expect(throws: HarnessError.self) { try PreparedRun.prepare(request, recordToDisk: false) }
+        request.parameters = [:]
+        request.scenario = "loop-leek"
+        do {
+            _ = try PreparedRun.prepare(request, recordToDisk: false)
+            Issue.record("unknown scenario accepted")
+        } catch {
+            #expect(error.description.contains("did you mean 'loop-leak'"))
+        }
+    }
+}
+
+@Suite("Console")
+struct ConsoleTests {
+    @Test func showsTheDecayWithUnitAndLimitAndTheSimulatedTime() async throws {
+        let path = temporaryDirectory() + "/console.txt"
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        #expect(descriptor >= 0)
+        var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
+                                                                             fixtures: "\(repositoryRoot)/Fixtures"))
+        request.reportsDirectory = temporaryDirectory()
+        request.scenario = "loop-leak"
+        let prepared = try PreparedRun.prepare(request)
+        let reporter = ConsoleReporter(style: .plain, output: ConsoleOutput(descriptor: descriptor), clock: prepared.clock,
+                                       header: .init(scenario: "loop-leak", simulated: true, timeScale: nil,
+                                                     folder: prepared.folder?.path))
+        let record = await prepared.run(console: AutomaticOperator(), observer: reporter, stop: StopController())
+        close(descriptor)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(record.verdict == .fail)
+        #expect(text.contains("SIMULATED rack (scenario 'loop-leak')"))
+        #expect(text.contains("FAIL    Hold"))
+        #expect(text.contains("Pressure decay over hold = "))
+        #expect(text.contains("limit ≤ 2 kPa  ✗ out of limits"))
+        #expect(text.contains("VERDICT:  FAIL   the rack FAILED a limit"))
+        #expect(text.contains("Simulated 12 min"))
+        #expect(text.contains("CLEANUP"))
+        #expect(text.contains("Cleanup completed"))
+        #expect(!text.contains("\u{1B}["), "no escape codes without a terminal")
+    }
+}
