@@ -185,7 +185,8 @@ public struct RunRecord: Sendable, Codable {
     public func steps(in group: StepGroup) -> [StepRecord] { steps.filter { $0.group == group } }
 }
 
-/// UTC timestamps with milliseconds, `2026-11-25T01:02:03.456Z`, formatted without Foundation's slow formatters.
+/// UTC timestamps with milliseconds, `2026-11-25T01:02:03.456Z`, formatted without Foundation's slow formatters
+/// (the journal stamps every event).
 public enum Timestamp {
     public static func string(_ date: Date) -> String {
         let interval = date.timeIntervalSince1970
@@ -197,7 +198,28 @@ public enum Timestamp {
         }
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
-                      Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
+        var bytes = [UInt8](repeating: 0, count: 24)
+        func put(_ value: Int, _ width: Int, at offset: Int) {
+            var value = value
+            for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                bytes[index] = UInt8(48 + value % 10)
+                value /= 10
+            }
+        }
+        put(Int(parts.tm_year) + 1900, 4, at: 0)
+        bytes[4] = 45  // -
+        put(Int(parts.tm_mon) + 1, 2, at: 5)
+        bytes[7] = 45
+        put(Int(parts.tm_mday), 2, at: 8)
+        bytes[10] = 84  // T
+        put(Int(parts.tm_hour), 2, at: 11)
+        bytes[13] = 58  // :
+        put(Int(parts.tm_min), 2, at: 14)
+        bytes[16] = 58
+        put(Int(parts.tm_sec), 2, at: 17)
+        bytes[19] = 46  // .
+        put(millis, 3, at: 20)
+        bytes[23] = 90  // Z
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -88,10 +88,18 @@ public final class Runner: Sendable {
 
     // MARK: Events
 
-    /// Sends an event to the observer and appends it to the journal.
-    func emit(_ event: RunEvent) {
+    /// Sends an event to the observer and appends it to the journal, after `held` lines if any, in one write.
+    func emit(_ event: RunEvent, after held: JSONLine? = nil) {
         observer.handle(event)
         guard let journal = folder?.journal else { return }
+        do {
+            try journal.append(held.map { [$0, journalLine(event)] } ?? [journalLine(event)])
+        } catch {
+            state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
+        }
+    }
+
+    func journalLine(_ event: RunEvent) -> JSONLine {
         let now = clock.now()
         var line = JSONLine()
         let sequence = state.withLock { state -> Int in
@@ -102,11 +110,7 @@ public final class Runner: Sendable {
         line.add("time", Timestamp.string(clock.date(at: now)))
         line.add("clock_s", now.seconds)
         Self.describe(event, into: &line)
-        do {
-            try journal.append(line)
-        } catch {
-            state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
-        }
+        return line
     }
 
     static func describe(_ event: RunEvent, into line: inout JSONLine) {
@@ -218,8 +222,11 @@ public final class Runner: Sendable {
             state.record.steps.first { $0.group != .cleanup && $0.verdict != .pass && $0.verdict != .skipped }
         }
         var message = firstProblem.map { "\($0.name): \($0.error ?? $0.message ?? $0.verdict.rawValue)" }
-        if let stopReason { message = "stopped by \(stopReason == .operatorAbort ? "the operator" : stopReason.rawValue)"
-            + (message.map { " during \($0)" } ?? "") }
+        if let stopReason {
+            let during = state.withLock { state in state.record.steps.first { $0.verdict == .aborted }?.name }
+            message = "stopped by \(stopReason == .operatorAbort ? "the operator" : stopReason.rawValue)"
+                + (during.map { " during '\($0)'" } ?? "")
+        }
 
         let reason = switch verdict {
         case .pass: "procedure complete"
@@ -352,7 +359,16 @@ public final class Runner: Sendable {
     /// Runs one step, turning every outcome, including errors and cancellation, into a recorded verdict.
     @discardableResult
     func runStep(_ step: Step) async -> StepRecord {
-        emit(.stepStarted(step))
+        // A step that only reads, at one instant, journals its start together with its end (one write): a crash
+        // in between loses nothing. Steps that move the rack or take time journal their start at once.
+        var heldStart: JSONLine?
+        switch step.kind {
+        case .check, .measure:
+            observer.handle(.stepStarted(step))
+            if folder != nil { heldStart = journalLine(.stepStarted(step)) }
+        default:
+            emit(.stepStarted(step))
+        }
         let started = clock.now()
         var stepRecord = StepRecord(id: step.id, group: step.group, number: step.number, name: step.name,
                                     kind: step.kind.keyword, verdict: .pass,
@@ -393,9 +409,9 @@ public final class Runner: Sendable {
         stepRecord.ended = Timestamp.string(clock.date(at: ended))
         stepRecord.durationSeconds = (ended - started).seconds
         record(stepRecord)
-        emit(.stepFinished(step, stepRecord))
+        emit(.stepFinished(step, stepRecord), after: heldStart)
         if let journal = folder?.journal {
-            do { try journal.sync() } catch { state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } } }
+            do { try journal.syncIfDue() } catch { state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } } }
         }
         return stepRecord
     }

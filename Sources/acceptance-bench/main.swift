@@ -1,1 +1,107 @@
-print("bench")
+// Benchmarks for the runner and the simulated rack. Build in release mode:
+//
+//     swift run -c release acceptance-bench
+//
+// It measures; it does not assert. Targets from the issues are printed beside the figures.
+import AcceptanceCore
+import Foundation
+import Harness
+import Simulation
+
+let root = Workspace.locate()
+let scratch = NSTemporaryDirectory() + "acceptance-bench-\(getpid())"
+try? FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
+}
+
+func wallSeconds(_ body: () async throws -> Void) async rethrows -> Double {
+    let start = ContinuousClock.now
+    try await body()
+    return (ContinuousClock.now - start).seconds
+}
+
+func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
+
+#if DEBUG
+print("warning: this is a debug build; run `swift run -c release acceptance-bench` for figures worth quoting\n")
+#endif
+
+// 1. Simulated seconds per wall second: the whole leak-test (10 min hold), record and journal written.
+print("leak-test on the simulated rack (default parameters: 10 min hold, 601 samples)")
+var ratios: [Double] = []
+var walls: [Double] = []
+var simulated = 0.0
+for index in 0..<21 {
+    var request = RunRequest(procedure: "leak-test", workspace: root)
+    request.reportsDirectory = "\(scratch)/leak"
+    let prepared = try PreparedRun.prepare(request)
+    var record: RunRecord?
+    let wall = await wallSeconds {
+        record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+    }
+    guard let record, record.verdict == .pass else {
+        print("  run \(index) did not pass: \(record?.message ?? "?")")
+        exit(1)
+    }
+    if index == 0 { continue }  // warm-up
+    simulated = record.clock.elapsedSeconds
+    walls.append(wall)
+    ratios.append(record.clock.elapsedSeconds / wall)
+}
+let speedup = median(ratios)
+print("  runs: \(walls.count)   wall median: \(format(median(walls) * 1000, 2)) ms   simulated: \(format(simulated, 0)) s")
+print("  simulated seconds per wall second: \(format(speedup, 0))×   (target ≥ 10000×: \(speedup >= 10_000 ? "met" : "NOT met"))")
+
+// 2. Runner overhead per step: 10,000 trivial checks, with and without the journal.
+print("\nrunner overhead: a procedure of 10,000 trivial checks")
+let stepCount = 10_000
+var yaml = """
+    id: bench-trivial
+    title: 10,000 trivial checks
+    version: 1.0.0
+    rack: gb200-nvl72
+    main:
+
+    """
+for _ in 0..<stepCount { yaml += "  - check: 1 s < 2 s\n" }
+let procedurePath = "\(scratch)/bench-trivial.yaml"
+try yaml.write(toFile: procedurePath, atomically: true, encoding: .utf8)
+let (procedure, configuration) = try ProcedureLoader(fixtures: root.fixtures).load(path: procedurePath)
+
+/// Median µs per step over five runs (after a warm-up), and the share spent writing record.json at the end.
+func perStep(journal: Bool) async throws -> (total: Double, record: Double) {
+    var totals: [Double] = []
+    var records: [Double] = []
+    for run in 0..<6 {
+        let clock = SimulationClock()
+        let rack = try SimulatedRack(configuration: configuration, scenario: .nominal, clock: clock)
+        let runID = "trivial-\(journal)-\(run)"
+        let folder = journal ? try RunFolder(reportsDirectory: "\(scratch)/trivial", runID: runID) : nil
+        let settings = RunSettings(runID: runID, procedure: procedure, parameters: [:], station: "bench")
+        let runner = Runner(settings: settings, bus: rack.bus, clock: clock, console: AutomaticOperator(), folder: folder)
+        var finished: RunRecord?
+        let wall = await wallSeconds { finished = await runner.run() }
+        guard let finished, finished.steps.count == stepCount else { print("  expected \(stepCount) steps"); exit(1) }
+        guard run > 0 else { continue }
+        totals.append(wall / Double(stepCount) * 1e6)
+        if let folder {
+            // The same encoding the runner did once at the end, timed on its own.
+            let recordWrite = try await wallSeconds { try folder.writeRecord(finished) }
+            records.append(recordWrite / Double(stepCount) * 1e6)
+        }
+    }
+    return (median(totals), records.isEmpty ? 0 : median(records))
+}
+
+let inMemory = try await perStep(journal: false).total
+let (withFolder, recordShare) = try await perStep(journal: true)
+let journalled = withFolder - recordShare
+func verdict(_ value: Double) -> String { value <= 10 ? "met" : "NOT met" }
+print("  runner alone (no run folder):                     \(format(inMemory, 2)) µs/step   target ≤ 10 µs: \(verdict(inMemory))")
+print("  runner + journal.jsonl written as it goes:        \(format(journalled, 2)) µs/step   target ≤ 10 µs: \(verdict(journalled))")
+print("  + record.json encoded once at the end of the run: \(format(recordShare, 2)) µs/step   "
+    + "(total \(format(withFolder, 2)) µs/step)")
