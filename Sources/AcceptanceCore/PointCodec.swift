@@ -41,7 +41,10 @@ public enum PointCodec {
                 throw PointCodecError(point: point.name, message: "register holds a non-finite float (\(raw))")
             }
         }
-        if !point.states.isEmpty { return stateValue(Int(raw), point) }
+        if !point.states.isEmpty {
+            guard raw == raw.rounded(), abs(raw) <= Double(Int32.max) else { return .text("unknown(\(raw))") }
+            return stateValue(Int(raw), point)
+        }
         let engineering = raw * point.scale + point.offset
         if let unit = point.unit { return .quantity(Quantity(engineering, unit)) }
         return .number(engineering)
@@ -59,7 +62,7 @@ public enum PointCodec {
                     throw fail("'\(name)' is not a state; use one of \(point.stateNames.joined(separator: ", "))")
                 }
                 raw = match.key
-            case let .number(number) where number == number.rounded():
+            case let .number(number) where number == number.rounded() && abs(number) <= 65535:
                 raw = Int(number)
             default:
                 throw fail("needs one of \(point.stateNames.joined(separator: ", ")), not \(value)")

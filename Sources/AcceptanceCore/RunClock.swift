@@ -40,8 +40,16 @@ extension Duration {
         return Double(seconds) + Double(attoseconds) * 1e-18
     }
 
+    /// A duration from seconds, saturating at about ±292 years instead of trapping on huge or invalid values.
     public static func seconds(_ value: Double) -> Duration {
-        .nanoseconds(Int64((value * 1e9).rounded()))
+        guard value.isFinite else { return value > 0 ? .seconds(Int64.max / 1_000_000_000) : .zero }
+        return exactly(seconds: max(min(value, 9e9), -9e9)) ?? .zero
+    }
+
+    /// A duration from seconds, or nil if it is not finite or beyond about ±285 years.
+    public static func exactly(seconds: Double) -> Duration? {
+        guard seconds.isFinite, abs(seconds) <= 9e9 else { return nil }
+        return .nanoseconds(Int64((seconds * 1e9).rounded()))
     }
 }
 

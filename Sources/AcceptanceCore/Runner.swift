@@ -617,7 +617,11 @@ public final class Runner: Sendable {
         let interval = try duration(every, environment)
         let length = try duration(total, environment)
         guard interval > .zero else { throw StationError(description: "sample interval must be above zero") }
-        let count = Int((length.seconds / interval.seconds + 1e-9).rounded(.down)) + 1
+        let samples = (length.seconds / interval.seconds + 1e-9).rounded(.down) + 1
+        guard samples <= 1_000_000 else {
+            throw StationError(description: "\(Quantity.format(samples)) samples is too many: sample less often or for less time")
+        }
+        let count = Int(samples)
         var times: [Double] = []
         var columns = [[Double]](repeating: [], count: points.count)
         var units = [PhysicalUnit?](repeating: nil, count: points.count)

@@ -253,8 +253,7 @@ public struct Quantity: Sendable, Hashable, CustomStringConvertible {
     public var duration: Duration? {
         guard unit.dimension == .time else { return nil }
         let seconds = unit.baseValue(of: value)
-        guard seconds.isFinite else { return nil }
-        return .nanoseconds(Int64((seconds * 1e9).rounded()))
+        return Duration.exactly(seconds: seconds)
     }
 
     public static func seconds(_ value: Double) -> Quantity { Quantity(value, .second) }

@@ -36,12 +36,9 @@ public struct PreparedRun: Sendable {
     public static func prepare(_ request: RunRequest, recordToDisk: Bool = true) throws(HarnessError) -> PreparedRun {
         let path = try request.workspace.procedureFile(request.procedure)
         let loader = ProcedureLoader(fixtures: request.workspace.fixtures)
-        let procedure: Procedure, configuration: RackConfiguration
         let checked = loader.check(path: path)
-        do {
-            (procedure, configuration) = try loader.load(path: path)
-        } catch {
-            throw .invalidFiles(error)
+        guard let procedure = checked.procedure, let configuration = checked.configuration, !checked.hasErrors else {
+            throw .invalidFiles(DiagnosticsError(checked.diagnostics))
         }
         let parameters: [String: Quantity]
         do {

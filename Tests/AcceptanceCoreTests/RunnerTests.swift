@@ -274,6 +274,23 @@ struct RunnerTests {
         #expect(decoded.steps.first?.series?.file == "series-main-1.csv")
     }
 
+    @Test(arguments: ["wait: 1e20 s", "wait: -5 s", "sample: dev.pressure\n    every: 1 ms\n    for: 2 h"])
+    func absurdTimesEndInErrorNotACrash(step: String) async throws {
+        let yaml = ProcedureLoaderTests.header + "main:\n  - " + step + "\n"
+        let (runner, _) = try makeRunner(yaml)
+        let record = await runner.run()
+        #expect(record.verdict == .error, "\(record.steps.first?.error ?? "")")
+    }
+
+    @Test func hugeValuesDoNotTrapTheCodec() throws {
+        let states = PointDefinition(name: "m", table: .inputRegister, address: 0, type: .float32,
+                                     states: [0: "off", 1: "on"])
+        #expect(try PointCodec.decode([0x7F7F, 0xFFFF], for: states) == .text("unknown(3.4028234663852886e+38)"))
+        #expect(throws: PointCodecError.self) { try PointCodec.encode(.number(1e30), for: states) }
+        #expect(Duration.seconds(1e300) > .seconds(1_000_000))
+        #expect(Quantity(1e20, .second).duration == nil)
+    }
+
     @Test func statisticsOfASeries() {
         let times = [0.0, 60, 120, 180]
         let values = [10.0, 9, 8.5, 7]
