@@ -216,7 +216,10 @@ public struct DeviceProfile: Sendable {
                         point.scale = scale
                     }
                 }
-            case "offset": point.offset = reader.double(valueNode, "offset") ?? 0
+            case "offset":
+                if let offset = reader.double(valueNode, "offset") {
+                    if offset.isFinite { point.offset = offset } else { reader.error("offset must be a finite number", at: valueNode) }
+                }
             case "unit":
                 guard let symbol = reader.scalar(valueNode, "unit") else { break }
                 if let unit = PhysicalUnit.named(symbol) { point.unit = unit } else {
@@ -249,6 +252,12 @@ public struct DeviceProfile: Sendable {
                 _ = keyNode
             default: break
             }
+        }
+        if Int(point.address) + point.registerCount > 65536 {
+            reader.error("point '\(name)' (\(point.type), \(point.registerCount) registers) runs past address 65535", at: keyNode)
+        }
+        if point.type == .bitfield, !point.states.isEmpty {
+            reader.error("a bitfield reads true/false (with 'bit') or a raw number; it cannot have states", at: keyNode)
         }
         if point.type == .bitfield, point.bit == nil, point.unit != nil {
             reader.error("a bitfield has no unit", at: keyNode)

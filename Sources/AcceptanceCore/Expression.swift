@@ -66,6 +66,7 @@ public struct Expression: Sendable, CustomStringConvertible {
         -> (expression: Expression, type: ValueType, errors: [ExpressionError]) {
         var checker = TypeChecker(types: types)
         let (node, type) = checker.check(root, context: expected)
+        if let expected { checker.checkState(node, against: expected) }
         return (Expression(source: source, root: node, location: location), type, checker.errors)
     }
 
@@ -229,6 +230,9 @@ struct ExpressionParser {
     var tokens: [ExpressionToken]
     var position = 0
     let end: Int
+    /// Nesting so far; bounded so that hostile input cannot exhaust the stack.
+    var depth = 0
+    static let maximumDepth = 64
 
     init(tokens: [ExpressionToken], end: Int) {
         self.tokens = tokens
@@ -249,7 +253,14 @@ struct ExpressionParser {
         return false
     }
 
-    mutating func parseExpression() throws(ExpressionError) -> ExpressionNode { try parseOr() }
+    mutating func parseExpression() throws(ExpressionError) -> ExpressionNode {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else {
+            throw ExpressionError("expression nests deeper than \(Self.maximumDepth) levels", at: peek?.offset ?? end)
+        }
+        return try parseOr()
+    }
 
     mutating func parseOr() throws(ExpressionError) -> ExpressionNode {
         var lhs = try parseAnd()
@@ -269,6 +280,11 @@ struct ExpressionParser {
 
     mutating func parseNot() throws(ExpressionError) -> ExpressionNode {
         if isWord(peek, "not", "!"), let token = advance() {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= Self.maximumDepth else {
+                throw ExpressionError("expression nests deeper than \(Self.maximumDepth) levels", at: token.offset)
+            }
             return .unary(.not, try parseNot(), offset: token.offset)
         }
         return try parseComparison()
@@ -309,6 +325,11 @@ struct ExpressionParser {
     mutating func parseUnary() throws(ExpressionError) -> ExpressionNode {
         if let token = peek, case .symbol("-") = token.kind {
             position += 1
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= Self.maximumDepth else {
+                throw ExpressionError("expression nests deeper than \(Self.maximumDepth) levels", at: token.offset)
+            }
             return .unary(.negate, try parseUnary(), offset: token.offset)
         }
         return try parsePrimary()
@@ -413,6 +434,10 @@ struct TypeChecker {
             if op.isComparison, case .name = rhs, rightType == .unknown, leftType == .unknown {
                 (right, rightType) = (rhs, .unknown)
             }
+            if op.isComparison {
+                checkState(left, against: rightType)
+                checkState(right, against: leftType)
+            }
             return (.binary(op, left, right, offset: offset),
                     binaryType(op, leftType, rightType, offset: offset))
         case let .call(name, arguments, offset):
@@ -449,6 +474,16 @@ struct TypeChecker {
             }
             return (.call(name, checked, offset: offset), result)
         }
+    }
+
+    /// A quoted state compared with (or written to) an enumerated point must be one of its states: a typo would
+    /// otherwise never match, and the rack would be blamed for it.
+    mutating func checkState(_ node: ExpressionNode, against type: ValueType) {
+        guard case let .literal(.text(text), offset) = node, case let .text(choices?) = type, !choices.contains(text)
+        else { return }
+        var message = "'\(text)' is not a state of this point; use one of \(choices.joined(separator: ", "))"
+        if let suggestion = closest(to: text, in: choices) { message += " (did you mean '\(suggestion)'?)" }
+        errors.append(ExpressionError(message, at: offset))
     }
 
     mutating func numericOrFail(_ type: ValueType, _ function: String, offset: Int) -> ValueType {

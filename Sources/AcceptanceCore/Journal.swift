@@ -25,7 +25,7 @@ public struct JSONLine: Sendable {
     public mutating func add(_ key: String, _ value: Double?) {
         guard let value else { return }
         self.key(key)
-        text += value.isFinite ? Quantity.format(value) : "null"
+        text += value.isFinite ? JSONLine.exact(value) : "null"
     }
 
     public mutating func add(_ key: String, _ value: Int) {
@@ -50,6 +50,12 @@ public struct JSONLine: Sendable {
     }
 
     public var finished: String { text + "}" }
+
+    /// A number with every digit it has (shortest form that reads back to the same Double).
+    public static func exact(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 1e15 { return String(Int64(value)) }
+        return "\(value)"
+    }
 
     static func appendQuoted(_ value: String, to text: inout String) {
         text += "\""
@@ -146,13 +152,18 @@ public struct RunFolder: Sendable {
     public let path: String
     public let journal: Journal
 
-    /// Creates `<reports>/<run id>/` and opens its journal.
+    /// Creates `<reports>/<run id>/`, which must not exist yet (two runs never share a folder), and opens its
+    /// journal.
     public init(reportsDirectory: String, runID: String) throws(RecordWriteError) {
         path = (reportsDirectory as NSString).appendingPathComponent(runID)
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: reportsDirectory, withIntermediateDirectories: true)
         } catch {
-            throw RecordWriteError(path: path, reason: error.localizedDescription)
+            throw RecordWriteError(path: reportsDirectory, reason: error.localizedDescription)
+        }
+        guard mkdir(path, 0o755) == 0 else {
+            throw RecordWriteError(path: path, reason: errno == EEXIST ? "a run folder of that name exists already"
+                : String(cString: strerror(errno)))
         }
         journal = try Journal(path: (path as NSString).appendingPathComponent("journal.jsonl"))
     }
@@ -172,6 +183,9 @@ public struct RunFolder: Sendable {
     public func writeRecord(_ record: RunRecord) throws(RecordWriteError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        // A reading can be non-finite (a device fault); the record must still be written.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity",
+                                                                      negativeInfinity: "-Infinity", nan: "NaN")
         do {
             try writeAtomically("record.json", try encoder.encode(record))
         } catch let error as RecordWriteError {

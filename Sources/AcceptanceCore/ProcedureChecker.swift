@@ -87,6 +87,13 @@ struct ProcedureChecker {
                let converted = try? maximum.converted(to: minimum.unit), minimum.value > converted.value {
                 error("parameter '\(parameter.name)': min \(minimum) is above max \(maximum)", at: parameter.location)
             }
+            let value = parameter.defaultValue
+            if let minimum = parameter.minimum, let bound = try? minimum.converted(to: value.unit), value.value < bound.value {
+                error("parameter '\(parameter.name)': default \(value) is below its min \(minimum)", at: parameter.location)
+            }
+            if let maximum = parameter.maximum, let bound = try? maximum.converted(to: value.unit), value.value > bound.value {
+                error("parameter '\(parameter.name)': default \(value) is above its max \(maximum)", at: parameter.location)
+            }
         }
         if procedure.main.isEmpty, procedure.setup.isEmpty {
             report(.warning, "procedure has no steps", at: nil)
@@ -195,6 +202,13 @@ struct ProcedureChecker {
                 if let unit = measurement.unit, case let .quantity(dimension) = type, unit.dimension != dimension {
                     error("unit \(unit) is a \(unit.dimension), but the \(measurement.statistic.rawValue) of "
                         + "\(measurement.point) is a \(dimension)", at: measurement.location)
+                }
+                // Limits of a series are judged after sampling, from parameters and inputs only.
+                for limit in [measurement.limits.low, measurement.limits.high].compactMap({ $0 }) {
+                    for name in limit.references where name.contains(".") && procedure.parameter(named: name) == nil {
+                        error("limits of a sampled series may use parameters and inputs, not the point '\(name)'",
+                              at: limit.location)
+                    }
                 }
                 measurement.limits = checkLimits(measurement.limits, for: type, what: measurement.name)
                 checked.append(measurement)

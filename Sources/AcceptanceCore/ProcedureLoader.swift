@@ -103,7 +103,12 @@ struct ProcedureParser {
                                   parameters: [], setup: [], main: [], cleanup: [], file: file, sha256: "")
         for (key, _, value) in entries {
             switch key {
-            case "id": procedure.id = reader.scalar(value, "id") ?? ""
+            case "id":
+                procedure.id = reader.scalar(value, "id") ?? ""
+                let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
+                if procedure.id.unicodeScalars.contains(where: { !allowed.contains($0) }) || procedure.id.hasPrefix(".") {
+                    reader.error("id may use letters, digits, '-', '_' and '.', and not start with '.'", at: value)
+                }
             case "title": procedure.title = reader.scalar(value, "title") ?? ""
             case "version": procedure.version = reader.scalar(value, "version") ?? ""
             case "description": procedure.description = reader.scalar(value, "description") ?? ""

@@ -102,15 +102,22 @@ public final class SimulationClock: RunClock {
             advance(to: deadline)
             return
         }
-        // Paced: advance in small wall-clock slices so progress is visible and cancellation is prompt.
+        // Paced: advance in small wall-clock slices so progress is visible and cancellation is prompt. The
+        // arithmetic is in seconds, and the last slice lands exactly on the deadline, so it always finishes.
         let wall = ContinuousClock()
         while true {
-            let remaining = deadline - now()
-            guard remaining > .zero else { return }
-            let slice = min(remaining / timeScale, .milliseconds(50))
-            try await wall.sleep(for: slice)
-            let simulated = slice * timeScale
-            current.withLock { $0 = min(max($0, $0 + simulated), max($0, deadline)) }
+            let remaining = (deadline - now()).seconds
+            guard remaining > 0 else { return }
+            let sliceSeconds = min(remaining / timeScale, 0.05)
+            guard sliceSeconds >= 1e-6 else {
+                advance(to: deadline)
+                return
+            }
+            try await wall.sleep(for: .seconds(sliceSeconds))
+            let step = sliceSeconds * timeScale
+            current.withLock { reading in
+                reading = step >= remaining ? max(reading, deadline) : max(reading, min(reading + .seconds(step), deadline))
+            }
         }
     }
 }

@@ -91,6 +91,8 @@ public final class Runner: Sendable {
     /// Sends an event to the observer and appends it to the journal, after `held` lines if any, in one write.
     func emit(_ event: RunEvent, after held: JSONLine? = nil) {
         observer.handle(event)
+        // Progress is for the live console line; the journal has the samples and results themselves.
+        if case .progress = event { return }
         guard let journal = folder?.journal else { return }
         do {
             try journal.append(held.map { [$0, journalLine(event)] } ?? [journalLine(event)])
@@ -137,7 +139,7 @@ public final class Runner: Sendable {
             line.add("name", step.name)
             line.add("kind", step.kind.keyword)
         case .progress:
-            break
+            line.add("event", "progress")
         case let .sample(step, index, elapsed, values, units):
             line.add("event", "sample")
             line.add("step", step.id)
@@ -197,7 +199,7 @@ public final class Runner: Sendable {
             for step in procedure.allSteps {
                 record(skipped(step, because: "not run: \(problem)"))
             }
-            return finish(verdict: .error, message: problem, cleanupCompleted: true)
+            return finish(verdict: .error, message: problem, cleanupCompleted: false)
         }
 
         // Setup and main run in a child task that a stop request cancels.
@@ -221,7 +223,7 @@ public final class Runner: Sendable {
         let firstProblem = state.withLock { state in
             state.record.steps.first { $0.group != .cleanup && $0.verdict != .pass && $0.verdict != .skipped }
         }
-        var message = firstProblem.map { "\($0.name): \($0.error ?? $0.message ?? $0.verdict.rawValue)" }
+        var message = firstProblem.map(Self.summary)
         if let stopReason {
             let during = state.withLock { state in state.record.steps.first { $0.verdict == .aborted }?.name }
             message = "stopped by \(stopReason == .operatorAbort ? "the operator" : stopReason.rawValue)"
@@ -235,20 +237,35 @@ public final class Runner: Sendable {
         }
         emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
         emit(.cleanupStarted(reason: reason))
-        var cleanupVerdict = Verdict.pass
-        for step in procedure.cleanup {
-            let result = await runStep(step)
-            cleanupVerdict = Verdict.worst(cleanupVerdict, result.verdict)
+        // Cleanup runs in its own task so that cancelling whoever called `run()` cannot cut it short: it must
+        // return the rack to its safe state. The task is awaited here, never left running.
+        let cleanup = Task {
+            var verdict = Verdict.pass
+            for step in procedure.cleanup {
+                verdict = Verdict.worst(verdict, await self.runStep(step).verdict)
+            }
+            return verdict
         }
+        let cleanupVerdict = await cleanup.value
         let cleanupCompleted = cleanupVerdict == .pass
         if verdict == .pass, cleanupVerdict != .pass {
             verdict = cleanupVerdict
             let failed = state.withLock { state in state.record.steps.first { $0.group == .cleanup && $0.verdict != .pass } }
-            message = "cleanup did not complete: " + (failed.map { "\($0.name): \($0.error ?? $0.message ?? "")" } ?? "")
+            message = "cleanup did not complete: " + (failed.map(Self.summary) ?? "")
         } else if !cleanupCompleted {
             message = (message.map { "\($0); " } ?? "") + "cleanup did not complete"
         }
         return finish(verdict: verdict, message: message, cleanupCompleted: cleanupCompleted)
+    }
+
+    /// What went wrong in a step, in one line: the error, the failing measurement against its limit, or the message.
+    static func summary(_ step: StepRecord) -> String {
+        if let error = step.error { return "\(step.name): \(error)" }
+        if let failed = step.measurements.first(where: { $0.verdict == .fail }) {
+            return "\(step.name): \(failed.name) = \(failed.displayValue)"
+                + (failed.displayLimits.map { ", limit \($0)" } ?? "")
+        }
+        return "\(step.name): \(step.message ?? step.verdict.rawValue)"
     }
 
     /// Checks, before anything is actuated, that every value a prompt needs can be had.
@@ -264,11 +281,56 @@ public final class Runner: Sendable {
                     + "pass --input \(name)=VALUE\(name == "rack_serial" ? " (or --rack-serial)" : "")")
             }
         }
+        problems += timeProblems()
         return problems.isEmpty ? nil : problems.joined(separator: "; ")
     }
 
+    /// The longest wait, timeout or hold a step may have: longer is a mistake, not a test.
+    static let longestTime = Duration.seconds(7 * 24 * 3600)
+
+    /// Checks every time a step will use that depends only on parameters, so a bad `--param` is caught before
+    /// the rack moves rather than halfway through.
+    func timeProblems() -> [String] {
+        let environment = state.withLock { $0.environment }
+        var problems: [String] = []
+        func check(_ expression: Expression, _ what: String, _ step: Step, positive: Bool = false) -> Duration? {
+            guard expression.references.allSatisfy({ environment[$0] != nil }) else { return nil }
+            do {
+                let value = try duration(expression, environment)
+                if positive, value <= .zero { problems.append("\(step.name): \(what) must be above zero") }
+                if value > Self.longestTime {
+                    problems.append("\(step.name): \(what) \(expression.source) is longer than 7 days")
+                }
+                return value
+            } catch {
+                problems.append("\(step.name): \(what): \(error)")
+                return nil
+            }
+        }
+        for step in settings.procedure.allSteps {
+            switch step.kind {
+            case let .wait(duration): _ = check(duration, "wait", step)
+            case let .waitUntil(_, timeout, poll):
+                _ = check(timeout, "timeout", step)
+                _ = check(poll, "poll", step, positive: true)
+            case let .sample(_, every, length, _):
+                if let interval = check(every, "every", step, positive: true), let total = check(length, "for", step),
+                   interval > .zero {
+                    if interval > total {
+                        problems.append("\(step.name): the interval (\(every.source)) is longer than the sampling (\(length.source))")
+                    } else if total / interval > 1_000_000 {
+                        problems.append("\(step.name): more than 1,000,000 samples; sample less often")
+                    }
+                }
+            default: break
+            }
+        }
+        return problems
+    }
+
     static func matches(_ value: String, _ pattern: String) -> Bool {
-        guard let regex = try? NSRegularExpression(pattern: pattern) else { return false }
+        // The whole value must match, whatever alternations the pattern has.
+        guard let regex = try? NSRegularExpression(pattern: "^(?:\(pattern))$") else { return false }
         let range = NSRange(value.startIndex..., in: value)
         return regex.firstMatch(in: value, range: range).map { $0.range == range } ?? false
     }
@@ -279,6 +341,16 @@ public final class Runner: Sendable {
             let steps = settings.procedure.steps(in: group)
             emit(.groupStarted(group, stepCount: steps.count))
             for (index, step) in steps.enumerated() {
+                // Once a stop is requested, nothing more moves the rack: the rest goes straight to cleanup.
+                if Task.isCancelled || stop.reason != nil {
+                    for remaining in steps[index...] {
+                        record(skipped(remaining, because: "not run: the run was stopped"))
+                    }
+                    if group == .setup {
+                        for remaining in settings.procedure.main { record(skipped(remaining, because: "not run: the run was stopped")) }
+                    }
+                    return stop.reason ?? .interrupt
+                }
                 let result = await runStep(step)
                 if result.verdict != .pass {
                     let reason = result.verdict == .aborted ? (stop.reason ?? .operatorAbort) : nil
@@ -323,20 +395,23 @@ public final class Runner: Sendable {
             if let serial = state.record.inputs["rack_serial"] { state.record.rackSerial = serial }
             return state.record
         }
-        emit(.runFinished(record))
         if let failure = state.withLock({ $0.journalFailure }) {
             record.message = (record.message.map { "\($0); " } ?? "") + "journal incomplete: \(failure)"
             if record.verdict == .pass { record.verdict = .error }
         }
+        // The record is written before the verdict is announced, so what the operator sees is what was recorded.
         if let folder {
             do {
-                try folder.journal.sync()
                 try folder.writeRecord(record)
             } catch {
                 record.message = (record.message.map { "\($0); " } ?? "") + "\(error)"
                 if record.verdict == .pass { record.verdict = .error }
                 observer.handle(.notice("could not write the record: \(error)"))
             }
+        }
+        emit(.runFinished(record))
+        if let journal = folder?.journal {
+            do { try journal.sync() } catch { observer.handle(.notice("could not flush the journal: \(error)")) }
         }
         return record
     }
@@ -442,17 +517,19 @@ public final class Runner: Sendable {
     }
 
     func execute(_ step: Step) async throws -> StepResult {
+        try Task.checkCancellation()
         switch step.kind {
         case let .prompt(text, input, pattern):
             return try await prompt(step, text: text, input: input, pattern: pattern)
         case let .set(point, expression):
             let value = try expression.evaluate(try await values(for: [expression]))
+            try Task.checkCancellation()
             try await bus.write(point, value)
             return StepResult(message: "\(point) ← \(value)")
         case let .measure(expression, limits, unit):
             let values = try await values(for: [expression] + [limits.low, limits.high].compactMap { $0 })
             let measured = try expression.evaluate(values)
-            let measurement = try judge(name: expression.source, measured, unit: unit, limits: limits,
+            let measurement = try judge(name: step.name, measured, unit: unit, limits: limits,
                                         isInterval: false, values: values)
             return StepResult(verdict: measurement.verdict, measurements: [measurement])
         case let .wait(expression):
@@ -621,7 +698,12 @@ public final class Runner: Sendable {
         guard samples <= 1_000_000 else {
             throw StationError(description: "\(Quantity.format(samples)) samples is too many: sample less often or for less time")
         }
-        let count = Int(samples)
+        guard interval <= length else {
+            throw StationError(description: "the interval (\(every.source)) is longer than the sampling (\(total.source))")
+        }
+        // Every interval from the start, and always one at the very end, so the series spans the whole duration.
+        var offsets = (0..<Int(samples)).map { interval * $0 }
+        if let last = offsets.last, last < length { offsets.append(length) }
         var times: [Double] = []
         var columns = [[Double]](repeating: [], count: points.count)
         var units = [PhysicalUnit?](repeating: nil, count: points.count)
@@ -632,8 +714,8 @@ public final class Runner: Sendable {
                          intervalSeconds: interval.seconds)
         }
         do {
-            for index in 0..<count {
-                try await clock.sleep(until: start + interval * index)
+            for (index, offset) in offsets.enumerated() {
+                try await clock.sleep(until: start + offset)
                 let read = try await bus.read(points)
                 let elapsed = (clock.now() - start).seconds
                 var row: [Double] = []
@@ -652,7 +734,9 @@ public final class Runner: Sendable {
                 times.append(elapsed)
                 for (column, value) in row.enumerated() { columns[column].append(value) }
                 emit(.sample(step, index: index, elapsed: elapsed, values: row, units: units.map { $0?.symbol ?? "" }))
-                let latest = zip(points, row).map { "\($0) = \(Quantity.format($1))" }.joined(separator: ", ")
+                let latest = points.indices.map { column in
+                    "\(points[column]) = \(Quantity.format(row[column]))\(units[column].map { " \($0.symbol)" } ?? "")"
+                }.joined(separator: ", ")
                 emit(.progress(step, elapsed: elapsed, total: length.seconds, detail: latest))
             }
         } catch {
@@ -666,6 +750,10 @@ public final class Runner: Sendable {
         for measurement in measurements {
             guard let column = points.firstIndex(of: measurement.point) else { continue }
             let statistic = Self.statistic(measurement.statistic, times: times, values: columns[column])
+            guard statistic.isFinite else {
+                throw StationError(description: "\(measurement.name): the \(measurement.statistic.rawValue) of "
+                    + "\(measurement.point) is undefined (\(times.count) sample(s) or missing readings)")
+            }
             let value: Value
             if let unit = units[column] {
                 let statisticUnit = measurement.statistic == .slope ? (unit.per(.minute) ?? unit) : unit
@@ -689,8 +777,8 @@ public final class Runner: Sendable {
         var csv = "t_s," + zip(points, units).map { point, unit in "\(point) [\(unit?.symbol ?? "1")]" }
             .joined(separator: ",") + "\n"
         for (row, time) in times.enumerated() {
-            csv += Quantity.format(time)
-            for column in columns { csv += "," + Quantity.format(column[row]) }
+            csv += JSONLine.exact(time)
+            for column in columns { csv += "," + (column[row].isFinite ? JSONLine.exact(column[row]) : "") }
             csv += "\n"
         }
         try folder.writeAtomically(name, Data(csv.utf8))

@@ -4,6 +4,8 @@ import Synchronization
 public enum StopReason: String, Sendable, Hashable {
     case interrupt = "SIGINT"
     case terminate = "SIGTERM"
+    /// The terminal went away (an SSH session dropped).
+    case hangup = "SIGHUP"
     /// The operator declined a prompt.
     case operatorAbort = "operator"
 }

@@ -24,6 +24,14 @@ public struct YAMLSource {
     }
 
     public static func parse(_ text: String, path: String, into sink: inout DiagnosticSink) -> YAMLSource {
+        let meaningful = text.split(separator: "\n").contains { line in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            return !trimmed.isEmpty && !trimmed.hasPrefix("#") && trimmed != "---"
+        }
+        guard meaningful else {
+            sink.error("file is empty", line: 1, column: 1)
+            return YAMLSource(path: path, text: text, root: nil)
+        }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var attempt = 0
         var previousLine = -1

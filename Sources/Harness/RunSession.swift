@@ -64,22 +64,24 @@ public struct PreparedRun: Sendable {
         } catch {
             throw .unsupported(error.description)
         }
-        let runID = RunSettings.makeRunID(procedure: procedure.id)
-        let host = ProcessInfo.processInfo.hostName
-        let settings = RunSettings(runID: runID, procedure: procedure, parameters: parameters, inputs: request.inputs,
-                                   station: request.station ?? "simulator@\(host)", operatorName: request.operatorName,
-                                   scenario: scenario.name)
-        var settingsWithSimulation = settings
-        settingsWithSimulation.simulatedInputs = scenario.inputs
+        var runID = RunSettings.makeRunID(procedure: procedure.id)
         var folder: RunFolder?
         if recordToDisk {
-            do {
-                folder = try RunFolder(reportsDirectory: request.reportsDirectory, runID: runID)
-            } catch {
-                throw .record(error)
+            // Run ids carry a random suffix; on the rare clash, draw another rather than share a folder.
+            for attempt in 1...5 where folder == nil {
+                do {
+                    folder = try RunFolder(reportsDirectory: request.reportsDirectory, runID: runID)
+                } catch {
+                    if attempt == 5 { throw .record(error) }
+                    runID = RunSettings.makeRunID(procedure: procedure.id)
+                }
             }
         }
-        return PreparedRun(settings: settingsWithSimulation, configuration: configuration, rack: rack, clock: clock, folder: folder,
+        var settings = RunSettings(runID: runID, procedure: procedure, parameters: parameters, inputs: request.inputs,
+                                   station: request.station ?? "simulator@\(ProcessInfo.processInfo.hostName)",
+                                   operatorName: request.operatorName, scenario: scenario.name)
+        settings.simulatedInputs = scenario.inputs
+        return PreparedRun(settings: settings, configuration: configuration, rack: rack, clock: clock, folder: folder,
                            warnings: checked.diagnostics.filter { $0.severity == .warning })
     }
 

@@ -2,7 +2,7 @@ import AcceptanceCore
 import Dispatch
 import Foundation
 
-/// Routes SIGINT and SIGTERM to a `StopController` instead of killing the process, so cleanup always runs.
+/// Routes SIGINT, SIGTERM and SIGHUP to a `StopController` instead of killing the process, so cleanup always runs.
 ///
 /// While cleanup runs, further signals only print that cleanup is in progress.
 public final class SignalTrap: Sendable {
@@ -15,8 +15,12 @@ public final class SignalTrap: Sendable {
     private let sources: Sources
 
     public init(stop: StopController, output: ConsoleOutput = .standardError, style: ConsoleStyle) {
+        // A console that went away (a dead `| tee`, a dropped SSH session) must not kill the run before cleanup:
+        // writes to it then fail quietly instead of raising SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
-        for (number, reason) in [(SIGINT, StopReason.interrupt), (SIGTERM, StopReason.terminate)] {
+        for (number, reason) in [(SIGINT, StopReason.interrupt), (SIGTERM, StopReason.terminate),
+                                 (SIGHUP, StopReason.hangup)] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {

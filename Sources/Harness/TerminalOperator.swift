@@ -6,9 +6,11 @@ import Synchronization
 /// waiting prompt can be cancelled by Ctrl-C.
 final class LineReader: Sendable {
     struct State {
-        var lines: [String?] = []
+        var lines: [String] = []
         var waiter: CheckedContinuation<String?, Never>?
         var started = false
+        /// Standard input has ended: every later read answers nil at once.
+        var ended = false
     }
 
     private let state = Mutex(State())
@@ -22,39 +24,42 @@ final class LineReader: Sendable {
         }
         guard start else { return }
         let thread = Thread { [self] in
-            while true {
-                let line = Swift.readLine(strippingNewline: true)
-                deliver(line)
-                if line == nil { return }
-            }
+            while let line = Swift.readLine(strippingNewline: true) { deliver(line) }
+            deliver(nil)
         }
         thread.name = "acceptance.stdin"
         thread.start()
     }
 
     private func deliver(_ line: String?) {
-        let waiter = state.withLock { state -> CheckedContinuation<String?, Never>? in
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
-            }
-            state.lines.append(line)
-            return nil
+        let (waiter, answer) = state.withLock { state -> (CheckedContinuation<String?, Never>?, String?) in
+            if let line { state.lines.append(line) } else { state.ended = true }
+            guard let waiter = state.waiter else { return (nil, nil) }
+            state.waiter = nil
+            return (waiter, state.lines.isEmpty ? nil : state.lines.removeFirst())
         }
-        waiter?.resume(returning: line)
+        waiter?.resume(returning: answer)
+    }
+
+    /// Forgets lines typed before a prompt was shown, so a stray Enter cannot confirm a safety prompt unseen.
+    func discardTypeAhead() {
+        tcflush(STDIN_FILENO, TCIFLUSH)
+        state.withLock { $0.lines.removeAll() }
     }
 
     /// The next line; nil at end of input. Throws `CancellationError` if the task is cancelled while waiting.
     func next() async throws -> String? {
         startIfNeeded()
-        let line: String?? = await withTaskCancellationHandler {
+        let line: String? = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
-                let buffered: String?? = state.withLock { state in
-                    if !state.lines.isEmpty { return .some(state.lines.removeFirst()) }
+                enum Answer { case line(String?), wait }
+                let answer: Answer = state.withLock { state in
+                    if !state.lines.isEmpty { return .line(state.lines.removeFirst()) }
+                    if state.ended || Task.isCancelled { return .line(nil) }
                     state.waiter = continuation
-                    return .none
+                    return .wait
                 }
-                if let buffered { continuation.resume(returning: buffered) }
+                if case let .line(line) = answer { continuation.resume(returning: line) }
             }
         } onCancel: {
             let waiter = state.withLock { state -> CheckedContinuation<String?, Never>? in
@@ -64,7 +69,7 @@ final class LineReader: Sendable {
             waiter?.resume(returning: nil)
         }
         try Task.checkCancellation()
-        return line ?? nil
+        return line
     }
 }
 
@@ -81,6 +86,7 @@ public struct TerminalOperator: OperatorConsole {
     public var isInteractive: Bool { true }
 
     public func confirm(_ text: String, step: Step) async throws -> Bool {
+        LineReader.shared.discardTypeAhead()
         output.write("\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + text.trimmingCharacters(in: .whitespacesAndNewlines)
             + "\n    Press Enter when done (or type 'abort' and Enter to stop the run): ")
         while true {
@@ -94,6 +100,7 @@ public struct TerminalOperator: OperatorConsole {
     }
 
     public func ask(_ text: String, input: String, pattern: String?, step: Step, problem: String?) async throws -> String {
+        LineReader.shared.discardTypeAhead()
         if let problem {
             output.write("    " + style.paint(problem, "33") + "\n    \(input): ")
         } else {

@@ -49,7 +49,9 @@ struct RunCommand: AsyncParsableCommand {
         for pair in parameters + inputs where !pair.contains("=") {
             throw ValidationError("'\(pair)' must be name=value")
         }
-        if let timeScale, !(timeScale > 0) { throw ValidationError("--time-scale must be above zero") }
+        if let timeScale, !(0.001...1_000_000).contains(timeScale) {
+            throw ValidationError("--time-scale must be between 0.001 and 1000000 simulated seconds per wall second")
+        }
     }
 
     static func pairs(_ list: [String]) -> [String: String] {

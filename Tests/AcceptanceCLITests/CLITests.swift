@@ -142,7 +142,8 @@ struct CLITests {
         #expect(malformed.status == 64)
     }
 
-    @Test func ctrlCDuringTheHoldAbortsAfterCleanup() async throws {
+    @Test(arguments: [SIGINT, SIGTERM, SIGHUP])
+    func aStopSignalDuringTheHoldAbortsAfterCleanup(signal: Int32) async throws {
         let reports = temporaryDirectory()
         let running = try Running(["run", "leak-test", "--time-scale", "30", "--param", "hold=120s",
                                    "--param", "stabilise=30s", "--report-dir", reports], directory: temporaryDirectory())
@@ -155,12 +156,13 @@ struct CLITests {
             throw CLIError(message: "no run folder")
         }()
         _ = try await waitFor(journalPath) { sampleCount($0) >= 5 }
-        running.signal(SIGINT)
+        running.signal(signal)
         try await Task.sleep(for: .milliseconds(100))
-        running.signal(SIGINT)  // A second Ctrl-C must not skip cleanup.
+        running.signal(signal)  // A second signal must not skip cleanup.
         let status = try await running.wait()
         #expect(status == 3, "\(running.stdout)\(running.stderr)")
-        #expect(running.stderr.contains("SIGINT: stopping"))
+        let name = [SIGINT: "SIGINT", SIGTERM: "SIGTERM", SIGHUP: "SIGHUP"][signal] ?? "?"
+        #expect(running.stderr.contains("\(name): stopping"))
         #expect(running.stdout.contains("VERDICT:  ABORTED"))
         let folder = try runFolder(in: reports)
         let record = try #require(try JSONSerialization.jsonObject(

@@ -131,6 +131,36 @@ struct ProcedureLoaderTests {
         #expect(try value.evaluate([:]) == .text("closed"))
     }
 
+    @Test func catchesTyposThatWouldBlameTheRack() throws {
+        let bench = try TestBench()
+        let result = try bench.check(Self.header + """
+            parameters:
+              settle: {default: 10 s, min: 30 s}
+            main:
+              - check: dev.mode == "manul"
+              - set: dev.mode
+                value: "Manual"
+              - sample: dev.pressure
+                every: 1 s
+                for: 1 min
+                measurements: [{statistic: drop, limits: {high: dev.pressure}}]
+              - check: \(String(repeating: "(", count: 200))1\(String(repeating: ")", count: 200)) == 1
+            """)
+        let messages = result.diagnostics.map(\.message)
+        func has(_ fragment: String) -> Bool { messages.contains { $0.contains(fragment) } }
+        #expect(has("'manul' is not a state of this point; use one of auto, manual (did you mean 'manual'?)"))
+        #expect(has("unknown name 'Manual'; expected one of auto, manual"))
+        #expect(has("default 10 s is below its min 30 s"))
+        #expect(has("not the point 'dev.pressure'"))
+        #expect(has("nests deeper than 64 levels"))
+    }
+
+    @Test func emptyFilesSaySo() throws {
+        let bench = try TestBench()
+        let result = try bench.check("# nothing but a comment\n")
+        #expect(result.diagnostics.map(\.message) == ["file is empty"])
+    }
+
     @Test func unknownRackIsReported() throws {
         let bench = try TestBench()
         let result = try bench.check("id: t\ntitle: T\nversion: 1\nrack: no-such-rack\nmain: []\n")

@@ -263,7 +263,8 @@ struct RunnerTests {
         let samples = lines.filter { $0.contains("\"event\":\"sample\"") }
         #expect(samples.count == 601)
         for line in lines {
-            #expect((try? JSONSerialization.jsonObject(with: Data(line.utf8))) != nil, "valid JSON: \(line)")
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["event"] is String, "every line is an event: \(line)")
         }
         let csv = try String(contentsOfFile: folder.file("series-main-1.csv"), encoding: .utf8)
         #expect(csv.hasPrefix("t_s,dev.pressure [kPa],dev.temperature [°C]\n0,300,25\n1,"))
@@ -274,12 +275,65 @@ struct RunnerTests {
         #expect(decoded.steps.first?.series?.file == "series-main-1.csv")
     }
 
-    @Test(arguments: ["wait: 1e20 s", "wait: -5 s", "sample: dev.pressure\n    every: 1 ms\n    for: 2 h"])
-    func absurdTimesEndInErrorNotACrash(step: String) async throws {
-        let yaml = ProcedureLoaderTests.header + "main:\n  - " + step + "\n"
-        let (runner, _) = try makeRunner(yaml)
+    @Test(arguments: ["wait: 1e20 s", "wait: -5 s", "sample: dev.pressure\n    every: 1 ms\n    for: 2 h",
+                      "sample: dev.pressure\n    every: 11 min\n    for: 10 min",
+                      "wait-until: dev.alarm\n    timeout: 1 min\n    poll: 0 s"])
+    func absurdTimesAreAnErrorBeforeAnythingMoves(step: String) async throws {
+        let yaml = ProcedureLoaderTests.header + "main:\n  - set: dev.valve\n    value: closed\n  - " + step + "\n"
+        let (runner, device) = try makeRunner(yaml)
         let record = await runner.run()
-        #expect(record.verdict == .error, "\(record.steps.first?.error ?? "")")
+        #expect(record.verdict == .error, "\(record.message ?? "")")
+        #expect(device.writes.isEmpty, "caught in preflight, before the valve moved")
+    }
+
+    @Test func theLastSampleIsAtTheEndOfTheDuration() async throws {
+        let yaml = ProcedureLoaderTests.header + """
+            main:
+              - sample: dev.pressure
+                every: 7 min
+                for: 10 min
+                measurements: [{name: decay, statistic: drop, limits: {high: 2 kPa}}]
+            """
+        let clock = SimulationClock()
+        let (procedure, configuration) = try bench.load(yaml)
+        let device = FakeDevice(clock: clock, values: [:]) { name, seconds in
+            name == "pressure" ? .quantity(Quantity(300 - seconds / 100, .kilopascal)) : nil
+        }
+        let settings = RunSettings(runID: "r", procedure: procedure, parameters: [:], station: "test")
+        let record = await Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
+                                  clock: clock, console: AutomaticOperator()).run()
+        #expect(record.clock.elapsedSeconds == 600)
+        #expect(record.verdict == .fail, "6 kPa over the full 10 minutes, not 4.2 over 7")
+        #expect(abs((record.steps.first?.measurements.first?.value ?? 0) - 6) < 1e-9)
+    }
+
+    @Test func nothingMovesAfterAStopRequest() async throws {
+        let stop = StopController()
+        let observer = RecordingObserver(onStepStarted: { step in
+            // The stop arrives while the first main step (a write) is in flight.
+            if step.id == "main.1" { stop.requestStop(.terminate) }
+        })
+        let (runner, device) = try makeRunner(observer: observer, stop: stop)
+        let record = await runner.run()
+        #expect(record.verdict == .aborted)
+        #expect(record.steps(in: .main).dropFirst().allSatisfy { $0.verdict == .skipped })
+        #expect(device.writes.count <= 2, "at most the in-flight write, then only cleanup: \(device.writes)")
+        #expect(device.writes.last?.1 == .text("open"))
+    }
+
+    @Test func patternsMatchTheWholeValue() async throws {
+        let yaml = ProcedureLoaderTests.header + """
+            setup:
+              - prompt: Serial
+                input: rack_serial
+                pattern: 'NVL72-[0-9]{6}|NVL72-[0-9]{6}-R[0-9]'
+            main:
+              - check: dev.alarm == false
+            """
+        for (serial, verdict) in [("NVL72-000123-R1", Verdict.pass), ("NVL72-000123", .pass), ("xNVL72-000123", .error)] {
+            let (runner, _) = try makeRunner(yaml, inputs: ["rack_serial": serial])
+            #expect(await runner.run().verdict == verdict, "\(serial)")
+        }
     }
 
     @Test func hugeValuesDoNotTrapTheCodec() throws {
@@ -289,6 +343,20 @@ struct RunnerTests {
         #expect(throws: PointCodecError.self) { try PointCodec.encode(.number(1e30), for: states) }
         #expect(Duration.seconds(1e300) > .seconds(1_000_000))
         #expect(Quantity(1e20, .second).duration == nil)
+    }
+
+    @Test func aPacedClockAlwaysReachesItsDeadline() async throws {
+        for scale in [0.001, 1, 1e6] {
+            let clock = SimulationClock(timeScale: scale)
+            try await clock.sleep(until: .milliseconds(scale < 1 ? 1 : 10_000))
+            #expect(clock.now() == .milliseconds(scale < 1 ? 1 : 10_000))
+        }
+    }
+
+    @Test func twoRunsNeverShareAFolder() throws {
+        let reports = bench.directory + "/reports"
+        _ = try RunFolder(reportsDirectory: reports, runID: "same")
+        #expect(throws: RecordWriteError.self) { try RunFolder(reportsDirectory: reports, runID: "same") }
     }
 
     @Test func statisticsOfASeries() {
