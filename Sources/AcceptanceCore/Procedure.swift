@@ -57,8 +57,10 @@ public struct Step: Sendable {
         case wait(Expression)
         /// Poll until a condition holds; FAIL if it does not within the timeout.
         case waitUntil(condition: Expression, timeout: Expression, poll: Expression)
-        /// Record points every interval for a duration, then derive measurements.
-        case sample(points: [String], every: Expression, duration: Expression, measurements: [SeriesMeasurement])
+        /// Record points every interval for a duration, then derive measurements. `failIf`, checked with every
+        /// sample, ends the step at once as FAIL (a leak sensor tripping during a pressurised hold).
+        case sample(points: [String], every: Expression, duration: Expression, measurements: [SeriesMeasurement],
+                    failIf: Expression?)
         /// A condition that must hold now.
         case check(Expression)
 

@@ -185,7 +185,7 @@ struct ProcedureChecker {
             let (bound, _) = bind(condition, expecting: .bool, what: "wait-until")
             step.kind = .waitUntil(condition: bound, timeout: checkTime(timeout, what: "timeout"),
                                    poll: checkTime(poll, what: "poll"))
-        case let .sample(points, every, duration, measurements):
+        case let .sample(points, every, duration, measurements, failIf):
             var types: [String: ValueType] = [:]
             for reference in points {
                 guard let point = checkPoint(reference, step: step) else { continue }
@@ -214,7 +214,8 @@ struct ProcedureChecker {
                 checked.append(measurement)
             }
             step.kind = .sample(points: points, every: checkTime(every, what: "every"),
-                                duration: checkTime(duration, what: "for"), measurements: checked)
+                                duration: checkTime(duration, what: "for"), measurements: checked,
+                                failIf: failIf.map { bind($0, expecting: .bool, what: "fail_if").0 })
         case let .check(condition):
             step.kind = .check(bind(condition, expecting: .bool, what: "check").0)
         }

@@ -92,7 +92,7 @@ struct ProcedureParser {
         "measure": ["limits", "unit"],
         "wait": [],
         "wait-until": ["timeout", "poll"],
-        "sample": ["every", "for", "measurements"],
+        "sample": ["every", "for", "measurements", "fail_if"],
         "check": [],
     ]
 
@@ -314,7 +314,8 @@ struct ProcedureParser {
                     if let measurement = parseSeriesMeasurement(item, sampled: points) { measurements.append(measurement) }
                 }
             }
-            kind = .sample(points: points, every: every, duration: duration, measurements: measurements)
+            let failIf = field("fail_if").flatMap { expression($0, "fail_if") }
+            kind = .sample(points: points, every: every, duration: duration, measurements: measurements, failIf: failIf)
             name = name ?? "Sample \(points.joined(separator: ", "))"
         case "check":
             guard let condition = expression(value, "check") else { return nil }

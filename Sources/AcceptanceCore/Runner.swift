@@ -145,7 +145,7 @@ public final class Runner: Sendable {
             line.add("step", step.id)
             line.add("index", index)
             line.add("elapsed_s", elapsed)
-            if case let .sample(points, _, _, _) = step.kind {
+            if case let .sample(points, _, _, _, _) = step.kind {
                 var object = JSONLine()
                 for (offset, point) in points.enumerated() where offset < values.count {
                     object.add(point, values[offset])
@@ -313,7 +313,7 @@ public final class Runner: Sendable {
             case let .waitUntil(_, timeout, poll):
                 _ = check(timeout, "timeout", step)
                 _ = check(poll, "poll", step, positive: true)
-            case let .sample(_, every, length, _):
+            case let .sample(_, every, length, _, _):
                 if let interval = check(every, "every", step, positive: true), let total = check(length, "for", step),
                    interval > .zero {
                     if interval > total {
@@ -538,8 +538,9 @@ public final class Runner: Sendable {
             return StepResult(message: "waited \(Quantity.format(total.seconds)) s")
         case let .waitUntil(condition, timeout, poll):
             return try await waitUntil(step, condition: condition, timeout: timeout, poll: poll)
-        case let .sample(points, every, duration, measurements):
-            return try await sample(step, points: points, every: every, for: duration, measurements: measurements)
+        case let .sample(points, every, duration, measurements, failIf):
+            return try await sample(step, points: points, every: every, for: duration, measurements: measurements,
+                                    failIf: failIf)
         case let .check(condition):
             let values = try await values(for: [condition])
             let holds = try condition.evaluate(values)
@@ -689,7 +690,7 @@ public final class Runner: Sendable {
     }
 
     func sample(_ step: Step, points: [String], every: Expression, for total: Expression,
-                measurements: [SeriesMeasurement]) async throws -> StepResult {
+                measurements: [SeriesMeasurement], failIf: Expression?) async throws -> StepResult {
         let environment = try await values(for: [])
         let interval = try duration(every, environment)
         let length = try duration(total, environment)
@@ -716,7 +717,8 @@ public final class Runner: Sendable {
         do {
             for (index, offset) in offsets.enumerated() {
                 try await clock.sleep(until: start + offset)
-                let read = try await bus.read(points)
+                let guardPoints = failIf.map { $0.references.filter { environment[$0] == nil && !points.contains($0) } } ?? []
+                let read = try await bus.read(points + guardPoints)
                 let elapsed = (clock.now() - start).seconds
                 var row: [Double] = []
                 for (column, point) in points.enumerated() {
@@ -738,6 +740,14 @@ public final class Runner: Sendable {
                     "\(points[column]) = \(Quantity.format(row[column]))\(units[column].map { " \($0.symbol)" } ?? "")"
                 }.joined(separator: ", ")
                 emit(.progress(step, elapsed: elapsed, total: length.seconds, detail: latest))
+                if let failIf, case .bool(true) = try failIf.evaluate(environment.merging(read) { $1 }) {
+                    try writeSeries(fileName, points: points, units: units, times: times, columns: columns)
+                    let values = environment.merging(read) { $1 }
+                    return StepResult(verdict: .fail, measurements: readingMeasurements(failIf, values),
+                                      message: "stopped after \(Quantity.format(elapsed)) s: \(failIf.source)"
+                                          + describeReadings(failIf, values),
+                                      series: folder == nil ? nil : seriesRecord())
+                }
             }
         } catch {
             // Keep what was sampled: the CSV beside the journal shows the series up to the interruption.

@@ -162,7 +162,8 @@ public final class ConsoleReporter: RunObserver {
             for measurement in shown.dropFirst() {
                 lines.append(String(repeating: " ", count: 62) + measurementText(measurement, single: false))
             }
-            if record.verdict == .fail, let message = record.message, !message.isEmpty, step.kind.keyword != "sample" {
+            let judged = record.measurements.contains { $0.displayLimits != nil && $0.verdict == .fail }
+            if record.verdict == .fail, let message = record.message, !message.isEmpty, !judged {
                 lines.append(String(repeating: " ", count: 62) + style.paint(message, "31"))
             } else if step.kind.keyword == "sample", let message = record.message {
                 lines.append(String(repeating: " ", count: 62) + style.dim(message))
