@@ -37,14 +37,8 @@ struct ProcedureChecker {
 
     /// Binds an expression, reporting type and name errors at their columns.
     mutating func bind(_ expression: Expression, expecting expected: ValueType? = nil, what: String) -> (Expression, ValueType) {
-        let configuration = self.configuration
-        let procedure = self.procedure
         let checker = self
-        let (bound, type, errors) = expression.bind(expecting: expected) { name in
-            _ = configuration
-            _ = procedure
-            return checker.type(of: name)
-        }
+        let (bound, type, errors) = expression.bind(expecting: expected) { checker.type(of: $0) }
         for error in errors {
             var message = "\(what): \(error.message)"
             if message.contains("unknown point"), let configuration {
