@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "AcceptanceCore", targets: ["AcceptanceCore"]),
         .library(name: "Simulation", targets: ["Simulation"]),
         .library(name: "Harness", targets: ["Harness"]),
+        .library(name: "ModbusTransport", targets: ["ModbusTransport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -28,6 +29,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // libmodbus, as a system library: headers and linking only.
+        .systemLibrary(
+            name: "CModbus",
+            pkgConfig: "libmodbus",
+            providers: [.apt(["libmodbus-dev"])]
+        ),
+        // Modbus TCP and RTU through libmodbus: clients on their own threads, and a server for the simulator.
+        // Only LibModbus.swift touches libmodbus's pointers.
+        .target(
+            name: "ModbusTransport",
+            dependencies: ["AcceptanceCore", "CModbus"]
+        ),
         // The simulated rack: CDU physics, scenarios, in-memory Modbus devices.
         .target(
             name: "Simulation",
@@ -36,7 +49,7 @@ let package = Package(
         // Wiring a run together: locating files, station/simulated devices, console, prompts, signals.
         .target(
             name: "Harness",
-            dependencies: ["AcceptanceCore", "Simulation", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AcceptanceCore", "Simulation", "ModbusTransport", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "acceptance",
@@ -48,6 +61,7 @@ let package = Package(
         ),
         .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore"]),
+        .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "Simulation", "AcceptanceCore"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore"]),
         // Runs the built `acceptance` binary as a technician would: exit codes, signals, kill -9.
         .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance"]),

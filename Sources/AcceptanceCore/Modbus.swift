@@ -157,6 +157,23 @@ extension ModbusClient {
     }
 }
 
+/// What a Modbus server answers, as decided by whatever stands behind it (the simulator).
+public enum ModbusServerAnswer: Sendable, Equatable {
+    /// Register values (bits as 0/1) for a read.
+    case values([UInt16])
+    /// A write was accepted.
+    case done
+    case exception(ModbusException)
+    /// Say nothing: the client will time out, as with a hung or unplugged device.
+    case noResponse
+}
+
+/// The device behind a Modbus server. Called on the server's own thread; must not block for long.
+public protocol ModbusServerBackend: Sendable {
+    func read(_ table: ModbusTable, startingAt address: UInt16, count: Int, unit: UInt8) -> ModbusServerAnswer
+    func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8) -> ModbusServerAnswer
+}
+
 extension String {
     func leftPadded(to width: Int, with pad: Character = "0") -> String {
         count >= width ? self : String(repeating: pad, count: width - count) + self

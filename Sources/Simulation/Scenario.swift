@@ -21,6 +21,12 @@ public struct ScheduledFault: Sendable, Hashable {
     public var at: Double
     public var device: String
     public var kind: Kind
+
+    public init(at: Double, device: String, kind: Kind) {
+        self.at = at
+        self.device = device
+        self.kind = kind
+    }
 }
 
 /// A simulated situation: device settings and faults on a schedule, from `Fixtures/scenarios/<name>.yaml`.

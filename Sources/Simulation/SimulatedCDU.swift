@@ -6,7 +6,7 @@ import Synchronization
 /// The register layout is not hard-coded: the device profile maps the model's standard points onto registers with
 /// the same `PointCodec` the clients use, so any vendor's profile can be simulated. Physics advance lazily to the
 /// shared clock's reading on every request, and scheduled faults fire at their simulated times.
-public final class SimulatedCDU: ModbusClient {
+public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     public let name: String
     public let profile: DeviceProfile
     public let clock: any RunClock
@@ -93,23 +93,49 @@ public final class SimulatedCDU: ModbusClient {
         }
     }
 
-    /// Runs one transaction: advances the physics, then answers, or times out if the device is silent.
-    private func transact<T>(_ function: ModbusFunction, _ address: UInt16, _ count: Int,
-                             _ body: (inout State) throws(ModbusError) -> T) async throws(ModbusError) -> T {
-        let silent = state.withLock { state -> Bool in
+    /// Answers a read as the device would, on the wire or in memory: values, an exception, or silence.
+    public func read(_ table: ModbusTable, startingAt address: UInt16, count: Int, unit: UInt8) -> ModbusServerAnswer {
+        state.withLock { state in
             advance(&state)
-            return state.isSilent
+            if state.isSilent { return .noResponse }
+            state.transactions += 1
+            do throws(ModbusError) {
+                return .values(try registers(table, address, count, &state))
+            } catch {
+                if case let .exception(exception) = error.kind { return .exception(exception) }
+                return .exception(.serverDeviceFailure)
+            }
         }
-        if silent {
-            // A silent device costs the client its whole response timeout.
+    }
+
+    /// Applies a write as the device would: done, an exception, or silence.
+    public func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8) -> ModbusServerAnswer {
+        state.withLock { state in
+            advance(&state)
+            if state.isSilent { return .noResponse }
+            state.transactions += 1
+            do throws(ModbusError) {
+                try write(table, address, values, &state)
+                return .done
+            } catch {
+                if case let .exception(exception) = error.kind { return .exception(exception) }
+                return .exception(.serverDeviceFailure)
+            }
+        }
+    }
+
+    /// The in-memory client side: an answer becomes a result, silence costs the client its response timeout.
+    private func client<T>(_ function: ModbusFunction, _ address: UInt16, _ count: Int, _ answer: ModbusServerAnswer,
+                           _ value: ([UInt16]) -> T) async throws(ModbusError) -> T {
+        switch answer {
+        case let .values(registers): return value(registers)
+        case .done: return value([])
+        case let .exception(exception): throw error(.exception(exception), function, address, count)
+        case .noResponse:
             do { try await clock.sleep(for: responseTimeout) } catch {
                 throw self.error(.cancelled, function, address, count)
             }
             throw error(.timeout, function, address, count)
-        }
-        return try state.withLock { state throws(ModbusError) -> T in
-            state.transactions += 1
-            return try body(&state)
         }
     }
 
@@ -167,39 +193,36 @@ public final class SimulatedCDU: ModbusClient {
     }
 
     public func readCoils(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [Bool] {
-        try await transact(.readCoils, address, count) { state throws(ModbusError) in
-            try registers(.coil, address, count, &state).map { $0 != 0 }
+        try await client(.readCoils, address, count, read(.coil, startingAt: address, count: count, unit: 1)) {
+            $0.map { $0 != 0 }
         }
     }
 
     public func readDiscreteInputs(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [Bool] {
-        try await transact(.readDiscreteInputs, address, count) { state throws(ModbusError) in
-            try registers(.discreteInput, address, count, &state).map { $0 != 0 }
+        try await client(.readDiscreteInputs, address, count, read(.discreteInput, startingAt: address, count: count, unit: 1)) {
+            $0.map { $0 != 0 }
         }
     }
 
     public func readHoldingRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16] {
-        try await transact(.readHoldingRegisters, address, count) { state throws(ModbusError) in
-            try registers(.holdingRegister, address, count, &state)
-        }
+        try await client(.readHoldingRegisters, address, count,
+                         read(.holdingRegister, startingAt: address, count: count, unit: 1)) { $0 }
     }
 
     public func readInputRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16] {
-        try await transact(.readInputRegisters, address, count) { state throws(ModbusError) in
-            try registers(.inputRegister, address, count, &state)
-        }
+        try await client(.readInputRegisters, address, count,
+                         read(.inputRegister, startingAt: address, count: count, unit: 1)) { $0 }
     }
 
     public func writeCoils(startingAt address: UInt16, values: [Bool]) async throws(ModbusError) {
-        try await transact(.writeMultipleCoils, address, values.count) { state throws(ModbusError) in
-            try write(.coil, address, values.map { $0 ? 1 : 0 }, &state)
-        }
+        let raw = values.map { UInt16($0 ? 1 : 0) }
+        try await client(.writeMultipleCoils, address, values.count,
+                         write(.coil, startingAt: address, values: raw, unit: 1)) { _ in () }
     }
 
     public func writeRegisters(startingAt address: UInt16, values: [UInt16]) async throws(ModbusError) {
-        try await transact(.writeMultipleRegisters, address, values.count) { state throws(ModbusError) in
-            try write(.holdingRegister, address, values, &state)
-        }
+        try await client(.writeMultipleRegisters, address, values.count,
+                         write(.holdingRegister, startingAt: address, values: values, unit: 1)) { _ in () }
     }
 }
 

@@ -1,0 +1,54 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// A thread of its own for one connection's blocking calls, so libmodbus never blocks Swift's cooperative pool.
+///
+/// Jobs run one at a time, in order. The thread ends when the `ConnectionThread` is released.
+final class ConnectionThread: Sendable {
+    private final class Queue: Sendable {
+        enum Job {
+            case work(@Sendable () -> Void)
+            case stop
+        }
+
+        let jobs = Mutex<[Job]>([])
+        let available = DispatchSemaphore(value: 0)
+
+        func submit(_ job: Job) {
+            jobs.withLock { $0.append(job) }
+            available.signal()
+        }
+
+        func next() -> Job? {
+            available.wait()
+            return jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+        }
+    }
+
+    private let queue = Queue()
+
+    init(name: String) {
+        let queue = self.queue
+        let thread = Thread {
+            while true {
+                switch queue.next() {
+                case let .work(body)?: body()
+                case .stop?: return
+                case nil: continue
+                }
+            }
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    deinit { queue.submit(.stop) }
+
+    /// Runs `body` on the connection's thread and returns its result.
+    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            queue.submit(.work { continuation.resume(returning: body()) })
+        }
+    }
+}

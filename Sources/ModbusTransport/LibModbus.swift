@@ -1,0 +1,345 @@
+import AcceptanceCore
+import CModbus
+import Foundation
+
+// The only file that touches libmodbus's pointers. Every `modbus_t` here has one owner that frees it in `deinit`,
+// and is used from one thread only: a client's `ConnectionThread`, or the server's own thread.
+
+/// libmodbus's error numbers for protocol faults, above its errno base.
+private enum LibModbusErrno {
+    static let base = Int32(acceptance_modbus_errno_base)
+    static let badCRC = base + 12
+    static let lastProtocolFault = base + 17  // EMBBADSLAVE
+}
+
+/// A `ModbusError` for the call that just failed, from `errno` as it was right after the call.
+private func modbusError(_ code: Int32, _ function: ModbusFunction, _ address: UInt16, _ count: Int, _ endpoint: String)
+    -> ModbusError {
+    let kind: ModbusError.Kind
+    if code > LibModbusErrno.base, code < LibModbusErrno.badCRC {
+        kind = .exception(ModbusException(rawValue: UInt8(code - LibModbusErrno.base)))
+    } else if code >= LibModbusErrno.badCRC, code <= LibModbusErrno.lastProtocolFault {
+        kind = .badResponse(String(cString: modbus_strerror(code)))
+    } else if code == ETIMEDOUT {
+        kind = .timeout
+    } else {
+        kind = .connection(code: code, message: String(cString: strerror(code)))
+    }
+    return ModbusError(kind, function: function, address: address, count: count, endpoint: endpoint)
+}
+
+private func timeoutParts(_ duration: Duration) -> (UInt32, UInt32) {
+    let micros = max(0, min(Int64(duration.seconds * 1e6), Int64(UInt32.max) * 1_000_000))
+    return (UInt32(micros / 1_000_000), UInt32(micros % 1_000_000))
+}
+
+/// One client connection's `modbus_t`: created and configured in `init`, freed in `deinit`.
+///
+/// `@unchecked Sendable` because it crosses into its `ConnectionThread` once and is then only called there; libmodbus
+/// contexts are not thread-safe, and nothing else touches this one.
+final class LibModbusConnection: @unchecked Sendable {
+    private let context: OpaquePointer
+    let endpoint: String
+    private var isConnected = false
+
+    init(endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings, label: String) throws(ModbusError) {
+        self.endpoint = label
+        let created: OpaquePointer?
+        switch endpoint {
+        case let .tcp(host, port):
+            created = modbus_new_tcp_pi(host, String(port))
+        case let .rtu(device, baud, parity, dataBits, stopBits):
+            created = modbus_new_rtu(device, Int32(baud), CChar(bitPattern: parity.letter), Int32(dataBits), Int32(stopBits))
+        }
+        guard let created else {
+            let code = errno
+            throw ModbusError(.connection(code: code, message: "cannot set up \(endpoint): \(String(cString: strerror(code)))"),
+                              function: .readHoldingRegisters, address: 0, count: 0, endpoint: label)
+        }
+        context = created
+        modbus_set_slave(context, Int32(unit))
+        let (responseSeconds, responseMicros) = timeoutParts(settings.responseTimeout)
+        modbus_set_response_timeout(context, responseSeconds, responseMicros)
+        let (byteSeconds, byteMicros) = timeoutParts(settings.byteTimeout)
+        modbus_set_byte_timeout(context, byteSeconds, byteMicros)
+        if case .rtu = endpoint, settings.rs485 { modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) }
+    }
+
+    deinit {
+        modbus_close(context)
+        modbus_free(context)
+    }
+
+    /// Calls `modbus_connect` if not connected.
+    func connectIfNeeded(for function: ModbusFunction, _ address: UInt16, _ count: Int) throws(ModbusError) {
+        guard !isConnected else { return }
+        if modbus_connect(context) != 0 {
+            let code = errno
+            throw modbusError(code, function, address, count, endpoint)
+        }
+        isConnected = true
+    }
+
+    /// Calls `modbus_close`; the next transaction reconnects.
+    func disconnect() {
+        modbus_close(context)
+        isConnected = false
+    }
+
+    /// Reads registers (bits as 0/1) with `modbus_read_bits`, `modbus_read_input_bits`, `modbus_read_registers` or
+    /// `modbus_read_input_registers`.
+    func read(_ table: ModbusTable, startingAt address: UInt16, count: Int) throws(ModbusError) -> [UInt16] {
+        let function = ModbusFunction.read(table)
+        try connectIfNeeded(for: function, address, count)
+        let result: Int32
+        var values: [UInt16]
+        switch table {
+        case .coil, .discreteInput:
+            var bits = [UInt8](repeating: 0, count: count)
+            result = table == .coil
+                ? modbus_read_bits(context, Int32(address), Int32(count), &bits)
+                : modbus_read_input_bits(context, Int32(address), Int32(count), &bits)
+            values = bits.map { UInt16($0) }
+        case .holdingRegister, .inputRegister:
+            values = [UInt16](repeating: 0, count: count)
+            result = table == .holdingRegister
+                ? modbus_read_registers(context, Int32(address), Int32(count), &values)
+                : modbus_read_input_registers(context, Int32(address), Int32(count), &values)
+        }
+        guard result == Int32(count) else {
+            let code = errno
+            if result >= 0 {
+                throw ModbusError(.badResponse("\(result) values instead of \(count)"), function: function,
+                                  address: address, count: count, endpoint: endpoint)
+            }
+            throw modbusError(code, function, address, count, endpoint)
+        }
+        return values
+    }
+
+    /// Writes coils with `modbus_write_bits`, or registers with `modbus_write_registers` (function 0x0F / 0x10).
+    func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16]) throws(ModbusError) {
+        let function: ModbusFunction = table == .coil ? .writeMultipleCoils : .writeMultipleRegisters
+        try connectIfNeeded(for: function, address, values.count)
+        let result: Int32
+        if table == .coil {
+            let bits = values.map { UInt8($0 == 0 ? 0 : 1) }
+            result = modbus_write_bits(context, Int32(address), Int32(bits.count), bits)
+        } else {
+            result = modbus_write_registers(context, Int32(address), Int32(values.count), values)
+        }
+        guard result == Int32(values.count) else {
+            let code = errno
+            throw modbusError(code, function, address, values.count, endpoint)
+        }
+    }
+}
+
+/// A Modbus TCP server on its own thread, answering from a `ModbusServerBackend`: libmodbus's `modbus_receive`
+/// and `modbus_reply`, several clients at once through `select`.
+public final class ModbusTCPServer: Sendable {
+    /// The port it listens on (the one the system chose, if asked for port 0).
+    public let port: Int
+    public let host: String
+    private let loop: ServerLoop
+
+    /// Binds and starts serving. Listens on `host` only (loopback by default).
+    public init(host: String = "127.0.0.1", port: Int, backend: any ModbusServerBackend) throws(ModbusError) {
+        loop = try ServerLoop(host: host, port: port, backend: backend)
+        self.port = loop.port
+        self.host = host
+        let loop = self.loop
+        let thread = Thread { loop.run() }
+        thread.name = "acceptance.modbus-server.\(port)"
+        thread.start()
+    }
+
+    /// Stops serving, closes every connection, and returns when the server thread has finished.
+    public func stop() { loop.stop() }
+
+    deinit { loop.stop() }
+}
+
+/// The server's libmodbus state.
+///
+/// `@unchecked Sendable`: the context, mapping and client sockets are used only by the server thread in `run()`;
+/// `stop()` only writes a byte to the wake-up pipe and waits on a semaphore.
+private final class ServerLoop: @unchecked Sendable {
+    let context: OpaquePointer
+    let mapping: UnsafeMutablePointer<modbus_mapping_t>
+    let listener: Int32
+    let wake: (read: Int32, write: Int32)
+    let port: Int
+    let backend: any ModbusServerBackend
+    let finished = DispatchSemaphore(value: 0)
+    let stopping = ManagedAtomicFlag()
+    var clients: [Int32] = []
+
+    init(host: String, port: Int, backend: any ModbusServerBackend) throws(ModbusError) {
+        func fail(_ message: String, _ code: Int32) -> ModbusError {
+            ModbusError(.connection(code: code, message: "\(message): \(String(cString: strerror(code)))"),
+                        function: .readHoldingRegisters, address: 0, count: 0, endpoint: "\(host):\(port)")
+        }
+        guard let context = modbus_new_tcp(host, Int32(port)) else { throw fail("cannot create a server", errno) }
+        guard let mapping = modbus_mapping_new(0x10000, 0x10000, 0x10000, 0x10000) else {
+            let code = errno
+            modbus_free(context)
+            throw fail("cannot allocate the register map", code)
+        }
+        let listener = modbus_tcp_listen(context, 16)
+        guard listener >= 0 else {
+            let code = errno
+            modbus_mapping_free(mapping)
+            modbus_free(context)
+            throw fail("cannot listen on \(host):\(port)", code)
+        }
+        var pipeEnds: [Int32] = [0, 0]
+        guard pipe(&pipeEnds) == 0 else {
+            let code = errno
+            close(listener)
+            modbus_mapping_free(mapping)
+            modbus_free(context)
+            throw fail("cannot create a pipe", code)
+        }
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+        self.context = context
+        self.mapping = mapping
+        self.listener = listener
+        self.wake = (pipeEnds[0], pipeEnds[1])
+        self.backend = backend
+        // A client that sends half a request must not stall everyone else.
+        modbus_set_byte_timeout(context, 0, 500_000)
+        modbus_set_indication_timeout(context, 1, 0)
+    }
+
+    deinit {
+        for client in clients { close(client) }
+        close(listener)
+        close(wake.read)
+        close(wake.write)
+        modbus_mapping_free(mapping)
+        modbus_free(context)
+    }
+
+    func stop() {
+        guard stopping.setOnce() else { return }
+        var byte: UInt8 = 1
+        _ = write(wake.write, &byte, 1)
+        finished.wait()
+    }
+
+    func run() {
+        defer { finished.signal() }
+        var request = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
+        while true {
+            var readable = fd_set()
+            acceptance_fd_zero(&readable)
+            acceptance_fd_set(listener, &readable)
+            acceptance_fd_set(wake.read, &readable)
+            for client in clients { acceptance_fd_set(client, &readable) }
+            let highest = ([listener, wake.read] + clients).max() ?? listener
+            let ready = select(highest + 1, &readable, nil, nil, nil)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            if acceptance_fd_isset(wake.read, &readable) != 0 { return }
+            if acceptance_fd_isset(listener, &readable) != 0 {
+                let client = accept(listener, nil, nil)
+                if client >= 0 { clients.append(client) }
+            }
+            for client in clients where acceptance_fd_isset(client, &readable) != 0 {
+                modbus_set_socket(context, client)
+                let length = modbus_receive(context, &request)
+                if length > 0 {
+                    answer(request, length: Int(length))
+                } else if length < 0 {
+                    close(client)
+                    clients.removeAll { $0 == client }
+                }
+            }
+        }
+    }
+
+    /// Parses the request, asks the backend, and replies with `modbus_reply` or `modbus_reply_exception`.
+    func answer(_ request: [UInt8], length: Int) {
+        let header = Int(modbus_get_header_length(context))
+        guard length >= header + 5 else {
+            modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
+            return
+        }
+        let unit = request[header - 1]
+        let function = request[header]
+        let address = UInt16(request[header + 1]) << 8 | UInt16(request[header + 2])
+        let field = Int(request[header + 3]) << 8 | Int(request[header + 4])
+        let outcome: ModbusServerAnswer
+        switch function {
+        case 0x01, 0x02, 0x03, 0x04:
+            let table: ModbusTable = [0x01: .coil, 0x02: .discreteInput, 0x03: .holdingRegister][function] ?? .inputRegister
+            let limit = table.isBitTable ? 2000 : 125
+            guard (1...limit).contains(field), Int(address) + field <= 0x10000 else {
+                modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
+                return
+            }
+            outcome = backend.read(table, startingAt: address, count: field, unit: unit)
+            if case let .values(values) = outcome, values.count == field {
+                for (offset, value) in values.enumerated() {
+                    let index = Int(address) + offset
+                    switch table {
+                    case .coil: mapping.pointee.tab_bits[index] = value == 0 ? 0 : 1
+                    case .discreteInput: mapping.pointee.tab_input_bits[index] = value == 0 ? 0 : 1
+                    case .holdingRegister: mapping.pointee.tab_registers[index] = value
+                    case .inputRegister: mapping.pointee.tab_input_registers[index] = value
+                    }
+                }
+            }
+        case 0x05:
+            outcome = backend.write(.coil, startingAt: address, values: [field == 0xFF00 ? 1 : 0], unit: unit)
+        case 0x06:
+            outcome = backend.write(.holdingRegister, startingAt: address, values: [UInt16(field)], unit: unit)
+        case 0x0F, 0x10:
+            let isCoils = function == 0x0F
+            let byteCount = length > header + 5 ? Int(request[header + 5]) : 0
+            let needed = isCoils ? (field + 7) / 8 : field * 2
+            guard field >= 1, byteCount == needed, length >= header + 6 + byteCount else {
+                modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
+                return
+            }
+            let data = request[(header + 6)..<(header + 6 + byteCount)]
+            let values: [UInt16] = isCoils
+                ? (0..<field).map { UInt16((data[data.startIndex + $0 / 8] >> UInt8($0 % 8)) & 1) }
+                : (0..<field).map { UInt16(data[data.startIndex + 2 * $0]) << 8 | UInt16(data[data.startIndex + 2 * $0 + 1]) }
+            outcome = backend.write(isCoils ? .coil : .holdingRegister, startingAt: address, values: values, unit: unit)
+        default:
+            outcome = .exception(.illegalFunction)
+        }
+        switch outcome {
+        case .values, .done:
+            modbus_reply(context, request, Int32(length), mapping)
+        case let .exception(exception):
+            modbus_reply_exception(context, request, UInt32(exception.rawValue))
+        case .noResponse:
+            break
+        }
+    }
+}
+
+/// A flag that can be set once, from any thread.
+private final class ManagedAtomicFlag: Sendable {
+    private let state = Mutex(false)
+
+    /// Sets the flag; true if this call set it.
+    func setOnce() -> Bool {
+        state.withLock { isSet in
+            defer { isSet = true }
+            return !isSet
+        }
+    }
+}
+
+import Synchronization

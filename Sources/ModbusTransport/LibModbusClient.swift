@@ -1,0 +1,100 @@
+import AcceptanceCore
+
+/// A Modbus client for one device over TCP or RTU, through libmodbus.
+///
+/// Each client has its own thread for libmodbus's blocking calls. A transaction that times out, loses its
+/// connection or finds the device busy is retried after a backoff (on the injected clock) with a fresh connection,
+/// up to the configured number of times; each retry is reported to `onRetry` so the run's journal records it. A
+/// pending transaction is never abandoned mid-flight: cancellation takes effect when it returns, which is within
+/// its response timeout.
+public final class LibModbusClient: ModbusClient {
+    public let endpoint: String
+    public let settings: ModbusSettings
+    private let connection: LibModbusConnection
+    private let thread: ConnectionThread
+    private let clock: any RunClock
+    private let onRetry: @Sendable (ModbusRetry) -> Void
+
+    public init(endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings = ModbusSettings(),
+                clock: any RunClock, onRetry: @escaping @Sendable (ModbusRetry) -> Void = { _ in }) throws(ModbusError) {
+        self.endpoint = "\(endpoint) unit \(unit)"
+        self.settings = settings
+        self.clock = clock
+        self.onRetry = onRetry
+        connection = try LibModbusConnection(endpoint: endpoint, unit: unit, settings: settings, label: self.endpoint)
+        thread = ConnectionThread(name: "acceptance.modbus.\(endpoint)")
+    }
+
+    static func isRetryable(_ error: ModbusError) -> Bool {
+        switch error.kind {
+        case .timeout, .connection, .badResponse: true
+        case .exception(.serverDeviceBusy), .exception(.acknowledge): true
+        default: false
+        }
+    }
+
+    /// Runs one transaction on the connection's thread, with retries.
+    private func transact<T: Sendable>(_ function: ModbusFunction, _ address: UInt16, _ count: Int,
+                                       _ body: @escaping @Sendable (LibModbusConnection) -> Result<T, ModbusError>)
+        async throws(ModbusError) -> T {
+        let connection = self.connection
+        var attempt = 0
+        while true {
+            if Task.isCancelled {
+                throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
+            }
+            let result = await thread.run { body(connection) }
+            switch result {
+            case let .success(value):
+                return value
+            case let .failure(error):
+                guard Self.isRetryable(error), attempt < settings.retries else { throw error }
+                attempt += 1
+                let delay = settings.backoff * (1 << min(attempt - 1, 10))
+                onRetry(ModbusRetry(endpoint: endpoint, attempt: attempt, of: settings.retries, error: error, delay: delay))
+                // Start the next attempt on a fresh connection.
+                await thread.run { connection.disconnect() }
+                do {
+                    try await clock.sleep(for: delay)
+                } catch {
+                    throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
+                }
+            }
+        }
+    }
+
+    private func readTable(_ table: ModbusTable, _ address: UInt16, _ count: Int) async throws(ModbusError) -> [UInt16] {
+        try await transact(.read(table), address, count) { connection in
+            Result { () throws(ModbusError) in try connection.read(table, startingAt: address, count: count) }
+        }
+    }
+
+    public func readCoils(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [Bool] {
+        try await readTable(.coil, address, count).map { $0 != 0 }
+    }
+
+    public func readDiscreteInputs(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [Bool] {
+        try await readTable(.discreteInput, address, count).map { $0 != 0 }
+    }
+
+    public func readHoldingRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16] {
+        try await readTable(.holdingRegister, address, count)
+    }
+
+    public func readInputRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16] {
+        try await readTable(.inputRegister, address, count)
+    }
+
+    public func writeCoils(startingAt address: UInt16, values: [Bool]) async throws(ModbusError) {
+        let raw = values.map { UInt16($0 ? 1 : 0) }
+        try await transact(.writeMultipleCoils, address, values.count) { connection in
+            Result { () throws(ModbusError) in try connection.write(.coil, startingAt: address, values: raw) }
+        }
+    }
+
+    public func writeRegisters(startingAt address: UInt16, values: [UInt16]) async throws(ModbusError) {
+        try await transact(.writeMultipleRegisters, address, values.count) { connection in
+            Result { () throws(ModbusError) in try connection.write(.holdingRegister, startingAt: address, values: values) }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import AcceptanceCore
+
+/// Where a Modbus device is: a TCP address or a serial line.
+public enum ModbusEndpoint: Sendable, Hashable, CustomStringConvertible {
+    case tcp(host: String, port: Int)
+    case rtu(device: String, baud: Int, parity: Parity, dataBits: Int, stopBits: Int)
+
+    public enum Parity: String, Sendable, Hashable, CaseIterable {
+        case none, even, odd
+
+        /// libmodbus's letter for it.
+        var letter: UInt8 {
+            switch self {
+            case .none: UInt8(ascii: "N")
+            case .even: UInt8(ascii: "E")
+            case .odd: UInt8(ascii: "O")
+            }
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .tcp(host, port): "\(host):\(port)"
+        case let .rtu(device, baud, parity, dataBits, stopBits):
+            "\(device) \(baud) \(dataBits)\(parity.rawValue.prefix(1).uppercased())\(stopBits)"
+        }
+    }
+}
+
+/// Per-device timing and retry policy, from the station file.
+public struct ModbusSettings: Sendable, Hashable {
+    /// How long to wait for an answer before the transaction times out.
+    public var responseTimeout: Duration = .seconds(1)
+    /// Longest gap allowed between bytes of one answer.
+    public var byteTimeout: Duration = .milliseconds(500)
+    /// Retries after a timeout, a lost connection or a "busy" answer, before the error is reported.
+    public var retries = 2
+    /// Wait before the first retry; doubles for each further one.
+    public var backoff: Duration = .milliseconds(500)
+    /// RS-485 mode for RTU adapters that need it set.
+    public var rs485 = false
+
+    public init() {}
+}
+
+/// A transaction that failed and is being tried again; recorded in the run's journal.
+public struct ModbusRetry: Sendable, CustomStringConvertible {
+    public var endpoint: String
+    public var attempt: Int
+    public var of: Int
+    public var error: ModbusError
+    public var delay: Duration
+
+    public var description: String {
+        "retry \(attempt) of \(of) in \(Quantity.format(delay.seconds)) s after: \(error)"
+    }
+}

@@ -1,0 +1,158 @@
+import AcceptanceCore
+import Foundation
+import ModbusTransport
+import Simulation
+import Synchronization
+import Testing
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+func referenceProfile() throws -> DeviceProfile {
+    let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+    return try #require(configuration.profiles["reference-cdu"])
+}
+
+func quietCDU(_ scenario: Scenario = .nominal, clock: SimulationClock) throws -> SimulatedCDU {
+    var quiet = scenario
+    quiet.cdu.pressureNoise = 0
+    return SimulatedCDU(name: "cdu", profile: try referenceProfile(), scenario: quiet, clock: clock)
+}
+
+/// A port nothing listens on: bind, note the port, close.
+func closedPort() -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+    }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+    }
+    close(descriptor)
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+@Suite("Modbus TCP on loopback, libmodbus on both sides")
+struct LoopbackTests {
+    @Test func readsAndWritesThroughTheWireMatchInMemory() async throws {
+        let clock = SimulationClock()
+        let cdu = try quietCDU(clock: clock)
+        let server = try ModbusTCPServer(port: 0, backend: cdu)
+        defer { server.stop() }
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, clock: clock)
+        let wire = try await client.readInputRegisters(startingAt: 0, count: 9)
+        let memory = try await cdu.readInputRegisters(startingAt: 0, count: 9)
+        #expect(wire == memory)
+        #expect(try await client.readDiscreteInputs(startingAt: 0, count: 5) == cdu.readDiscreteInputs(startingAt: 0, count: 5))
+        try await client.writeRegisters(startingAt: 0, values: [1])  // mode = manual
+        try await client.writeCoils(startingAt: 0, values: [true])  // pump on
+        #expect(try await client.readHoldingRegisters(startingAt: 0, count: 1) == [1])
+        #expect(cdu.snapshot().mode == "manual" && cdu.snapshot().pumpEnabled)
+    }
+
+    @Test func exceptionsArriveTypedWithTheirContext() async throws {
+        let clock = SimulationClock()
+        let server = try ModbusTCPServer(port: 0, backend: try quietCDU(clock: clock))
+        defer { server.stop() }
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, clock: clock)
+        do {
+            _ = try await client.readInputRegisters(startingAt: 9, count: 1)
+            Issue.record("read of an unmapped register succeeded")
+        } catch {
+            #expect(error.kind == .exception(.illegalDataAddress))
+            #expect(error.description.contains("Modbus exception 0x02 (illegal data address)"))
+            #expect(error.description.contains("read input registers (0x04) at address 9"))
+            #expect(error.description.contains("127.0.0.1:\(server.port) unit 1"))
+        }
+        await #expect(throws: ModbusError.self) { try await client.writeRegisters(startingAt: 0, values: [9]) }
+    }
+
+    @Test func aClosedPortIsAConnectionErrorNamingAddressPortAndCause() async throws {
+        let port = closedPort()
+        var settings = ModbusSettings()
+        settings.retries = 2
+        settings.backoff = .milliseconds(10)
+        let retries = Mutex<[ModbusRetry]>([])
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1, settings: settings,
+                                         clock: SimulationClock()) { retry in retries.withLock { $0.append(retry) } }
+        do {
+            _ = try await client.readInputRegisters(startingAt: 0, count: 1)
+            Issue.record("a closed port answered")
+        } catch {
+            #expect(error.kind == .connection(code: ECONNREFUSED, message: "Connection refused"))
+            #expect(error.description.contains("127.0.0.1:\(port)"))
+            #expect(error.description.contains("errno \(ECONNREFUSED): Connection refused"))
+        }
+        #expect(retries.withLock { $0.count } == 2)
+    }
+
+    @Test func aSilentDeviceTimesOutWithinTheResponseTimeout() async throws {
+        let clock = SimulationClock()
+        let scenario = Scenario(name: "silent", faults: [ScheduledFault(at: 0, device: "cdu", kind: .silent)])
+        let server = try ModbusTCPServer(port: 0, backend: try quietCDU(scenario, clock: clock))
+        defer { server.stop() }
+        var settings = ModbusSettings()
+        settings.responseTimeout = .milliseconds(200)
+        settings.retries = 0
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, settings: settings,
+                                         clock: clock)
+        let start = ContinuousClock.now
+        do throws(ModbusError) {
+            _ = try await client.readInputRegisters(startingAt: 0, count: 1)
+            Issue.record("a silent device answered")
+        } catch {
+            #expect(error.kind == .timeout)
+        }
+        let waited = ContinuousClock.now - start
+        #expect(waited >= .milliseconds(150) && waited < .seconds(2))
+    }
+
+    @Test func aDeviceThatComesBackWithinTheRetryBudgetIsReadAgain() async throws {
+        let clock = SimulationClock()
+        let cdu = try quietCDU(clock: clock)
+        var server: ModbusTCPServer? = try ModbusTCPServer(port: 0, backend: cdu)
+        let port = try #require(server?.port)
+        var settings = ModbusSettings()
+        settings.retries = 5
+        settings.backoff = .milliseconds(100)
+        settings.responseTimeout = .milliseconds(200)
+        let retries = Mutex<[ModbusRetry]>([])
+        // Backoff on a paced clock, so the restart below happens while the client is retrying.
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1, settings: settings,
+                                         clock: WallClock()) { retry in retries.withLock { $0.append(retry) } }
+        _ = try await client.readInputRegisters(startingAt: 0, count: 1)
+        server?.stop()
+        server = nil
+        async let restarted: ModbusTCPServer = {
+            try await Task.sleep(for: .milliseconds(300))
+            return try ModbusTCPServer(port: port, backend: cdu)
+        }()
+        let value = try await client.readInputRegisters(startingAt: 0, count: 1)
+        let again = try await restarted
+        defer { again.stop() }
+        #expect(value.count == 1)
+        #expect(retries.withLock { $0.count } >= 1)
+        #expect(retries.withLock { $0.first?.description.contains("retry 1 of 5") } == true)
+    }
+
+    @Test func manyClientsAtOnce() async throws {
+        let clock = SimulationClock()
+        let server = try ModbusTCPServer(port: 0, backend: try quietCDU(clock: clock))
+        defer { server.stop() }
+        try await withThrowingTaskGroup(of: [UInt16].self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, clock: clock)
+                    var last: [UInt16] = []
+                    for _ in 0..<50 { last = try await client.readHoldingRegisters(startingAt: 0, count: 3) }
+                    return last
+                }
+            }
+            for try await registers in group { #expect(registers.count == 3) }
+        }
+    }
+}
