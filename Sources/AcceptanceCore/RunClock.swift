@@ -53,21 +53,27 @@ extension Duration {
     }
 }
 
-/// Real time, from the monotonic clock.
+/// Real time, from the monotonic clock; optionally sped up (`timeScale` seconds per wall second) to run against a
+/// simulator that runs its physics at the same pace.
 public struct WallClock: RunClock {
-    public let kind = ClockKind.wall
     public let originDate: Date
+    public let timeScale: Double
     private let origin: ContinuousClock.Instant
 
-    public init() {
+    public init(timeScale: Double = 1) {
         originDate = Date()
         origin = ContinuousClock.now
+        self.timeScale = timeScale.isFinite && timeScale > 0 ? timeScale : 1
     }
 
-    public func now() -> Duration { ContinuousClock.now - origin }
+    /// Real time is `wall`; anything sped up is simulated time, and the record says so.
+    public var kind: ClockKind { timeScale == 1 ? .wall : .simulated }
+
+    public func now() -> Duration { (ContinuousClock.now - origin) * timeScale }
 
     public func sleep(until deadline: Duration) async throws {
-        try await ContinuousClock().sleep(until: origin + deadline)
+        let wait = (deadline - now()).seconds / timeScale
+        if wait > 0 { try await ContinuousClock().sleep(for: .seconds(wait)) } else { try Task.checkCancellation() }
     }
 }
 

@@ -11,6 +11,8 @@ public enum RunEvent: Sendable {
     /// Cleanup is starting; the reason it runs (always, but the operator should know why now).
     case cleanupStarted(reason: String)
     case notice(String)
+    /// A device transaction failed and is being retried (the run goes on if a retry succeeds).
+    case retry(device: String, message: String)
     case runFinished(RunRecord)
 }
 

@@ -115,10 +115,12 @@ public struct StepRecord: Sendable, Codable, Hashable {
     /// For prompts: `operator` when a person confirmed it, `auto` when confirmed without a terminal or with --yes.
     public var confirmedBy: String?
     public var series: SeriesRecord?
+    /// Device transactions retried during the step, in order.
+    public var retries: [String]?
     public var source: String
 
     enum CodingKeys: String, CodingKey {
-        case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, source
+        case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, retries, source
         case durationSeconds = "duration_s"
         case confirmedBy = "confirmed_by"
     }

@@ -55,6 +55,8 @@ public final class Runner: Sendable {
         var environment: [String: Value]
         var journalFailure: RecordWriteError?
         var sequence = 0
+        /// Retries reported since the current step began.
+        var retries: [String] = []
     }
 
     private let state: Mutex<State>
@@ -79,7 +81,10 @@ public final class Runner: Sendable {
             parameters: settings.parameters.mapValues(\.description), rackProfile: procedure.rack,
             rackSerial: settings.inputs["rack_serial"], operator: settings.operatorName, station: settings.station,
             scenario: settings.scenario, inputs: [:],
-            clock: .init(kind: clock.kind, timeScale: (clock as? SimulationClock)?.timeScale, elapsedSeconds: 0,
+            clock: .init(kind: clock.kind,
+                         timeScale: (clock as? SimulationClock)?.timeScale ?? (clock as? WallClock).flatMap {
+                             $0.timeScale == 1 ? nil : $0.timeScale
+                         }, elapsedSeconds: 0,
                          wallSeconds: 0),
             started: Timestamp.string(clock.date(at: clock.now())), ended: nil, verdict: .pass, message: nil,
             cleanupCompleted: false, steps: [])
@@ -180,12 +185,22 @@ public final class Runner: Sendable {
         case let .notice(text):
             line.add("event", "notice")
             line.add("text", text)
+        case let .retry(device, message):
+            line.add("event", "retry")
+            line.add("device", device)
+            line.add("message", message)
         case let .runFinished(record):
             line.add("event", "run_finished")
             line.add("verdict", record.verdict.rawValue)
             line.add("message", record.message)
             line.add("cleanup_completed", record.cleanupCompleted)
         }
+    }
+
+    /// Records that a device transaction is being retried: in the journal at once, and on the running step.
+    public func recordRetry(device: String, message: String) {
+        state.withLock { $0.retries.append("\(device): \(message)") }
+        emit(.retry(device: device, message: message))
     }
 
     // MARK: Running
@@ -445,6 +460,7 @@ public final class Runner: Sendable {
             emit(.stepStarted(step))
         }
         let started = clock.now()
+        state.withLock { $0.retries.removeAll() }
         var stepRecord = StepRecord(id: step.id, group: step.group, number: step.number, name: step.name,
                                     kind: step.kind.keyword, verdict: .pass,
                                     started: Timestamp.string(clock.date(at: started)), measurements: [],
@@ -480,6 +496,8 @@ public final class Runner: Sendable {
             stepRecord.verdict = .error
             stepRecord.error = "journal: \(failure)"
         }
+        let retries = state.withLock { $0.retries }
+        if !retries.isEmpty { stepRecord.retries = retries }
         let ended = clock.now()
         stepRecord.ended = Timestamp.string(clock.date(at: ended))
         stepRecord.durationSeconds = (ended - started).seconds

@@ -64,7 +64,7 @@ public final class StopController: Sendable {
     func finish() { state.withLock { $0.phase = .finished } }
 
     /// Returns the reason once a stop is requested, or nil if the waiting task is cancelled first.
-    func waitForStop() async -> StopReason? {
+    public func waitForStop() async -> StopReason? {
         let id = state.withLock { state -> Int in
             state.nextID += 1
             return state.nextID

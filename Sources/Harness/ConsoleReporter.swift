@@ -73,12 +73,16 @@ public final class ConsoleReporter: RunObserver {
         public var simulated: Bool
         public var timeScale: Double?
         public var folder: String?
+        /// Where each device is reached.
+        public var endpoints: [String: String]
 
-        public init(scenario: String?, simulated: Bool, timeScale: Double?, folder: String?) {
+        public init(scenario: String?, simulated: Bool, timeScale: Double?, folder: String?,
+                    endpoints: [String: String] = [:]) {
             self.scenario = scenario
             self.simulated = simulated
             self.timeScale = timeScale
             self.folder = folder
+            self.endpoints = endpoints
         }
     }
 
@@ -119,6 +123,11 @@ public final class ConsoleReporter: RunObserver {
                 let pace = header.timeScale.map { "\(Quantity.format($0))× real time" } ?? "as fast as the steps allow"
                 print("   " + style.paint("SIMULATED rack", "1;36") + " (scenario '\(header.scenario ?? "nominal")') · "
                     + "simulated clock, \(pace); times shown are simulated")
+            } else if let scale = header.timeScale, scale != 1 {
+                print("   station clock sped up \(Quantity.format(scale))× (for a simulator at the same pace); times shown are simulated")
+            }
+            for (device, endpoint) in header.endpoints.sorted(by: { $0.key < $1.key }) {
+                print("   \(device): \(endpoint)")
             }
             print("   run \(record.runID)" + (header.folder.map { " · journal \($0)/journal.jsonl" } ?? ""))
         case let .groupStarted(group, count):
@@ -143,6 +152,8 @@ public final class ConsoleReporter: RunObserver {
             printStep(step, record)
         case let .notice(text):
             print(style.paint("  ! \(text)", "1;33"))
+        case let .retry(device, message):
+            print(style.paint("  ↻ \(device): \(message)", "33"))
         case let .runFinished(record):
             printVerdict(record)
         }

@@ -1,6 +1,15 @@
 import AcceptanceCore
 import Foundation
+import ModbusTransport
 import Simulation
+
+/// How the runner reaches the built-in simulated rack.
+public enum SimulatorTransport: String, Sendable, CaseIterable {
+    /// Straight to the simulated devices, in memory.
+    case memory
+    /// Over real Modbus TCP on loopback, through libmodbus on both sides, with the simulation clock still shared.
+    case tcp
+}
 
 /// Everything the `run` command was asked to do.
 public struct RunRequest: Sendable {
@@ -11,10 +20,13 @@ public struct RunRequest: Sendable {
     public var inputs: [String: String] = [:]
     public var operatorName: String?
     public var scenario = "nominal"
-    /// Simulated seconds per wall second; nil runs simulated time as fast as possible.
+    /// Simulated seconds per wall second; nil runs simulated time as fast as possible. With a station, it speeds
+    /// the runner's clock up to match a simulator running at the same scale.
     public var timeScale: Double?
     public var reportsDirectory = "reports"
+    /// A station file (or the name of one in `Fixtures/stations`): real devices instead of the simulated rack.
     public var station: String?
+    public var simulatorTransport = SimulatorTransport.memory
 
     public init(procedure: String, workspace: Workspace) {
         self.procedure = procedure
@@ -26,13 +38,20 @@ public struct RunRequest: Sendable {
 public struct PreparedRun: Sendable {
     public let settings: RunSettings
     public let configuration: RackConfiguration
-    public let rack: SimulatedRack
+    public let bus: DeviceBus
+    /// The simulated rack, when the run is against the simulator (nil with a station).
+    public let rack: SimulatedRack?
     public let clock: any RunClock
     public let folder: RunFolder?
     /// Warnings found while loading (shown, but not fatal).
     public let warnings: [Diagnostic]
+    /// Where each device is reached, for the console header.
+    public let endpoints: [String: String]
+    let servers: [ModbusTCPServer]
+    let relay: RetryRelay
 
-    /// Loads the procedure, profiles and scenario, resolves parameters and opens the run folder.
+    /// Loads the procedure, profiles and scenario or station, resolves parameters, connects nothing yet, and opens
+    /// the run folder.
     public static func prepare(_ request: RunRequest, recordToDisk: Bool = true) throws(HarnessError) -> PreparedRun {
         let path = try request.workspace.procedureFile(request.procedure)
         let loader = ProcedureLoader(fixtures: request.workspace.fixtures)
@@ -51,19 +70,93 @@ public struct PreparedRun: Sendable {
             throw .input("procedure '\(procedure.id)' asks for no input '\(name)'"
                 + (known.isEmpty ? "" : " (it asks for \(known.sorted().joined(separator: ", ")))"))
         }
-        let scenario: Scenario
-        do {
-            scenario = try Scenario.load(named: request.scenario, in: request.workspace.scenarios)
-        } catch {
-            throw .invalidFiles(error)
+
+        let relay = RetryRelay()
+        let clock: any RunClock
+        let bus: DeviceBus
+        var rack: SimulatedRack?
+        var servers: [ModbusTCPServer] = []
+        var endpoints: [String: String] = [:]
+        var stationID: String
+        var operatorName = request.operatorName
+        var simulatedInputs: [String: String] = [:]
+        var scenarioName: String?
+
+        if let stationName = request.station {
+            let station = try loadStation(stationName, workspace: request.workspace)
+            if let stationRack = station.rack, stationRack != procedure.rack {
+                throw .unsupported("station '\(station.id)' is for rack '\(stationRack)', procedure '\(procedure.id)' "
+                    + "for '\(procedure.rack)'")
+            }
+            clock = WallClock(timeScale: request.timeScale ?? 1)
+            var devices: [String: any PointDevice] = [:]
+            for instance in configuration.rack.devices {
+                guard let binding = station.devices[instance.name], let profile = configuration.profiles[instance.model]
+                else {
+                    throw .unsupported("station '\(station.id)' (\(station.file)) does not say how to reach "
+                        + "device '\(instance.name)' of rack '\(configuration.rack.id)'")
+                }
+                let client: LibModbusClient
+                do {
+                    client = try LibModbusClient(endpoint: binding.endpoint, unit: binding.unit, settings: binding.settings,
+                                                 clock: clock) { relay.report(device: instance.name, $0) }
+                } catch {
+                    throw .unsupported("device '\(instance.name)': \(error)")
+                }
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
+                endpoints[instance.name] = "Modbus \(client.endpoint)"
+            }
+            bus = DeviceBus(configuration: configuration, devices: devices)
+            stationID = station.id
+            operatorName = operatorName ?? station.operatorName
+        } else {
+            let scenario: Scenario
+            do {
+                scenario = try Scenario.load(named: request.scenario, in: request.workspace.scenarios)
+            } catch {
+                throw .invalidFiles(error)
+            }
+            let simulationClock = SimulationClock(timeScale: request.timeScale)
+            clock = simulationClock
+            let simulated: SimulatedRack
+            do {
+                simulated = try SimulatedRack(configuration: configuration, scenario: scenario, clock: simulationClock)
+            } catch {
+                throw .unsupported(error.description)
+            }
+            rack = simulated
+            switch request.simulatorTransport {
+            case .memory:
+                bus = simulated.bus
+                for name in simulated.cdus.keys { endpoints[name] = "simulated, in memory" }
+            case .tcp:
+                var devices: [String: any PointDevice] = [:]
+                var settings = ModbusSettings()
+                settings.responseTimeout = .milliseconds(300)
+                settings.retries = 2
+                settings.backoff = .seconds(1)
+                for (name, cdu) in simulated.cdus.sorted(by: { $0.key < $1.key }) {
+                    do {
+                        let server = try ModbusTCPServer(port: 0, backend: cdu)
+                        servers.append(server)
+                        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1,
+                                                         settings: settings, clock: simulationClock) {
+                            relay.report(device: name, $0)
+                        }
+                        devices[name] = ModbusPointDevice(name: name, profile: cdu.profile, client: client)
+                        endpoints[name] = "simulated, Modbus \(client.endpoint)"
+                    } catch {
+                        for server in servers { server.stop() }
+                        throw .unsupported("cannot serve the simulated '\(name)' on loopback: \(error)")
+                    }
+                }
+                bus = DeviceBus(configuration: configuration, devices: devices)
+            }
+            stationID = "simulator@\(ProcessInfo.processInfo.hostName)"
+            simulatedInputs = scenario.inputs
+            scenarioName = scenario.name
         }
-        let clock = SimulationClock(timeScale: request.timeScale)
-        let rack: SimulatedRack
-        do {
-            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock)
-        } catch {
-            throw .unsupported(error.description)
-        }
+
         var runID = RunSettings.makeRunID(procedure: procedure.id)
         var folder: RunFolder?
         if recordToDisk {
@@ -72,23 +165,44 @@ public struct PreparedRun: Sendable {
                 do {
                     folder = try RunFolder(reportsDirectory: request.reportsDirectory, runID: runID)
                 } catch {
-                    if attempt == 5 { throw .record(error) }
+                    if attempt == 5 {
+                        for server in servers { server.stop() }
+                        throw .record(error)
+                    }
                     runID = RunSettings.makeRunID(procedure: procedure.id)
                 }
             }
         }
         var settings = RunSettings(runID: runID, procedure: procedure, parameters: parameters, inputs: request.inputs,
-                                   station: request.station ?? "simulator@\(ProcessInfo.processInfo.hostName)",
-                                   operatorName: request.operatorName, scenario: scenario.name)
-        settings.simulatedInputs = scenario.inputs
-        return PreparedRun(settings: settings, configuration: configuration, rack: rack, clock: clock, folder: folder,
-                           warnings: checked.diagnostics.filter { $0.severity == .warning })
+                                   station: stationID, operatorName: operatorName, scenario: scenarioName)
+        settings.simulatedInputs = simulatedInputs
+        return PreparedRun(settings: settings, configuration: configuration, bus: bus, rack: rack, clock: clock,
+                           folder: folder, warnings: checked.diagnostics.filter { $0.severity == .warning },
+                           endpoints: endpoints, servers: servers, relay: relay)
     }
+
+    static func loadStation(_ name: String, workspace: Workspace) throws(HarnessError) -> StationConfiguration {
+        let path = name.contains("/") || name.hasSuffix(".yaml") ? name : "\(workspace.fixtures)/stations/\(name).yaml"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw .unsupported("no station file \(path)")
+        }
+        do {
+            return try StationConfiguration.load(path: path)
+        } catch {
+            throw .invalidFiles(error)
+        }
+    }
+
+    /// Whether the devices are the built-in simulator.
+    public var isSimulated: Bool { rack != nil }
 
     /// Runs to the end. Cleanup always runs; the record is written to the run folder.
     public func run(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async -> RunRecord {
-        let runner = Runner(settings: settings, bus: rack.bus, clock: clock, console: console, observer: observer,
+        let runner = Runner(settings: settings, bus: bus, clock: clock, console: console, observer: observer,
                             folder: folder, stop: stop)
-        return await runner.run()
+        relay.attach(runner)
+        let record = await runner.run()
+        for server in servers { server.stop() }
+        return record
     }
 }

@@ -14,7 +14,9 @@ public final class SignalTrap: Sendable {
 
     private let sources: Sources
 
-    public init(stop: StopController, output: ConsoleOutput = .standardError, style: ConsoleStyle) {
+    /// `service` names what stops for a long-running service (the simulator), instead of the run's cleanup message.
+    public init(stop: StopController, output: ConsoleOutput = .standardError, style: ConsoleStyle,
+                service: String? = nil) {
         // A console that went away (a dead `| tee`, a dropped SSH session) must not kill the run before cleanup:
         // writes to it then fail quietly instead of raising SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
@@ -26,6 +28,8 @@ public final class SignalTrap: Sendable {
             source.setEventHandler {
                 let message: String
                 switch stop.requestStop(reason) {
+                case .stopping where service != nil:
+                    message = "\(reason.rawValue): stopping \(service ?? "")."
                 case .stopping:
                     message = "\(reason.rawValue): stopping. The current step is cancelled; cleanup will now return "
                         + "the rack to a safe state. Please wait."

@@ -36,8 +36,14 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Confirm every prompt automatically (the record says so).")
     var yes = false
 
+    @Option(help: "Station file (or name in Fixtures/stations): run against real devices instead of the simulator.")
+    var station: String?
+
     @Option(help: "Simulation scenario from Fixtures/scenarios.")
     var scenario = "nominal"
+
+    @Option(help: "How to reach the built-in simulated rack: memory, or tcp (real Modbus TCP on loopback).")
+    var simTransport = "memory"
 
     @Option(help: "Pace simulated time at this many simulated seconds per wall second (default: as fast as possible).")
     var timeScale: Double?
@@ -48,6 +54,12 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         for pair in parameters + inputs where !pair.contains("=") {
             throw ValidationError("'\(pair)' must be name=value")
+        }
+        guard SimulatorTransport(rawValue: simTransport) != nil else {
+            throw ValidationError("--sim-transport must be memory or tcp")
+        }
+        if station != nil, simTransport != "memory" {
+            throw ValidationError("--sim-transport is for the built-in simulator; a station names its own transports")
         }
         if let timeScale, !(0.001...1_000_000).contains(timeScale) {
             throw ValidationError("--time-scale must be between 0.001 and 1000000 simulated seconds per wall second")
@@ -72,6 +84,8 @@ struct RunCommand: AsyncParsableCommand {
         request.operatorName = operatorName ?? ProcessInfo.processInfo.environment["USER"]
         request.scenario = scenario
         request.timeScale = timeScale
+        request.station = station
+        request.simulatorTransport = SimulatorTransport(rawValue: simTransport) ?? .memory
         request.reportsDirectory = reportDir
 
         let prepared: PreparedRun
@@ -95,8 +109,8 @@ struct RunCommand: AsyncParsableCommand {
         let console: any OperatorConsole = interactive ? TerminalOperator(style: style) : AutomaticOperator()
         let reporter = ConsoleReporter(
             style: style, clock: prepared.clock,
-            header: .init(scenario: prepared.settings.scenario, simulated: true, timeScale: request.timeScale,
-                          folder: prepared.folder?.path))
+            header: .init(scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: request.timeScale,
+                          folder: prepared.folder?.path, endpoints: prepared.endpoints))
         let record = await prepared.run(console: console, observer: reporter, stop: stop)
         withExtendedLifetime(trap) {}
         throw ExitCode(record.verdict.exitCode)

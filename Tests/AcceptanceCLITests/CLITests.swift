@@ -103,9 +103,10 @@ func sampleCount(_ journal: String) -> Int {
 
 @Suite("acceptance command line", .serialized)
 struct CLITests {
-    @Test func leakTestPassesWithExitZero() async throws {
+    @Test(arguments: ["memory", "tcp"])
+    func leakTestPassesWithExitZero(transport: String) async throws {
         let reports = temporaryDirectory()
-        let result = try await run(["run", "leak-test", "--report-dir", reports])
+        let result = try await run(["run", "leak-test", "--sim-transport", transport, "--report-dir", reports])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("VERDICT:  PASS"))
         #expect(result.stdout.contains("Pressure decay over hold"))
@@ -117,10 +118,12 @@ struct CLITests {
         #expect(FileManager.default.fileExists(atPath: "\(folder)/journal.jsonl"))
     }
 
-    @Test(arguments: [("loop-leak", Int32(1)), ("pump-failure", 1), ("cdu-silent", 2)])
-    func scenariosExitWithTheirVerdicts(scenario: String, expected: Int32) async throws {
+    @Test(arguments: [("loop-leak", Int32(1)), ("pump-failure", 1), ("cdu-silent", 2)], ["memory", "tcp"])
+    func scenariosExitWithTheirVerdicts(scenario: (String, Int32), transport: String) async throws {
+        let (scenario, expected) = scenario
         let reports = temporaryDirectory()
-        let result = try await run(["run", "leak-test", "--scenario", scenario, "--report-dir", reports])
+        let result = try await run(["run", "leak-test", "--scenario", scenario, "--sim-transport", transport,
+                                    "--report-dir", reports])
         #expect(result.status == expected, "\(result.stdout)")
         let record = try Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json"))
         let object = try #require(try JSONSerialization.jsonObject(with: record) as? [String: Any])

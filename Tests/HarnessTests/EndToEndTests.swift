@@ -54,7 +54,7 @@ struct EndToEndTests {
         #expect(csv.hasPrefix("t_s,cdu.loop_pressure [kPa],cdu.supply_temperature [°C]\n"))
         #expect(csv.split(separator: "\n").count == 602)
         // The CDU was handed back: automatic mode, valve open.
-        let cdu = try #require(prepared.rack.cdus["cdu"]).snapshot()
+        let cdu = try #require(prepared.rack?.cdus["cdu"]).snapshot()
         #expect(cdu.reportedMode == "automatic" && cdu.valvePosition == 1)
     }
 
@@ -66,7 +66,7 @@ struct EndToEndTests {
         #expect((decay.value ?? 0) > 10 && decay.verdict == .fail)
         #expect(record.steps(in: .cleanup).count == 4)
         #expect(record.steps(in: .cleanup).allSatisfy { $0.verdict == .pass })
-        #expect(try #require(prepared.rack.cdus["cdu"]).snapshot().valvePosition == 1)
+        #expect(try #require(prepared.rack?.cdus["cdu"]).snapshot().valvePosition == 1)
     }
 
     @Test func aPumpThatCannotBuildPressureFails() async throws {

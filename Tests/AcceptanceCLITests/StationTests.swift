@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+
+/// A free loopback port: bind to port 0, note what the system chose, close.
+func freePort() -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+    }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+func stationFile(port: Int, retries: Int = 5, backoff: String = "1 s", timeout: String = "500 ms") throws -> String {
+    let path = temporaryDirectory() + "/station.yaml"
+    try """
+        station: test-station
+        rack: gb200-nvl72
+        devices:
+          cdu:
+            modbus:
+              tcp: 127.0.0.1:\(port)
+              unit: 1
+              response_timeout: \(timeout)
+              retries: \(retries)
+              backoff: \(backoff)
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+/// `acceptance simulate` on a port, waited for until it says where it listens.
+func startSimulator(port: Int, scenario: String = "nominal", scale: String = "20") async throws -> Running {
+    let simulator = try Running(["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario],
+                                directory: temporaryDirectory())
+    _ = try await waitFor(simulator.stdoutPath) { $0.contains("127.0.0.1:\(port)") }
+    return simulator
+}
+
+@Suite("Stations: real Modbus TCP against `acceptance simulate`", .serialized)
+struct StationTests {
+    @Test(arguments: [("nominal", Int32(0)), ("loop-leak", 1)])
+    func leakTestOverModbusTCP(scenario: String, expected: Int32) async throws {
+        let port = freePort()
+        let simulator = try await startSimulator(port: port, scenario: scenario)
+        defer { simulator.signal(SIGTERM) }
+        let reports = temporaryDirectory()
+        let result = try await run(["run", "leak-test", "--station", try stationFile(port: port), "--time-scale", "20",
+                                    "--param", "hold=30s", "--rack-serial", "NVL72-TEST-01",
+                                    "--report-dir", reports])
+        #expect(result.status == expected, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("cdu: Modbus 127.0.0.1:\(port) unit 1"))
+        let record = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json"))) as? [String: Any])
+        #expect(record["station"] as? String == "test-station")
+        #expect(record["scenario"] == nil, "a station run is not a scenario run")
+        simulator.signal(SIGINT)
+        #expect(try await simulator.wait() == 0)
+    }
+
+    @Test func aClosedPortIsAnErrorNamingDeviceAddressPortAndCause() async throws {
+        let port = freePort()
+        let start = Date()
+        let result = try await run(["run", "leak-test", "--station",
+                                    try stationFile(port: port, retries: 1, backoff: "100 ms"),
+                                    "--rack-serial", "NVL72-TEST-01", "--report-dir", temporaryDirectory()])
+        #expect(result.status == 2, "\(result.stdout)")
+        #expect(result.stdout.contains("device 'cdu'"))
+        #expect(result.stdout.contains("127.0.0.1:\(port)"))
+        #expect(result.stdout.contains("errno \(ECONNREFUSED): Connection refused"))
+        #expect(Date().timeIntervalSince(start) < 20, "bounded by the configured retries and timeouts")
+    }
+
+    @Test func aSimulatorRestartedWithinTheRetryBudgetLetsTheRunContinue() async throws {
+        let port = freePort()
+        var simulator = try await startSimulator(port: port)
+        let reports = temporaryDirectory()
+        let running = try Running(["run", "leak-test", "--station", try stationFile(port: port), "--time-scale", "20",
+                                   "--param", "hold=60s", "--rack-serial", "NVL72-TEST-01",
+                                   "--report-dir", reports],
+                                  directory: temporaryDirectory())
+        var folder = ""
+        let deadline = Date().addingTimeInterval(30)
+        while folder.isEmpty, Date() < deadline {
+            folder = (try? runFolder(in: reports)) ?? ""
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        _ = try await waitFor(folder + "/journal.jsonl") { sampleCount($0) >= 5 }
+        // The CDU controller drops off the network mid-hold and comes back.
+        simulator.signal(SIGKILL)
+        _ = try await simulator.wait()
+        try await Task.sleep(for: .milliseconds(300))
+        simulator = try await startSimulator(port: port)
+        defer { simulator.signal(SIGTERM) }
+        let status = try await running.wait()
+        #expect(status != 2, "the run continued instead of ending in ERROR: \(running.stdout)")
+        let record = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: folder + "/record.json"))) as? [String: Any])
+        let steps = try #require(record["steps"] as? [[String: Any]])
+        let retried = steps.flatMap { ($0["retries"] as? [String]) ?? [] }
+        #expect(!retried.isEmpty, "the record lists the retries")
+        #expect(retried.first?.contains("cdu: retry 1 of 5") == true)
+        let journal = try String(contentsOfFile: folder + "/journal.jsonl", encoding: .utf8)
+        #expect(journal.contains("\"event\":\"retry\""))
+    }
+}
