@@ -61,7 +61,8 @@ let package = Package(
         ),
         .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore"]),
-        .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "Simulation", "AcceptanceCore"]),
+        .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "Simulation", "AcceptanceCore"],
+                    exclude: ["Peers"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore"]),
         // Runs the built `acceptance` binary as a technician would: exit codes, signals, kill -9.
         .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance"]),

@@ -1,0 +1,226 @@
+import AcceptanceCore
+import Foundation
+import ModbusTransport
+import Simulation
+import Testing
+
+// Interop with peers we did not write: pymodbus (server, TCP and RTU) and mbpoll (client). `.ci/setup` installs
+// them; a missing peer fails the test with the command that installs it.
+
+struct PeerMissing: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs a program to completion (bounded), returning its exit status and output.
+func runProgram(_ path: String, _ arguments: [String], seconds: Double = 20) async throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
+    _ = FileManager.default.createFile(atPath: output, contents: nil)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning {
+        if Date() > deadline {
+            process.terminate()
+            throw PeerMissing(description: "\(path) \(arguments) did not finish")
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+}
+
+func executable(_ name: String, install: String) throws -> String {
+    for directory in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
+        return "\(directory)/\(name)"
+    }
+    throw PeerMissing(description: "\(name) is not installed: run `bash .ci/setup` (\(install))")
+}
+
+func python() throws -> String {
+    let candidates = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/python3" }
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        throw PeerMissing(description: "python3 not found")
+    }
+    return found
+}
+
+/// A long-running peer process, stopped when the test is done with it.
+final class PeerProcess: @unchecked Sendable {
+    // Created and stopped from the test's task only.
+    let process = Process()
+    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
+
+    init(_ path: String, _ arguments: [String], readyWhen marker: String) async throws {
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if let text = try? String(contentsOfFile: output, encoding: .utf8), text.contains(marker) { return }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw PeerMissing(description: "\(path) \(arguments) did not start: "
+            + ((try? String(contentsOfFile: output, encoding: .utf8)) ?? ""))
+    }
+
+    /// Kills the peer (pymodbus's asyncio server ignores SIGTERM) and waits a bounded time for it to go.
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+    }
+}
+
+let peerScript = "\(repositoryRoot)/Tests/ModbusTransportTests/Peers/pymodbus_server.py"
+
+/// The point map of the pymodbus register image, as a device profile.
+func peerProfile() throws -> DeviceProfile {
+    let path = NSTemporaryDirectory() + "peer-device-\(UUID().uuidString).yaml"
+    try """
+        model: peer-image
+        kind: test
+        points:
+          pressure: {table: holding-register, address: 0, type: int16, scale: 0.1, unit: kPa, access: read-write}
+          count_abcd: {table: holding-register, address: 2, type: uint32, word_order: ABCD}
+          count_cdab: {table: holding-register, address: 4, type: uint32, word_order: CDAB}
+          power_abcd: {table: holding-register, address: 6, type: float32, word_order: ABCD, unit: W}
+          power_cdab: {table: holding-register, address: 8, type: float32, word_order: CDAB, unit: W}
+          setpoint_cdab: {table: holding-register, address: 10, type: float32, word_order: CDAB, unit: W, access: read-write}
+          offset_abcd: {table: holding-register, address: 12, type: int32, word_order: ABCD, access: read-write}
+          level: {table: holding-register, address: 14, type: int16, scale: 0.1, unit: kPa, access: read-write}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+    return try DeviceProfile.load(path: path)
+}
+
+/// Raw holding registers as pymodbus's own client reads them from its server.
+func pymodbusRead(port: Int, address: Int, count: Int) async throws -> [Int] {
+    let script = """
+        from pymodbus.client import ModbusTcpClient
+        c = ModbusTcpClient('127.0.0.1', port=\(port)); c.connect()
+        print(c.read_holding_registers(\(address), count=\(count)).registers)
+        """
+    let (status, output) = try await runProgram(try python(), ["-c", script])
+    #expect(status == 0, "\(output)")
+    let inner = output.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    return inner.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+}
+
+func assertRead(_ device: ModbusPointDevice, _ profile: DeviceProfile) async throws {
+    let values = try await device.read(profile.points)
+    func number(_ name: String) -> Double? {
+        guard let index = profile.points.firstIndex(where: { $0.name == name }) else { return nil }
+        return values[index].quantity?.value ?? { if case let .number(n) = values[index] { return n } else { return nil } }()
+    }
+    #expect(abs((number("pressure") ?? 0) - -123.4) < 1e-9)
+    #expect(values[0].quantity?.unit == .kilopascal)
+    #expect(number("count_abcd") == 305_419_896)
+    #expect(number("count_cdab") == 305_419_896)
+    #expect(abs((number("power_abcd") ?? 0) - 123.456) < 1e-4)
+    #expect(number("power_cdab") == -0.5)
+}
+
+@Suite("Interop with pymodbus and mbpoll", .serialized)
+struct PeerTests {
+    @Test func readsAndWritesAPymodbusTCPServer() async throws {
+        let port = freeLoopbackPort()
+        let server = try await PeerProcess(try python(), [peerScript, "tcp", "\(port)"], readyWhen: "READY")
+        defer { server.stop() }
+        let profile = try peerProfile()
+        var settings = ModbusSettings()
+        settings.retries = 5
+        settings.backoff = .milliseconds(100)
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1, settings: settings,
+                                         clock: WallClock())
+        let device = ModbusPointDevice(name: "peer", profile: profile, client: client)
+        try await assertRead(device, profile)
+
+        // Writes land exactly the raw words Python's struct module gives.
+        let setpoint = try #require(profile.point(named: "setpoint_cdab"))
+        try await device.write(setpoint, .quantity(Quantity(42.5, .watt)))  // float32 0x422A0000, CDAB
+        let offset = try #require(profile.point(named: "offset_abcd"))
+        try await device.write(offset, .number(-2))  // int32 0xFFFFFFFE, ABCD
+        let level = try #require(profile.point(named: "level"))
+        try await device.write(level, .quantity(Quantity(-1.23, .bar)))  // -123.0 kPa = raw -1230 = 0xFB32
+        #expect(try await pymodbusRead(port: port, address: 10, count: 5) == [0x0000, 0x422A, 0xFFFF, 0xFFFE, 0xFB32])
+    }
+
+    @Test func readsAPymodbusRTUServerOverAPtyPair() async throws {
+        let socat = try executable("socat", install: "apt-get install socat")
+        let directory = NSTemporaryDirectory() + "pty-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let serverEnd = "\(directory)/server", clientEnd = "\(directory)/client"
+        let pair = try await PeerProcess(socat, ["-d", "-d", "pty,raw,echo=0,link=\(serverEnd)", "pty,raw,echo=0,link=\(clientEnd)"],
+                                         readyWhen: "starting data transfer loop")
+        defer { pair.stop() }
+        let server = try await PeerProcess(try python(), [peerScript, "rtu", serverEnd], readyWhen: "READY")
+        defer { server.stop() }
+        let profile = try peerProfile()
+        var settings = ModbusSettings()
+        settings.retries = 5
+        settings.backoff = .milliseconds(200)
+        // A pty ignores framing, and pyserial cannot set parity on one: 8N1 here (a real line would be 8E1).
+        let client = try LibModbusClient(endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1),
+                                         unit: 1, settings: settings, clock: WallClock())
+        try await assertRead(ModbusPointDevice(name: "peer", profile: profile, client: client), profile)
+    }
+
+    @Test func mbpollReadsAndDrivesTheSimulator() async throws {
+        let mbpoll = try executable("mbpoll", install: "apt-get install mbpoll")
+        let clock = SimulationClock()
+        let cdu = try quietCDU(clock: clock)
+        let server = try ModbusTCPServer(port: 0, backend: cdu)
+        defer { server.stop() }
+        let port = "\(server.port)"
+        // Raw input registers as mbpoll prints them (hex) are the simulator's encoding of its values.
+        let (status, output) = try await runProgram(mbpoll, ["-m", "tcp", "-a", "1", "-0", "-r", "0", "-c", "9", "-t", "3:hex",
+                                                             "-1", "-p", port, "127.0.0.1"])
+        #expect(status == 0, "\(output)")
+        let polled = output.split(separator: "\n").compactMap { line -> UInt16? in
+            guard line.hasPrefix("["), let hex = line.split(separator: "0x").last else { return nil }
+            return UInt16(hex.trimmingCharacters(in: .whitespaces), radix: 16)
+        }
+        #expect(polled == (try await cdu.readInputRegisters(startingAt: 0, count: 9)))
+        let loop = try #require(polled.count > 2 ? polled[2] : nil)
+        #expect(abs(Double(Int16(bitPattern: loop)) / 10 - cdu.snapshot().loopPressure) < 0.06)
+
+        // A setpoint written with mbpoll changes what the simulated CDU does.
+        for arguments in [["-r", "0", "-t", "4", "1"], ["-r", "1", "-t", "4", "900"], ["-r", "0", "-t", "0", "1"]] {
+            let (written, text) = try await runProgram(mbpoll, ["-m", "tcp", "-a", "1", "-0"] + arguments.dropLast()
+                + ["-p", port, "127.0.0.1"] + [arguments.last ?? ""])
+            #expect(written == 0, "\(text)")
+        }
+        let before = cdu.snapshot().pumpPressure
+        clock.advance(to: .seconds(60))
+        let after = cdu.snapshot()
+        #expect(after.reportedMode == "manual")
+        #expect(abs(after.pumpSpeed - 90) < 0.01)
+        #expect(after.pumpPressure > before + 50)
+    }
+}
+
+/// A free loopback port: bind to port 0, note what the system chose, close.
+func freeLoopbackPort() -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+    }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
