@@ -57,7 +57,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "acceptance-bench",
-            dependencies: ["Harness", "AcceptanceCore", "Simulation"]
+            dependencies: ["Harness", "AcceptanceCore", "Simulation", "ModbusTransport"]
         ),
         .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore"]),

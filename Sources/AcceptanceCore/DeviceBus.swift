@@ -92,6 +92,19 @@ public struct ModbusPointDevice: PointDevice {
     }
 
     public func read(_ points: [PointDefinition]) async throws(DeviceError) -> [Value] {
+        guard let executor = client.preferredExecutor else { return try await readBlocks(points) }
+        // All of this read's transactions on the client's own thread: one hand-off, not one per block.
+        let result = await withTaskExecutorPreference(executor) { () async -> Result<[Value], DeviceError> in
+            do throws(DeviceError) {
+                return .success(try await readBlocks(points))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    func readBlocks(_ points: [PointDefinition]) async throws(DeviceError) -> [Value] {
         var values = [Value?](repeating: nil, count: points.count)
         for block in blocks(for: points) {
             let names = block.members.map { points[$0].name }

@@ -142,6 +142,14 @@ public protocol ModbusClient: Sendable {
     func readInputRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16]
     func writeCoils(startingAt address: UInt16, values: [Bool]) async throws(ModbusError)
     func writeRegisters(startingAt address: UInt16, values: [UInt16]) async throws(ModbusError)
+
+    /// Where the client's blocking work happens, if it has a thread of its own. Several transactions in a row are
+    /// cheaper run there (no thread hand-off each).
+    var preferredExecutor: (any TaskExecutor)? { get }
+}
+
+extension ModbusClient {
+    public var preferredExecutor: (any TaskExecutor)? { nil }
 }
 
 extension ModbusClient {

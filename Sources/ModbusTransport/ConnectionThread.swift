@@ -4,8 +4,10 @@ import Synchronization
 
 /// A thread of its own for one connection's blocking calls, so libmodbus never blocks Swift's cooperative pool.
 ///
-/// Jobs run one at a time, in order. The thread ends when the `ConnectionThread` is released.
-final class ConnectionThread: Sendable {
+/// Jobs run one at a time, in order. It is also a `TaskExecutor`: a task that prefers it (`withTaskExecutorPreference`)
+/// runs on this thread, so a loop of transactions makes its blocking calls inline, with no thread hand-off each.
+/// The thread ends when the `ConnectionThread` is released.
+public final class ConnectionThread: TaskExecutor, Sendable {
     private final class Queue: Sendable {
         enum Job {
             case work(@Sendable () -> Void)
@@ -44,6 +46,11 @@ final class ConnectionThread: Sendable {
     }
 
     deinit { queue.submit(.stop) }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        queue.submit(.work { job.runSynchronously(on: self.asUnownedTaskExecutor()) })
+    }
 
     /// Runs `body` on the connection's thread and returns its result.
     func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {

@@ -343,3 +343,34 @@ private final class ManagedAtomicFlag: Sendable {
 }
 
 import Synchronization
+
+/// A plain libmodbus client loop, the baseline the harness client is benchmarked against: `modbus_new_tcp`,
+/// `modbus_connect`, then `modbus_read_registers` in a tight loop, on a thread of its own.
+public enum LibModbusBaseline {
+    /// Reads `count` holding registers from `address`, `iterations` times; returns the wall time of the loop.
+    public static func readHoldingRegisters(host: String, port: Int, address: UInt16, count: Int, iterations: Int)
+        async throws(ModbusError) -> Duration {
+        let thread = ConnectionThread(name: "acceptance.modbus-baseline")
+        let endpoint = "\(host):\(port)"
+        let result: Result<Duration, ModbusError> = await thread.run {
+            guard let context = modbus_new_tcp(host, Int32(port)) else {
+                return .failure(modbusError(errno, .readHoldingRegisters, address, count, endpoint))
+            }
+            defer { modbus_free(context) }
+            modbus_set_slave(context, 1)
+            guard modbus_connect(context) == 0 else {
+                return .failure(modbusError(errno, .readHoldingRegisters, address, count, endpoint))
+            }
+            defer { modbus_close(context) }
+            var registers = [UInt16](repeating: 0, count: count)
+            let start = ContinuousClock.now
+            for _ in 0..<iterations {
+                guard modbus_read_registers(context, Int32(address), Int32(count), &registers) == Int32(count) else {
+                    return .failure(modbusError(errno, .readHoldingRegisters, address, count, endpoint))
+                }
+            }
+            return .success(ContinuousClock.now - start)
+        }
+        return try result.get()
+    }
+}

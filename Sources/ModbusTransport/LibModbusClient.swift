@@ -12,6 +12,12 @@ public final class LibModbusClient: ModbusClient {
     public let settings: ModbusSettings
     private let connection: LibModbusConnection
     private let thread: ConnectionThread
+
+    /// The connection's own thread as a task executor. Code that makes many transactions in a row can run on it
+    /// (`withTaskExecutorPreference(client.executor) { ... }`) so each blocking call is made in place.
+    public var executor: some TaskExecutor { thread }
+
+    public var preferredExecutor: (any TaskExecutor)? { thread }
     private let clock: any RunClock
     private let onRetry: @Sendable (ModbusRetry) -> Void
 
@@ -43,7 +49,8 @@ public final class LibModbusClient: ModbusClient {
             if Task.isCancelled {
                 throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
             }
-            let result = await thread.run { body(connection) }
+            // On the connection's thread: inline if the caller already runs there, one hop there and back if not.
+            let result = await withTaskExecutorPreference(thread) { body(connection) }
             switch result {
             case let .success(value):
                 return value
@@ -53,7 +60,7 @@ public final class LibModbusClient: ModbusClient {
                 let delay = settings.backoff * (1 << min(attempt - 1, 10))
                 onRetry(ModbusRetry(endpoint: endpoint, attempt: attempt, of: settings.retries, error: error, delay: delay))
                 // Start the next attempt on a fresh connection.
-                await thread.run { connection.disconnect() }
+                await withTaskExecutorPreference(thread) { connection.disconnect() }
                 do {
                     try await clock.sleep(for: delay)
                 } catch {
