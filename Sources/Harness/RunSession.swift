@@ -72,91 +72,8 @@ public struct PreparedRun: Sendable {
         }
 
         let relay = RetryRelay()
-        let clock: any RunClock
-        let bus: DeviceBus
-        var rack: SimulatedRack?
-        var servers: [ModbusTCPServer] = []
-        var endpoints: [String: String] = [:]
-        var stationID: String
-        var operatorName = request.operatorName
-        var simulatedInputs: [String: String] = [:]
-        var scenarioName: String?
-
-        if let stationName = request.station {
-            let station = try loadStation(stationName, workspace: request.workspace)
-            if let stationRack = station.rack, stationRack != procedure.rack {
-                throw .unsupported("station '\(station.id)' is for rack '\(stationRack)', procedure '\(procedure.id)' "
-                    + "for '\(procedure.rack)'")
-            }
-            clock = WallClock(timeScale: request.timeScale ?? 1)
-            var devices: [String: any PointDevice] = [:]
-            for instance in configuration.rack.devices {
-                guard let binding = station.devices[instance.name], let profile = configuration.profiles[instance.model]
-                else {
-                    throw .unsupported("station '\(station.id)' (\(station.file)) does not say how to reach "
-                        + "device '\(instance.name)' of rack '\(configuration.rack.id)'")
-                }
-                let client: LibModbusClient
-                do {
-                    client = try LibModbusClient(endpoint: binding.endpoint, unit: binding.unit, settings: binding.settings,
-                                                 clock: clock) { relay.report(device: instance.name, $0) }
-                } catch {
-                    throw .unsupported("device '\(instance.name)': \(error)")
-                }
-                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
-                endpoints[instance.name] = "Modbus \(client.endpoint)"
-            }
-            bus = DeviceBus(configuration: configuration, devices: devices)
-            stationID = station.id
-            operatorName = operatorName ?? station.operatorName
-        } else {
-            let scenario: Scenario
-            do {
-                scenario = try Scenario.load(named: request.scenario, in: request.workspace.scenarios)
-            } catch {
-                throw .invalidFiles(error)
-            }
-            let simulationClock = SimulationClock(timeScale: request.timeScale)
-            clock = simulationClock
-            let simulated: SimulatedRack
-            do {
-                simulated = try SimulatedRack(configuration: configuration, scenario: scenario, clock: simulationClock)
-            } catch {
-                throw .unsupported(error.description)
-            }
-            rack = simulated
-            switch request.simulatorTransport {
-            case .memory:
-                bus = simulated.bus
-                for name in simulated.cdus.keys { endpoints[name] = "simulated, in memory" }
-            case .tcp:
-                var devices: [String: any PointDevice] = [:]
-                var settings = ModbusSettings()
-                settings.responseTimeout = .milliseconds(300)
-                settings.retries = 2
-                settings.backoff = .seconds(1)
-                for (name, cdu) in simulated.cdus.sorted(by: { $0.key < $1.key }) {
-                    do {
-                        let server = try ModbusTCPServer(port: 0, backend: cdu)
-                        servers.append(server)
-                        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1,
-                                                         settings: settings, clock: simulationClock) {
-                            relay.report(device: name, $0)
-                        }
-                        devices[name] = ModbusPointDevice(name: name, profile: cdu.profile, client: client)
-                        endpoints[name] = "simulated, Modbus \(client.endpoint)"
-                    } catch {
-                        for server in servers { server.stop() }
-                        throw .unsupported("cannot serve the simulated '\(name)' on loopback: \(error)")
-                    }
-                }
-                bus = DeviceBus(configuration: configuration, devices: devices)
-            }
-            stationID = "simulator@\(ProcessInfo.processInfo.hostName)"
-            simulatedInputs = scenario.inputs
-            scenarioName = scenario.name
-        }
-
+        let devices = try ConnectedDevices.connect(configuration: configuration, request: request, relay: relay)
+        let servers = devices.servers
         var runID = RunSettings.makeRunID(procedure: procedure.id)
         var folder: RunFolder?
         if recordToDisk {
@@ -174,23 +91,13 @@ public struct PreparedRun: Sendable {
             }
         }
         var settings = RunSettings(runID: runID, procedure: procedure, parameters: parameters, inputs: request.inputs,
-                                   station: stationID, operatorName: operatorName, scenario: scenarioName)
-        settings.simulatedInputs = simulatedInputs
-        return PreparedRun(settings: settings, configuration: configuration, bus: bus, rack: rack, clock: clock,
-                           folder: folder, warnings: checked.diagnostics.filter { $0.severity == .warning },
-                           endpoints: endpoints, servers: servers, relay: relay)
-    }
-
-    static func loadStation(_ name: String, workspace: Workspace) throws(HarnessError) -> StationConfiguration {
-        let path = name.contains("/") || name.hasSuffix(".yaml") ? name : "\(workspace.fixtures)/stations/\(name).yaml"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw .unsupported("no station file \(path)")
-        }
-        do {
-            return try StationConfiguration.load(path: path)
-        } catch {
-            throw .invalidFiles(error)
-        }
+                                   station: devices.stationID, operatorName: request.operatorName ?? devices.operatorName,
+                                   scenario: devices.scenario)
+        settings.simulatedInputs = devices.simulatedInputs
+        return PreparedRun(settings: settings, configuration: configuration, bus: devices.bus, rack: devices.rack,
+                           clock: devices.clock, folder: folder,
+                           warnings: checked.diagnostics.filter { $0.severity == .warning },
+                           endpoints: devices.endpoints, servers: servers, relay: relay)
     }
 
     /// Whether the devices are the built-in simulator.
@@ -204,5 +111,115 @@ public struct PreparedRun: Sendable {
         let record = await runner.run()
         for server in servers { server.stop() }
         return record
+    }
+}
+
+/// The rack's devices, connected as a request asks: a station's real devices, or the simulated rack in memory or
+/// over loopback Modbus TCP. Shared by `run`, `read` and `write`.
+public struct ConnectedDevices: Sendable {
+    public let bus: DeviceBus
+    public let clock: any RunClock
+    /// The simulated rack, when there is no station.
+    public let rack: SimulatedRack?
+    public let endpoints: [String: String]
+    public let stationID: String
+    public let operatorName: String?
+    public let scenario: String?
+    public let simulatedInputs: [String: String]
+    let servers: [ModbusTCPServer]
+
+    public var isSimulated: Bool { rack != nil }
+
+    /// Stops any loopback servers.
+    public func close() {
+        for server in servers { server.stop() }
+    }
+
+    public static func connect(configuration: RackConfiguration, request: RunRequest, relay: RetryRelay? = nil)
+        throws(HarnessError) -> ConnectedDevices {
+        if let stationName = request.station {
+            let station = try loadStation(stationName, workspace: request.workspace)
+            if let stationRack = station.rack, stationRack != configuration.rack.id {
+                throw .unsupported("station '\(station.id)' is for rack '\(stationRack)', not '\(configuration.rack.id)'")
+            }
+            let clock = WallClock(timeScale: request.timeScale ?? 1)
+            var devices: [String: any PointDevice] = [:]
+            var endpoints: [String: String] = [:]
+            for instance in configuration.rack.devices {
+                guard let binding = station.devices[instance.name], let profile = configuration.profiles[instance.model]
+                else {
+                    throw .unsupported("station '\(station.id)' (\(station.file)) does not say how to reach "
+                        + "device '\(instance.name)' of rack '\(configuration.rack.id)'")
+                }
+                let client: LibModbusClient
+                do {
+                    client = try LibModbusClient(endpoint: binding.endpoint, unit: binding.unit, settings: binding.settings,
+                                                 clock: clock) { relay?.report(device: instance.name, $0) }
+                } catch {
+                    throw .unsupported("device '\(instance.name)': \(error)")
+                }
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
+                endpoints[instance.name] = "Modbus \(client.endpoint)"
+            }
+            return ConnectedDevices(bus: DeviceBus(configuration: configuration, devices: devices), clock: clock, rack: nil,
+                                    endpoints: endpoints, stationID: station.id, operatorName: station.operatorName,
+                                    scenario: nil, simulatedInputs: [:], servers: [])
+        }
+        let scenario: Scenario
+        do {
+            scenario = try Scenario.load(named: request.scenario, in: request.workspace.scenarios)
+        } catch {
+            throw .invalidFiles(error)
+        }
+        let clock = SimulationClock(timeScale: request.timeScale)
+        let rack: SimulatedRack
+        do {
+            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock)
+        } catch {
+            throw .unsupported(error.description)
+        }
+        var endpoints: [String: String] = [:]
+        var servers: [ModbusTCPServer] = []
+        let bus: DeviceBus
+        switch request.simulatorTransport {
+        case .memory:
+            bus = rack.bus
+            for name in rack.cdus.keys { endpoints[name] = "simulated, in memory" }
+        case .tcp:
+            var devices: [String: any PointDevice] = [:]
+            var settings = ModbusSettings()
+            settings.responseTimeout = .milliseconds(300)
+            settings.retries = 2
+            settings.backoff = .seconds(1)
+            for (name, cdu) in rack.cdus.sorted(by: { $0.key < $1.key }) {
+                do {
+                    let server = try ModbusTCPServer(port: 0, backend: cdu)
+                    servers.append(server)
+                    let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1,
+                                                     settings: settings, clock: clock) { relay?.report(device: name, $0) }
+                    devices[name] = ModbusPointDevice(name: name, profile: cdu.profile, client: client)
+                    endpoints[name] = "simulated, Modbus \(client.endpoint)"
+                } catch {
+                    for server in servers { server.stop() }
+                    throw .unsupported("cannot serve the simulated '\(name)' on loopback: \(error)")
+                }
+            }
+            bus = DeviceBus(configuration: configuration, devices: devices)
+        }
+        return ConnectedDevices(bus: bus, clock: clock, rack: rack, endpoints: endpoints,
+                                stationID: "simulator@\(ProcessInfo.processInfo.hostName)", operatorName: nil,
+                                scenario: scenario.name, simulatedInputs: scenario.inputs, servers: servers)
+    }
+
+    static func loadStation(_ name: String, workspace: Workspace) throws(HarnessError) -> StationConfiguration {
+        let path = name.contains("/") || name.hasSuffix(".yaml") ? name : "\(workspace.fixtures)/stations/\(name).yaml"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw .unsupported("no station file \(path)")
+        }
+        do {
+            return try StationConfiguration.load(path: path)
+        } catch {
+            throw .invalidFiles(error)
+        }
     }
 }

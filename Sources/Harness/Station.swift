@@ -128,7 +128,9 @@ public struct StationConfiguration: Sendable {
 }
 
 /// Passes device retries to the runner once it exists (clients are made before the runner).
-final class RetryRelay: Sendable {
+public final class RetryRelay: Sendable {
+    public init() {}
+
     private let runner = Mutex<Runner?>(nil)
 
     func attach(_ runner: Runner) { self.runner.withLock { $0 = runner } }

@@ -10,7 +10,8 @@ struct Acceptance: AsyncParsableCommand {
             3 ABORTED (stopped by the operator). Command-line mistakes exit 64 with usage.
             """,
         version: "0.1.0",
-        subcommands: [RunCommand.self, ValidateCommand.self, ListCommand.self, SimulateCommand.self]
+        subcommands: [RunCommand.self, ValidateCommand.self, ListCommand.self, SimulateCommand.self, PointsCommand.self,
+                      ReadCommand.self, WriteCommand.self]
     )
 }
 

@@ -64,6 +64,28 @@ struct StationTests {
         #expect(try await simulator.wait() == 0)
     }
 
+    @Test func technicianToolsReadAndWriteThroughAStation() async throws {
+        let port = freePort()
+        let simulator = try await startSimulator(port: port, scale: "1")
+        defer { simulator.signal(SIGTERM) }
+        let station = try stationFile(port: port)
+        let points = try await run(["points", "cdu"])
+        #expect(points.status == 0)
+        #expect(points.stdout.contains("cdu.pump_speed_setpoint") && points.stdout.contains("holding register 1"))
+        let refused = try await run(["write", "cdu.mode", "manual", "--station", station])
+        #expect(refused.status == 64, "real hardware needs --yes without a terminal")
+        #expect(refused.stderr.contains("add --yes"))
+        let written = try await run(["write", "cdu.mode", "manual", "--station", station, "--yes"])
+        #expect(written.status == 0, "\(written.stderr)")
+        #expect(written.stdout.contains("cdu.mode ← manual"))
+        let read = try await run(["read", "cdu.mode", "cdu.loop_pressure", "--station", station])
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(read.stdout.contains("cdu.mode = manual    (holding register 0)"))
+        #expect(read.stdout.contains("cdu.loop_pressure = ") && read.stdout.contains(" kPa"))
+        let badValue = try await run(["write", "cdu.pump_speed_setpoint", "40 kPa", "--station", station, "--yes"])
+        #expect(badValue.status == 64)
+    }
+
     @Test func aClosedPortIsAnErrorNamingDeviceAddressPortAndCause() async throws {
         let port = freePort()
         let start = Date()

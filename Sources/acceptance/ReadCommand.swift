@@ -1,0 +1,47 @@
+import AcceptanceCore
+import ArgumentParser
+import Harness
+
+struct ReadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "read",
+        abstract: "Read points now: acceptance read cdu.supply_pressure cdu.mode --station line-1-tcp",
+        discussion: "Exit 0 when every point was read, 2 when a device did not answer."
+    )
+
+    @Argument(help: "Points, as device.point.")
+    var points: [String]
+
+    @OptionGroup var devices: DeviceOptions
+    @OptionGroup var workspace: WorkspaceOptions
+
+    func run() async throws {
+        let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
+        let connected: ConnectedDevices
+        let configuration: RackConfiguration
+        do {
+            configuration = try PointTool.configuration(rack: nil, station: devices.station, workspace: location)
+            for point in points where configuration.resolve(point) == nil {
+                var message = "unknown point '\(point)'"
+                if let suggestion = closest(to: point, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
+                throw HarnessError.unsupported(message)
+            }
+            connected = try ConnectedDevices.connect(configuration: configuration, request: try devices.request(workspace: location))
+        } catch let error as HarnessError {
+            throw ValidationError(error.description)
+        }
+        defer { connected.close() }
+        var failed = false
+        for point in points {
+            let register = configuration.resolve(point).map { $0.point.registerDescription } ?? ""
+            do {
+                let value = try await connected.bus.read([point])[point].map(\.description) ?? "-"
+                ConsoleOutput.standardOutput.write("\(point) = \(value)    (\(register))\n")
+            } catch {
+                failed = true
+                ConsoleOutput.standardError.write("\(point): \(error)\n")
+            }
+        }
+        if failed { throw ExitCode(Verdict.error.exitCode) }
+    }
+}
