@@ -51,6 +51,8 @@ public struct PointDefinition: Sendable, Hashable {
     public var states: [Int: String]
     /// For a bitfield: the bit (0 = least significant) this point reads.
     public var bit: Int?
+    /// The raw value (before scale) a device reports when it has no reading, such as 0x7FFF or -9999.
+    public var missing: Double?
     public var location: SourceLocation?
 
     public init(
@@ -110,6 +112,7 @@ public struct DeviceProfile: Sendable {
 
     static let pointKeys = [
         "description", "table", "address", "type", "word_order", "scale", "offset", "unit", "access", "states", "bit",
+        "missing",
     ]
 
     /// Loads `Fixtures/devices/<model>.yaml`, reporting every problem at once.
@@ -245,6 +248,16 @@ public struct DeviceProfile: Sendable {
                     }
                     if let stateName = reader.scalar(stateNode, "state name") { point.states[rawValue] = stateName }
                 }
+            case "missing":
+                guard let text = reader.scalar(valueNode, "missing") else { break }
+                let trimmed = text.trimmingCharacters(in: .whitespaces)
+                let negative = trimmed.hasPrefix("-")
+                let digits = negative ? String(trimmed.dropFirst()) : trimmed
+                let magnitude = digits.lowercased().hasPrefix("0x") ? Int(digits.dropFirst(2), radix: 16).map(Double.init)
+                    : Double(digits)
+                if let magnitude, magnitude.isFinite { point.missing = negative ? -magnitude : magnitude } else {
+                    reader.error("missing must be the raw sentinel number, such as 0x7FFF or -9999", at: valueNode)
+                }
             case "bit":
                 if let bit = reader.integer(valueNode, "bit") {
                     if (0...15).contains(bit) { point.bit = bit } else { reader.error("bit must be 0 to 15", at: valueNode) }
@@ -252,6 +265,11 @@ public struct DeviceProfile: Sendable {
                 _ = keyNode
             default: break
             }
+        }
+        // A hex sentinel for a signed type is a bit pattern: 0x8000 for an int16 is -32768.
+        if let missing = point.missing {
+            if point.type == .int16, (32768...65535).contains(missing) { point.missing = missing - 65536 }
+            if point.type == .int32, (2_147_483_648...4_294_967_295).contains(missing) { point.missing = missing - 4_294_967_296 }
         }
         if Int(point.address) + point.registerCount > 65536 {
             reader.error("point '\(name)' (\(point.type), \(point.registerCount) registers) runs past address 65535", at: keyNode)

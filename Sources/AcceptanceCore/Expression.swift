@@ -557,6 +557,10 @@ extension ExpressionNode {
             return value
         case let .name(name, offset):
             guard let value = values[name] else { throw ExpressionError("no value for '\(name)'", at: offset) }
+            if value == .missing {
+                throw ExpressionError("'\(name)' has no reading (the device reports the sensor missing or failed)",
+                                      at: offset)
+            }
             return value
         case let .unary(op, operand, offset):
             let value = try operand.evaluate(values)

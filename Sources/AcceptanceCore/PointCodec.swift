@@ -22,6 +22,10 @@ public enum PointCodec {
                                   message: "expected \(point.registerCount) register(s), got \(registers.count)")
         }
         let raw: Double
+        if let missing = point.missing, point.type != .bool, point.type != .bitfield,
+           (try? rawValue(registers, point)) == missing {
+            return .missing
+        }
         switch point.type {
         case .bool:
             let isSet = registers[0] != 0
@@ -50,9 +54,24 @@ public enum PointCodec {
         return .number(engineering)
     }
 
+    /// The raw number in the registers, before scale and offset.
+    static func rawValue(_ registers: [UInt16], _ point: PointDefinition) throws(PointCodecError) -> Double {
+        switch point.type {
+        case .uint16, .bitfield, .bool: Double(orderedWord(registers[0], point.wordOrder))
+        case .int16: Double(Int16(bitPattern: orderedWord(registers[0], point.wordOrder)))
+        case .uint32: Double(combine(registers, point.wordOrder))
+        case .int32: Double(Int32(bitPattern: combine(registers, point.wordOrder)))
+        case .float32: Double(Float(bitPattern: combine(registers, point.wordOrder)))
+        }
+    }
+
     /// The raw registers (for bit tables: one register, 0 or 1) that represent `value` for `point`.
     public static func encode(_ value: Value, for point: PointDefinition) throws(PointCodecError) -> [UInt16] {
         func fail(_ message: String) -> PointCodecError { PointCodecError(point: point.name, message: message) }
+        if value == .missing {
+            guard let missing = point.missing else { throw fail("has no 'missing' sentinel to report no reading with") }
+            return try encodeRaw(missing, point)
+        }
         // Named states first: `manual` -> 1.
         if !point.states.isEmpty {
             let raw: Int
@@ -128,7 +147,7 @@ public enum PointCodec {
     }
 
     /// A 16-bit word as the device means it (bytes swapped for BADC and DCBA).
-    static func orderedWord(_ word: UInt16, _ order: WordOrder) -> UInt16 {
+    public static func orderedWord(_ word: UInt16, _ order: WordOrder) -> UInt16 {
         order.swapsBytes ? word.byteSwapped : word
     }
 

@@ -590,7 +590,7 @@ public final class Runner: Sendable {
             MeasurementRecord(name: name, value: quantity.value, unit: quantity.unit.symbol, verdict: verdict)
         case let .number(number):
             MeasurementRecord(name: name, value: number, unit: nil, verdict: verdict)
-        case .bool, .text:
+        case .bool, .text, .missing:
             MeasurementRecord(name: name, value: nil, text: value.description, unit: nil, verdict: verdict)
         }
     }
@@ -604,6 +604,9 @@ public final class Runner: Sendable {
             } catch {
                 throw StationError(description: "\(name): \(error)")
             }
+        }
+        if measured == .missing {
+            throw StationError(description: "\(name): no reading (the device reports the sensor missing or failed)")
         }
         var measured = measured
         if let unit, case let .quantity(quantity) = measured { measured = .quantity(try convert(quantity, unit)) }

@@ -6,6 +6,9 @@ public enum Value: Sendable, Hashable, CustomStringConvertible {
     case bool(Bool)
     /// Text: an enumerated state (`manual`) or an operator's input (a serial number).
     case text(String)
+    /// The device says it has no reading (a missing or failed sensor, reported with the profile's sentinel value).
+    /// Never a number: anything computed from it is an error.
+    case missing
 
     public var description: String {
         switch self {
@@ -13,6 +16,7 @@ public enum Value: Sendable, Hashable, CustomStringConvertible {
         case let .quantity(quantity): quantity.description
         case let .bool(value): value ? "true" : "false"
         case let .text(text): text
+        case .missing: "no reading"
         }
     }
 
@@ -22,6 +26,7 @@ public enum Value: Sendable, Hashable, CustomStringConvertible {
         case let .quantity(quantity): .quantity(quantity.dimension)
         case .bool: .bool
         case .text: .text(choices: nil)
+        case .missing: .unknown
         }
     }
 
@@ -36,7 +41,7 @@ public enum Value: Sendable, Hashable, CustomStringConvertible {
         case let .number(value): value
         case let .quantity(quantity): quantity.value
         case let .bool(value): value ? 1 : 0
-        case .text: nil
+        case .text, .missing: nil
         }
     }
 }

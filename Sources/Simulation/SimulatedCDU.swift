@@ -49,7 +49,7 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     /// Profile points the model cannot simulate (reads of them answer "illegal data address").
     public var unsimulatedPoints: [String] {
         var model = state.withLock { $0.model }
-        return profile.points.filter { model.reading($0.name) == nil }.map(\.name)
+        return profile.points.filter { model.reading($0.name) == nil && $0.missing == nil }.map(\.name)
     }
 
     /// The model as it is now (advanced to the clock), for tests and the console.
@@ -157,15 +157,35 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
             guard let (pointIndex, position) = layout[table]?[address + UInt16(offset)] else {
                 throw error(.exception(.illegalDataAddress), function, address, count)
             }
+            let point = profile.points[pointIndex]
+            if point.type == .bitfield {
+                // A status word: every bit point at this address contributes its bit, as the firmware packs it.
+                result.append(try statusWord(table, address + UInt16(offset), &state, function, address, count))
+                continue
+            }
             if encoded[pointIndex] == nil {
-                let point = profile.points[pointIndex]
-                guard let value = state.model.reading(point.name), let registers = try? PointCodec.encode(value, for: point)
+                // A sensor the model does not have reads as the profile's "no reading" sentinel, if it has one.
+                let value = state.model.reading(point.name) ?? (point.missing != nil ? .missing : nil)
+                guard let value, let registers = try? PointCodec.encode(value, for: point)
                 else { throw error(.exception(.illegalDataAddress), function, address, count) }
                 encoded[pointIndex] = registers
             }
             result.append(encoded[pointIndex]?[position] ?? 0)
         }
         return result
+    }
+
+    /// The register holding bitfield points: each point's bit set from the model's true/false reading.
+    private func statusWord(_ table: ModbusTable, _ register: UInt16, _ state: inout State, _ function: ModbusFunction,
+                            _ address: UInt16, _ count: Int) throws(ModbusError) -> UInt16 {
+        var word: UInt16 = 0
+        for point in profile.points where point.table == table && point.address == register && point.type == .bitfield {
+            guard let bit = point.bit, case let .bool(isSet)? = state.model.reading(point.name) else {
+                throw error(.exception(.illegalDataAddress), function, address, count)
+            }
+            if isSet { word |= 1 << UInt16(bit) }
+        }
+        return PointCodec.orderedWord(word, profile.points.first { $0.address == register && $0.table == table }?.wordOrder ?? .abcd)
     }
 
     private func write(_ table: ModbusTable, _ address: UInt16, _ values: [UInt16], _ state: inout State)

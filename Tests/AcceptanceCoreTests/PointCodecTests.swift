@@ -88,6 +88,19 @@ struct PointCodecTests {
         #expect(throws: PointCodecError.self) { try PointCodec.decode([0x0001], for: point(.float32)) }
     }
 
+    @Test func aMissingSensorSentinelReadsAsNoReading() throws {
+        var humidity = point(.int16, scale: 0.1, unit: .percent)
+        humidity.missing = -32768
+        #expect(try PointCodec.decode([0x8000], for: humidity) == .missing)
+        #expect(try PointCodec.decode([0x01F4], for: humidity) == .quantity(Quantity(50, .percent)))
+        #expect(try PointCodec.encode(.missing, for: humidity) == [0x8000])
+        var pressure = point(.float32, .cdab, unit: .bar)
+        pressure.missing = -9999
+        // -9999.0f is 0xC61C3C00; CDAB puts the low word first.
+        #expect(try PointCodec.decode([0x3C00, 0xC61C], for: pressure) == .missing)
+        #expect(throws: PointCodecError.self) { try PointCodec.encode(.missing, for: point(.int16)) }
+    }
+
     @Test func everyTypeRoundTrips() throws {
         for type in [RegisterType.int16, .uint16, .int32, .uint32, .float32] {
             for order in WordOrder.allCases {

@@ -155,6 +155,19 @@ struct ProcedureLoaderTests {
         #expect(has("nests deeper than 64 levels"))
     }
 
+    @Test func signedSentinelsAreBitPatterns() throws {
+        let path = NSTemporaryDirectory() + "sentinel-\(UUID().uuidString).yaml"
+        try """
+            model: m
+            points:
+              a: {table: input-register, address: 0, type: int16, missing: 0x8000}
+              b: {table: input-register, address: 1, type: float32, missing: -9999}
+              c: {table: input-register, address: 3, type: uint16, missing: 0xFFFF}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let profile = try DeviceProfile.load(path: path)
+        #expect(profile.points.map(\.missing) == [-32768, -9999, 65535])
+    }
+
     @Test func emptyFilesSaySo() throws {
         let bench = try TestBench()
         let result = try bench.check("# nothing but a comment\n")

@@ -111,6 +111,18 @@ struct RunnerTests {
         #expect(record.verdict == .error)
     }
 
+    @Test func noReadingIsAnErrorNeverAMeasurement() async throws {
+        let yaml = ProcedureLoaderTests.header + """
+            main:
+              - measure: dev.temperature
+                limits: {high: 40 °C}
+            """
+        let (runner, _) = try makeRunner(yaml, values: ["temperature": .missing])
+        let record = await runner.run()
+        #expect(record.verdict == .error)
+        #expect(record.steps.first?.error?.contains("no reading") == true)
+    }
+
     @Test func aCleanupProblemAfterAPassIsNotAPass() async throws {
         let yaml = ProcedureLoaderTests.header + """
             main:

@@ -163,3 +163,46 @@ struct ConsoleTests {
         #expect(!text.contains("\u{1B}["), "no escape codes without a terminal")
     }
 }
+
+@Suite("A second vendor's CDU: a new profile, no new code")
+struct SecondVendorTests {
+    /// A copy of the fixtures whose rack uses the CoolFlow CDU-2000 profile (float32 CDAB, bar, status bitfield).
+    func coolflowFixtures() throws -> String {
+        let directory = temporaryDirectory() + "/fixtures"
+        try FileManager.default.copyItem(atPath: "\(repositoryRoot)/Fixtures", toPath: directory)
+        let rack = "\(directory)/racks/gb200-nvl72.yaml"
+        let text = try String(contentsOfFile: rack, encoding: .utf8)
+            .replacingOccurrences(of: "model: reference-cdu", with: "model: coolflow-cdu-2000")
+        try text.write(toFile: rack, atomically: true, encoding: .utf8)
+        return directory
+    }
+
+    @Test(arguments: [(SimulatorTransport.memory, "nominal", Verdict.pass), (.tcp, "nominal", .pass),
+                      (.memory, "loop-leak", .fail), (.tcp, "cdu-silent", .error)])
+    func leakTestRunsUnchanged(transport: SimulatorTransport, scenario: String, expected: Verdict) async throws {
+        var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
+                                                                             fixtures: try coolflowFixtures()))
+        request.scenario = scenario
+        request.simulatorTransport = transport
+        request.reportsDirectory = temporaryDirectory()
+        let prepared = try PreparedRun.prepare(request)
+        #expect(prepared.configuration.profiles["coolflow-cdu-2000"] != nil)
+        let record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+        #expect(record.verdict == expected, "\(record.message ?? "")")
+        if expected == .pass {
+            let decay = try #require(measurement(record, "Pressure decay over hold"))
+            #expect(decay.unit == "bar" && decay.high == 0.02, "limits converted into the device's unit")
+        }
+    }
+
+    @Test func theSimulatorServesEveryPointOfTheNewProfile() throws {
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: try coolflowFixtures())
+        let profile = try #require(configuration.profiles["coolflow-cdu-2000"])
+        let cdu = SimulatedCDU(name: "cdu", profile: profile, scenario: .nominal, clock: SimulationClock())
+        #expect(cdu.unsimulatedPoints.isEmpty)
+        // The status word packs the valve-open switch into bit 4: open at start, nothing else set.
+        #expect(cdu.read(.inputRegister, startingAt: 120, count: 1, unit: 1) == .values([0b1_0000]))
+        // The humidity sensor is not fitted: its register holds the sentinel 0x8000.
+        #expect(cdu.read(.inputRegister, startingAt: 114, count: 1, unit: 1) == .values([0x8000]))
+    }
+}
