@@ -146,10 +146,14 @@ public protocol ModbusClient: Sendable {
     /// Where the client's blocking work happens, if it has a thread of its own. Several transactions in a row are
     /// cheaper run there (no thread hand-off each).
     var preferredExecutor: (any TaskExecutor)? { get }
+
+    /// Drops whatever connection state the client has, so the next transaction starts afresh (used between retries).
+    func reset() async
 }
 
 extension ModbusClient {
     public var preferredExecutor: (any TaskExecutor)? { nil }
+    public func reset() async {}
 }
 
 extension ModbusClient {

@@ -153,12 +153,14 @@ public struct ConnectedDevices: Sendable {
                 }
                 let client: LibModbusClient
                 do {
-                    client = try LibModbusClient(endpoint: binding.endpoint, unit: binding.unit, settings: binding.settings,
-                                                 clock: clock) { relay?.report(device: instance.name, $0) }
+                    client = try LibModbusClient(endpoint: binding.endpoint, unit: binding.unit, settings: binding.settings)
                 } catch {
                     throw .unsupported("device '\(instance.name)': \(error)")
                 }
-                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
+                let retrying = RetryingModbusClient(client, policy: binding.settings.retry, clock: clock) {
+                    relay?.report(device: instance.name, $0)
+                }
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: retrying)
                 endpoints[instance.name] = "Modbus \(client.endpoint)"
             }
             return ConnectedDevices(bus: DeviceBus(configuration: configuration, devices: devices), clock: clock, rack: nil,
@@ -174,7 +176,9 @@ public struct ConnectedDevices: Sendable {
         let clock = SimulationClock(timeScale: request.timeScale)
         let rack: SimulatedRack
         do {
-            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock)
+            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock) { device, retry in
+                relay?.report(device: device, retry)
+            }
         } catch {
             throw .unsupported(error.description)
         }
@@ -189,15 +193,16 @@ public struct ConnectedDevices: Sendable {
             var devices: [String: any PointDevice] = [:]
             var settings = ModbusSettings()
             settings.responseTimeout = .milliseconds(300)
-            settings.retries = 2
-            settings.backoff = .seconds(1)
             for (name, cdu) in rack.cdus.sorted(by: { $0.key < $1.key }) {
                 do {
                     let server = try ModbusTCPServer(port: 0, backend: cdu)
                     servers.append(server)
                     let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1,
-                                                     settings: settings, clock: clock) { relay?.report(device: name, $0) }
-                    devices[name] = ModbusPointDevice(name: name, profile: cdu.profile, client: client)
+                                                     settings: settings)
+                    let retrying = RetryingModbusClient(client, policy: SimulatedRack.retryPolicy, clock: clock) {
+                        relay?.report(device: name, $0)
+                    }
+                    devices[name] = ModbusPointDevice(name: name, profile: cdu.profile, client: retrying)
                     endpoints[name] = "simulated, Modbus \(client.endpoint)"
                 } catch {
                     for server in servers { server.stop() }

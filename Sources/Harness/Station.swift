@@ -72,9 +72,11 @@ public struct StationConfiguration: Sendable {
         var settings = ModbusSettings()
         if let value = duration("response_timeout") { settings.responseTimeout = value }
         if let value = duration("byte_timeout") { settings.byteTimeout = value }
-        if let value = duration("backoff") { settings.backoff = value }
+        if let value = duration("backoff") { settings.retry.backoff = value }
         if let node = field("retries"), let retries = reader.integer(node, "retries") {
-            if (0...10).contains(retries) { settings.retries = retries } else { reader.error("retries must be 0 to 10", at: node) }
+            if (0...10).contains(retries) { settings.retry.retries = retries } else {
+                reader.error("retries must be 0 to 10", at: node)
+            }
         }
         if let node = field("rs485") { settings.rs485 = reader.bool(node, "rs485") ?? false }
         var unit: UInt8 = 1

@@ -2,10 +2,9 @@ import AcceptanceCore
 
 /// A Modbus client for one device over TCP or RTU, through libmodbus.
 ///
-/// Each client has its own thread for libmodbus's blocking calls. A transaction that times out, loses its
-/// connection or finds the device busy is retried after a backoff (on the injected clock) with a fresh connection,
-/// up to the configured number of times; each retry is reported to `onRetry` so the run's journal records it. A
-/// pending transaction is never abandoned mid-flight: cancellation takes effect when it returns, which is within
+/// Each client has its own thread for libmodbus's blocking calls, and each call makes one attempt: wrap it in a
+/// `RetryingModbusClient` for the station's retry policy (`reset()` closes the connection so a retry reconnects).
+/// A pending transaction is never abandoned mid-flight: cancellation takes effect when it returns, which is within
 /// its response timeout.
 public final class LibModbusClient: ModbusClient {
     public let endpoint: String
@@ -18,56 +17,30 @@ public final class LibModbusClient: ModbusClient {
     public var executor: some TaskExecutor { thread }
 
     public var preferredExecutor: (any TaskExecutor)? { thread }
-    private let clock: any RunClock
-    private let onRetry: @Sendable (ModbusRetry) -> Void
 
-    public init(endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings = ModbusSettings(),
-                clock: any RunClock, onRetry: @escaping @Sendable (ModbusRetry) -> Void = { _ in }) throws(ModbusError) {
+    public init(endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings = ModbusSettings()) throws(ModbusError) {
         self.endpoint = "\(endpoint) unit \(unit)"
         self.settings = settings
-        self.clock = clock
-        self.onRetry = onRetry
         connection = try LibModbusConnection(endpoint: endpoint, unit: unit, settings: settings, label: self.endpoint)
         thread = ConnectionThread(name: "acceptance.modbus.\(endpoint)")
     }
 
-    static func isRetryable(_ error: ModbusError) -> Bool {
-        switch error.kind {
-        case .timeout, .connection, .badResponse: true
-        case .exception(.serverDeviceBusy), .exception(.acknowledge): true
-        default: false
-        }
+    /// Closes the connection; the next transaction reconnects.
+    public func reset() async {
+        let connection = self.connection
+        await withTaskExecutorPreference(thread) { connection.disconnect() }
     }
 
-    /// Runs one transaction on the connection's thread, with retries.
+    /// Runs one transaction on the connection's thread: inline if the caller already runs there, else one hop
+    /// there and back.
     private func transact<T: Sendable>(_ function: ModbusFunction, _ address: UInt16, _ count: Int,
                                        _ body: @escaping @Sendable (LibModbusConnection) -> Result<T, ModbusError>)
         async throws(ModbusError) -> T {
-        let connection = self.connection
-        var attempt = 0
-        while true {
-            if Task.isCancelled {
-                throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
-            }
-            // On the connection's thread: inline if the caller already runs there, one hop there and back if not.
-            let result = await withTaskExecutorPreference(thread) { body(connection) }
-            switch result {
-            case let .success(value):
-                return value
-            case let .failure(error):
-                guard Self.isRetryable(error), attempt < settings.retries else { throw error }
-                attempt += 1
-                let delay = settings.backoff * (1 << min(attempt - 1, 10))
-                onRetry(ModbusRetry(endpoint: endpoint, attempt: attempt, of: settings.retries, error: error, delay: delay))
-                // Start the next attempt on a fresh connection.
-                await withTaskExecutorPreference(thread) { connection.disconnect() }
-                do {
-                    try await clock.sleep(for: delay)
-                } catch {
-                    throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
-                }
-            }
+        if Task.isCancelled {
+            throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
         }
+        let connection = self.connection
+        return try await withTaskExecutorPreference(thread) { body(connection) }.get()
     }
 
     private func readTable(_ table: ModbusTable, _ address: UInt16, _ count: Int) async throws(ModbusError) -> [UInt16] {

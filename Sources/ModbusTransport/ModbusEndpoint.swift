@@ -33,25 +33,11 @@ public struct ModbusSettings: Sendable, Hashable {
     public var responseTimeout: Duration = .seconds(1)
     /// Longest gap allowed between bytes of one answer.
     public var byteTimeout: Duration = .milliseconds(500)
-    /// Retries after a timeout, a lost connection or a "busy" answer, before the error is reported.
-    public var retries = 2
-    /// Wait before the first retry; doubles for each further one.
-    public var backoff: Duration = .milliseconds(500)
+    /// What to do when a transaction fails (applied by `RetryingModbusClient`).
+    public var retry = RetryPolicy()
     /// RS-485 mode for RTU adapters that need it set.
     public var rs485 = false
 
     public init() {}
 }
 
-/// A transaction that failed and is being tried again; recorded in the run's journal.
-public struct ModbusRetry: Sendable, CustomStringConvertible {
-    public var endpoint: String
-    public var attempt: Int
-    public var of: Int
-    public var error: ModbusError
-    public var delay: Duration
-
-    public var description: String {
-        "retry \(attempt) of \(of) in \(Quantity.format(delay.seconds)) s after: \(error)"
-    }
-}

@@ -260,7 +260,11 @@ public struct SimulatedRack: Sendable {
         }
     }
 
-    public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock) throws(UnsupportedDevice) {
+    /// The retry policy of the simulated rack's clients: what a typical station file says.
+    public static let retryPolicy = RetryPolicy(retries: 2, backoff: .seconds(1))
+
+    public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock,
+                onRetry: @escaping @Sendable (String, ModbusRetry) -> Void = { _, _ in }) throws(UnsupportedDevice) {
         var devices: [String: any PointDevice] = [:]
         var cdus: [String: SimulatedCDU] = [:]
         for instance in configuration.rack.devices {
@@ -269,7 +273,8 @@ public struct SimulatedRack: Sendable {
             case "cdu":
                 let cdu = SimulatedCDU(name: instance.name, profile: profile, scenario: scenario, clock: clock)
                 cdus[instance.name] = cdu
-                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: cdu)
+                let client = RetryingModbusClient(cdu, policy: Self.retryPolicy, clock: clock) { onRetry(instance.name, $0) }
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
             default:
                 throw UnsupportedDevice(device: instance.name, kind: profile.kind)
             }

@@ -126,7 +126,7 @@ let iterations = 10_000
 var harnessRates: [Double] = []
 var pinnedRates: [Double] = []
 var plainRates: [Double] = []
-let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, clock: WallClock())
+let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1)
 _ = try await client.readHoldingRegisters(startingAt: 0, count: 10)  // connect, warm up
 for _ in 0..<5 {
     // Alternate the two so that machine noise falls on both alike.

@@ -43,7 +43,7 @@ struct LoopbackTests {
         let cdu = try quietCDU(clock: clock)
         let server = try ModbusTCPServer(port: 0, backend: cdu)
         defer { server.stop() }
-        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, clock: clock)
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1)
         let wire = try await client.readInputRegisters(startingAt: 0, count: 9)
         let memory = try await cdu.readInputRegisters(startingAt: 0, count: 9)
         #expect(wire == memory)
@@ -58,7 +58,7 @@ struct LoopbackTests {
         let clock = SimulationClock()
         let server = try ModbusTCPServer(port: 0, backend: try quietCDU(clock: clock))
         defer { server.stop() }
-        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, clock: clock)
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1)
         do {
             _ = try await client.readInputRegisters(startingAt: 9, count: 1)
             Issue.record("read of an unmapped register succeeded")
@@ -73,12 +73,10 @@ struct LoopbackTests {
 
     @Test func aClosedPortIsAConnectionErrorNamingAddressPortAndCause() async throws {
         let port = closedPort()
-        var settings = ModbusSettings()
-        settings.retries = 2
-        settings.backoff = .milliseconds(10)
         let retries = Mutex<[ModbusRetry]>([])
-        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1, settings: settings,
-                                         clock: SimulationClock()) { retry in retries.withLock { $0.append(retry) } }
+        let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
+                                          policy: RetryPolicy(retries: 2, backoff: .milliseconds(10)),
+                                          clock: SimulationClock()) { retry in retries.withLock { $0.append(retry) } }
         do {
             _ = try await client.readInputRegisters(startingAt: 0, count: 1)
             Issue.record("a closed port answered")
@@ -97,9 +95,7 @@ struct LoopbackTests {
         defer { server.stop() }
         var settings = ModbusSettings()
         settings.responseTimeout = .milliseconds(200)
-        settings.retries = 0
-        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, settings: settings,
-                                         clock: clock)
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, settings: settings)
         let start = ContinuousClock.now
         do throws(ModbusError) {
             _ = try await client.readInputRegisters(startingAt: 0, count: 1)
@@ -117,13 +113,13 @@ struct LoopbackTests {
         var server: ModbusTCPServer? = try ModbusTCPServer(port: 0, backend: cdu)
         let port = try #require(server?.port)
         var settings = ModbusSettings()
-        settings.retries = 5
-        settings.backoff = .milliseconds(100)
         settings.responseTimeout = .milliseconds(200)
         let retries = Mutex<[ModbusRetry]>([])
-        // Backoff on a paced clock, so the restart below happens while the client is retrying.
-        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1, settings: settings,
-                                         clock: WallClock()) { retry in retries.withLock { $0.append(retry) } }
+        // Backoff on the wall clock, so the restart below happens while the client is retrying.
+        let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1,
+                                                              settings: settings),
+                                          policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)),
+                                          clock: WallClock()) { retry in retries.withLock { $0.append(retry) } }
         _ = try await client.readInputRegisters(startingAt: 0, count: 1)
         server?.stop()
         server = nil
@@ -146,7 +142,7 @@ struct LoopbackTests {
         try await withThrowingTaskGroup(of: [UInt16].self) { group in
             for _ in 0..<8 {
                 group.addTask {
-                    let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, clock: clock)
+                    let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1)
                     var last: [UInt16] = []
                     for _ in 0..<50 { last = try await client.readHoldingRegisters(startingAt: 0, count: 3) }
                     return last

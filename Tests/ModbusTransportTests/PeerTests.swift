@@ -136,11 +136,9 @@ struct PeerTests {
         let server = try await PeerProcess(try python(), [peerScript, "tcp", "\(port)"], readyWhen: "READY")
         defer { server.stop() }
         let profile = try peerProfile()
-        var settings = ModbusSettings()
-        settings.retries = 5
-        settings.backoff = .milliseconds(100)
-        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1, settings: settings,
-                                         clock: WallClock())
+        // The Python server may take a moment to listen after it says READY: retry the first connection.
+        let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
+                                          policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)), clock: WallClock())
         let device = ModbusPointDevice(name: "peer", profile: profile, client: client)
         try await assertRead(device, profile)
 
@@ -165,12 +163,10 @@ struct PeerTests {
         let server = try await PeerProcess(try python(), [peerScript, "rtu", serverEnd], readyWhen: "READY")
         defer { server.stop() }
         let profile = try peerProfile()
-        var settings = ModbusSettings()
-        settings.retries = 5
-        settings.backoff = .milliseconds(200)
         // A pty ignores framing, and pyserial cannot set parity on one: 8N1 here (a real line would be 8E1).
-        let client = try LibModbusClient(endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1),
-                                         unit: 1, settings: settings, clock: WallClock())
+        let client = RetryingModbusClient(
+            try LibModbusClient(endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1), unit: 1),
+            policy: RetryPolicy(retries: 5, backoff: .milliseconds(200)), clock: WallClock())
         try await assertRead(ModbusPointDevice(name: "peer", profile: profile, client: client), profile)
     }
 
