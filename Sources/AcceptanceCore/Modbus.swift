@@ -178,12 +178,20 @@ public enum ModbusServerAnswer: Sendable, Equatable {
     case exception(ModbusException)
     /// Say nothing: the client will time out, as with a hung or unplugged device.
     case noResponse
+    /// Close the client's connection without answering, as a device that reboots or a switch port that flaps.
+    case dropConnection
 }
 
 /// The device behind a Modbus server. Called on the server's own thread; must not block for long.
 public protocol ModbusServerBackend: Sendable {
     func read(_ table: ModbusTable, startingAt address: UInt16, count: Int, unit: UInt8) -> ModbusServerAnswer
     func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8) -> ModbusServerAnswer
+    /// How long the device takes to answer right now (a slow controller).
+    var responseDelay: Duration { get }
+}
+
+extension ModbusServerBackend {
+    public var responseDelay: Duration { .zero }
 }
 
 extension String {

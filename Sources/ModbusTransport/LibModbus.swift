@@ -256,9 +256,11 @@ private final class ServerLoop: @unchecked Sendable {
             for client in clients where acceptance_fd_isset(client, &readable) != 0 {
                 modbus_set_socket(context, client)
                 let length = modbus_receive(context, &request)
-                if length > 0 {
-                    answer(request, length: Int(length))
-                } else if length < 0 {
+                if length > 0, answer(request, length: Int(length)) {
+                    continue
+                }
+                if length != 0 {
+                    // A read error, or the device dropping the connection on purpose.
                     close(client)
                     clients.removeAll { $0 == client }
                 }
@@ -267,11 +269,13 @@ private final class ServerLoop: @unchecked Sendable {
     }
 
     /// Parses the request, asks the backend, and replies with `modbus_reply` or `modbus_reply_exception`.
-    func answer(_ request: [UInt8], length: Int) {
+    /// Returns false if the connection should be closed.
+    @discardableResult
+    func answer(_ request: [UInt8], length: Int) -> Bool {
         let header = Int(modbus_get_header_length(context))
         guard length >= header + 5 else {
             modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
-            return
+            return true
         }
         let unit = request[header - 1]
         let function = request[header]
@@ -284,7 +288,7 @@ private final class ServerLoop: @unchecked Sendable {
             let limit = table.isBitTable ? 2000 : 125
             guard (1...limit).contains(field), Int(address) + field <= 0x10000 else {
                 modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
-                return
+                return true
             }
             outcome = backend.read(table, startingAt: address, count: field, unit: unit)
             if case let .values(values) = outcome, values.count == field {
@@ -308,7 +312,7 @@ private final class ServerLoop: @unchecked Sendable {
             let needed = isCoils ? (field + 7) / 8 : field * 2
             guard field >= 1, byteCount == needed, length >= header + 6 + byteCount else {
                 modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
-                return
+                return true
             }
             let data = request[(header + 6)..<(header + 6 + byteCount)]
             let values: [UInt16] = isCoils
@@ -318,6 +322,8 @@ private final class ServerLoop: @unchecked Sendable {
         default:
             outcome = .exception(.illegalFunction)
         }
+        let delay = backend.responseDelay
+        if delay > .zero { usleep(UInt32(min(delay.seconds, 10) * 1e6)) }
         switch outcome {
         case .values, .done:
             modbus_reply(context, request, Int32(length), mapping)
@@ -325,7 +331,10 @@ private final class ServerLoop: @unchecked Sendable {
             modbus_reply_exception(context, request, UInt32(exception.rawValue))
         case .noResponse:
             break
+        case .dropConnection:
+            return false
         }
+        return true
     }
 }
 

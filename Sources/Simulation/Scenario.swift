@@ -15,6 +15,12 @@ public struct ScheduledFault: Sendable, Hashable {
         case leakSensor
         /// The pump can only make this fraction of its head; the controller raises its fault alarm once it notices.
         case pumpFailure(health: Double)
+        /// Every request is answered with this Modbus exception code (0x06 busy, 0x04 device failure, ...).
+        case exceptions(code: UInt8)
+        /// The next request's connection is closed without an answer.
+        case dropConnection
+        /// Answers take this many seconds.
+        case slow(seconds: Double)
     }
 
     /// Simulated seconds from the start of the run.
@@ -135,9 +141,11 @@ public struct Scenario: Sendable {
         return settings
     }
 
+    static let faultNames = "silent, recover, leak, leak-sensor, pump-failure, exceptions, drop-connection or slow"
+
     static func parseFault(_ node: Node, reader: inout YAMLReader) -> ScheduledFault? {
         guard let entries = reader.mapping(node, "fault") else { return nil }
-        reader.rejectUnknownKeys(entries, allowed: ["at", "device", "fault", "rate", "health"], in: "fault")
+        reader.rejectUnknownKeys(entries, allowed: ["at", "device", "fault", "rate", "health", "code", "delay"], in: "fault")
         func field(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
         guard let atNode = field("at"), let at = reader.quantity(atNode, "at"),
               let seconds = try? at.converted(to: .second).value else {
@@ -146,7 +154,7 @@ public struct Scenario: Sendable {
         }
         let device = field("device").flatMap { reader.scalar($0, "device") } ?? "cdu"
         guard let kindNode = field("fault"), let kindName = reader.scalar(kindNode, "fault") else {
-            reader.error("a fault needs 'fault': silent, recover, leak, leak-sensor or pump-failure", at: node)
+            reader.error("a fault needs 'fault': " + faultNames, at: node)
             return nil
         }
         let kind: ScheduledFault.Kind
@@ -162,12 +170,26 @@ public struct Scenario: Sendable {
                 return nil
             }
             kind = .leak(kPaPerMinute: value)
+        case "exceptions":
+            guard let codeNode = field("code"), let code = reader.integer(codeNode, "code"), (1...255).contains(code) else {
+                reader.error("an exceptions fault needs 'code', the Modbus exception code (for example 0x06, busy)", at: node)
+                return nil
+            }
+            kind = .exceptions(code: UInt8(code))
+        case "drop-connection": kind = .dropConnection
+        case "slow":
+            guard let delayNode = field("delay"), let delay = reader.quantity(delayNode, "delay"),
+                  let seconds = try? delay.converted(to: .second).value, seconds >= 0 else {
+                reader.error("a slow fault needs 'delay', such as '200 ms'", at: node)
+                return nil
+            }
+            kind = .slow(seconds: seconds)
         case "pump-failure":
             let health = field("health").flatMap { reader.quantity($0, "health") }
                 .flatMap { try? $0.converted(to: .percent).value / 100 } ?? 0.15
             kind = .pumpFailure(health: health)
         default:
-            reader.error("unknown fault '\(kindName)'; use silent, recover, leak, leak-sensor or pump-failure", at: kindNode)
+            reader.error("unknown fault '\(kindName)'; use " + faultNames, at: kindNode)
             return nil
         }
         return ScheduledFault(at: seconds, device: device, kind: kind)

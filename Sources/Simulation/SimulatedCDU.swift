@@ -1,4 +1,5 @@
 import AcceptanceCore
+import Foundation
 import Synchronization
 
 /// A simulated CDU answering Modbus requests from an in-memory register image.
@@ -19,6 +20,10 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
         var faults: [ScheduledFault]
         var isSilent = false
         var transactions = 0
+        /// Protocol faults: every request answered with this exception; the next request dropped; slow answers.
+        var forcedException: ModbusException?
+        var dropNext = false
+        var delay = Duration.zero
     }
 
     private let state: Mutex<State>
@@ -84,7 +89,13 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     private func apply(_ fault: ScheduledFault, to state: inout State) {
         switch fault.kind {
         case .silent: state.isSilent = true
-        case .recover: state.isSilent = false
+        case .recover:
+            state.isSilent = false
+            state.forcedException = nil
+            state.delay = .zero
+        case let .exceptions(code): state.forcedException = ModbusException(rawValue: code)
+        case .dropConnection: state.dropNext = true
+        case let .slow(seconds): state.delay = .seconds(seconds)
         case let .leak(rate): state.model.settings.leakRate = rate
         case .leakSensor: state.model.leakDetected = true
         case let .pumpFailure(health):
@@ -97,7 +108,7 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     public func read(_ table: ModbusTable, startingAt address: UInt16, count: Int, unit: UInt8) -> ModbusServerAnswer {
         state.withLock { state in
             advance(&state)
-            if state.isSilent { return .noResponse }
+            if let answer = protocolFault(&state) { return answer }
             state.transactions += 1
             do throws(ModbusError) {
                 return .values(try registers(table, address, count, &state))
@@ -112,7 +123,7 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     public func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8) -> ModbusServerAnswer {
         state.withLock { state in
             advance(&state)
-            if state.isSilent { return .noResponse }
+            if let answer = protocolFault(&state) { return answer }
             state.transactions += 1
             do throws(ModbusError) {
                 try write(table, address, values, &state)
@@ -124,11 +135,33 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
         }
     }
 
+    /// The answer a protocol fault forces, if one is active.
+    private func protocolFault(_ state: inout State) -> ModbusServerAnswer? {
+        if state.isSilent { return .noResponse }
+        if state.dropNext {
+            state.dropNext = false
+            return .dropConnection
+        }
+        return state.forcedException.map { .exception($0) }
+    }
+
+    /// How slow the controller is answering now.
+    public var responseDelay: Duration { state.withLock { $0.delay } }
+
     /// The in-memory client side: an answer becomes a result, silence costs the client its response timeout.
     private func client<T>(_ function: ModbusFunction, _ address: UInt16, _ count: Int, _ answer: ModbusServerAnswer,
                            _ value: ([UInt16]) -> T) async throws(ModbusError) -> T {
+        let delay = responseDelay
+        if delay > .zero {
+            do { try await clock.sleep(for: min(delay, responseTimeout)) } catch {
+                throw self.error(.cancelled, function, address, count)
+            }
+            if delay >= responseTimeout { throw error(.timeout, function, address, count) }
+        }
         switch answer {
         case let .values(registers): return value(registers)
+        case .dropConnection:
+            throw error(.connection(code: ECONNRESET, message: "Connection reset by peer"), function, address, count)
         case .done: return value([])
         case let .exception(exception): throw error(.exception(exception), function, address, count)
         case .noResponse:

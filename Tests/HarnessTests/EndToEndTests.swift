@@ -206,3 +206,23 @@ struct SecondVendorTests {
         #expect(cdu.read(.inputRegister, startingAt: 114, count: 1, unit: 1) == .values([0x8000]))
     }
 }
+
+@Suite("Protocol faults within the retry budget")
+struct ProtocolFaultTests {
+    @Test(arguments: [SimulatorTransport.memory, .tcp])
+    func aFlakyControllerStillPassesAndEveryRetryIsRecorded(transport: SimulatorTransport) async throws {
+        var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
+                                                                             fixtures: "\(repositoryRoot)/Fixtures"))
+        request.scenario = "cdu-flaky"
+        request.simulatorTransport = transport
+        request.reportsDirectory = temporaryDirectory()
+        let prepared = try PreparedRun.prepare(request)
+        let record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+        #expect(record.verdict == .pass, "\(record.message ?? "")")
+        let retries = record.steps.flatMap { $0.retries ?? [] }
+        #expect(retries.contains { $0.contains("Modbus exception 0x06 (server device busy)") })
+        #expect(retries.contains { $0.contains("Connection reset by peer") })
+        let journal = try String(contentsOfFile: try #require(prepared.folder).file("journal.jsonl"), encoding: .utf8)
+        #expect(journal.components(separatedBy: "\"event\":\"retry\"").count - 1 == retries.count)
+    }
+}
