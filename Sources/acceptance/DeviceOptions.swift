@@ -1,3 +1,4 @@
+import AcceptanceCore
 import ArgumentParser
 import Harness
 
@@ -21,5 +22,18 @@ struct DeviceOptions: ParsableArguments {
         }
         request.simulatorTransport = transport
         return request
+    }
+
+    /// The rack configuration, after `check` has looked at it, and its devices connected; mistakes are usage errors.
+    func connect(workspace: Workspace, check: (RackConfiguration) throws(HarnessError) -> Void)
+        throws -> (RackConfiguration, ConnectedDevices) {
+        do {
+            let configuration = try PointTool.configuration(rack: nil, station: station, workspace: workspace)
+            try check(configuration)
+            return (configuration, try ConnectedDevices.connect(configuration: configuration,
+                                                                request: try request(workspace: workspace)))
+        } catch let error as HarnessError {
+            throw ValidationError(error.description)
+        }
     }
 }

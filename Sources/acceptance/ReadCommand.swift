@@ -17,18 +17,12 @@ struct ReadCommand: AsyncParsableCommand {
 
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
-        let connected: ConnectedDevices
-        let configuration: RackConfiguration
-        do {
-            configuration = try PointTool.configuration(rack: nil, station: devices.station, workspace: location)
+        let (configuration, connected) = try devices.connect(workspace: location) { configuration throws(HarnessError) in
             for point in points where configuration.resolve(point) == nil {
                 var message = "unknown point '\(point)'"
                 if let suggestion = closest(to: point, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
-                throw HarnessError.unsupported(message)
+                throw .unsupported(message)
             }
-            connected = try ConnectedDevices.connect(configuration: configuration, request: try devices.request(workspace: location))
-        } catch let error as HarnessError {
-            throw ValidationError(error.description)
         }
         defer { connected.close() }
         var failed = false

@@ -28,14 +28,9 @@ struct WriteCommand: AsyncParsableCommand {
 
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
-        let connected: ConnectedDevices
-        let parsed: Value
-        do {
-            let configuration = try PointTool.configuration(rack: nil, station: devices.station, workspace: location)
+        var parsed = Value.missing
+        let (_, connected) = try devices.connect(workspace: location) { configuration throws(HarnessError) in
             parsed = try PointTool.value(value, for: point, in: configuration)
-            connected = try ConnectedDevices.connect(configuration: configuration, request: try devices.request(workspace: location))
-        } catch let error as HarnessError {
-            throw ValidationError(error.description)
         }
         defer { connected.close() }
         if !connected.isSimulated, !yes {

@@ -19,8 +19,8 @@ func quietCDU(_ scenario: Scenario = .nominal, clock: SimulationClock) throws ->
     return SimulatedCDU(name: "cdu", profile: try referenceProfile(), scenario: quiet, clock: clock)
 }
 
-/// A port nothing listens on: bind, note the port, close.
-func closedPort() -> Int {
+/// A loopback port nothing listens on (free for a server to take): bind to port 0, note the port, close.
+func freeLoopbackPort() -> Int {
     let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
@@ -72,7 +72,7 @@ struct LoopbackTests {
     }
 
     @Test func aClosedPortIsAConnectionErrorNamingAddressPortAndCause() async throws {
-        let port = closedPort()
+        let port = freeLoopbackPort()
         let retries = Mutex<[ModbusRetry]>([])
         let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
                                           policy: RetryPolicy(retries: 2, backoff: .milliseconds(10)),
