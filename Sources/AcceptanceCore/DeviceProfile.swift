@@ -4,11 +4,13 @@ import Yams
 /// How a register value is laid out.
 public enum RegisterType: String, Sendable, Hashable, CaseIterable {
     case bool, int16, uint16, int32, uint32, float32, bitfield
+    /// ASCII text, two characters a register, high byte first, padded with spaces or NULs (model, serial number).
+    case string
 
-    /// Registers occupied (bits for coils and discrete inputs).
+    /// Registers occupied (bits for coils and discrete inputs); a string's length is the point's own.
     public var registerCount: Int {
         switch self {
-        case .bool, .int16, .uint16, .bitfield: 1
+        case .bool, .int16, .uint16, .bitfield, .string: 1
         case .int32, .uint32, .float32: 2
         }
     }
@@ -75,7 +77,10 @@ public struct PointDefinition: Sendable, Hashable {
         self.location = location
     }
 
-    public var registerCount: Int { type.registerCount }
+    /// For a string: how many registers it spans.
+    public var length: Int?
+
+    public var registerCount: Int { type == .string ? max(length ?? 1, 1) : type.registerCount }
 
     /// The state names in raw-value order.
     public var stateNames: [String] { states.sorted { $0.key < $1.key }.map(\.value) }
@@ -83,6 +88,7 @@ public struct PointDefinition: Sendable, Hashable {
     /// What expressions see when they read this point.
     public var valueType: ValueType {
         if !states.isEmpty { return .text(choices: stateNames) }
+        if type == .string { return .text(choices: nil) }
         if type == .bool || (type == .bitfield && bit != nil) { return .bool }
         if let unit { return .quantity(unit.dimension) }
         return .number
@@ -112,7 +118,7 @@ public struct DeviceProfile: Sendable {
 
     static let pointKeys = [
         "description", "table", "address", "type", "word_order", "scale", "offset", "unit", "access", "states", "bit",
-        "missing",
+        "missing", "length", "fraction_bits",
     ]
 
     /// Loads `Fixtures/devices/<model>.yaml`, reporting every problem at once.
@@ -248,6 +254,19 @@ public struct DeviceProfile: Sendable {
                     }
                     if let stateName = reader.scalar(stateNode, "state name") { point.states[rawValue] = stateName }
                 }
+            case "length":
+                if let length = reader.integer(valueNode, "length") {
+                    if (1...125).contains(length) { point.length = length } else {
+                        reader.error("length must be 1 to 125 registers", at: valueNode)
+                    }
+                }
+            case "fraction_bits":
+                // Fixed point: the raw integer counts units of 2^-n (Open Rack V3 PSUs give n per register).
+                if let bits = reader.integer(valueNode, "fraction_bits") {
+                    if (0...24).contains(bits) { point.scale = 1 / Double(1 << bits) } else {
+                        reader.error("fraction_bits must be 0 to 24", at: valueNode)
+                    }
+                }
             case "missing":
                 guard let text = reader.scalar(valueNode, "missing") else { break }
                 let trimmed = text.trimmingCharacters(in: .whitespaces)
@@ -266,6 +285,10 @@ public struct DeviceProfile: Sendable {
             default: break
             }
         }
+        // Writable tables default to read-write, except for types that cannot be written.
+        if !entries.contains(where: { $0.key == "access" }), point.type == .string || point.type == .bitfield {
+            point.access = .readOnly
+        }
         // A hex sentinel for a signed type is a bit pattern: 0x8000 for an int16 is -32768.
         if let missing = point.missing {
             if point.type == .int16, (32768...65535).contains(missing) { point.missing = missing - 65536 }
@@ -282,6 +305,15 @@ public struct DeviceProfile: Sendable {
         }
         if point.type == .bitfield, point.access == .readWrite {
             reader.error("bitfield points are read-only (a write would clobber the other bits)", at: keyNode)
+        }
+        if point.type == .string, point.length == nil {
+            reader.error("a string needs 'length', the number of registers it spans", at: keyNode)
+        }
+        if point.type == .string, point.access == .readWrite {
+            reader.error("string points are read-only", at: keyNode)
+        }
+        if entries.contains(where: { $0.key == "fraction_bits" }), entries.contains(where: { $0.key == "scale" }) {
+            reader.error("give 'scale' or 'fraction_bits', not both", at: keyNode)
         }
         if point.bit != nil, point.type != .bitfield {
             reader.error("'bit' applies only to type bitfield", at: keyNode)
@@ -310,6 +342,8 @@ public struct RackProfile: Sendable {
         public var name: String
         public var model: String
         public var description: String
+        /// The device's address on a shared bus (a Modbus unit id), where several share one line.
+        public var address: Int?
     }
 
     public var id: String
@@ -331,7 +365,7 @@ public struct RackProfile: Sendable {
                 case "devices":
                     for (name, keyNode, deviceNode) in reader.mapping(value, "devices") ?? [] {
                         guard let fields = reader.mapping(deviceNode, "device '\(name)'") else { continue }
-                        reader.rejectUnknownKeys(fields, allowed: ["model", "description"], in: "device '\(name)'")
+                        reader.rejectUnknownKeys(fields, allowed: ["model", "description", "address"], in: "device '\(name)'")
                         let model = fields.first { $0.key == "model" }.flatMap { reader.scalar($0.value, "model") }
                         guard let model else {
                             reader.error("device '\(name)' needs a 'model' naming Fixtures/devices/<model>.yaml", at: keyNode)
@@ -339,7 +373,15 @@ public struct RackProfile: Sendable {
                         }
                         let description = fields.first { $0.key == "description" }
                             .flatMap { reader.scalar($0.value, "description") } ?? ""
-                        rack.devices.append(DeviceInstance(name: name, model: model, description: description))
+                        var address: Int?
+                        if let node = fields.first(where: { $0.key == "address" })?.value,
+                           let value = reader.integer(node, "address") {
+                            if (1...247).contains(value) { address = value } else {
+                                reader.error("address must be a Modbus unit id, 1 to 247", at: node)
+                            }
+                        }
+                        rack.devices.append(DeviceInstance(name: name, model: model, description: description,
+                                                           address: address))
                     }
                 default: break
                 }
@@ -371,7 +413,8 @@ public struct RackConfiguration: Sendable {
         let rack = try RackProfile.load(path: rackPath)
         var profiles: [String: DeviceProfile] = [:]
         var problems: [Diagnostic] = []
-        for instance in rack.devices where profiles[instance.model] == nil {
+        var attempted = Set<String>()
+        for instance in rack.devices where attempted.insert(instance.model).inserted {
             do {
                 profiles[instance.model] = try DeviceProfile.load(path: "\(fixtures)/devices/\(instance.model).yaml")
             } catch {

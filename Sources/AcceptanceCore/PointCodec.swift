@@ -21,6 +21,12 @@ public enum PointCodec {
             throw PointCodecError(point: point.name,
                                   message: "expected \(point.registerCount) register(s), got \(registers.count)")
         }
+        if point.type == .string {
+            var bytes: [UInt8] = []
+            for register in registers { bytes += [UInt8(register >> 8), UInt8(register & 0xFF)] }
+            let text = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+            return .text(text.trimmingCharacters(in: .whitespaces))
+        }
         let raw: Double
         if let missing = point.missing, point.type != .bool, point.type != .bitfield,
            (try? rawValue(registers, point)) == missing {
@@ -35,7 +41,7 @@ public enum PointCodec {
             let word = orderedWord(registers[0], point.wordOrder)
             if let bit = point.bit { return .bool(word & (1 << UInt16(bit)) != 0) }
             return .number(Double(word))
-        case .uint16: raw = Double(orderedWord(registers[0], point.wordOrder))
+        case .uint16, .string: raw = Double(orderedWord(registers[0], point.wordOrder))
         case .int16: raw = Double(Int16(bitPattern: orderedWord(registers[0], point.wordOrder)))
         case .uint32: raw = Double(combine(registers, point.wordOrder))
         case .int32: raw = Double(Int32(bitPattern: combine(registers, point.wordOrder)))
@@ -57,7 +63,7 @@ public enum PointCodec {
     /// The raw number in the registers, before scale and offset.
     static func rawValue(_ registers: [UInt16], _ point: PointDefinition) throws(PointCodecError) -> Double {
         switch point.type {
-        case .uint16, .bitfield, .bool: Double(orderedWord(registers[0], point.wordOrder))
+        case .uint16, .bitfield, .bool, .string: Double(orderedWord(registers[0], point.wordOrder))
         case .int16: Double(Int16(bitPattern: orderedWord(registers[0], point.wordOrder)))
         case .uint32: Double(combine(registers, point.wordOrder))
         case .int32: Double(Int32(bitPattern: combine(registers, point.wordOrder)))
@@ -71,6 +77,12 @@ public enum PointCodec {
         if value == .missing {
             guard let missing = point.missing else { throw fail("has no 'missing' sentinel to report no reading with") }
             return try encodeRaw(missing, point)
+        }
+        if point.type == .string {
+            guard case let .text(text) = value else { throw fail("needs text, not \(value)") }
+            var bytes = Array(text.utf8.prefix(point.registerCount * 2))
+            bytes += Array(repeating: 0x20, count: point.registerCount * 2 - bytes.count)
+            return (0..<point.registerCount).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }
         }
         // Named states first: `manual` -> 1.
         if !point.states.isEmpty {
@@ -127,7 +139,7 @@ public enum PointCodec {
             let float = Float(raw)
             guard float.isFinite else { throw outOfRange("beyond float32") }
             return split(float.bitPattern, point.wordOrder)
-        case .int16, .uint16, .bool, .bitfield:
+        case .int16, .uint16, .bool, .bitfield, .string:
             let rounded = raw.rounded()
             let range: ClosedRange<Double> = point.type == .int16 ? -32768...32767 : 0...65535
             guard range.contains(rounded) else { throw outOfRange("\(Int(range.lowerBound))...\(Int(range.upperBound))") }

@@ -141,6 +141,33 @@ public struct Procedure: Sendable {
 
     public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
 
+    /// The device instances the procedure reads or writes, in order of first use.
+    public var devices: [String] {
+        var names: [String] = []
+        func note(_ reference: String) {
+            guard let dot = reference.firstIndex(of: "."), parameter(named: reference) == nil else { return }
+            let device = String(reference[..<dot])
+            if !names.contains(device) { names.append(device) }
+        }
+        for step in allSteps {
+            switch step.kind {
+            case .prompt: break
+            case let .set(point, value):
+                note(point)
+                value.references.forEach(note)
+            case let .measure(expression, limits, _):
+                ([expression] + [limits.low, limits.high].compactMap { $0 }).flatMap(\.references).forEach(note)
+            case let .wait(duration): duration.references.forEach(note)
+            case let .waitUntil(condition, timeout, poll): [condition, timeout, poll].flatMap(\.references).forEach(note)
+            case let .sample(points, every, duration, _, failIf):
+                points.forEach(note)
+                ([every, duration] + [failIf].compactMap { $0 }).flatMap(\.references).forEach(note)
+            case let .check(condition): condition.references.forEach(note)
+            }
+        }
+        return names
+    }
+
     /// Parameter values: defaults, overridden by `name=value` pairs checked for unit and range.
     public func resolveParameters(_ overrides: [String: String]) throws(ParameterError) -> [String: Quantity] {
         var values: [String: Quantity] = [:]

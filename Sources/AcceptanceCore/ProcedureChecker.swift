@@ -37,6 +37,8 @@ struct ProcedureChecker {
 
     /// Binds an expression, reporting type and name errors at their columns.
     mutating func bind(_ expression: Expression, expecting expected: ValueType? = nil, what: String) -> (Expression, ValueType) {
+        // Without the rack's profiles (they failed to load, and said why), points cannot be checked: say nothing more.
+        if configuration == nil { return (expression, .unknown) }
         let checker = self
         let (bound, type, errors) = expression.bind(expecting: expected) { checker.type(of: $0) }
         for error in errors {

@@ -74,6 +74,12 @@ public struct PreparedRun: Sendable {
         let relay = RetryRelay()
         let devices = try ConnectedDevices.connect(configuration: configuration, request: request, relay: relay)
         let servers = devices.servers
+        let missing = procedure.devices.filter { devices.bus.devices[$0] == nil }
+        if !missing.isEmpty {
+            devices.close()
+            throw .unsupported("procedure '\(procedure.id)' uses \(missing.joined(separator: ", ")), which station "
+                + "'\(devices.stationID)' does not connect")
+        }
         var runID = RunSettings.makeRunID(procedure: procedure.id)
         var folder: RunFolder?
         if recordToDisk {
@@ -145,12 +151,13 @@ public struct ConnectedDevices: Sendable {
             let clock = WallClock(timeScale: request.timeScale ?? 1)
             var devices: [String: any PointDevice] = [:]
             var endpoints: [String: String] = [:]
+            for (name, _) in station.devices where !configuration.rack.devices.contains(where: { $0.name == name }) {
+                throw .unsupported("station '\(station.id)' binds '\(name)', which rack '\(configuration.rack.id)' does not have")
+            }
+            // Devices the station does not bind are not connected; a procedure that uses one is refused up front.
             for instance in configuration.rack.devices {
                 guard let binding = station.devices[instance.name], let profile = configuration.profiles[instance.model]
-                else {
-                    throw .unsupported("station '\(station.id)' (\(station.file)) does not say how to reach "
-                        + "device '\(instance.name)' of rack '\(configuration.rack.id)'")
-                }
+                else { continue }
                 let client: LibModbusClient
                 do {
                     client = try LibModbusClient(endpoint: binding.endpoint, unit: binding.unit, settings: binding.settings)
@@ -188,25 +195,35 @@ public struct ConnectedDevices: Sendable {
         switch request.simulatorTransport {
         case .memory:
             bus = rack.bus
-            for name in rack.cdus.keys { endpoints[name] = "simulated, in memory" }
+            for name in Array(rack.cdus.keys) + Array(rack.psus.keys) { endpoints[name] = "simulated, in memory" }
         case .tcp:
             var devices: [String: any PointDevice] = [:]
             var settings = ModbusSettings()
             settings.responseTimeout = .milliseconds(300)
-            for (name, cdu) in rack.cdus.sorted(by: { $0.key < $1.key }) {
+            // A CDU on its own port; the shelf's supplies behind one port by unit id, like an RS-485 gateway.
+            var lines: [(backend: any ModbusServerBackend, members: [(name: String, profile: DeviceProfile, unit: UInt8)])] =
+                rack.cdus.sorted { $0.key < $1.key }.map { ($0.value, [($0.key, $0.value.profile, UInt8(1))]) }
+            if !rack.psus.isEmpty {
+                let ordered = rack.psus.sorted { $0.value.address < $1.value.address }
+                lines.append((UnitRouter(devices: Dictionary(uniqueKeysWithValues: ordered.map { ($0.value.address, $0.value.device) })),
+                              ordered.map { ($0.key, $0.value.device.profile, $0.value.address) }))
+            }
+            for line in lines {
                 do {
-                    let server = try ModbusTCPServer(port: 0, backend: cdu)
+                    let server = try ModbusTCPServer(port: 0, backend: line.backend)
                     servers.append(server)
-                    let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1,
-                                                     settings: settings)
-                    let retrying = RetryingModbusClient(client, policy: SimulatedRack.retryPolicy, clock: clock) {
-                        relay?.report(device: name, $0)
+                    for member in line.members {
+                        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port),
+                                                         unit: member.unit, settings: settings)
+                        let retrying = RetryingModbusClient(client, policy: SimulatedRack.retryPolicy, clock: clock) {
+                            relay?.report(device: member.name, $0)
+                        }
+                        devices[member.name] = ModbusPointDevice(name: member.name, profile: member.profile, client: retrying)
+                        endpoints[member.name] = "simulated, Modbus \(client.endpoint)"
                     }
-                    devices[name] = ModbusPointDevice(name: name, profile: cdu.profile, client: retrying)
-                    endpoints[name] = "simulated, Modbus \(client.endpoint)"
                 } catch {
                     for server in servers { server.stop() }
-                    throw .unsupported("cannot serve the simulated '\(name)' on loopback: \(error)")
+                    throw .unsupported("cannot serve the simulated rack on loopback: \(error)")
                 }
             }
             bus = DeviceBus(configuration: configuration, devices: devices)

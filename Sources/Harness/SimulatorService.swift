@@ -11,6 +11,7 @@ public struct SimulatorService: Sendable {
         public var model: String
         public var host: String
         public var port: Int
+        public var unit: UInt8
     }
 
     public let endpoints: [Endpoint]
@@ -37,14 +38,24 @@ public struct SimulatorService: Sendable {
         }
         var servers: [ModbusTCPServer] = []
         var endpoints: [Endpoint] = []
-        for (offset, (name, cdu)) in rack.cdus.sorted(by: { $0.key < $1.key }).enumerated() {
+        var lines: [(backend: any ModbusServerBackend, members: [(String, String, UInt8)])] =
+            rack.cdus.sorted { $0.key < $1.key }.map { ($0.value, [($0.key, $0.value.profile.model, UInt8(1))]) }
+        if !rack.psus.isEmpty {
+            // The shelf's supplies share one port, answering by unit id like an RS-485-to-TCP gateway.
+            let ordered = rack.psus.sorted { $0.value.address < $1.value.address }
+            lines.append((UnitRouter(devices: Dictionary(uniqueKeysWithValues: ordered.map { ($0.value.address, $0.value.device) })),
+                          ordered.map { ($0.key, $0.value.device.profile.model, $0.value.address) }))
+        }
+        for (offset, line) in lines.enumerated() {
             do {
-                let server = try ModbusTCPServer(host: "127.0.0.1", port: port == 0 ? 0 : port + offset, backend: cdu)
+                let server = try ModbusTCPServer(host: "127.0.0.1", port: port == 0 ? 0 : port + offset, backend: line.backend)
                 servers.append(server)
-                endpoints.append(Endpoint(device: name, model: cdu.profile.model, host: server.host, port: server.port))
+                for (name, model, unit) in line.members {
+                    endpoints.append(Endpoint(device: name, model: model, host: server.host, port: server.port, unit: unit))
+                }
             } catch {
                 for server in servers { server.stop() }
-                throw .unsupported("cannot serve '\(name)': \(error)")
+                throw .unsupported("cannot serve the simulated rack: \(error)")
             }
         }
         return SimulatorService(endpoints: endpoints, rack: rack, servers: servers)

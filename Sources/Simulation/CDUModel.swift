@@ -42,7 +42,7 @@ public struct CDUSettings: Sendable, Hashable {
 ///
 /// Integrated with a fixed step by `advance(by:)`. The model knows points by their standard names
 /// (`loop_pressure`, `mode`, ...), and a device profile maps those names onto a vendor's registers.
-public struct CDUModel: Sendable {
+public struct CDUModel: SimulatedPhysics {
     public var settings: CDUSettings
     public private(set) var time = 0.0
 
@@ -235,6 +235,19 @@ public struct CDUModel: Sendable {
     }
 }
 
+extension CDUModel {
+    public mutating func apply(_ fault: ScheduledFault.Kind) {
+        switch fault {
+        case let .leak(rate): settings.leakRate = rate
+        case .leakSensor: leakDetected = true
+        // The alarm follows once the controller notices the pump is not building pressure.
+        case let .pumpFailure(health): settings.pumpHealth = health
+        default: break
+        }
+    }
+}
+
+/// A write the simulated controller rejects (answered with "illegal data value").
 public struct CDUCommandError: Error, Sendable {
     public var name: String
 }

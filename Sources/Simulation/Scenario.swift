@@ -21,6 +21,10 @@ public struct ScheduledFault: Sendable, Hashable {
         case dropConnection
         /// Answers take this many seconds.
         case slow(seconds: Double)
+        /// A power supply fails internally: no output, fault bit set, the others take its share.
+        case supplyFailure
+        /// A power supply loses its AC input.
+        case inputLoss
     }
 
     /// Simulated seconds from the start of the run.
@@ -40,6 +44,7 @@ public struct Scenario: Sendable {
     public var name: String
     public var description: String
     public var cdu: CDUSettings
+    public var powerShelf = PowerShelfSettings()
     public var faults: [ScheduledFault]
     /// Answers for prompts that ask for a value (the simulated rack's serial number), used when no operator can
     /// answer. The record marks them as coming from the scenario.
@@ -96,12 +101,25 @@ public struct Scenario: Sendable {
         var reader = YAMLReader(sink: sink)
         var scenario = Scenario(name: ((path as NSString).lastPathComponent as NSString).deletingPathExtension)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "scenario") {
-            reader.rejectUnknownKeys(entries, allowed: ["name", "description", "inputs", "cdu", "faults"], in: "scenario")
+            reader.rejectUnknownKeys(entries, allowed: ["name", "description", "inputs", "cdu", "power_shelf", "faults"],
+                                     in: "scenario")
             for (key, _, value) in entries {
                 switch key {
                 case "name": scenario.name = reader.scalar(value, "name") ?? scenario.name
                 case "description": scenario.description = reader.scalar(value, "description") ?? ""
                 case "cdu": scenario.cdu = parseCDU(value, reader: &reader)
+                case "power_shelf":
+                    for (key, _, field) in reader.mapping(value, "power_shelf") ?? [] {
+                        guard key == "load" else {
+                            reader.error("unknown key '\(key)' in power_shelf (it has: load)", at: field)
+                            continue
+                        }
+                        if let load = reader.quantity(field, "load"), let watts = try? load.converted(to: .watt).value {
+                            scenario.powerShelf.load = watts
+                        } else {
+                            reader.error("load must be a power such as '18 kW'", at: field)
+                        }
+                    }
                 case "inputs":
                     for (name, _, answer) in reader.mapping(value, "inputs") ?? [] {
                         if let text = reader.scalar(answer, "input '\(name)'") { scenario.inputs[name] = text }
@@ -141,7 +159,8 @@ public struct Scenario: Sendable {
         return settings
     }
 
-    static let faultNames = "silent, recover, leak, leak-sensor, pump-failure, exceptions, drop-connection or slow"
+    static let faultNames =
+        "silent, recover, leak, leak-sensor, pump-failure, supply-failure, input-loss, exceptions, drop-connection or slow"
 
     static func parseFault(_ node: Node, reader: inout YAMLReader) -> ScheduledFault? {
         guard let entries = reader.mapping(node, "fault") else { return nil }
@@ -177,6 +196,8 @@ public struct Scenario: Sendable {
             }
             kind = .exceptions(code: UInt8(code))
         case "drop-connection": kind = .dropConnection
+        case "supply-failure": kind = .supplyFailure
+        case "input-loss": kind = .inputLoss
         case "slow":
             guard let delayNode = field("delay"), let delay = reader.quantity(delayNode, "delay"),
                   let seconds = try? delay.converted(to: .second).value, seconds >= 0 else {

@@ -2,12 +2,27 @@ import AcceptanceCore
 import Foundation
 import Synchronization
 
-/// A simulated CDU answering Modbus requests from an in-memory register image.
+/// The physics behind a simulated device, by standard point name.
+public protocol SimulatedPhysics: Sendable {
+    /// Moves the physics forward.
+    mutating func advance(by seconds: Double)
+    /// The value of a standard point, or nil if the device has no such sensor.
+    mutating func reading(_ name: String) -> Value?
+    /// Applies a write as the device's controller would; throws for values a real controller rejects.
+    mutating func command(_ name: String, _ value: Value) throws(CDUCommandError)
+    /// Applies a physical fault (a leak, a failed supply); protocol faults are the device's own business.
+    mutating func apply(_ fault: ScheduledFault.Kind)
+}
+
+/// A simulated CDU: the generic simulated Modbus device with CDU physics.
+public typealias SimulatedCDU = SimulatedDevice<CDUModel>
+
+/// A simulated Modbus device answering requests from an in-memory register image.
 ///
-/// The register layout is not hard-coded: the device profile maps the model's standard points onto registers with
+/// The register layout is not hard-coded: the device profile maps the physics' standard points onto registers with
 /// the same `PointCodec` the clients use, so any vendor's profile can be simulated. Physics advance lazily to the
 /// shared clock's reading on every request, and scheduled faults fire at their simulated times.
-public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
+public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, ModbusServerBackend {
     public let name: String
     public let profile: DeviceProfile
     public let clock: any RunClock
@@ -15,7 +30,7 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     public let responseTimeout: Duration
 
     struct State {
-        var model: CDUModel
+        var model: Physics
         var lastUpdate = Duration.zero
         var faults: [ScheduledFault]
         var isSilent = false
@@ -30,14 +45,13 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     /// For each table and address: the point there and the register's position within the point.
     private let layout: [ModbusTable: [UInt16: (point: Int, offset: Int)]]
 
-    public init(name: String, profile: DeviceProfile, scenario: Scenario, clock: any RunClock,
+    public init(name: String, profile: DeviceProfile, physics: Physics, faults: [ScheduledFault], clock: any RunClock,
                 responseTimeout: Duration = .seconds(1)) {
         self.name = name
         self.profile = profile
         self.clock = clock
         self.responseTimeout = responseTimeout
-        state = Mutex(State(model: CDUModel(settings: scenario.cdu),
-                            faults: scenario.faults.filter { $0.device == name }))
+        state = Mutex(State(model: physics, faults: faults.filter { $0.device == name }))
         var layout: [ModbusTable: [UInt16: (point: Int, offset: Int)]] = [:]
         for (index, point) in profile.points.enumerated() {
             for offset in 0..<point.registerCount {
@@ -58,7 +72,7 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     }
 
     /// The model as it is now (advanced to the clock), for tests and the console.
-    public func snapshot() -> CDUModel {
+    public func snapshot() -> Physics {
         state.withLock { state in
             advance(&state)
             return state.model
@@ -96,11 +110,7 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
         case let .exceptions(code): state.forcedException = ModbusException(rawValue: code)
         case .dropConnection: state.dropNext = true
         case let .slow(seconds): state.delay = .seconds(seconds)
-        case let .leak(rate): state.model.settings.leakRate = rate
-        case .leakSensor: state.model.leakDetected = true
-        case let .pumpFailure(health):
-            // The alarm follows once the controller notices the pump is not building pressure.
-            state.model.settings.pumpHealth = health
+        case .leak, .leakSensor, .pumpFailure, .supplyFailure, .inputLoss: state.model.apply(fault.kind)
         }
     }
 
@@ -279,17 +289,29 @@ public final class SimulatedCDU: ModbusClient, ModbusServerBackend {
     }
 }
 
+extension SimulatedDevice where Physics == CDUModel {
+    /// A simulated CDU with the scenario's settings and faults.
+    public convenience init(name: String, profile: DeviceProfile, scenario: Scenario, clock: any RunClock,
+                            responseTimeout: Duration = .seconds(1)) {
+        self.init(name: name, profile: profile, physics: CDUModel(settings: scenario.cdu), faults: scenario.faults,
+                  clock: clock, responseTimeout: responseTimeout)
+    }
+}
+
 /// The built-in simulated rack: a simulated device for each instance of a rack profile, on one shared clock.
 public struct SimulatedRack: Sendable {
     public let bus: DeviceBus
     public let cdus: [String: SimulatedCDU]
+    /// Simulated power supplies by instance name, with their Modbus addresses on the shelf's bus.
+    public let psus: [String: (device: SimulatedDevice<PSUPhysics>, address: UInt8)]
+    public let shelf: PowerShelf
     public let scenario: Scenario
 
     public struct UnsupportedDevice: Error, Sendable, CustomStringConvertible {
         public var device: String
         public var kind: String
         public var description: String {
-            "no simulator for device '\(device)' of kind '\(kind.isEmpty ? "(none)" : kind)'; simulated kinds: cdu"
+            "no simulator for device '\(device)' of kind '\(kind.isEmpty ? "(none)" : kind)'; simulated kinds: cdu, psu"
         }
     }
 
@@ -300,9 +322,32 @@ public struct SimulatedRack: Sendable {
                 onRetry: @escaping @Sendable (String, ModbusRetry) -> Void = { _, _ in }) throws(UnsupportedDevice) {
         var devices: [String: any PointDevice] = [:]
         var cdus: [String: SimulatedCDU] = [:]
+        var psus: [String: (device: SimulatedDevice<PSUPhysics>, address: UInt8)] = [:]
+        let supplies = configuration.rack.devices.filter { configuration.profiles[$0.model]?.kind == "psu" }
+        // Supply faults belong to the shelf (they move load onto the others); protocol faults to each device.
+        func isShelfFault(_ fault: ScheduledFault) -> Bool {
+            switch fault.kind {
+            case .supplyFailure, .inputLoss: true
+            default: false
+            }
+        }
+        let shelfFaults = scenario.faults.filter(isShelfFault).compactMap { fault in
+            supplies.firstIndex { $0.name == fault.device }.map { (at: fault.at, index: $0, kind: fault.kind) }
+        }
+        let shelf = PowerShelf(count: max(supplies.count, 1), settings: scenario.powerShelf, faults: shelfFaults,
+                               clock: clock)
         for instance in configuration.rack.devices {
             guard let profile = configuration.profiles[instance.model] else { continue }
             switch profile.kind {
+            case "psu":
+                let index = supplies.firstIndex(of: instance) ?? 0
+                let psu = SimulatedDevice(name: instance.name, profile: profile,
+                                          physics: PSUPhysics(shelf: shelf, index: index),
+                                          faults: scenario.faults.filter { !isShelfFault($0) },
+                                          clock: clock)
+                psus[instance.name] = (psu, UInt8(clamping: instance.address ?? 192 + index))
+                let client = RetryingModbusClient(psu, policy: Self.retryPolicy, clock: clock) { onRetry(instance.name, $0) }
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
             case "cdu":
                 let cdu = SimulatedCDU(name: instance.name, profile: profile, scenario: scenario, clock: clock)
                 cdus[instance.name] = cdu
@@ -314,6 +359,8 @@ public struct SimulatedRack: Sendable {
         }
         bus = DeviceBus(configuration: configuration, devices: devices)
         self.cdus = cdus
+        self.psus = psus
+        self.shelf = shelf
         self.scenario = scenario
     }
 }

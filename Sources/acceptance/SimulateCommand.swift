@@ -43,7 +43,7 @@ struct SimulateCommand: AsyncParsableCommand {
         let trap = SignalTrap(stop: stop, style: style, service: "the simulator")
         var text = "Simulated rack gb200-nvl72, scenario '\(scenario)', physics at \(Quantity.format(timeScale))× real time\n"
         for endpoint in service.endpoints {
-            text += "  \(endpoint.device)  Modbus TCP \(endpoint.host):\(endpoint.port)  unit 1  (\(endpoint.model))\n"
+            text += "  \(endpoint.device)  Modbus TCP \(endpoint.host):\(endpoint.port)  unit \(endpoint.unit)  (\(endpoint.model))\n"
         }
         text += "Ctrl-C to stop.\n"
         ConsoleOutput.standardOutput.write(text)

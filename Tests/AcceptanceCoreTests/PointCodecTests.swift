@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import AcceptanceCore
 
@@ -99,6 +100,27 @@ struct PointCodecTests {
         // -9999.0f is 0xC61C3C00; CDAB puts the low word first.
         #expect(try PointCodec.decode([0x3C00, 0xC61C], for: pressure) == .missing)
         #expect(throws: PointCodecError.self) { try PointCodec.encode(.missing, for: point(.int16)) }
+    }
+
+    @Test func stringsAndFractionBits() throws {
+        var serial = point(.string)
+        serial.length = 4
+        // "SN-123" in 4 registers, high byte first, padded with spaces.
+        #expect(try PointCodec.encode(.text("SN-123"), for: serial) == [0x534E, 0x2D31, 0x3233, 0x2020])
+        #expect(try PointCodec.decode([0x534E, 0x2D31, 0x3233, 0x0000], for: serial) == .text("SN-123"))
+        let path = NSTemporaryDirectory() + "fixed-\(UUID().uuidString).yaml"
+        try """
+            model: m
+            points:
+              volts: {table: holding-register, address: 0, type: uint16, fraction_bits: 10, unit: V, access: read-only}
+              name: {table: holding-register, address: 1, type: string, length: 2}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let profile = try DeviceProfile.load(path: path)
+        let volts = try #require(profile.point(named: "volts"))
+        // 50.0 V with 10 fraction bits is raw 51200.
+        #expect(try PointCodec.decode([51200], for: volts) == .quantity(Quantity(50, .volt)))
+        #expect(profile.point(named: "name")?.access == .readOnly, "strings default to read-only")
+        #expect(profile.point(named: "name")?.registerCount == 2)
     }
 
     @Test func everyTypeRoundTrips() throws {

@@ -226,3 +226,40 @@ struct ProtocolFaultTests {
         #expect(journal.components(separatedBy: "\"event\":\"retry\"").count - 1 == retries.count)
     }
 }
+
+@Suite("The simulated power shelf over Modbus")
+struct PowerShelfModbusTests {
+    @Test(arguments: [SimulatorTransport.memory, .tcp])
+    func sixSuppliesAnswerByUnitIdAndShareTheLoad(transport: SimulatorTransport) async throws {
+        let directory = temporaryDirectory()
+        try """
+            name: psu-fault
+            power_shelf: {load: 18 kW}
+            faults:
+              - {at: 0 s, device: psu3, fault: supply-failure}
+            """.write(toFile: "\(directory)/psu-fault.yaml", atomically: true, encoding: .utf8)
+        let fixtures = directory + "/fixtures"
+        try FileManager.default.copyItem(atPath: "\(repositoryRoot)/Fixtures", toPath: fixtures)
+        try FileManager.default.copyItem(atPath: "\(directory)/psu-fault.yaml", toPath: "\(fixtures)/scenarios/psu-fault.yaml")
+        var request = RunRequest(procedure: "", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
+                                                                    fixtures: fixtures))
+        request.scenario = "psu-fault"
+        request.simulatorTransport = transport
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures)
+        let devices = try ConnectedDevices.connect(configuration: configuration, request: request)
+        defer { devices.close() }
+        let names = (1...6).flatMap { ["psu\($0).serial_number", "psu\($0).output_power", "psu\($0).output_fault"] }
+        let values = try await devices.bus.read(names)
+        #expect(values["psu1.serial_number"] == .text("SIMPSU-0001"))
+        #expect(values["psu6.serial_number"] == .text("SIMPSU-0006"))
+        #expect(values["psu3.output_fault"] == .bool(true))
+        #expect(values["psu3.output_power"] == .quantity(Quantity(0, .watt)))
+        for index in [1, 2, 4, 5, 6] {
+            #expect(values["psu\(index).output_power"] == .quantity(Quantity(3_600, .watt)))
+        }
+        if transport == .tcp {
+            #expect(devices.endpoints["psu1"]?.hasSuffix("unit 192") == true)
+            #expect(devices.endpoints["psu6"]?.hasSuffix("unit 197") == true)
+        }
+    }
+}
