@@ -155,12 +155,16 @@ public struct ConnectedDevices: Sendable {
                 throw .unsupported("station '\(station.id)' binds '\(name)', which rack '\(configuration.rack.id)' does not have")
             }
             // Devices the station does not bind are not connected; a procedure that uses one is refused up front.
+            // Devices on one serial port or behind one TCP gateway share its connection, each with its unit id.
+            var lines: [ModbusEndpoint: ModbusLine] = [:]
             for instance in configuration.rack.devices {
                 guard let binding = station.devices[instance.name], let profile = configuration.profiles[instance.model]
                 else { continue }
                 let client: LibModbusClient
                 do {
-                    client = try LibModbusClient(endpoint: binding.endpoint, unit: binding.unit, settings: binding.settings)
+                    let line = try lines[binding.endpoint] ?? ModbusLine(endpoint: binding.endpoint, settings: binding.settings)
+                    lines[binding.endpoint] = line
+                    client = LibModbusClient(line: line, unit: binding.unit)
                 } catch {
                     throw .unsupported("device '\(instance.name)': \(error)")
                 }
@@ -212,9 +216,9 @@ public struct ConnectedDevices: Sendable {
                 do {
                     let server = try ModbusTCPServer(port: 0, backend: line.backend)
                     servers.append(server)
+                    let shared = try ModbusLine(endpoint: .tcp(host: "127.0.0.1", port: server.port), settings: settings)
                     for member in line.members {
-                        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port),
-                                                         unit: member.unit, settings: settings)
+                        let client = LibModbusClient(line: shared, unit: member.unit)
                         let retrying = RetryingModbusClient(client, policy: SimulatedRack.retryPolicy, clock: clock) {
                             relay?.report(device: member.name, $0)
                         }

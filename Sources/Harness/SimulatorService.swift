@@ -17,10 +17,12 @@ public struct SimulatorService: Sendable {
     public let endpoints: [Endpoint]
     public let rack: SimulatedRack
     let servers: [ModbusTCPServer]
+    let rtuServer: ModbusRTUServer?
 
     /// Starts a server for each simulated Modbus device, on consecutive ports from `port`.
+    /// With `rtuDevice`, the power shelf's supplies are served there (Modbus RTU, 19200 baud) instead of over TCP.
     public static func start(workspace: Workspace, rackID: String = "gb200-nvl72", scenario name: String, port: Int,
-                             timeScale: Double = 1) throws(HarnessError) -> SimulatorService {
+                             timeScale: Double = 1, rtuDevice: String? = nil) throws(HarnessError) -> SimulatorService {
         let configuration: RackConfiguration
         let scenario: Scenario
         do {
@@ -40,11 +42,24 @@ public struct SimulatorService: Sendable {
         var endpoints: [Endpoint] = []
         var lines: [(backend: any ModbusServerBackend, members: [(String, String, UInt8)])] =
             rack.cdus.sorted { $0.key < $1.key }.map { ($0.value, [($0.key, $0.value.profile.model, UInt8(1))]) }
+        var rtuServer: ModbusRTUServer?
         if !rack.psus.isEmpty {
-            // The shelf's supplies share one port, answering by unit id like an RS-485-to-TCP gateway.
+            // The shelf's supplies share one line, answering by unit id: an RS-485 bus, or a gateway's TCP port.
             let ordered = rack.psus.sorted { $0.value.address < $1.value.address }
-            lines.append((UnitRouter(devices: Dictionary(uniqueKeysWithValues: ordered.map { ($0.value.address, $0.value.device) })),
-                          ordered.map { ($0.key, $0.value.device.profile.model, $0.value.address) }))
+            let router = UnitRouter(devices: Dictionary(uniqueKeysWithValues: ordered.map { ($0.value.address, $0.value.device) }))
+            if let rtuDevice {
+                do {
+                    rtuServer = try ModbusRTUServer(device: rtuDevice, backend: router)
+                } catch {
+                    throw .unsupported("cannot serve the power shelf on \(rtuDevice): \(error)")
+                }
+                for (name, entry) in ordered {
+                    endpoints.append(Endpoint(device: name, model: entry.device.profile.model, host: "rtu:\(rtuDevice)",
+                                              port: 0, unit: entry.address))
+                }
+            } else {
+                lines.append((router, ordered.map { ($0.key, $0.value.device.profile.model, $0.value.address) }))
+            }
         }
         for (offset, line) in lines.enumerated() {
             do {
@@ -58,10 +73,11 @@ public struct SimulatorService: Sendable {
                 throw .unsupported("cannot serve the simulated rack: \(error)")
             }
         }
-        return SimulatorService(endpoints: endpoints, rack: rack, servers: servers)
+        return SimulatorService(endpoints: endpoints, rack: rack, servers: servers, rtuServer: rtuServer)
     }
 
     public func stop() {
         for server in servers { server.stop() }
+        rtuServer?.stop()
     }
 }

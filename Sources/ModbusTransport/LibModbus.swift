@@ -80,6 +80,11 @@ final class LibModbusConnection: @unchecked Sendable {
         isConnected = true
     }
 
+    /// Addresses the next transactions to `unit` (`modbus_set_slave`), for devices sharing one line.
+    func address(_ unit: UInt8) {
+        modbus_set_slave(context, Int32(unit))
+    }
+
     /// Calls `modbus_close`; the next transaction reconnects.
     func disconnect() {
         modbus_close(context)

@@ -1,46 +1,75 @@
 import AcceptanceCore
 
-/// A Modbus client for one device over TCP or RTU, through libmodbus.
+/// One Modbus connection (a TCP socket, a serial port) and the thread its blocking calls run on, shared by every
+/// device reached through it: the supplies on a shelf's RS-485 bus, or behind one TCP gateway.
+public final class ModbusLine: Sendable {
+    public let endpoint: ModbusEndpoint
+    let connection: LibModbusConnection
+    let thread: ConnectionThread
+
+    public init(endpoint: ModbusEndpoint, settings: ModbusSettings = ModbusSettings()) throws(ModbusError) {
+        self.endpoint = endpoint
+        connection = try LibModbusConnection(endpoint: endpoint, unit: 1, settings: settings, label: "\(endpoint)")
+        thread = ConnectionThread(name: "acceptance.modbus.\(endpoint)")
+    }
+}
+
+/// A Modbus client for one device (one unit on a line) over TCP or RTU, through libmodbus.
 ///
-/// Each client has its own thread for libmodbus's blocking calls, and each call makes one attempt: wrap it in a
+/// The line's own thread makes libmodbus's blocking calls, and each call makes one attempt: wrap the client in a
 /// `RetryingModbusClient` for the station's retry policy (`reset()` closes the connection so a retry reconnects).
-/// A pending transaction is never abandoned mid-flight: cancellation takes effect when it returns, which is within
-/// its response timeout.
+/// Clients on one line take turns, each transaction addressed to its unit. A pending transaction is never abandoned
+/// mid-flight: cancellation takes effect when it returns, which is within its response timeout.
 public final class LibModbusClient: ModbusClient {
     public let endpoint: String
-    public let settings: ModbusSettings
-    private let connection: LibModbusConnection
-    private let thread: ConnectionThread
+    public let unit: UInt8
+    public let line: ModbusLine
 
     /// The connection's own thread as a task executor. Code that makes many transactions in a row can run on it
     /// (`withTaskExecutorPreference(client.executor) { ... }`) so each blocking call is made in place.
-    public var executor: some TaskExecutor { thread }
+    public var executor: some TaskExecutor { line.thread }
 
-    public var preferredExecutor: (any TaskExecutor)? { thread }
+    public var preferredExecutor: (any TaskExecutor)? { line.thread }
 
-    public init(endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings = ModbusSettings()) throws(ModbusError) {
-        self.endpoint = "\(endpoint) unit \(unit)"
-        self.settings = settings
-        connection = try LibModbusConnection(endpoint: endpoint, unit: unit, settings: settings, label: self.endpoint)
-        thread = ConnectionThread(name: "acceptance.modbus.\(endpoint)")
+    /// A client with a line of its own.
+    public convenience init(endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings = ModbusSettings())
+        throws(ModbusError) {
+        self.init(line: try ModbusLine(endpoint: endpoint, settings: settings), unit: unit)
     }
 
-    /// Closes the connection; the next transaction reconnects.
+    /// A client for `unit` on a shared line.
+    public init(line: ModbusLine, unit: UInt8) {
+        self.line = line
+        self.unit = unit
+        endpoint = "\(line.endpoint) unit \(unit)"
+    }
+
+    /// Closes the line's connection; the next transaction reconnects.
     public func reset() async {
-        let connection = self.connection
-        await withTaskExecutorPreference(thread) { connection.disconnect() }
+        let connection = line.connection
+        await withTaskExecutorPreference(line.thread) { connection.disconnect() }
     }
 
-    /// Runs one transaction on the connection's thread: inline if the caller already runs there, else one hop
-    /// there and back.
+    /// Runs one transaction on the line's thread (inline if the caller already runs there), addressed to this unit.
     private func transact<T: Sendable>(_ function: ModbusFunction, _ address: UInt16, _ count: Int,
                                        _ body: @escaping @Sendable (LibModbusConnection) -> Result<T, ModbusError>)
         async throws(ModbusError) -> T {
         if Task.isCancelled {
             throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
         }
-        let connection = self.connection
-        return try await withTaskExecutorPreference(thread) { body(connection) }.get()
+        let connection = line.connection
+        let unit = self.unit
+        let endpoint = self.endpoint
+        let result = await withTaskExecutorPreference(line.thread) { () -> Result<T, ModbusError> in
+            connection.address(unit)
+            // Errors name this device's unit, not just the line.
+            return body(connection).mapError { error in
+                var error = error
+                error.endpoint = endpoint
+                return error
+            }
+        }
+        return try result.get()
     }
 
     private func readTable(_ table: ModbusTable, _ address: UInt16, _ count: Int) async throws(ModbusError) -> [UInt16] {

@@ -24,6 +24,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Simulated seconds per wall second.")
     var timeScale = 1.0
 
+    @Option(help: "Serve the power shelf's supplies on this serial device or pty (Modbus RTU, units 192-197).")
+    var rtu: String?
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard (0.001...10_000).contains(timeScale) else { throw ValidationError("--time-scale must be 0.001 to 10000") }
@@ -33,7 +36,8 @@ struct SimulateCommand: AsyncParsableCommand {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
         let service: SimulatorService
         do {
-            service = try SimulatorService.start(workspace: location, scenario: scenario, port: port, timeScale: timeScale)
+            service = try SimulatorService.start(workspace: location, scenario: scenario, port: port, timeScale: timeScale,
+                                                 rtuDevice: rtu)
         } catch {
             ConsoleOutput.standardError.write("error: \(error)\n")
             throw ExitCode(Verdict.error.exitCode)
@@ -43,7 +47,9 @@ struct SimulateCommand: AsyncParsableCommand {
         let trap = SignalTrap(stop: stop, style: style, service: "the simulator")
         var text = "Simulated rack gb200-nvl72, scenario '\(scenario)', physics at \(Quantity.format(timeScale))× real time\n"
         for endpoint in service.endpoints {
-            text += "  \(endpoint.device)  Modbus TCP \(endpoint.host):\(endpoint.port)  unit \(endpoint.unit)  (\(endpoint.model))\n"
+            let place = endpoint.host.hasPrefix("rtu:") ? "Modbus RTU \(endpoint.host.dropFirst(4))"
+                : "Modbus TCP \(endpoint.host):\(endpoint.port)"
+            text += "  \(endpoint.device)  \(place)  unit \(endpoint.unit)  (\(endpoint.model))\n"
         }
         text += "Ctrl-C to stop.\n"
         ConsoleOutput.standardOutput.write(text)

@@ -263,3 +263,36 @@ struct PowerShelfModbusTests {
         }
     }
 }
+
+@Suite("Station files")
+struct StationFileTests {
+    @Test func everyShippedStationLoads() throws {
+        let directory = "\(repositoryRoot)/Fixtures/stations"
+        let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".yaml") }
+        #expect(files.count >= 3)
+        for file in files { _ = try StationConfiguration.load(path: "\(directory)/\(file)") }
+        let rtu = try StationConfiguration.load(path: "\(directory)/line-3-rtu.yaml")
+        #expect(rtu.devices.count == 7)
+        #expect(rtu.devices["psu6"]?.unit == 197)
+        #expect(rtu.devices["psu1"]?.endpoint == rtu.devices["psu6"]?.endpoint, "the shelf's supplies share one line")
+        #expect(rtu.devices["psu1"]?.settings.retry.retries == 2)
+    }
+
+    @Test func mistakesInAStationAreNamedWithPositions() throws {
+        let path = temporaryDirectory() + "/station.yaml"
+        try """
+            station: s
+            devices:
+              cdu:
+                modbus: {tcp: 10.0.4.20, unit: 300, retries: 20}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            _ = try StationConfiguration.load(path: path)
+            Issue.record("a bad station loaded")
+        } catch {
+            #expect(error.description.contains("tcp must be host:port"))
+            #expect(error.description.contains("unit must be 0 to 247"))
+            #expect(error.description.contains("retries must be 0 to 10"))
+        }
+    }
+}

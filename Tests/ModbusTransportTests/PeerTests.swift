@@ -203,3 +203,57 @@ struct PeerTests {
         #expect(after.pumpPressure > before + 50)
     }
 }
+
+@Suite("The power shelf on a Modbus RTU line", .serialized)
+struct RTUShelfTests {
+    @Test func mbpollAndSharedLineClientsReadEverySupplyByUnitId() async throws {
+        let socat = try executable("socat", install: "apt-get install socat")
+        let mbpoll = try executable("mbpoll", install: "apt-get install mbpoll")
+        let directory = NSTemporaryDirectory() + "rtu-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let serverEnd = "\(directory)/shelf", clientEnd = "\(directory)/station"
+        let pair = try await PeerProcess(socat, ["-d", "-d", "pty,raw,echo=0,link=\(serverEnd)", "pty,raw,echo=0,link=\(clientEnd)"],
+                                         readyWhen: "starting data transfer loop")
+        defer { pair.stop() }
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+        let rack = try SimulatedRack(configuration: configuration, scenario: .nominal, clock: SimulationClock())
+        let router = UnitRouter(devices: Dictionary(uniqueKeysWithValues: rack.psus.values.map { ($0.address, $0.device) }))
+        let server = try ModbusRTUServer(device: serverEnd, backend: router)
+        defer { server.stop() }
+
+        // An independent client: mbpoll reads unit 192's model string and unit 195's output power (2 fraction bits).
+        let (status, output) = try await runProgram(mbpoll, ["-m", "rtu", "-a", "192", "-b", "19200", "-P", "none", "-0",
+                                                             "-r", "0", "-c", "8", "-t", "4:hex", "-1", clientEnd])
+        #expect(status == 0, "\(output)")
+        let words = output.split(separator: "\n").compactMap { line -> UInt16? in
+            guard line.hasPrefix("["), let hex = line.split(separator: "0x").last else { return nil }
+            return UInt16(hex.trimmingCharacters(in: .whitespaces), radix: 16)
+        }
+        let text = String(decoding: words.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }, as: UTF8.self)
+        #expect(text == "ORV3-PSU-5K5-SIM")
+        let (powerStatus, powerOutput) = try await runProgram(mbpoll, ["-m", "rtu", "-a", "195", "-b", "19200", "-P", "none",
+                                                                       "-0", "-r", "38", "-c", "1", "-t", "4", "-1", clientEnd])
+        #expect(powerStatus == 0)
+        #expect(powerOutput.contains("[38]: \t12000"), "3000 W in quarter-watts: \(powerOutput)")
+
+        // The harness: six libmodbus clients sharing one line, each addressing its supply.
+        let line = try ModbusLine(endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1))
+        let profile = try #require(configuration.profiles["orv3-psu"])
+        let points = ["serial_number", "output_power", "output_on"].compactMap { profile.point(named: $0) }
+        for unit in UInt8(192)...197 {
+            let device = ModbusPointDevice(name: "psu", profile: profile, client: LibModbusClient(line: line, unit: unit))
+            let values = try await device.read(points)
+            #expect(values[0] == .text("SIMPSU-000\(unit - 191)"))
+            #expect(values[1] == .quantity(Quantity(3_000, .watt)))
+            #expect(values[2] == .bool(true))
+        }
+        // A unit that is not on the line does not answer.
+        let absent = LibModbusClient(line: line, unit: 200)
+        await #expect(throws: ModbusError.self) { try await absent.readHoldingRegisters(startingAt: 0, count: 1) }
+    }
+
+    @Test func crcMatchesTheModbusReference() {
+        // The specification's example: 01 03 00 00 00 0A has CRC C5CD (sent CD C5).
+        #expect(ModbusRTUServer.crc16([0x01, 0x03, 0x00, 0x00, 0x00, 0x0A]) == 0xCDC5)
+    }
+}
