@@ -16,6 +16,8 @@ public final class ConnectionThread: TaskExecutor, Sendable {
 
         let jobs = Mutex<[Job]>([])
         let available = DispatchSemaphore(value: 0)
+        /// The thread's identity, to tell when a caller already runs on it.
+        let identity = Mutex<pthread_t?>(nil)
 
         func submit(_ job: Job) {
             jobs.withLock { $0.append(job) }
@@ -32,7 +34,10 @@ public final class ConnectionThread: TaskExecutor, Sendable {
 
     init(name: String) {
         let queue = self.queue
+        let started = DispatchSemaphore(value: 0)
         let thread = Thread {
+            queue.identity.withLock { $0 = pthread_self() }
+            started.signal()
             while true {
                 switch queue.next() {
                 case let .work(body)?: body()
@@ -43,6 +48,13 @@ public final class ConnectionThread: TaskExecutor, Sendable {
         }
         thread.name = name
         thread.start()
+        started.wait()
+    }
+
+    /// Whether the calling code runs on this connection's thread (a task that prefers this executor).
+    var isCurrent: Bool {
+        guard let thread = queue.identity.withLock({ $0 }) else { return false }
+        return pthread_equal(thread, pthread_self()) != 0
     }
 
     deinit { queue.submit(.stop) }

@@ -122,16 +122,22 @@ final class LibModbusConnection: @unchecked Sendable {
         return values
     }
 
-    /// Writes coils with `modbus_write_bits`, or registers with `modbus_write_registers` (function 0x0F / 0x10).
+    /// Writes coils or registers: one with `modbus_write_bit` / `modbus_write_register` (0x05 / 0x06, which some
+    /// devices insist on), several with `modbus_write_bits` / `modbus_write_registers` (0x0F / 0x10).
     func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16]) throws(ModbusError) {
-        let function: ModbusFunction = table == .coil ? .writeMultipleCoils : .writeMultipleRegisters
+        let single = values.count == 1
+        let function: ModbusFunction = table == .coil
+            ? (single ? .writeSingleCoil : .writeMultipleCoils)
+            : (single ? .writeSingleRegister : .writeMultipleRegisters)
         try connectIfNeeded(for: function, address, values.count)
         let result: Int32
-        if table == .coil {
+        switch (table, single) {
+        case (.coil, true): result = modbus_write_bit(context, Int32(address), values[0] == 0 ? 0 : 1)
+        case (.coil, false):
             let bits = values.map { UInt8($0 == 0 ? 0 : 1) }
             result = modbus_write_bits(context, Int32(address), Int32(bits.count), bits)
-        } else {
-            result = modbus_write_registers(context, Int32(address), Int32(values.count), values)
+        case (_, true): result = modbus_write_register(context, Int32(address), values[0])
+        case (_, false): result = modbus_write_registers(context, Int32(address), Int32(values.count), values)
         }
         guard result == Int32(values.count) else {
             let code = errno
@@ -367,7 +373,7 @@ public enum LibModbusBaseline {
         let thread = ConnectionThread(name: "acceptance.modbus-baseline")
         let endpoint = "\(host):\(port)"
         let result: Result<Duration, ModbusError> = await thread.run {
-            guard let context = modbus_new_tcp(host, Int32(port)) else {
+            guard let context = modbus_new_tcp_pi(host, String(port)) else {
                 return .failure(modbusError(errno, .readHoldingRegisters, address, count, endpoint))
             }
             defer { modbus_free(context) }

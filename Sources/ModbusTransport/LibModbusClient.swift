@@ -60,7 +60,7 @@ public final class LibModbusClient: ModbusClient {
         let connection = line.connection
         let unit = self.unit
         let endpoint = self.endpoint
-        let result = await withTaskExecutorPreference(line.thread) { () -> Result<T, ModbusError> in
+        let transaction = { @Sendable () -> Result<T, ModbusError> in
             connection.address(unit)
             // Errors name this device's unit, not just the line.
             return body(connection).mapError { error in
@@ -69,7 +69,9 @@ public final class LibModbusClient: ModbusClient {
                 return error
             }
         }
-        return try result.get()
+        // Already on the line's thread (the caller prefers its executor): call straight through.
+        if line.thread.isCurrent { return try transaction().get() }
+        return try await withTaskExecutorPreference(line.thread) { transaction() }.get()
     }
 
     private func readTable(_ table: ModbusTable, _ address: UInt16, _ count: Int) async throws(ModbusError) -> [UInt16] {
