@@ -133,16 +133,9 @@ for _ in 0..<5 {
     let plain = try await LibModbusBaseline.readHoldingRegisters(host: "127.0.0.1", port: server.port, address: 0,
                                                                   count: 10, iterations: iterations)
     plainRates.append(Double(iterations) / plain.seconds)
-    let harness = try await wallSeconds {
-        for _ in 0..<iterations { _ = try await client.readHoldingRegisters(startingAt: 0, count: 10) }
-    }
+    let harness = try await harnessReads(client, iterations: iterations)
     harnessRates.append(Double(iterations) / harness)
-    // The same loop running on the connection's own executor, as a polling step can.
-    let pinned = try await withTaskExecutorPreference(client.executor) { () async throws -> Double in
-        let start = ContinuousClock.now
-        for _ in 0..<iterations { _ = try await client.readHoldingRegisters(startingAt: 0, count: 10) }
-        return (ContinuousClock.now - start).seconds
-    }
+    let pinned = try await pinnedHarnessReads(client, iterations: iterations)
     pinnedRates.append(Double(iterations) / pinned)
 }
 let plainMedian = median(plainRates), harnessMedian = median(harnessRates), pinnedMedian = median(pinnedRates)
