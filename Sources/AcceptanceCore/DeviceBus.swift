@@ -29,6 +29,7 @@ public struct DeviceError: Error, Sendable, CustomStringConvertible {
     public var isNoResponse: Bool {
         switch underlying?.kind {
         case .timeout?, .connection?: true
+        case .exception(.gatewayPathUnavailable)?, .exception(.gatewayTargetFailedToRespond)?: true
         default: false
         }
     }

@@ -387,6 +387,14 @@ public struct RackProfile: Sendable {
                 }
             }
             if rack.id.isEmpty { reader.error("rack profile needs an 'id'", at: root) }
+            var seen: [Int: String] = [:]
+            for device in rack.devices {
+                guard let address = device.address else { continue }
+                if let other = seen[address] {
+                    reader.error("devices '\(other)' and '\(device.name)' both have address \(address)", at: root)
+                }
+                seen[address] = device.name
+            }
         }
         if reader.sink.hasErrors || source?.root == nil { throw DiagnosticsError(reader.sink.diagnostics) }
         return rack

@@ -16,6 +16,8 @@ public struct RetryPolicy: Sendable, Hashable {
         switch error.kind {
         case .timeout, .connection, .badResponse: true
         case .exception(.serverDeviceBusy), .exception(.acknowledge): true
+        // A gateway saying the device behind it did not answer: as good as a timeout.
+        case .exception(.gatewayPathUnavailable), .exception(.gatewayTargetFailedToRespond): true
         default: false
         }
     }

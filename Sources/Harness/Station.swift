@@ -63,8 +63,8 @@ public struct StationConfiguration: Sendable {
         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
         func duration(_ key: String) -> Duration? {
             guard let node = field(key), let quantity = reader.quantity(node, key) else { return nil }
-            guard let duration = quantity.duration, duration >= .zero else {
-                reader.error("\(key) must be a time such as '1 s' or '500 ms'", at: node)
+            guard let duration = quantity.duration, key == "backoff" ? duration >= .zero : duration > .zero else {
+                reader.error("\(key) must be a time above zero, such as '1 s' or '500 ms'", at: node)
                 return nil
             }
             return duration

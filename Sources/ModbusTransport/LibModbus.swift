@@ -9,6 +9,7 @@ import Foundation
 private enum LibModbusErrno {
     static let base = Int32(acceptance_modbus_errno_base)
     static let badCRC = base + 12
+    static let tooManyData = base + 16  // EMBMDATA: refused locally, nothing was sent
     static let lastProtocolFault = base + 17  // EMBBADSLAVE
 }
 
@@ -16,7 +17,9 @@ private enum LibModbusErrno {
 private func modbusError(_ code: Int32, _ function: ModbusFunction, _ address: UInt16, _ count: Int, _ endpoint: String)
     -> ModbusError {
     let kind: ModbusError.Kind
-    if code > LibModbusErrno.base, code < LibModbusErrno.badCRC {
+    if code == LibModbusErrno.tooManyData {
+        kind = .invalidRequest(String(cString: modbus_strerror(code)))
+    } else if code > LibModbusErrno.base, code < LibModbusErrno.badCRC {
         kind = .exception(ModbusException(rawValue: UInt8(code - LibModbusErrno.base)))
     } else if code >= LibModbusErrno.badCRC, code <= LibModbusErrno.lastProtocolFault {
         kind = .badResponse(String(cString: modbus_strerror(code)))
@@ -57,13 +60,23 @@ final class LibModbusConnection: @unchecked Sendable {
                               function: .readHoldingRegisters, address: 0, count: 0, endpoint: label)
         }
         context = created
+        isSerial = { if case .rtu = endpoint { return true } else { return false } }()
+        rs485 = isSerial && settings.rs485
         modbus_set_slave(context, Int32(unit))
         let (responseSeconds, responseMicros) = timeoutParts(settings.responseTimeout)
-        modbus_set_response_timeout(context, responseSeconds, responseMicros)
         let (byteSeconds, byteMicros) = timeoutParts(settings.byteTimeout)
-        modbus_set_byte_timeout(context, byteSeconds, byteMicros)
-        if case .rtu = endpoint, settings.rs485 { modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) }
+        guard modbus_set_response_timeout(context, responseSeconds, responseMicros) == 0,
+              modbus_set_byte_timeout(context, byteSeconds, byteMicros) == 0 else {
+            let code = errno
+            modbus_free(context)
+            throw ModbusError(.invalidRequest("timeouts \(settings.responseTimeout) / \(settings.byteTimeout) rejected "
+                + "(errno \(code)); they must be above zero"), function: .readHoldingRegisters, address: 0, count: 0,
+                              endpoint: label)
+        }
     }
+
+    private let isSerial: Bool
+    private let rs485: Bool
 
     deinit {
         modbus_close(context)
@@ -77,12 +90,27 @@ final class LibModbusConnection: @unchecked Sendable {
             let code = errno
             throw modbusError(code, function, address, count, endpoint)
         }
+        // RS-485 mode is an ioctl on the open port, so it can only be set once connected.
+        if rs485, modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) != 0 {
+            let code = errno
+            modbus_close(context)
+            throw ModbusError(.connection(code: code, message: "cannot switch the adapter to RS-485 mode: "
+                + String(cString: strerror(code))), function: function, address: address, count: count, endpoint: endpoint)
+        }
         isConnected = true
     }
 
+    /// After a failure that was not a clean exception answer, nothing queued on the line can be trusted: a late reply
+    /// must never be read as the answer to the next request. TCP reconnects; a serial line is flushed.
+    private func recover(after error: ModbusError) -> ModbusError {
+        if case .exception = error.kind { return error }
+        if isSerial { modbus_flush(context) } else { disconnect() }
+        return error
+    }
+
     /// Addresses the next transactions to `unit` (`modbus_set_slave`), for devices sharing one line.
-    func address(_ unit: UInt8) {
-        modbus_set_slave(context, Int32(unit))
+    func address(_ unit: UInt8) -> Bool {
+        modbus_set_slave(context, Int32(unit)) == 0
     }
 
     /// Calls `modbus_close`; the next transaction reconnects.
@@ -97,6 +125,7 @@ final class LibModbusConnection: @unchecked Sendable {
         let function = ModbusFunction.read(table)
         try connectIfNeeded(for: function, address, count)
         let result: Int32
+        let code: Int32
         var values: [UInt16]
         switch table {
         case .coil, .discreteInput:
@@ -104,20 +133,21 @@ final class LibModbusConnection: @unchecked Sendable {
             result = table == .coil
                 ? modbus_read_bits(context, Int32(address), Int32(count), &bits)
                 : modbus_read_input_bits(context, Int32(address), Int32(count), &bits)
+            code = errno
             values = bits.map { UInt16($0) }
         case .holdingRegister, .inputRegister:
             values = [UInt16](repeating: 0, count: count)
             result = table == .holdingRegister
                 ? modbus_read_registers(context, Int32(address), Int32(count), &values)
                 : modbus_read_input_registers(context, Int32(address), Int32(count), &values)
+            code = errno
         }
         guard result == Int32(count) else {
-            let code = errno
             if result >= 0 {
-                throw ModbusError(.badResponse("\(result) values instead of \(count)"), function: function,
-                                  address: address, count: count, endpoint: endpoint)
+                throw recover(after: ModbusError(.badResponse("\(result) values instead of \(count)"), function: function,
+                                                 address: address, count: count, endpoint: endpoint))
             }
-            throw modbusError(code, function, address, count, endpoint)
+            throw recover(after: modbusError(code, function, address, count, endpoint))
         }
         return values
     }
@@ -140,8 +170,7 @@ final class LibModbusConnection: @unchecked Sendable {
         case (_, false): result = modbus_write_registers(context, Int32(address), Int32(values.count), values)
         }
         guard result == Int32(values.count) else {
-            let code = errno
-            throw modbusError(code, function, address, values.count, endpoint)
+            throw recover(after: modbusError(errno, function, address, values.count, endpoint))
         }
     }
 }
@@ -302,7 +331,12 @@ private final class ServerLoop: @unchecked Sendable {
                 return true
             }
             outcome = backend.read(table, startingAt: address, count: field, unit: unit)
-            if case let .values(values) = outcome, values.count == field {
+            if case let .values(values) = outcome, values.count != field {
+                // Never let a stale register map answer for the device.
+                modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_SLAVE_OR_SERVER_FAILURE))
+                return true
+            }
+            if case let .values(values) = outcome {
                 for (offset, value) in values.enumerated() {
                     let index = Int(address) + offset
                     switch table {
@@ -314,6 +348,10 @@ private final class ServerLoop: @unchecked Sendable {
                 }
             }
         case 0x05:
+            guard field == 0xFF00 || field == 0x0000 else {
+                modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
+                return true
+            }
             outcome = backend.write(.coil, startingAt: address, values: [field == 0xFF00 ? 1 : 0], unit: unit)
         case 0x06:
             outcome = backend.write(.holdingRegister, startingAt: address, values: [UInt16(field)], unit: unit)
@@ -321,8 +359,12 @@ private final class ServerLoop: @unchecked Sendable {
             let isCoils = function == 0x0F
             let byteCount = length > header + 5 ? Int(request[header + 5]) : 0
             let needed = isCoils ? (field + 7) / 8 : field * 2
-            guard field >= 1, byteCount == needed, length >= header + 6 + byteCount else {
+            guard (1...(isCoils ? 1968 : 123)).contains(field), byteCount == needed, length >= header + 6 + byteCount else {
                 modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
+                return true
+            }
+            guard Int(address) + field <= 0x10000 else {
+                modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_ADDRESS))
                 return true
             }
             let data = request[(header + 6)..<(header + 6 + byteCount)]

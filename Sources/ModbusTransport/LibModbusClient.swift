@@ -61,7 +61,10 @@ public final class LibModbusClient: ModbusClient {
         let unit = self.unit
         let endpoint = self.endpoint
         let transaction = { @Sendable () -> Result<T, ModbusError> in
-            connection.address(unit)
+            guard connection.address(unit) else {
+                return .failure(ModbusError(.invalidRequest("unit id \(unit) is not a valid Modbus address here"),
+                                            function: function, address: address, count: count, endpoint: endpoint))
+            }
             // Errors name this device's unit, not just the line.
             return body(connection).mapError { error in
                 var error = error

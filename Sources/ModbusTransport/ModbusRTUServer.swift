@@ -53,15 +53,17 @@ public final class ModbusRTUServer: Sendable {
         let unit = frame[0], function = frame[1]
         let address = UInt16(frame[2]) << 8 | UInt16(frame[3])
         let field = Int(frame[4]) << 8 | Int(frame[5])
-        func exception(_ code: ModbusException) -> [UInt8] { [unit, function | 0x80, code.rawValue] }
+        func exception(_ code: ModbusException) -> [UInt8]? { unit == 0 ? nil : [unit, function | 0x80, code.rawValue] }
         let answer: ModbusServerAnswer
         var body: [UInt8] = []
         switch function {
         case 0x01, 0x02, 0x03, 0x04:
             let table: ModbusTable = [0x01: .coil, 0x02: .discreteInput, 0x03: .holdingRegister][function] ?? .inputRegister
             guard (1...(table.isBitTable ? 2000 : 125)).contains(field) else { return exception(.illegalDataValue) }
+            guard Int(address) + field <= 0x10000 else { return exception(.illegalDataAddress) }
             answer = backend.read(table, startingAt: address, count: field, unit: unit)
             if case let .values(values) = answer {
+                guard values.count == field else { return exception(.serverDeviceFailure) }
                 if table.isBitTable {
                     var bytes = [UInt8](repeating: 0, count: (field + 7) / 8)
                     for (index, value) in values.enumerated() where value != 0 { bytes[index / 8] |= 1 << UInt8(index % 8) }
@@ -71,15 +73,21 @@ public final class ModbusRTUServer: Sendable {
                 }
             }
         case 0x05, 0x06:
+            if function == 0x05, field != 0xFF00, field != 0x0000 { return exception(.illegalDataValue) }
             let value: UInt16 = function == 0x05 ? (field == 0xFF00 ? 1 : 0) : UInt16(field)
             answer = backend.write(function == 0x05 ? .coil : .holdingRegister, startingAt: address, values: [value], unit: unit)
             body = Array(frame[0..<6])
         case 0x0F, 0x10:
+            // Everything checked before anything is decoded: a short or lying frame must not reach the data.
             let data = frame[7..<(frame.count - 2)]
+            let limit = function == 0x0F ? 1968 : 123
+            guard (1...limit).contains(field), data.count == (function == 0x0F ? (field + 7) / 8 : field * 2) else {
+                return exception(.illegalDataValue)
+            }
+            guard Int(address) + field <= 0x10000 else { return exception(.illegalDataAddress) }
             let values: [UInt16] = function == 0x0F
                 ? (0..<field).map { UInt16((data[data.startIndex + $0 / 8] >> UInt8($0 % 8)) & 1) }
                 : (0..<field).map { UInt16(data[data.startIndex + 2 * $0]) << 8 | UInt16(data[data.startIndex + 2 * $0 + 1]) }
-            guard data.count == (function == 0x0F ? (field + 7) / 8 : field * 2) else { return exception(.illegalDataValue) }
             answer = backend.write(function == 0x0F ? .coil : .holdingRegister, startingAt: address, values: values, unit: unit)
             body = Array(frame[0..<6])
         default:
@@ -174,8 +182,9 @@ private final class RTULoop: @unchecked Sendable {
             buffer += chunk[0..<count]
             while let length = ModbusRTUServer.requestLength(buffer) {
                 if length == 0 {
-                    buffer.removeAll()
-                    break
+                    // Not a function we know (or noise before a frame): drop a byte and look again.
+                    buffer.removeFirst()
+                    continue
                 }
                 guard buffer.count >= length else { break }
                 let frame = Array(buffer[0..<length])

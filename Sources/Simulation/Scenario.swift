@@ -190,7 +190,7 @@ public struct Scenario: Sendable {
             }
             kind = .leak(kPaPerMinute: value)
         case "exceptions":
-            guard let codeNode = field("code"), let code = reader.integer(codeNode, "code"), (1...255).contains(code) else {
+            guard let codeNode = field("code"), let code = reader.integer(codeNode, "code"), (1...11).contains(code) else {
                 reader.error("an exceptions fault needs 'code', the Modbus exception code (for example 0x06, busy)", at: node)
                 return nil
             }

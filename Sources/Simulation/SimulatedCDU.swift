@@ -236,6 +236,9 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
         let function: ModbusFunction = table == .coil
             ? (values.count == 1 ? .writeSingleCoil : .writeMultipleCoils)
             : (values.count == 1 ? .writeSingleRegister : .writeMultipleRegisters)
+        guard !values.isEmpty, Int(address) + values.count <= 0x10000 else {
+            throw error(.exception(.illegalDataAddress), function, address, values.count)
+        }
         var offset = 0
         while offset < values.count {
             guard let (pointIndex, position) = layout[table]?[address + UInt16(offset)], position == 0 else {
@@ -310,8 +313,11 @@ public struct SimulatedRack: Sendable {
     public struct UnsupportedDevice: Error, Sendable, CustomStringConvertible {
         public var device: String
         public var kind: String
+        /// Why, when it is not a missing simulator.
+        public var reason: String?
         public var description: String {
-            "no simulator for device '\(device)' of kind '\(kind.isEmpty ? "(none)" : kind)'; simulated kinds: cdu, psu"
+            if let reason { return "device '\(device)': \(reason)" }
+            return "no simulator for device '\(device)' of kind '\(kind.isEmpty ? "(none)" : kind)'; simulated kinds: cdu, psu"
         }
     }
 
@@ -341,11 +347,16 @@ public struct SimulatedRack: Sendable {
             switch profile.kind {
             case "psu":
                 let index = supplies.firstIndex(of: instance) ?? 0
+                let address = instance.address ?? 192 + index
+                guard (1...247).contains(address), !psus.values.contains(where: { Int($0.address) == address }) else {
+                    throw UnsupportedDevice(device: instance.name, kind: profile.kind,
+                                            reason: "Modbus address \(address) is out of range or used by another supply")
+                }
                 let psu = SimulatedDevice(name: instance.name, profile: profile,
                                           physics: PSUPhysics(shelf: shelf, index: index),
                                           faults: scenario.faults.filter { !isShelfFault($0) },
                                           clock: clock)
-                psus[instance.name] = (psu, UInt8(clamping: instance.address ?? 192 + index))
+                psus[instance.name] = (psu, UInt8(address))
                 let client = RetryingModbusClient(psu, policy: Self.retryPolicy, clock: clock) { onRetry(instance.name, $0) }
                 devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
             case "cdu":

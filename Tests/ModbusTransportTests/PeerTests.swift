@@ -1,6 +1,6 @@
 import AcceptanceCore
 import Foundation
-import ModbusTransport
+@testable import ModbusTransport
 import Simulation
 import Testing
 
@@ -255,5 +255,66 @@ struct RTUShelfTests {
     @Test func crcMatchesTheModbusReference() {
         // The specification's example: 01 03 00 00 00 0A has CRC C5CD (sent CD C5).
         #expect(ModbusRTUServer.crc16([0x01, 0x03, 0x00, 0x00, 0x00, 0x0A]) == 0xCDC5)
+    }
+}
+
+@Suite("Hostile requests are answered, never fatal")
+struct HostileRequestTests {
+    func framed(_ bytes: [UInt8]) -> [UInt8] {
+        let crc = ModbusRTUServer.crc16(bytes)
+        return bytes + [UInt8(crc & 0xFF), UInt8(crc >> 8)]
+    }
+
+    func rack() throws -> SimulatedRack {
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+        return try SimulatedRack(configuration: configuration, scenario: .nominal, clock: SimulationClock())
+    }
+
+    @Test func rtuFramesThatLieAboutTheirLengthGetExceptions() throws {
+        let backend = UnitRouter(devices: Dictionary(uniqueKeysWithValues: try rack().psus.values.map { ($0.address, $0.device) }))
+        // Quantity 2, byte count 0: must not read past the frame.
+        let short = framed([192, 0x10, 0x00, 0x40, 0x00, 0x02, 0x00])
+        #expect(ModbusRTUServer.response(to: short, backend: backend) == [192, 0x90, 0x03])
+        // Quantity 0.
+        let empty = framed([192, 0x10, 0x00, 0x40, 0x00, 0x00, 0x00])
+        #expect(ModbusRTUServer.response(to: empty, backend: backend) == [192, 0x90, 0x03])
+        // A coil value that is neither ON (FF00) nor OFF (0000).
+        let coil = framed([192, 0x05, 0x00, 0x00, 0x12, 0x34])
+        #expect(ModbusRTUServer.response(to: coil, backend: backend) == [192, 0x85, 0x03])
+        // Past the end of the address space.
+        let overflow = framed([192, 0x03, 0xFF, 0xFF, 0x00, 0x02])
+        #expect(ModbusRTUServer.response(to: overflow, backend: backend) == [192, 0x83, 0x02])
+        // Broadcasts are never answered.
+        let broadcast = framed([0, 0x06, 0x00, 0x40, 0x00, 0x01])
+        #expect(ModbusRTUServer.response(to: broadcast, backend: backend) == nil)
+    }
+
+    @Test func tcpWritesPastTheLastAddressAreRefused() async throws {
+        let rack = try rack()
+        let cdu = try #require(rack.cdus["cdu"])
+        let server = try ModbusTCPServer(port: 0, backend: cdu)
+        defer { server.stop() }
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1)
+        do {
+            try await client.writeRegisters(startingAt: 65535, values: [1, 2])
+            Issue.record("a write past address 65535 was accepted")
+        } catch {
+            #expect(error.kind == .exception(.illegalDataAddress))
+        }
+        // The server is still there.
+        #expect(try await client.readHoldingRegisters(startingAt: 0, count: 1).count == 1)
+    }
+
+    @Test func duplicateUnitIdsAreRefusedWhenTheRackLoads() throws {
+        let directory = NSTemporaryDirectory() + "dup-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: "\(directory)/racks", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "\(repositoryRoot)/Fixtures/devices", toPath: "\(directory)/devices")
+        try """
+            id: dup
+            devices:
+              psu1: {model: orv3-psu, address: 193}
+              psu2: {model: orv3-psu, address: 193}
+            """.write(toFile: "\(directory)/racks/dup.yaml", atomically: true, encoding: .utf8)
+        #expect(throws: DiagnosticsError.self) { try RackConfiguration.load(rackID: "dup", fixtures: directory) }
     }
 }
