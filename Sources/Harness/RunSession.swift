@@ -156,15 +156,29 @@ public struct ConnectedDevices: Sendable {
             }
             // Devices the station does not bind are not connected; a procedure that uses one is refused up front.
             // Devices on one serial port or behind one TCP gateway share its connection, each with its unit id.
-            var lines: [ModbusEndpoint: ModbusLine] = [:]
+            // Lines are keyed by the port itself (device path, host:port): one bus, one connection.
+            var lines: [String: (line: ModbusLine, owner: String, binding: StationConfiguration.ModbusBinding)] = [:]
             for instance in configuration.rack.devices {
                 guard let binding = station.devices[instance.name], let profile = configuration.profiles[instance.model]
                 else { continue }
+                let port: String = switch binding.endpoint {
+                case let .tcp(host, port): "\(host):\(port)"
+                case let .rtu(device, _, _, _, _): device
+                }
                 let client: LibModbusClient
                 do {
-                    let line = try lines[binding.endpoint] ?? ModbusLine(endpoint: binding.endpoint, settings: binding.settings)
-                    lines[binding.endpoint] = line
+                    if let existing = lines[port] {
+                        guard existing.binding.endpoint == binding.endpoint, existing.binding.settings == binding.settings else {
+                            throw HarnessError.unsupported("'\(instance.name)' and '\(existing.owner)' share \(port) but "
+                                + "give it different settings (\(binding.endpoint) vs \(existing.binding.endpoint)); "
+                                + "one bus has one set of line settings and timeouts")
+                        }
+                    }
+                    let line = try lines[port]?.line ?? ModbusLine(endpoint: binding.endpoint, settings: binding.settings)
+                    if lines[port] == nil { lines[port] = (line, instance.name, binding) }
                     client = LibModbusClient(line: line, unit: binding.unit)
+                } catch let error as HarnessError {
+                    throw error
                 } catch {
                     throw .unsupported("device '\(instance.name)': \(error)")
                 }

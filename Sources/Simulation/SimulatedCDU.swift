@@ -63,7 +63,7 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
         self.layout = layout
     }
 
-    public var endpoint: String { "simulated \(name), unit 1" }
+    public var endpoint: String { "simulated \(name)" }
 
     /// Profile points the model cannot simulate (reads of them answer "illegal data address").
     public var unsimulatedPoints: [String] {

@@ -278,6 +278,27 @@ struct StationFileTests {
         #expect(rtu.devices["psu1"]?.settings.retry.retries == 2)
     }
 
+    @Test func onePortHasOneSetOfLineSettings() throws {
+        let path = temporaryDirectory() + "/conflict.yaml"
+        try """
+            station: s
+            rack: gb200-nvl72
+            devices:
+              psu1: {modbus: {rtu: /dev/ttyUSB1, baud: 19200, unit: 192}}
+              psu2: {modbus: {rtu: /dev/ttyUSB1, baud: 9600, unit: 193}}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        var request = RunRequest(procedure: "", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
+                                                                    fixtures: "\(repositoryRoot)/Fixtures"))
+        request.station = path
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+        do {
+            _ = try ConnectedDevices.connect(configuration: configuration, request: request)
+            Issue.record("two settings for one bus were accepted")
+        } catch {
+            #expect(error.description.contains("share /dev/ttyUSB1"))
+        }
+    }
+
     @Test func mistakesInAStationAreNamedWithPositions() throws {
         let path = temporaryDirectory() + "/station.yaml"
         try """
