@@ -259,12 +259,15 @@ private final class ServerLoop: @unchecked Sendable {
 
     deinit {
         for client in clients { close(client) }
-        close(listener)
+        if !listenerClosed { close(listener) }
         close(wake.read)
         close(wake.write)
         modbus_mapping_free(mapping)
         modbus_free(context)
     }
+
+    /// Set by the server thread once it has closed the listener (so deinit does not close it twice).
+    private var listenerClosed = false
 
     func stop() {
         guard stopping.setOnce() else { return }
@@ -274,7 +277,14 @@ private final class ServerLoop: @unchecked Sendable {
     }
 
     func run() {
-        defer { finished.signal() }
+        defer {
+            // Stopped: refuse new connections at once and drop the current ones, before anyone is told.
+            for client in clients { close(client) }
+            clients.removeAll()
+            close(listener)
+            listenerClosed = true
+            finished.signal()
+        }
         var request = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
         while true {
             var readable = fd_set()
@@ -291,7 +301,14 @@ private final class ServerLoop: @unchecked Sendable {
             if acceptance_fd_isset(wake.read, &readable) != 0 { return }
             if acceptance_fd_isset(listener, &readable) != 0 {
                 let client = accept(listener, nil, nil)
-                if client >= 0 { clients.append(client) }
+                if client < 0 {
+                    // Out of descriptors or similar: back off rather than spin on a listener that stays readable.
+                    usleep(10_000)
+                } else if client >= FD_SETSIZE || clients.count >= 64 {
+                    close(client)  // select() cannot watch it, or too many clients: refuse.
+                } else {
+                    clients.append(client)
+                }
             }
             for client in clients where acceptance_fd_isset(client, &readable) != 0 {
                 modbus_set_socket(context, client)

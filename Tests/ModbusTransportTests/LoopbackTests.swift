@@ -135,6 +135,21 @@ struct LoopbackTests {
         #expect(retries.withLock { $0.first?.description.contains("retry 1 of 5") } == true)
     }
 
+    @Test func aStoppedServerRefusesAtOnce() async throws {
+        let server = try ModbusTCPServer(port: 0, backend: try quietCDU(clock: SimulationClock()))
+        let port = server.port
+        server.stop()
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1)
+        let start = ContinuousClock.now
+        do throws(ModbusError) {
+            _ = try await client.readHoldingRegisters(startingAt: 0, count: 1)
+            Issue.record("a stopped server answered")
+        } catch {
+            #expect(error.kind == .connection(code: ECONNREFUSED, message: "Connection refused"))
+        }
+        #expect(ContinuousClock.now - start < .milliseconds(500), "refused, not left to time out")
+    }
+
     @Test func manyClientsAtOnce() async throws {
         let clock = SimulationClock()
         let server = try ModbusTCPServer(port: 0, backend: try quietCDU(clock: clock))
