@@ -13,26 +13,33 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "How to reach the simulated rack: memory or tcp.")
     var simTransport = "memory"
 
-    func request(workspace: Workspace) throws -> RunRequest {
-        var request = RunRequest(procedure: "", workspace: workspace)
-        request.station = station
-        request.scenario = scenario
-        guard let transport = SimulatorTransport(rawValue: simTransport) else {
+    func validate() throws {
+        guard SimulatorTransport(rawValue: simTransport) != nil else {
             throw ValidationError("--sim-transport must be memory or tcp")
         }
-        request.simulatorTransport = transport
+        if station != nil, simTransport != "memory" {
+            throw ValidationError("--sim-transport is for the built-in simulator; a station names its own transports")
+        }
+    }
+
+    /// A request for these devices (and, for `run`, a procedure).
+    func request(procedure: String = "", workspace: Workspace) -> RunRequest {
+        var request = RunRequest(procedure: procedure, workspace: workspace)
+        request.station = station
+        request.scenario = scenario
+        request.simulatorTransport = SimulatorTransport(rawValue: simTransport) ?? .memory
         return request
     }
 
     /// The rack configuration, after `check` has looked at it, and its devices connected; mistakes are usage errors.
     func connect(workspace: Workspace, check: (RackConfiguration) throws(HarnessError) -> Void)
         throws -> (RackConfiguration, ConnectedDevices) {
-        do {
+        do throws(HarnessError) {
             let configuration = try PointTool.configuration(rack: nil, station: station, workspace: workspace)
             try check(configuration)
             return (configuration, try ConnectedDevices.connect(configuration: configuration,
-                                                                request: try request(workspace: workspace)))
-        } catch let error as HarnessError {
+                                                                request: request(workspace: workspace)))
+        } catch {
             throw ValidationError(error.description)
         }
     }

@@ -36,14 +36,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Confirm every prompt automatically (the record says so).")
     var yes = false
 
-    @Option(help: "Station file (or name in Fixtures/stations): run against real devices instead of the simulator.")
-    var station: String?
-
-    @Option(help: "Simulation scenario from Fixtures/scenarios.")
-    var scenario = "nominal"
-
-    @Option(help: "How to reach the built-in simulated rack: memory, or tcp (real Modbus TCP on loopback).")
-    var simTransport = "memory"
+    @OptionGroup var devices: DeviceOptions
 
     @Option(help: "Pace simulated time at this many simulated seconds per wall second (default: as fast as possible).")
     var timeScale: Double?
@@ -54,12 +47,6 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         for pair in parameters + inputs where !pair.contains("=") {
             throw ValidationError("'\(pair)' must be name=value")
-        }
-        guard SimulatorTransport(rawValue: simTransport) != nil else {
-            throw ValidationError("--sim-transport must be memory or tcp")
-        }
-        if station != nil, simTransport != "memory" {
-            throw ValidationError("--sim-transport is for the built-in simulator; a station names its own transports")
         }
         if let timeScale, !(0.001...1_000_000).contains(timeScale) {
             throw ValidationError("--time-scale must be between 0.001 and 1000000 simulated seconds per wall second")
@@ -76,16 +63,13 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var request = RunRequest(procedure: procedure,
-                                 workspace: Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures))
+        var request = devices.request(procedure: procedure, workspace: Workspace.locate(procedures: workspace.procedures,
+                                                                                          fixtures: workspace.fixtures))
         request.parameters = Self.pairs(parameters)
         request.inputs = Self.pairs(inputs)
         if let rackSerial { request.inputs["rack_serial"] = rackSerial }
         request.operatorName = operatorName ?? ProcessInfo.processInfo.environment["USER"]
-        request.scenario = scenario
         request.timeScale = timeScale
-        request.station = station
-        request.simulatorTransport = SimulatorTransport(rawValue: simTransport) ?? .memory
         request.reportsDirectory = reportDir
 
         let prepared: PreparedRun
