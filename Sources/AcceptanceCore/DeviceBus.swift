@@ -14,20 +14,26 @@ public struct DeviceError: Error, Sendable, CustomStringConvertible {
     public var reason: String
     /// The transport's own error, if any.
     public var underlying: ModbusError?
+    public var redfish: RedfishError?
 
     public init(device: String, endpoint: String, operation: Operation, points: [String], reason: String,
-                underlying: ModbusError? = nil) {
+                underlying: ModbusError? = nil, redfish: RedfishError? = nil) {
         self.device = device
         self.endpoint = endpoint
         self.operation = operation
         self.points = points
         self.reason = reason
         self.underlying = underlying
+        self.redfish = redfish
     }
+
+    /// The step was stopped while the device was being asked.
+    public var isCancellation: Bool { underlying?.kind == .cancelled || redfish?.kind == .cancelled }
 
     /// True when the device did not answer at all (as opposed to answering wrongly).
     public var isNoResponse: Bool {
-        switch underlying?.kind {
+        if let redfish { return redfish.isNoResponse }
+        return switch underlying?.kind {
         case .timeout?, .connection?: true
         case .exception(.gatewayPathUnavailable)?, .exception(.gatewayTargetFailedToRespond)?: true
         default: false
@@ -47,6 +53,15 @@ public protocol PointDevice: Sendable {
     /// Reads several points, in as few transactions as the device allows; values in the order asked.
     func read(_ points: [PointDefinition]) async throws(DeviceError) -> [Value]
     func write(_ point: PointDefinition, _ value: Value) async throws(DeviceError)
+    /// Invokes an action (a Redfish `ComputerSystem.Reset`), with its parameter value.
+    func perform(_ action: ActionDefinition, value: String?) async throws(DeviceError)
+    /// Checks the device can be used (a pinned certificate, a login) before a run actuates anything.
+    func connect() async throws(DeviceError)
+}
+
+extension PointDevice {
+    /// Devices with nothing to check up front (Modbus: connecting is per transaction, with retries).
+    public func connect() async throws(DeviceError) {}
 }
 
 /// A device reached over Modbus: points are decoded with `PointCodec` from registers read through a client.
@@ -163,10 +178,19 @@ public struct ModbusPointDevice: PointDevice {
 public struct DeviceBus: Sendable {
     public let configuration: RackConfiguration
     public let devices: [String: any PointDevice]
+    /// A `for_each` step's member name (`each`) and the device it stands for in this pass.
+    public private(set) var aliases: [String: String] = [:]
 
     public init(configuration: RackConfiguration, devices: [String: any PointDevice]) {
         self.configuration = configuration
         self.devices = devices
+    }
+
+    /// The bus as one member of a `for_each` step sees it: `alias.point` reads `device.point`.
+    public func aliasing(_ alias: String, to device: String) -> DeviceBus {
+        var bus = self
+        bus.aliases[alias] = device
+        return bus
     }
 
     public enum LookupError: Error, Sendable, CustomStringConvertible {
@@ -182,7 +206,9 @@ public struct DeviceBus: Sendable {
     }
 
     func target(_ reference: String) throws -> (any PointDevice, PointDefinition) {
-        guard let (deviceName, point) = configuration.resolve(reference) else { throw LookupError.unknownPoint(reference) }
+        guard let (deviceName, point) = configuration.resolve(reference, aliases: aliases) else {
+            throw LookupError.unknownPoint(reference)
+        }
         guard let device = devices[deviceName] else { throw LookupError.noDevice(deviceName) }
         return (device, point)
     }
@@ -208,5 +234,13 @@ public struct DeviceBus: Sendable {
     public func write(_ reference: String, _ value: Value) async throws {
         let (device, point) = try target(reference)
         try await device.write(point, value)
+    }
+
+    public func perform(_ reference: String, value: String?) async throws {
+        guard let (deviceName, action) = configuration.resolveAction(reference, aliases: aliases) else {
+            throw LookupError.unknownPoint(reference)
+        }
+        guard let device = devices[deviceName] else { throw LookupError.noDevice(deviceName) }
+        try await device.perform(action, value: value)
     }
 }

@@ -79,6 +79,14 @@ public struct PointDefinition: Sendable, Hashable {
 
     /// For a string: how many registers it spans.
     public var length: Int?
+    /// For a Redfish point: the resource and the JSON pointer into it (`table` and `address` are then unused).
+    public var resource: RedfishLocation?
+    /// For a Redfish point: the state to report when the resource does not exist (404), such as `Absent` for a
+    /// processor that is not fitted. Without it a missing resource is a device error.
+    public var ifAbsent: String?
+
+    /// Where the value lives, for messages: `input register 2`, `/redfish/v1/Systems/1 /PowerState`.
+    public var whereabouts: String { resource?.description ?? registerDescription }
 
     public var registerCount: Int { type == .string ? max(length ?? 1, 1) : type.registerCount }
 
@@ -113,8 +121,13 @@ public struct DeviceProfile: Sendable {
     public var maxRegistersPerRead: Int
     public var points: [PointDefinition]
     public var file: String
+    /// How the device is reached.
+    public var transport: DeviceTransport = .modbus
+    /// Redfish actions (`reset` → `ComputerSystem.Reset` on a system).
+    public var actions: [ActionDefinition] = []
 
     public func point(named name: String) -> PointDefinition? { points.first { $0.name == name } }
+    public func action(named name: String) -> ActionDefinition? { actions.first { $0.name == name } }
 
     static let pointKeys = [
         "description", "table", "address", "type", "word_order", "scale", "offset", "unit", "access", "states", "bit",
@@ -137,11 +150,13 @@ public struct DeviceProfile: Sendable {
 
     static func parse(_ root: Node, file: String, reader: inout YAMLReader) -> DeviceProfile? {
         guard let entries = reader.mapping(root, "device profile") else { return nil }
-        reader.rejectUnknownKeys(entries, allowed: ["model", "vendor", "kind", "description", "protocol", "max_registers_per_read", "points"],
+        reader.rejectUnknownKeys(entries, allowed: ["model", "vendor", "kind", "description", "protocol", "max_registers_per_read",
+                                                    "points", "actions"],
                                  in: "device profile")
         var profile = DeviceProfile(model: "", vendor: "", kind: "", description: "", maxRegistersPerRead: 125, points: [],
                                     file: file)
         var pointsNode: Node?
+        var actionsNode: Node?
         for (key, _, value) in entries {
             switch key {
             case "model": profile.model = reader.scalar(value, "model") ?? ""
@@ -149,7 +164,11 @@ public struct DeviceProfile: Sendable {
             case "kind": profile.kind = reader.scalar(value, "kind") ?? ""
             case "description": profile.description = reader.scalar(value, "description") ?? ""
             case "protocol":
-                if reader.scalar(value, "protocol") != "modbus" { reader.error("protocol must be 'modbus'", at: value) }
+                let text = reader.scalar(value, "protocol") ?? ""
+                if let transport = DeviceTransport(rawValue: text) { profile.transport = transport } else {
+                    reader.error("protocol must be 'modbus' or 'redfish'", at: value)
+                }
+            case "actions": actionsNode = value
             case "max_registers_per_read":
                 if let limit = reader.integer(value, "max_registers_per_read") {
                     if (1...125).contains(limit) { profile.maxRegistersPerRead = limit } else {
@@ -165,6 +184,16 @@ public struct DeviceProfile: Sendable {
             reader.error("device profile needs 'points'", at: root)
             return nil
         }
+        if profile.transport == .redfish {
+            for (name, keyNode, value) in pointEntries {
+                if let point = parseRedfishPoint(name, keyNode: keyNode, value, reader: &reader) { profile.points.append(point) }
+            }
+            for (name, keyNode, value) in actionsNode.flatMap({ reader.mapping($0, "actions") }) ?? [] {
+                if let action = parseAction(name, keyNode: keyNode, value, reader: &reader) { profile.actions.append(action) }
+            }
+            return profile
+        }
+        if let actionsNode { reader.error("actions are for Redfish devices ('protocol: redfish')", at: actionsNode) }
         for (name, keyNode, value) in pointEntries {
             if let point = parsePoint(name, keyNode: keyNode, value, reader: &reader) { profile.points.append(point) }
         }
@@ -344,12 +373,57 @@ public struct RackProfile: Sendable {
         public var description: String
         /// The device's address on a shared bus (a Modbus unit id), where several share one line.
         public var address: Int?
+        /// The group it belongs to (`compute_trays`), if any.
+        public var group: String?
+    }
+
+    /// Identical devices a step can run `for_each` member: 18 compute trays are `compute01` ... `compute18`.
+    public struct DeviceGroup: Sendable, Hashable {
+        public var name: String
+        public var model: String
+        public var prefix: String
+        public var count: Int
+        public var description: String
+
+        /// Member names: prefix and a two-digit number from 01.
+        public var members: [String] { (0..<count).map { Self.memberName(prefix: prefix, number: $0 + 1) } }
+
+        public static func memberName(prefix: String, number: Int) -> String {
+            number < 10 ? "\(prefix)0\(number)" : "\(prefix)\(number)"
+        }
     }
 
     public var id: String
     public var title: String
     public var devices: [DeviceInstance]
+    public var groups: [DeviceGroup] = []
     public var file: String
+
+    public func group(named name: String) -> DeviceGroup? { groups.first { $0.name == name } }
+
+    /// The rack with a different number of members in some groups (a rack built with 6 power shelves, not 8).
+    public func settingCounts(_ counts: [String: Int]) throws(RackSettingError) -> RackProfile {
+        var rack = self
+        for (name, count) in counts.sorted(by: { $0.key < $1.key }) {
+            guard let index = rack.groups.firstIndex(where: { $0.name == name }) else {
+                throw RackSettingError(message: "rack '\(id)' has no group '\(name)'; it has "
+                    + (groups.isEmpty ? "none" : groups.map(\.name).joined(separator: ", ")))
+            }
+            guard (1...99).contains(count) else {
+                throw RackSettingError(message: "group '\(name)' must have 1 to 99 members, not \(count)")
+            }
+            rack.groups[index].count = count
+        }
+        rack.devices = rack.devices.filter { $0.group == nil } + rack.groups.flatMap(Self.instances(of:))
+        return rack
+    }
+
+    static func instances(of group: DeviceGroup) -> [DeviceInstance] {
+        group.members.enumerated().map { index, name in
+            DeviceInstance(name: name, model: group.model, description: "\(group.description) \(index + 1) of \(group.count)",
+                           address: nil, group: group.name)
+        }
+    }
 
     public static func load(path: String) throws(DiagnosticsError) -> RackProfile {
         var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
@@ -357,7 +431,7 @@ public struct RackProfile: Sendable {
         var reader = YAMLReader(sink: sink)
         var rack = RackProfile(id: "", title: "", devices: [], file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "rack profile") {
-            reader.rejectUnknownKeys(entries, allowed: ["id", "title", "description", "devices"], in: "rack profile")
+            reader.rejectUnknownKeys(entries, allowed: ["id", "title", "description", "devices", "groups"], in: "rack profile")
             for (key, _, value) in entries {
                 switch key {
                 case "id": rack.id = reader.scalar(value, "id") ?? ""
@@ -383,10 +457,32 @@ public struct RackProfile: Sendable {
                         rack.devices.append(DeviceInstance(name: name, model: model, description: description,
                                                            address: address))
                     }
+                case "groups":
+                    for (name, keyNode, groupNode) in reader.mapping(value, "groups") ?? [] {
+                        guard let fields = reader.mapping(groupNode, "group '\(name)'") else { continue }
+                        reader.rejectUnknownKeys(fields, allowed: ["model", "description", "prefix", "count"], in: "group '\(name)'")
+                        func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
+                        guard let model = field("model").flatMap({ reader.scalar($0, "model") }),
+                              let prefix = field("prefix").flatMap({ reader.scalar($0, "prefix") }),
+                              let countNode = field("count"), let count = reader.integer(countNode, "count") else {
+                            reader.error("group '\(name)' needs 'model', 'prefix' (member names are prefix01, prefix02, ...) "
+                                + "and 'count'", at: keyNode)
+                            continue
+                        }
+                        if !(1...99).contains(count) { reader.error("count must be 1 to 99", at: countNode) }
+                        let group = DeviceGroup(name: name, model: model, prefix: prefix, count: min(max(count, 1), 99),
+                                                description: field("description").flatMap { reader.scalar($0, "description") } ?? name)
+                        rack.groups.append(group)
+                        rack.devices += instances(of: group)
+                    }
                 default: break
                 }
             }
             if rack.id.isEmpty { reader.error("rack profile needs an 'id'", at: root) }
+            var names = Set<String>()
+            for device in rack.devices where !names.insert(device.name).inserted {
+                reader.error("device name '\(device.name)' is used twice (a group member names itself prefix01, ...)", at: root)
+            }
             var seen: [Int: String] = [:]
             for device in rack.devices {
                 guard let address = device.address else { continue }
@@ -411,14 +507,24 @@ public struct RackConfiguration: Sendable {
         self.profiles = profiles
     }
 
-    /// Loads a rack profile and every device profile it names from `fixtures/devices/`.
-    public static func load(rackID: String, fixtures: String) throws(DiagnosticsError) -> RackConfiguration {
+    /// Loads a rack profile and every device profile it names from `fixtures/devices/`, with the group sizes
+    /// `counts` overrides (from a station or a scenario).
+    public static func load(rackID: String, fixtures: String, counts: [String: Int] = [:]) throws(DiagnosticsError)
+        -> RackConfiguration
+    {
         let rackPath = "\(fixtures)/racks/\(rackID).yaml"
         guard FileManager.default.fileExists(atPath: rackPath) else {
             throw DiagnosticsError([Diagnostic(at: SourceLocation(file: rackPath, line: 1, column: 1),
                                                "no rack profile '\(rackID)' (looked for \(rackPath))")])
         }
-        let rack = try RackProfile.load(path: rackPath)
+        var rack = try RackProfile.load(path: rackPath)
+        if !counts.isEmpty {
+            do {
+                rack = try rack.settingCounts(counts)
+            } catch {
+                throw DiagnosticsError([Diagnostic(at: SourceLocation(file: rackPath, line: 1, column: 1), error.message)])
+            }
+        }
         var profiles: [String: DeviceProfile] = [:]
         var problems: [Diagnostic] = []
         var attempted = Set<String>()
@@ -433,13 +539,33 @@ public struct RackConfiguration: Sendable {
         return RackConfiguration(rack: rack, profiles: profiles)
     }
 
-    /// The device instance and point for `device.point`.
-    public func resolve(_ reference: String) -> (device: String, point: PointDefinition)? {
-        guard let dot = reference.firstIndex(of: ".") else { return nil }
-        let deviceName = String(reference[..<dot]), pointName = String(reference[reference.index(after: dot)...])
-        guard let instance = rack.devices.first(where: { $0.name == deviceName }),
-              let point = profiles[instance.model]?.point(named: pointName) else { return nil }
+    /// The device instance and point for `device.point`; `aliases` maps a `for_each` step's member name
+    /// (`each`) to a device.
+    public func resolve(_ reference: String, aliases: [String: String] = [:]) -> (device: String, point: PointDefinition)? {
+        guard let (deviceName, profile, pointName) = split(reference, aliases: aliases),
+              let point = profile.point(named: pointName) else { return nil }
         return (deviceName, point)
+    }
+
+    /// The device instance and action for `device.action`.
+    public func resolveAction(_ reference: String, aliases: [String: String] = [:]) -> (device: String, action: ActionDefinition)? {
+        guard let (deviceName, profile, name) = split(reference, aliases: aliases),
+              let action = profile.action(named: name) else { return nil }
+        return (deviceName, action)
+    }
+
+    func split(_ reference: String, aliases: [String: String]) -> (String, DeviceProfile, String)? {
+        guard let dot = reference.firstIndex(of: ".") else { return nil }
+        var deviceName = String(reference[..<dot])
+        let member = String(reference[reference.index(after: dot)...])
+        if let target = aliases[deviceName] { deviceName = target }
+        guard let instance = rack.devices.first(where: { $0.name == deviceName }),
+              let profile = profiles[instance.model] else { return nil }
+        return (deviceName, profile, member)
+    }
+
+    public func profile(of device: String) -> DeviceProfile? {
+        rack.devices.first { $0.name == device }.flatMap { profiles[$0.model] }
     }
 
     /// Every `device.point` name, for suggestions and listings.
@@ -448,4 +574,10 @@ public struct RackConfiguration: Sendable {
             (profiles[instance.model]?.points ?? []).map { "\(instance.name).\($0.name)" }
         }
     }
+}
+
+/// A rack setting (a group size) that the rack profile cannot take.
+public struct RackSettingError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

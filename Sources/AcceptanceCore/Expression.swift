@@ -51,6 +51,11 @@ public struct Expression: Sendable, CustomStringConvertible {
         Expression(source: source, root: .literal(value, offset: 0))
     }
 
+    /// An expression that reads one name.
+    public static func reference(_ name: String) -> Expression {
+        Expression(source: name, root: .name(name, offset: 0))
+    }
+
     /// The location of a character of the expression in its file.
     public func location(ofOffset offset: Int) -> SourceLocation? {
         guard var location else { return nil }

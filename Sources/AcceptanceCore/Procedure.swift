@@ -63,6 +63,11 @@ public struct Step: Sendable {
                     failIf: Expression?)
         /// A condition that must hold now.
         case check(Expression)
+        /// Invoke a device action (`each.reset` with `On`).
+        case action(action: String, value: Expression?)
+        /// Read firmware-version points and compare each with the release manifest named by `release` (a text
+        /// parameter or a quoted release name).
+        case firmware(points: [String], release: Expression)
 
         public var keyword: String {
             switch self {
@@ -73,6 +78,8 @@ public struct Step: Sendable {
             case .waitUntil: "wait-until"
             case .sample: "sample"
             case .check: "check"
+            case .action: "action"
+            case .firmware: "firmware"
             }
         }
     }
@@ -83,20 +90,45 @@ public struct Step: Sendable {
     public var number: Int
     public var kind: Kind
     public var location: SourceLocation
+    /// Run once per member of a device group, in parallel.
+    public var forEach: ForEach?
+    /// For a prompt: what the operator physically does (`remove-supply 1`), so a simulated rack can do the same when
+    /// the prompt is confirmed. Recorded, never sent to real hardware.
+    public var manualAction: String?
+
+    /// `for_each: compute_trays` (with `as: tray`, default `each`): the step runs once per member, with
+    /// `each.point` naming that member's point, at most `concurrency` members at a time.
+    public struct ForEach: Sendable, Hashable {
+        public var group: String
+        public var alias: String
+        public var concurrency: Int
+
+        public init(group: String, alias: String = "each", concurrency: Int = 32) {
+            self.group = group
+            self.alias = alias
+            self.concurrency = concurrency
+        }
+    }
 
     /// `main.3`: stable within a procedure version.
     public var id: String { "\(group.rawValue).\(number)" }
 
     /// Does this step change the rack (as opposed to reading it or talking to the operator)?
     public var actuates: Bool {
-        if case .set = kind { return true }
-        return false
+        switch kind {
+        case .set, .action: true
+        default: false
+        }
     }
 }
 
 /// A procedure parameter: always a quantity with a unit, with an optional allowed range.
 public struct Parameter: Sendable {
     public var name: String
+    /// For a text parameter (a release name), its default; `defaultValue` is then unused.
+    public var text: String?
+    /// A text parameter's allowed form.
+    public var pattern: String?
     public var defaultValue: Quantity
     public var minimum: Quantity?
     public var maximum: Quantity?
@@ -141,15 +173,26 @@ public struct Procedure: Sendable {
 
     public func parameter(named name: String) -> Parameter? { parameters.first { $0.name == name } }
 
+    /// The device groups `for_each` steps run over, in order of first use.
+    public var deviceGroups: [String] {
+        var groups: [String] = []
+        for step in allSteps {
+            if let group = step.forEach?.group, !groups.contains(group) { groups.append(group) }
+        }
+        return groups
+    }
+
     /// The device instances the procedure reads or writes, in order of first use.
     public var devices: [String] {
         var names: [String] = []
+        var alias: String?
         func note(_ reference: String) {
             guard let dot = reference.firstIndex(of: "."), parameter(named: reference) == nil else { return }
             let device = String(reference[..<dot])
-            if !names.contains(device) { names.append(device) }
+            if device != alias, !names.contains(device) { names.append(device) }
         }
         for step in allSteps {
+            alias = step.forEach?.alias
             switch step.kind {
             case .prompt: break
             case let .set(point, value):
@@ -163,6 +206,12 @@ public struct Procedure: Sendable {
                 points.forEach(note)
                 ([every, duration] + [failIf].compactMap { $0 }).flatMap(\.references).forEach(note)
             case let .check(condition): condition.references.forEach(note)
+            case let .action(action, value):
+                note(action)
+                value?.references.forEach(note)
+            case let .firmware(points, release):
+                points.forEach(note)
+                release.references.forEach(note)
             }
         }
         return names
@@ -171,11 +220,12 @@ public struct Procedure: Sendable {
     /// Parameter values: defaults, overridden by `name=value` pairs checked for unit and range.
     public func resolveParameters(_ overrides: [String: String]) throws(ParameterError) -> [String: Quantity] {
         var values: [String: Quantity] = [:]
-        for parameter in parameters { values[parameter.name] = parameter.defaultValue }
+        for parameter in parameters where parameter.text == nil { values[parameter.name] = parameter.defaultValue }
         for (name, text) in overrides.sorted(by: { $0.key < $1.key }) {
             guard let parameter = parameter(named: name) else {
                 throw .unknown(name, known: parameters.map(\.name))
             }
+            if parameter.text != nil { continue }
             let quantity: Quantity
             do {
                 quantity = try Quantity.parse(text)
@@ -198,6 +248,26 @@ public struct Procedure: Sendable {
         }
         return values
     }
+}
+
+extension Procedure {
+    /// Text parameter values (a release name): defaults, overridden by `name=value` pairs checked against the
+    /// parameter's pattern.
+    public func resolveTextParameters(_ overrides: [String: String]) throws(ParameterError) -> [String: String] {
+        var values: [String: String] = [:]
+        for parameter in parameters {
+            guard let text = parameter.text else { continue }
+            let value = overrides[parameter.name] ?? text
+            if let pattern = parameter.pattern, !Runner.matches(value, pattern) {
+                throw .invalid(parameter.name, "'\(value)' does not match \(pattern)")
+            }
+            values[parameter.name] = value
+        }
+        return values
+    }
+
+    /// Names that `for_each` steps use for their members (`each`), so devices do not claim them.
+    public var memberAliases: Set<String> { Set(allSteps.compactMap { $0.forEach?.alias }) }
 }
 
 public enum ParameterError: Error, Sendable, CustomStringConvertible {

@@ -7,6 +7,8 @@ struct ProcedureChecker {
     let configuration: RackConfiguration?
     var sink: DiagnosticSink
     let referenceLocations: [String: SourceLocation]
+    /// While checking a `for_each` step: its member name and a member device standing for all of them.
+    var aliases: [String: String] = [:]
 
     init(procedure: Procedure, configuration: RackConfiguration?, sink: DiagnosticSink,
          referenceLocations: [String: SourceLocation]) {
@@ -27,10 +29,12 @@ struct ProcedureChecker {
 
     /// The static type of a name: a parameter, an operator input, or a point.
     func type(of name: String) -> ValueType? {
-        if let parameter = procedure.parameter(named: name) { return .quantity(parameter.defaultValue.dimension) }
+        if let parameter = procedure.parameter(named: name) {
+            return parameter.text != nil ? .text(choices: nil) : .quantity(parameter.defaultValue.dimension)
+        }
         if procedure.inputs.contains(where: { $0.name == name }) { return .text(choices: nil) }
         guard name.contains("."), let configuration else { return nil }
-        if let (_, point) = configuration.resolve(name) { return point.valueType }
+        if let (_, point) = configuration.resolve(name, aliases: aliases) { return point.valueType }
         // An unknown point; the binder reports it (with a suggestion added below).
         return nil
     }
@@ -111,8 +115,16 @@ struct ProcedureChecker {
     mutating func checkPoint(_ reference: String, step: Step) -> PointDefinition? {
         let location = referenceLocations["\(step.id):\(reference)"] ?? step.location
         guard let configuration else { return nil }
-        if let (_, point) = configuration.resolve(reference) { return point }
+        if let (_, point) = configuration.resolve(reference, aliases: aliases) { return point }
         var message = "unknown point '\(reference)'"
+        if let alias = aliases.keys.first, reference.hasPrefix("\(alias)."), let member = aliases[alias],
+           let profile = configuration.profile(of: member) {
+            let names = profile.points.map { "\(alias).\($0.name)" }
+            if let suggestion = closest(to: reference, in: names) {
+                error(message + "; did you mean '\(suggestion)'?", at: location)
+                return nil
+            }
+        }
         if let suggestion = closest(to: reference, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
         error(message, at: location)
         return nil
@@ -143,12 +155,32 @@ struct ProcedureChecker {
         var values: [String: Value] = [:]
         for name in expression.references {
             guard let parameter = procedure.parameter(named: name) else { return nil }
-            values[name] = .quantity(parameter.defaultValue)
+            values[name] = parameter.text.map { .text($0) } ?? .quantity(parameter.defaultValue)
         }
         return try? expression.evaluate(values)
     }
 
     mutating func check(_ step: Step) -> Step {
+        aliases = [:]
+        if let each = step.forEach, let configuration {
+            guard let group = configuration.rack.group(named: each.group), let first = group.members.first else {
+                let known = configuration.rack.groups.map(\.name)
+                error("rack '\(configuration.rack.id)' has no device group '\(each.group)'"
+                    + (known.isEmpty ? "" : "; it has \(known.joined(separator: ", "))"), at: step.location)
+                return step
+            }
+            if configuration.rack.devices.contains(where: { $0.name == each.alias }) {
+                error("'as: \(each.alias)' is the name of a device; pick another member name", at: step.location)
+            }
+            switch step.kind {
+            case .prompt, .wait, .sample:
+                error("a \(step.kind.keyword) step cannot run for_each member; only set, measure, check, wait-until, "
+                    + "action and firmware can", at: step.location)
+            default: break
+            }
+            aliases = [each.alias: first]
+        }
+        defer { aliases = [:] }
         var step = step
         switch step.kind {
         case let .prompt(text, input, pattern):
@@ -163,7 +195,7 @@ struct ProcedureChecker {
         case let .set(reference, value):
             let point = checkPoint(reference, step: step)
             if let point, point.access != .readWrite {
-                error("'\(reference)' is read-only (\(point.registerDescription)); it cannot be set",
+                error("'\(reference)' is read-only (\(point.whereabouts)); it cannot be set",
                       at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
             }
             let (bound, _) = bind(value, expecting: point?.valueType, what: "value for \(reference)")
@@ -214,6 +246,38 @@ struct ProcedureChecker {
                                 failIf: failIf.map { bind($0, expecting: .bool, what: "fail_if").0 })
         case let .check(condition):
             step.kind = .check(bind(condition, expecting: .bool, what: "check").0)
+        case let .action(reference, value):
+            let location = referenceLocations["\(step.id):\(reference)"] ?? step.location
+            guard let configuration else { break }
+            guard let (_, action) = configuration.resolveAction(reference, aliases: aliases) else {
+                var message = "unknown action '\(reference)'"
+                if let (_, profile, _) = configuration.split(reference, aliases: aliases) {
+                    message += profile.actions.isEmpty ? " (\(profile.model) has no actions)"
+                        : "; \(profile.model) has \(profile.actions.map(\.name).joined(separator: ", "))"
+                }
+                error(message, at: location)
+                break
+            }
+            switch (action.parameter, value) {
+            case (nil, nil): break
+            case (nil, let value?):
+                error("action '\(reference)' takes no value", at: value.location)
+            case (let parameter?, nil):
+                error("action '\(reference)' needs a 'value' for \(parameter): \(action.values.joined(separator: ", "))",
+                      at: location)
+            case (let parameter?, let value?):
+                let (bound, _) = bind(value, expecting: .text(choices: action.values), what: "\(parameter)")
+                step.kind = .action(action: reference, value: bound)
+            }
+        case let .firmware(points, release):
+            for reference in points {
+                guard let point = checkPoint(reference, step: step) else { continue }
+                if case .text = point.valueType {} else {
+                    error("'\(reference)' is \(point.valueType); firmware versions are text points",
+                          at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
+                }
+            }
+            step.kind = .firmware(points: points, release: bind(release, expecting: .text(choices: nil), what: "release").0)
         }
         return step
     }

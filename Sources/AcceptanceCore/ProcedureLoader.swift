@@ -6,8 +6,13 @@ import Yams
 public struct ProcedureLoader: Sendable {
     /// Where rack and device profiles live (`Fixtures/`).
     public var fixtures: String
+    /// Group sizes that differ from the rack profile's (a station's or scenario's rack has 6 power shelves).
+    public var groupCounts: [String: Int]
 
-    public init(fixtures: String) { self.fixtures = fixtures }
+    public init(fixtures: String, groupCounts: [String: Int] = [:]) {
+        self.fixtures = fixtures
+        self.groupCounts = groupCounts
+    }
 
     public struct Result: Sendable {
         public var procedure: Procedure?
@@ -47,7 +52,7 @@ public struct ProcedureLoader: Sendable {
             procedure.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
             if !procedure.rack.isEmpty {
                 do {
-                    configuration = try RackConfiguration.load(rackID: procedure.rack, fixtures: fixtures)
+                    configuration = try RackConfiguration.load(rackID: procedure.rack, fixtures: fixtures, counts: groupCounts)
                 } catch {
                     for diagnostic in error.diagnostics { reader.sink.append(diagnostic) }
                 }
@@ -84,16 +89,18 @@ struct ProcedureParser {
 
     static let topKeys = ["id", "title", "version", "description", "rack", "estimated_duration", "parameters", "setup",
                           "main", "cleanup"]
-    static let stepKinds = ["prompt", "set", "measure", "wait", "wait-until", "sample", "check"]
-    static let commonStepKeys = ["name", "note"]
+    static let stepKinds = ["prompt", "set", "measure", "wait", "wait-until", "sample", "check", "action", "firmware"]
+    static let commonStepKeys = ["name", "note", "for_each", "as", "concurrency"]
     static let kindKeys: [String: [String]] = [
-        "prompt": ["input", "pattern"],
+        "prompt": ["input", "pattern", "manual_action"],
         "set": ["value"],
         "measure": ["limits", "unit"],
         "wait": [],
         "wait-until": ["timeout", "poll"],
         "sample": ["every", "for", "measurements", "fail_if"],
         "check": [],
+        "action": ["value"],
+        "firmware": ["release"],
     ]
 
     mutating func parseProcedure(_ root: Node) -> Procedure? {
@@ -140,7 +147,8 @@ struct ProcedureParser {
                                       description: "", location: reader.location(of: keyNode))
             var defaultNode: Node = value
             if case .mapping = value, let fields = reader.mapping(value, "parameter '\(name)'") {
-                reader.rejectUnknownKeys(fields, allowed: ["default", "min", "max", "description"], in: "parameter '\(name)'")
+                reader.rejectUnknownKeys(fields, allowed: ["default", "min", "max", "description", "type", "pattern"],
+                                         in: "parameter '\(name)'")
                 guard let found = fields.first(where: { $0.key == "default" })?.value else {
                     reader.error("parameter '\(name)' needs a 'default' with a unit", at: keyNode)
                     continue
@@ -151,11 +159,31 @@ struct ProcedureParser {
                     case "description": parameter.description = reader.scalar(field, "description") ?? ""
                     case "min": parameter.minimum = reader.quantity(field, "min of '\(name)'")
                     case "max": parameter.maximum = reader.quantity(field, "max of '\(name)'")
+                    case "type":
+                        switch reader.scalar(field, "type") {
+                        case "text"?: parameter.text = ""
+                        case "quantity"?: break
+                        default: reader.error("a parameter's type is 'quantity' (the default) or 'text'", at: field)
+                        }
+                    case "pattern":
+                        parameter.pattern = reader.scalar(field, "pattern")
+                        if let pattern = parameter.pattern, (try? NSRegularExpression(pattern: pattern)) == nil {
+                            reader.error("pattern is not a valid regular expression", at: field)
+                        }
                     default: break
                     }
                 }
             }
             guard let text = reader.scalar(defaultNode, "parameter '\(name)'") else { continue }
+            if parameter.text != nil {
+                parameter.text = text
+                if let pattern = parameter.pattern, !Runner.matches(text, pattern) {
+                    reader.error("default '\(text)' does not match the pattern", at: defaultNode)
+                }
+                parameters.append(parameter)
+                continue
+            }
+            if parameter.pattern != nil { reader.error("'pattern' is for text parameters ('type: text')", at: keyNode) }
             do {
                 parameter.defaultValue = try Quantity.parse(text)
             } catch {
@@ -321,10 +349,56 @@ struct ProcedureParser {
             guard let condition = expression(value, "check") else { return nil }
             kind = .check(condition)
             name = name ?? "Check \(condition.source)"
+        case "action":
+            guard let action = reader.scalar(value, "action") else { return nil }
+            referenceLocations["\(group.rawValue).\(number):\(action)"] = reader.location(of: value)
+            let argument = field("value").flatMap { expression($0, "value") }
+            kind = .action(action: action, value: argument)
+            name = name ?? "\(action)\(argument.map { " \($0.source)" } ?? "")"
+        case "firmware":
+            let pointNodes: [Node]
+            if case .sequence = value { pointNodes = reader.sequence(value, "firmware") ?? [] } else { pointNodes = [value] }
+            var points: [String] = []
+            for pointNode in pointNodes {
+                if let point = reader.scalar(pointNode, "firmware point") {
+                    points.append(point)
+                    referenceLocations["\(group.rawValue).\(number):\(point)"] = reader.location(of: pointNode)
+                }
+            }
+            guard let releaseNode = field("release") else {
+                reader.error("a firmware step needs 'release': a text parameter or a quoted release name", at: kindEntry.keyNode)
+                return nil
+            }
+            guard let release = expression(releaseNode, "release") else { return nil }
+            kind = .firmware(points: points, release: release)
+            name = name ?? "Firmware of \(points.joined(separator: ", ")) matches release"
         default:
             return nil
         }
-        return Step(name: name ?? kindName, group: group, number: number, kind: kind, location: location)
+        var forEach: Step.ForEach?
+        if let groupNode = field("for_each") {
+            if let groupName = reader.scalar(groupNode, "for_each") {
+                var each = Step.ForEach(group: groupName)
+                if let aliasNode = field("as"), let alias = reader.scalar(aliasNode, "as") {
+                    if alias.isEmpty || alias.contains(".") || alias.contains(" ") {
+                        reader.error("'as' names the member: a single word such as 'tray'", at: aliasNode)
+                    }
+                    each.alias = alias
+                }
+                if let limitNode = field("concurrency"), let limit = reader.integer(limitNode, "concurrency") {
+                    if (1...256).contains(limit) { each.concurrency = limit } else {
+                        reader.error("concurrency must be 1 to 256", at: limitNode)
+                    }
+                }
+                forEach = each
+            }
+        } else if let stray = field("as") ?? field("concurrency") {
+            reader.error("'as' and 'concurrency' go with 'for_each'", at: stray)
+        }
+        var step = Step(name: name ?? kindName, group: group, number: number, kind: kind, location: location)
+        step.forEach = forEach
+        step.manualAction = field("manual_action").flatMap { reader.scalar($0, "manual_action") }
+        return step
     }
 
     mutating func parseSeriesMeasurement(_ node: Node, sampled: [String]) -> SeriesMeasurement? {

@@ -118,11 +118,32 @@ public struct StepRecord: Sendable, Codable, Hashable {
     /// Device transactions retried during the step, in order.
     public var retries: [String]?
     public var source: String
+    /// For a `for_each` step: each member's own outcome.
+    public var members: [MemberRecord]?
 
     enum CodingKeys: String, CodingKey {
         case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, retries, source
+        case members
         case durationSeconds = "duration_s"
         case confirmedBy = "confirmed_by"
+    }
+}
+
+/// One member's outcome of a `for_each` step (`compute07`: PASS, its measurements).
+public struct MemberRecord: Sendable, Codable, Hashable {
+    public var device: String
+    public var verdict: Verdict
+    public var measurements: [MeasurementRecord]
+    public var message: String?
+    public var error: String?
+
+    public init(device: String, verdict: Verdict, measurements: [MeasurementRecord], message: String? = nil,
+                error: String? = nil) {
+        self.device = device
+        self.verdict = verdict
+        self.measurements = measurements
+        self.message = message
+        self.error = error
     }
 }
 
@@ -172,8 +193,13 @@ public struct RunRecord: Sendable, Codable {
     /// True when every cleanup step ran and passed: the rack was left in its safe state.
     public var cleanupCompleted: Bool
     public var steps: [StepRecord]
+    /// How each device was reached (`compute01: https://10.0.5.11, session auth, pinned 3f2a…`): never credentials.
+    public var endpoints: [String: String]?
+    /// Station settings an auditor must see: certificate verification switched off, an unsigned station.
+    public var warnings: [String]?
 
     enum CodingKeys: String, CodingKey {
+        case endpoints, warnings
         case schema
         case runID = "run_id"
         case procedure, parameters

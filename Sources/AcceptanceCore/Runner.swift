@@ -14,6 +14,14 @@ public struct RunSettings: Sendable {
     public var station: String
     public var operatorName: String?
     public var scenario: String?
+    /// Text parameter values (a release name).
+    public var textParameters: [String: String] = [:]
+    /// Firmware manifests by release name, for firmware steps.
+    public var firmwareManifests: [String: FirmwareManifest] = [:]
+    /// Transport settings a technician or auditor must see in the record (`insecure TLS to compute01`).
+    public var warnings: [String] = []
+    /// How each device is reached, for the record (no credentials).
+    public var endpoints: [String: String] = [:]
 
     public init(runID: String, procedure: Procedure, parameters: [String: Quantity], inputs: [String: String] = [:],
                 station: String, operatorName: String? = nil, scenario: String? = nil) {
@@ -73,12 +81,14 @@ public final class Runner: Sendable {
         self.stop = stop
         var environment: [String: Value] = [:]
         for (name, value) in settings.parameters { environment[name] = .quantity(value) }
+        for (name, value) in settings.textParameters { environment[name] = .text(value) }
         let procedure = settings.procedure
         let record = RunRecord(
             runID: settings.runID,
             procedure: .init(id: procedure.id, title: procedure.title, version: procedure.version,
                              file: (procedure.file as NSString).lastPathComponent, sha256: procedure.sha256),
-            parameters: settings.parameters.mapValues(\.description), rackProfile: procedure.rack,
+            parameters: settings.parameters.mapValues(\.description).merging(settings.textParameters) { $1 },
+            rackProfile: procedure.rack,
             rackSerial: settings.inputs["rack_serial"], operator: settings.operatorName, station: settings.station,
             scenario: settings.scenario, inputs: [:],
             clock: .init(kind: clock.kind,
@@ -88,7 +98,10 @@ public final class Runner: Sendable {
                          wallSeconds: 0),
             started: Timestamp.string(clock.date(at: clock.now())), ended: nil, verdict: .pass, message: nil,
             cleanupCompleted: false, steps: [])
-        state = Mutex(State(record: record, environment: environment))
+        var withTransport = record
+        if !settings.endpoints.isEmpty { withTransport.endpoints = settings.endpoints }
+        if !settings.warnings.isEmpty { withTransport.warnings = settings.warnings }
+        state = Mutex(State(record: withTransport, environment: environment))
     }
 
     // MARK: Events
@@ -216,6 +229,12 @@ public final class Runner: Sendable {
             }
             return finish(verdict: .error, message: problem, cleanupCompleted: false)
         }
+        if let problem = await connectDevices() {
+            for step in procedure.allSteps {
+                record(skipped(step, because: "not run: \(problem)"))
+            }
+            return finish(verdict: .error, message: problem, cleanupCompleted: false)
+        }
 
         // Setup and main run in a child task that a stop request cancels.
         let stopReason = await withTaskGroup(of: StopReason?.self) { group -> StopReason? in
@@ -298,6 +317,51 @@ public final class Runner: Sendable {
         }
         problems += timeProblems()
         return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    /// Every device the procedure uses, group members included, in the order the rack lists them.
+    var usedDevices: [String] {
+        let procedure = settings.procedure
+        var names = Set(procedure.devices)
+        for group in procedure.deviceGroups {
+            for member in bus.configuration.rack.group(named: group)?.members ?? [] { names.insert(member) }
+        }
+        return bus.configuration.rack.devices.map(\.name).filter { names.contains($0) }
+    }
+
+    /// Connects every device the procedure uses before anything is actuated: a BMC whose certificate does not
+    /// match its pin, or that refuses the login, stops the run here, with the rack untouched.
+    func connectDevices() async -> String? {
+        let devices = usedDevices.compactMap { bus.devices[$0] }
+        let failures = await withTaskGroup(of: DeviceError?.self) { group -> [DeviceError] in
+            var failures: [DeviceError] = []
+            var next = 0
+            func start() {
+                guard next < devices.count else { return }
+                let device = devices[next]
+                next += 1
+                group.addTask {
+                    do throws(DeviceError) {
+                        try await device.connect()
+                        return nil
+                    } catch {
+                        return error
+                    }
+                }
+            }
+            for _ in 0..<min(32, devices.count) { start() }
+            while let result = await group.next() {
+                if let result { failures.append(result) }
+                start()
+            }
+            return failures
+        }
+        guard !failures.isEmpty else { return nil }
+        let sorted = failures.sorted { $0.device < $1.device }
+        var message = "before anything was actuated, \(sorted.count) device\(sorted.count == 1 ? "" : "s") could not be "
+            + "reached: " + sorted.prefix(5).map { "\($0.device): \($0.reason)" }.joined(separator: "; ")
+        if sorted.count > 5 { message += "; and \(sorted.count - 5) more" }
+        return message
     }
 
     /// The longest wait, timeout or hold a step may have: longer is a mistake, not a test.
@@ -439,6 +503,8 @@ public final class Runner: Sendable {
         var message: String?
         var confirmedBy: String?
         var series: SeriesRecord?
+        var members: [MemberRecord]?
+        var error: String?
     }
 
     /// A step's problem that is the station's, not the rack's.
@@ -466,16 +532,18 @@ public final class Runner: Sendable {
                                     started: Timestamp.string(clock.date(at: started)), measurements: [],
                                     source: step.location.description)
         do {
-            let result = try await execute(step)
+            let result = try await step.forEach == nil ? execute(step, on: bus) : executeForEach(step)
             stepRecord.verdict = result.verdict
             stepRecord.measurements = result.measurements
             stepRecord.message = result.message
             stepRecord.confirmedBy = result.confirmedBy
             stepRecord.series = result.series
+            stepRecord.members = result.members
+            if result.verdict == .error, let message = result.error { stepRecord.error = message }
         } catch is CancellationError {
             stepRecord.verdict = .aborted
             stepRecord.message = "stopped by \(stop.reason?.rawValue ?? "the operator") while running"
-        } catch let error as DeviceError where error.underlying?.kind == .cancelled {
+        } catch let error as DeviceError where error.isCancellation {
             stepRecord.verdict = .aborted
             stepRecord.message = "stopped by \(stop.reason?.rawValue ?? "the operator") while waiting for \(error.device)"
         } catch let error as DeviceError {
@@ -515,7 +583,7 @@ public final class Runner: Sendable {
     }
 
     /// The values an expression reads: parameters, inputs and the points' current readings.
-    func values(for expressions: [Expression]) async throws -> [String: Value] {
+    func values(for expressions: [Expression], on bus: DeviceBus) async throws -> [String: Value] {
         var values = state.withLock { $0.environment }
         let points = expressions.flatMap(\.references).filter { values[$0] == nil }
         if !points.isEmpty {
@@ -534,33 +602,33 @@ public final class Runner: Sendable {
         return duration
     }
 
-    func execute(_ step: Step) async throws -> StepResult {
+    func execute(_ step: Step, on bus: DeviceBus) async throws -> StepResult {
         try Task.checkCancellation()
         switch step.kind {
         case let .prompt(text, input, pattern):
             return try await prompt(step, text: text, input: input, pattern: pattern)
         case let .set(point, expression):
-            let value = try expression.evaluate(try await values(for: [expression]))
+            let value = try expression.evaluate(try await values(for: [expression], on: bus))
             try Task.checkCancellation()
             try await bus.write(point, value)
             return StepResult(message: "\(point) ← \(value)")
         case let .measure(expression, limits, unit):
-            let values = try await values(for: [expression] + [limits.low, limits.high].compactMap { $0 })
+            let values = try await values(for: [expression] + [limits.low, limits.high].compactMap { $0 }, on: bus)
             let measured = try expression.evaluate(values)
             let measurement = try judge(name: step.name, measured, unit: unit, limits: limits,
                                         isInterval: false, values: values)
             return StepResult(verdict: measurement.verdict, measurements: [measurement])
         case let .wait(expression):
-            let total = try duration(expression, try await values(for: [expression]))
+            let total = try duration(expression, try await values(for: [expression], on: bus))
             try await waitWithProgress(step, total: total)
             return StepResult(message: "waited \(Quantity.format(total.seconds)) s")
         case let .waitUntil(condition, timeout, poll):
-            return try await waitUntil(step, condition: condition, timeout: timeout, poll: poll)
+            return try await waitUntil(step, condition: condition, timeout: timeout, poll: poll, on: bus)
         case let .sample(points, every, duration, measurements, failIf):
             return try await sample(step, points: points, every: every, for: duration, measurements: measurements,
-                                    failIf: failIf)
+                                    failIf: failIf, on: bus)
         case let .check(condition):
-            let values = try await values(for: [condition])
+            let values = try await values(for: [condition], on: bus)
             let holds = try condition.evaluate(values)
             let readings = describeReadings(condition, values)
             guard case .bool(true) = holds else {
@@ -568,7 +636,130 @@ public final class Runner: Sendable {
                                   message: "not true: \(condition.source)\(readings)")
             }
             return StepResult(measurements: readingMeasurements(condition, values), message: "holds\(readings)")
+        case let .action(action, argument):
+            var text: String?
+            if let argument {
+                let value = try argument.evaluate(try await values(for: [argument], on: bus))
+                guard case let .text(chosen) = value else {
+                    throw StationError(description: "the value of \(action) must be text, got \(value)")
+                }
+                text = chosen
+            }
+            try Task.checkCancellation()
+            try await bus.perform(action, value: text)
+            return StepResult(message: "\(action)\(text.map { " \($0)" } ?? "") accepted")
+        case let .firmware(points, release):
+            return try await checkFirmware(points: points, release: release, on: bus)
         }
+    }
+
+    /// Reads version points and compares each with the manifest of the release.
+    func checkFirmware(points: [String], release: Expression, on bus: DeviceBus) async throws -> StepResult {
+        let values = try await values(for: [release] + points.map { Expression.reference($0) }, on: bus)
+        guard case let .text(releaseName) = try release.evaluate(values) else {
+            throw StationError(description: "release must be text")
+        }
+        guard let manifest = settings.firmwareManifests[releaseName] else {
+            throw StationError(description: "no firmware manifest for release '\(releaseName)' (Fixtures/firmware/\(releaseName).yaml)")
+        }
+        var result = StepResult()
+        var mismatches: [String] = []
+        for reference in points {
+            guard let (device, point) = bus.configuration.resolve(reference, aliases: bus.aliases),
+                  let model = bus.configuration.profile(of: device)?.model else { continue }
+            let name = Self.memberName(reference, bus)
+            guard let expected = manifest.version(model: model, point: point.name) else {
+                throw StationError(description: "manifest '\(releaseName)' (\(manifest.file)) has no \(point.name) for \(model)")
+            }
+            let found = values[reference]
+            let actual: String? = if case let .text(text)? = found { text } else { nil }
+            let verdict: Verdict = actual == expected ? .pass : .fail
+            if verdict == .fail { mismatches.append("\(name) is \(actual ?? found?.description ?? "unreadable"), release wants \(expected)") }
+            result.measurements.append(MeasurementRecord(name: name, value: nil, text: actual ?? found?.description,
+                                                         unit: nil, limits: "= \(expected)", verdict: verdict))
+        }
+        result.verdict = mismatches.isEmpty ? .pass : .fail
+        result.message = mismatches.isEmpty ? "\(points.count) version\(points.count == 1 ? "" : "s") match \(releaseName)"
+            : mismatches.joined(separator: "; ")
+        return result
+    }
+
+    /// `each.bmc_version` as the member sees it: `compute07.bmc_version`.
+    static func memberName(_ reference: String, _ bus: DeviceBus) -> String {
+        guard let dot = reference.firstIndex(of: "."), let device = bus.aliases[String(reference[..<dot])] else {
+            return reference
+        }
+        return device + reference[dot...]
+    }
+
+    /// Runs a `for_each` step once per member of its group, at most `concurrency` at a time. Each member's outcome
+    /// is recorded on its own; the step is as bad as its worst member.
+    func executeForEach(_ step: Step) async throws -> StepResult {
+        guard let each = step.forEach, let group = bus.configuration.rack.group(named: each.group) else {
+            throw StationError(description: "no device group '\(step.forEach?.group ?? "")'")
+        }
+        let members = group.members
+        var results = [MemberRecord?](repeating: nil, count: members.count)
+        try await withThrowingTaskGroup(of: (Int, MemberRecord).self) { tasks in
+            var next = 0
+            func start() {
+                guard next < members.count else { return }
+                let index = next, member = members[index]
+                next += 1
+                let memberBus = bus.aliasing(each.alias, to: member)
+                tasks.addTask {
+                    (index, try await self.runMember(step, member: member, bus: memberBus))
+                }
+            }
+            for _ in 0..<min(each.concurrency, members.count) { start() }
+            while let (index, record) = try await tasks.next() {
+                results[index] = record
+                emit(.progress(step, elapsed: Double(results.count { $0 != nil }), total: Double(members.count),
+                               detail: "\(record.device) \(record.verdict)"))
+                start()
+            }
+        }
+        let records = results.compactMap { $0 }
+        var result = StepResult(members: records)
+        result.verdict = records.map(\.verdict).reduce(.pass, Verdict.worst)
+        let counts = Dictionary(grouping: records, by: \.verdict).mapValues(\.count)
+        let tally = [Verdict.pass, .fail, .error, .aborted].compactMap { verdict in counts[verdict].map { "\($0) \(verdict)" } }
+        let bad = records.filter { $0.verdict != .pass }
+        var message = "\(records.count) \(group.name): \(tally.joined(separator: ", "))"
+        if !bad.isEmpty {
+            message += " — " + bad.prefix(6).map { "\($0.device): \($0.error ?? $0.message ?? $0.verdict.rawValue)" }
+                .joined(separator: "; ")
+            if bad.count > 6 { message += "; and \(bad.count - 6) more" }
+        }
+        if result.verdict == .error { result.error = message } else { result.message = message }
+        if result.verdict == .aborted { throw CancellationError() }
+        return result
+    }
+
+    func runMember(_ step: Step, member: String, bus: DeviceBus) async throws -> MemberRecord {
+        var record = MemberRecord(device: member, verdict: .pass, measurements: [])
+        do {
+            let result = try await execute(step, on: bus)
+            record.verdict = result.verdict
+            record.message = result.message
+            record.measurements = result.measurements.map { measurement in
+                var renamed = measurement
+                renamed.name = Self.memberName(measurement.name, bus)
+                return renamed
+            }
+        } catch is CancellationError {
+            record.verdict = .aborted
+        } catch let error as DeviceError {
+            record.verdict = error.isCancellation ? .aborted : .error
+            record.error = error.description
+        } catch let error as ExpressionError {
+            record.verdict = .error
+            record.error = "\(step.location): \(error.message)"
+        } catch {
+            record.verdict = .error
+            record.error = "\(error)"
+        }
+        return record
     }
 
     /// Point readings an expression used, as unjudged measurements for the record.
@@ -684,14 +875,14 @@ public final class Runner: Sendable {
         }
     }
 
-    func waitUntil(_ step: Step, condition: Expression, timeout: Expression, poll: Expression) async throws -> StepResult {
-        let environment = try await values(for: [])
+    func waitUntil(_ step: Step, condition: Expression, timeout: Expression, poll: Expression, on bus: DeviceBus) async throws -> StepResult {
+        let environment = try await values(for: [], on: bus)
         let limit = try duration(timeout, environment)
         let interval = try duration(poll, environment)
         guard interval > .zero else { throw StationError(description: "poll interval must be above zero") }
         let start = clock.now()
         while true {
-            let values = try await values(for: [condition])
+            let values = try await values(for: [condition], on: bus)
             let elapsed = clock.now() - start
             let readings = describeReadings(condition, values)
             if case .bool(true) = try condition.evaluate(values) {
@@ -711,8 +902,8 @@ public final class Runner: Sendable {
     }
 
     func sample(_ step: Step, points: [String], every: Expression, for total: Expression,
-                measurements: [SeriesMeasurement], failIf: Expression?) async throws -> StepResult {
-        let environment = try await values(for: [])
+                measurements: [SeriesMeasurement], failIf: Expression?, on bus: DeviceBus) async throws -> StepResult {
+        let environment = try await values(for: [], on: bus)
         let interval = try duration(every, environment)
         let length = try duration(total, environment)
         guard interval > .zero else { throw StationError(description: "sample interval must be above zero") }

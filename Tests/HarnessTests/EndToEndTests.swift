@@ -21,7 +21,7 @@ func runLeakTest(scenario: String = "nominal", parameters: [String: String] = [:
     request.scenario = scenario
     request.parameters = parameters
     request.reportsDirectory = temporaryDirectory()
-    let prepared = try PreparedRun.prepare(request)
+    let prepared = try await PreparedRun.prepare(request)
     let record = await prepared.run(console: AutomaticOperator(), observer: observer, stop: StopController())
     return (record, prepared)
 }
@@ -111,22 +111,22 @@ struct EndToEndTests {
         #expect(record.parameters["hold"] == "2 min")
     }
 
-    @Test func mistakesBeforeTheRunNameWhatToFix() throws {
+    @Test func mistakesBeforeTheRunNameWhatToFix() async throws {
         let workspace = Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures")
         var request = RunRequest(procedure: "leak-tst", workspace: workspace)
-        #expect(throws: HarnessError.self) { try PreparedRun.prepare(request, recordToDisk: false) }
+        await #expect(throws: HarnessError.self) { try await PreparedRun.prepare(request, recordToDisk: false) }
         do {
-            _ = try PreparedRun.prepare(request, recordToDisk: false)
+            _ = try await PreparedRun.prepare(request, recordToDisk: false)
         } catch {
             #expect(error.description.contains("did you mean 'leak-test'"))
         }
         request.procedure = "leak-test"
         request.parameters = ["hold": "10 kPa"]
-        #expect(throws: HarnessError.self) { try PreparedRun.prepare(request, recordToDisk: false) }
+        await #expect(throws: HarnessError.self) { try await PreparedRun.prepare(request, recordToDisk: false) }
         request.parameters = [:]
         request.scenario = "loop-leek"
         do {
-            _ = try PreparedRun.prepare(request, recordToDisk: false)
+            _ = try await PreparedRun.prepare(request, recordToDisk: false)
             Issue.record("unknown scenario accepted")
         } catch {
             #expect(error.description.contains("did you mean 'loop-leak'"))
@@ -144,7 +144,7 @@ struct ConsoleTests {
                                                                              fixtures: "\(repositoryRoot)/Fixtures"))
         request.reportsDirectory = temporaryDirectory()
         request.scenario = "loop-leak"
-        let prepared = try PreparedRun.prepare(request)
+        let prepared = try await PreparedRun.prepare(request)
         let reporter = ConsoleReporter(style: .plain, output: ConsoleOutput(descriptor: descriptor), clock: prepared.clock,
                                        header: .init(scenario: "loop-leak", simulated: true, timeScale: nil,
                                                      folder: prepared.folder?.path))
@@ -185,7 +185,7 @@ struct SecondVendorTests {
         request.scenario = scenario
         request.simulatorTransport = transport
         request.reportsDirectory = temporaryDirectory()
-        let prepared = try PreparedRun.prepare(request)
+        let prepared = try await PreparedRun.prepare(request)
         #expect(prepared.configuration.profiles["coolflow-cdu-2000"] != nil)
         let record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
         #expect(record.verdict == expected, "\(record.message ?? "")")
@@ -216,7 +216,7 @@ struct ProtocolFaultTests {
         request.scenario = "cdu-flaky"
         request.simulatorTransport = transport
         request.reportsDirectory = temporaryDirectory()
-        let prepared = try PreparedRun.prepare(request)
+        let prepared = try await PreparedRun.prepare(request)
         let record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
         #expect(record.verdict == .pass, "\(record.message ?? "")")
         let retries = record.steps.flatMap { $0.retries ?? [] }
@@ -246,10 +246,16 @@ struct PowerShelfModbusTests {
         request.scenario = "psu-fault"
         request.simulatorTransport = transport
         let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures)
-        let devices = try ConnectedDevices.connect(configuration: configuration, request: request)
-        defer { devices.close() }
+        let devices = try await ConnectedDevices.connect(configuration: configuration, request: request)
         let names = (1...6).flatMap { ["psu\($0).serial_number", "psu\($0).output_power", "psu\($0).output_fault"] }
-        let values = try await devices.bus.read(names)
+        let values: [String: Value]
+        do {
+            values = try await devices.bus.read(names)
+        } catch {
+            await devices.close()
+            throw error
+        }
+        await devices.close()
         #expect(values["psu1.serial_number"] == .text("SIMPSU-0001"))
         #expect(values["psu6.serial_number"] == .text("SIMPSU-0006"))
         #expect(values["psu3.output_fault"] == .bool(true))
@@ -278,7 +284,7 @@ struct StationFileTests {
         #expect(rtu.devices["psu1"]?.settings.retry.retries == 2)
     }
 
-    @Test func onePortHasOneSetOfLineSettings() throws {
+    @Test func onePortHasOneSetOfLineSettings() async throws {
         let path = temporaryDirectory() + "/conflict.yaml"
         try """
             station: s
@@ -292,7 +298,7 @@ struct StationFileTests {
         request.station = path
         let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
         do {
-            _ = try ConnectedDevices.connect(configuration: configuration, request: request)
+            _ = try await ConnectedDevices.connect(configuration: configuration, request: request)
             Issue.record("two settings for one bus were accepted")
         } catch {
             #expect(error.description.contains("share /dev/ttyUSB1"))
