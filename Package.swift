@@ -11,12 +11,21 @@ let package = Package(
         .library(name: "Simulation", targets: ["Simulation"]),
         .library(name: "Harness", targets: ["Harness"]),
         .library(name: "ModbusTransport", targets: ["ModbusTransport"]),
+        .library(name: "RedfishTransport", targets: ["RedfishTransport"]),
+        .library(name: "RedfishServer", targets: ["RedfishServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.30.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.20.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.90.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // Procedures, units, expressions, profiles, point codec, device protocols, clock, runner, journal and record.
@@ -41,15 +50,51 @@ let package = Package(
             name: "ModbusTransport",
             dependencies: ["AcceptanceCore", "CModbus"]
         ),
+        // Redfish over HTTPS: the client (sessions, retries, paging, ETags, pinning) on AsyncHTTPClient, and Redfish
+        // points as devices.
+        .target(
+            name: "RedfishTransport",
+            dependencies: [
+                "AcceptanceCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Any Redfish service (a simulated BMC, a DMTF mockup) served over HTTP(S) on loopback with Hummingbird,
+        // with a certificate generated at start.
+        .target(
+            name: "RedfishServer",
+            dependencies: [
+                "AcceptanceCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The simulated rack: CDU physics, scenarios, in-memory Modbus devices.
         .target(
             name: "Simulation",
-            dependencies: ["AcceptanceCore", .product(name: "Yams", package: "Yams")]
+            dependencies: ["AcceptanceCore", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Wiring a run together: locating files, station/simulated devices, console, prompts, signals.
         .target(
             name: "Harness",
-            dependencies: ["AcceptanceCore", "Simulation", "ModbusTransport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "acceptance",
@@ -57,11 +102,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "acceptance-bench",
-            dependencies: ["Harness", "AcceptanceCore", "Simulation", "ModbusTransport"]
+            dependencies: ["Harness", "AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer"]
         ),
         .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore"]),
         .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "Simulation", "AcceptanceCore"],
+                    exclude: ["Peers"]),
+        .testTarget(name: "RedfishTests", dependencies: ["RedfishTransport", "RedfishServer", "Simulation", "Harness", "AcceptanceCore"],
                     exclude: ["Peers"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore"]),
         // Runs the built `acceptance` binary as a technician would: exit codes, signals, kill -9.

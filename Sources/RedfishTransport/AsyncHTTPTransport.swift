@@ -1,0 +1,225 @@
+import AcceptanceCore
+import AsyncHTTPClient
+import Crypto
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// One `HTTPClient` for every BMC of a run, with a scoped lifetime: `withClient` shuts it down when the body ends,
+/// however it ends. Timeouts are per request, from each endpoint's configuration.
+public enum RedfishHTTP {
+    public static func withClient<T: Sendable>(
+        _ body: (HTTPClient) async throws -> T
+    ) async throws -> T {
+        let client = makeClient()
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await body(client))
+        } catch {
+            result = .failure(error)
+        }
+        try? await client.shutdown()
+        return try result.get()
+    }
+
+    /// A client whose owner must call `shutdown()`: for lifetimes that are not one scope (a prepared run).
+    public static func makeClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow
+        configuration.decompression = .disabled
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(60))
+        configuration.httpVersion = .http1Only
+        // BMCs answer few requests at a time; more connections than this only queue on the BMC.
+        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 4)
+        return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+    }
+}
+
+/// Redfish over HTTP(S) through a shared `HTTPClient`, trusting the BMC as its endpoint says.
+public final class AsyncHTTPTransport: RedfishHTTPTransport {
+    public let endpoint: RedfishEndpoint
+    let client: HTTPClient
+    private let tls: TLSConfiguration?
+
+    public var baseURL: String { endpoint.baseURL }
+
+    public init(endpoint: RedfishEndpoint, client: HTTPClient) throws(RedfishTransportFailure) {
+        self.endpoint = endpoint
+        self.client = client
+        guard endpoint.isHTTPS else {
+            tls = nil
+            return
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch endpoint.trust {
+        case .system: break
+        case let .caFile(path):
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+            } catch {
+                throw RedfishTransportFailure(.tls("cannot read the CA file \(path): \(error)"))
+            }
+        case .pinned:
+            // Set in `prepare()`, once the presented certificate has matched the pin.
+            tls.certificateVerification = .fullVerification
+        case .insecure:
+            tls.certificateVerification = .none
+        }
+        self.tls = tls
+    }
+
+    private let pinnedTLS = PinnedConfiguration()
+
+    /// For a pinned endpoint: fetches the certificate the BMC presents, compares its SHA-256 with the pin, and from
+    /// then on trusts exactly that certificate (so a different one on a later connection fails the handshake).
+    public func prepare() async throws(RedfishTransportFailure) {
+        guard case let .pinned(expected) = endpoint.trust, endpoint.isHTTPS else { return }
+        if pinnedTLS.configuration != nil { return }
+        guard let (host, port) = endpoint.hostAndPort else {
+            throw RedfishTransportFailure(.connection("no host in \(endpoint.baseURL)"))
+        }
+        let certificate = try await CertificateProbe.presentedCertificate(host: host, port: port,
+                                                                          timeout: endpoint.timeout)
+        let presented: String
+        do {
+            presented = SHA256.hash(data: try certificate.toDERBytes()).map { String(format: "%02x", $0) }.joined()
+        } catch {
+            throw RedfishTransportFailure(.tls("cannot encode the presented certificate: \(error)"))
+        }
+        let wanted = RedfishEndpoint.normalisedFingerprint(expected)
+        guard presented == wanted else {
+            throw RedfishTransportFailure(.pinMismatch(expected: wanted, presented: presented))
+        }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates([certificate])
+        // The pin is the identity: the host name in the certificate is not what is trusted.
+        tls.certificateVerification = .noHostnameVerification
+        pinnedTLS.configuration = tls
+    }
+
+    public func send(_ request: RedfishRequest, timeout: Duration) async throws(RedfishTransportFailure) -> RedfishResponse {
+        var http = HTTPClientRequest(url: endpoint.baseURL + request.path)
+        http.method = HTTPMethod(rawValue: request.method.rawValue)
+        for (name, value) in request.headers { http.headers.add(name: name, value: value) }
+        if !request.body.isEmpty { http.body = .bytes(ByteBuffer(bytes: request.body)) }
+        if case .pinned = endpoint.trust {
+            guard let pinned = pinnedTLS.configuration else {
+                throw RedfishTransportFailure(.tls("the pinned certificate was not checked before the first request"))
+            }
+            http.tlsConfiguration = pinned
+        } else {
+            http.tlsConfiguration = tls
+        }
+        do {
+            let response = try await client.execute(http, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
+            let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
+            var headers: [String: String] = [:]
+            for header in response.headers { headers[header.name.lowercased()] = header.value }
+            return RedfishResponse(status: Int(response.status.code), headers: headers, body: Array(buffer: body))
+        } catch {
+            throw RedfishTransportFailure(Self.classify(error))
+        }
+    }
+
+    static func classify(_ error: any Error) -> RedfishError.Kind {
+        if error is CancellationError { return .cancelled }
+        if let client = error as? HTTPClientError {
+            switch client {
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .connectTimeout, .tlsHandshakeTimeout: return .timeout
+            case .cancelled: return .cancelled
+            case .remoteConnectionClosed: return .connection("the BMC closed the connection")
+            default: return .connection("\(client)")
+            }
+        }
+        if let ssl = error as? NIOSSLError {
+            return .tls("\(ssl)")
+        }
+        if let ssl = error as? BoringSSLError {
+            return .tls("\(ssl)")
+        }
+        if let connect = error as? NIOConnectionError {
+            let reasons = connect.connectionErrors.map { "\($0.error)" }
+            return .connection(reasons.first ?? "\(connect)")
+        }
+        if let io = error as? IOError { return .connection(io.description) }
+        let text = "\(error)"
+        if text.contains("refused") { return .connection("connection refused") }
+        return .connection(text)
+    }
+}
+
+/// The TLS configuration of a pinned endpoint, set once the pin has matched.
+final class PinnedConfiguration: Sendable {
+    // Written once by prepare() before any request; read by requests afterwards.
+    private let stored = NIOLockedValueBox<TLSConfiguration?>(nil)
+
+    var configuration: TLSConfiguration? {
+        get { stored.withLockedValue { $0 } }
+        set { stored.withLockedValue { $0 = newValue } }
+    }
+}
+
+/// Opens a TLS connection only to see the certificate a server presents, then closes it.
+enum CertificateProbe {
+    static func presentedCertificate(host: String, port: Int, timeout: Duration) async throws(RedfishTransportFailure)
+        -> NIOSSLCertificate
+    {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        let context: NIOSSLContext
+        do {
+            context = try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw RedfishTransportFailure(.tls("\(error)"))
+        }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let result = OnceCompleted(promise: loop.makePromise(of: NIOSSLCertificate?.self))
+        let amount = TimeAmount.nanoseconds(Int64(timeout.seconds * 1e9))
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(amount)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = try NIOSSLClientHandler(context: context, serverHostname: nil) { certificates, verified in
+                        result.complete(certificates.first)
+                        verified.succeed(.certificateVerified)
+                    }
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let certificate: NIOSSLCertificate?
+        do {
+            let channel = try await bootstrap.connect(host: host, port: port).get()
+            // The handshake calls back with the chain; a closed channel or the timeout ends the wait without one.
+            channel.closeFuture.whenComplete { _ in result.complete(nil) }
+            let timer = loop.scheduleTask(in: amount) { result.complete(nil) }
+            certificate = try await result.promise.futureResult.get()
+            timer.cancel()
+            try? await channel.close().get()
+        } catch {
+            throw RedfishTransportFailure(AsyncHTTPTransport.classify(error))
+        }
+        guard let certificate else {
+            throw RedfishTransportFailure(.tls("no certificate presented by \(host):\(port) within the timeout"))
+        }
+        return certificate
+    }
+}
+
+/// A promise completed by whichever event comes first; later completions are ignored.
+final class OnceCompleted: Sendable {
+    let promise: EventLoopPromise<NIOSSLCertificate?>
+    private let done = NIOLockedValueBox(false)
+
+    init(promise: EventLoopPromise<NIOSSLCertificate?>) { self.promise = promise }
+
+    func complete(_ value: NIOSSLCertificate?) {
+        let first = done.withLockedValue { done in
+            defer { done = true }
+            return !done
+        }
+        if first { promise.succeed(value) }
+    }
+}

@@ -1,0 +1,270 @@
+import AcceptanceCore
+import Foundation
+import Synchronization
+
+/// A resource as read: its JSON and its ETag, for a later `If-Match`.
+public struct RedfishResource: Sendable {
+    public var path: String
+    public var json: JSONValue
+    public var etag: String?
+}
+
+/// Talks Redfish to one BMC: authentication (Basic, or a session that is deleted on `close()`), retries with
+/// backoff on the injected clock (a 503's `Retry-After` honoured), collection paging, ETags on PATCH, and actions
+/// by their advertised `target`. Every error names the BMC, the method, the URL and the service's message.
+///
+/// The same logic runs over HTTPS to a real BMC and in memory against a simulated one; only the transport differs.
+public final class RedfishClient: Sendable {
+    public let endpoint: RedfishEndpoint
+    public let transport: any RedfishHTTPTransport
+    let clock: any RunClock
+    let onRetry: @Sendable (String) -> Void
+
+    struct State {
+        var prepared = false
+        var token: String?
+        /// Where the session lives, to delete it.
+        var sessionPath: String?
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+
+    public init(endpoint: RedfishEndpoint, transport: any RedfishHTTPTransport, clock: any RunClock,
+                onRetry: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.endpoint = endpoint
+        self.transport = transport
+        self.clock = clock
+        self.onRetry = onRetry
+    }
+
+    /// The BMC as messages name it: `compute07 (https://10.0.5.17)`.
+    public var label: String { "\(endpoint.name) (\(transport.baseURL))" }
+
+    // MARK: Reading and writing
+
+    public func get(_ path: String) async throws(RedfishError) -> RedfishResource {
+        let response = try await send(.get, path)
+        return RedfishResource(path: path, json: try decode(response, .get, path), etag: response.header("etag"))
+    }
+
+    /// Every member's `@odata.id` of a collection, following `Members@odata.nextLink` page by page.
+    public func members(of collection: String) async throws(RedfishError) -> [String] {
+        var paths: [String] = []
+        var next: String? = collection
+        var pages = 0
+        while let page = next {
+            pages += 1
+            if pages > 1000 {
+                throw error(.get, page, .invalidResponse("more than 1000 pages of members: a nextLink loop?"))
+            }
+            let json = try await get(page).json
+            guard let members = json["Members"]?.array else {
+                throw error(.get, page, .invalidResponse("not a collection: no Members array"))
+            }
+            for member in members {
+                guard let id = member["@odata.id"]?.string else {
+                    throw error(.get, page, .invalidResponse("a member without @odata.id"))
+                }
+                paths.append(id)
+            }
+            next = json["Members@odata.nextLink"]?.string
+        }
+        return paths
+    }
+
+    /// PATCHes a resource with `If-Match`: the ETag given, or the one a fresh GET returns. A 412 (someone changed
+    /// it in between) is reported, not retried blindly.
+    public func patch(_ path: String, _ body: JSONValue, etag: String? = nil) async throws(RedfishError) {
+        var tag = etag
+        if tag == nil { tag = try await get(path).etag }
+        var headers = ["content-type": "application/json"]
+        if let tag { headers["if-match"] = tag }
+        _ = try await send(.patch, path, body: body.bytes, headers: headers)
+    }
+
+    /// Invokes `#<action>` on a resource by the `target` the resource advertises (never a guessed URL).
+    public func perform(action: String, on path: String, parameters: JSONValue) async throws(RedfishError) {
+        let resource = try await get(path)
+        let key = "#\(action)"
+        guard let target = resource.json["Actions"]?[key]?["target"]?.string else {
+            throw error(.get, path, .invalidResponse("the resource offers no \(key) action"))
+        }
+        if let allowed = resource.json["Actions"]?[key]?.object?.first(where: { $0.key.hasSuffix("@Redfish.AllowableValues") }),
+           let values = allowed.value.array?.compactMap(\.string), let parameters = parameters.object {
+            let name = String(allowed.key.prefix { $0 != "@" })
+            if let chosen = parameters[name]?.string, !values.contains(chosen) {
+                throw error(.post, target, .invalidResponse("\(name) '\(chosen)' is not allowed here; the BMC allows "
+                    + values.joined(separator: ", ")))
+            }
+        }
+        _ = try await send(.post, target, body: parameters.bytes, headers: ["content-type": "application/json"])
+    }
+
+    // MARK: Sessions
+
+    /// Logs in if the endpoint uses sessions and has none yet.
+    public func open() async throws(RedfishError) {
+        try await prepareIfNeeded()
+        guard endpoint.authentication == .session, state.withLock({ $0.token == nil }) else { return }
+        try await login()
+    }
+
+    /// Deletes the session, if any. Failures are not errors: the session times out on the BMC anyway.
+    public func close() async {
+        let (token, path) = state.withLock { state -> (String?, String?) in
+            defer {
+                state.token = nil
+                state.sessionPath = nil
+            }
+            return (state.token, state.sessionPath)
+        }
+        guard let token, let path else { return }
+        let request = RedfishRequest(method: .delete, path: path, headers: ["x-auth-token": token])
+        _ = try? await transport.send(request, timeout: endpoint.timeout)
+    }
+
+    public var hasSession: Bool { state.withLock { $0.token != nil } }
+
+    func login() async throws(RedfishError) {
+        guard let credentials = endpoint.credentials else {
+            throw error(.post, Self.sessionsPath, .invalidResponse("session login needs credentials; the station names none"))
+        }
+        let body: JSONValue = ["UserName": .string(credentials.username), "Password": .string(credentials.password)]
+        let response = try await send(.post, Self.sessionsPath, body: body.bytes,
+                                      headers: ["content-type": "application/json"], authenticated: false)
+        guard let token = response.header("x-auth-token"), !token.isEmpty else {
+            throw error(.post, Self.sessionsPath, .invalidResponse("login answered \(response.status) without X-Auth-Token"))
+        }
+        var location = response.header("location")
+        if location == nil, let json = try? JSONValue.parse(response.body) { location = json["@odata.id"]?.string }
+        let sessionPath = location.map(Self.pathOnly)
+        state.withLock {
+            $0.token = token
+            $0.sessionPath = sessionPath
+        }
+    }
+
+    static let sessionsPath = "/redfish/v1/SessionService/Sessions"
+
+    /// `https://host/redfish/v1/...` or `/redfish/v1/...` → `/redfish/v1/...`.
+    static func pathOnly(_ location: String) -> String {
+        if location.hasPrefix("/") { return location }
+        guard let components = URLComponents(string: location) else { return location }
+        return components.percentEncodedPath + (components.percentEncodedQuery.map { "?\($0)" } ?? "")
+    }
+
+    // MARK: Requests
+
+    func prepareIfNeeded() async throws(RedfishError) {
+        guard !state.withLock({ $0.prepared }) else { return }
+        do {
+            try await transport.prepare()
+        } catch {
+            throw self.error(.get, "/redfish/v1", error.kind)
+        }
+        state.withLock { $0.prepared = true }
+    }
+
+    /// Sends a request with authentication and retries; returns any 2xx answer, throws for everything else.
+    func send(_ method: RedfishMethod, _ path: String, body: [UInt8] = [], headers: [String: String] = [:],
+              authenticated: Bool = true) async throws(RedfishError) -> RedfishResponse {
+        try await prepareIfNeeded()
+        var reauthenticated = false
+        var attempt = 0
+        while true {
+            if authenticated, endpoint.authentication == .session, state.withLock({ $0.token == nil }) {
+                try await login()
+            }
+            var request = RedfishRequest(method: method, path: path, headers: headers, body: body)
+            request.headers["accept"] = "application/json"
+            request.headers["odata-version"] = "4.0"
+            if authenticated { authenticate(&request) }
+            let outcome: Result<RedfishResponse, RedfishTransportFailure>
+            do {
+                outcome = .success(try await transport.send(request, timeout: endpoint.timeout))
+            } catch {
+                outcome = .failure(error)
+            }
+            switch outcome {
+            case let .failure(failure):
+                guard failure.isRetryable, attempt < endpoint.retry.retries else { throw error(method, path, failure.kind) }
+                attempt += 1
+                try await wait(backoff(attempt), attempt: attempt, reason: error(method, path, failure.kind))
+            case let .success(response):
+                if (200..<300).contains(response.status) { return response }
+                let problem = error(method, path, .status(response.status), message: RedfishError.extendedMessage(in: response.body))
+                if response.status == 401, authenticated, endpoint.authentication == .session, !reauthenticated {
+                    // The session expired or the BMC restarted: log in again, once.
+                    reauthenticated = true
+                    state.withLock {
+                        $0.token = nil
+                        $0.sessionPath = nil
+                    }
+                    continue
+                }
+                guard response.status == 503, attempt < endpoint.retry.retries else { throw problem }
+                attempt += 1
+                var delay = backoff(attempt)
+                if let asked = retryAfter(response) {
+                    guard asked <= endpoint.longestRetryAfter else {
+                        throw error(method, path, .status(503), message: "the BMC asks to retry after "
+                            + "\(Quantity.format(asked.seconds)) s, longer than the \(Quantity.format(endpoint.longestRetryAfter.seconds)) s allowed")
+                    }
+                    delay = asked
+                }
+                try await wait(delay, attempt: attempt, reason: problem)
+            }
+        }
+    }
+
+    func authenticate(_ request: inout RedfishRequest) {
+        switch endpoint.authentication {
+        case .none: break
+        case .basic:
+            if let credentials = endpoint.credentials {
+                let pair = Data("\(credentials.username):\(credentials.password)".utf8).base64EncodedString()
+                request.headers["authorization"] = "Basic \(pair)"
+            }
+        case .session:
+            if let token = state.withLock({ $0.token }) { request.headers["x-auth-token"] = token }
+        }
+    }
+
+    func backoff(_ attempt: Int) -> Duration {
+        endpoint.retry.backoff * Int(pow(2, Double(min(attempt - 1, 10))))
+    }
+
+    /// `Retry-After`: seconds, or an HTTP date.
+    func retryAfter(_ response: RedfishResponse) -> Duration? {
+        guard let text = response.header("retry-after")?.trimmingCharacters(in: .whitespaces) else { return nil }
+        if let seconds = Int(text), seconds >= 0 { return .seconds(seconds) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: text) else { return nil }
+        return .seconds(max(0, date.timeIntervalSince(clock.date(at: clock.now()))))
+    }
+
+    func wait(_ delay: Duration, attempt: Int, reason: RedfishError) async throws(RedfishError) {
+        onRetry("retry \(attempt) of \(endpoint.retry.retries) in \(Quantity.format(delay.seconds)) s after: \(reason)")
+        do {
+            try await clock.sleep(for: delay)
+        } catch {
+            throw RedfishError(bmc: label, method: reason.method, url: reason.url, kind: .cancelled)
+        }
+    }
+
+    func decode(_ response: RedfishResponse, _ method: RedfishMethod, _ path: String) throws(RedfishError) -> JSONValue {
+        do {
+            return try JSONValue.parse(response.body)
+        } catch {
+            throw self.error(method, path, .invalidResponse("the answer is not JSON: \(error.message)"))
+        }
+    }
+
+    func error(_ method: RedfishMethod, _ path: String, _ kind: RedfishError.Kind, message: String? = nil) -> RedfishError {
+        RedfishError(bmc: endpoint.name, method: method, url: transport.baseURL + path, kind: kind, message: message)
+    }
+}

@@ -1,0 +1,146 @@
+import AcceptanceCore
+import Foundation
+
+/// A BMC or power shelf reached over Redfish: each point is a value inside a resource, read with one GET per
+/// resource; writes are PATCHes with `If-Match`; actions are POSTs to the advertised target.
+public struct RedfishPointDevice: PointDevice {
+    public let name: String
+    public let profile: DeviceProfile
+    public let client: RedfishClient
+
+    public init(name: String, profile: DeviceProfile, client: RedfishClient) {
+        self.name = name
+        self.profile = profile
+        self.client = client
+    }
+
+    public var endpoint: String { "\(client.transport.baseURL), \(profile.model)" }
+
+    public func read(_ points: [PointDefinition]) async throws(DeviceError) -> [Value] {
+        var resources: [String: RedfishResource?] = [:]
+        var values: [Value] = []
+        for point in points {
+            guard let location = point.resource else {
+                throw failure(.reading, [point.name], "point has no Redfish resource")
+            }
+            if resources[location.path] == nil {
+                do {
+                    resources[location.path] = .some(try await client.get(location.path))
+                } catch let error where error.kind == .status(404) && point.ifAbsent != nil {
+                    resources[location.path] = .some(nil)
+                } catch {
+                    throw failure(.reading, points.filter { $0.resource?.path == location.path }.map(\.name),
+                                  error.description, error)
+                }
+            }
+            guard let resource = resources[location.path] ?? nil else {
+                values.append(.text(point.ifAbsent ?? ""))
+                continue
+            }
+            values.append(try value(of: point, at: location, in: resource))
+        }
+        return values
+    }
+
+    func value(of point: PointDefinition, at location: RedfishLocation, in resource: RedfishResource) throws(DeviceError) -> Value {
+        guard let json = resource.json.value(at: location.pointer) else {
+            if let absent = point.ifAbsent { return .text(absent) }
+            throw failure(.reading, [point.name], "\(location.path) has no \(location.pointer)")
+        }
+        switch (json, point.type) {
+        case (.null, _):
+            return .missing
+        case let (.string(text), .string):
+            if !point.states.isEmpty, !point.states.values.contains(text) {
+                throw failure(.reading, [point.name], "\(location) is '\(text)', not one of "
+                    + point.stateNames.joined(separator: ", "))
+            }
+            return .text(text)
+        case let (.bool(flag), .bool):
+            return .bool(flag)
+        case let (.number(number), .float32), let (.number(number), .int32):
+            guard let unit = point.unit else { return .number(number) }
+            // A Sensor says its own unit: convert it to the one the profile promises, or refuse.
+            var parent = location.pointer
+            if !parent.tokens.isEmpty { parent.tokens.removeLast() }
+            if let said = resource.json.value(at: parent)?["ReadingUnits"]?.string {
+                guard let reported = Self.ucum(said) else {
+                    throw failure(.reading, [point.name], "\(location.path) reports ReadingUnits '\(said)', which is not a known unit")
+                }
+                do {
+                    return .quantity(try Quantity(number, reported).converted(to: unit))
+                } catch {
+                    throw failure(.reading, [point.name], "\(location.path) reports \(said), which is not a \(unit.dimension)")
+                }
+            }
+            return .quantity(Quantity(number, unit))
+        default:
+            throw failure(.reading, [point.name], "\(location) is \(json.serialized.prefix(40)), not a \(Self.typeName(point))")
+        }
+    }
+
+    static func typeName(_ point: PointDefinition) -> String {
+        switch point.type {
+        case .string: "string"
+        case .bool: "bool"
+        default: "number"
+        }
+    }
+
+    /// Redfish `ReadingUnits` are UCUM codes: `Cel`, `W`, `kPa`, `L/min`, `%`.
+    static func ucum(_ code: String) -> PhysicalUnit? {
+        let translated: [String: String] = ["Cel": "°C", "[degF]": "°F", "{rev}/min": "rpm", "RPM": "rpm", "kW": "kW"]
+        return PhysicalUnit.named(translated[code] ?? code)
+    }
+
+    public func write(_ point: PointDefinition, _ value: Value) async throws(DeviceError) {
+        guard let location = point.resource, point.access == .readWrite else {
+            throw failure(.writing, [point.name], "point is read-only (\(point.whereabouts))")
+        }
+        let leaf: JSONValue
+        switch value {
+        case let .text(text): leaf = .string(text)
+        case let .bool(flag): leaf = .bool(flag)
+        case let .number(number): leaf = .number(number)
+        case let .quantity(quantity):
+            do {
+                leaf = .number(try point.unit.map { try quantity.converted(to: $0).value } ?? quantity.value)
+            } catch {
+                throw failure(.writing, [point.name], "\(quantity) is not a \(point.unit?.dimension.description ?? "number")")
+            }
+        case .missing: throw failure(.writing, [point.name], "no value to write")
+        }
+        var body = leaf
+        for token in location.pointer.tokens.reversed() { body = .object([token: body]) }
+        do {
+            try await client.patch(location.path, body)
+        } catch {
+            throw failure(.writing, [point.name], error.description, error)
+        }
+    }
+
+    /// Checks the certificate against its pin and logs in (sessions), so a wrong pin or refused login is found
+    /// before a run moves anything.
+    public func connect() async throws(DeviceError) {
+        do {
+            try await client.open()
+        } catch {
+            throw failure(.reading, [], error.description, error)
+        }
+    }
+
+    public func perform(_ action: ActionDefinition, value: String?) async throws(DeviceError) {
+        var parameters: [String: JSONValue] = [:]
+        if let parameter = action.parameter, let value { parameters[parameter] = .string(value) }
+        do {
+            try await client.perform(action: action.action, on: action.path, parameters: .object(parameters))
+        } catch {
+            throw failure(.writing, [action.name], error.description, error)
+        }
+    }
+
+    func failure(_ operation: DeviceError.Operation, _ points: [String], _ reason: String,
+                 _ error: RedfishError? = nil) -> DeviceError {
+        DeviceError(device: name, endpoint: endpoint, operation: operation, points: points, reason: reason, redfish: error)
+    }
+}
