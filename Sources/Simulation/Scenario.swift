@@ -49,6 +49,8 @@ public struct Scenario: Sendable {
     /// Answers for prompts that ask for a value (the simulated rack's serial number), used when no operator can
     /// answer. The record marks them as coming from the scenario.
     public var inputs: [String: String] = [:]
+    /// The BMCs and power-shelf controllers: versions, timings and faults.
+    public var redfish = RedfishSettings()
 
     public init(name: String, description: String = "", cdu: CDUSettings = CDUSettings(), faults: [ScheduledFault] = []) {
         self.name = name
@@ -101,13 +103,14 @@ public struct Scenario: Sendable {
         var reader = YAMLReader(sink: sink)
         var scenario = Scenario(name: ((path as NSString).lastPathComponent as NSString).deletingPathExtension)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "scenario") {
-            reader.rejectUnknownKeys(entries, allowed: ["name", "description", "inputs", "cdu", "power_shelf", "faults"],
+            reader.rejectUnknownKeys(entries, allowed: ["name", "description", "inputs", "cdu", "power_shelf", "faults", "redfish"],
                                      in: "scenario")
             for (key, _, value) in entries {
                 switch key {
                 case "name": scenario.name = reader.scalar(value, "name") ?? scenario.name
                 case "description": scenario.description = reader.scalar(value, "description") ?? ""
                 case "cdu": scenario.cdu = parseCDU(value, reader: &reader)
+                case "redfish": scenario.redfish = RedfishSettings.parse(value, reader: &reader)
                 case "power_shelf":
                     for (key, _, field) in reader.mapping(value, "power_shelf") ?? [] {
                         guard key == "load" else {

@@ -309,6 +309,8 @@ public struct SimulatedRack: Sendable {
     public let psus: [String: (device: SimulatedDevice<PSUPhysics>, address: UInt8)]
     public let shelf: PowerShelf
     public let scenario: Scenario
+    /// The BMCs and power-shelf controllers, served as Redfish.
+    public let redfish: SimulatedRedfishRack
 
     public struct UnsupportedDevice: Error, Sendable, CustomStringConvertible {
         public var device: String
@@ -324,7 +326,7 @@ public struct SimulatedRack: Sendable {
     /// The retry policy of the simulated rack's clients: what a typical station file says.
     public static let retryPolicy = RetryPolicy(retries: 2, backoff: .seconds(1))
 
-    public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock,
+    public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock, manifest: FirmwareManifest? = nil,
                 onRetry: @escaping @Sendable (String, ModbusRetry) -> Void = { _, _ in }) throws(UnsupportedDevice) {
         var devices: [String: any PointDevice] = [:]
         var cdus: [String: SimulatedCDU] = [:]
@@ -344,6 +346,8 @@ public struct SimulatedRack: Sendable {
                                clock: clock)
         for instance in configuration.rack.devices {
             guard let profile = configuration.profiles[instance.model] else { continue }
+            // Redfish devices are the Redfish rack's; the harness connects to them like to real BMCs.
+            if profile.transport == .redfish { continue }
             switch profile.kind {
             case "psu":
                 let index = supplies.firstIndex(of: instance) ?? 0
@@ -373,5 +377,10 @@ public struct SimulatedRack: Sendable {
         self.psus = psus
         self.shelf = shelf
         self.scenario = scenario
+        var redfishSettings = scenario.redfish
+        if redfishSettings.powerShelves == nil {
+            redfishSettings.powerShelves = configuration.rack.group(named: "power_shelves")?.count
+        }
+        redfish = SimulatedRedfishRack(scenario: redfishSettings, clock: clock, manifest: manifest)
     }
 }
