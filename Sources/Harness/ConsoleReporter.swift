@@ -63,6 +63,29 @@ public struct ConsoleOutput: Sendable {
 /// Shows a run as it goes: one line per finished step, a live line while waiting or sampling, a verdict that
 /// cannot be misread.
 public final class ConsoleReporter: RunObserver {
+    /// One line per device, but a run of group members (`compute01` ... `compute18`) on one line.
+    static func endpointLines(_ endpoints: [String: String]) -> [String] {
+        let sorted = endpoints.sorted { $0.key < $1.key }
+        func prefix(_ name: String) -> String { String(name.prefix { !$0.isNumber }) }
+        var lines: [String] = []
+        var index = 0
+        while index < sorted.count {
+            let (name, endpoint) = sorted[index]
+            var end = index
+            while end + 1 < sorted.count, prefix(sorted[end + 1].key) == prefix(name), prefix(name) != name { end += 1 }
+            if end - index >= 2 {
+                let last = sorted[end]
+                let same = sorted[index...end].allSatisfy { $0.value == endpoint }
+                lines.append("\(name)…\(last.key) (\(end - index + 1)): " + (same ? endpoint : "\(endpoint) … \(last.value)"))
+                index = end + 1
+            } else {
+                lines.append("\(name): \(endpoint)")
+                index += 1
+            }
+        }
+        return lines
+    }
+
     let style: ConsoleStyle
     let output: ConsoleOutput
     let clock: any RunClock
@@ -126,9 +149,7 @@ public final class ConsoleReporter: RunObserver {
             } else if let scale = header.timeScale, scale != 1 {
                 print("   station clock sped up \(Quantity.format(scale))× (for a simulator at the same pace); times shown are simulated")
             }
-            for (device, endpoint) in header.endpoints.sorted(by: { $0.key < $1.key }) {
-                print("   \(device): \(endpoint)")
-            }
+            for line in Self.endpointLines(header.endpoints) { print("   \(line)") }
             print("   run \(record.runID)" + (header.folder.map { " · journal \($0)/journal.jsonl" } ?? ""))
         case let .groupStarted(group, count):
             if group != .cleanup { print("\n" + style.bold(group.rawValue.uppercased()) + style.dim("  \(count) steps")) }

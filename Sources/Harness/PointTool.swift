@@ -35,7 +35,7 @@ public enum PointTool {
                     description += " [" + point.states.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                         .joined(separator: " ") + "]"
                 }
-                rows.append(["\(instance.name).\(point.name)", point.registerDescription, type,
+                rows.append(["\(instance.name).\(point.name)", point.whereabouts, type,
                              point.unit?.symbol ?? "-", point.access.rawValue, description])
             }
         }
@@ -55,7 +55,7 @@ public enum PointTool {
             throw .unsupported(message)
         }
         guard point.access == .readWrite else {
-            throw .unsupported("'\(reference)' is read-only (\(point.registerDescription))")
+            throw .unsupported("'\(reference)' is read-only (\(point.whereabouts))")
         }
         do {
             let expression = try Expression.parse(text)

@@ -1,13 +1,17 @@
 import AcceptanceCore
 import Foundation
+import AsyncHTTPClient
 import ModbusTransport
+import RedfishServer
+import RedfishTransport
 import Simulation
 
 /// How the runner reaches the built-in simulated rack.
 public enum SimulatorTransport: String, Sendable, CaseIterable {
     /// Straight to the simulated devices, in memory.
     case memory
-    /// Over real Modbus TCP on loopback, through libmodbus on both sides, with the simulation clock still shared.
+    /// Over real Modbus TCP and Redfish over HTTPS (pinned) on loopback, through libmodbus and AsyncHTTPClient, with
+    /// the simulation clock still shared.
     case tcp
 }
 
@@ -47,24 +51,28 @@ public struct PreparedRun: Sendable {
     public let warnings: [Diagnostic]
     /// Where each device is reached, for the console header.
     public let endpoints: [String: String]
-    let servers: [ModbusTCPServer]
+    let devices: ConnectedDevices
     let relay: RetryRelay
 
     /// Loads the procedure, profiles and scenario or station, resolves parameters, connects nothing yet, and opens
     /// the run folder.
-    public static func prepare(_ request: RunRequest, recordToDisk: Bool = true) throws(HarnessError) -> PreparedRun {
+    public static func prepare(_ request: RunRequest, recordToDisk: Bool = true) async throws(HarnessError) -> PreparedRun {
         let path = try request.workspace.procedureFile(request.procedure)
-        let loader = ProcedureLoader(fixtures: request.workspace.fixtures)
+        let loader = ProcedureLoader(fixtures: request.workspace.fixtures,
+                                     groupCounts: try ConnectedDevices.groupCounts(for: request))
         let checked = loader.check(path: path)
         guard let procedure = checked.procedure, let configuration = checked.configuration, !checked.hasErrors else {
             throw .invalidFiles(DiagnosticsError(checked.diagnostics))
         }
         let parameters: [String: Quantity]
+        let texts: [String: String]
         do {
             parameters = try procedure.resolveParameters(request.parameters)
+            texts = try procedure.resolveTextParameters(request.parameters)
         } catch {
             throw .parameter(error)
         }
+        let manifests = try FirmwareManifests.load(from: request.workspace.fixtures)
         let known = Set(procedure.inputs.map(\.name))
         for name in request.inputs.keys where !known.contains(name) && name != "rack_serial" {
             throw .input("procedure '\(procedure.id)' asks for no input '\(name)'"
@@ -72,11 +80,13 @@ public struct PreparedRun: Sendable {
         }
 
         let relay = RetryRelay()
-        let devices = try ConnectedDevices.connect(configuration: configuration, request: request, relay: relay)
-        let servers = devices.servers
-        let missing = procedure.devices.filter { devices.bus.devices[$0] == nil }
+        let devices = try await ConnectedDevices.connect(configuration: configuration, request: request, relay: relay,
+                                                         manifests: manifests)
+        var needed = procedure.devices
+        for group in procedure.deviceGroups { needed += configuration.rack.group(named: group)?.members ?? [] }
+        let missing = needed.filter { devices.bus.devices[$0] == nil }
         if !missing.isEmpty {
-            devices.close()
+            await devices.close()
             throw .unsupported("procedure '\(procedure.id)' uses \(missing.joined(separator: ", ")), which station "
                 + "'\(devices.stationID)' does not connect")
         }
@@ -89,7 +99,7 @@ public struct PreparedRun: Sendable {
                     folder = try RunFolder(reportsDirectory: request.reportsDirectory, runID: runID)
                 } catch {
                     if attempt == 5 {
-                        for server in servers { server.stop() }
+                        await devices.close()
                         throw .record(error)
                     }
                     runID = RunSettings.makeRunID(procedure: procedure.id)
@@ -100,49 +110,85 @@ public struct PreparedRun: Sendable {
                                    station: devices.stationID, operatorName: request.operatorName ?? devices.operatorName,
                                    scenario: devices.scenario)
         settings.simulatedInputs = devices.simulatedInputs
+        settings.textParameters = texts
+        settings.firmwareManifests = manifests
+        settings.warnings = devices.warnings
+        let used = devices.endpoints.filter { needed.contains($0.key) }
+        settings.endpoints = used
         return PreparedRun(settings: settings, configuration: configuration, bus: devices.bus, rack: devices.rack,
                            clock: devices.clock, folder: folder,
                            warnings: checked.diagnostics.filter { $0.severity == .warning },
-                           endpoints: devices.endpoints, servers: servers, relay: relay)
+                           endpoints: used, devices: devices, relay: relay)
     }
+
+    /// Transport warnings the operator must see before the run (certificate verification off).
+    public var transportWarnings: [String] { devices.warnings }
 
     /// Whether the devices are the built-in simulator.
     public var isSimulated: Bool { rack != nil }
 
     /// Runs to the end. Cleanup always runs; the record is written to the run folder.
     public func run(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async -> RunRecord {
-        let runner = Runner(settings: settings, bus: bus, clock: clock, console: console, observer: observer,
+        let hands = rack.map { SimulatedTechnician(rack: $0.redfish, next: observer) }
+        let runner = Runner(settings: settings, bus: bus, clock: clock, console: console, observer: hands ?? observer,
                             folder: folder, stop: stop)
         relay.attach(runner)
         let record = await runner.run()
-        for server in servers { server.stop() }
+        await devices.close()
         return record
     }
+
+    /// Releases devices without running (a run that was prepared and then abandoned).
+    public func discard() async { await devices.close() }
 }
 
 /// The rack's devices, connected as a request asks: a station's real devices, or the simulated rack in memory or
 /// over loopback Modbus TCP. Shared by `run`, `read` and `write`.
 public struct ConnectedDevices: Sendable {
-    public let bus: DeviceBus
+    public internal(set) var bus: DeviceBus
     public let clock: any RunClock
     /// The simulated rack, when there is no station.
     public let rack: SimulatedRack?
-    public let endpoints: [String: String]
+    public internal(set) var endpoints: [String: String]
     public let stationID: String
     public let operatorName: String?
     public let scenario: String?
     public let simulatedInputs: [String: String]
     let servers: [ModbusTCPServer]
+    var redfishClients: [RedfishClient] = []
+    var httpClient: HTTPClient?
+    var redfishServer: RedfishHTTPServer?
+    /// Settings an operator and an auditor must see (certificate verification off).
+    public var warnings: [String] = []
 
     public var isSimulated: Bool { rack != nil }
 
-    /// Stops any loopback servers.
-    public func close() {
+    /// Ends Redfish sessions, shuts the HTTP client down, and stops any loopback servers.
+    public func close() async {
+        await withTaskGroup(of: Void.self) { group in
+            for client in redfishClients { group.addTask { await client.close() } }
+        }
+        try? await httpClient?.shutdown()
+        redfishServer?.stop()
         for server in servers { server.stop() }
     }
 
-    public static func connect(configuration: RackConfiguration, request: RunRequest, relay: RetryRelay? = nil)
-        throws(HarnessError) -> ConnectedDevices {
+    /// The group sizes the rack under test has: the station's settings, or the scenario's power shelves.
+    public static func groupCounts(for request: RunRequest) throws(HarnessError) -> [String: Int] {
+        if let stationName = request.station {
+            return try loadStation(stationName, workspace: request.workspace).groupCounts
+        }
+        let scenario: Scenario
+        do {
+            scenario = try Scenario.load(named: request.scenario, in: request.workspace.scenarios)
+        } catch {
+            throw .invalidFiles(error)
+        }
+        return scenario.redfish.powerShelves.map { ["power_shelves": $0] } ?? [:]
+    }
+
+    public static func connect(configuration: RackConfiguration, request: RunRequest, relay: RetryRelay? = nil,
+                               manifests: [String: FirmwareManifest] = [:]) async throws(HarnessError) -> ConnectedDevices {
         if let stationName = request.station {
             let station = try loadStation(stationName, workspace: request.workspace)
             if let stationRack = station.rack, stationRack != configuration.rack.id {
@@ -188,9 +234,67 @@ public struct ConnectedDevices: Sendable {
                 devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: retrying)
                 endpoints[instance.name] = "Modbus \(client.endpoint)"
             }
-            return ConnectedDevices(bus: DeviceBus(configuration: configuration, devices: devices), clock: clock, rack: nil,
-                                    endpoints: endpoints, stationID: station.id, operatorName: station.operatorName,
-                                    scenario: nil, simulatedInputs: [:], servers: [])
+            for (name, _) in station.redfish where !configuration.rack.devices.contains(where: { $0.name == name }) {
+                throw .unsupported("station '\(station.id)' binds '\(name)', which rack '\(configuration.rack.id)' does not have")
+            }
+            var bindings = station.redfish
+            for (group, addresses) in station.groupBindings {
+                guard let members = configuration.rack.group(named: group)?.members else {
+                    throw .unsupported("station '\(station.id)' binds group '\(group)', which rack '\(configuration.rack.id)' does not have")
+                }
+                guard members.count <= addresses.count else {
+                    throw .unsupported("station '\(station.id)' gives \(station.groupBindings[group, default: []].count) "
+                        + "addresses for \(group), which has \(members.count) members")
+                }
+                for (index, member) in members.enumerated() where bindings[member] == nil {
+                    var binding = addresses[index]
+                    binding.endpoint.name = member
+                    bindings[member] = binding
+                }
+            }
+            var connected = ConnectedDevices(bus: DeviceBus(configuration: configuration, devices: devices), clock: clock,
+                                             rack: nil, endpoints: endpoints, stationID: station.id,
+                                             operatorName: station.operatorName, scenario: nil, simulatedInputs: [:],
+                                             servers: [])
+            if !bindings.isEmpty {
+                let http = RedfishHTTP.makeClient()
+                connected.httpClient = http
+                var all = devices
+                for (name, binding) in bindings.sorted(by: { $0.key < $1.key }) {
+                    guard let profile = configuration.profile(of: name), profile.transport == .redfish else {
+                        await connected.close()
+                        throw .unsupported("station '\(station.id)' binds '\(name)' over Redfish, but its profile is not a Redfish one")
+                    }
+                    var endpoint = binding.endpoint
+                    if let source = binding.credentials {
+                        do throws(HarnessError) {
+                            endpoint.credentials = try Credentials.read(source, station: station.file, device: name)
+                        } catch {
+                            await connected.close()
+                            throw error
+                        }
+                    }
+                    let transport: AsyncHTTPTransport
+                    do {
+                        transport = try AsyncHTTPTransport(endpoint: endpoint, client: http)
+                    } catch {
+                        await connected.close()
+                        throw .unsupported("device '\(name)': \(RedfishError(bmc: name, method: .get, url: endpoint.baseURL, kind: error.kind))")
+                    }
+                    let client = RedfishClient(endpoint: endpoint, transport: transport, clock: clock) { message in
+                        relay?.report(device: name, message)
+                    }
+                    connected.redfishClients.append(client)
+                    all[name] = RedfishPointDevice(name: name, profile: profile, client: client)
+                    connected.endpoints[name] = "Redfish \(endpoint.summary)"
+                    if endpoint.trust == .insecure {
+                        connected.warnings.append("\(name): certificate verification is OFF (insecure: true in \(station.file)); "
+                            + "anyone on the path can pose as this BMC")
+                    }
+                }
+                connected.bus = DeviceBus(configuration: configuration, devices: all)
+            }
+            return connected
         }
         let scenario: Scenario
         do {
@@ -201,7 +305,8 @@ public struct ConnectedDevices: Sendable {
         let clock = SimulationClock(timeScale: request.timeScale)
         let rack: SimulatedRack
         do {
-            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock) { device, retry in
+            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock,
+                                     manifest: manifests[scenario.redfish.release]) { device, retry in
                 relay?.report(device: device, retry)
             }
         } catch {
@@ -246,9 +351,65 @@ public struct ConnectedDevices: Sendable {
             }
             bus = DeviceBus(configuration: configuration, devices: devices)
         }
-        return ConnectedDevices(bus: bus, clock: clock, rack: rack, endpoints: endpoints,
-                                stationID: "simulator@\(ProcessInfo.processInfo.hostName)", operatorName: nil,
-                                scenario: scenario.name, simulatedInputs: scenario.inputs, servers: servers)
+        var connected = ConnectedDevices(bus: bus, clock: clock, rack: rack, endpoints: endpoints,
+                                         stationID: "simulator@\(ProcessInfo.processInfo.hostName)", operatorName: nil,
+                                         scenario: scenario.name, simulatedInputs: scenario.inputs, servers: servers)
+        try await connected.attachSimulatedRedfish(rack: rack, configuration: configuration, transport: request.simulatorTransport,
+                                                   clock: clock, relay: relay)
+        return connected
+    }
+
+    /// Connects the simulated BMCs and shelves through the real client: in memory, or over HTTPS on loopback with a
+    /// certificate made at start and pinned by its fingerprint.
+    mutating func attachSimulatedRedfish(rack: SimulatedRack, configuration: RackConfiguration, transport: SimulatorTransport,
+                                         clock: any RunClock, relay: RetryRelay?) async throws(HarnessError) {
+        let names = configuration.rack.devices.filter { configuration.profiles[$0.model]?.transport == .redfish }.map(\.name)
+        let services = rack.redfish.services.filter { names.contains($0.key) }
+        guard !services.isEmpty else { return }
+        let credentials = RedfishCredentials(username: rack.redfish.credentials.username,
+                                             password: rack.redfish.credentials.password)
+        var devices = bus.devices
+        if transport == .tcp {
+            let silent = Set(rack.scenario.redfish.faults.compactMap { fault -> String? in
+                if case let .silent(device) = fault { return device }
+                return nil
+            })
+            do {
+                redfishServer = try await RedfishHTTPServer.start(services: services, silent: silent, tls: true)
+            } catch {
+                await close()
+                throw .unsupported("cannot serve the simulated BMCs on loopback: \(error)")
+            }
+            httpClient = RedfishHTTP.makeClient()
+        }
+        for name in names {
+            guard let service = services[name], let profile = configuration.profile(of: name) else { continue }
+            var endpoint = RedfishEndpoint(name: name, baseURL: "memory://\(name)", authentication: .session,
+                                           credentials: credentials, timeout: .seconds(5),
+                                           retry: RetryPolicy(retries: 2, backoff: .seconds(1)))
+            let carrier: any RedfishHTTPTransport
+            if let server = redfishServer, let http = httpClient, let url = server.url(of: name), let certificate = server.certificate {
+                endpoint.baseURL = url
+                endpoint.trust = .pinned(sha256: certificate.sha256)
+                endpoint.timeout = .seconds(2)
+                do {
+                    carrier = try AsyncHTTPTransport(endpoint: endpoint, client: http)
+                } catch {
+                    await close()
+                    throw .unsupported("device '\(name)': \(error.kind)")
+                }
+                endpoints[name] = "simulated, Redfish \(endpoint.summary)"
+            } else {
+                carrier = InMemoryRedfishTransport(service: service, label: name)
+                endpoints[name] = "simulated, Redfish in memory"
+            }
+            let client = RedfishClient(endpoint: endpoint, transport: carrier, clock: clock) { message in
+                relay?.report(device: name, message)
+            }
+            redfishClients.append(client)
+            devices[name] = RedfishPointDevice(name: name, profile: profile, client: client)
+        }
+        bus = DeviceBus(configuration: configuration, devices: devices)
     }
 
     static func loadStation(_ name: String, workspace: Workspace) throws(HarnessError) -> StationConfiguration {
@@ -261,5 +422,19 @@ public struct ConnectedDevices: Sendable {
         } catch {
             throw .invalidFiles(error)
         }
+    }
+}
+
+/// In simulation, does what a confirmed prompt asked the technician to do (`manual_action: remove-supply 1`), before
+/// the next step looks, then passes every event on.
+struct SimulatedTechnician: RunObserver {
+    let rack: SimulatedRedfishRack
+    let next: any RunObserver
+
+    func handle(_ event: RunEvent) {
+        if case let .stepFinished(step, record) = event, record.verdict == .pass, let action = step.manualAction {
+            rack.perform(manualAction: action)
+        }
+        next.handle(event)
     }
 }

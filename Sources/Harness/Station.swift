@@ -1,6 +1,7 @@
 import AcceptanceCore
 import Foundation
 import ModbusTransport
+import RedfishTransport
 import Yams
 
 /// A test station: which transport reaches each device instance of the rack, with timeouts and retries, plus the
@@ -12,11 +13,28 @@ public struct StationConfiguration: Sendable {
         public var settings: ModbusSettings
     }
 
+    /// Where a BMC's user name and password come from: never the station file itself.
+    public enum CredentialSource: Sendable, Hashable {
+        /// Environment variables holding the user name and the password.
+        case environment(username: String, password: String)
+        /// A file, readable by its owner only, holding `username:password` on one line.
+        case file(String)
+    }
+
+    public struct RedfishBinding: Sendable {
+        /// The endpoint, without credentials (they are read when connecting).
+        public var endpoint: RedfishEndpoint
+        public var credentials: CredentialSource?
+    }
+
     public var id: String
     public var description: String
     public var operatorName: String?
     public var rack: String?
     public var devices: [String: ModbusBinding]
+    public var redfish: [String: RedfishBinding] = [:]
+    /// Group sizes of the rack this station tests (`power_shelves: 6`).
+    public var groupCounts: [String: Int] = [:]
     public var file: String
 
     static let modbusKeys = ["tcp", "rtu", "baud", "parity", "data_bits", "stop_bits", "rs485", "unit",
@@ -28,7 +46,8 @@ public struct StationConfiguration: Sendable {
         var reader = YAMLReader(sink: sink)
         var station = StationConfiguration(id: "", description: "", operatorName: nil, rack: nil, devices: [:], file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "station") {
-            reader.rejectUnknownKeys(entries, allowed: ["station", "description", "operator", "rack", "devices"],
+            reader.rejectUnknownKeys(entries, allowed: ["station", "description", "operator", "rack", "devices", "groups",
+                                                        "settings"],
                                      in: "station")
             for (key, _, value) in entries {
                 switch key {
@@ -39,14 +58,35 @@ public struct StationConfiguration: Sendable {
                 case "devices":
                     for (name, keyNode, device) in reader.mapping(value, "devices") ?? [] {
                         guard let fields = reader.mapping(device, "device '\(name)'") else { continue }
-                        reader.rejectUnknownKeys(fields, allowed: ["modbus"], in: "device '\(name)'")
+                        reader.rejectUnknownKeys(fields, allowed: ["modbus", "redfish"], in: "device '\(name)'")
+                        if let redfish = fields.first(where: { $0.key == "redfish" })?.value {
+                            if let binding = parseRedfish(redfish, device: name, url: nil, reader: &reader) {
+                                station.redfish[name] = binding
+                            }
+                            continue
+                        }
                         guard let modbus = fields.first(where: { $0.key == "modbus" })?.value else {
-                            reader.error("device '\(name)' needs a transport: modbus", at: keyNode)
+                            reader.error("device '\(name)' needs a transport: modbus or redfish", at: keyNode)
                             continue
                         }
                         if let binding = parseModbus(modbus, device: name, reader: &reader) {
                             station.devices[name] = binding
                         }
+                    }
+                case "settings":
+                    for (name, _, node) in reader.mapping(value, "settings") ?? [] {
+                        if let count = reader.integer(node, name) { station.groupCounts[name] = count }
+                    }
+                case "groups":
+                    // Bound after loading, once the rack's member names are known: kept as nodes here.
+                    for (name, keyNode, node) in reader.mapping(value, "groups") ?? [] {
+                        guard let fields = reader.mapping(node, "group '\(name)'") else { continue }
+                        reader.rejectUnknownKeys(fields, allowed: ["redfish"], in: "group '\(name)'")
+                        guard let redfish = fields.first(where: { $0.key == "redfish" })?.value else {
+                            reader.error("group '\(name)' needs a transport: redfish", at: keyNode)
+                            continue
+                        }
+                        station.groupBindings[name] = parseRedfishGroup(redfish, group: name, reader: &reader)
                     }
                 default: break
                 }
@@ -119,6 +159,104 @@ public struct StationConfiguration: Sendable {
         return ModbusBinding(endpoint: endpoint, unit: unit, settings: settings)
     }
 
+    /// A group's Redfish settings with one URL per member, in member order.
+    public var groupBindings: [String: [RedfishBinding]] = [:]
+
+    static let redfishKeys = ["url", "auth", "username_env", "password_env", "credentials_file", "ca_file", "pin_sha256",
+                              "insecure", "timeout", "retries", "backoff"]
+
+    static func parseRedfish(_ node: Node, device: String, url: String?, reader: inout YAMLReader,
+                             extraKeys: [String] = []) -> RedfishBinding? {
+        guard let fields = reader.mapping(node, "redfish") else { return nil }
+        reader.rejectUnknownKeys(fields, allowed: redfishKeys + extraKeys, in: "redfish settings of '\(device)'")
+        func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
+        func text(_ key: String) -> String? { field(key).flatMap { reader.scalar($0, key) } }
+        guard let base = url ?? text("url") else {
+            reader.error("'\(device)' needs 'url: https://host[:port]'", at: node)
+            return nil
+        }
+        guard let components = URLComponents(string: base), ["http", "https"].contains(components.scheme ?? ""),
+              components.host?.isEmpty == false, components.path.isEmpty || components.path == "/" else {
+            reader.error("'\(base)' is not a BMC address: write https://host or https://host:port", at: field("url") ?? node)
+            return nil
+        }
+        var endpoint = RedfishEndpoint(name: device, baseURL: base)
+        if let auth = text("auth") {
+            if let value = RedfishAuthentication(rawValue: auth) { endpoint.authentication = value } else {
+                reader.error("auth must be session, basic or none", at: field("auth") ?? node)
+            }
+        }
+        var trusts: [RedfishTrust] = []
+        if let path = text("ca_file") { trusts.append(.caFile(path)) }
+        if let pin = text("pin_sha256") {
+            if RedfishEndpoint.normalisedFingerprint(pin).count == 64 { trusts.append(.pinned(sha256: pin)) } else {
+                reader.error("pin_sha256 is the certificate's SHA-256: 64 hex digits, colons allowed", at: field("pin_sha256") ?? node)
+            }
+        }
+        if let node = field("insecure"), reader.bool(node, "insecure") == true { trusts.append(.insecure) }
+        if trusts.count > 1 {
+            reader.error("give one of ca_file, pin_sha256 or insecure: true", at: node)
+        }
+        endpoint.trust = trusts.first ?? .system
+        if !endpoint.isHTTPS, trusts.first != nil, let node = field("pin_sha256") ?? field("ca_file") ?? field("insecure") {
+            reader.error("certificate settings need an https:// url", at: node)
+        }
+        func duration(_ key: String) -> Duration? {
+            guard let node = field(key), let quantity = reader.quantity(node, key) else { return nil }
+            guard let duration = quantity.duration, duration > .zero || (key == "backoff" && duration == .zero) else {
+                reader.error("\(key) must be a time above zero, such as '5 s'", at: node)
+                return nil
+            }
+            return duration
+        }
+        if let value = duration("timeout") { endpoint.timeout = value }
+        if let value = duration("backoff") { endpoint.retry.backoff = value }
+        if let node = field("retries"), let retries = reader.integer(node, "retries") {
+            if (0...10).contains(retries) { endpoint.retry.retries = retries } else { reader.error("retries must be 0 to 10", at: node) }
+        }
+        var credentials: CredentialSource?
+        switch (text("username_env"), text("password_env"), text("credentials_file")) {
+        case let (user?, password?, nil): credentials = .environment(username: user, password: password)
+        case let (nil, nil, file?): credentials = .file(file)
+        case (nil, nil, nil):
+            if endpoint.authentication != .none {
+                reader.error("'\(device)' needs credentials: username_env and password_env (environment variables), "
+                    + "or credentials_file", at: node)
+            }
+        default:
+            reader.error("give username_env and password_env together, or credentials_file alone", at: node)
+        }
+        return RedfishBinding(endpoint: endpoint, credentials: credentials)
+    }
+
+    static func parseRedfishGroup(_ node: Node, group: String, reader: inout YAMLReader) -> [RedfishBinding] {
+        guard let fields = reader.mapping(node, "redfish") else { return [] }
+        func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
+        var urls: [String] = []
+        if let list = field("urls") {
+            urls = reader.sequence(list, "urls")?.compactMap { reader.scalar($0, "url") } ?? []
+        } else if let base = field("url").flatMap({ reader.scalar($0, "url") }), let first = field("first_port") {
+            guard let port = reader.integer(first, "first_port"), (1...65000).contains(port) else {
+                reader.error("first_port must be 1 to 65000", at: first)
+                return []
+            }
+            // Member n at first_port + n - 1; the count is the rack's, so make plenty and let binding trim.
+            urls = (0..<99).map { "\(base):\(port + $0)" }
+        } else {
+            reader.error("group '\(group)' needs 'urls' (one per member, in order) or 'url' with 'first_port'", at: node)
+            return []
+        }
+        var bindings: [RedfishBinding] = []
+        for (index, url) in urls.enumerated() {
+            let name = "\(group)[\(index + 1)]"
+            if let binding = parseRedfish(node, device: name, url: url, reader: &reader, extraKeys: ["urls", "first_port"]) {
+                bindings.append(binding)
+            }
+            if index == 0, reader.sink.hasErrors { break }
+        }
+        return bindings
+    }
+
     /// `10.0.4.20:502`, `localhost:1502`, `[::1]:1502`.
     static func parseHostPort(_ text: String) -> (host: String, port: Int)? {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
@@ -140,6 +278,62 @@ public final class RetryRelay: Sendable {
     func report(device: String, _ retry: ModbusRetry) {
         runner.withLock { $0 }?.recordRetry(device: device, message: retry.description)
     }
+
+    func report(device: String, _ message: String) {
+        runner.withLock { $0 }?.recordRetry(device: device, message: message)
+    }
 }
 
 import Synchronization
+
+/// Reads BMC credentials from where a station says they are, never from the station file itself.
+enum Credentials {
+    static func read(_ source: StationConfiguration.CredentialSource, station: String, device: String)
+        throws(HarnessError) -> RedfishCredentials
+    {
+        switch source {
+        case let .environment(userVariable, passwordVariable):
+            let environment = ProcessInfo.processInfo.environment
+            guard let user = environment[userVariable], !user.isEmpty else {
+                throw .unsupported("device '\(device)': environment variable \(userVariable) (username_env in \(station)) is not set")
+            }
+            guard let password = environment[passwordVariable], !password.isEmpty else {
+                throw .unsupported("device '\(device)': environment variable \(passwordVariable) (password_env in \(station)) is not set")
+            }
+            return RedfishCredentials(username: user, password: password)
+        case let .file(path):
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                throw .unsupported("device '\(device)': cannot read the credentials file \(path) (credentials_file in \(station))")
+            }
+            guard info.st_mode & 0o077 == 0 else {
+                throw .unsupported("device '\(device)': credentials file \(path) is readable by others "
+                    + "(mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+            }
+            guard let data = FileManager.default.contents(atPath: path),
+                  let line = String(data: data, encoding: .utf8)?.split(whereSeparator: \.isNewline).first,
+                  let colon = line.firstIndex(of: ":") else {
+                throw .unsupported("device '\(device)': credentials file \(path) must hold one line 'username:password'")
+            }
+            return RedfishCredentials(username: String(line[..<colon]), password: String(line[line.index(after: colon)...]))
+        }
+    }
+}
+
+/// Every firmware manifest in `Fixtures/firmware/`, by release name.
+enum FirmwareManifests {
+    static func load(from fixtures: String) throws(HarnessError) -> [String: FirmwareManifest] {
+        let directory = "\(fixtures)/firmware"
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".yaml") }
+        var manifests: [String: FirmwareManifest] = [:]
+        for file in files.sorted() {
+            do {
+                let manifest = try FirmwareManifest.load(path: "\(directory)/\(file)")
+                manifests[manifest.release] = manifest
+            } catch {
+                throw .invalidFiles(error)
+            }
+        }
+        return manifests
+    }
+}

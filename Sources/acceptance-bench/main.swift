@@ -39,7 +39,7 @@ var simulated = 0.0
 for index in 0..<21 {
     var request = RunRequest(procedure: "leak-test", workspace: root)
     request.reportsDirectory = "\(scratch)/leak"
-    let prepared = try PreparedRun.prepare(request)
+    let prepared = try await PreparedRun.prepare(request)
     var record: RunRecord?
     let wall = await wallSeconds {
         record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())

@@ -33,12 +33,12 @@ struct DeviceOptions: ParsableArguments {
 
     /// The rack configuration, after `check` has looked at it, and its devices connected; mistakes are usage errors.
     func connect(workspace: Workspace, check: (RackConfiguration) throws(HarnessError) -> Void)
-        throws -> (RackConfiguration, ConnectedDevices) {
+        async throws -> (RackConfiguration, ConnectedDevices) {
         do throws(HarnessError) {
             let configuration = try PointTool.configuration(rack: nil, station: station, workspace: workspace)
             try check(configuration)
-            return (configuration, try ConnectedDevices.connect(configuration: configuration,
-                                                                request: request(workspace: workspace)))
+            return (configuration, try await ConnectedDevices.connect(configuration: configuration,
+                                                                      request: request(workspace: workspace)))
         } catch {
             throw ValidationError(error.description)
         }

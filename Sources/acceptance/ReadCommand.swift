@@ -17,17 +17,16 @@ struct ReadCommand: AsyncParsableCommand {
 
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
-        let (configuration, connected) = try devices.connect(workspace: location) { configuration throws(HarnessError) in
+        let (configuration, connected) = try await devices.connect(workspace: location) { configuration throws(HarnessError) in
             for point in points where configuration.resolve(point) == nil {
                 var message = "unknown point '\(point)'"
                 if let suggestion = closest(to: point, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
                 throw .unsupported(message)
             }
         }
-        defer { connected.close() }
         var failed = false
         for point in points {
-            let register = configuration.resolve(point).map { $0.point.registerDescription } ?? ""
+            let register = configuration.resolve(point).map { $0.point.whereabouts } ?? ""
             do {
                 let value = try await connected.bus.read([point])[point].map(\.description) ?? "-"
                 ConsoleOutput.standardOutput.write("\(point) = \(value)    (\(register))\n")
@@ -36,6 +35,7 @@ struct ReadCommand: AsyncParsableCommand {
                 ConsoleOutput.standardError.write("\(point): \(error)\n")
             }
         }
+        await connected.close()
         if failed { throw ExitCode(Verdict.error.exitCode) }
     }
 }

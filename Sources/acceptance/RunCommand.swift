@@ -74,7 +74,7 @@ struct RunCommand: AsyncParsableCommand {
 
         let prepared: PreparedRun
         do {
-            prepared = try PreparedRun.prepare(request)
+            prepared = try await PreparedRun.prepare(request)
         } catch {
             switch error {
             case .procedureNotFound, .parameter, .input:
@@ -85,6 +85,9 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         for warning in prepared.warnings { ConsoleOutput.standardError.write("\(warning)\n") }
+        for warning in prepared.transportWarnings {
+            ConsoleOutput.standardError.write("WARNING: \(warning)\n")
+        }
 
         let style = ConsoleStyle.detect()
         let stop = StopController()

@@ -29,10 +29,19 @@ struct WriteCommand: AsyncParsableCommand {
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
         var parsed = Value.missing
-        let (_, connected) = try devices.connect(workspace: location) { configuration throws(HarnessError) in
+        let (_, connected) = try await devices.connect(workspace: location) { configuration throws(HarnessError) in
             parsed = try PointTool.value(value, for: point, in: configuration)
         }
-        defer { connected.close() }
+        do {
+            try await write(parsed, to: connected)
+        } catch {
+            await connected.close()
+            throw error
+        }
+        await connected.close()
+    }
+
+    func write(_ parsed: Value, to connected: ConnectedDevices) async throws {
         if !connected.isSimulated, !yes {
             let device = String(point.prefix { $0 != "." })
             let target = connected.endpoints[device] ?? device
