@@ -113,8 +113,11 @@ public struct RedfishError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
-        var text = "\(bmc): \(method.rawValue) \(url): "
+    public var description: String { "\(bmc): \(detail)" }
+
+    /// The description without the BMC's name, for messages that already name the device.
+    public var detail: String {
+        var text = "\(method.rawValue) \(url): "
         switch kind {
         case let .connection(reason): text += "no connection (\(reason))"
         case .timeout: text += "no answer within the timeout"

@@ -263,7 +263,8 @@ public final class ConsoleReporter: RunObserver {
             print("  Took \(Self.durationText(record.clock.elapsedSeconds)).")
         }
         let cleanupSteps = record.steps(in: .cleanup)
-        if cleanupSteps.allSatisfy({ $0.verdict == .skipped }) && !cleanupSteps.isEmpty {
+        if record.steps.allSatisfy({ $0.verdict == .skipped })
+            || (cleanupSteps.allSatisfy({ $0.verdict == .skipped }) && !cleanupSteps.isEmpty) {
             print("  Cleanup not needed: nothing was actuated.")
         } else if record.cleanupCompleted {
             print("  Cleanup completed: the rack was returned to its safe state.")

@@ -1,6 +1,7 @@
 import AcceptanceCore
 import Foundation
 import ModbusTransport
+import RedfishServer
 import Simulation
 
 /// The simulated rack served over real Modbus TCP on loopback, physics on the wall clock (optionally sped up), for
@@ -18,11 +19,47 @@ public struct SimulatorService: Sendable {
     public let rack: SimulatedRack
     let servers: [ModbusTCPServer]
     let rtuServer: ModbusRTUServer?
+    /// The BMCs and shelf controllers over HTTP(S), when asked for.
+    public private(set) var redfish: RedfishHTTPServer?
+
+    /// Serves every simulated BMC and shelf controller on consecutive ports from `firstPort` (0: free ports), over
+    /// HTTPS with a certificate made now (its fingerprint is what a station pins), or plain HTTP.
+    public mutating func serveRedfish(firstPort: Int, tls: Bool) async throws(HarnessError) {
+        let silent = Set(rack.scenario.redfish.faults.compactMap { fault -> String? in
+            if case let .silent(device) = fault { return device }
+            return nil
+        })
+        do {
+            redfish = try await RedfishHTTPServer.start(services: rack.redfish.services, silent: silent, tls: tls,
+                                                        firstPort: firstPort)
+        } catch {
+            throw .unsupported(error.description)
+        }
+    }
+
+    /// Serves a DMTF mockup folder (as published, `index.json` per resource) on one port, read-only.
+    public static func serveMockup(_ folder: String, port: Int, tls: Bool, username: String, password: String)
+        async throws(HarnessError) -> RedfishHTTPServer {
+        let tree: MockupTree
+        do {
+            tree = try MockupTree(folder: folder)
+        } catch {
+            throw .unsupported(error.description)
+        }
+        let service = SimulatedRedfishService(tree: tree, clock: WallClock(),
+                                              behaviour: RedfishServiceBehaviour(username: username, password: password))
+        do {
+            return try await RedfishHTTPServer.start(services: ["mockup": service], tls: tls, firstPort: port)
+        } catch {
+            throw .unsupported(error.description)
+        }
+    }
 
     /// Starts a server for each simulated Modbus device, on consecutive ports from `port`.
     /// With `rtuDevice`, the power shelf's supplies are served there (Modbus RTU, 19200 baud) instead of over TCP.
     public static func start(workspace: Workspace, rackID: String = "gb200-nvl72", scenario name: String, port: Int,
-                             timeScale: Double = 1, rtuDevice: String? = nil) throws(HarnessError) -> SimulatorService {
+                             timeScale: Double = 1, rtuDevice: String? = nil,
+                             redfishCredentials: (username: String, password: String)? = nil) throws(HarnessError) -> SimulatorService {
         let configuration: RackConfiguration
         let scenario: Scenario
         do {
@@ -32,9 +69,11 @@ public struct SimulatorService: Sendable {
             throw .invalidFiles(error)
         }
         let clock = WallClock(timeScale: timeScale)
+        let manifest = try FirmwareManifests.load(from: workspace.fixtures)[scenario.redfish.release]
         let rack: SimulatedRack
         do {
-            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock)
+            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock, manifest: manifest,
+                                     redfishCredentials: redfishCredentials)
         } catch {
             throw .unsupported(error.description)
         }
@@ -79,5 +118,6 @@ public struct SimulatorService: Sendable {
     public func stop() {
         for server in servers { server.stop() }
         rtuServer?.stop()
+        redfish?.stop()
     }
 }

@@ -144,7 +144,9 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
             let reasons = connect.connectionErrors.map { "\($0.error)" }
             return .connection(reasons.first ?? "\(connect)")
         }
-        if let io = error as? IOError { return .connection(io.description) }
+        if let io = error as? IOError {
+            return .connection("\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))")
+        }
         let text = "\(error)"
         if text.contains("refused") { return .connection("connection refused") }
         return .connection(text)

@@ -30,7 +30,7 @@ public struct RedfishPointDevice: PointDevice {
                     resources[location.path] = .some(nil)
                 } catch {
                     throw failure(.reading, points.filter { $0.resource?.path == location.path }.map(\.name),
-                                  error.description, error)
+                                  error.detail, error)
                 }
             }
             guard let resource = resources[location.path] ?? nil else {
@@ -115,7 +115,7 @@ public struct RedfishPointDevice: PointDevice {
         do {
             try await client.patch(location.path, body)
         } catch {
-            throw failure(.writing, [point.name], error.description, error)
+            throw failure(.writing, [point.name], error.detail, error)
         }
     }
 
@@ -125,7 +125,7 @@ public struct RedfishPointDevice: PointDevice {
         do {
             try await client.open()
         } catch {
-            throw failure(.reading, [], error.description, error)
+            throw failure(.reading, [], error.detail, error)
         }
     }
 
@@ -135,7 +135,7 @@ public struct RedfishPointDevice: PointDevice {
         do {
             try await client.perform(action: action.action, on: action.path, parameters: .object(parameters))
         } catch {
-            throw failure(.writing, [action.name], error.description, error)
+            throw failure(.writing, [action.name], error.detail, error)
         }
     }
 

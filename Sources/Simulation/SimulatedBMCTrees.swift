@@ -229,8 +229,6 @@ public struct PowerShelfTree: RedfishTree {
             "FirmwareVersion": .string(reading.firmware["pmc_version"] ?? "unknown"),
             "Status": Redfish.status("Enabled", shelfHealth),
             "Metrics": Redfish.link("\(Self.shelf)/Metrics"),
-            "PowerSupplies": Redfish.link(Self.supplies),
-            "PowerSupplyRedundancy": redundancy(reading),
             "Links": ["Chassis": [Redfish.link(Self.chassis)], "ManagedBy": [Redfish.link(Self.manager)]],
         ])
         r["\(Self.shelf)/Metrics"] = Redfish.resource("\(Self.shelf)/Metrics",
@@ -242,7 +240,7 @@ public struct PowerShelfTree: RedfishTree {
                                                       name: "Chassis Collection", members: [Self.chassis])
         r[Self.chassis] = Redfish.resource(Self.chassis, type: "Chassis.v1_28_0.Chassis", id: "PowerShelf",
                                            name: "Power Shelf \(number)", [
-            "ChassisType": "PowerEquipment", "Status": Redfish.status("Enabled", shelfHealth),
+            "ChassisType": "Shelf", "Status": Redfish.status("Enabled", shelfHealth),
             "PowerSubsystem": Redfish.link(Self.subsystem),
             "Links": ["ManagedBy": [Redfish.link(Self.manager)]],
         ])

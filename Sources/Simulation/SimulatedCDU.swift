@@ -327,6 +327,7 @@ public struct SimulatedRack: Sendable {
     public static let retryPolicy = RetryPolicy(retries: 2, backoff: .seconds(1))
 
     public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock, manifest: FirmwareManifest? = nil,
+                redfishCredentials: (username: String, password: String)? = nil,
                 onRetry: @escaping @Sendable (String, ModbusRetry) -> Void = { _, _ in }) throws(UnsupportedDevice) {
         var devices: [String: any PointDevice] = [:]
         var cdus: [String: SimulatedCDU] = [:]
@@ -381,6 +382,8 @@ public struct SimulatedRack: Sendable {
         if redfishSettings.powerShelves == nil {
             redfishSettings.powerShelves = configuration.rack.group(named: "power_shelves")?.count
         }
-        redfish = SimulatedRedfishRack(scenario: redfishSettings, clock: clock, manifest: manifest)
+        redfish = SimulatedRedfishRack(scenario: redfishSettings, clock: clock, manifest: manifest,
+                                       username: redfishCredentials?.username ?? "admin",
+                                       password: redfishCredentials?.password)
     }
 }

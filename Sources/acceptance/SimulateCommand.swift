@@ -1,15 +1,22 @@
 import AcceptanceCore
 import ArgumentParser
+import Foundation
 import Harness
+import RedfishServer
 
 struct SimulateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simulate",
-        abstract: "Serve the simulated rack over Modbus TCP on 127.0.0.1 until Ctrl-C.",
+        abstract: "Serve the simulated rack over Modbus TCP and Redfish (HTTPS) on 127.0.0.1 until Ctrl-C.",
         discussion: """
             Physics run on the wall clock (sped up with --time-scale). Point a station file at the printed endpoints:
               acceptance simulate
               acceptance run leak-test --station Fixtures/stations/sim-loopback.yaml --param hold=30s
+
+            The BMCs and shelf controllers answer Redfish on consecutive ports from --redfish-port, over HTTPS with a
+            certificate made at start (its SHA-256 is printed: pin it). They accept the user and password in
+            ACCEPTANCE_BMC_USER / ACCEPTANCE_BMC_PASSWORD, or admin and a password printed at start.
+            --mockup DIR serves a DMTF mockup folder instead, on one port.
             """
     )
 
@@ -27,17 +34,52 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Serve the power shelf's supplies on this serial device or pty (Modbus RTU, units 192-197).")
     var rtu: String?
 
+    @Option(help: "First Redfish port (one per BMC and shelf, in name order; 0 picks free ports; -1 serves none).")
+    var redfishPort = 8443
+
+    @Flag(help: "Serve Redfish over plain HTTP instead of HTTPS.")
+    var plainHTTP = false
+
+    @Option(help: "Serve this DMTF mockup folder (index.json per resource) on --redfish-port instead of the rack.")
+    var mockup: String?
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard (-1...65000).contains(redfishPort) else { throw ValidationError("--redfish-port must be -1 to 65000") }
         guard (0.001...10_000).contains(timeScale) else { throw ValidationError("--time-scale must be 0.001 to 10000") }
     }
 
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
-        let service: SimulatorService
+        let environment = ProcessInfo.processInfo.environment
+        let username = environment["ACCEPTANCE_BMC_USER"].flatMap { $0.isEmpty ? nil : $0 } ?? "admin"
+        let given = environment["ACCEPTANCE_BMC_PASSWORD"].flatMap { $0.isEmpty ? nil : $0 }
+        let password = given ?? "sim-" + String(UUID().uuidString.prefix(13)).lowercased()
+        if let mockup {
+            let server: RedfishHTTPServer
+            do {
+                server = try await SimulatorService.serveMockup(mockup, port: max(redfishPort, 0), tls: !plainHTTP,
+                                                                username: username, password: password)
+            } catch {
+                ConsoleOutput.standardError.write("error: \(error)\n")
+                throw ExitCode(Verdict.error.exitCode)
+            }
+            let stop = StopController()
+            let trap = SignalTrap(stop: stop, style: ConsoleStyle.detect(), service: "the mockup server")
+            var text = "Mockup \(mockup) on \(server.listeners.first?.url ?? "?")\n"
+            text += "  user \(username), password \(given == nil ? password : "from ACCEPTANCE_BMC_PASSWORD")\n"
+            if let certificate = server.certificate { text += "  certificate SHA-256 \(certificate.sha256)\n" }
+            ConsoleOutput.standardOutput.write(text + "Ctrl-C to stop.\n")
+            _ = await stop.waitForStop()
+            server.stop()
+            withExtendedLifetime(trap) {}
+            return
+        }
+        var service: SimulatorService
         do {
             service = try SimulatorService.start(workspace: location, scenario: scenario, port: port, timeScale: timeScale,
-                                                 rtuDevice: rtu)
+                                                 rtuDevice: rtu, redfishCredentials: (username, password))
+            if redfishPort >= 0 { try await service.serveRedfish(firstPort: redfishPort, tls: !plainHTTP) }
         } catch {
             ConsoleOutput.standardError.write("error: \(error)\n")
             throw ExitCode(Verdict.error.exitCode)
@@ -50,6 +92,15 @@ struct SimulateCommand: AsyncParsableCommand {
             let place = endpoint.host.hasPrefix("rtu:") ? "Modbus RTU \(endpoint.host.dropFirst(4))"
                 : "Modbus TCP \(endpoint.host):\(endpoint.port)"
             text += "  \(endpoint.device)  \(place)  unit \(endpoint.unit)  (\(endpoint.model))\n"
+        }
+        if let redfish = service.redfish {
+            let listeners = redfish.listeners
+            if let first = listeners.first, let last = listeners.last {
+                text += "  \(listeners.count) BMCs and shelf controllers, Redfish on \(first.url) (\(first.device)) to "
+                    + "\(last.url) (\(last.device)), in name order\n"
+            }
+            text += "  Redfish user \(username), password \(given == nil ? password : "from ACCEPTANCE_BMC_PASSWORD")\n"
+            if let certificate = redfish.certificate { text += "  certificate SHA-256 \(certificate.sha256) (pin_sha256)\n" }
         }
         text += "Ctrl-C to stop.\n"
         ConsoleOutput.standardOutput.write(text)

@@ -1,0 +1,130 @@
+import AcceptanceCore
+import Foundation
+import RedfishServer
+import RedfishTransport
+import Simulation
+import Testing
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+func temporaryDirectory() -> String {
+    let path = NSTemporaryDirectory() + "redfish-tests-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+struct PeerMissing: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs a program to completion (bounded), returning its exit status and output.
+func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
+                seconds: Double = 60) async throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
+    _ = FileManager.default.createFile(atPath: output, contents: nil)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning {
+        if Date() > deadline {
+            kill(process.processIdentifier, SIGKILL)
+            throw PeerMissing(description: "\(path) \(arguments) did not finish within \(Int(seconds)) s")
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+}
+
+/// A program on PATH (pip's console scripts live in pyenv's shims, apt's in /usr/bin).
+func program(_ name: String) throws -> String {
+    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin"
+    for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
+        return "\(directory)/\(name)"
+    }
+    throw PeerMissing(description: "\(name) is not installed: run `bash .ci/setup`")
+}
+
+/// A long-running peer process, killed when the test is done with it.
+final class PeerProcess: @unchecked Sendable {
+    // Created and stopped from the test's task only.
+    let process = Process()
+    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
+
+    init(_ path: String, _ arguments: [String]) throws {
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+    }
+
+    var log: String { (try? String(contentsOfFile: output, encoding: .utf8)) ?? "" }
+
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+    }
+}
+
+/// A port nobody listens on right now.
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A simulated rack's Redfish side, with a known password.
+func simulatedRack(_ settings: RedfishSettings = RedfishSettings(), clock: any RunClock = SimulationClock(),
+                   password: String = "test-password-\(UUID().uuidString.prefix(8))") throws -> SimulatedRedfishRack {
+    let manifest = try FirmwareManifest.load(path: "\(repositoryRoot)/Fixtures/firmware/nvl72-2026.10.yaml")
+    return SimulatedRedfishRack(scenario: settings, clock: clock, manifest: manifest, username: "admin", password: password)
+}
+
+func endpoint(_ name: String, _ rack: SimulatedRedfishRack, url: String = "memory://x", trust: RedfishTrust = .system,
+              authentication: RedfishAuthentication = .session) -> RedfishEndpoint {
+    RedfishEndpoint(name: name, baseURL: url, authentication: authentication,
+                    credentials: RedfishCredentials(username: rack.credentials.username, password: rack.credentials.password),
+                    trust: trust, timeout: .seconds(5), retry: RetryPolicy(retries: 2, backoff: .milliseconds(100)))
+}
+
+/// A client to a simulated BMC in memory.
+func memoryClient(_ name: String, _ rack: SimulatedRedfishRack, clock: any RunClock = SimulationClock(),
+                  authentication: RedfishAuthentication = .session,
+                  onRetry: @escaping @Sendable (String) -> Void = { _ in }) throws -> RedfishClient {
+    let service = try #require(rack.services[name])
+    return RedfishClient(endpoint: endpoint(name, rack, authentication: authentication),
+                         transport: InMemoryRedfishTransport(service: service, label: name), clock: clock, onRetry: onRetry)
+}
+
+/// Validator summary counts: PASS, WARN, FAIL, NOT TESTED.
+func validatorCounts(_ output: String) -> (pass: Int, warn: Int, fail: Int)? {
+    let plain = output.replacingOccurrences(of: "\u{1B}\\[[0-9;]*m", with: "", options: .regularExpression)
+    for line in plain.split(separator: "\n") {
+        let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if cells.count == 4, let pass = Int(cells[0]), let warn = Int(cells[1]), let fail = Int(cells[2]), Int(cells[3]) != nil {
+            return (pass, warn, fail)
+        }
+    }
+    return nil
+}
