@@ -98,7 +98,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "acceptance",
-            dependencies: ["Harness", "AcceptanceCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Harness", "AcceptanceCore", "RedfishServer",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "acceptance-bench",

@@ -112,7 +112,9 @@ public struct PreparedRun: Sendable {
         settings.simulatedInputs = devices.simulatedInputs
         settings.textParameters = texts
         settings.firmwareManifests = manifests
-        settings.warnings = devices.warnings
+        settings.warnings = devices.warnings.filter { warning in
+            needed.contains(String(warning.prefix { $0 != ":" }))
+        }
         let used = devices.endpoints.filter { needed.contains($0.key) }
         settings.endpoints = used
         return PreparedRun(settings: settings, configuration: configuration, bus: devices.bus, rack: devices.rack,
@@ -122,7 +124,7 @@ public struct PreparedRun: Sendable {
     }
 
     /// Transport warnings the operator must see before the run (certificate verification off).
-    public var transportWarnings: [String] { devices.warnings }
+    public var transportWarnings: [String] { settings.warnings }
 
     /// Whether the devices are the built-in simulator.
     public var isSimulated: Bool { rack != nil }

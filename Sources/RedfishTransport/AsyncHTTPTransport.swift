@@ -201,6 +201,8 @@ enum CertificateProbe {
             timer.cancel()
             try? await channel.close().get()
         } catch {
+            // Every promise is completed, whatever happened (NIO traps on a leaked one).
+            result.complete(nil)
             throw RedfishTransportFailure(AsyncHTTPTransport.classify(error))
         }
         guard let certificate else {
