@@ -138,7 +138,7 @@ struct RedfishClientMemoryTests {
     }
 
     @Test func aMockupFolderIsServedAsItsTree() async throws {
-        let tree = try MockupTree(folder: "/work/shared/conformance/redfish/mockups/public-rackmount1")
+        let tree = try MockupTree(folder: shared("conformance/redfish/mockups/public-rackmount1"))
         #expect(tree.resources.count > 100)
         let service = SimulatedRedfishService(tree: tree, clock: SimulationClock(),
                                               behaviour: RedfishServiceBehaviour(username: "u", password: "p"))

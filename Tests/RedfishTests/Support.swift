@@ -128,3 +128,9 @@ func validatorCounts(_ output: String) -> (pass: Int, warn: Int, fail: Int)? {
     }
     return nil
 }
+
+/// A file under the workplace's shared folder (`../shared` beside the repository, as on the line machines).
+func shared(_ path: String) -> String {
+    let beside = URL(fileURLWithPath: "\(repositoryRoot)/../shared/\(path)").standardizedFileURL.path
+    return FileManager.default.fileExists(atPath: beside) ? beside : "/work/shared/\(path)"
+}
