@@ -108,9 +108,12 @@ public final class SimulationClock: RunClock {
             advance(to: deadline)
             return
         }
-        // Paced: advance in small wall-clock slices so progress is visible and cancellation is prompt. The
-        // arithmetic is in seconds, and the last slice lands exactly on the deadline, so it always finishes.
+        // Paced: advance in small wall-clock slices so progress is visible and cancellation is prompt. Each sleeper
+        // moves the clock to where wall time since its own start says it should be, never past its deadline, so
+        // many concurrent sleepers (a for_each step's members) advance it at the paced rate, not many times faster.
         let wall = ContinuousClock()
+        let startWall = wall.now
+        let startReading = now()
         while true {
             let remaining = (deadline - now()).seconds
             guard remaining > 0 else { return }
@@ -120,10 +123,8 @@ public final class SimulationClock: RunClock {
                 return
             }
             try await wall.sleep(for: .seconds(sliceSeconds))
-            let step = sliceSeconds * timeScale
-            current.withLock { reading in
-                reading = step >= remaining ? max(reading, deadline) : max(reading, min(reading + .seconds(step), deadline))
-            }
+            let target = min(startReading + .seconds((wall.now - startWall).seconds * timeScale), deadline)
+            current.withLock { $0 = max($0, target) }
         }
     }
 }

@@ -16,25 +16,60 @@ public struct RedfishPointDevice: PointDevice {
 
     public var endpoint: String { "\(client.transport.baseURL), \(profile.model)" }
 
+    /// Resources fetched at once per read: a BMC serves a few requests in parallel, and the HTTP client keeps as
+    /// many connections to it.
+    static let parallelFetches = 4
+
     public func read(_ points: [PointDefinition]) async throws(DeviceError) -> [Value] {
-        var resources: [String: RedfishResource?] = [:]
-        var values: [Value] = []
+        var paths: [String] = []
         for point in points {
             guard let location = point.resource else {
                 throw failure(.reading, [point.name], "point has no Redfish resource")
             }
-            if resources[location.path] == nil {
-                do {
-                    resources[location.path] = .some(try await client.get(location.path))
-                } catch let error where error.kind == .status(404) && point.ifAbsent != nil {
-                    resources[location.path] = .some(nil)
-                } catch {
-                    throw failure(.reading, points.filter { $0.resource?.path == location.path }.map(\.name),
-                                  error.detail, error)
+            if !paths.contains(location.path) { paths.append(location.path) }
+        }
+        let tolerant = Set(points.filter { $0.ifAbsent != nil }.compactMap { $0.resource?.path })
+        // Every resource once, a few at a time; a 404 is "absent" for points that say what absent reads as.
+        let client = client
+        let fetched = await withTaskGroup(of: (String, Result<RedfishResource?, RedfishError>).self) { group in
+            var results: [String: Result<RedfishResource?, RedfishError>] = [:]
+            var next = 0
+            func start() {
+                guard next < paths.count else { return }
+                let path = paths[next]
+                next += 1
+                group.addTask {
+                    do throws(RedfishError) {
+                        return (path, .success(try await client.get(path)))
+                    } catch where error.kind == .status(404) && tolerant.contains(path) {
+                        return (path, .success(nil))
+                    } catch {
+                        return (path, .failure(error))
+                    }
                 }
             }
-            guard let resource = resources[location.path] ?? nil else {
-                values.append(.text(point.ifAbsent ?? ""))
+            for _ in 0..<min(Self.parallelFetches, paths.count) { start() }
+            while let (path, result) = await group.next() {
+                results[path] = result
+                start()
+            }
+            return results
+        }
+        var values: [Value] = []
+        for point in points {
+            guard let location = point.resource, let result = fetched[location.path] else { continue }
+            let resource: RedfishResource?
+            switch result {
+            case let .success(found): resource = found
+            case let .failure(error):
+                throw failure(.reading, points.filter { $0.resource?.path == location.path }.map(\.name),
+                              error.detail, error)
+            }
+            guard let resource else {
+                guard let absent = point.ifAbsent else {
+                    throw failure(.reading, [point.name], "\(location.path) does not exist (HTTP 404)")
+                }
+                values.append(.text(absent))
                 continue
             }
             values.append(try value(of: point, at: location, in: resource))

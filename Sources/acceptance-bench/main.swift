@@ -146,3 +146,80 @@ print("  plain libmodbus loop:                          \(format(plainMedian, 0)
 print("  harness client, from the cooperative pool:     \(format(harnessMedian, 0)) transactions/s   ratio \(ratio(harnessMedian))")
 print("  harness client, loop on the connection thread: \(format(pinnedMedian, 0)) transactions/s   ratio \(ratio(pinnedMedian))")
 print("  (medians of 5 alternating runs)")
+
+// 4. Redfish sweep: bmc-inventory over 27 tray BMCs and 8 shelf controllers, each answering every request 50 ms late,
+// over HTTPS (pinned) on loopback. The for_each steps ask every member in parallel; the same procedure with
+// `concurrency: 1` asks them one after another.
+print("\nRedfish: bmc-inventory over HTTPS on loopback, every BMC answering 50 ms late")
+let benchFixtures = "\(scratch)/Fixtures", benchProcedures = "\(scratch)/Procedures"
+try FileManager.default.copyItem(atPath: root.fixtures, toPath: benchFixtures)
+try FileManager.default.createDirectory(atPath: benchProcedures, withIntermediateDirectories: true)
+try """
+    name: bench-latency
+    description: Every BMC and shelf controller answers 50 ms late.
+    inputs:
+      rack_serial: BENCH-RACK-0001
+    redfish:
+      latency: 50 ms
+    """.write(toFile: "\(benchFixtures)/scenarios/bench-latency.yaml", atomically: true, encoding: .utf8)
+let inventory = try String(contentsOfFile: "\(root.procedures)/bmc-inventory.yaml", encoding: .utf8)
+try inventory.write(toFile: "\(benchProcedures)/bmc-inventory.yaml", atomically: true, encoding: .utf8)
+try inventory.replacingOccurrences(of: "id: bmc-inventory", with: "id: bmc-inventory-serial")
+    .replacingOccurrences(of: "    for_each: ", with: "    concurrency: 1\n    for_each: ")
+    .write(toFile: "\(benchProcedures)/bmc-inventory-serial.yaml", atomically: true, encoding: .utf8)
+
+/// Wall time of each step, from its start and finish events.
+final class StepWallTimes: RunObserver, @unchecked Sendable {
+    // Events arrive from the runner's tasks; the lock orders them.
+    private let lock = NSLock()
+    private var started: [String: ContinuousClock.Instant] = [:]
+    private var seconds: [String: Double] = [:]
+
+    func handle(_ event: RunEvent) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch event {
+        case let .stepStarted(step): started[step.id] = .now
+        case let .stepFinished(step, _): seconds[step.id] = started[step.id].map { (ContinuousClock.now - $0).seconds }
+        default: break
+        }
+    }
+
+    subscript(id: String) -> Double { lock.withLock { seconds[id] ?? .nan } }
+}
+
+func sweep(_ procedure: String) async throws -> (RunRecord, StepWallTimes, Double) {
+    var request = RunRequest(procedure: procedure, workspace: Workspace(procedures: benchProcedures, fixtures: benchFixtures))
+    request.scenario = "bench-latency"
+    request.simulatorTransport = .tcp
+    request.timeScale = 1
+    request.reportsDirectory = "\(scratch)/redfish"
+    let prepared = try await PreparedRun.prepare(request)
+    let times = StepWallTimes()
+    var record: RunRecord?
+    let wall = await wallSeconds {
+        record = await prepared.run(console: AutomaticOperator(), observer: times, stop: StopController())
+    }
+    guard let record else { throw CancellationError() }
+    return (record, times, wall)
+}
+
+let (parallel, parallelTimes, parallelWall) = try await sweep("bmc-inventory")
+let (serial, serialTimes, serialWall) = try await sweep("bmc-inventory-serial")
+guard parallel.verdict == .pass, serial.verdict == .pass else {
+    print("  a sweep did not pass: \(parallel.message ?? "") \(serial.message ?? "")")
+    exit(1)
+}
+print("  wall time per step                            members   parallel   one at a time")
+for step in parallel.steps where step.members != nil {
+    let name = step.name.padding(toLength: 44, withPad: " ", startingAt: 0)
+    print("  \(name)  \(String(format: "%5d", step.members?.count ?? 0))   \(String(format: "%6.0f", parallelTimes[step.id] * 1000)) ms"
+        + "   \(String(format: "%7.0f", serialTimes[step.id] * 1000)) ms")
+}
+let oneBMC = serialTimes[parallel.steps.first { $0.name == "Compute tray BMCs answer" }?.id ?? ""] / 18
+let sweepTime = parallelTimes[parallel.steps.first { $0.name == "Compute tray BMCs answer" }?.id ?? ""]
+print("  one BMC (one request, 50 ms late), averaged over the one-at-a-time sweep: \(format(oneBMC * 1000, 0)) ms")
+print("  all 18 compute trays in parallel: \(format(sweepTime * 1000, 0)) ms = \(format(sweepTime / oneBMC, 2)) × one BMC "
+    + "(target: about one BMC, not 18: \(sweepTime / oneBMC < 3 ? "met" : "NOT met"))")
+print("  whole run incl. logins and logouts, 27 BMCs + 8 shelves: parallel \(format(parallelWall, 2)) s, "
+    + "one at a time \(format(serialWall, 2)) s")

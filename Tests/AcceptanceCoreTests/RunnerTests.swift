@@ -387,3 +387,20 @@ struct RunnerTests {
 }
 
 import Synchronization
+
+@Suite("Simulation clock pacing")
+struct SimulationClockPacingTests {
+    @Test func concurrentPacedSleepersAdvanceAtThePacedRateNotFaster() async throws {
+        // Ten members of a for_each step each sleep 1 simulated second at 10× real time: that is 0.1 s of wall time,
+        // however many sleep at once (each used to add its own slice, so ten sleepers ran the clock ten times fast).
+        let clock = SimulationClock(timeScale: 10)
+        let start = ContinuousClock.now
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 { group.addTask { try await clock.sleep(until: .seconds(1)) } }
+            try await group.waitForAll()
+        }
+        let wall = (ContinuousClock.now - start).seconds
+        #expect(clock.now() == .seconds(1))
+        #expect(wall >= 0.09, "1 simulated second at 10× took only \(wall) s of wall time")
+    }
+}

@@ -140,14 +140,14 @@ struct LoopbackTests {
         let port = server.port
         server.stop()
         let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1)
-        let start = ContinuousClock.now
         do throws(ModbusError) {
             _ = try await client.readHoldingRegisters(startingAt: 0, count: 1)
             Issue.record("a stopped server answered")
         } catch {
+            // Refused (ECONNREFUSED), not left to time out: a timeout would be `.timeout`. (A wall-clock bound here
+            // was flaky on a loaded 2-core machine; the error kind is the behaviour.)
             #expect(error.kind == .connection(code: ECONNREFUSED, message: "Connection refused"))
         }
-        #expect(ContinuousClock.now - start < .milliseconds(500), "refused, not left to time out")
     }
 
     @Test func manyClientsAtOnce() async throws {
