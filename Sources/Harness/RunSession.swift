@@ -80,10 +80,10 @@ public struct PreparedRun: Sendable {
         }
 
         let relay = RetryRelay()
-        let devices = try await ConnectedDevices.connect(configuration: configuration, request: request, relay: relay,
-                                                         manifests: manifests)
         var needed = procedure.devices
         for group in procedure.deviceGroups { needed += configuration.rack.group(named: group)?.members ?? [] }
+        let devices = try await ConnectedDevices.connect(configuration: configuration, request: request, relay: relay,
+                                                         manifests: manifests, only: Set(needed))
         let missing = needed.filter { devices.bus.devices[$0] == nil }
         if !missing.isEmpty {
             await devices.close()
@@ -189,8 +189,11 @@ public struct ConnectedDevices: Sendable {
         return scenario.redfish.powerShelves.map { ["power_shelves": $0] } ?? [:]
     }
 
+    /// - Parameter only: the devices to connect over Redfish, when not all of them (a run connects what its procedure
+    ///   uses, so a Modbus-only procedure needs no BMC credentials).
     public static func connect(configuration: RackConfiguration, request: RunRequest, relay: RetryRelay? = nil,
-                               manifests: [String: FirmwareManifest] = [:]) async throws(HarnessError) -> ConnectedDevices {
+                               manifests: [String: FirmwareManifest] = [:], only: Set<String>? = nil)
+        async throws(HarnessError) -> ConnectedDevices {
         if let stationName = request.station {
             let station = try loadStation(stationName, workspace: request.workspace)
             if let stationRack = station.rack, stationRack != configuration.rack.id {
@@ -239,7 +242,7 @@ public struct ConnectedDevices: Sendable {
             for (name, _) in station.redfish where !configuration.rack.devices.contains(where: { $0.name == name }) {
                 throw .unsupported("station '\(station.id)' binds '\(name)', which rack '\(configuration.rack.id)' does not have")
             }
-            var bindings = station.redfish
+            var bindings = station.redfish.filter { only?.contains($0.key) ?? true }
             for (group, addresses) in station.groupBindings {
                 guard let members = configuration.rack.group(named: group)?.members else {
                     throw .unsupported("station '\(station.id)' binds group '\(group)', which rack '\(configuration.rack.id)' does not have")
@@ -248,7 +251,7 @@ public struct ConnectedDevices: Sendable {
                     throw .unsupported("station '\(station.id)' gives \(station.groupBindings[group, default: []].count) "
                         + "addresses for \(group), which has \(members.count) members")
                 }
-                for (index, member) in members.enumerated() where bindings[member] == nil {
+                for (index, member) in members.enumerated() where bindings[member] == nil && only?.contains(member) ?? true {
                     var binding = addresses[index]
                     binding.endpoint.name = member
                     bindings[member] = binding

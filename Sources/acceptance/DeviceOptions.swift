@@ -32,13 +32,14 @@ struct DeviceOptions: ParsableArguments {
     }
 
     /// The rack configuration, after `check` has looked at it, and its devices connected; mistakes are usage errors.
-    func connect(workspace: Workspace, check: (RackConfiguration) throws(HarnessError) -> Void)
+    func connect(workspace: Workspace, points: [String], check: (RackConfiguration) throws(HarnessError) -> Void)
         async throws -> (RackConfiguration, ConnectedDevices) {
         do throws(HarnessError) {
             let configuration = try PointTool.configuration(rack: nil, station: station, workspace: workspace)
             try check(configuration)
             return (configuration, try await ConnectedDevices.connect(configuration: configuration,
-                                                                      request: request(workspace: workspace)))
+                                                                      request: request(workspace: workspace),
+                                                                      only: Set(points.map { String($0.prefix { $0 != "." }) })))
         } catch {
             throw ValidationError(error.description)
         }

@@ -17,7 +17,7 @@ struct ReadCommand: AsyncParsableCommand {
 
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
-        let (configuration, connected) = try await devices.connect(workspace: location) { configuration throws(HarnessError) in
+        let (configuration, connected) = try await devices.connect(workspace: location, points: points) { configuration throws(HarnessError) in
             for point in points where configuration.resolve(point) == nil {
                 var message = "unknown point '\(point)'"
                 if let suggestion = closest(to: point, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }

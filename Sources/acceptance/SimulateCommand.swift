@@ -40,6 +40,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Flag(help: "Serve Redfish over plain HTTP instead of HTTPS.")
     var plainHTTP = false
 
+    @Option(help: "Write the simulator's certificate (PEM) here, for a station's ca_file.")
+    var caOut = "/tmp/acceptance-simulator-ca.pem"
+
     @Option(help: "Serve this DMTF mockup folder (index.json per resource) on --redfish-port instead of the rack.")
     var mockup: String?
 
@@ -100,7 +103,15 @@ struct SimulateCommand: AsyncParsableCommand {
                     + "\(last.url) (\(last.device)), in name order\n"
             }
             text += "  Redfish user \(username), password \(given == nil ? password : "from ACCEPTANCE_BMC_PASSWORD")\n"
-            if let certificate = redfish.certificate { text += "  certificate SHA-256 \(certificate.sha256) (pin_sha256)\n" }
+            if let certificate = redfish.certificate {
+                text += "  certificate SHA-256 \(certificate.sha256) (pin_sha256)\n"
+                do {
+                    try certificate.certificatePEM.write(toFile: caOut, atomically: true, encoding: .utf8)
+                    text += "  certificate written to \(caOut) (ca_file)\n"
+                } catch {
+                    text += "  could not write the certificate to \(caOut): \(error.localizedDescription)\n"
+                }
+            }
         }
         text += "Ctrl-C to stop.\n"
         ConsoleOutput.standardOutput.write(text)

@@ -29,7 +29,7 @@ struct WriteCommand: AsyncParsableCommand {
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
         var parsed = Value.missing
-        let (_, connected) = try await devices.connect(workspace: location) { configuration throws(HarnessError) in
+        let (_, connected) = try await devices.connect(workspace: location, points: [point]) { configuration throws(HarnessError) in
             parsed = try PointTool.value(value, for: point, in: configuration)
         }
         do {
