@@ -49,7 +49,14 @@ struct ProcedureChecker {
             var message = "\(what): \(error.message)"
             if message.contains("unknown point"), let configuration {
                 let name = error.message.split(separator: "'").dropFirst().first.map(String.init) ?? ""
-                if configuration.rack.devices.contains(where: { name.hasPrefix("\($0.name).") }) {
+                if let alias = aliases.keys.first(where: { name.hasPrefix("\($0).") }), let member = aliases[alias],
+                   let profile = configuration.profile(of: member) {
+                    if let suggestion = closest(to: name, in: profile.points.map { "\(alias).\($0.name)" }) {
+                        message += "; did you mean '\(suggestion)'?"
+                    } else {
+                        message += " (\(profile.model) has \(profile.points.map(\.name).joined(separator: ", ")))"
+                    }
+                } else if configuration.rack.devices.contains(where: { name.hasPrefix("\($0.name).") }) {
                     if let suggestion = closest(to: name, in: configuration.allPointNames) {
                         message += "; did you mean '\(suggestion)'?"
                     }
