@@ -241,6 +241,11 @@ public struct DeviceBus: Sendable {
             throw LookupError.unknownPoint(reference)
         }
         guard let device = devices[deviceName] else { throw LookupError.noDevice(deviceName) }
+        if action.parameter != nil, let value, !action.values.contains(value) {
+            throw DeviceError(device: deviceName, endpoint: device.endpoint, operation: .writing, points: [action.name],
+                              reason: "'\(value)' is not a \(action.parameter ?? "value") of \(action.name); the profile allows "
+                                  + action.values.joined(separator: ", "))
+        }
         try await device.perform(action, value: value)
     }
 }

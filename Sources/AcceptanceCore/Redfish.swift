@@ -33,8 +33,10 @@ public struct RedfishRequest: Sendable {
         guard let mark = path.firstIndex(of: "?") else { return [:] }
         var result: [String: String] = [:]
         for pair in path[path.index(after: mark)...].split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
-            result[parts[0]] = parts.count > 1 ? parts[1] : ""
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                .map { String($0).removingPercentEncoding ?? String($0) }
+            guard let name = parts.first, !name.isEmpty else { continue }
+            result[name] = parts.count > 1 ? parts[1] : ""
         }
         return result
     }

@@ -181,7 +181,7 @@ public final class Runner: Sendable {
             line.add("message", record.message)
             line.add("error", record.error)
             line.add("confirmed_by", record.confirmedBy)
-            line.add("measurements", array: record.measurements.map { measurement in
+            func measurementLine(_ measurement: MeasurementRecord) -> JSONLine {
                 var object = JSONLine()
                 object.add("name", measurement.name)
                 object.add("value", measurement.value)
@@ -191,7 +191,19 @@ public final class Runner: Sendable {
                 object.add("high", measurement.high)
                 object.add("verdict", measurement.verdict.rawValue)
                 return object
-            })
+            }
+            line.add("measurements", array: record.measurements.map(measurementLine))
+            if let members = record.members {
+                line.add("members", array: members.map { member in
+                    var object = JSONLine()
+                    object.add("device", member.device)
+                    object.add("verdict", member.verdict.rawValue)
+                    object.add("message", member.message)
+                    object.add("error", member.error)
+                    object.add("measurements", array: member.measurements.map(measurementLine))
+                    return object
+                })
+            }
         case let .cleanupStarted(reason):
             line.add("event", "cleanup_started")
             line.add("reason", reason)
@@ -229,11 +241,34 @@ public final class Runner: Sendable {
             }
             return finish(verdict: .error, message: problem, cleanupCompleted: false)
         }
-        if let problem = await connectDevices() {
+        // Connecting (logins, certificate pins) can take a while on a line with dead BMCs: a stop ends it.
+        enum Preflight: Sendable {
+            case connected(String?)
+            case stopped
+        }
+        let preflight = await withTaskGroup(of: Preflight.self) { group -> Preflight in
+            group.addTask { .connected(await self.connectDevices()) }
+            group.addTask {
+                _ = await self.stop.waitForStop()
+                return .stopped
+            }
+            let first = await group.next() ?? .stopped
+            group.cancelAll()
+            return first
+        }
+        switch preflight {
+        case .connected(nil): break
+        case let .connected(problem?):
             for step in procedure.allSteps {
                 record(skipped(step, because: "not run: \(problem)"))
             }
             return finish(verdict: .error, message: problem, cleanupCompleted: false)
+        case .stopped:
+            let message = "stopped by \(stop.reason?.rawValue ?? "the operator") while connecting, before anything was actuated"
+            for step in procedure.allSteps {
+                record(skipped(step, because: "not run: \(message)"))
+            }
+            return finish(verdict: .aborted, message: message, cleanupCompleted: false)
         }
 
         // Setup and main run in a child task that a stop request cancels.
@@ -699,6 +734,7 @@ public final class Runner: Sendable {
             throw StationError(description: "no device group '\(step.forEach?.group ?? "")'")
         }
         let members = group.members
+        let started = clock.now()
         var results = [MemberRecord?](repeating: nil, count: members.count)
         try await withThrowingTaskGroup(of: (Int, MemberRecord).self) { tasks in
             var next = 0
@@ -714,8 +750,9 @@ public final class Runner: Sendable {
             for _ in 0..<min(each.concurrency, members.count) { start() }
             while let (index, record) = try await tasks.next() {
                 results[index] = record
-                emit(.progress(step, elapsed: Double(results.count { $0 != nil }), total: Double(members.count),
-                               detail: "\(record.device) \(record.verdict)"))
+                let done = results.count { $0 != nil }
+                emit(.progress(step, elapsed: (clock.now() - started).seconds, total: (clock.now() - started).seconds,
+                               detail: "\(done) of \(members.count) \(group.name) done, last \(record.device) \(record.verdict)"))
                 start()
             }
         }
@@ -732,7 +769,7 @@ public final class Runner: Sendable {
             if bad.count > 6 { message += "; and \(bad.count - 6) more" }
         }
         if result.verdict == .error { result.error = message } else { result.message = message }
-        if result.verdict == .aborted { throw CancellationError() }
+        // Stopped part-way: the step is ABORTED, and the record still says what each member did.
         return result
     }
 
@@ -741,7 +778,10 @@ public final class Runner: Sendable {
         do {
             let result = try await execute(step, on: bus)
             record.verdict = result.verdict
-            record.message = result.message
+            // Readings in the message name the member, not the alias: `compute07.power_state = PoweringOn`.
+            let alias = step.forEach.map { "\($0.alias)." } ?? ""
+            record.message = alias.isEmpty ? result.message
+                : result.message?.replacingOccurrences(of: alias, with: "\(member).")
             record.measurements = result.measurements.map { measurement in
                 var renamed = measurement
                 renamed.name = Self.memberName(measurement.name, bus)

@@ -7,11 +7,14 @@ public enum PointTool {
     public static func configuration(rack: String?, station: String?, workspace: Workspace) throws(HarnessError)
         -> RackConfiguration {
         var rackID = rack ?? "gb200-nvl72"
-        if rack == nil, let station {
-            rackID = try ConnectedDevices.loadStation(station, workspace: workspace).rack ?? rackID
+        var counts: [String: Int] = [:]
+        if let station {
+            let loaded = try ConnectedDevices.loadStation(station, workspace: workspace)
+            if rack == nil { rackID = loaded.rack ?? rackID }
+            counts = loaded.groupCounts
         }
         do {
-            return try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures)
+            return try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, counts: counts)
         } catch {
             throw .invalidFiles(error)
         }

@@ -292,6 +292,9 @@ public struct ConnectedDevices: Sendable {
                     connected.redfishClients.append(client)
                     all[name] = RedfishPointDevice(name: name, profile: profile, client: client)
                     connected.endpoints[name] = "Redfish \(endpoint.summary)"
+                    if !endpoint.isHTTPS, endpoint.authentication != .none {
+                        connected.warnings.append("\(name): credentials go in clear text over http:// (\(station.file))")
+                    }
                     if endpoint.trust == .insecure {
                         connected.warnings.append("\(name): certificate verification is OFF (insecure: true in \(station.file)); "
                             + "anyone on the path can pose as this BMC")
@@ -308,10 +311,11 @@ public struct ConnectedDevices: Sendable {
             throw .invalidFiles(error)
         }
         let clock = SimulationClock(timeScale: request.timeScale)
+        let known = manifests.isEmpty ? try FirmwareManifests.load(from: request.workspace.fixtures) : manifests
         let rack: SimulatedRack
         do {
             rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock,
-                                     manifest: manifests[scenario.redfish.release]) { device, retry in
+                                     manifest: known[scenario.redfish.release]) { device, retry in
                 relay?.report(device: device, retry)
             }
         } catch {

@@ -176,8 +176,10 @@ public struct StationConfiguration: Sendable {
             return nil
         }
         guard let components = URLComponents(string: base), ["http", "https"].contains(components.scheme ?? ""),
-              components.host?.isEmpty == false, components.path.isEmpty || components.path == "/" else {
-            reader.error("'\(base)' is not a BMC address: write https://host or https://host:port", at: field("url") ?? node)
+              components.host?.isEmpty == false, components.path.isEmpty || components.path == "/",
+              components.user == nil, components.password == nil, components.query == nil, components.fragment == nil else {
+            reader.error("'\(base)' is not a BMC address: write https://host or https://host:port (no user, password, "
+                + "path or query: credentials come from username_env/password_env or credentials_file)", at: field("url") ?? node)
             return nil
         }
         var endpoint = RedfishEndpoint(name: device, baseURL: base)

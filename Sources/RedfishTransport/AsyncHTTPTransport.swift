@@ -34,6 +34,8 @@ public enum RedfishHTTP {
         configuration.httpVersion = .http1Only
         // BMCs answer few requests at a time; more connections than this only queue on the BMC.
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 4)
+        // A refused port fails at once; the client's own retry policy (on the run's clock) decides what happens next.
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }
 }
@@ -120,8 +122,18 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
             for header in response.headers { headers[header.name.lowercased()] = header.value }
             return RedfishResponse(status: Int(response.status.code), headers: headers, body: Array(buffer: body))
         } catch {
-            throw RedfishTransportFailure(Self.classify(error))
+            throw RedfishTransportFailure(Self.classify(error), neverSent: Self.neverSent(error))
         }
+    }
+
+    /// Errors that happen before a request can have been sent: connecting, resolving, the TLS handshake.
+    static func neverSent(_ error: any Error) -> Bool {
+        if error is NIOConnectionError || error is NIOSSLError || error is BoringSSLError { return true }
+        if let client = error as? HTTPClientError {
+            return client == .connectTimeout || client == .tlsHandshakeTimeout || client == .getConnectionFromPoolTimeout
+        }
+        if let io = error as? IOError { return io.errnoCode == ECONNREFUSED || io.errnoCode == EHOSTUNREACH || io.errnoCode == ENETUNREACH }
+        return false
     }
 
     static func classify(_ error: any Error) -> RedfishError.Kind {
@@ -149,7 +161,8 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
         }
         let text = "\(error)"
         if text.contains("refused") { return .connection("connection refused") }
-        return .connection(text)
+        // Anything else (a body too large, a malformed answer) is not a lost connection: not retried.
+        return .invalidResponse(text)
     }
 }
 

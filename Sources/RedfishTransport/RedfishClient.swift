@@ -25,7 +25,14 @@ public final class RedfishClient: Sendable {
         var token: String?
         /// Where the session lives, to delete it.
         var sessionPath: String?
+        /// The login under way: concurrent requests that need a session wait for this one, so there is one session.
+        var login: Task<Session, any Error>?
         var closed = false
+    }
+
+    struct Session: Sendable {
+        var token: String
+        var path: String?
     }
 
     private let state = Mutex(State())
@@ -68,7 +75,7 @@ public final class RedfishClient: Sendable {
                 }
                 paths.append(id)
             }
-            next = json["Members@odata.nextLink"]?.string
+            next = json["Members@odata.nextLink"]?.string.map(Self.pathOnly)
         }
         return paths
     }
@@ -87,7 +94,7 @@ public final class RedfishClient: Sendable {
     public func perform(action: String, on path: String, parameters: JSONValue) async throws(RedfishError) {
         let resource = try await get(path)
         let key = "#\(action)"
-        guard let target = resource.json["Actions"]?[key]?["target"]?.string else {
+        guard let target = resource.json["Actions"]?[key]?["target"]?.string.map(Self.pathOnly) else {
             throw error(.get, path, .invalidResponse("the resource offers no \(key) action"))
         }
         if let allowed = resource.json["Actions"]?[key]?.object?.first(where: { $0.key.hasSuffix("@Redfish.AllowableValues") }),
@@ -106,8 +113,8 @@ public final class RedfishClient: Sendable {
     /// Logs in if the endpoint uses sessions and has none yet.
     public func open() async throws(RedfishError) {
         try await prepareIfNeeded()
-        guard endpoint.authentication == .session, state.withLock({ $0.token == nil }) else { return }
-        try await login()
+        guard endpoint.authentication == .session else { return }
+        try await session(replacing: nil)
     }
 
     /// Deletes the session, if any. Failures are not errors: the session times out on the BMC anyway.
@@ -116,6 +123,7 @@ public final class RedfishClient: Sendable {
             defer {
                 state.token = nil
                 state.sessionPath = nil
+                state.closed = true
             }
             return (state.token, state.sessionPath)
         }
@@ -126,7 +134,53 @@ public final class RedfishClient: Sendable {
 
     public var hasSession: Bool { state.withLock { $0.token != nil } }
 
-    func login() async throws(RedfishError) {
+
+    /// The session token, logging in if there is none (or if `stale` is the one that just got a 401). Concurrent
+    /// callers share one login, so a BMC sees one session per client.
+    @discardableResult
+    func session(replacing stale: String?) async throws(RedfishError) -> String {
+        enum Next {
+            case ready(String)
+            case wait(Task<Session, any Error>)
+            case closed
+        }
+        let next = state.withLock { state -> Next in
+            if state.closed { return .closed }
+            if let stale, state.token == stale {
+                // Expired on the BMC: it is gone there, so there is nothing to delete.
+                state.token = nil
+                state.sessionPath = nil
+            }
+            if let token = state.token { return .ready(token) }
+            if let login = state.login { return .wait(login) }
+            let login = Task { () async throws -> Session in try await self.login() }
+            state.login = login
+            return .wait(login)
+        }
+        switch next {
+        case let .ready(token): return token
+        case .closed:
+            throw error(.post, Self.sessionsPath, .invalidResponse("the client was closed; it does not log in again"))
+        case let .wait(login):
+            let result = await login.result
+            return try state.withLock { state throws(RedfishError) -> String in
+                if state.login == login { state.login = nil }
+                switch result {
+                case let .success(session):
+                    if state.token == nil, !state.closed {
+                        state.token = session.token
+                        state.sessionPath = session.path
+                    }
+                    return state.token ?? session.token
+                case let .failure(failure):
+                    if let failure = failure as? RedfishError { throw failure }
+                    throw error(.post, Self.sessionsPath, .invalidResponse("\(failure)"))
+                }
+            }
+        }
+    }
+
+    func login() async throws(RedfishError) -> Session {
         guard let credentials = endpoint.credentials else {
             throw error(.post, Self.sessionsPath, .invalidResponse("session login needs credentials; the station names none"))
         }
@@ -138,11 +192,7 @@ public final class RedfishClient: Sendable {
         }
         var location = response.header("location")
         if location == nil, let json = try? JSONValue.parse(response.body) { location = json["@odata.id"]?.string }
-        let sessionPath = location.map(Self.pathOnly)
-        state.withLock {
-            $0.token = token
-            $0.sessionPath = sessionPath
-        }
+        return Session(token: token, path: location.map(Self.pathOnly))
     }
 
     static let sessionsPath = "/redfish/v1/SessionService/Sessions"
@@ -167,19 +217,31 @@ public final class RedfishClient: Sendable {
     }
 
     /// Sends a request with authentication and retries; returns any 2xx answer, throws for everything else.
+    ///
+    /// A lost or timed-out request is sent again only if that is safe: GET, HEAD and DELETE always, a POST or PATCH
+    /// (a reset, a login) only when it certainly never reached the BMC. A 503 was not acted on, so any method is
+    /// retried after it.
     func send(_ method: RedfishMethod, _ path: String, body: [UInt8] = [], headers: [String: String] = [:],
               authenticated: Bool = true) async throws(RedfishError) -> RedfishResponse {
+        // Paths come from the station's profile and from the BMC (targets, links): only a path on this BMC is
+        // followed, so a hostile answer cannot send the session token or Basic credentials to another host.
+        guard path.hasPrefix("/"), !path.hasPrefix("//"), !path.contains("\\"),
+              !path.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }) else {
+            throw error(method, String(path.prefix(200)), .invalidResponse("not a path on this BMC; refusing to follow it"))
+        }
         try await prepareIfNeeded()
+        let idempotent = method == .get || method == .head || method == .delete
         var reauthenticated = false
         var attempt = 0
         while true {
-            if authenticated, endpoint.authentication == .session, state.withLock({ $0.token == nil }) {
-                try await login()
+            var token: String?
+            if authenticated, endpoint.authentication == .session {
+                token = try await session(replacing: nil)
             }
             var request = RedfishRequest(method: method, path: path, headers: headers, body: body)
             request.headers["accept"] = "application/json"
             request.headers["odata-version"] = "4.0"
-            if authenticated { authenticate(&request) }
+            if authenticated { authenticate(&request, token: token) }
             let outcome: Result<RedfishResponse, RedfishTransportFailure>
             do {
                 outcome = .success(try await transport.send(request, timeout: endpoint.timeout))
@@ -188,19 +250,18 @@ public final class RedfishClient: Sendable {
             }
             switch outcome {
             case let .failure(failure):
-                guard failure.isRetryable, attempt < endpoint.retry.retries else { throw error(method, path, failure.kind) }
+                guard failure.isRetryable, idempotent || failure.neverSent, attempt < endpoint.retry.retries else {
+                    throw error(method, path, failure.kind)
+                }
                 attempt += 1
                 try await wait(backoff(attempt), attempt: attempt, reason: error(method, path, failure.kind))
             case let .success(response):
                 if (200..<300).contains(response.status) { return response }
                 let problem = error(method, path, .status(response.status), message: RedfishError.extendedMessage(in: response.body))
                 if response.status == 401, authenticated, endpoint.authentication == .session, !reauthenticated {
-                    // The session expired or the BMC restarted: log in again, once.
+                    // The session expired or the BMC restarted: log in again, once (one login for all requests).
                     reauthenticated = true
-                    state.withLock {
-                        $0.token = nil
-                        $0.sessionPath = nil
-                    }
+                    try await session(replacing: token)
                     continue
                 }
                 guard response.status == 503, attempt < endpoint.retry.retries else { throw problem }
@@ -218,7 +279,7 @@ public final class RedfishClient: Sendable {
         }
     }
 
-    func authenticate(_ request: inout RedfishRequest) {
+    func authenticate(_ request: inout RedfishRequest, token: String?) {
         switch endpoint.authentication {
         case .none: break
         case .basic:
@@ -227,7 +288,7 @@ public final class RedfishClient: Sendable {
                 request.headers["authorization"] = "Basic \(pair)"
             }
         case .session:
-            if let token = state.withLock({ $0.token }) { request.headers["x-auth-token"] = token }
+            if let token { request.headers["x-auth-token"] = token }
         }
     }
 

@@ -17,9 +17,16 @@ extension RedfishHTTPTransport {
 /// Why a request got no HTTP answer at all.
 public struct RedfishTransportFailure: Error, Sendable {
     public var kind: RedfishError.Kind
+    /// The request certainly never reached the BMC (refused, no route, TLS handshake failed): safe to send again
+    /// even when it is not idempotent (a reset, a login, a PATCH).
+    public var neverSent: Bool
 
-    public init(_ kind: RedfishError.Kind) { self.kind = kind }
+    public init(_ kind: RedfishError.Kind, neverSent: Bool = false) {
+        self.kind = kind
+        self.neverSent = neverSent
+    }
 
+    /// Worth another try: the BMC did not answer. Whether it may be sent again also depends on the method.
     public var isRetryable: Bool {
         switch kind {
         case .connection, .timeout: true
@@ -41,7 +48,7 @@ public struct InMemoryRedfishTransport: RedfishHTTPTransport {
     public func send(_ request: RedfishRequest, timeout: Duration) async throws(RedfishTransportFailure) -> RedfishResponse {
         if Task.isCancelled { throw RedfishTransportFailure(.cancelled) }
         guard let response = await service.respond(to: request) else {
-            throw RedfishTransportFailure(.connection("connection refused"))
+            throw RedfishTransportFailure(.connection("connection refused"), neverSent: true)
         }
         if Task.isCancelled { throw RedfishTransportFailure(.cancelled) }
         return response

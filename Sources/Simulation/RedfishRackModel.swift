@@ -114,7 +114,9 @@ public final class RedfishRackModel: Sendable {
         for fault in settings.faults {
             switch fault {
             case let .gpuMissing(device, gpu):
-                if let index = trays.firstIndex(where: { $0.name == device }) { trays[index].processors[gpu - 1].present = false }
+                if let index = trays.firstIndex(where: { $0.name == device }), trays[index].processors.indices.contains(gpu - 1) {
+                    trays[index].processors[gpu - 1].present = false
+                }
             case let .stuckPoweringOn(device):
                 if let index = trays.firstIndex(where: { $0.name == device }) { trays[index].stuck = true }
             case let .supplyFailure(shelf, supply, at):

@@ -25,11 +25,12 @@ enum Redfish {
     }
 
     static func namespaces(of resources: [String: JSONValue]) -> [String] {
-        Set(resources.values.compactMap { $0["@odata.type"]?.string }.map { type in
+        Set(resources.values.compactMap { $0["@odata.type"]?.string }.compactMap { type -> String? in
             let trimmed = type.hasPrefix("#") ? String(type.dropFirst()) : type
             // `ComputerSystem.v1_27_0.ComputerSystem` → `ComputerSystem.v1_27_0`; collections have no version.
             let parts = trimmed.split(separator: ".")
-            return parts.count >= 3 ? parts.dropLast().joined(separator: ".") : String(parts[0])
+            guard let first = parts.first else { return nil }
+            return parts.count >= 3 ? parts.dropLast().joined(separator: ".") : String(first)
         }).sorted()
     }
 

@@ -378,6 +378,20 @@ public struct SimulatedRack: Sendable {
         self.psus = psus
         self.shelf = shelf
         self.scenario = scenario
+        // A fault on a device the rack does not have would silently do nothing: refuse it.
+        for fault in scenario.redfish.faults {
+            guard let device = fault.device else { continue }
+            guard let instance = configuration.rack.devices.first(where: { $0.name == device }),
+                  configuration.profiles[instance.model]?.transport == .redfish else {
+                throw UnsupportedDevice(device: device, kind: "",
+                                        reason: "scenario '\(scenario.name)' has a Redfish fault for '\(device)', which is not a "
+                                            + "Redfish device of rack '\(configuration.rack.id)'")
+            }
+            if case .gpuMissing = fault, configuration.profiles[instance.model]?.kind != "compute-tray" {
+                throw UnsupportedDevice(device: device, kind: configuration.profiles[instance.model]?.kind ?? "",
+                                        reason: "gpu-missing applies to compute trays only")
+            }
+        }
         var redfishSettings = scenario.redfish
         if redfishSettings.powerShelves == nil {
             redfishSettings.powerShelves = configuration.rack.group(named: "power_shelves")?.count
