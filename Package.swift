@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ModbusTransport", targets: ["ModbusTransport"]),
         .library(name: "RedfishTransport", targets: ["RedfishTransport"]),
         .library(name: "RedfishServer", targets: ["RedfishServer"]),
+        .library(name: "Reports", targets: ["Reports"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates", from: "1.10.0"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         // Procedures, units, expressions, profiles, point codec, device protocols, clock, runner, journal and record.
@@ -85,6 +87,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Report bundles: junit.xml, ocp.jsonl, report.html, verify.sh, a DSSE/in-toto attestation signed with Ed25519;
+        // keys, keyrings, verification, approval, and the archive (SQLite through GRDB).
+        .target(
+            name: "Reports",
+            dependencies: [
+                "AcceptanceCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         // The simulated rack: CDU physics, scenarios, in-memory Modbus devices.
         .target(
             name: "Simulation",
@@ -93,17 +106,18 @@ let package = Package(
         // Wiring a run together: locating files, station/simulated devices, console, prompts, signals.
         .target(
             name: "Harness",
-            dependencies: ["AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer",
-                           .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer", "Reports",
+                           .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
             name: "acceptance",
-            dependencies: ["Harness", "AcceptanceCore", "RedfishServer",
+            dependencies: ["Harness", "AcceptanceCore", "RedfishServer", "Reports",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "acceptance-bench",
-            dependencies: ["Harness", "AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer"]
+            dependencies: ["Harness", "AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer",
+                           "Reports"]
         ),
         .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore"]),
@@ -111,6 +125,7 @@ let package = Package(
                     exclude: ["Peers"]),
         .testTarget(name: "RedfishTests", dependencies: ["RedfishTransport", "RedfishServer", "Simulation", "Harness", "AcceptanceCore"],
                     exclude: ["Peers"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Harness", "AcceptanceCore"], exclude: ["Peers"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore"]),
         // Runs the built `acceptance` binary as a technician would: exit codes, signals, kill -9.
         .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance"]),

@@ -51,6 +51,9 @@ public struct MeasurementRecord: Sendable, Codable, Hashable {
     /// `low <= value <= high`, as written, for people.
     public var limits: String?
     public var verdict: Verdict
+    /// For a statistic of a sampled series: which point, and which statistic (`cdu.loop_pressure`, `drop`).
+    public var of: String?
+    public var statistic: String?
 
     public init(name: String, value: Double?, text: String? = nil, unit: String?, low: Double? = nil,
                 high: Double? = nil, limits: String? = nil, verdict: Verdict) {
@@ -197,9 +200,29 @@ public struct RunRecord: Sendable, Codable {
     public var endpoints: [String: String]?
     /// Station settings an auditor must see: certificate verification switched off, an unsigned station.
     public var warnings: [String]?
+    /// The harness that ran: its version and the SHA-256 of its executable.
+    public var harness: HarnessInfo?
+    /// Serial numbers the procedure read (`compute11.gpu3_serial`), and firmware versions (`compute07.bios_version`).
+    public var parts: [String: String]?
+    public var firmware: [String: String]?
+
+    public struct HarnessInfo: Sendable, Codable, Hashable {
+        public var version: String
+        public var binarySHA256: String?
+
+        public init(version: String, binarySHA256: String?) {
+            self.version = version
+            self.binarySHA256 = binarySHA256
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case version
+            case binarySHA256 = "binary_sha256"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case endpoints, warnings
+        case endpoints, warnings, harness, parts, firmware
         case schema
         case runID = "run_id"
         case procedure, parameters
@@ -216,6 +239,15 @@ public struct RunRecord: Sendable, Codable {
 /// UTC timestamps with milliseconds, `2026-11-25T01:02:03.456Z`, formatted without Foundation's slow formatters
 /// (the journal stamps every event).
 public enum Timestamp {
+    /// Parses what `string` writes (and RFC 3339 UTC with or without fractional seconds); nil otherwise.
+    public static func date(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)
+    }
+
     public static func string(_ date: Date) -> String {
         let interval = date.timeIntervalSince1970
         var seconds = time_t(interval.rounded(.down))

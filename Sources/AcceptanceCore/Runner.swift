@@ -22,6 +22,8 @@ public struct RunSettings: Sendable {
     public var warnings: [String] = []
     /// How each device is reached, for the record (no credentials).
     public var endpoints: [String: String] = [:]
+    /// The harness's version and executable digest, for the record.
+    public var harness: RunRecord.HarnessInfo?
 
     public init(runID: String, procedure: Procedure, parameters: [String: Quantity], inputs: [String: String] = [:],
                 station: String, operatorName: String? = nil, scenario: String? = nil) {
@@ -101,6 +103,7 @@ public final class Runner: Sendable {
         var withTransport = record
         if !settings.endpoints.isEmpty { withTransport.endpoints = settings.endpoints }
         if !settings.warnings.isEmpty { withTransport.warnings = settings.warnings }
+        withTransport.harness = settings.harness
         state = Mutex(State(record: withTransport, environment: environment))
     }
 
@@ -507,6 +510,9 @@ public final class Runner: Sendable {
                 return nil
             }
             if let serial = state.record.inputs["rack_serial"] { state.record.rackSerial = serial }
+            let (parts, firmware) = Self.partsAndFirmware(state.record.steps)
+            state.record.parts = parts.isEmpty ? nil : parts
+            state.record.firmware = firmware.isEmpty ? nil : firmware
             return state.record
         }
         if let failure = state.withLock({ $0.journalFailure }) {
@@ -528,6 +534,23 @@ public final class Runner: Sendable {
             do { try journal.sync() } catch { observer.handle(.notice("could not flush the journal: \(error)")) }
         }
         return record
+    }
+
+    /// Serial numbers (points named `serial`, `serial_number` or `*_serial`) and firmware versions (`*_version`)
+    /// read anywhere in the run, by `device.point`.
+    static func partsAndFirmware(_ steps: [StepRecord]) -> (parts: [String: String], firmware: [String: String]) {
+        var parts: [String: String] = [:], firmware: [String: String] = [:]
+        let readings = steps.flatMap(\.measurements) + steps.flatMap { ($0.members ?? []).flatMap(\.measurements) }
+        for measurement in readings {
+            guard let text = measurement.text, let dot = measurement.name.firstIndex(of: ".") else { continue }
+            let point = measurement.name[measurement.name.index(after: dot)...]
+            if point == "serial" || point == "serial_number" || point.hasSuffix("_serial") {
+                parts[measurement.name] = text
+            } else if point.hasSuffix("_version") {
+                firmware[measurement.name] = text
+            }
+        }
+        return (parts, firmware)
     }
 
     // MARK: Steps
@@ -1027,7 +1050,10 @@ public final class Runner: Sendable {
             let judged = try judge(name: measurement.name, value, unit: measurement.unit, limits: measurement.limits,
                                    isInterval: isInterval, values: environment)
             verdict = Verdict.worst(verdict, judged.verdict)
-            results.append(judged)
+            var recorded = judged
+            recorded.of = measurement.point
+            recorded.statistic = measurement.statistic.rawValue
+            results.append(recorded)
         }
         return StepResult(verdict: verdict, measurements: results,
                           message: "\(times.count) samples over \(Quantity.format(length.seconds)) s",

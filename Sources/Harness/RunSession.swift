@@ -3,8 +3,20 @@ import Foundation
 import AsyncHTTPClient
 import ModbusTransport
 import RedfishServer
+import Crypto
 import RedfishTransport
+import Reports
 import Simulation
+
+/// This harness's version, written into every record and bundle.
+public enum HarnessVersion {
+    public static let current = "0.5.0"
+
+    /// SHA-256 of the running executable, so a record names exactly the build that produced it.
+    public static let binarySHA256: String? = {
+        try? ReportBundle.sha256(file: "/proc/self/exe")
+    }()
+}
 
 /// How the runner reaches the built-in simulated rack.
 public enum SimulatorTransport: String, Sendable, CaseIterable {
@@ -31,6 +43,8 @@ public struct RunRequest: Sendable {
     /// A station file (or the name of one in `Fixtures/stations`): real devices instead of the simulated rack.
     public var station: String?
     public var simulatorTransport = SimulatorTransport.memory
+    /// The Ed25519 private key that signs the bundle (a station's `signing_key` otherwise).
+    public var signingKey: String?
 
     public init(procedure: String, workspace: Workspace) {
         self.procedure = procedure
@@ -53,6 +67,9 @@ public struct PreparedRun: Sendable {
     public let endpoints: [String: String]
     let devices: ConnectedDevices
     let relay: RetryRelay
+    /// What signs the bundle, if anything; and the files its attestation names by digest.
+    let signingKeyPath: String?
+    let bundleInputs: BundleInputs
 
     /// Loads the procedure, profiles and scenario or station, resolves parameters, connects nothing yet, and opens
     /// the run folder.
@@ -73,6 +90,23 @@ public struct PreparedRun: Sendable {
             throw .parameter(error)
         }
         let manifests = try FirmwareManifests.load(from: request.workspace.fixtures)
+        // The signing key is checked before anything runs: a key readable by others is refused, not used.
+        var keyPath = request.signingKey
+        var configurationFile: String?
+        if let station = request.station {
+            let loaded = try ConnectedDevices.loadStation(station, workspace: request.workspace)
+            keyPath = keyPath ?? loaded.signingKey
+            configurationFile = loaded.file
+        } else {
+            configurationFile = "\(request.workspace.scenarios)/\(request.scenario).yaml"
+        }
+        if let keyPath {
+            do {
+                _ = try SigningKeys.loadPrivate(keyPath)
+            } catch {
+                throw .unsupported("signing key: \(error)")
+            }
+        }
         let known = Set(procedure.inputs.map(\.name))
         for name in request.inputs.keys where !known.contains(name) && name != "rack_serial" {
             throw .input("procedure '\(procedure.id)' asks for no input '\(name)'"
@@ -117,10 +151,18 @@ public struct PreparedRun: Sendable {
         }
         let used = devices.endpoints.filter { needed.contains($0.key) }
         settings.endpoints = used
+        settings.harness = RunRecord.HarnessInfo(version: HarnessVersion.current, binarySHA256: HarnessVersion.binarySHA256)
+        if keyPath == nil {
+            settings.warnings.append("UNSIGNED: no signing key (station signing_key or --signing-key); the report bundle "
+                + "will carry no signature and cannot be verified or archived")
+        }
         return PreparedRun(settings: settings, configuration: configuration, bus: devices.bus, rack: devices.rack,
                            clock: devices.clock, folder: folder,
                            warnings: checked.diagnostics.filter { $0.severity == .warning },
-                           endpoints: used, devices: devices, relay: relay)
+                           endpoints: used, devices: devices, relay: relay, signingKeyPath: keyPath,
+                           bundleInputs: BundleInputs(procedureFile: path, configurationFile: configurationFile,
+                                                      harnessVersion: HarnessVersion.current,
+                                                      harnessBinarySHA256: HarnessVersion.binarySHA256))
     }
 
     /// Transport warnings the operator must see before the run (certificate verification off).
@@ -129,7 +171,39 @@ public struct PreparedRun: Sendable {
     /// Whether the devices are the built-in simulator.
     public var isSimulated: Bool { rack != nil }
 
-    /// Runs to the end. Cleanup always runs; the record is written to the run folder.
+    /// What became of the run's report bundle.
+    public enum BundleOutcome: Sendable {
+        case signed(folder: String, keyID: String)
+        case unsigned(folder: String)
+        case failed(String)
+    }
+
+    /// Runs to the end, then turns the run folder into a report bundle (signed if there is a key).
+    public func runAndBundle(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async
+        -> (RunRecord, BundleOutcome?) {
+        let record = await run(console: console, observer: observer, stop: stop)
+        guard let folder else { return (record, nil) }
+        var signer: BundleSigner?
+        if let signingKeyPath {
+            do {
+                let key = try SigningKeys.loadPrivate(signingKeyPath)
+                signer = BundleSigner(key: key, identity: "station \(record.station)"
+                    + (record.operator.map { ", operator \($0)" } ?? ""))
+            } catch {
+                return (record, .failed("signing key: \(error)"))
+            }
+        }
+        do {
+            try ReportBundle.make(folder: folder.path, record: record, inputs: bundleInputs, signer: signer)
+        } catch {
+            return (record, .failed(error.description))
+        }
+        if let signer { return (record, .signed(folder: folder.path, keyID: SigningKeys.keyID(signer.key.publicKey))) }
+        return (record, .unsigned(folder: folder.path))
+    }
+
+    /// Runs to the end. Cleanup always runs; the record is written to the run folder. (No bundle: see
+    /// `runAndBundle`.)
     public func run(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async -> RunRecord {
         let hands = rack.map { SimulatedTechnician(rack: $0.redfish, next: observer) }
         let runner = Runner(settings: settings, bus: bus, clock: clock, console: console, observer: hands ?? observer,

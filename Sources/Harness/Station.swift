@@ -35,6 +35,10 @@ public struct StationConfiguration: Sendable {
     public var redfish: [String: RedfishBinding] = [:]
     /// Group sizes of the rack this station tests (`power_shelves: 6`).
     public var groupCounts: [String: Int] = [:]
+    /// The station's Ed25519 private key (PKCS#8 PEM, mode 0600) that signs every bundle it produces.
+    public var signingKey: String?
+    /// Where `acceptance archive` keeps bundles by default.
+    public var archive: String?
     public var file: String
 
     static let modbusKeys = ["tcp", "rtu", "baud", "parity", "data_bits", "stop_bits", "rs485", "unit",
@@ -47,11 +51,13 @@ public struct StationConfiguration: Sendable {
         var station = StationConfiguration(id: "", description: "", operatorName: nil, rack: nil, devices: [:], file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "station") {
             reader.rejectUnknownKeys(entries, allowed: ["station", "description", "operator", "rack", "devices", "groups",
-                                                        "settings"],
+                                                        "settings", "signing_key", "archive"],
                                      in: "station")
             for (key, _, value) in entries {
                 switch key {
                 case "station": station.id = reader.scalar(value, "station") ?? ""
+                case "signing_key": station.signingKey = reader.scalar(value, "signing_key").map { relative($0, to: path) }
+                case "archive": station.archive = reader.scalar(value, "archive").map { relative($0, to: path) }
                 case "description": station.description = reader.scalar(value, "description") ?? ""
                 case "operator": station.operatorName = reader.scalar(value, "operator")
                 case "rack": station.rack = reader.scalar(value, "rack")
@@ -338,4 +344,9 @@ enum FirmwareManifests {
         }
         return manifests
     }
+}
+
+/// A path from a station file, relative to the file's folder unless absolute.
+func relative(_ path: String, to file: String) -> String {
+    path.hasPrefix("/") ? path : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
 }

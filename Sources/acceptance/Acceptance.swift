@@ -1,4 +1,5 @@
 import ArgumentParser
+import Harness
 
 @main
 struct Acceptance: AsyncParsableCommand {
@@ -9,9 +10,10 @@ struct Acceptance: AsyncParsableCommand {
             Run exit codes: 0 PASS, 1 FAIL (the rack failed a limit), 2 ERROR (the station could not test), \
             3 ABORTED (stopped by the operator). Command-line mistakes exit 64 with usage.
             """,
-        version: "0.1.0",
+        version: HarnessVersion.current,
         subcommands: [RunCommand.self, ValidateCommand.self, ListCommand.self, SimulateCommand.self, PointsCommand.self,
-                      ReadCommand.self, WriteCommand.self]
+                      ReadCommand.self, WriteCommand.self, KeysCommand.self, VerifyCommand.self, ApproveCommand.self,
+                      ArchiveCommand.self]
     )
 }
 

@@ -36,6 +36,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Confirm every prompt automatically (the record says so).")
     var yes = false
 
+    @Option(help: "Ed25519 private key (PKCS#8 PEM, mode 0600) that signs the report bundle (default: the station's).")
+    var signingKey: String?
+
     @OptionGroup var devices: DeviceOptions
 
     @Option(help: "Pace simulated time at this many simulated seconds per wall second (default: as fast as possible).")
@@ -71,6 +74,7 @@ struct RunCommand: AsyncParsableCommand {
         request.operatorName = operatorName ?? ProcessInfo.processInfo.environment["USER"]
         request.timeScale = timeScale
         request.reportsDirectory = reportDir
+        request.signingKey = signingKey
 
         let prepared: PreparedRun
         do {
@@ -98,7 +102,19 @@ struct RunCommand: AsyncParsableCommand {
             style: style, clock: prepared.clock,
             header: .init(scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: request.timeScale,
                           folder: prepared.folder?.path, endpoints: prepared.endpoints))
-        let record = await prepared.run(console: console, observer: reporter, stop: stop)
+        let (record, bundle) = await prepared.runAndBundle(console: console, observer: reporter, stop: stop)
+        switch bundle {
+        case let .signed(folder, keyID)?:
+            ConsoleOutput.standardOutput.write("  Report bundle signed (keyid \(keyID.prefix(16))…): \(folder)\n"
+                + "  Check it: acceptance verify \(folder) --keyring KEYRING   or   sh verify.sh STATION.pub.pem\n")
+        case let .unsigned(folder)?:
+            ConsoleOutput.standardOutput.write(style.paint("  UNSIGNED report bundle: this station has no signing key. Nothing "
+                + "proves who produced \(folder); it cannot be archived.", "1;31") + "\n")
+        case let .failed(reason)?:
+            ConsoleOutput.standardError.write(style.paint("  report bundle NOT written: \(reason)", "1;31") + "\n")
+        case nil:
+            break
+        }
         withExtendedLifetime(trap) {}
         throw ExitCode(record.verdict.exitCode)
     }

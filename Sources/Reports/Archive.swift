@@ -1,0 +1,248 @@
+import AcceptanceCore
+import Crypto
+import Foundation
+import GRDB
+
+/// Where QA keeps signed bundles: files stored by content hash under `objects/`, and an SQLite index (through GRDB)
+/// of runs by rack, procedure, verdict and date. The tool only ever adds: nothing stored is overwritten or deleted.
+public final class ReportArchive: Sendable {
+    public let directory: String
+    let database: DatabaseQueue
+
+    public struct Run: Sendable, Hashable {
+        public var runID: String
+        public var attestationSHA256: String
+        public var rackSerial: String?
+        public var procedure: String
+        public var procedureVersion: String
+        public var verdict: String
+        public var station: String
+        public var started: String
+        public var signer: String?
+        public var approved: Bool
+        public var addedAt: String
+    }
+
+    public struct Filter: Sendable {
+        public var rack: String?
+        public var procedure: String?
+        public var verdict: String?
+        public var since: Date?
+
+        public init(rack: String? = nil, procedure: String? = nil, verdict: String? = nil, since: Date? = nil) {
+            self.rack = rack
+            self.procedure = procedure
+            self.verdict = verdict
+            self.since = since
+        }
+    }
+
+    public struct ArchiveError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(directory: String) throws(ArchiveError) {
+        self.directory = directory
+        do {
+            try FileManager.default.createDirectory(atPath: "\(directory)/objects", withIntermediateDirectories: true)
+            database = try DatabaseQueue(path: "\(directory)/index.sqlite")
+            var migrator = DatabaseMigrator()
+            migrator.registerMigration("v1") { db in
+                try db.create(table: "run") { table in
+                    table.column("attestation_sha256", .text).primaryKey()
+                    table.column("run_id", .text).notNull().indexed()
+                    table.column("rack_serial", .text).indexed()
+                    table.column("procedure", .text).notNull().indexed()
+                    table.column("procedure_version", .text).notNull()
+                    table.column("verdict", .text).notNull()
+                    table.column("station", .text).notNull()
+                    table.column("started", .text).notNull()
+                    table.column("signer", .text)
+                    table.column("added_at", .text).notNull()
+                }
+                try db.create(table: "file") { table in
+                    table.column("attestation_sha256", .text).notNull().references("run")
+                    table.column("name", .text).notNull()
+                    table.column("sha256", .text).notNull()
+                    table.column("size", .integer).notNull()
+                    table.primaryKey(["attestation_sha256", "name"])
+                }
+            }
+            try migrator.migrate(database)
+        } catch {
+            throw ArchiveError(description: "cannot open the archive at \(directory): \(error)")
+        }
+    }
+
+    public enum AddOutcome: Sendable {
+        case added(Run)
+        case alreadyArchived(Run, newFiles: [String])
+    }
+
+    /// Verifies a bundle and stores it. A bundle that does not verify is refused with the verifier's findings.
+    public func add(bundle folder: String, keyring: Keyring) throws(ArchiveError) -> AddOutcome {
+        let verification = BundleVerifier.verify(folder: folder, keyring: keyring)
+        guard verification.verified else {
+            throw ArchiveError(description: "refused \(folder): it does not verify: " + verification.failures.joined(separator: "; "))
+        }
+        let attestation: String
+        var files: [(name: String, sha256: String, size: Int)] = []
+        do {
+            attestation = try ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")
+            var names = try ReportBundle.subjectFiles(in: folder) + [ReportBundle.attestationFile]
+            if FileManager.default.fileExists(atPath: "\(folder)/\(ReportBundle.approvalFile)") {
+                names.append(ReportBundle.approvalFile)
+            }
+            for name in names {
+                let path = "\(folder)/\(name)"
+                let digest = try ReportBundle.sha256(file: path)
+                let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                files.append((name, digest, size))
+            }
+        } catch {
+            throw ArchiveError(description: error.description)
+        }
+        for file in files { try store("\(folder)/\(file.name)", sha256: file.sha256) }
+        guard let data = FileManager.default.contents(atPath: "\(folder)/record.json"),
+              let record = try? JSONDecoder().decode(RunRecord.self, from: data) else {
+            throw ArchiveError(description: "\(folder)/record.json is missing or not a run record")
+        }
+        let envelope = try? DSSEEnvelope.parse([UInt8](FileManager.default.contents(atPath: "\(folder)/\(ReportBundle.attestationFile)") ?? Data()),
+                                               file: ReportBundle.attestationFile)
+        let signer = envelope?.signatures.first.flatMap { keyring.entry(keyID: $0.keyID)?.name }
+        let run = Run(runID: record.runID, attestationSHA256: attestation, rackSerial: record.rackSerial,
+                      procedure: record.procedure.id, procedureVersion: record.procedure.version, verdict: record.verdict.rawValue,
+                      station: record.station, started: record.started, signer: signer,
+                      approved: files.contains { $0.name == ReportBundle.approvalFile }, addedAt: Timestamp.string(Date()))
+        do {
+            return try database.write { db -> AddOutcome in
+                let existing = try Row.fetchOne(db, sql: "SELECT 1 FROM run WHERE attestation_sha256 = ?", arguments: [attestation])
+                if existing == nil {
+                    try db.execute(sql: """
+                        INSERT INTO run (attestation_sha256, run_id, rack_serial, procedure, procedure_version, verdict, station,
+                                         started, signer, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, arguments: [attestation, run.runID, run.rackSerial, run.procedure, run.procedureVersion, run.verdict,
+                                         run.station, run.started, run.signer, run.addedAt])
+                }
+                var newFiles: [String] = []
+                for file in files {
+                    let known = try Row.fetchOne(db, sql: "SELECT sha256 FROM file WHERE attestation_sha256 = ? AND name = ?",
+                                                 arguments: [attestation, file.name])
+                    if known == nil {
+                        try db.execute(sql: "INSERT INTO file (attestation_sha256, name, sha256, size) VALUES (?, ?, ?, ?)",
+                                       arguments: [attestation, file.name, file.sha256, file.size])
+                        newFiles.append(file.name)
+                    }
+                }
+                return existing == nil ? .added(run) : .alreadyArchived(run, newFiles: newFiles)
+            }
+        } catch {
+            throw ArchiveError(description: "cannot index \(folder): \(error)")
+        }
+    }
+
+    /// Copies a file into `objects/` under its SHA-256, unless it is there already. Never overwrites.
+    func store(_ path: String, sha256: String) throws(ArchiveError) {
+        let directory = "\(self.directory)/objects/\(sha256.prefix(2))"
+        let target = "\(directory)/\(sha256)"
+        if FileManager.default.fileExists(atPath: target) { return }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let temporary = "\(directory)/.incoming-\(UUID().uuidString)"
+            try FileManager.default.copyItem(atPath: path, toPath: temporary)
+            // link(2) fails if the target exists: a concurrent add of the same content keeps the first copy.
+            if link(temporary, target) != 0, errno != EEXIST {
+                let reason = String(cString: strerror(errno))
+                try? FileManager.default.removeItem(atPath: temporary)
+                throw ArchiveError(description: "cannot store \(path): \(reason)")
+            }
+            try? FileManager.default.removeItem(atPath: temporary)
+            try? FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: target)
+        } catch let error as ArchiveError {
+            throw error
+        } catch {
+            throw ArchiveError(description: "cannot store \(path): \(error.localizedDescription)")
+        }
+    }
+
+    public func list(_ filter: Filter) throws(ArchiveError) -> [Run] {
+        var conditions: [String] = []
+        var arguments: [(any DatabaseValueConvertible)?] = []
+        if let rack = filter.rack { conditions.append("rack_serial = ?"); arguments.append(rack) }
+        if let procedure = filter.procedure { conditions.append("procedure = ?"); arguments.append(procedure) }
+        if let verdict = filter.verdict { conditions.append("verdict = ?"); arguments.append(verdict.uppercased()) }
+        if let since = filter.since { conditions.append("started >= ?"); arguments.append(Timestamp.string(since)) }
+        let sql = "SELECT r.*, EXISTS(SELECT 1 FROM file f WHERE f.attestation_sha256 = r.attestation_sha256 AND f.name = ?) "
+            + "AS approved FROM run r" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY started, run_id"
+        do {
+            return try database.read { db in
+                try Row.fetchAll(db, sql: sql, arguments: StatementArguments([ReportBundle.approvalFile] + arguments))
+                    .map(Self.run)
+            }
+        } catch {
+            throw ArchiveError(description: "cannot read the archive index: \(error)")
+        }
+    }
+
+    static func run(_ row: Row) -> Run {
+        Run(runID: row["run_id"], attestationSHA256: row["attestation_sha256"], rackSerial: row["rack_serial"],
+            procedure: row["procedure"], procedureVersion: row["procedure_version"], verdict: row["verdict"],
+            station: row["station"], started: row["started"], signer: row["signer"], approved: row["approved"] ?? false,
+            addedAt: row["added_at"])
+    }
+
+    /// A run by its id or by a prefix of its attestation digest (at least 8 hex digits); with its files.
+    public func find(_ reference: String) throws(ArchiveError) -> (Run, [(name: String, sha256: String, size: Int)]) {
+        do {
+            return try database.read { db in
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT r.*, EXISTS(SELECT 1 FROM file f WHERE f.attestation_sha256 = r.attestation_sha256 AND f.name = ?) AS approved
+                    FROM run r WHERE run_id = ? OR (length(?) >= 8 AND attestation_sha256 LIKE ? || '%')
+                    """, arguments: [ReportBundle.approvalFile, reference, reference, reference])
+                guard let row = rows.first else { throw ArchiveError(description: "no archived run '\(reference)'") }
+                guard rows.count == 1 else {
+                    throw ArchiveError(description: "'\(reference)' matches \(rows.count) bundles; give an attestation digest prefix: "
+                        + rows.map { String(($0["attestation_sha256"] as String).prefix(12)) }.joined(separator: ", "))
+                }
+                let run = Self.run(row)
+                let files = try Row.fetchAll(db, sql: "SELECT name, sha256, size FROM file WHERE attestation_sha256 = ? ORDER BY name",
+                                             arguments: [run.attestationSHA256])
+                    .map { (name: $0["name"] as String, sha256: $0["sha256"] as String, size: $0["size"] as Int) }
+                return (run, files)
+            }
+        } catch let error as ArchiveError {
+            throw error
+        } catch {
+            throw ArchiveError(description: "cannot read the archive index: \(error)")
+        }
+    }
+
+    /// Writes a run's bundle into a new (or empty) folder, checking every file's digest on the way out.
+    public func export(_ reference: String, to folder: String) throws(ArchiveError) -> Run {
+        let (run, files) = try find(reference)
+        if let existing = try? FileManager.default.contentsOfDirectory(atPath: folder), !existing.isEmpty {
+            throw ArchiveError(description: "\(folder) is not empty; export writes into a new or empty folder only")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for file in files {
+                let source = "\(directory)/objects/\(file.sha256.prefix(2))/\(file.sha256)"
+                let target = "\(folder)/\(file.name)"
+                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
+                                                        withIntermediateDirectories: true)
+                try FileManager.default.copyItem(atPath: source, toPath: target)
+                try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: target)
+                let digest = try ReportBundle.sha256(file: target)
+                guard digest == file.sha256 else {
+                    throw ArchiveError(description: "the archived copy of \(file.name) is damaged (sha256 \(digest), indexed \(file.sha256))")
+                }
+            }
+        } catch let error as ArchiveError {
+            throw error
+        } catch {
+            throw ArchiveError(description: "cannot export to \(folder): \(error.localizedDescription)")
+        }
+        return run
+    }
+}

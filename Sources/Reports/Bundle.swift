@@ -1,0 +1,204 @@
+import AcceptanceCore
+import Crypto
+import Foundation
+
+/// Who signs a bundle, and what the signature means.
+public struct BundleSigner {
+    public var key: Curve25519.Signing.PrivateKey
+    /// The station (or person) signing: `line-1-bay-4 (operator J. Smith)`.
+    public var identity: String
+    public var meaning: String
+
+    public static let stationMeaning = "The test station attests that these files are exactly the records it produced for "
+        + "this run, unaltered; it does not attest that the rack is fit for use beyond the verdict they state."
+
+    public init(key: Curve25519.Signing.PrivateKey, identity: String, meaning: String = BundleSigner.stationMeaning) {
+        self.key = key
+        self.identity = identity
+        self.meaning = meaning
+    }
+}
+
+/// Files a bundle's attestation points at besides its own: the procedure and the station or scenario, by digest.
+public struct BundleInputs: Sendable {
+    public var procedureFile: String
+    /// The station configuration, or the simulation scenario.
+    public var configurationFile: String?
+    /// `acceptance 0.4.0`, and the SHA-256 of the executable that ran.
+    public var harnessVersion: String
+    public var harnessBinarySHA256: String?
+
+    public init(procedureFile: String, configurationFile: String?, harnessVersion: String, harnessBinarySHA256: String?) {
+        self.procedureFile = procedureFile
+        self.configurationFile = configurationFile
+        self.harnessVersion = harnessVersion
+        self.harnessBinarySHA256 = harnessBinarySHA256
+    }
+}
+
+/// Turns a finished run's folder into a report bundle: `junit.xml`, `ocp.jsonl`, `report.html` and `verify.sh`
+/// beside `record.json`, the journal and the series, then `attestation.dsse.json` over all of them.
+public enum ReportBundle {
+    public static let attestationFile = "attestation.dsse.json"
+    public static let approvalFile = "approval.dsse.json"
+    public static let statementType = "https://in-toto.io/Statement/v1"
+    public static let predicateType = "https://in-toto.io/attestation/test-result/v0.1"
+
+    public struct BundleError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Writes the derived files and the attestation. Unsigned (no signer) is allowed: the attestation then has no
+    /// signatures, and `verify` says UNSIGNED.
+    @discardableResult
+    public static func make(folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
+                            signedAt: Date = Date()) throws(BundleError) -> DSSEEnvelope {
+        let series = loadSeries(folder: folder, record: record)
+        let signature = signer.map { SignatureBlock(identity: $0.identity, keyID: SigningKeys.keyID($0.key.publicKey),
+                                                   signedAt: Timestamp.string(signedAt), meaning: $0.meaning) }
+        do {
+            try write(folder, "junit.xml", JUnitReport.xml(record))
+            try write(folder, "ocp.jsonl", OCPStream.lines(record, series: series, harness: inputs.harnessVersion))
+            try write(folder, "report.html", HTMLReport.html(record, series: series, signature: signature))
+            try write(folder, "verify.sh", VerifyScript.text)
+        } catch {
+            throw BundleError(description: "cannot write the report files into \(folder): \(error.localizedDescription)")
+        }
+        let statement = try statement(folder: folder, record: record, inputs: inputs, signature: signature)
+        let envelope: DSSEEnvelope
+        if let signer {
+            do {
+                envelope = try DSSEEnvelope.sign(payload: statement, type: DSSEEnvelope.inToto, key: signer.key)
+            } catch {
+                throw BundleError(description: "signing failed: \(error)")
+            }
+        } else {
+            envelope = DSSEEnvelope(payloadType: DSSEEnvelope.inToto, payload: statement, signatures: [])
+        }
+        do {
+            try write(folder, attestationFile, envelope.json)
+        } catch {
+            throw BundleError(description: "cannot write \(attestationFile): \(error.localizedDescription)")
+        }
+        return envelope
+    }
+
+    struct SignatureBlock: Sendable {
+        var identity: String
+        var keyID: String
+        var signedAt: String
+        var meaning: String
+    }
+
+    static func write(_ folder: String, _ name: String, _ text: String) throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: "\(folder)/\(name)"), options: .atomic)
+    }
+
+    /// Every file of the bundle that the attestation covers: all but the attestation and a later approval.
+    public static func subjectFiles(in folder: String) throws(BundleError) -> [String] {
+        guard let enumerator = FileManager.default.enumerator(atPath: folder) else {
+            throw BundleError(description: "\(folder) is not a folder")
+        }
+        var files: [String] = []
+        while let name = enumerator.nextObject() as? String {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: "\(folder)/\(name)", isDirectory: &isDirectory), !isDirectory.boolValue
+            else { continue }
+            if name == attestationFile || name == approvalFile { continue }
+            files.append(name)
+        }
+        return files.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+    }
+
+    public static func sha256(file path: String) throws(BundleError) -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw BundleError(description: "cannot read \(path)") }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while true {
+            let chunk: Data?
+            do {
+                chunk = try handle.read(upToCount: 1 << 20)
+            } catch {
+                throw BundleError(description: "cannot read \(path): \(error.localizedDescription)")
+            }
+            guard let chunk, !chunk.isEmpty else { break }
+            hasher.update(data: chunk)
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    static func statement(folder: String, record: RunRecord, inputs: BundleInputs,
+                          signature: SignatureBlock?) throws(BundleError) -> [UInt8] {
+        var subjects: [JSONValue] = []
+        for name in try subjectFiles(in: folder) {
+            subjects.append(["name": .string(name), "digest": ["sha256": .string(try sha256(file: "\(folder)/\(name)"))]])
+        }
+        var configuration: [JSONValue] = [
+            ["name": .string("procedure \(record.procedure.id) \(record.procedure.version)"),
+             "uri": .string(record.procedure.file), "digest": ["sha256": .string(record.procedure.sha256)]],
+        ]
+        if let file = inputs.configurationFile {
+            let kind = record.scenario == nil ? "station \(record.station)" : "scenario \(record.scenario ?? "")"
+            configuration.append(["name": .string(kind), "uri": .string((file as NSString).lastPathComponent),
+                                  "digest": ["sha256": .string(try sha256(file: file))]])
+        }
+        var harness: [String: JSONValue] = ["name": .string("acceptance \(inputs.harnessVersion)"), "uri": "acceptance"]
+        if let digest = inputs.harnessBinarySHA256 { harness["digest"] = ["sha256": .string(digest)] }
+        configuration.append(.object(harness))
+        let graded = record.steps.filter { $0.verdict != .skipped }
+        func names(_ verdicts: Set<Verdict>) -> JSONValue {
+            .array(graded.filter { verdicts.contains($0.verdict) }.map { .string("\($0.id) \($0.name)") })
+        }
+        var predicate: [String: JSONValue] = [
+            "result": .string(record.verdict == .pass ? "PASSED" : "FAILED"),
+            "configuration": .array(configuration),
+            "passedTests": names([.pass]),
+            "failedTests": names([.fail, .error, .aborted]),
+            "warnedTests": .array([]),
+            "verdict": .string(record.verdict.rawValue),
+            "runId": .string(record.runID),
+            "rackSerial": record.rackSerial.map { .string($0) } ?? .null,
+            "station": .string(record.station),
+        ]
+        if let signature {
+            predicate["signer"] = ["identity": .string(signature.identity), "keyid": .string(signature.keyID),
+                                   "signedAt": .string(signature.signedAt), "meaning": .string(signature.meaning)]
+        }
+        let statement: JSONValue = ["_type": .string(statementType), "subject": .array(subjects),
+                                    "predicateType": .string(predicateType), "predicate": .object(predicate)]
+        return statement.bytes
+    }
+
+    /// The series CSVs of the run, parsed (for the OCP stream and the plots).
+    static func loadSeries(folder: String, record: RunRecord) -> [String: SeriesData] {
+        var result: [String: SeriesData] = [:]
+        for step in record.steps {
+            guard let series = step.series, let text = try? String(contentsOfFile: "\(folder)/\(series.file)", encoding: .utf8)
+            else { continue }
+            result[step.id] = SeriesData.parse(text, record: series)
+        }
+        return result
+    }
+}
+
+/// A sampled series as numbers: times and one column per point.
+struct SeriesData: Sendable {
+    var points: [String]
+    var units: [String]
+    var times: [Double]
+    var columns: [[Double]]
+
+    static func parse(_ csv: String, record: SeriesRecord) -> SeriesData {
+        var data = SeriesData(points: record.points, units: record.units, times: [],
+                              columns: Array(repeating: [], count: record.points.count))
+        for line in csv.split(separator: "\n").dropFirst() {
+            let cells = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard let time = cells.first.flatMap({ Double($0) }) else { continue }
+            data.times.append(time)
+            for index in data.columns.indices {
+                data.columns[index].append(cells.count > index + 1 ? Double(cells[index + 1]) ?? .nan : .nan)
+            }
+        }
+        return data
+    }
+}

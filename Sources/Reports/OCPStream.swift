@@ -1,0 +1,164 @@
+import AcceptanceCore
+import Foundation
+
+/// The run as an OCP Test & Validation output stream (schema 2.0), one JSON object per line: schema version, run
+/// start with the DUT (the rack, the parts whose serials were read, firmware versions), each step with its
+/// measurements (limits as validators), series, diagnoses and errors, and the run end.
+public enum OCPStream {
+    static func lines(_ record: RunRecord, series: [String: SeriesData], harness: String) -> String {
+        var writer = Writer()
+        let started = record.started
+        writer.emit(started, ["schemaVersion": ["major": 2, "minor": 0]])
+        var parameters: [String: JSONValue] = [:]
+        for (name, value) in record.parameters { parameters[name] = .string(value) }
+        let dut = dutInfo(record)
+        writer.emit(started, ["testRunArtifact": ["testRunStart": [
+            "name": .string(record.procedure.id), "version": .string(record.procedure.version),
+            "commandLine": .string("acceptance run \(record.procedure.id)"), "parameters": .object(parameters),
+            "dutInfo": dut.info,
+            "metadata": ["runId": .string(record.runID), "station": .string(record.station), "harness": .string(harness),
+                         "procedureSha256": .string(record.procedure.sha256)],
+        ]]])
+        for (index, step) in record.steps.enumerated() {
+            let id = String(index)
+            let begin = step.started ?? started, end = step.ended ?? begin
+            writer.emit(begin, ["testStepArtifact": ["testStepId": .string(id),
+                                                     "testStepStart": ["name": .string("\(step.id) \(step.name)")]]])
+            if step.verdict == .skipped {
+                writer.step(id, end, ["log": ["severity": "INFO", "message": .string(step.message ?? "not run")]])
+                writer.step(id, end, ["testStepEnd": ["status": "SKIP"]])
+                continue
+            }
+            let measured = step.measurements.map { ($0, nil as String?) }
+                + (step.members ?? []).flatMap { member in member.measurements.map { ($0, Optional(member.device)) } }
+            for (measurement, device) in measured {
+                guard let value = measurementValue(measurement) else { continue }
+                var object: [String: JSONValue] = ["name": .string(measurement.name), "value": value]
+                if let unit = measurement.unit { object["unit"] = .string(unit) }
+                let validators = validators(measurement)
+                if !validators.isEmpty { object["validators"] = .array(validators) }
+                let hardware = device ?? measurement.name.split(separator: ".").first.map(String.init)
+                if let hardware, dut.hardwareIDs.contains(hardware) { object["hardwareInfoId"] = .string(hardware) }
+                writer.step(id, end, ["measurement": .object(object)])
+            }
+            if let data = series[step.id] {
+                for (column, point) in data.points.enumerated() {
+                    let seriesID = "\(id)-\(column)"
+                    var start: [String: JSONValue] = ["measurementSeriesId": .string(seriesID), "name": .string(point)]
+                    if column < data.units.count, !data.units[column].isEmpty { start["unit"] = .string(data.units[column]) }
+                    writer.step(id, begin, ["measurementSeriesStart": .object(start)])
+                    var count = 0
+                    let origin = Timestamp.date(begin)
+                    for (row, time) in data.times.enumerated() where data.columns[column][row].isFinite {
+                        let stamp = origin.map { Timestamp.string($0.addingTimeInterval(time)) } ?? begin
+                        writer.step(id, stamp, ["measurementSeriesElement": [
+                            "measurementSeriesId": .string(seriesID), "index": .number(Double(count)),
+                            "value": .number(data.columns[column][row]), "timestamp": .string(stamp)]])
+                        count += 1
+                    }
+                    writer.step(id, end, ["measurementSeriesEnd": ["measurementSeriesId": .string(seriesID),
+                                                                    "totalCount": .number(Double(count))]])
+                }
+            }
+            for retry in step.retries ?? [] {
+                writer.step(id, end, ["log": ["severity": "WARNING", "message": .string("retry: \(retry)")]])
+            }
+            switch step.verdict {
+            case .error, .aborted:
+                writer.step(id, end, ["error": ["symptom": .string(step.verdict == .error ? "station-error" : "aborted"),
+                                                "message": .string(step.error ?? step.message ?? step.verdict.rawValue)]])
+                writer.step(id, end, ["testStepEnd": ["status": "ERROR"]])
+            default:
+                var diagnosis: [String: JSONValue] = ["verdict": .string("\(step.id)-\(step.verdict.rawValue.lowercased())"),
+                                                      "type": .string(step.verdict == .pass ? "PASS" : "FAIL")]
+                if let message = step.message { diagnosis["message"] = .string(message) }
+                writer.step(id, end, ["diagnosis": .object(diagnosis)])
+                writer.step(id, end, ["testStepEnd": ["status": "COMPLETE"]])
+            }
+        }
+        let (status, result): (String, String) = switch record.verdict {
+        case .pass, .skipped: ("COMPLETE", "PASS")
+        case .fail: ("COMPLETE", "FAIL")
+        case .error, .aborted: ("ERROR", "NOT_APPLICABLE")
+        }
+        if record.verdict == .error || record.verdict == .aborted, let message = record.message {
+            writer.emit(record.ended ?? started, ["testRunArtifact": ["error": ["symptom": .string(record.verdict.rawValue.lowercased()),
+                                                                               "message": .string(message)]]])
+        }
+        writer.emit(record.ended ?? started, ["testRunArtifact": ["testRunEnd": ["status": .string(status), "result": .string(result)]]])
+        return writer.text
+    }
+
+    struct Writer {
+        var sequence = 0
+        var text = ""
+
+        mutating func emit(_ timestamp: String, _ body: [String: JSONValue]) {
+            var object = body
+            object["sequenceNumber"] = .number(Double(sequence))
+            object["timestamp"] = .string(timestamp)
+            text += JSONValue.object(object).serialized + "\n"
+            sequence += 1
+        }
+
+        mutating func step(_ id: String, _ timestamp: String, _ artifact: [String: JSONValue]) {
+            var object = artifact
+            object["testStepId"] = .string(id)
+            emit(timestamp, ["testStepArtifact": .object(object)])
+        }
+    }
+
+    static func measurementValue(_ measurement: MeasurementRecord) -> JSONValue? {
+        if let value = measurement.value { return value.isFinite ? .number(value) : nil }
+        if let text = measurement.text {
+            switch text {
+            case "true": return .bool(true)
+            case "false": return .bool(false)
+            default: return .string(text)
+            }
+        }
+        return nil
+    }
+
+    static func validators(_ measurement: MeasurementRecord) -> [JSONValue] {
+        var list: [JSONValue] = []
+        if let low = measurement.low, low.isFinite { list.append(["type": "GREATER_THAN_OR_EQUAL", "value": .number(low)]) }
+        if let high = measurement.high, high.isFinite { list.append(["type": "LESS_THAN_OR_EQUAL", "value": .number(high)]) }
+        if measurement.value == nil, let limits = measurement.limits, limits.hasPrefix("= ") {
+            list.append(["type": "EQUAL", "value": .string(String(limits.dropFirst(2)))])
+        }
+        return list
+    }
+
+    /// The rack as the DUT, with a hardware entry per device whose serial was read and a software entry per
+    /// firmware version read.
+    static func dutInfo(_ record: RunRecord) -> (info: JSONValue, hardwareIDs: Set<String>) {
+        var hardware: [String: [String: JSONValue]] = [:]
+        var software: [JSONValue] = []
+        let all = record.steps.flatMap { $0.measurements } + record.steps.flatMap { ($0.members ?? []).flatMap(\.measurements) }
+        for measurement in all {
+            let parts = measurement.name.split(separator: ".", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let text = measurement.text else { continue }
+            let device = parts[0], point = parts[1]
+            if point == "serial" || point == "serial_number" {
+                hardware[device, default: ["hardwareInfoId": .string(device), "name": .string(device)]]["serialNumber"] = .string(text)
+            } else if point.hasSuffix("_serial") {
+                let id = "\(device).\(point.dropLast(7))"
+                hardware[id] = ["hardwareInfoId": .string(id), "name": .string(id), "serialNumber": .string(text),
+                                "location": .string(device)]
+            } else if point.hasSuffix("_version") {
+                software.append(["softwareInfoId": .string(measurement.name), "name": .string(measurement.name),
+                                 "version": .string(text), "softwareType": "FIRMWARE"])
+            }
+        }
+        var rack: [String: JSONValue] = ["hardwareInfoId": "rack", "name": .string(record.rackProfile)]
+        if let serial = record.rackSerial { rack["serialNumber"] = .string(serial) }
+        var hardwareList: [JSONValue] = [.object(rack)]
+        hardwareList += hardware.keys.sorted().compactMap { hardware[$0].map { .object($0) } }
+        var info: [String: JSONValue] = ["dutInfoId": .string(record.rackSerial ?? record.runID),
+                                         "name": .string("rack \(record.rackSerial ?? "(no serial)") (\(record.rackProfile))"),
+                                         "hardwareInfos": .array(hardwareList)]
+        if !software.isEmpty { info["softwareInfos"] = .array(software) }
+        return (.object(info), Set(hardware.keys).union(["rack"]))
+    }
+}

@@ -1,0 +1,203 @@
+import AcceptanceCore
+import Crypto
+import Foundation
+
+/// What `acceptance verify` found: each check with its outcome, in order.
+public struct BundleVerification: Sendable {
+    public struct Check: Sendable {
+        public var passed: Bool
+        public var text: String
+    }
+
+    public var checks: [Check] = []
+    public var runID: String?
+    public var rackSerial: String?
+    public var verdict: String?
+
+    public var verified: Bool { !checks.isEmpty && checks.allSatisfy(\.passed) }
+    public var failures: [String] { checks.filter { !$0.passed }.map(\.text) }
+
+    mutating func pass(_ text: String) { checks.append(Check(passed: true, text: text)) }
+    mutating func fail(_ text: String) { checks.append(Check(passed: false, text: text)) }
+}
+
+/// Checks a bundle: the signature over the exact payload, the signer's key against a keyring (or a key given) and
+/// its validity at signing time, every subject's digest, that no file was added or removed, and any approval.
+public enum BundleVerifier {
+    public static func verify(folder: String, keyring: Keyring?, key: Curve25519.Signing.PublicKey? = nil) -> BundleVerification {
+        var result = BundleVerification()
+        let attestationPath = "\(folder)/\(ReportBundle.attestationFile)"
+        guard let bytes = FileManager.default.contents(atPath: attestationPath) else {
+            result.fail("no \(ReportBundle.attestationFile) in \(folder): not a report bundle")
+            return result
+        }
+        let envelope: DSSEEnvelope
+        do {
+            envelope = try DSSEEnvelope.parse([UInt8](bytes), file: ReportBundle.attestationFile)
+        } catch {
+            result.fail(error.description)
+            return result
+        }
+        guard envelope.payloadType == DSSEEnvelope.inToto else {
+            result.fail("payloadType is '\(envelope.payloadType)', not \(DSSEEnvelope.inToto)")
+            return result
+        }
+        guard let statement = try? JSONValue.parse(envelope.payload),
+              statement["_type"]?.string == ReportBundle.statementType,
+              statement["predicateType"]?.string == ReportBundle.predicateType,
+              let subjects = statement["subject"]?.array else {
+            result.fail("the payload is not an in-toto Statement v1 with the test-result predicate")
+            return result
+        }
+        let predicate = statement["predicate"]
+        result.runID = predicate?["runId"]?.string
+        result.rackSerial = predicate?["rackSerial"]?.string
+        result.verdict = predicate?["verdict"]?.string
+
+        // 1. Signature, signer, key validity.
+        let signedAt = predicate?["signer"]?["signedAt"]?.string.flatMap(Timestamp.date)
+        if envelope.signatures.isEmpty {
+            result.fail("UNSIGNED: the bundle carries no signature (the station had no key); nothing proves who made it")
+        } else if let keyring {
+            let known = envelope.signatures.compactMap { signature in keyring.entry(keyID: signature.keyID) }
+            if let entry = known.first {
+                if envelope.isSigned(by: entry.key) {
+                    result.pass("signature: Ed25519 over the DSSE PAE of the \(envelope.payload.count)-byte statement, by key "
+                        + "'\(entry.name)' (\(entry.role), keyid \(entry.keyID.prefix(16))…) from \(keyring.file)")
+                    if let signedAt {
+                        if let problem = entry.problem(at: signedAt) {
+                            result.fail("key validity: signed at \(Timestamp.string(signedAt)), but \(problem)")
+                        } else {
+                            result.pass("key validity: '\(entry.name)' was valid when it signed, at \(Timestamp.string(signedAt))")
+                        }
+                    } else {
+                        result.fail("key validity: the statement does not say when it was signed")
+                    }
+                } else {
+                    result.fail("signature: does not verify with key '\(entry.name)' (the statement or the signature was altered)")
+                }
+            } else {
+                let ids = envelope.signatures.map { String($0.keyID.prefix(16)) + "…" }.joined(separator: ", ")
+                result.fail("signer: keyid \(ids) is not in the keyring \(keyring.file)")
+            }
+        } else if let key {
+            if envelope.isSigned(by: key) {
+                result.pass("signature: Ed25519 over the DSSE PAE by keyid \(SigningKeys.keyID(key).prefix(16))… (the key given; "
+                    + "no keyring, so validity dates are not checked)")
+            } else {
+                result.fail("signature: not made by the key given (keyid \(SigningKeys.keyID(key).prefix(16))…)")
+            }
+        } else {
+            result.fail("no trusted key: pass --keyring FILE (or --key PUBLIC.pem) to check who signed")
+        }
+
+        // 2. The files are exactly the subjects, byte for byte.
+        var attested: [String: String] = [:]
+        var repeated: [String] = []
+        for subject in subjects {
+            guard let name = subject["name"]?.string, let digest = subject["digest"]?["sha256"]?.string else {
+                result.fail("a subject without a name or a sha256 digest")
+                return result
+            }
+            if attested[name] != nil { repeated.append(name) }
+            attested[name] = digest
+        }
+        if !repeated.isEmpty { result.fail("subjects named twice: \(repeated.joined(separator: ", "))") }
+        let present: [String]
+        do {
+            present = try ReportBundle.subjectFiles(in: folder)
+        } catch {
+            result.fail(error.description)
+            return result
+        }
+        let added = present.filter { attested[$0] == nil }
+        let missing = attested.keys.filter { !present.contains($0) }.sorted()
+        if added.isEmpty, missing.isEmpty {
+            result.pass("file set: the \(present.count) files are exactly the attested subjects, nothing added or removed")
+        } else {
+            if !added.isEmpty { result.fail("file set: not covered by the attestation (added): \(added.joined(separator: ", "))") }
+            if !missing.isEmpty { result.fail("file set: attested but missing (removed): \(missing.joined(separator: ", "))") }
+        }
+        var mismatched: [String] = []
+        for name in present where attested[name] != nil {
+            let digest = (try? ReportBundle.sha256(file: "\(folder)/\(name)")) ?? "unreadable"
+            if digest != attested[name] { mismatched.append(name) }
+        }
+        if mismatched.isEmpty {
+            result.pass("digests: the SHA-256 of every attested file matches")
+        } else {
+            result.fail("digests: changed since signing: \(mismatched.joined(separator: ", "))")
+        }
+
+        // 3. An approval, if any: signed by a trusted key, over this attestation's digest.
+        if FileManager.default.fileExists(atPath: "\(folder)/\(ReportBundle.approvalFile)") {
+            checkApproval(folder: folder, keyring: keyring, into: &result)
+        }
+        return result
+    }
+
+    static func checkApproval(folder: String, keyring: Keyring?, into result: inout BundleVerification) {
+        guard let bytes = FileManager.default.contents(atPath: "\(folder)/\(ReportBundle.approvalFile)"),
+              let envelope = try? DSSEEnvelope.parse([UInt8](bytes), file: ReportBundle.approvalFile),
+              let statement = try? JSONValue.parse(envelope.payload),
+              let subject = statement["subject"]?.array?.first else {
+            result.fail("approval: \(ReportBundle.approvalFile) is not a DSSE envelope over an in-toto statement")
+            return
+        }
+        let attestationDigest = (try? ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")) ?? ""
+        guard subject["name"]?.string == ReportBundle.attestationFile,
+              subject["digest"]?["sha256"]?.string == attestationDigest else {
+            result.fail("approval: it approves another attestation, not this bundle's")
+            return
+        }
+        let approver = statement["predicate"]?["approver"]
+        let meaning = approver?["meaning"]?.string ?? "?"
+        guard let keyring else {
+            result.fail("approval: present (\"\(meaning)\"), but without a keyring its signature cannot be checked")
+            return
+        }
+        guard let entry = envelope.signatures.compactMap({ keyring.entry(keyID: $0.keyID) }).first else {
+            result.fail("approval: signed by a key that is not in the keyring")
+            return
+        }
+        guard envelope.isSigned(by: entry.key) else {
+            result.fail("approval: the signature does not verify with '\(entry.name)'")
+            return
+        }
+        if let at = approver?["approvedAt"]?.string.flatMap(Timestamp.date), let problem = entry.problem(at: at) {
+            result.fail("approval: approved at \(Timestamp.string(at)), but \(problem)")
+            return
+        }
+        result.pass("approval: '\(entry.name)' (\(entry.role)) approved this attestation: \"\(meaning)\" "
+            + "at \(approver?["approvedAt"]?.string ?? "?")")
+    }
+
+    /// Adds `approval.dsse.json`: a statement over the attestation's digest, signed by the approver.
+    public static func approve(folder: String, key: Curve25519.Signing.PrivateKey, approver: String, meaning: String,
+                               at date: Date = Date()) throws(ReportBundle.BundleError) {
+        let path = "\(folder)/\(ReportBundle.approvalFile)"
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw ReportBundle.BundleError(description: "\(path) exists; an approval is never replaced")
+        }
+        let digest = try ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")
+        let statement: JSONValue = [
+            "_type": .string(ReportBundle.statementType),
+            "subject": [["name": .string(ReportBundle.attestationFile), "digest": ["sha256": .string(digest)]]],
+            "predicateType": "https://acceptance.example/approval/v1",
+            "predicate": ["approver": ["identity": .string(approver), "meaning": .string(meaning),
+                                       "approvedAt": .string(Timestamp.string(date)),
+                                       "keyid": .string(SigningKeys.keyID(key.publicKey))]],
+        ]
+        let envelope: DSSEEnvelope
+        do {
+            envelope = try DSSEEnvelope.sign(payload: statement.bytes, type: DSSEEnvelope.inToto, key: key)
+        } catch {
+            throw ReportBundle.BundleError(description: "signing the approval failed: \(error)")
+        }
+        do {
+            try Data(envelope.json.utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
+        } catch {
+            throw ReportBundle.BundleError(description: "cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+}

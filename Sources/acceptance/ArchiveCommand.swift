@@ -1,0 +1,175 @@
+import AcceptanceCore
+import ArgumentParser
+import Foundation
+import Harness
+import Reports
+
+/// Where the archive lives: --archive, else the station's `archive`, else ./archive.
+struct ArchiveOptions: ParsableArguments {
+    @Option(help: "The archive folder (default: the station's 'archive', else ./archive).")
+    var archive: String?
+
+    @Option(help: "A station file whose 'archive' setting names the folder.")
+    var station: String?
+
+    func open() throws -> ReportArchive {
+        var folder = archive
+        if folder == nil, let station {
+            do {
+                folder = try StationConfiguration.load(path: station).archive
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+        do {
+            return try ReportArchive(directory: folder ?? "archive")
+        } catch {
+            ConsoleOutput.standardError.write("error: \(error)\n")
+            throw ExitCode(2)
+        }
+    }
+}
+
+struct ArchiveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "archive",
+        abstract: "Keep verified report bundles: stored by content hash, indexed in SQLite, never overwritten or deleted.",
+        subcommands: [Add.self, List.self, Show.self, Export.self]
+    )
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Verify bundles and archive them; refuses any that do not verify.")
+
+        @Argument(help: "Bundle folders.")
+        var bundles: [String]
+
+        @Option(help: "Keyring of trusted keys: a bundle must verify against it.")
+        var keyring: String
+
+        @OptionGroup var options: ArchiveOptions
+
+        func run() throws {
+            let archive = try options.open()
+            let ring: Keyring
+            do {
+                ring = try Keyring.load(path: keyring)
+            } catch {
+                throw ValidationError(error.description)
+            }
+            var refused = 0
+            for bundle in bundles {
+                do {
+                    switch try archive.add(bundle: bundle, keyring: ring) {
+                    case let .added(run):
+                        ConsoleOutput.standardOutput.write("archived  \(run.runID)  rack \(run.rackSerial ?? "-")  \(run.verdict)  "
+                            + "attestation \(run.attestationSHA256.prefix(12))\n")
+                    case let .alreadyArchived(run, newFiles):
+                        ConsoleOutput.standardOutput.write("already archived  \(run.runID)"
+                            + (newFiles.isEmpty ? "" : "  (added \(newFiles.joined(separator: ", ")))") + "\n")
+                    }
+                } catch {
+                    refused += 1
+                    ConsoleOutput.standardError.write("\(error)\n")
+                }
+            }
+            if refused > 0 { throw ExitCode(1) }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List archived runs, oldest first.")
+
+        @Option(help: "Only this rack serial.")
+        var rack: String?
+
+        @Option(help: "Only this procedure id.")
+        var procedure: String?
+
+        @Option(help: "Only this verdict (PASS, FAIL, ERROR, ABORTED).")
+        var verdict: String?
+
+        @Option(help: "Only runs started on or after this date (2026-11-01 or 2026-11-01T08:00:00Z).")
+        var since: String?
+
+        @OptionGroup var options: ArchiveOptions
+
+        func run() throws {
+            var date: Date?
+            if let since {
+                date = Timestamp.date(since) ?? Timestamp.date(since + "T00:00:00Z")
+                guard date != nil else { throw ValidationError("--since \(since): write a date such as 2026-11-01") }
+            }
+            let runs: [ReportArchive.Run]
+            do {
+                runs = try options.open().list(.init(rack: rack, procedure: procedure, verdict: verdict, since: date))
+            } catch {
+                ConsoleOutput.standardError.write("error: \(error)\n")
+                throw ExitCode(2)
+            }
+            var text = ""
+            for run in runs {
+                text += "\(run.started)  \(run.runID)  rack \(run.rackSerial ?? "-")  \(run.procedure) \(run.procedureVersion)  "
+                    + "\(run.verdict)  \(run.station)  signed by \(run.signer ?? "?")\(run.approved ? "  APPROVED" : "")\n"
+            }
+            text += "\(runs.count) run\(runs.count == 1 ? "" : "s")\n"
+            ConsoleOutput.standardOutput.write(text)
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show an archived run and its files.")
+
+        @Argument(help: "Run id, or a prefix of its attestation digest.")
+        var reference: String
+
+        @OptionGroup var options: ArchiveOptions
+
+        func run() throws {
+            do {
+                let (found, files) = try options.open().find(reference)
+                var text = """
+                    run          \(found.runID)
+                    rack         \(found.rackSerial ?? "-")
+                    procedure    \(found.procedure) \(found.procedureVersion)
+                    verdict      \(found.verdict)
+                    station      \(found.station)
+                    started      \(found.started)
+                    signed by    \(found.signer ?? "?")
+                    approved     \(found.approved ? "yes" : "no")
+                    attestation  \(found.attestationSHA256)
+                    archived     \(found.addedAt)
+                    files:
+
+                    """
+                for file in files { text += "  \(file.sha256.prefix(16))…  \(String(format: "%10d", file.size))  \(file.name)\n" }
+                ConsoleOutput.standardOutput.write(text)
+            } catch {
+                ConsoleOutput.standardError.write("error: \(error)\n")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write an archived bundle into a new folder (digests checked).")
+
+        @Argument(help: "Run id, or a prefix of its attestation digest.")
+        var reference: String
+
+        @Argument(help: "A new or empty folder.")
+        var folder: String
+
+        @OptionGroup var options: ArchiveOptions
+
+        func run() throws {
+            do {
+                let exported = try options.open().export(reference, to: folder)
+                ConsoleOutput.standardOutput.write("exported \(exported.runID) to \(folder); check it with "
+                    + "`acceptance verify \(folder) --keyring KEYRING` or `sh \(folder)/verify.sh KEY.pub.pem \(folder)`\n")
+            } catch {
+                ConsoleOutput.standardError.write("error: \(error)\n")
+                throw ExitCode(1)
+            }
+        }
+    }
+}

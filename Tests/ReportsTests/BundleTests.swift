@@ -1,0 +1,260 @@
+import AcceptanceCore
+import Foundation
+import Harness
+@testable import Reports
+import Testing
+
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+let workspace = Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures")
+
+func temporaryDirectory() -> String {
+    let path = NSTemporaryDirectory() + "reports-tests-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// The workplace's shared folder (`../shared` beside the repository).
+func shared(_ path: String) -> String {
+    let beside = URL(fileURLWithPath: "\(repositoryRoot)/../shared/\(path)").standardizedFileURL.path
+    return FileManager.default.fileExists(atPath: beside) ? beside : "/work/shared/\(path)"
+}
+
+struct PeerMissing: Error, CustomStringConvertible {
+    var description: String
+}
+
+func program(_ name: String) throws -> String {
+    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin"
+    for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
+        return "\(directory)/\(name)"
+    }
+    throw PeerMissing(description: "\(name) is not installed: run `bash .ci/setup`")
+}
+
+func runProgram(_ path: String, _ arguments: [String], directory: String? = nil, seconds: Double = 120) async throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
+    _ = FileManager.default.createFile(atPath: output, contents: nil)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning {
+        if Date() > deadline {
+            kill(process.processIdentifier, SIGKILL)
+            throw PeerMissing(description: "\(path) \(arguments) did not finish")
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+}
+
+/// A station key pair and a keyring that trusts it (and an approver's).
+struct Keys {
+    let directory = temporaryDirectory()
+    let stationKey: String
+    let stationPublic: String
+    let approverKey: String
+    let keyring: String
+
+    init(validUntil: String = "2099-01-01T00:00:00Z", revokedSince: String? = nil) throws {
+        (stationKey, stationPublic, _) = try SigningKeys.generate(into: directory, name: "station")
+        let approver = try SigningKeys.generate(into: directory, name: "qa")
+        approverKey = approver.privatePath
+        keyring = "\(directory)/keyring.yaml"
+        try """
+            keys:
+              - name: line-1 station
+                role: station
+                public_key: station.pub.pem
+                valid_from: 2026-01-01T00:00:00Z
+                valid_until: \(validUntil)
+            \(revokedSince.map { "    revoked_since: \($0)" } ?? "")
+              - name: QA lead
+                role: approver
+                public_key: qa.pub.pem
+            """.write(toFile: keyring, atomically: true, encoding: .utf8)
+    }
+}
+
+/// Runs a procedure on the simulated rack and makes its bundle.
+func bundle(_ procedure: String = "leak-test", scenario: String = "nominal", key: String?, rack: String? = nil,
+            parameters: [String: String] = [:]) async throws -> (RunRecord, String) {
+    var request = RunRequest(procedure: procedure, workspace: workspace)
+    request.scenario = scenario
+    request.reportsDirectory = temporaryDirectory()
+    request.signingKey = key
+    request.parameters = parameters
+    if let rack { request.inputs = ["rack_serial": rack] }
+    let prepared = try await PreparedRun.prepare(request)
+    let (record, outcome) = await prepared.runAndBundle(console: AutomaticOperator(), observer: SilentObserver(),
+                                                        stop: StopController())
+    let folder = try #require(prepared.folder?.path)
+    switch outcome {
+    case .failed(let reason)?: Issue.record("bundle not made: \(reason)")
+    case nil: Issue.record("no bundle")
+    default: break
+    }
+    return (record, folder)
+}
+
+/// A trusted copy of verify.sh (not the bundle's own, which a tamperer could edit), run on a bundle.
+func trustedVerify(_ folder: String, key: String) async throws -> (Int32, String) {
+    let script = temporaryDirectory() + "/verify.sh"
+    try VerifyScript.text.write(toFile: script, atomically: true, encoding: .utf8)
+    return try await runProgram(try program("sh"), [script, key, folder])
+}
+
+@Suite("Signed report bundles")
+struct BundleTests {
+    @Test func aSignedLeakTestBundleVerifiesWithTheToolAndWithOpenSSL() async throws {
+        let keys = try Keys()
+        let (record, folder) = try await bundle(key: keys.stationKey)
+        #expect(record.verdict == .pass)
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        for name in ["attestation.dsse.json", "journal.jsonl", "junit.xml", "ocp.jsonl", "record.json", "report.html", "verify.sh"] {
+            #expect(files.contains(name), "\(name) missing from the bundle")
+        }
+        #expect(files.contains { $0.hasPrefix("series-") && $0.hasSuffix(".csv") })
+        let result = BundleVerifier.verify(folder: folder, keyring: try Keyring.load(path: keys.keyring))
+        #expect(result.verified, "\(result.failures)")
+        #expect(result.runID == record.runID)
+        // The script shipped in the bundle, with stock openssl and jq.
+        let (status, output) = try await runProgram(try program("sh"), ["verify.sh", keys.stationPublic], directory: folder)
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("VERIFIED"))
+        // The record names the harness build and the release of the procedure.
+        #expect(record.harness?.version == HarnessVersion.current)
+        #expect(record.harness?.binarySHA256?.count == 64)
+        let junit = try String(contentsOfFile: "\(folder)/junit.xml", encoding: .utf8)
+        #expect(junit.contains("<testsuite name=\"leak-test 1.0.0\" tests=\"21\" failures=\"0\" errors=\"0\""))
+    }
+
+    @Test func everyKindOfTamperingIsRejectedByBothVerifiers() async throws {
+        let keys = try Keys()
+        let keyring = try Keyring.load(path: keys.keyring)
+        let (_, folder) = try await bundle(key: keys.stationKey)
+        let (_, other) = try await bundle(scenario: "loop-leak", key: keys.stationKey)
+        func bothReject(_ what: String, mentioning word: String) async throws {
+            let result = BundleVerifier.verify(folder: folder, keyring: keyring)
+            #expect(!result.verified, "acceptance verify accepted: \(what)")
+            #expect(result.failures.joined().contains(word), "\(what): \(result.failures)")
+            let (status, output) = try await trustedVerify(folder, key: keys.stationPublic)
+            #expect(status != 0, "verify.sh accepted: \(what)\n\(output)")
+            #expect(output.contains("FAIL"))
+        }
+        // One byte flipped in each file in turn.
+        for name in try ReportBundle.subjectFiles(in: folder) {
+            let path = "\(folder)/\(name)"
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            var flipped = original
+            flipped[flipped.count / 2] ^= 0x01
+            try flipped.write(to: URL(fileURLWithPath: path))
+            try await bothReject("a byte flipped in \(name)", mentioning: name)
+            try original.write(to: URL(fileURLWithPath: path))
+        }
+        #expect(BundleVerifier.verify(folder: folder, keyring: keyring).verified, "restored")
+        // A file added.
+        try "later note".write(toFile: "\(folder)/notes.txt", atomically: true, encoding: .utf8)
+        try await bothReject("a file added", mentioning: "notes.txt")
+        try FileManager.default.removeItem(atPath: "\(folder)/notes.txt")
+        // A file removed.
+        let junit = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/junit.xml"))
+        try FileManager.default.removeItem(atPath: "\(folder)/junit.xml")
+        try await bothReject("a file removed", mentioning: "junit.xml")
+        try junit.write(to: URL(fileURLWithPath: "\(folder)/junit.xml"))
+        // Another bundle's (genuine) signature swapped in.
+        let own = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/attestation.dsse.json"))
+        try FileManager.default.removeItem(atPath: "\(folder)/attestation.dsse.json")
+        try FileManager.default.copyItem(atPath: "\(other)/attestation.dsse.json", toPath: "\(folder)/attestation.dsse.json")
+        try await bothReject("another bundle's attestation", mentioning: "record.json")
+        try own.write(to: URL(fileURLWithPath: "\(folder)/attestation.dsse.json"))
+        // The statement edited (PASSED turned into something else) breaks the signature.
+        let envelope = try DSSEEnvelope.parse([UInt8](own), file: "attestation")
+        var forged = envelope
+        forged.payload = Array(String(decoding: envelope.payload, as: UTF8.self)
+            .replacingOccurrences(of: "\"verdict\":\"PASS\"", with: "\"verdict\":\"FAIL\"").utf8)
+        #expect(forged.payload != envelope.payload)
+        try Data(forged.json.utf8).write(to: URL(fileURLWithPath: "\(folder)/attestation.dsse.json"))
+        try await bothReject("an edited statement", mentioning: "signature")
+        try own.write(to: URL(fileURLWithPath: "\(folder)/attestation.dsse.json"))
+        #expect(BundleVerifier.verify(folder: folder, keyring: keyring).verified)
+    }
+
+    @Test func keysAreCheckedAgainstTheKeyringAndItsDates() async throws {
+        let expired = try Keys(validUntil: "2026-02-01T00:00:00Z")
+        let (_, folder) = try await bundle(key: expired.stationKey)
+        let result = BundleVerifier.verify(folder: folder, keyring: try Keyring.load(path: expired.keyring))
+        #expect(!result.verified)
+        #expect(result.failures.contains { $0.contains("expired at 2026-02-01") })
+        let revoked = try Keys(revokedSince: "2026-03-01T00:00:00Z")
+        let (_, revokedFolder) = try await bundle(key: revoked.stationKey)
+        #expect(BundleVerifier.verify(folder: revokedFolder, keyring: try Keyring.load(path: revoked.keyring))
+            .failures.contains { $0.contains("revoked") })
+        let stranger = try Keys()
+        #expect(BundleVerifier.verify(folder: revokedFolder, keyring: try Keyring.load(path: stranger.keyring))
+            .failures.contains { $0.contains("is not in the keyring") })
+    }
+
+    @Test func aStationWithoutAKeyWritesAnUnsignedBundleThatNeverVerifies() async throws {
+        let (record, folder) = try await bundle(key: nil)
+        #expect(record.warnings?.contains { $0.hasPrefix("UNSIGNED") } == true)
+        let keys = try Keys()
+        let result = BundleVerifier.verify(folder: folder, keyring: try Keyring.load(path: keys.keyring))
+        #expect(result.failures.contains { $0.hasPrefix("UNSIGNED") })
+        let html = try String(contentsOfFile: "\(folder)/report.html", encoding: .utf8)
+        #expect(html.contains("UNSIGNED"))
+    }
+
+    @Test func aPrivateKeyOthersCanReadIsRefusedBeforeTheRun() async throws {
+        let keys = try Keys()
+        chmod(keys.stationKey, 0o644)
+        var request = RunRequest(procedure: "leak-test", workspace: workspace)
+        request.signingKey = keys.stationKey
+        request.reportsDirectory = temporaryDirectory()
+        do {
+            _ = try await PreparedRun.prepare(request)
+            Issue.record("a world-readable key was used")
+        } catch {
+            #expect(error.description.contains("readable by group or others"))
+        }
+        var info = stat()
+        stat(keys.stationKey, &info)
+        chmod(keys.stationKey, 0o600)
+        let generated = try Keys()
+        stat(generated.stationKey, &info)
+        #expect(info.st_mode & 0o777 == 0o600, "keys generate writes the private key 0600")
+        // OpenSSL reads both files and agrees on the keyid.
+        let (status, der) = try await runProgram(try program("openssl"), ["pkey", "-pubin", "-in", generated.stationPublic,
+                                                                           "-outform", "DER", "-out", "\(generated.directory)/spki.der"])
+        #expect(status == 0, "\(der)")
+        let spki = try Data(contentsOf: URL(fileURLWithPath: "\(generated.directory)/spki.der"))
+        #expect(SigningKeys.keyID(try SigningKeys.loadPublic(generated.stationPublic))
+            == (try ReportBundle.sha256(file: "\(generated.directory)/spki.der")))
+        #expect(spki.count == 44)
+        let (checked, _) = try await runProgram(try program("openssl"), ["pkey", "-in", generated.stationKey, "-noout"])
+        #expect(checked == 0, "OpenSSL reads the PKCS#8 private key")
+    }
+
+    @Test func anApprovalIsSignedOverTheAttestationAndChecked() async throws {
+        let keys = try Keys()
+        let keyring = try Keyring.load(path: keys.keyring)
+        let (_, folder) = try await bundle(key: keys.stationKey)
+        try BundleVerifier.approve(folder: folder, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "J. Smith",
+                                   meaning: "reviewed and approved")
+        let result = BundleVerifier.verify(folder: folder, keyring: keyring)
+        #expect(result.verified, "\(result.failures)")
+        #expect(result.checks.contains { $0.passed && $0.text.contains("reviewed and approved") && $0.text.contains("QA lead") })
+        #expect(throws: ReportBundle.BundleError.self) {
+            try BundleVerifier.approve(folder: folder, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "x", meaning: "y")
+        }
+        // verify.sh still verifies the station's signature with the approval beside it.
+        let (status, output) = try await runProgram(try program("sh"), ["verify.sh", keys.stationPublic], directory: folder)
+        #expect(status == 0, "\(output)")
+    }
+}
