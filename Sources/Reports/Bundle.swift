@@ -64,6 +64,20 @@ public enum ReportBundle {
         } catch {
             throw BundleError(description: "cannot write the report files into \(folder): \(error.localizedDescription)")
         }
+        return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
+    }
+
+    /// Hashes every file of the bundle and writes the (signed) attestation over them.
+    @discardableResult
+    public static func sign(folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
+                            signedAt: Date = Date()) throws(BundleError) -> DSSEEnvelope {
+        let signature = signer.map { SignatureBlock(identity: $0.identity, keyID: SigningKeys.keyID($0.key.publicKey),
+                                                   signedAt: Timestamp.string(signedAt), meaning: $0.meaning) }
+        return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
+    }
+
+    static func sign(folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
+                     signature: SignatureBlock?) throws(BundleError) -> DSSEEnvelope {
         let statement = try statement(folder: folder, record: record, inputs: inputs, signature: signature)
         let envelope: DSSEEnvelope
         if let signer {

@@ -25,6 +25,18 @@ public struct Keyring {
         public var revokedSince: Date?
         public var location: SourceLocation?
 
+        public init(name: String, role: String, key: Curve25519.Signing.PublicKey, validFrom: Date? = nil,
+                    validUntil: Date? = nil, revokedSince: Date? = nil, location: SourceLocation? = nil) {
+            self.name = name
+            self.role = role
+            self.key = key
+            keyID = SigningKeys.keyID(key)
+            self.validFrom = validFrom
+            self.validUntil = validUntil
+            self.revokedSince = revokedSince
+            self.location = location
+        }
+
         /// Why the key could not sign at `date`, or nil if it could.
         public func problem(at date: Date) -> String? {
             if let validFrom, date < validFrom { return "key '\(name)' is valid only from \(Timestamp.string(validFrom))" }
@@ -92,7 +104,7 @@ public struct Keyring {
                 if !["station", "approver"].contains(role), let node = field("role") {
                     reader.error("role is station or approver", at: node)
                 }
-                keyring.entries.append(Entry(name: name, role: role, key: key, keyID: SigningKeys.keyID(key),
+                keyring.entries.append(Entry(name: name, role: role, key: key,
                                              validFrom: date("valid_from"), validUntil: date("valid_until"),
                                              revokedSince: date("revoked_since"), location: reader.location(of: item)))
             }

@@ -7,6 +7,7 @@ import AcceptanceCore
 import Foundation
 import Harness
 import ModbusTransport
+import Reports
 import Simulation
 
 let root = Workspace.locate()
@@ -223,3 +224,62 @@ print("  all 18 compute trays in parallel: \(format(sweepTime * 1000, 0)) ms = \
     + "(target: about one BMC, not 18: \(sweepTime / oneBMC < 3 ? "met" : "NOT met"))")
 print("  whole run incl. logins and logouts, 27 BMCs + 8 shelves: parallel \(format(parallelWall, 2)) s, "
     + "one at a time \(format(serialWall, 2)) s")
+
+// 5. Report bundles: sign and verify a bundle whose series is 10 MB.
+print("\nReport bundle with a 10 MB series: sign (hash every file, Ed25519 over the statement) and verify")
+let bundleKeys = "\(scratch)/keys"
+let generated = try SigningKeys.generate(into: bundleKeys, name: "bench")
+var leakRequest = RunRequest(procedure: "leak-test", workspace: root)
+leakRequest.reportsDirectory = "\(scratch)/bundle"
+let leakRun = try await PreparedRun.prepare(leakRequest)
+let leakRecord = await leakRun.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+guard let bundleFolder = leakRun.folder?.path, let series = leakRecord.steps.compactMap(\.series).first else {
+    print("  no run folder")
+    exit(1)
+}
+// Replace the hold's series with 10 MB of samples (the same columns), as a 3-day hold at 1 s would give.
+var big = "t_s,cdu.loop_pressure [kPa],cdu.supply_temperature [°C]\n"
+var row = 0
+while big.utf8.count < 10_000_000 {
+    big += "\(row),\(String(format: "%.4f", 300 - Double(row) * 1e-4)),\(String(format: "%.3f", 30 + sin(Double(row) / 500)))\n"
+    row += 1
+}
+try big.write(toFile: "\(bundleFolder)/\(series.file)", atomically: true, encoding: .utf8)
+let signer = BundleSigner(key: try SigningKeys.loadPrivate(generated.privatePath), identity: "bench station")
+let inputs = BundleInputs(procedureFile: "\(root.procedures)/leak-test.yaml", configurationFile: nil,
+                          harnessVersion: HarnessVersion.current, harnessBinarySHA256: nil)
+let size = (try? FileManager.default.attributesOfItem(atPath: "\(bundleFolder)/\(series.file)")[.size] as? Int) ?? 0
+// Once: the derived files (junit.xml, ocp.jsonl with every sample, report.html with the plots, verify.sh).
+let makeTime = try await wallSeconds {
+    try ReportBundle.make(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
+}
+var signTimes: [Double] = [], verifyTimes: [Double] = []
+let trust = Keyring(entries: [Keyring.Entry(name: "bench", role: "station",
+                                            key: try SigningKeys.loadPublic(generated.publicPath))], file: "bench")
+for _ in 0..<5 {
+    signTimes.append(try await wallSeconds {
+        try ReportBundle.sign(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
+    })
+    var verified = false
+    verifyTimes.append(await wallSeconds { verified = BundleVerifier.verify(folder: bundleFolder, keyring: trust).verified })
+    guard verified else {
+        print("  the bundle did not verify")
+        exit(1)
+    }
+}
+let signMedian = median(signTimes), verifyMedian = median(verifyTimes)
+print("  series file \(format(Double(size) / 1e6, 1)) MB (\(row) rows), bundle of \(try ReportBundle.subjectFiles(in: bundleFolder).count) files")
+print("  writing junit.xml, ocp.jsonl (every sample), report.html and verify.sh once: \(format(makeTime * 1000, 0)) ms")
+print("  sign:   \(format(signMedian * 1000, 0)) ms   verify: \(format(verifyMedian * 1000, 0)) ms   "
+    + "together \(format((signMedian + verifyMedian) * 1000, 0)) ms (target < 1000 ms: \(signMedian + verifyMedian < 1 ? "met" : "NOT met"))")
+let verifyScriptStart = ContinuousClock.now
+let process = Process()
+process.executableURL = URL(fileURLWithPath: "/bin/sh")
+process.arguments = ["verify.sh", generated.publicPath]
+process.currentDirectoryURL = URL(fileURLWithPath: bundleFolder)
+process.standardOutput = FileHandle.nullDevice
+try process.run()
+process.waitUntilExit()
+print("  verify.sh (stock openssl + jq, for comparison): \(format((ContinuousClock.now - verifyScriptStart).seconds * 1000, 0)) ms, "
+    + "exit \(process.terminationStatus)")
+print("  (medians of 5)")
