@@ -187,7 +187,7 @@ struct RedfishStationTests {
         let record = try await run("power-on", station: line.station, timeScale: 200)
         line.stop()
         #expect(record.verdict == .pass, "\(record.message ?? "")")
-        #expect(record.warnings == nil)
+        #expect(record.warnings?.filter { !$0.hasPrefix("UNSIGNED") }.isEmpty ?? true, "no transport warnings")
     }
 
     @Test func insecureWorksWarnsAndIsRecorded() async throws {
@@ -196,7 +196,7 @@ struct RedfishStationTests {
         line.stop()
         #expect(record.verdict == .pass, "\(record.message ?? "")")
         let warnings = try #require(record.warnings)
-        #expect(warnings.count == 27, "one per BMC the procedure uses")
+        #expect(warnings.filter { $0.contains("certificate verification is OFF") }.count == 27, "one per BMC the procedure uses")
         #expect(warnings.contains { $0.hasPrefix("compute01: certificate verification is OFF") })
         #expect(record.endpoints?["switch09"]?.contains("INSECURE") == true)
     }
