@@ -51,6 +51,9 @@ public struct MeasurementRecord: Sendable, Codable, Hashable {
     /// `low <= value <= high`, as written, for people.
     public var limits: String?
     public var verdict: Verdict
+    /// How the value was judged: `>=` (low only), `<=` (high only), `between` (both, inclusive), `==` (an exact
+    /// text, such as a firmware version); nil when it was only recorded.
+    public var comparator: String?
     /// For a statistic of a sampled series: which point, and which statistic (`cdu.loop_pressure`, `drop`).
     public var of: String?
     public var statistic: String?
@@ -123,6 +126,23 @@ public struct StepRecord: Sendable, Codable, Hashable {
     public var source: String
     /// For a `for_each` step: each member's own outcome.
     public var members: [MemberRecord]?
+
+    public init(id: String, group: StepGroup, number: Int, name: String, kind: String, verdict: Verdict,
+                started: String? = nil, ended: String? = nil, measurements: [MeasurementRecord] = [], message: String? = nil,
+                error: String? = nil, source: String) {
+        self.id = id
+        self.group = group
+        self.number = number
+        self.name = name
+        self.kind = kind
+        self.verdict = verdict
+        self.started = started
+        self.ended = ended
+        self.measurements = measurements
+        self.message = message
+        self.error = error
+        self.source = source
+    }
 
     enum CodingKeys: String, CodingKey {
         case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, retries, source

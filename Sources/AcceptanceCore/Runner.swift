@@ -733,8 +733,10 @@ public final class Runner: Sendable {
             let actual: String? = if case let .text(text)? = found { text } else { nil }
             let verdict: Verdict = actual == expected ? .pass : .fail
             if verdict == .fail { mismatches.append("\(name) is \(actual ?? found?.description ?? "unreadable"), release wants \(expected)") }
-            result.measurements.append(MeasurementRecord(name: name, value: nil, text: actual ?? found?.description,
-                                                         unit: nil, limits: "= \(expected)", verdict: verdict))
+            var recorded = MeasurementRecord(name: name, value: nil, text: actual ?? found?.description,
+                                             unit: nil, limits: "= \(expected)", verdict: verdict)
+            recorded.comparator = "=="
+            result.measurements.append(recorded)
         }
         result.verdict = mismatches.isEmpty ? .pass : .fail
         result.message = mismatches.isEmpty ? "\(points.count) version\(points.count == 1 ? "" : "s") match \(releaseName)"
@@ -879,6 +881,7 @@ public final class Runner: Sendable {
         record.high = try bound(limits.high)
         record.limits = [limits.low.map { ">= \($0.source)" }, limits.high.map { "<= \($0.source)" }]
             .compactMap { $0 }.joined(separator: " and ")
+        record.comparator = record.low != nil && record.high != nil ? "between" : record.low != nil ? ">=" : "<="
         if let value = record.value {
             let aboveLow = record.low.map { value >= $0 } ?? true
             let belowHigh = record.high.map { value <= $0 } ?? true

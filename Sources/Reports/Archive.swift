@@ -11,6 +11,7 @@ public final class ReportArchive: Sendable {
 
     public struct Run: Sendable, Hashable {
         public var runID: String
+        /// The bundle's identity: the SHA-256 of its signed statement.
         public var attestationSHA256: String
         public var rackSerial: String?
         public var procedure: String
@@ -79,90 +80,116 @@ public final class ReportArchive: Sendable {
         case alreadyArchived(Run, newFiles: [String])
     }
 
-    /// Verifies a bundle and stores it. A bundle that does not verify is refused with the verifier's findings.
-    public func add(bundle folder: String, keyring: Keyring) throws(ArchiveError) -> AddOutcome {
-        let verification = BundleVerifier.verify(folder: folder, keyring: keyring)
+    /// Verifies a bundle and stores it. The bundle is first copied into the archive, and it is that copy that is
+    /// verified and stored, so nothing can change between the check and the store. A bundle that does not verify, or
+    /// that comes from the simulated rack (unless `allowSimulated`), is refused with the reasons.
+    public func add(bundle folder: String, keyring: Keyring, allowSimulated: Bool = false) throws(ArchiveError) -> AddOutcome {
+        let staging = "\(directory)/.incoming-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: staging) }
+        var names: [String]
+        do {
+            names = try ReportBundle.subjectFiles(in: folder) + [ReportBundle.attestationFile]
+            if FileManager.default.fileExists(atPath: "\(folder)/\(ReportBundle.approvalFile)") { names.append(ReportBundle.approvalFile) }
+            try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+            for name in names {
+                let target = "\(staging)/\(name)"
+                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
+                                                        withIntermediateDirectories: true)
+                guard let data = FileManager.default.contents(atPath: "\(folder)/\(name)") else {
+                    throw ArchiveError(description: "cannot read \(folder)/\(name)")
+                }
+                try data.write(to: URL(fileURLWithPath: target), options: .withoutOverwriting)
+            }
+        } catch let error as ArchiveError {
+            throw error
+        } catch let error as ReportBundle.BundleError {
+            throw ArchiveError(description: "refused \(folder): \(error.description)")
+        } catch {
+            throw ArchiveError(description: "cannot copy \(folder) into the archive: \(error.localizedDescription)")
+        }
+        let verification = BundleVerifier.verify(folder: staging, keyring: keyring)
         guard verification.verified else {
             throw ArchiveError(description: "refused \(folder): it does not verify: " + verification.failures.joined(separator: "; "))
         }
-        let attestation: String
+        guard allowSimulated || !verification.simulated else {
+            throw ArchiveError(description: "refused \(folder): it is a run on the SIMULATED rack, not evidence about a real one "
+                + "(archive it with --allow-simulated if you mean to)")
+        }
+        guard let statement = verification.statementSHA256, let runID = verification.runID,
+              let procedure = verification.procedure, let started = verification.started else {
+            throw ArchiveError(description: "refused \(folder): its statement lacks the run id, procedure or start time")
+        }
         var files: [(name: String, sha256: String, size: Int)] = []
-        do {
-            attestation = try ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")
-            var names = try ReportBundle.subjectFiles(in: folder) + [ReportBundle.attestationFile]
-            if FileManager.default.fileExists(atPath: "\(folder)/\(ReportBundle.approvalFile)") {
-                names.append(ReportBundle.approvalFile)
+        for name in names {
+            let path = "\(staging)/\(name)"
+            let digest: String
+            do {
+                digest = try ReportBundle.sha256(file: path)
+            } catch {
+                throw ArchiveError(description: error.description)
             }
-            for name in names {
-                let path = "\(folder)/\(name)"
-                let digest = try ReportBundle.sha256(file: path)
-                let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-                files.append((name, digest, size))
-            }
-        } catch {
-            throw ArchiveError(description: error.description)
+            let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+            try store(path, sha256: digest)
+            files.append((name, digest, size))
         }
-        for file in files { try store("\(folder)/\(file.name)", sha256: file.sha256) }
-        guard let data = FileManager.default.contents(atPath: "\(folder)/record.json"),
-              let record = try? JSONDecoder().decode(RunRecord.self, from: data) else {
-            throw ArchiveError(description: "\(folder)/record.json is missing or not a run record")
+        let run = Run(runID: runID, attestationSHA256: statement, rackSerial: verification.rackSerial,
+                      procedure: procedure, procedureVersion: verification.procedureVersion ?? "", verdict: verification.verdict ?? "?",
+                      station: "", started: started, signer: verification.signerName,
+                      approved: names.contains(ReportBundle.approvalFile), addedAt: Timestamp.string(Date()))
+        var indexed = run
+        if let data = FileManager.default.contents(atPath: "\(staging)/record.json"),
+           let record = try? JSONValue.parse([UInt8](data)), let station = record["station"]?.string {
+            indexed.station = station
         }
-        let envelope = try? DSSEEnvelope.parse([UInt8](FileManager.default.contents(atPath: "\(folder)/\(ReportBundle.attestationFile)") ?? Data()),
-                                               file: ReportBundle.attestationFile)
-        let signer = envelope?.signatures.first.flatMap { keyring.entry(keyID: $0.keyID)?.name }
-        let run = Run(runID: record.runID, attestationSHA256: attestation, rackSerial: record.rackSerial,
-                      procedure: record.procedure.id, procedureVersion: record.procedure.version, verdict: record.verdict.rawValue,
-                      station: record.station, started: record.started, signer: signer,
-                      approved: files.contains { $0.name == ReportBundle.approvalFile }, addedAt: Timestamp.string(Date()))
         do {
             return try database.write { db -> AddOutcome in
-                let existing = try Row.fetchOne(db, sql: "SELECT 1 FROM run WHERE attestation_sha256 = ?", arguments: [attestation])
+                let existing = try Row.fetchOne(db, sql: "SELECT 1 FROM run WHERE attestation_sha256 = ?", arguments: [statement])
                 if existing == nil {
                     try db.execute(sql: """
                         INSERT INTO run (attestation_sha256, run_id, rack_serial, procedure, procedure_version, verdict, station,
                                          started, signer, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, arguments: [attestation, run.runID, run.rackSerial, run.procedure, run.procedureVersion, run.verdict,
-                                         run.station, run.started, run.signer, run.addedAt])
+                        """, arguments: [statement, indexed.runID, indexed.rackSerial, indexed.procedure, indexed.procedureVersion,
+                                         indexed.verdict, indexed.station, indexed.started, indexed.signer, indexed.addedAt])
                 }
                 var newFiles: [String] = []
                 for file in files {
                     let known = try Row.fetchOne(db, sql: "SELECT sha256 FROM file WHERE attestation_sha256 = ? AND name = ?",
-                                                 arguments: [attestation, file.name])
+                                                 arguments: [statement, file.name])
                     if known == nil {
                         try db.execute(sql: "INSERT INTO file (attestation_sha256, name, sha256, size) VALUES (?, ?, ?, ?)",
-                                       arguments: [attestation, file.name, file.sha256, file.size])
+                                       arguments: [statement, file.name, file.sha256, file.size])
                         newFiles.append(file.name)
                     }
                 }
-                return existing == nil ? .added(run) : .alreadyArchived(run, newFiles: newFiles)
+                return existing == nil ? .added(indexed) : .alreadyArchived(indexed, newFiles: newFiles)
             }
         } catch {
             throw ArchiveError(description: "cannot index \(folder): \(error)")
         }
     }
 
-    /// Copies a file into `objects/` under its SHA-256, unless it is there already. Never overwrites.
+    /// Moves a verified staging file into `objects/` under its SHA-256, unless it is there already (checked: a
+    /// regular file with that digest). Never overwrites.
     func store(_ path: String, sha256: String) throws(ArchiveError) {
         let directory = "\(self.directory)/objects/\(sha256.prefix(2))"
         let target = "\(directory)/\(sha256)"
-        if FileManager.default.fileExists(atPath: target) { return }
+        var info = stat()
+        if lstat(target, &info) == 0 {
+            guard info.st_mode & S_IFMT == S_IFREG, (try? ReportBundle.sha256(file: target)) == sha256 else {
+                throw ArchiveError(description: "the archive's object \(target) is damaged or not a file; fix the archive by hand")
+            }
+            return
+        }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let temporary = "\(directory)/.incoming-\(UUID().uuidString)"
-            try FileManager.default.copyItem(atPath: path, toPath: temporary)
-            // link(2) fails if the target exists: a concurrent add of the same content keeps the first copy.
-            if link(temporary, target) != 0, errno != EEXIST {
-                let reason = String(cString: strerror(errno))
-                try? FileManager.default.removeItem(atPath: temporary)
-                throw ArchiveError(description: "cannot store \(path): \(reason)")
-            }
-            try? FileManager.default.removeItem(atPath: temporary)
-            try? FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: target)
-        } catch let error as ArchiveError {
-            throw error
         } catch {
-            throw ArchiveError(description: "cannot store \(path): \(error.localizedDescription)")
+            throw ArchiveError(description: "cannot create \(directory): \(error.localizedDescription)")
         }
+        // link(2) fails if the target exists: a concurrent add of the same content keeps the first copy.
+        if link(path, target) != 0, errno != EEXIST {
+            throw ArchiveError(description: "cannot store \(path): \(String(cString: strerror(errno)))")
+        }
+        chmod(target, 0o444)
     }
 
     public func list(_ filter: Filter) throws(ArchiveError) -> [Run] {
@@ -198,8 +225,8 @@ public final class ReportArchive: Sendable {
             return try database.read { db in
                 let rows = try Row.fetchAll(db, sql: """
                     SELECT r.*, EXISTS(SELECT 1 FROM file f WHERE f.attestation_sha256 = r.attestation_sha256 AND f.name = ?) AS approved
-                    FROM run r WHERE run_id = ? OR (length(?) >= 8 AND attestation_sha256 LIKE ? || '%')
-                    """, arguments: [ReportBundle.approvalFile, reference, reference, reference])
+                    FROM run r WHERE run_id = ? OR (length(?) >= 8 AND substr(attestation_sha256, 1, length(?)) = lower(?))
+                    """, arguments: [ReportBundle.approvalFile, reference, reference, reference, reference])
                 guard let row = rows.first else { throw ArchiveError(description: "no archived run '\(reference)'") }
                 guard rows.count == 1 else {
                     throw ArchiveError(description: "'\(reference)' matches \(rows.count) bundles; give an attestation digest prefix: "
@@ -227,6 +254,11 @@ public final class ReportArchive: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
             for file in files {
+                // Names come from the index: only plain relative paths are written out.
+                guard !file.name.hasPrefix("/"), !file.name.split(separator: "/").contains(".."),
+                      file.sha256.count == 64, file.sha256.allSatisfy(\.isHexDigit) else {
+                    throw ArchiveError(description: "the index lists an unsafe file name '\(file.name)'; not exported")
+                }
                 let source = "\(directory)/objects/\(file.sha256.prefix(2))/\(file.sha256)"
                 let target = "\(folder)/\(file.name)"
                 try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,

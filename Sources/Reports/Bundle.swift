@@ -24,6 +24,8 @@ public struct BundleInputs: Sendable {
     public var procedureFile: String
     /// The station configuration, or the simulation scenario.
     public var configurationFile: String?
+    /// Its SHA-256 as it was when the run was prepared (hashed then, not after the run).
+    public var configurationSHA256: String?
     /// `acceptance 0.4.0`, and the SHA-256 of the executable that ran.
     public var harnessVersion: String
     public var harnessBinarySHA256: String?
@@ -31,6 +33,7 @@ public struct BundleInputs: Sendable {
     public init(procedureFile: String, configurationFile: String?, harnessVersion: String, harnessBinarySHA256: String?) {
         self.procedureFile = procedureFile
         self.configurationFile = configurationFile
+        configurationSHA256 = configurationFile.flatMap { try? ReportBundle.sha256(file: $0) }
         self.harnessVersion = harnessVersion
         self.harnessBinarySHA256 = harnessBinarySHA256
     }
@@ -115,9 +118,14 @@ public enum ReportBundle {
         }
         var files: [String] = []
         while let name = enumerator.nextObject() as? String {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: "\(folder)/\(name)", isDirectory: &isDirectory), !isDirectory.boolValue
-            else { continue }
+            // lstat: a symbolic link, a FIFO or a device is never part of a bundle (its content is not the bundle's).
+            var info = stat()
+            guard lstat("\(folder)/\(name)", &info) == 0 else { throw BundleError(description: "cannot read \(folder)/\(name)") }
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR: continue
+            case S_IFREG: break
+            default: throw BundleError(description: "\(name) is not a regular file (a link or a device): not allowed in a bundle")
+            }
             if name == attestationFile || name == approvalFile { continue }
             files.append(name)
         }
@@ -151,10 +159,10 @@ public enum ReportBundle {
             ["name": .string("procedure \(record.procedure.id) \(record.procedure.version)"),
              "uri": .string(record.procedure.file), "digest": ["sha256": .string(record.procedure.sha256)]],
         ]
-        if let file = inputs.configurationFile {
+        if let file = inputs.configurationFile, let digest = inputs.configurationSHA256 {
             let kind = record.scenario == nil ? "station \(record.station)" : "scenario \(record.scenario ?? "")"
             configuration.append(["name": .string(kind), "uri": .string((file as NSString).lastPathComponent),
-                                  "digest": ["sha256": .string(try sha256(file: file))]])
+                                  "digest": ["sha256": .string(digest)]])
         }
         var harness: [String: JSONValue] = ["name": .string("acceptance \(inputs.harnessVersion)"), "uri": "acceptance"]
         if let digest = inputs.harnessBinarySHA256 { harness["digest"] = ["sha256": .string(digest)] }
@@ -173,6 +181,11 @@ public enum ReportBundle {
             "runId": .string(record.runID),
             "rackSerial": record.rackSerial.map { .string($0) } ?? .null,
             "station": .string(record.station),
+            "procedure": .string(record.procedure.id),
+            "procedureVersion": .string(record.procedure.version),
+            "started": .string(record.started),
+            // A run on the simulated rack is never evidence about a real rack, whatever serial was typed in.
+            "simulated": .bool(record.scenario != nil),
         ]
         if let signature {
             predicate["signer"] = ["identity": .string(signature.identity), "keyid": .string(signature.keyID),

@@ -5,7 +5,14 @@ import Foundation
 /// FAIL is a `failure`, ERROR and ABORTED are `error`s, SKIPPED is `skipped`.
 public enum JUnitReport {
     public static func xml(_ record: RunRecord) -> String {
-        let steps = record.steps
+        var steps = record.steps
+        // A run can end in ERROR or ABORTED with no step saying so (a record that could not be written, a stop
+        // between steps): a dashboard must not show it green.
+        if [.error, .aborted].contains(record.verdict), !steps.contains(where: { $0.verdict == record.verdict }) {
+            steps.append(StepRecord(id: "run", group: .cleanup, number: 0, name: "run verdict", kind: "run",
+                                    verdict: record.verdict, started: record.started, ended: record.ended,
+                                    error: record.message, source: record.procedure.file))
+        }
         let failures = steps.count { $0.verdict == .fail }
         let errors = steps.count { $0.verdict == .error || $0.verdict == .aborted }
         let skipped = steps.count { $0.verdict == .skipped }
@@ -84,6 +91,7 @@ public enum JUnitReport {
             case "\n" where quotes: out += "&#10;"
             // XML 1.0 has no place for most control characters.
             case _ where scalar.value < 0x20 && scalar != "\n" && scalar != "\t" && scalar != "\r": out += "?"
+            case "\u{FFFE}", "\u{FFFF}": out += "?"
             default: out.unicodeScalars.append(scalar)
             }
         }

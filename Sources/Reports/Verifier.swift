@@ -13,6 +13,13 @@ public struct BundleVerification: Sendable {
     public var runID: String?
     public var rackSerial: String?
     public var verdict: String?
+    public var procedure: String?
+    public var procedureVersion: String?
+    public var started: String?
+    public var simulated = false
+    /// SHA-256 of the signed statement: the bundle's identity, whatever the envelope's formatting.
+    public var statementSHA256: String?
+    public var signerName: String?
 
     public var verified: Bool { !checks.isEmpty && checks.allSatisfy(\.passed) }
     public var failures: [String] { checks.filter { !$0.passed }.map(\.text) }
@@ -53,6 +60,11 @@ public enum BundleVerifier {
         result.runID = predicate?["runId"]?.string
         result.rackSerial = predicate?["rackSerial"]?.string
         result.verdict = predicate?["verdict"]?.string
+        result.procedure = predicate?["procedure"]?.string
+        result.procedureVersion = predicate?["procedureVersion"]?.string
+        result.started = predicate?["started"]?.string
+        result.simulated = predicate?["simulated"]?.bool ?? false
+        result.statementSHA256 = SHA256.hash(data: envelope.payload).map { String(format: "%02x", $0) }.joined()
 
         // 1. Signature, signer, key validity.
         let signedAt = predicate?["signer"]?["signedAt"]?.string.flatMap(Timestamp.date)
@@ -60,8 +72,11 @@ public enum BundleVerifier {
             result.fail("UNSIGNED: the bundle carries no signature (the station had no key); nothing proves who made it")
         } else if let keyring {
             let known = envelope.signatures.compactMap { signature in keyring.entry(keyID: signature.keyID) }
-            if let entry = known.first {
+            if let entry = known.first, entry.role != "station" {
+                result.fail("signer: key '\(entry.name)' is an \(entry.role) key; bundles are signed by station keys")
+            } else if let entry = known.first {
                 if envelope.isSigned(by: entry.key) {
+                    result.signerName = entry.name
                     result.pass("signature: Ed25519 over the DSSE PAE of the \(envelope.payload.count)-byte statement, by key "
                         + "'\(entry.name)' (\(entry.role), keyid \(entry.keyID.prefix(16))…) from \(keyring.file)")
                     if let signedAt {
@@ -92,15 +107,16 @@ public enum BundleVerifier {
         }
 
         // 2. The files are exactly the subjects, byte for byte.
-        var attested: [String: String] = [:]
+        // Names are compared byte for byte (as verify.sh does): canonically equivalent Unicode is not the same file.
+        var attested: [Data: String] = [:]
         var repeated: [String] = []
         for subject in subjects {
             guard let name = subject["name"]?.string, let digest = subject["digest"]?["sha256"]?.string else {
                 result.fail("a subject without a name or a sha256 digest")
                 return result
             }
-            if attested[name] != nil { repeated.append(name) }
-            attested[name] = digest
+            if attested[Data(name.utf8)] != nil { repeated.append(name) }
+            attested[Data(name.utf8)] = digest
         }
         if !repeated.isEmpty { result.fail("subjects named twice: \(repeated.joined(separator: ", "))") }
         let present: [String]
@@ -110,8 +126,9 @@ public enum BundleVerifier {
             result.fail(error.description)
             return result
         }
-        let added = present.filter { attested[$0] == nil }
-        let missing = attested.keys.filter { !present.contains($0) }.sorted()
+        let presentKeys = Set(present.map { Data($0.utf8) })
+        let added = present.filter { attested[Data($0.utf8)] == nil }
+        let missing = attested.keys.filter { !presentKeys.contains($0) }.map { String(decoding: $0, as: UTF8.self) }.sorted()
         if added.isEmpty, missing.isEmpty {
             result.pass("file set: the \(present.count) files are exactly the attested subjects, nothing added or removed")
         } else {
@@ -119,9 +136,9 @@ public enum BundleVerifier {
             if !missing.isEmpty { result.fail("file set: attested but missing (removed): \(missing.joined(separator: ", "))") }
         }
         var mismatched: [String] = []
-        for name in present where attested[name] != nil {
+        for name in present where attested[Data(name.utf8)] != nil {
             let digest = (try? ReportBundle.sha256(file: "\(folder)/\(name)")) ?? "unreadable"
-            if digest != attested[name] { mismatched.append(name) }
+            if digest != attested[Data(name.utf8)] { mismatched.append(name) }
         }
         if mismatched.isEmpty {
             result.pass("digests: the SHA-256 of every attested file matches")
@@ -139,9 +156,13 @@ public enum BundleVerifier {
     static func checkApproval(folder: String, keyring: Keyring?, into result: inout BundleVerification) {
         guard let bytes = FileManager.default.contents(atPath: "\(folder)/\(ReportBundle.approvalFile)"),
               let envelope = try? DSSEEnvelope.parse([UInt8](bytes), file: ReportBundle.approvalFile),
+              envelope.payloadType == DSSEEnvelope.inToto,
               let statement = try? JSONValue.parse(envelope.payload),
-              let subject = statement["subject"]?.array?.first else {
-            result.fail("approval: \(ReportBundle.approvalFile) is not a DSSE envelope over an in-toto statement")
+              statement["_type"]?.string == ReportBundle.statementType,
+              statement["predicateType"]?.string == approvalPredicateType,
+              let subjects = statement["subject"]?.array, subjects.count == 1, let subject = subjects.first else {
+            result.fail("approval: \(ReportBundle.approvalFile) is not an approval (a DSSE envelope over an in-toto "
+                + "statement of type \(approvalPredicateType) with one subject)")
             return
         }
         let attestationDigest = (try? ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")) ?? ""
@@ -160,11 +181,19 @@ public enum BundleVerifier {
             result.fail("approval: signed by a key that is not in the keyring")
             return
         }
+        guard entry.role == "approver" else {
+            result.fail("approval: signed by '\(entry.name)', a \(entry.role) key; only approver keys approve")
+            return
+        }
         guard envelope.isSigned(by: entry.key) else {
             result.fail("approval: the signature does not verify with '\(entry.name)'")
             return
         }
-        if let at = approver?["approvedAt"]?.string.flatMap(Timestamp.date), let problem = entry.problem(at: at) {
+        guard let at = approver?["approvedAt"]?.string.flatMap(Timestamp.date) else {
+            result.fail("approval: it does not say when it was made")
+            return
+        }
+        if let problem = entry.problem(at: at) {
             result.fail("approval: approved at \(Timestamp.string(at)), but \(problem)")
             return
         }
@@ -172,18 +201,31 @@ public enum BundleVerifier {
             + "at \(approver?["approvedAt"]?.string ?? "?")")
     }
 
+    public static let approvalPredicateType = "https://acceptance.example/approval/v1"
+
     /// Adds `approval.dsse.json`: a statement over the attestation's digest, signed by the approver.
+    /// With `keyring`, the bundle must verify first, and the approval signs the digest of the very attestation
+    /// bytes that were verified.
     public static func approve(folder: String, key: Curve25519.Signing.PrivateKey, approver: String, meaning: String,
-                               at date: Date = Date()) throws(ReportBundle.BundleError) {
+                               keyring: Keyring? = nil, at date: Date = Date()) throws(ReportBundle.BundleError) {
         let path = "\(folder)/\(ReportBundle.approvalFile)"
         guard !FileManager.default.fileExists(atPath: path) else {
             throw ReportBundle.BundleError(description: "\(path) exists; an approval is never replaced")
         }
         let digest = try ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")
+        if let keyring {
+            let verification = verify(folder: folder, keyring: keyring)
+            guard verification.verified else {
+                throw ReportBundle.BundleError(description: "the bundle does not verify: " + verification.failures.joined(separator: "; "))
+            }
+            guard (try ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")) == digest else {
+                throw ReportBundle.BundleError(description: "the attestation changed while it was being verified")
+            }
+        }
         let statement: JSONValue = [
             "_type": .string(ReportBundle.statementType),
             "subject": [["name": .string(ReportBundle.attestationFile), "digest": ["sha256": .string(digest)]]],
-            "predicateType": "https://acceptance.example/approval/v1",
+            "predicateType": .string(approvalPredicateType),
             "predicate": ["approver": ["identity": .string(approver), "meaning": .string(meaning),
                                        "approvedAt": .string(Timestamp.string(date)),
                                        "keyid": .string(SigningKeys.keyID(key.publicKey))]],

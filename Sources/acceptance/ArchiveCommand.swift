@@ -46,6 +46,9 @@ struct ArchiveCommand: ParsableCommand {
         @Option(help: "Keyring of trusted keys: a bundle must verify against it.")
         var keyring: String
 
+        @Flag(help: "Also archive runs on the simulated rack (refused by default: they are not evidence about a rack).")
+        var allowSimulated = false
+
         @OptionGroup var options: ArchiveOptions
 
         func run() throws {
@@ -59,7 +62,7 @@ struct ArchiveCommand: ParsableCommand {
             var refused = 0
             for bundle in bundles {
                 do {
-                    switch try archive.add(bundle: bundle, keyring: ring) {
+                    switch try archive.add(bundle: bundle, keyring: ring, allowSimulated: allowSimulated) {
                     case let .added(run):
                         ConsoleOutput.standardOutput.write("archived  \(run.runID)  rack \(run.rackSerial ?? "-")  \(run.verdict)  "
                             + "attestation \(run.attestationSHA256.prefix(12))\n")

@@ -116,28 +116,21 @@ struct ApproveCommand: ParsableCommand {
     @Option(help: "Who approves (default: $USER).")
     var approver: String?
 
-    @Option(help: "Keyring to verify the bundle against first (recommended).")
-    var keyring: String?
+    @Option(help: "Keyring the bundle must verify against before it is approved.")
+    var keyring: String
 
     func run() throws {
-        if let keyring {
-            let ring: Keyring
-            do {
-                ring = try Keyring.load(path: keyring)
-            } catch {
-                throw ValidationError(error.description)
-            }
-            let result = BundleVerifier.verify(folder: bundle, keyring: ring)
-            guard result.verified else {
-                ConsoleOutput.standardError.write("not approved: the bundle does not verify: \(result.failures.joined(separator: "; "))\n")
-                throw ExitCode(1)
-            }
+        let ring: Keyring
+        do {
+            ring = try Keyring.load(path: keyring)
+        } catch {
+            throw ValidationError(error.description)
         }
         do {
             let privateKey = try SigningKeys.loadPrivate(key)
             try BundleVerifier.approve(folder: bundle, key: privateKey,
                                        approver: approver ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown",
-                                       meaning: meaning)
+                                       meaning: meaning, keyring: ring)
             ConsoleOutput.standardOutput.write("approved: \(bundle)/\(ReportBundle.approvalFile) "
                 + "(keyid \(SigningKeys.keyID(privateKey.publicKey).prefix(16))…)\n")
         } catch let error as SigningKeys.KeyError {

@@ -33,7 +33,11 @@ struct ReportCommandTests {
                                       "--keyring", "\(home)/keyring.yaml"])
         #expect(approved.status == 0, "\(approved.stderr)")
         let archive = "\(home)/archive"
-        let added = try await run(["archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive])
+        let simulated = try await run(["archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive])
+        #expect(simulated.status == 1)
+        #expect(simulated.stderr.contains("SIMULATED"))
+        let added = try await run(["archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive,
+                                   "--allow-simulated"])
         #expect(added.status == 0, "\(added.stderr)")
         let listed = try await run(["archive", "list", "--rack", "QA-RACK-0042", "--archive", archive])
         #expect(listed.stdout.contains("leak-test"))
@@ -49,7 +53,8 @@ struct ReportCommandTests {
         let tampered = try await run(["verify", bundle, "--keyring", "\(home)/keyring.yaml"])
         #expect(tampered.status == 1)
         #expect(tampered.stderr.contains("changed since signing: report.html"))
-        let refused = try await run(["archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive])
+        let refused = try await run(["archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive,
+                                     "--allow-simulated"])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("does not verify"))
 

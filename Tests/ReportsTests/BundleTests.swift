@@ -128,6 +128,12 @@ struct BundleTests {
         let (status, output) = try await runProgram(try program("sh"), ["verify.sh", keys.stationPublic], directory: folder)
         #expect(status == 0, "\(output)")
         #expect(output.contains("VERIFIED"))
+        // Measurements say how they were judged.
+        let decay = try #require(record.steps.flatMap(\.measurements).first { $0.name == "Pressure decay over hold" })
+        #expect(decay.comparator == "<=")
+        #expect(decay.of == "cdu.loop_pressure")
+        #expect(decay.statistic == "drop")
+        #expect(record.steps.flatMap(\.measurements).first { $0.name == "Loop pressure at start of hold" }?.comparator == "between")
         // The record names the harness build and the release of the procedure.
         #expect(record.harness?.version == HarnessVersion.current)
         #expect(record.harness?.binarySHA256?.count == 64)
@@ -253,6 +259,17 @@ struct BundleTests {
         #expect(throws: ReportBundle.BundleError.self) {
             try BundleVerifier.approve(folder: folder, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "x", meaning: "y")
         }
+        // A station key cannot approve, not even the bundle it signed.
+        let (_, second) = try await bundle(key: keys.stationKey)
+        try BundleVerifier.approve(folder: second, key: try SigningKeys.loadPrivate(keys.stationKey), approver: "station",
+                                   meaning: "self-approved")
+        #expect(BundleVerifier.verify(folder: second, keyring: keyring).failures.contains { $0.contains("only approver keys approve") })
+        // A symbolic link in a bundle is never accepted, even to a file with the attested content.
+        let (_, linked) = try await bundle(key: keys.stationKey)
+        let junit = "\(linked)/junit.xml"
+        try FileManager.default.moveItem(atPath: junit, toPath: "\(linked)/../moved-junit.xml")
+        try FileManager.default.createSymbolicLink(atPath: junit, withDestinationPath: "\(linked)/../moved-junit.xml")
+        #expect(BundleVerifier.verify(folder: linked, keyring: keyring).failures.contains { $0.contains("not a regular file") })
         // verify.sh still verifies the station's signature with the approval beside it.
         let (status, output) = try await runProgram(try program("sh"), ["verify.sh", keys.stationPublic], directory: folder)
         #expect(status == 0, "\(output)")

@@ -82,10 +82,16 @@ struct ReportPeerTests {
         let (_, inventory) = try await bundle("bmc-inventory", key: keys.stationKey, rack: rack)
         let (_, otherRack) = try await bundle("leak-detectors", key: keys.stationKey, rack: "OTHER-0001")
         for folder in [leak, inventory, otherRack] {
-            guard case .added = try archive.add(bundle: folder, keyring: keyring) else {
+            guard case .added = try archive.add(bundle: folder, keyring: keyring, allowSimulated: true) else {
                 Issue.record("\(folder) was not added")
                 continue
             }
+        }
+        // Without saying so, a run on the simulated rack is not archived as evidence.
+        do {
+            _ = try archive.add(bundle: otherRack, keyring: keyring)
+        } catch {
+            #expect(error.description.contains("SIMULATED"))
         }
         let runs = try archive.list(.init(rack: rack))
         #expect(Set(runs.map(\.procedure)) == ["leak-test", "bmc-inventory"])
@@ -95,7 +101,7 @@ struct ReportPeerTests {
         // Adding again changes nothing; an approval added later is stored beside it.
         try BundleVerifier.approve(folder: leak, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "QA",
                                    meaning: "reviewed and approved")
-        guard case let .alreadyArchived(_, newFiles) = try archive.add(bundle: leak, keyring: keyring) else {
+        guard case let .alreadyArchived(_, newFiles) = try archive.add(bundle: leak, keyring: keyring, allowSimulated: true) else {
             Issue.record("a bundle was archived twice")
             return
         }
@@ -106,9 +112,9 @@ struct ReportPeerTests {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: record))
         bytes[10] ^= 0x20
         try bytes.write(to: URL(fileURLWithPath: record))
-        #expect(throws: ReportArchive.ArchiveError.self) { try archive.add(bundle: inventory, keyring: keyring) }
+        #expect(throws: ReportArchive.ArchiveError.self) { try archive.add(bundle: inventory, keyring: keyring, allowSimulated: true) }
         do {
-            _ = try archive.add(bundle: inventory, keyring: keyring)
+            _ = try archive.add(bundle: inventory, keyring: keyring, allowSimulated: true)
         } catch {
             #expect(error.description.contains("does not verify"))
             #expect(error.description.contains("record.json"))
