@@ -119,16 +119,19 @@ let package = Package(
             dependencies: ["Harness", "AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer",
                            "Reports"]
         ),
+        // Helpers several test targets share: scratch folders, free ports, running peer programs.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore"]),
-        .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "Simulation", "AcceptanceCore"],
+        .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "Simulation", "AcceptanceCore", "TestSupport"],
                     exclude: ["Peers"]),
-        .testTarget(name: "RedfishTests", dependencies: ["RedfishTransport", "RedfishServer", "Simulation", "Harness", "AcceptanceCore"],
+        .testTarget(name: "RedfishTests", dependencies: ["RedfishTransport", "RedfishServer", "Simulation", "Harness", "AcceptanceCore",
+                                                        "TestSupport"],
                     exclude: ["Peers"]),
-        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Harness", "AcceptanceCore"], exclude: ["Peers"]),
+        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Harness", "AcceptanceCore", "TestSupport"], exclude: ["Peers"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore"]),
         // Runs the built `acceptance` binary as a technician would: exit codes, signals, kill -9.
-        .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance"]),
+        .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

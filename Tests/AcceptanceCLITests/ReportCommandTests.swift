@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("acceptance keys, verify, approve and archive, as QA types them")

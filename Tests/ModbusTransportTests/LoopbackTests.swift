@@ -3,6 +3,7 @@ import Foundation
 import ModbusTransport
 import Simulation
 import Synchronization
+import TestSupport
 import Testing
 
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

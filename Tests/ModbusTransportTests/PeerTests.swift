@@ -2,36 +2,11 @@ import AcceptanceCore
 import Foundation
 @testable import ModbusTransport
 import Simulation
+import TestSupport
 import Testing
 
 // Interop with peers we did not write: pymodbus (server, TCP and RTU) and mbpoll (client). `.ci/setup` installs
 // them; a missing peer fails the test with the command that installs it.
-
-struct PeerMissing: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Runs a program to completion (bounded), returning its exit status and output.
-func runProgram(_ path: String, _ arguments: [String], seconds: Double = 20) async throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
-    _ = FileManager.default.createFile(atPath: output, contents: nil)
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-    process.standardOutput = handle
-    process.standardError = handle
-    try process.run()
-    let deadline = Date().addingTimeInterval(seconds)
-    while process.isRunning {
-        if Date() > deadline {
-            process.terminate()
-            throw PeerMissing(description: "\(path) \(arguments) did not finish")
-        }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
-}
 
 func executable(_ name: String, install: String) throws -> String {
     for directory in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {

@@ -5,6 +5,7 @@ import RedfishServer
 @testable import RedfishTransport
 @testable import Simulation
 import Synchronization
+import TestSupport
 import Testing
 
 @Suite("Redfish client against the simulated BMC, in memory")

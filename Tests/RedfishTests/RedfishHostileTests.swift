@@ -4,6 +4,7 @@ import Harness
 @testable import RedfishTransport
 @testable import Simulation
 import Synchronization
+import TestSupport
 import Testing
 
 /// A BMC that answers whatever a test wants, counting what it is sent.

@@ -5,6 +5,7 @@ import RedfishServer
 @testable import RedfishTransport
 import Simulation
 import Synchronization
+import TestSupport
 import Testing
 
 // Interop with Redfish tools we did not write. `.ci/setup` installs them (pinned): DMTF's Redfish Service

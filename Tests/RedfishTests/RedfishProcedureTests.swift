@@ -4,6 +4,7 @@ import Harness
 import RedfishServer
 import RedfishTransport
 import Simulation
+import TestSupport
 import Testing
 
 let workspace = Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures")

@@ -3,53 +3,8 @@ import Foundation
 import RedfishServer
 import RedfishTransport
 import Simulation
+import TestSupport
 import Testing
-
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().path
-
-func temporaryDirectory() -> String {
-    let path = NSTemporaryDirectory() + "redfish-tests-\(UUID().uuidString)"
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-struct PeerMissing: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Runs a program to completion (bounded), returning its exit status and output.
-func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
-                seconds: Double = 60) async throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
-    _ = FileManager.default.createFile(atPath: output, contents: nil)
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-    process.standardOutput = handle
-    process.standardError = handle
-    try process.run()
-    let deadline = Date().addingTimeInterval(seconds)
-    while process.isRunning {
-        if Date() > deadline {
-            kill(process.processIdentifier, SIGKILL)
-            throw PeerMissing(description: "\(path) \(arguments) did not finish within \(Int(seconds)) s")
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
-}
-
-/// A program on PATH (pip's console scripts live in pyenv's shims, apt's in /usr/bin).
-func program(_ name: String) throws -> String {
-    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin"
-    for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
-        return "\(directory)/\(name)"
-    }
-    throw PeerMissing(description: "\(name) is not installed: run `bash .ci/setup`")
-}
 
 /// A long-running peer process, killed when the test is done with it.
 final class PeerProcess: @unchecked Sendable {
@@ -75,23 +30,6 @@ final class PeerProcess: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(5)
         while process.isRunning, Date() < deadline { usleep(10_000) }
     }
-}
-
-/// A port nobody listens on right now.
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// A simulated rack's Redfish side, with a known password.
@@ -129,8 +67,3 @@ func validatorCounts(_ output: String) -> (pass: Int, warn: Int, fail: Int)? {
     return nil
 }
 
-/// A file under the workplace's shared folder (`../shared` beside the repository, as on the line machines).
-func shared(_ path: String) -> String {
-    let beside = URL(fileURLWithPath: "\(repositoryRoot)/../shared/\(path)").standardizedFileURL.path
-    return FileManager.default.fileExists(atPath: beside) ? beside : "/work/shared/\(path)"
-}

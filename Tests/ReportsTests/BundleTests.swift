@@ -2,57 +2,10 @@ import AcceptanceCore
 import Foundation
 import Harness
 @testable import Reports
+import TestSupport
 import Testing
 
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().path
 let workspace = Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures")
-
-func temporaryDirectory() -> String {
-    let path = NSTemporaryDirectory() + "reports-tests-\(UUID().uuidString)"
-    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-/// The workplace's shared folder (`../shared` beside the repository).
-func shared(_ path: String) -> String {
-    let beside = URL(fileURLWithPath: "\(repositoryRoot)/../shared/\(path)").standardizedFileURL.path
-    return FileManager.default.fileExists(atPath: beside) ? beside : "/work/shared/\(path)"
-}
-
-struct PeerMissing: Error, CustomStringConvertible {
-    var description: String
-}
-
-func program(_ name: String) throws -> String {
-    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin"
-    for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
-        return "\(directory)/\(name)"
-    }
-    throw PeerMissing(description: "\(name) is not installed: run `bash .ci/setup`")
-}
-
-func runProgram(_ path: String, _ arguments: [String], directory: String? = nil, seconds: Double = 120) async throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
-    _ = FileManager.default.createFile(atPath: output, contents: nil)
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-    process.standardOutput = handle
-    process.standardError = handle
-    try process.run()
-    let deadline = Date().addingTimeInterval(seconds)
-    while process.isRunning {
-        if Date() > deadline {
-            kill(process.processIdentifier, SIGKILL)
-            throw PeerMissing(description: "\(path) \(arguments) did not finish")
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
-}
 
 /// A station key pair and a keyring that trusts it (and an approver's).
 struct Keys {

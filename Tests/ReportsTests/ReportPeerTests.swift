@@ -2,6 +2,7 @@ import AcceptanceCore
 import Foundation
 import Harness
 @testable import Reports
+import TestSupport
 import Testing
 
 @Suite("Reports against peers: OCP schemas, Chromium, the archive")

@@ -1,0 +1,77 @@
+import Foundation
+
+// What several test targets need: the repository, scratch folders, free ports, and running peer programs.
+
+/// The repository root, for tests that read the real procedures and fixtures.
+public let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+/// A new empty folder under the system's temporary folder.
+public func temporaryDirectory(_ prefix: String = "acceptance-tests") -> String {
+    let path = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString)"
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// A file under the workplace's shared folder (`../shared` beside the repository).
+public func shared(_ path: String) -> String {
+    let beside = URL(fileURLWithPath: "\(repositoryRoot)/../shared/\(path)").standardizedFileURL.path
+    return FileManager.default.fileExists(atPath: beside) ? beside : "/work/shared/\(path)"
+}
+
+/// A peer program is missing or misbehaved; the message says how to get it.
+public struct PeerMissing: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
+}
+
+/// A program on PATH (pip's console scripts live in pyenv's shims, apt's in /usr/bin).
+public func program(_ name: String) throws -> String {
+    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin:/bin"
+    for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
+        return "\(directory)/\(name)"
+    }
+    throw PeerMissing(description: "\(name) is not installed: run `bash .ci/setup`")
+}
+
+/// Runs a program to completion (bounded, killed if it overstays), returning its exit status and output.
+public func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
+                       directory: String? = nil, seconds: Double = 60) async throws -> (Int32, String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+    let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
+    _ = FileManager.default.createFile(atPath: output, contents: nil)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+    let deadline = Date().addingTimeInterval(seconds)
+    while process.isRunning {
+        if Date() > deadline {
+            kill(process.processIdentifier, SIGKILL)
+            throw PeerMissing(description: "\(path) \(arguments) did not finish within \(Int(seconds)) s")
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+public func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
