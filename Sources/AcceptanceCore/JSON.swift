@@ -65,13 +65,7 @@ public enum JSONValue: Sendable, Hashable {
         case .null: out += "null"
         case let .bool(value): out += value ? "true" : "false"
         case let .number(value):
-            if value.isFinite, value == value.rounded(), abs(value) < 1e15 {
-                out += String(Int64(value))
-            } else if value.isFinite {
-                out += "\(value)"
-            } else {
-                out += "null"
-            }
+            out += value.isFinite ? JSONLine.exact(value) : "null"
         case let .string(text): JSONValue.quote(text, into: &out)
         case let .array(items):
             out += "["
@@ -93,20 +87,7 @@ public enum JSONValue: Sendable, Hashable {
     }
 
     static func quote(_ text: String, into out: inout String) {
-        out += "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
+        JSONLine.appendQuoted(text, to: &out)
     }
 }
 

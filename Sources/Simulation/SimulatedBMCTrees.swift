@@ -35,11 +35,41 @@ enum Redfish {
     }
 
     static let uuidBase = "9a8c0000-0000-4000-8000-"
+
+    static let inventory = "/redfish/v1/UpdateService/FirmwareInventory"
+
+    /// The UpdateService and its FirmwareInventory, one SoftwareInventory per firmware (`id`, `name`, `version`).
+    static func updateService(_ firmware: [(id: String, name: String, version: String)]) -> [String: JSONValue] {
+        var r: [String: JSONValue] = [:]
+        r["/redfish/v1/UpdateService"] = resource("/redfish/v1/UpdateService", type: "UpdateService.v1_17_0.UpdateService",
+                                                  id: "UpdateService", name: "Update Service", [
+            "ServiceEnabled": false, "Status": status(), "FirmwareInventory": link(inventory),
+        ])
+        r[inventory] = collection(inventory, type: "SoftwareInventoryCollection", name: "Firmware Inventory",
+                                  members: firmware.map { "\(inventory)/\($0.id)" })
+        for entry in firmware {
+            let path = "\(inventory)/\(entry.id)"
+            r[path] = resource(path, type: "SoftwareInventory.v1_13_0.SoftwareInventory", id: entry.id, name: entry.name, [
+                "Version": .string(entry.version), "Updateable": true, "Status": status(),
+            ])
+        }
+        return r
+    }
+}
+
+/// A tree rendered whole from a simulated device's state on every request.
+protocol RenderedRedfishTree: RedfishTree {
+    func resources() -> [String: JSONValue]
+}
+
+extension RenderedRedfishTree {
+    public func resource(at path: String) -> JSONValue? { resources()[path] }
+    public var schemaNamespaces: [String] { Redfish.namespaces(of: resources()) }
 }
 
 /// A GB200 compute tray's BMC, or an NVLink switch tray's: one system with power control, processors (compute trays),
 /// a chassis with leak detectors, a manager with an event log, and firmware inventory.
-public struct TrayBMCTree: RedfishTree {
+public struct TrayBMCTree: RenderedRedfishTree {
     public let model: RedfishRackModel
     public let name: String
 
@@ -51,7 +81,6 @@ public struct TrayBMCTree: RedfishTree {
     static let system = "/redfish/v1/Systems/System_0"
     static let chassis = "/redfish/v1/Chassis/Chassis_0"
     static let manager = "/redfish/v1/Managers/BMC_0"
-    static let inventory = "/redfish/v1/UpdateService/FirmwareInventory"
     static let detectors = "/redfish/v1/Chassis/Chassis_0/ThermalSubsystem/LeakDetection/LeakDetectors"
 
     /// Firmware inventory ids for the profile's version points.
@@ -142,27 +171,12 @@ public struct TrayBMCTree: RedfishTree {
             "Status": Redfish.status(), "PowerState": "On",
             "Links": ["ManagerForServers": [Redfish.link(Self.system)], "ManagerForChassis": [Redfish.link(Self.chassis)]],
         ])
-        r["/redfish/v1/UpdateService"] = Redfish.resource("/redfish/v1/UpdateService", type: "UpdateService.v1_17_0.UpdateService",
-                                                          id: "UpdateService", name: "Update Service", [
-            "ServiceEnabled": false, "Status": Redfish.status(),
-            "FirmwareInventory": Redfish.link(Self.inventory),
-        ])
-        let firmware = tray.firmware.sorted { $0.key < $1.key }
-        r[Self.inventory] = Redfish.collection(Self.inventory, type: "SoftwareInventoryCollection", name: "Firmware Inventory",
-                                               members: firmware.map { "\(Self.inventory)/\(Self.firmwareIDs[$0.key] ?? $0.key)" })
-        for (point, version) in firmware {
-            let id = Self.firmwareIDs[point] ?? point
-            let path = "\(Self.inventory)/\(id)"
-            r[path] = Redfish.resource(path, type: "SoftwareInventory.v1_13_0.SoftwareInventory", id: id, name: id, [
-                "Version": .string(version), "Updateable": true, "Status": Redfish.status(),
-            ])
+        let firmware = tray.firmware.sorted { $0.key < $1.key }.map { point, version in
+            (id: Self.firmwareIDs[point] ?? point, name: Self.firmwareIDs[point] ?? point, version: version)
         }
+        r.merge(Redfish.updateService(firmware)) { $1 }
         return r
     }
-
-    public func resource(at path: String) -> JSONValue? { resources()[path] }
-
-    public var schemaNamespaces: [String] { Redfish.namespaces(of: resources()) }
 
     public func patch(_ path: String, _ body: JSONValue) -> RedfishTreeOutcome {
         guard resource(at: path) != nil else { return .notFound }
@@ -187,7 +201,7 @@ public struct TrayBMCTree: RedfishTree {
 /// A power shelf's controller, shaped like the OCP power-shelf profile and DMTF's public-power-shelf mockup:
 /// `PowerEquipment/PowerShelves/1` with metrics, and the shelf chassis's `PowerSubsystem` with six supplies and their
 /// redundancy group, and an event log.
-public struct PowerShelfTree: RedfishTree {
+public struct PowerShelfTree: RenderedRedfishTree {
     public let model: RedfishRackModel
     public let number: Int
 
@@ -296,19 +310,8 @@ public struct PowerShelfTree: RedfishTree {
                 "Created": .string(Timestamp.string(model.clock.date(at: .seconds(event.at)))),
             ])
         }
-        r["/redfish/v1/UpdateService"] = Redfish.resource("/redfish/v1/UpdateService", type: "UpdateService.v1_17_0.UpdateService",
-                                                          id: "UpdateService", name: "Update Service", [
-            "ServiceEnabled": false, "Status": Redfish.status(),
-            "FirmwareInventory": Redfish.link("/redfish/v1/UpdateService/FirmwareInventory"),
-        ])
-        r["/redfish/v1/UpdateService/FirmwareInventory"] = Redfish.collection(
-            "/redfish/v1/UpdateService/FirmwareInventory", type: "SoftwareInventoryCollection", name: "Firmware Inventory",
-            members: ["/redfish/v1/UpdateService/FirmwareInventory/PMC_Firmware"])
-        r["/redfish/v1/UpdateService/FirmwareInventory/PMC_Firmware"] = Redfish.resource(
-            "/redfish/v1/UpdateService/FirmwareInventory/PMC_Firmware", type: "SoftwareInventory.v1_13_0.SoftwareInventory",
-            id: "PMC_Firmware", name: "PMC firmware", [
-                "Version": .string(reading.firmware["pmc_version"] ?? "unknown"), "Updateable": true, "Status": Redfish.status(),
-            ])
+        r.merge(Redfish.updateService([(id: "PMC_Firmware", name: "PMC firmware",
+                                        version: reading.firmware["pmc_version"] ?? "unknown")])) { $1 }
         return r
     }
 
@@ -319,10 +322,6 @@ public struct PowerShelfTree: RedfishTree {
             "Status": Redfish.status("Enabled", reading.alarm ? "Warning" : "OK"),
         ]]
     }
-
-    public func resource(at path: String) -> JSONValue? { resources()[path] }
-
-    public var schemaNamespaces: [String] { Redfish.namespaces(of: resources()) }
 
     public func patch(_ path: String, _ body: JSONValue) -> RedfishTreeOutcome {
         guard resource(at: path) != nil else { return .notFound }
