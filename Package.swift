@@ -10,7 +10,9 @@ let package = Package(
         .library(name: "AcceptanceCore", targets: ["AcceptanceCore"]),
         .library(name: "Simulation", targets: ["Simulation"]),
         .library(name: "Harness", targets: ["Harness"]),
+        .library(name: "ModbusCore", targets: ["ModbusCore"]),
         .library(name: "ModbusTransport", targets: ["ModbusTransport"]),
+        .library(name: "RedfishCore", targets: ["RedfishCore"]),
         .library(name: "RedfishTransport", targets: ["RedfishTransport"]),
         .library(name: "RedfishServer", targets: ["RedfishServer"]),
         .library(name: "Reports", targets: ["Reports"]),
@@ -30,8 +32,8 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
-        // Procedures, units, expressions, profiles, point codec, device protocols, clock, runner, journal and record.
-        // Imports no C library and no network.
+        // Procedures, units, expressions, device profiles and points by name, the device protocol every transport
+        // implements, clock, runner, journal and record. Imports no transport, no C library and no network.
         .target(
             name: "AcceptanceCore",
             dependencies: [
@@ -46,18 +48,30 @@ let package = Package(
             pkgConfig: "libmodbus",
             providers: [.apt(["libmodbus-dev"])]
         ),
-        // Modbus TCP and RTU through libmodbus: clients on their own threads, and a server for the simulator.
+        // Modbus without I/O: data tables, exceptions and errors, the client protocol, the retry policy, the point
+        // codec, Modbus device profiles and Modbus points as devices. The simulator builds on it.
+        .target(
+            name: "ModbusCore",
+            dependencies: ["AcceptanceCore", .product(name: "Yams", package: "Yams")]
+        ),
+        // Modbus TCP and RTU through libmodbus: clients on their own threads, and servers for the simulator.
         // Only LibModbus.swift touches libmodbus's pointers.
         .target(
             name: "ModbusTransport",
-            dependencies: ["AcceptanceCore", "CModbus"]
+            dependencies: ["AcceptanceCore", "ModbusCore", "CModbus"]
         ),
-        // Redfish over HTTPS: the client (sessions, retries, paging, ETags, pinning) on AsyncHTTPClient, and Redfish
-        // points as devices.
+        // Redfish without I/O: requests and responses as values, errors, services, Redfish device profiles, the
+        // client (sessions, retries, paging, ETags) over a transport protocol, and Redfish points as devices.
+        .target(
+            name: "RedfishCore",
+            dependencies: ["AcceptanceCore", .product(name: "Yams", package: "Yams")]
+        ),
+        // Redfish over HTTPS on AsyncHTTPClient: the client's transport (CA files, pinning, timeouts).
         .target(
             name: "RedfishTransport",
             dependencies: [
                 "AcceptanceCore",
+                "RedfishCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -74,6 +88,7 @@ let package = Package(
             name: "RedfishServer",
             dependencies: [
                 "AcceptanceCore",
+                "RedfishCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -101,12 +116,14 @@ let package = Package(
         // The simulated rack: CDU physics, scenarios, in-memory Modbus devices.
         .target(
             name: "Simulation",
-            dependencies: ["AcceptanceCore", .product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore", .product(name: "Yams", package: "Yams"),
+                           .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Wiring a run together: locating files, station/simulated devices, console, prompts, signals.
         .target(
             name: "Harness",
-            dependencies: ["AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer", "Reports",
+            dependencies: ["AcceptanceCore", "Simulation", "ModbusCore", "ModbusTransport", "RedfishCore", "RedfishTransport",
+                           "RedfishServer", "Reports",
                            .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]
         ),
         .executableTarget(
@@ -121,15 +138,17 @@ let package = Package(
         ),
         // Helpers several test targets share: scratch folders, free ports, running peer programs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore"]),
-        .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "Simulation", "AcceptanceCore", "TestSupport"],
+        // The core's own tests load Modbus and Redfish profiles as a station would, so they list both syntaxes.
+        .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore"]),
+        .testTarget(name: "ModbusCoreTests", dependencies: ["ModbusCore", "AcceptanceCore"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore"]),
+        .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "ModbusCore", "RedfishCore", "Simulation",
+                                                                "AcceptanceCore", "TestSupport"],
                     exclude: ["Peers"]),
-        .testTarget(name: "RedfishTests", dependencies: ["RedfishTransport", "RedfishServer", "Simulation", "Harness", "AcceptanceCore",
-                                                        "TestSupport"],
-                    exclude: ["Peers"]),
+        .testTarget(name: "RedfishTests", dependencies: ["RedfishCore", "RedfishTransport", "RedfishServer", "Simulation", "Harness",
+                                                        "AcceptanceCore", "TestSupport"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Harness", "AcceptanceCore", "TestSupport"], exclude: ["Peers"]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore"]),
         // Runs the built `acceptance` binary as a technician would: exit codes, signals, kill -9.
         .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance", "TestSupport"]),
     ],

@@ -1,3 +1,12 @@
+/// A transport's own error behind a device error: what failed and where, in that transport's terms (a Modbus
+/// exception at a register, an HTTP status from a URL).
+public protocol TransportError: Error, Sendable, CustomStringConvertible {
+    /// The device did not answer at all (no connection, a timeout), as opposed to answering wrongly.
+    var isNoResponse: Bool { get }
+    /// The request was abandoned because the run was stopped.
+    var isCancellation: Bool { get }
+}
+
 /// A device did not do what the station asked: no answer, an exception, a value it could not represent.
 ///
 /// Always a station-side problem (verdict ERROR), never a failed rack (FAIL).
@@ -13,32 +22,23 @@ public struct DeviceError: Error, Sendable, CustomStringConvertible {
     public var points: [String]
     public var reason: String
     /// The transport's own error, if any.
-    public var underlying: ModbusError?
-    public var redfish: RedfishError?
+    public var cause: (any TransportError)?
 
     public init(device: String, endpoint: String, operation: Operation, points: [String], reason: String,
-                underlying: ModbusError? = nil, redfish: RedfishError? = nil) {
+                cause: (any TransportError)? = nil) {
         self.device = device
         self.endpoint = endpoint
         self.operation = operation
         self.points = points
         self.reason = reason
-        self.underlying = underlying
-        self.redfish = redfish
+        self.cause = cause
     }
 
     /// The step was stopped while the device was being asked.
-    public var isCancellation: Bool { underlying?.kind == .cancelled || redfish?.kind == .cancelled }
+    public var isCancellation: Bool { cause?.isCancellation ?? false }
 
     /// True when the device did not answer at all (as opposed to answering wrongly).
-    public var isNoResponse: Bool {
-        if let redfish { return redfish.isNoResponse }
-        return switch underlying?.kind {
-        case .timeout?, .connection?: true
-        case .exception(.gatewayPathUnavailable)?, .exception(.gatewayTargetFailedToRespond)?: true
-        default: false
-        }
-    }
+    public var isNoResponse: Bool { cause?.isNoResponse ?? false }
 
     public var description: String {
         "device '\(device)' (\(endpoint)) \(operation.rawValue) \(points.joined(separator: ", ")): \(reason)"
@@ -62,115 +62,11 @@ public protocol PointDevice: Sendable {
 extension PointDevice {
     /// Devices with nothing to check up front (Modbus: connecting is per transaction, with retries).
     public func connect() async throws(DeviceError) {}
-}
 
-/// A device reached over Modbus: points are decoded with `PointCodec` from registers read through a client.
-public struct ModbusPointDevice: PointDevice {
-    public let name: String
-    public let profile: DeviceProfile
-    public let client: any ModbusClient
-
-    public init(name: String, profile: DeviceProfile, client: any ModbusClient) {
-        self.name = name
-        self.profile = profile
-        self.client = client
-    }
-
-    public var endpoint: String { "\(client.endpoint), \(profile.model)" }
-
-    /// Contiguous runs of points in one table, each within the device's per-request limit.
-    struct Block {
-        var table: ModbusTable
-        var start: Int
-        var end: Int  // exclusive
-        var members: [Int]  // indices into the request
-    }
-
-    func blocks(for points: [PointDefinition]) -> [Block] {
-        let order = points.indices.sorted {
-            (points[$0].table.rawValue, points[$0].address) < (points[$1].table.rawValue, points[$1].address)
-        }
-        var blocks: [Block] = []
-        for index in order {
-            let point = points[index]
-            let start = Int(point.address), end = start + point.registerCount
-            let limit = point.table.isBitTable ? 2000 : profile.maxRegistersPerRead
-            // Only adjacent or overlapping points share a request: never read registers the profile does not name.
-            if var last = blocks.last, last.table == point.table, start <= last.end, max(last.end, end) - last.start <= limit {
-                last.end = max(last.end, end)
-                last.members.append(index)
-                blocks[blocks.count - 1] = last
-            } else {
-                blocks.append(Block(table: point.table, start: start, end: end, members: [index]))
-            }
-        }
-        return blocks
-    }
-
-    public func read(_ points: [PointDefinition]) async throws(DeviceError) -> [Value] {
-        guard let executor = client.preferredExecutor else { return try await readBlocks(points) }
-        // All of this read's transactions on the client's own thread: one hand-off, not one per block.
-        let result = await withTaskExecutorPreference(executor) { () async -> Result<[Value], DeviceError> in
-            do throws(DeviceError) {
-                return .success(try await readBlocks(points))
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
-    }
-
-    func readBlocks(_ points: [PointDefinition]) async throws(DeviceError) -> [Value] {
-        var values = [Value?](repeating: nil, count: points.count)
-        for block in blocks(for: points) {
-            let names = block.members.map { points[$0].name }
-            let registers: [UInt16]
-            do {
-                registers = try await client.read(block.table, startingAt: UInt16(block.start), count: block.end - block.start)
-            } catch {
-                throw DeviceError(device: name, endpoint: endpoint, operation: .reading, points: names,
-                                  reason: error.description, underlying: error)
-            }
-            guard registers.count == block.end - block.start else {
-                throw DeviceError(device: name, endpoint: endpoint, operation: .reading, points: names,
-                                  reason: "asked for \(block.end - block.start) registers, got \(registers.count)")
-            }
-            for index in block.members {
-                let point = points[index]
-                let from = Int(point.address) - block.start
-                do {
-                    values[index] = try PointCodec.decode(registers[from..<(from + point.registerCount)], for: point)
-                } catch {
-                    throw DeviceError(device: name, endpoint: endpoint, operation: .reading, points: [point.name],
-                                      reason: "\(error.message) at \(point.registerDescription)")
-                }
-            }
-        }
-        return values.map { $0 ?? .number(.nan) }
-    }
-
-    public func write(_ point: PointDefinition, _ value: Value) async throws(DeviceError) {
-        guard point.access == .readWrite else {
-            throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [point.name],
-                              reason: "point is read-only (\(point.registerDescription))")
-        }
-        let registers: [UInt16]
-        do {
-            registers = try PointCodec.encode(value, for: point)
-        } catch {
-            throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [point.name],
-                              reason: error.message)
-        }
-        do {
-            if point.table == .coil {
-                try await client.writeCoils(startingAt: point.address, values: registers.map { $0 != 0 })
-            } else {
-                try await client.writeRegisters(startingAt: point.address, values: registers)
-            }
-        } catch {
-            throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [point.name],
-                              reason: error.description, underlying: error)
-        }
+    /// Devices without actions refuse them.
+    public func perform(_ action: ActionDefinition, value: String?) async throws(DeviceError) {
+        throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [action.name],
+                          reason: "this device has no actions")
     }
 }
 

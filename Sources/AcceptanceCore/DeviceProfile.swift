@@ -1,115 +1,54 @@
 import Foundation
 import Yams
 
-/// How a register value is laid out.
-public enum RegisterType: String, Sendable, Hashable, CaseIterable {
-    case bool, int16, uint16, int32, uint32, float32, bitfield
-    /// ASCII text, two characters a register, high byte first, padded with spaces or NULs (model, serial number).
-    case string
+/// Settings a transport keeps for a whole device model (the most registers a Modbus device answers at once).
+public protocol DeviceSettings: Sendable {}
 
-    /// Registers occupied (bits for coils and discrete inputs); a string's length is the point's own.
-    public var registerCount: Int {
-        switch self {
-        case .bool, .int16, .uint16, .bitfield, .string: 1
-        case .int32, .uint32, .float32: 2
-        }
-    }
+/// How one transport's devices are written in a device profile (`protocol: modbus`): its own top-level keys, its
+/// points and its actions. Each transport module has one; a `DeviceProtocols` list names those a build knows.
+public protocol DeviceProtocolSyntax: Sendable {
+    /// The `protocol:` value in a device profile.
+    var name: String { get }
+    /// Top-level profile keys this protocol adds to the common ones (`max_registers_per_read`).
+    var settingKeys: [String] { get }
+    /// The protocol's device-wide settings from the profile's top level (only `settingKeys` are passed).
+    func parseSettings(_ entries: [(key: String, keyNode: Node, value: Node)], reader: inout YAMLReader)
+        -> (any DeviceSettings)?
+    func parsePoint(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> PointDefinition?
+    /// Actions, for protocols that have them; nil (the default) makes an `actions:` section an error.
+    func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition?
+    var supportsActions: Bool { get }
+    /// Checks across the points of one profile (two Modbus points on one register).
+    func check(_ points: [PointDefinition], entries: [(key: String, keyNode: Node, value: Node)],
+               reader: inout YAMLReader)
 }
 
-/// Byte and word order of multi-byte values, named by where bytes A (most significant) to D land on the wire.
-public enum WordOrder: String, Sendable, Hashable, CaseIterable {
-    /// Big-endian words, high word first (the Modbus convention).
-    case abcd = "ABCD"
-    /// Low word first, each word big-endian ("word swapped"; common on PLCs and many CDUs).
-    case cdab = "CDAB"
-    /// High word first, bytes within each word swapped.
-    case badc = "BADC"
-    /// Fully little-endian.
-    case dcba = "DCBA"
-
-    var swapsWords: Bool { self == .cdab || self == .dcba }
-    var swapsBytes: Bool { self == .badc || self == .dcba }
+extension DeviceProtocolSyntax {
+    public var settingKeys: [String] { [] }
+    public func parseSettings(_ entries: [(key: String, keyNode: Node, value: Node)], reader: inout YAMLReader)
+        -> (any DeviceSettings)? { nil }
+    public var supportsActions: Bool { false }
+    public func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition? {
+        nil
+    }
+    public func check(_ points: [PointDefinition], entries: [(key: String, keyNode: Node, value: Node)],
+                      reader: inout YAMLReader) {}
 }
 
-public enum PointAccess: String, Sendable, Hashable {
-    case readOnly = "read-only"
-    case readWrite = "read-write"
+/// The device protocols a build understands, in the order they are listed where transports are registered. A
+/// profile without `protocol:` uses the first.
+public struct DeviceProtocols: Sendable {
+    public let all: [any DeviceProtocolSyntax]
+
+    public init(_ all: [any DeviceProtocolSyntax]) {
+        self.all = all
+    }
+
+    public func syntax(named name: String) -> (any DeviceProtocolSyntax)? { all.first { $0.name == name } }
+    public var names: [String] { all.map(\.name) }
 }
 
-/// One named value of a device: `loop_pressure` is input register 2, int16, x0.1 kPa, read-only.
-public struct PointDefinition: Sendable, Hashable {
-    public var name: String
-    public var description: String
-    public var table: ModbusTable
-    public var address: UInt16
-    public var type: RegisterType
-    public var wordOrder: WordOrder
-    /// Engineering value = raw × scale + offset.
-    public var scale: Double
-    public var offset: Double
-    public var unit: PhysicalUnit?
-    public var access: PointAccess
-    /// Named states for enumerations (`0: automatic, 1: manual`) and for two-state coils (`0: closed, 1: open`).
-    public var states: [Int: String]
-    /// For a bitfield: the bit (0 = least significant) this point reads.
-    public var bit: Int?
-    /// The raw value (before scale) a device reports when it has no reading, such as 0x7FFF or -9999.
-    public var missing: Double?
-    public var location: SourceLocation?
-
-    public init(
-        name: String, description: String = "", table: ModbusTable, address: UInt16, type: RegisterType,
-        wordOrder: WordOrder = .abcd, scale: Double = 1, offset: Double = 0, unit: PhysicalUnit? = nil,
-        access: PointAccess = .readOnly, states: [Int: String] = [:], bit: Int? = nil, location: SourceLocation? = nil
-    ) {
-        self.name = name
-        self.description = description
-        self.table = table
-        self.address = address
-        self.type = type
-        self.wordOrder = wordOrder
-        self.scale = scale
-        self.offset = offset
-        self.unit = unit
-        self.access = access
-        self.states = states
-        self.bit = bit
-        self.location = location
-    }
-
-    /// For a string: how many registers it spans.
-    public var length: Int?
-    /// For a Redfish point: the resource and the JSON pointer into it (`table` and `address` are then unused).
-    public var resource: RedfishLocation?
-    /// For a Redfish point: the state to report when the resource does not exist (404), such as `Absent` for a
-    /// processor that is not fitted. Without it a missing resource is a device error.
-    public var ifAbsent: String?
-
-    /// Where the value lives, for messages: `input register 2`, `/redfish/v1/Systems/1 /PowerState`.
-    public var whereabouts: String { resource?.description ?? registerDescription }
-
-    public var registerCount: Int { type == .string ? max(length ?? 1, 1) : type.registerCount }
-
-    /// The state names in raw-value order.
-    public var stateNames: [String] { states.sorted { $0.key < $1.key }.map(\.value) }
-
-    /// What expressions see when they read this point.
-    public var valueType: ValueType {
-        if !states.isEmpty { return .text(choices: stateNames) }
-        if type == .string { return .text(choices: nil) }
-        if type == .bool || (type == .bitfield && bit != nil) { return .bool }
-        if let unit { return .quantity(unit.dimension) }
-        return .number
-    }
-
-    /// `input register 2` / `holding register 0-1`, for messages.
-    public var registerDescription: String {
-        let span = registerCount > 1 ? "\(address)-\(Int(address) + registerCount - 1)" : "\(address)"
-        return "\(table) \(span)"
-    }
-}
-
-/// A device model's point map: what a vendor's Modbus manual says, as data.
+/// A device model's point map: what a vendor's manual says, as data.
 public struct DeviceProfile: Sendable {
     public var model: String
     public var vendor: String
@@ -117,29 +56,39 @@ public struct DeviceProfile: Sendable {
     /// vendor's CDU needs only a profile.
     public var kind: String
     public var description: String
-    /// The most registers the device answers in one request.
-    public var maxRegistersPerRead: Int
+    /// The transport that reaches it (`modbus`, `redfish`): the `protocol:` of the profile.
+    public var protocolName: String
     public var points: [PointDefinition]
-    public var file: String
-    /// How the device is reached.
-    public var transport: DeviceTransport = .modbus
-    /// Redfish actions (`reset` → `ComputerSystem.Reset` on a system).
     public var actions: [ActionDefinition] = []
+    /// The transport's device-wide settings, if it has any.
+    public var settings: (any DeviceSettings)?
+    public var file: String
+
+    public init(model: String, vendor: String = "", kind: String = "", description: String = "", protocolName: String,
+                points: [PointDefinition], actions: [ActionDefinition] = [], settings: (any DeviceSettings)? = nil,
+                file: String = "") {
+        self.model = model
+        self.vendor = vendor
+        self.kind = kind
+        self.description = description
+        self.protocolName = protocolName
+        self.points = points
+        self.actions = actions
+        self.settings = settings
+        self.file = file
+    }
 
     public func point(named name: String) -> PointDefinition? { points.first { $0.name == name } }
     public func action(named name: String) -> ActionDefinition? { actions.first { $0.name == name } }
 
-    static let pointKeys = [
-        "description", "table", "address", "type", "word_order", "scale", "offset", "unit", "access", "states", "bit",
-        "missing", "length", "fraction_bits",
-    ]
+    static let commonKeys = ["model", "vendor", "kind", "description", "protocol", "points", "actions"]
 
     /// Loads `Fixtures/devices/<model>.yaml`, reporting every problem at once.
-    public static func load(path: String) throws(DiagnosticsError) -> DeviceProfile {
+    public static func load(path: String, protocols: DeviceProtocols) throws(DiagnosticsError) -> DeviceProfile {
         var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
         let source = YAMLSource.load(path: path, into: &sink)
         var reader = YAMLReader(sink: sink)
-        let profile = source?.treeForChecking.flatMap { parse($0, file: path, reader: &reader) }
+        let profile = source?.treeForChecking.flatMap { parse($0, file: path, protocols: protocols, reader: &reader) }
         guard let profile, !reader.sink.hasErrors else {
             throw DiagnosticsError(reader.sink.diagnostics.isEmpty
                 ? [Diagnostic(at: SourceLocation(file: path, line: 1, column: 1), "empty device profile")]
@@ -148,13 +97,23 @@ public struct DeviceProfile: Sendable {
         return profile
     }
 
-    static func parse(_ root: Node, file: String, reader: inout YAMLReader) -> DeviceProfile? {
+    static func parse(_ root: Node, file: String, protocols: DeviceProtocols, reader: inout YAMLReader) -> DeviceProfile? {
         guard let entries = reader.mapping(root, "device profile") else { return nil }
-        reader.rejectUnknownKeys(entries, allowed: ["model", "vendor", "kind", "description", "protocol", "max_registers_per_read",
-                                                    "points", "actions"],
-                                 in: "device profile")
-        var profile = DeviceProfile(model: "", vendor: "", kind: "", description: "", maxRegistersPerRead: 125, points: [],
-                                    file: file)
+        var syntax = protocols.all.first
+        if let node = entries.first(where: { $0.key == "protocol" })?.value, let text = reader.scalar(node, "protocol") {
+            syntax = protocols.syntax(named: text)
+            if syntax == nil {
+                reader.error("unknown protocol '\(text)'; this build knows "
+                    + protocols.names.map { "'\($0)'" }.joined(separator: ", "), at: node)
+                return nil
+            }
+        }
+        guard let syntax else {
+            reader.error("no device protocol is registered in this build", at: root)
+            return nil
+        }
+        reader.rejectUnknownKeys(entries, allowed: commonKeys + syntax.settingKeys, in: "device profile")
+        var profile = DeviceProfile(model: "", protocolName: syntax.name, points: [], file: file)
         var pointsNode: Node?
         var actionsNode: Node?
         for (key, _, value) in entries {
@@ -163,205 +122,33 @@ public struct DeviceProfile: Sendable {
             case "vendor": profile.vendor = reader.scalar(value, "vendor") ?? ""
             case "kind": profile.kind = reader.scalar(value, "kind") ?? ""
             case "description": profile.description = reader.scalar(value, "description") ?? ""
-            case "protocol":
-                let text = reader.scalar(value, "protocol") ?? ""
-                if let transport = DeviceTransport(rawValue: text) { profile.transport = transport } else {
-                    reader.error("protocol must be 'modbus' or 'redfish'", at: value)
-                }
             case "actions": actionsNode = value
-            case "max_registers_per_read":
-                if let limit = reader.integer(value, "max_registers_per_read") {
-                    if (1...125).contains(limit) { profile.maxRegistersPerRead = limit } else {
-                        reader.error("max_registers_per_read must be 1 to 125 (the Modbus limit)", at: value)
-                    }
-                }
             case "points": pointsNode = value
             default: break
             }
         }
+        profile.settings = syntax.parseSettings(entries.filter { syntax.settingKeys.contains($0.key) }, reader: &reader)
         if profile.model.isEmpty { reader.error("device profile needs a 'model'", at: root) }
         guard let pointsNode, let pointEntries = reader.mapping(pointsNode, "points") else {
             reader.error("device profile needs 'points'", at: root)
             return nil
         }
-        if profile.transport == .redfish {
-            for (name, keyNode, value) in pointEntries {
-                if let point = parseRedfishPoint(name, keyNode: keyNode, value, reader: &reader) { profile.points.append(point) }
-            }
-            for (name, keyNode, value) in actionsNode.flatMap({ reader.mapping($0, "actions") }) ?? [] {
-                if let action = parseAction(name, keyNode: keyNode, value, reader: &reader) { profile.actions.append(action) }
-            }
-            return profile
-        }
-        if let actionsNode { reader.error("actions are for Redfish devices ('protocol: redfish')", at: actionsNode) }
         for (name, keyNode, value) in pointEntries {
-            if let point = parsePoint(name, keyNode: keyNode, value, reader: &reader) { profile.points.append(point) }
+            if let point = syntax.parsePoint(name, keyNode: keyNode, value, reader: &reader) { profile.points.append(point) }
         }
-        checkOverlaps(profile.points, reader: &reader, pointEntries: pointEntries)
+        if let actionsNode {
+            if syntax.supportsActions {
+                for (name, keyNode, value) in reader.mapping(actionsNode, "actions") ?? [] {
+                    if let action = syntax.parseAction(name, keyNode: keyNode, value, reader: &reader) {
+                        profile.actions.append(action)
+                    }
+                }
+            } else {
+                reader.error("'\(syntax.name)' devices have no actions", at: actionsNode)
+            }
+        }
+        syntax.check(profile.points, entries: pointEntries, reader: &reader)
         return profile
-    }
-
-    static func parsePoint(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> PointDefinition? {
-        guard let entries = reader.mapping(node, "point '\(name)'") else { return nil }
-        reader.rejectUnknownKeys(entries, allowed: pointKeys, in: "point '\(name)'")
-        func value(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
-        guard let tableNode = value("table"), let tableText = reader.scalar(tableNode, "table") else {
-            reader.error("point '\(name)' needs a 'table' (coil, discrete-input, input-register, holding-register)",
-                         at: keyNode)
-            return nil
-        }
-        guard let table = ModbusTable(rawValue: tableText) else {
-            reader.error("unknown table '\(tableText)'; use coil, discrete-input, input-register or holding-register",
-                         at: tableNode)
-            return nil
-        }
-        guard let addressNode = value("address"), let address = reader.integer(addressNode, "address") else {
-            reader.error("point '\(name)' needs an 'address' (0-based protocol address)", at: keyNode)
-            return nil
-        }
-        guard (0...65535).contains(address) else {
-            reader.error("address \(address) is outside 0...65535", at: addressNode)
-            return nil
-        }
-        var point = PointDefinition(name: name, table: table, address: UInt16(address),
-                                    type: table.isBitTable ? .bool : .uint16,
-                                    access: table.isWritable ? .readWrite : .readOnly,
-                                    location: reader.location(of: keyNode))
-        for (key, keyNode, valueNode) in entries {
-            switch key {
-            case "description": point.description = reader.scalar(valueNode, "description") ?? ""
-            case "type":
-                guard let text = reader.scalar(valueNode, "type") else { break }
-                guard let type = RegisterType(rawValue: text) else {
-                    reader.error("unknown type '\(text)'; use \(RegisterType.allCases.map(\.rawValue).joined(separator: ", "))",
-                                 at: valueNode)
-                    break
-                }
-                if table.isBitTable != (type == .bool) {
-                    reader.error(table.isBitTable ? "a \(table) is a single bit: its type is bool"
-                                                  : "type bool is for coils and discrete inputs; use bitfield with 'bit' for a bit of a register",
-                                 at: valueNode)
-                }
-                point.type = type
-            case "word_order":
-                guard let text = reader.scalar(valueNode, "word_order") else { break }
-                if let order = WordOrder(rawValue: text.uppercased()) { point.wordOrder = order } else {
-                    reader.error("unknown word order '\(text)'; use ABCD, CDAB, BADC or DCBA", at: valueNode)
-                }
-            case "scale":
-                if let scale = reader.double(valueNode, "scale") {
-                    if scale == 0 || !scale.isFinite { reader.error("scale must be a non-zero number", at: valueNode) } else {
-                        point.scale = scale
-                    }
-                }
-            case "offset":
-                if let offset = reader.double(valueNode, "offset") {
-                    if offset.isFinite { point.offset = offset } else { reader.error("offset must be a finite number", at: valueNode) }
-                }
-            case "unit":
-                guard let symbol = reader.scalar(valueNode, "unit") else { break }
-                if let unit = PhysicalUnit.named(symbol) { point.unit = unit } else {
-                    reader.error("unknown unit '\(symbol)'", at: valueNode)
-                }
-            case "access":
-                guard let text = reader.scalar(valueNode, "access") else { break }
-                guard let access = PointAccess(rawValue: text) else {
-                    reader.error("access must be read-only or read-write", at: valueNode)
-                    break
-                }
-                if access == .readWrite, !table.isWritable {
-                    reader.error("a \(table) cannot be written; access must be read-only", at: valueNode)
-                }
-                point.access = access
-            case "states":
-                guard let stateEntries = reader.mapping(valueNode, "states") else { break }
-                for (raw, rawNode, stateNode) in stateEntries {
-                    guard let rawValue = Int(raw) ?? (raw.lowercased().hasPrefix("0x") ? Int(raw.dropFirst(2), radix: 16) : nil)
-                    else {
-                        reader.error("state keys are raw register values (0, 1, 2, ...), not '\(raw)'", at: rawNode)
-                        continue
-                    }
-                    if let stateName = reader.scalar(stateNode, "state name") { point.states[rawValue] = stateName }
-                }
-            case "length":
-                if let length = reader.integer(valueNode, "length") {
-                    if (1...125).contains(length) { point.length = length } else {
-                        reader.error("length must be 1 to 125 registers", at: valueNode)
-                    }
-                }
-            case "fraction_bits":
-                // Fixed point: the raw integer counts units of 2^-n (Open Rack V3 PSUs give n per register).
-                if let bits = reader.integer(valueNode, "fraction_bits") {
-                    if (0...24).contains(bits) { point.scale = 1 / Double(1 << bits) } else {
-                        reader.error("fraction_bits must be 0 to 24", at: valueNode)
-                    }
-                }
-            case "missing":
-                guard let text = reader.scalar(valueNode, "missing") else { break }
-                let trimmed = text.trimmingCharacters(in: .whitespaces)
-                let negative = trimmed.hasPrefix("-")
-                let digits = negative ? String(trimmed.dropFirst()) : trimmed
-                let magnitude = digits.lowercased().hasPrefix("0x") ? Int(digits.dropFirst(2), radix: 16).map(Double.init)
-                    : Double(digits)
-                if let magnitude, magnitude.isFinite { point.missing = negative ? -magnitude : magnitude } else {
-                    reader.error("missing must be the raw sentinel number, such as 0x7FFF or -9999", at: valueNode)
-                }
-            case "bit":
-                if let bit = reader.integer(valueNode, "bit") {
-                    if (0...15).contains(bit) { point.bit = bit } else { reader.error("bit must be 0 to 15", at: valueNode) }
-                }
-                _ = keyNode
-            default: break
-            }
-        }
-        // Writable tables default to read-write, except for types that cannot be written.
-        if !entries.contains(where: { $0.key == "access" }), point.type == .string || point.type == .bitfield {
-            point.access = .readOnly
-        }
-        // A hex sentinel for a signed type is a bit pattern: 0x8000 for an int16 is -32768.
-        if let missing = point.missing {
-            if point.type == .int16, (32768...65535).contains(missing) { point.missing = missing - 65536 }
-            if point.type == .int32, (2_147_483_648...4_294_967_295).contains(missing) { point.missing = missing - 4_294_967_296 }
-        }
-        if Int(point.address) + point.registerCount > 65536 {
-            reader.error("point '\(name)' (\(point.type), \(point.registerCount) registers) runs past address 65535", at: keyNode)
-        }
-        if point.type == .bitfield, !point.states.isEmpty {
-            reader.error("a bitfield reads true/false (with 'bit') or a raw number; it cannot have states", at: keyNode)
-        }
-        if point.type == .bitfield, point.bit == nil, point.unit != nil {
-            reader.error("a bitfield has no unit", at: keyNode)
-        }
-        if point.type == .bitfield, point.access == .readWrite {
-            reader.error("bitfield points are read-only (a write would clobber the other bits)", at: keyNode)
-        }
-        if point.type == .string, point.length == nil {
-            reader.error("a string needs 'length', the number of registers it spans", at: keyNode)
-        }
-        if point.type == .string, point.access == .readWrite {
-            reader.error("string points are read-only", at: keyNode)
-        }
-        if entries.contains(where: { $0.key == "fraction_bits" }), entries.contains(where: { $0.key == "scale" }) {
-            reader.error("give 'scale' or 'fraction_bits', not both", at: keyNode)
-        }
-        if point.bit != nil, point.type != .bitfield {
-            reader.error("'bit' applies only to type bitfield", at: keyNode)
-        }
-        return point
-    }
-
-    static func checkOverlaps(_ points: [PointDefinition], reader: inout YAMLReader,
-                              pointEntries: [(key: String, keyNode: Node, value: Node)]) {
-        for (i, a) in points.enumerated() {
-            for b in points[(i + 1)...] where a.table == b.table {
-                let aEnd = Int(a.address) + a.registerCount, bEnd = Int(b.address) + b.registerCount
-                let overlaps = Int(a.address) < bEnd && Int(b.address) < aEnd
-                let sharesBitfield = a.type == .bitfield && b.type == .bitfield && a.address == b.address && a.bit != b.bit
-                if overlaps, !sharesBitfield, let node = pointEntries.first(where: { $0.key == b.name })?.keyNode {
-                    reader.error("point '\(b.name)' overlaps '\(a.name)' at \(a.registerDescription)", at: node)
-                }
-            }
-        }
     }
 }
 
@@ -418,6 +205,29 @@ public struct RackProfile: Sendable {
         return rack
     }
 
+    /// The rack with other models fitted (a station whose CDU is another vendor's), by device or group name.
+    public func fitting(_ models: [String: String]) throws(RackSettingError) -> RackProfile {
+        var rack = self
+        for (name, model) in models.sorted(by: { $0.key < $1.key }) {
+            guard model.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]*$"#, options: .regularExpression) != nil else {
+                throw RackSettingError(message: "model '\(model)' for '\(name)' is not a profile name (letters, digits, . _ -)")
+            }
+            if let index = rack.groups.firstIndex(where: { $0.name == name }) {
+                rack.groups[index].model = model
+                for member in rack.devices.indices where rack.devices[member].group == name {
+                    rack.devices[member].model = model
+                }
+            } else if let index = rack.devices.firstIndex(where: { $0.name == name && $0.group == nil }) {
+                rack.devices[index].model = model
+            } else {
+                throw RackSettingError(message: "rack '\(id)' has no device or group '\(name)' to fit model '\(model)' to; "
+                    + "it has " + (rack.devices.filter { $0.group == nil }.map(\.name) + rack.groups.map(\.name))
+                        .joined(separator: ", "))
+            }
+        }
+        return rack
+    }
+
     static func instances(of group: DeviceGroup) -> [DeviceInstance] {
         group.members.enumerated().map { index, name in
             DeviceInstance(name: name, model: group.model, description: "\(group.description) \(index + 1) of \(group.count)",
@@ -451,7 +261,7 @@ public struct RackProfile: Sendable {
                         if let node = fields.first(where: { $0.key == "address" })?.value,
                            let value = reader.integer(node, "address") {
                             if (1...247).contains(value) { address = value } else {
-                                reader.error("address must be a Modbus unit id, 1 to 247", at: node)
+                                reader.error("address must be a unit id on a shared bus, 1 to 247", at: node)
                             }
                         }
                         rack.devices.append(DeviceInstance(name: name, model: model, description: description,
@@ -508,29 +318,34 @@ public struct RackConfiguration: Sendable {
     }
 
     /// Loads a rack profile and every device profile it names from `fixtures/devices/`, with the group sizes
-    /// `counts` overrides (from a station or a scenario).
-    public static func load(rackID: String, fixtures: String, counts: [String: Int] = [:]) throws(DiagnosticsError)
-        -> RackConfiguration
-    {
+    /// `counts` overrides (from a station or a scenario) and the models a station says are fitted (`models`, by
+    /// device or group name: `cdu: coolflow-cdu-2000`).
+    public static func load(rackID: String, fixtures: String, protocols: DeviceProtocols, counts: [String: Int] = [:],
+                            models: [String: String] = [:]) throws(DiagnosticsError) -> RackConfiguration {
         let rackPath = "\(fixtures)/racks/\(rackID).yaml"
         guard FileManager.default.fileExists(atPath: rackPath) else {
             throw DiagnosticsError([Diagnostic(at: SourceLocation(file: rackPath, line: 1, column: 1),
                                                "no rack profile '\(rackID)' (looked for \(rackPath))")])
         }
         var rack = try RackProfile.load(path: rackPath)
-        if !counts.isEmpty {
-            do {
-                rack = try rack.settingCounts(counts)
-            } catch {
-                throw DiagnosticsError([Diagnostic(at: SourceLocation(file: rackPath, line: 1, column: 1), error.message)])
-            }
+        do {
+            if !counts.isEmpty { rack = try rack.settingCounts(counts) }
+            if !models.isEmpty { rack = try rack.fitting(models) }
+        } catch {
+            throw DiagnosticsError([Diagnostic(at: SourceLocation(file: rackPath, line: 1, column: 1), error.message)])
         }
         var profiles: [String: DeviceProfile] = [:]
         var problems: [Diagnostic] = []
         var attempted = Set<String>()
         for instance in rack.devices where attempted.insert(instance.model).inserted {
+            let path = "\(fixtures)/devices/\(instance.model).yaml"
+            guard FileManager.default.fileExists(atPath: path) else {
+                problems.append(Diagnostic(at: SourceLocation(file: path, line: 1, column: 1),
+                                           "no device profile '\(instance.model)' for '\(instance.name)' (looked for \(path))"))
+                continue
+            }
             do {
-                profiles[instance.model] = try DeviceProfile.load(path: "\(fixtures)/devices/\(instance.model).yaml")
+                profiles[instance.model] = try DeviceProfile.load(path: path, protocols: protocols)
             } catch {
                 problems += error.diagnostics
             }

@@ -8,10 +8,17 @@ public struct ProcedureLoader: Sendable {
     public var fixtures: String
     /// Group sizes that differ from the rack profile's (a station's or scenario's rack has 6 power shelves).
     public var groupCounts: [String: Int]
+    /// Models a station says are fitted, by device or group name, instead of the rack profile's.
+    public var models: [String: String]
+    /// The device protocols profiles may use.
+    public var protocols: DeviceProtocols
 
-    public init(fixtures: String, groupCounts: [String: Int] = [:]) {
+    public init(fixtures: String, protocols: DeviceProtocols, groupCounts: [String: Int] = [:],
+                models: [String: String] = [:]) {
         self.fixtures = fixtures
+        self.protocols = protocols
         self.groupCounts = groupCounts
+        self.models = models
     }
 
     public struct Result: Sendable {
@@ -52,7 +59,8 @@ public struct ProcedureLoader: Sendable {
             procedure.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
             if !procedure.rack.isEmpty {
                 do {
-                    configuration = try RackConfiguration.load(rackID: procedure.rack, fixtures: fixtures, counts: groupCounts)
+                    configuration = try RackConfiguration.load(rackID: procedure.rack, fixtures: fixtures, protocols: protocols,
+                                                               counts: groupCounts, models: models)
                 } catch {
                     for diagnostic in error.diagnostics { reader.sink.append(diagnostic) }
                 }

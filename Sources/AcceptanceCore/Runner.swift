@@ -58,6 +58,8 @@ public final class Runner: Sendable {
     public let observer: any RunObserver
     public let folder: RunFolder?
     public let stop: StopController
+    /// Retries and other transport events, reported by the run's clients as they happen.
+    public let transportEvents: TransportEventLog
 
     struct State {
         var record: RunRecord
@@ -73,7 +75,9 @@ public final class Runner: Sendable {
     private let wallStart = ContinuousClock.now
 
     public init(settings: RunSettings, bus: DeviceBus, clock: any RunClock, console: any OperatorConsole,
-                observer: any RunObserver = SilentObserver(), folder: RunFolder? = nil, stop: StopController = StopController()) {
+                observer: any RunObserver = SilentObserver(), folder: RunFolder? = nil, stop: StopController = StopController(),
+                transportEvents: TransportEventLog = TransportEventLog()) {
+        self.transportEvents = transportEvents
         self.settings = settings
         self.bus = bus
         self.clock = clock
@@ -111,6 +115,7 @@ public final class Runner: Sendable {
 
     /// Sends an event to the observer and appends it to the journal, after `held` lines if any, in one write.
     func emit(_ event: RunEvent, after held: JSONLine? = nil) {
+        if !transportEvents.isEmpty { takeTransportEvents() }
         observer.handle(event)
         // Progress is for the live console line; the journal has the samples and results themselves.
         if case .progress = event { return }
@@ -225,10 +230,17 @@ public final class Runner: Sendable {
         }
     }
 
-    /// Records that a device transaction is being retried: in the journal at once, and on the running step.
-    public func recordRetry(device: String, message: String) {
-        state.withLock { $0.retries.append("\(device): \(message)") }
-        emit(.retry(device: device, message: message))
+    /// Takes what the transports reported since last time: each retry goes to the journal and the console, and on
+    /// the running step. Called before every event the runner emits and when a step ends, so a retry is journaled
+    /// no later than the next progress tick.
+    func takeTransportEvents() {
+        for event in transportEvents.take() {
+            switch event.kind {
+            case .retry:
+                state.withLock { $0.retries.append("\(event.device): \(event.message)") }
+                emit(.retry(device: event.device, message: event.message))
+            }
+        }
     }
 
     // MARK: Running
@@ -584,6 +596,7 @@ public final class Runner: Sendable {
             emit(.stepStarted(step))
         }
         let started = clock.now()
+        takeTransportEvents()
         state.withLock { $0.retries.removeAll() }
         var stepRecord = StepRecord(id: step.id, group: step.group, number: step.number, name: step.name,
                                     kind: step.kind.keyword, verdict: .pass,
@@ -622,6 +635,7 @@ public final class Runner: Sendable {
             stepRecord.verdict = .error
             stepRecord.error = "journal: \(failure)"
         }
+        takeTransportEvents()
         let retries = state.withLock { $0.retries }
         if !retries.isEmpty { stepRecord.retries = retries }
         let ended = clock.now()
@@ -1098,5 +1112,11 @@ public final class Runner: Sendable {
             }
             return denominator == 0 ? .nan : numerator / denominator
         }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
     }
 }

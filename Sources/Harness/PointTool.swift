@@ -14,7 +14,8 @@ public enum PointTool {
             counts = loaded.groupCounts
         }
         do {
-            return try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, counts: counts)
+            return try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols,
+                                              counts: counts)
         } catch {
             throw .invalidFiles(error)
         }
@@ -30,9 +31,7 @@ public enum PointTool {
         var rows = [["POINT", "REGISTER", "TYPE", "UNIT", "ACCESS", "DESCRIPTION"]]
         for instance in instances {
             for point in configuration.profiles[instance.model]?.points ?? [] {
-                var type = point.type.rawValue
-                if point.registerCount > 1 { type += " \(point.wordOrder.rawValue)" }
-                if point.scale != 1 { type += " ×\(Quantity.format(point.scale))" }
+                let type = point.address.layout.isEmpty ? point.kind.rawValue : point.address.layout
                 var description = point.description
                 if !point.states.isEmpty {
                     description += " [" + point.states.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
@@ -60,17 +59,20 @@ public enum PointTool {
         guard point.access == .readWrite else {
             throw .unsupported("'\(reference)' is read-only (\(point.whereabouts))")
         }
+        let value: Value
         do {
             let expression = try Expression.parse(text)
             let (bound, _, errors) = expression.bind(expecting: point.valueType) { _ in nil }
             if let first = errors.first { throw ExpressionError(first.message, at: first.offset) }
-            let value = try bound.evaluate([:])
-            _ = try PointCodec.encode(value, for: point)
-            return value
+            value = try bound.evaluate([:])
         } catch let error as ExpressionError {
             throw .unsupported("'\(text)' for \(reference): \(error.message); it needs \(point.valueType)")
         } catch {
             throw .unsupported("'\(text)' for \(reference): \(error)")
         }
+        if let problem = point.address.problem(writing: value, to: point) {
+            throw .unsupported("'\(text)' for \(reference): \(problem)")
+        }
+        return value
     }
 }

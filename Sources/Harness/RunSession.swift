@@ -1,4 +1,6 @@
 import AcceptanceCore
+import RedfishCore
+import ModbusCore
 import Foundation
 import AsyncHTTPClient
 import ModbusTransport
@@ -66,7 +68,7 @@ public struct PreparedRun: Sendable {
     /// Where each device is reached, for the console header.
     public let endpoints: [String: String]
     let devices: ConnectedDevices
-    let relay: RetryRelay
+    let transportEvents: TransportEventLog
     /// What signs the bundle, if anything; and the files its attestation names by digest.
     let signingKeyPath: String?
     let bundleInputs: BundleInputs
@@ -75,7 +77,7 @@ public struct PreparedRun: Sendable {
     /// the run folder.
     public static func prepare(_ request: RunRequest, recordToDisk: Bool = true) async throws(HarnessError) -> PreparedRun {
         let path = try request.workspace.procedureFile(request.procedure)
-        let loader = ProcedureLoader(fixtures: request.workspace.fixtures,
+        let loader = ProcedureLoader(fixtures: request.workspace.fixtures, protocols: Transports.protocols,
                                      groupCounts: try ConnectedDevices.groupCounts(for: request))
         let checked = loader.check(path: path)
         guard let procedure = checked.procedure, let configuration = checked.configuration, !checked.hasErrors else {
@@ -113,10 +115,10 @@ public struct PreparedRun: Sendable {
                 + (known.isEmpty ? "" : " (it asks for \(known.sorted().joined(separator: ", ")))"))
         }
 
-        let relay = RetryRelay()
+        let transportEvents = TransportEventLog()
         var needed = procedure.devices
         for group in procedure.deviceGroups { needed += configuration.rack.group(named: group)?.members ?? [] }
-        let devices = try await ConnectedDevices.connect(configuration: configuration, request: request, relay: relay,
+        let devices = try await ConnectedDevices.connect(configuration: configuration, request: request, events: transportEvents,
                                                          manifests: manifests, only: Set(needed))
         let missing = needed.filter { devices.bus.devices[$0] == nil }
         if !missing.isEmpty {
@@ -159,7 +161,7 @@ public struct PreparedRun: Sendable {
         return PreparedRun(settings: settings, configuration: configuration, bus: devices.bus, rack: devices.rack,
                            clock: devices.clock, folder: folder,
                            warnings: checked.diagnostics.filter { $0.severity == .warning },
-                           endpoints: used, devices: devices, relay: relay, signingKeyPath: keyPath,
+                           endpoints: used, devices: devices, transportEvents: transportEvents, signingKeyPath: keyPath,
                            bundleInputs: BundleInputs(procedureFile: path, configurationFile: configurationFile,
                                                       harnessVersion: HarnessVersion.current,
                                                       harnessBinarySHA256: HarnessVersion.binarySHA256))
@@ -207,8 +209,7 @@ public struct PreparedRun: Sendable {
     public func run(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async -> RunRecord {
         let hands = rack.map { SimulatedTechnician(rack: $0.redfish, next: observer) }
         let runner = Runner(settings: settings, bus: bus, clock: clock, console: console, observer: hands ?? observer,
-                            folder: folder, stop: stop)
-        relay.attach(runner)
+                            folder: folder, stop: stop, transportEvents: transportEvents)
         let record = await runner.run()
         await devices.close()
         return record
@@ -265,7 +266,8 @@ public struct ConnectedDevices: Sendable {
 
     /// - Parameter only: the devices to connect over Redfish, when not all of them (a run connects what its procedure
     ///   uses, so a Modbus-only procedure needs no BMC credentials).
-    public static func connect(configuration: RackConfiguration, request: RunRequest, relay: RetryRelay? = nil,
+    public static func connect(configuration: RackConfiguration, request: RunRequest,
+                               events: any TransportEventSink = DiscardingTransportEvents(),
                                manifests: [String: FirmwareManifest] = [:], only: Set<String>? = nil)
         async throws(HarnessError) -> ConnectedDevices {
         if let stationName = request.station {
@@ -307,10 +309,8 @@ public struct ConnectedDevices: Sendable {
                 } catch {
                     throw .unsupported("device '\(instance.name)': \(error)")
                 }
-                let retrying = RetryingModbusClient(client, policy: binding.settings.retry, clock: clock) {
-                    relay?.report(device: instance.name, $0)
-                }
-                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: retrying)
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client,
+                                                           retry: binding.settings.retry, clock: clock, events: events)
                 endpoints[instance.name] = "Modbus \(client.endpoint)"
             }
             for (name, _) in station.redfish where !configuration.rack.devices.contains(where: { $0.name == name }) {
@@ -340,7 +340,7 @@ public struct ConnectedDevices: Sendable {
                 connected.httpClient = http
                 var all = devices
                 for (name, binding) in bindings.sorted(by: { $0.key < $1.key }) {
-                    guard let profile = configuration.profile(of: name), profile.transport == .redfish else {
+                    guard let profile = configuration.profile(of: name), profile.protocolName == RedfishProfileSyntax().name else {
                         await connected.close()
                         throw .unsupported("station '\(station.id)' binds '\(name)' over Redfish, but its profile is not a Redfish one")
                     }
@@ -360,9 +360,7 @@ public struct ConnectedDevices: Sendable {
                         await connected.close()
                         throw .unsupported("device '\(name)': \(RedfishError(bmc: name, method: .get, url: endpoint.baseURL, kind: error.kind))")
                     }
-                    let client = RedfishClient(endpoint: endpoint, transport: transport, clock: clock) { message in
-                        relay?.report(device: name, message)
-                    }
+                    let client = RedfishClient(endpoint: endpoint, transport: transport, clock: clock, events: events)
                     connected.redfishClients.append(client)
                     all[name] = RedfishPointDevice(name: name, profile: profile, client: client)
                     connected.endpoints[name] = "Redfish \(endpoint.summary)"
@@ -389,9 +387,7 @@ public struct ConnectedDevices: Sendable {
         let rack: SimulatedRack
         do {
             rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock,
-                                     manifest: known[scenario.redfish.release]) { device, retry in
-                relay?.report(device: device, retry)
-            }
+                                     manifest: known[scenario.redfish.release], events: events)
         } catch {
             throw .unsupported(error.description)
         }
@@ -421,10 +417,8 @@ public struct ConnectedDevices: Sendable {
                     let shared = try ModbusLine(endpoint: .tcp(host: "127.0.0.1", port: server.port), settings: settings)
                     for member in line.members {
                         let client = LibModbusClient(line: shared, unit: member.unit)
-                        let retrying = RetryingModbusClient(client, policy: SimulatedRack.retryPolicy, clock: clock) {
-                            relay?.report(device: member.name, $0)
-                        }
-                        devices[member.name] = ModbusPointDevice(name: member.name, profile: member.profile, client: retrying)
+                        devices[member.name] = ModbusPointDevice(name: member.name, profile: member.profile, client: client,
+                                                                 retry: SimulatedRack.retryPolicy, clock: clock, events: events)
                         endpoints[member.name] = "simulated, Modbus \(client.endpoint)"
                     }
                 } catch {
@@ -438,15 +432,17 @@ public struct ConnectedDevices: Sendable {
                                          stationID: "simulator@\(ProcessInfo.processInfo.hostName)", operatorName: nil,
                                          scenario: scenario.name, simulatedInputs: scenario.inputs, servers: servers)
         try await connected.attachSimulatedRedfish(rack: rack, configuration: configuration, transport: request.simulatorTransport,
-                                                   clock: clock, relay: relay)
+                                                   clock: clock, events: events)
         return connected
     }
 
     /// Connects the simulated BMCs and shelves through the real client: in memory, or over HTTPS on loopback with a
     /// certificate made at start and pinned by its fingerprint.
     mutating func attachSimulatedRedfish(rack: SimulatedRack, configuration: RackConfiguration, transport: SimulatorTransport,
-                                         clock: any RunClock, relay: RetryRelay?) async throws(HarnessError) {
-        let names = configuration.rack.devices.filter { configuration.profiles[$0.model]?.transport == .redfish }.map(\.name)
+                                         clock: any RunClock, events: any TransportEventSink) async throws(HarnessError) {
+        let names = configuration.rack.devices.filter {
+            configuration.profiles[$0.model]?.protocolName == RedfishProfileSyntax().name
+        }.map(\.name)
         let services = rack.redfish.services.filter { names.contains($0.key) }
         guard !services.isEmpty else { return }
         let credentials = RedfishCredentials(username: rack.redfish.credentials.username,
@@ -486,9 +482,7 @@ public struct ConnectedDevices: Sendable {
                 carrier = InMemoryRedfishTransport(service: service, label: name)
                 endpoints[name] = "simulated, Redfish in memory"
             }
-            let client = RedfishClient(endpoint: endpoint, transport: carrier, clock: clock) { message in
-                relay?.report(device: name, message)
-            }
+            let client = RedfishClient(endpoint: endpoint, transport: carrier, clock: clock, events: events)
             redfishClients.append(client)
             devices[name] = RedfishPointDevice(name: name, profile: profile, client: client)
         }

@@ -1,4 +1,6 @@
 import AcceptanceCore
+import RedfishCore
+import ModbusCore
 import Foundation
 import ModbusTransport
 import RedfishServer
@@ -63,7 +65,7 @@ public struct SimulatorService: Sendable {
         let configuration: RackConfiguration
         let scenario: Scenario
         do {
-            configuration = try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures)
+            configuration = try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols)
             scenario = try Scenario.load(named: name, in: workspace.scenarios)
         } catch {
             throw .invalidFiles(error)

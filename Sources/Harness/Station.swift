@@ -1,4 +1,6 @@
 import AcceptanceCore
+import RedfishCore
+import ModbusCore
 import Foundation
 import ModbusTransport
 import RedfishTransport
@@ -272,23 +274,6 @@ public struct StationConfiguration: Sendable {
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return host.isEmpty ? nil : (host, port)
-    }
-}
-
-/// Passes device retries to the runner once it exists (clients are made before the runner).
-public final class RetryRelay: Sendable {
-    public init() {}
-
-    private let runner = Mutex<Runner?>(nil)
-
-    func attach(_ runner: Runner) { self.runner.withLock { $0 = runner } }
-
-    func report(device: String, _ retry: ModbusRetry) {
-        runner.withLock { $0 }?.recordRetry(device: device, message: retry.description)
-    }
-
-    func report(device: String, _ message: String) {
-        runner.withLock { $0 }?.recordRetry(device: device, message: message)
     }
 }
 

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import CModbus
 import Foundation
 

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 
 /// One Modbus connection (a TCP socket, a serial port) and the thread its blocking calls run on, shared by every
 /// device reached through it: the supplies on a shelf's RS-485 bus, or behind one TCP gateway.

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 
 /// Where a Modbus device is: a TCP address or a serial line.
 public enum ModbusEndpoint: Sendable, Hashable, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import RedfishCore
 import AsyncHTTPClient
 import Crypto
 import Foundation

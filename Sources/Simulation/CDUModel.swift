@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import Foundation
 
 /// Physical settings of a simulated CDU and its rack loop. Every value is in SI-ish engineering units

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import Synchronization
 
 /// A power shelf's settings: the load it carries and the supplies' ratings.

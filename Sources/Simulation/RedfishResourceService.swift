@@ -1,4 +1,5 @@
 import AcceptanceCore
+import RedfishCore
 import Crypto
 import Foundation
 import Synchronization

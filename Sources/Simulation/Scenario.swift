@@ -1,4 +1,6 @@
 import AcceptanceCore
+import RedfishCore
+import ModbusCore
 import Foundation
 import Yams
 

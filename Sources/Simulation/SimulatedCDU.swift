@@ -1,4 +1,6 @@
 import AcceptanceCore
+import RedfishCore
+import ModbusCore
 import Foundation
 import Synchronization
 
@@ -44,6 +46,8 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
     private let state: Mutex<State>
     /// For each table and address: the point there and the register's position within the point.
     private let layout: [ModbusTable: [UInt16: (point: Int, offset: Int)]]
+    /// Each profile point's Modbus layout, by index (a profile of this device's kind is all Modbus points).
+    private let modbus: [ModbusPoint]
 
     public init(name: String, profile: DeviceProfile, physics: Physics, faults: [ScheduledFault], clock: any RunClock,
                 responseTimeout: Duration = .seconds(1)) {
@@ -53,14 +57,17 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
         self.responseTimeout = responseTimeout
         state = Mutex(State(model: physics, faults: faults.filter { $0.device == name }))
         var layout: [ModbusTable: [UInt16: (point: Int, offset: Int)]] = [:]
-        for (index, point) in profile.points.enumerated() {
-            for offset in 0..<point.registerCount {
-                let address = Int(point.address) + offset
+        let modbus = profile.points.map { $0.modbus ?? ModbusPoint(table: .holdingRegister, address: 0, type: .uint16) }
+        for (index, point) in profile.points.enumerated() where point.modbus != nil {
+            let registers = modbus[index]
+            for offset in 0..<registers.registerCount {
+                let address = Int(registers.address) + offset
                 guard address <= Int(UInt16.max) else { continue }
-                layout[point.table, default: [:]][UInt16(address)] = (index, offset)
+                layout[registers.table, default: [:]][UInt16(address)] = (index, offset)
             }
         }
         self.layout = layout
+        self.modbus = modbus
     }
 
     public var endpoint: String { "simulated \(name)" }
@@ -68,7 +75,7 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
     /// Profile points the model cannot simulate (reads of them answer "illegal data address").
     public var unsimulatedPoints: [String] {
         var model = state.withLock { $0.model }
-        return profile.points.filter { model.reading($0.name) == nil && $0.missing == nil }.map(\.name)
+        return profile.points.filter { model.reading($0.name) == nil && $0.modbus?.missing == nil }.map(\.name)
     }
 
     /// The model as it is now (advanced to the clock), for tests and the console.
@@ -200,15 +207,15 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
             guard let (pointIndex, position) = layout[table]?[address + UInt16(offset)] else {
                 throw error(.exception(.illegalDataAddress), function, address, count)
             }
-            let point = profile.points[pointIndex]
-            if point.type == .bitfield {
+            let point = profile.points[pointIndex], registers = modbus[pointIndex]
+            if registers.type == .bitfield {
                 // A status word: every bit point at this address contributes its bit, as the firmware packs it.
                 result.append(try statusWord(table, address + UInt16(offset), &state, function, address, count))
                 continue
             }
             if encoded[pointIndex] == nil {
                 // A sensor the model does not have reads as the profile's "no reading" sentinel, if it has one.
-                let value = state.model.reading(point.name) ?? (point.missing != nil ? .missing : nil)
+                let value = state.model.reading(point.name) ?? (registers.missing != nil ? .missing : nil)
                 guard let value, let registers = try? PointCodec.encode(value, for: point)
                 else { throw error(.exception(.illegalDataAddress), function, address, count) }
                 encoded[pointIndex] = registers
@@ -222,13 +229,14 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
     private func statusWord(_ table: ModbusTable, _ register: UInt16, _ state: inout State, _ function: ModbusFunction,
                             _ address: UInt16, _ count: Int) throws(ModbusError) -> UInt16 {
         var word: UInt16 = 0
-        for point in profile.points where point.table == table && point.address == register && point.type == .bitfield {
-            guard let bit = point.bit, case let .bool(isSet)? = state.model.reading(point.name) else {
+        for (point, registers) in zip(profile.points, modbus)
+        where registers.table == table && registers.address == register && registers.type == .bitfield {
+            guard let bit = registers.bit, case let .bool(isSet)? = state.model.reading(point.name) else {
                 throw error(.exception(.illegalDataAddress), function, address, count)
             }
             if isSet { word |= 1 << UInt16(bit) }
         }
-        return PointCodec.orderedWord(word, profile.points.first { $0.address == register && $0.table == table }?.wordOrder ?? .abcd)
+        return PointCodec.orderedWord(word, modbus.first { $0.address == register && $0.table == table }?.wordOrder ?? .abcd)
     }
 
     private func write(_ table: ModbusTable, _ address: UInt16, _ values: [UInt16], _ state: inout State)
@@ -244,17 +252,17 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
             guard let (pointIndex, position) = layout[table]?[address + UInt16(offset)], position == 0 else {
                 throw error(.exception(.illegalDataAddress), function, address, values.count)
             }
-            let point = profile.points[pointIndex]
-            guard offset + point.registerCount <= values.count, point.access == .readWrite else {
+            let point = profile.points[pointIndex], count = modbus[pointIndex].registerCount
+            guard offset + count <= values.count, point.access == .readWrite else {
                 throw error(.exception(.illegalDataAddress), function, address, values.count)
             }
             do {
-                let value = try PointCodec.decode(values[offset..<(offset + point.registerCount)], for: point)
+                let value = try PointCodec.decode(values[offset..<(offset + count)], for: point)
                 try state.model.command(point.name, value)
             } catch {
                 throw self.error(.exception(.illegalDataValue), function, address, values.count)
             }
-            offset += point.registerCount
+            offset += count
         }
     }
 
@@ -328,7 +336,7 @@ public struct SimulatedRack: Sendable {
 
     public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock, manifest: FirmwareManifest? = nil,
                 redfishCredentials: (username: String, password: String)? = nil,
-                onRetry: @escaping @Sendable (String, ModbusRetry) -> Void = { _, _ in }) throws(UnsupportedDevice) {
+                events: any TransportEventSink = DiscardingTransportEvents()) throws(UnsupportedDevice) {
         var devices: [String: any PointDevice] = [:]
         var cdus: [String: SimulatedCDU] = [:]
         var psus: [String: (device: SimulatedDevice<PSUPhysics>, address: UInt8)] = [:]
@@ -348,7 +356,7 @@ public struct SimulatedRack: Sendable {
         for instance in configuration.rack.devices {
             guard let profile = configuration.profiles[instance.model] else { continue }
             // Redfish devices are the Redfish rack's; the harness connects to them like to real BMCs.
-            if profile.transport == .redfish { continue }
+            if profile.protocolName == RedfishProfileSyntax().name { continue }
             switch profile.kind {
             case "psu":
                 let index = supplies.firstIndex(of: instance) ?? 0
@@ -362,13 +370,13 @@ public struct SimulatedRack: Sendable {
                                           faults: scenario.faults.filter { !isShelfFault($0) },
                                           clock: clock)
                 psus[instance.name] = (psu, UInt8(address))
-                let client = RetryingModbusClient(psu, policy: Self.retryPolicy, clock: clock) { onRetry(instance.name, $0) }
-                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: psu,
+                                                           retry: Self.retryPolicy, clock: clock, events: events)
             case "cdu":
                 let cdu = SimulatedCDU(name: instance.name, profile: profile, scenario: scenario, clock: clock)
                 cdus[instance.name] = cdu
-                let client = RetryingModbusClient(cdu, policy: Self.retryPolicy, clock: clock) { onRetry(instance.name, $0) }
-                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: client)
+                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: cdu,
+                                                           retry: Self.retryPolicy, clock: clock, events: events)
             default:
                 throw UnsupportedDevice(device: instance.name, kind: profile.kind)
             }
@@ -382,7 +390,7 @@ public struct SimulatedRack: Sendable {
         for fault in scenario.redfish.faults {
             guard let device = fault.device else { continue }
             guard let instance = configuration.rack.devices.first(where: { $0.name == device }),
-                  configuration.profiles[instance.model]?.transport == .redfish else {
+                  configuration.profiles[instance.model]?.protocolName == RedfishProfileSyntax().name else {
                 throw UnsupportedDevice(device: device, kind: "",
                                         reason: "scenario '\(scenario.name)' has a Redfish fault for '\(device)', which is not a "
                                             + "Redfish device of rack '\(configuration.rack.id)'")

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import RedfishCore
 import Foundation
 
 /// Every Redfish endpoint of a simulated rack: a BMC per compute and switch tray and a controller per power shelf,

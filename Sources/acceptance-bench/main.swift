@@ -4,6 +4,8 @@
 //
 // It measures; it does not assert. Targets from the issues are printed beside the figures.
 import AcceptanceCore
+import RedfishCore
+import ModbusCore
 import Foundation
 import Harness
 import ModbusTransport
@@ -72,7 +74,7 @@ var yaml = """
 for _ in 0..<stepCount { yaml += "  - check: 1 s < 2 s\n" }
 let procedurePath = "\(scratch)/bench-trivial.yaml"
 try yaml.write(toFile: procedurePath, atomically: true, encoding: .utf8)
-let (procedure, configuration) = try ProcedureLoader(fixtures: root.fixtures).load(path: procedurePath)
+let (procedure, configuration) = try ProcedureLoader(fixtures: root.fixtures, protocols: Transports.protocols).load(path: procedurePath)
 
 /// Median µs per step over five runs (after a warm-up), and the share spent writing record.json at the end.
 func perStep(journal: Bool) async throws -> (total: Double, record: Double) {

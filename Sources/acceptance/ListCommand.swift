@@ -13,7 +13,7 @@ struct ListCommand: ParsableCommand {
 
     func run() throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
-        let loader = ProcedureLoader(fixtures: location.fixtures)
+        let loader = ProcedureLoader(fixtures: location.fixtures, protocols: Transports.protocols)
         var rows: [[String]] = [["ID", "VERSION", "DURATION", "TITLE"]]
         for path in location.procedureFiles() {
             let result = loader.check(path: path)

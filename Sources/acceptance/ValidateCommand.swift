@@ -22,7 +22,7 @@ struct ValidateCommand: ParsableCommand {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
         let paths = files.isEmpty ? location.procedureFiles() : files
         guard !paths.isEmpty else { throw ValidationError("no procedure files in \(location.procedures)") }
-        let loader = ProcedureLoader(fixtures: location.fixtures)
+        let loader = ProcedureLoader(fixtures: location.fixtures, protocols: Transports.protocols)
         var failed = 0
         for path in paths {
             let result = loader.check(path: path)

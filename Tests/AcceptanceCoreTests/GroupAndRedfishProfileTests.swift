@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import AcceptanceCore
+import RedfishCore
+import ModbusCore
 
 /// A rack with a group of Redfish trays, beside the test bench's Modbus device.
 func redfishBench() throws -> TestBench {
@@ -32,14 +34,14 @@ func redfishBench() throws -> TestBench {
 struct GroupAndRedfishProfileTests {
     @Test func groupsExpandToNumberedMembersAndTheirCountIsASetting() throws {
         let bench = try redfishBench()
-        let configuration = try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory)
+        let configuration = try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols)
         #expect(configuration.rack.group(named: "trays")?.members == ["tray01", "tray02", "tray03"])
         #expect(configuration.resolve("tray02.power")?.point.resource?.path == "/redfish/v1/Systems/1")
         #expect(configuration.resolve("each.power", aliases: ["each": "tray03"])?.device == "tray03")
-        let five = try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory, counts: ["trays": 5])
+        let five = try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols, counts: ["trays": 5])
         #expect(five.rack.devices.filter { $0.group == "trays" }.count == 5)
         #expect(throws: DiagnosticsError.self) {
-            try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory, counts: ["shelves": 2])
+            try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols, counts: ["shelves": 2])
         }
     }
 
@@ -121,7 +123,7 @@ struct GroupAndRedfishProfileTests {
               reset: {path: /redfish/v1/Systems/1, action: ComputerSystem.Reset, parameter: ResetType}
             """.write(toFile: path, atomically: true, encoding: .utf8)
         do {
-            _ = try DeviceProfile.load(path: path)
+            _ = try DeviceProfile.load(path: path, protocols: testProtocols)
             Issue.record("a bad profile loaded")
         } catch {
             let messages = error.diagnostics.map { "\($0.location.line): \($0.message)" }

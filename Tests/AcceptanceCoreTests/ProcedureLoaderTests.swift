@@ -13,7 +13,7 @@ struct ProcedureLoaderTests {
         """
 
     @Test func theShippedProceduresAreClean() throws {
-        let loader = ProcedureLoader(fixtures: "\(repositoryRoot)/Fixtures")
+        let loader = ProcedureLoader(fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         let files = try FileManager.default.contentsOfDirectory(atPath: "\(repositoryRoot)/Procedures")
         #expect(!files.isEmpty)
         for file in files where file.hasSuffix(".yaml") {
@@ -24,7 +24,7 @@ struct ProcedureLoaderTests {
     }
 
     @Test func leakTestHasTheDocumentedShape() throws {
-        let (procedure, _) = try ProcedureLoader(fixtures: "\(repositoryRoot)/Fixtures")
+        let (procedure, _) = try ProcedureLoader(fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
             .load(path: "\(repositoryRoot)/Procedures/leak-test.yaml")
         #expect(procedure.id == "leak-test")
         #expect(procedure.parameter(named: "hold")?.defaultValue == Quantity(10, .minute))
@@ -164,8 +164,8 @@ struct ProcedureLoaderTests {
               b: {table: input-register, address: 1, type: float32, missing: -9999}
               c: {table: input-register, address: 3, type: uint16, missing: 0xFFFF}
             """.write(toFile: path, atomically: true, encoding: .utf8)
-        let profile = try DeviceProfile.load(path: path)
-        #expect(profile.points.map(\.missing) == [-32768, -9999, 65535])
+        let profile = try DeviceProfile.load(path: path, protocols: testProtocols)
+        #expect(profile.points.map(\.modbus?.missing) == [-32768, -9999, 65535])
     }
 
     @Test func emptyFilesSaySo() throws {

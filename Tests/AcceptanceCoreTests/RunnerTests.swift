@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AcceptanceCore
+import ModbusCore
 
 @Suite("Runner verdicts and cleanup")
 struct RunnerTests {

@@ -1,6 +1,11 @@
 import Foundation
 import Synchronization
 @testable import AcceptanceCore
+import ModbusCore
+import RedfishCore
+
+/// The device protocols the fixtures use, as the harness lists them.
+let testProtocols = DeviceProtocols([ModbusProfileSyntax(), RedfishProfileSyntax()])
 
 /// The repository root, for tests that read the real procedures and fixtures.
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -40,11 +45,11 @@ struct TestBench {
     }
 
     func check(_ yaml: String) throws -> ProcedureLoader.Result {
-        ProcedureLoader(fixtures: directory).check(path: try write(yaml))
+        ProcedureLoader(fixtures: directory, protocols: testProtocols).check(path: try write(yaml))
     }
 
     func load(_ yaml: String) throws -> (Procedure, RackConfiguration) {
-        try ProcedureLoader(fixtures: directory).load(path: try write(yaml))
+        try ProcedureLoader(fixtures: directory, protocols: testProtocols).load(path: try write(yaml))
     }
 }
 
@@ -80,9 +85,7 @@ final class FakeDevice: PointDevice {
             return try points.map { point throws(DeviceError) -> Value in
                 if state.failing.contains(point.name) {
                     throw DeviceError(device: name, endpoint: endpoint, operation: .reading, points: [point.name],
-                                      reason: "no response",
-                                      underlying: ModbusError(.timeout, function: .readInputRegisters, address: point.address,
-                                                              count: 1, endpoint: endpoint))
+                                      reason: "no response", cause: FakeTransportError.noAnswer)
                 }
                 return dynamic(point.name, now) ?? state.values[point.name] ?? .number(0)
             }
@@ -146,4 +149,13 @@ struct ScriptedOperator: OperatorConsole {
     func ask(_ text: String, input: String, pattern: String?, step: Step, problem: String?) async throws -> String {
         answers[input] ?? ""
     }
+}
+
+/// A transport's error as the core sees one: no answer, or stopped.
+enum FakeTransportError: TransportError {
+    case noAnswer, stopped
+
+    var isNoResponse: Bool { self == .noAnswer }
+    var isCancellation: Bool { self == .stopped }
+    var description: String { self == .noAnswer ? "no answer within the timeout" : "cancelled" }
 }

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import Foundation
 import Harness
 import Simulation
@@ -196,7 +197,7 @@ struct SecondVendorTests {
     }
 
     @Test func theSimulatorServesEveryPointOfTheNewProfile() throws {
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: try coolflowFixtures())
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: try coolflowFixtures(), protocols: testProtocols)
         let profile = try #require(configuration.profiles["coolflow-cdu-2000"])
         let cdu = SimulatedCDU(name: "cdu", profile: profile, scenario: .nominal, clock: SimulationClock())
         #expect(cdu.unsimulatedPoints.isEmpty)
@@ -245,7 +246,7 @@ struct PowerShelfModbusTests {
                                                                     fixtures: fixtures))
         request.scenario = "psu-fault"
         request.simulatorTransport = transport
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures)
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols)
         let devices = try await ConnectedDevices.connect(configuration: configuration, request: request)
         let names = (1...6).flatMap { ["psu\($0).serial_number", "psu\($0).output_power", "psu\($0).output_fault"] }
         let values: [String: Value]
@@ -296,7 +297,7 @@ struct StationFileTests {
         var request = RunRequest(procedure: "", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
                                                                     fixtures: "\(repositoryRoot)/Fixtures"))
         request.station = path
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         do {
             _ = try await ConnectedDevices.connect(configuration: configuration, request: request)
             Issue.record("two settings for one bus were accepted")

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import Foundation
 import ModbusTransport
 import Simulation
@@ -10,7 +11,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().path
 
 func referenceProfile() throws -> DeviceProfile {
-    let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+    let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
     return try #require(configuration.profiles["reference-cdu"])
 }
 
@@ -74,10 +75,11 @@ struct LoopbackTests {
 
     @Test func aClosedPortIsAConnectionErrorNamingAddressPortAndCause() async throws {
         let port = freeLoopbackPort()
-        let retries = Mutex<[ModbusRetry]>([])
+        let retries = Mutex<[TransportEvent]>([])
         let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
                                           policy: RetryPolicy(retries: 2, backoff: .milliseconds(10)),
-                                          clock: SimulationClock()) { retry in retries.withLock { $0.append(retry) } }
+                                          clock: SimulationClock(), device: "cdu",
+                                          events: TransportEventHandler { retry in retries.withLock { $0.append(retry) } })
         do {
             _ = try await client.readInputRegisters(startingAt: 0, count: 1)
             Issue.record("a closed port answered")
@@ -115,12 +117,13 @@ struct LoopbackTests {
         let port = try #require(server?.port)
         var settings = ModbusSettings()
         settings.responseTimeout = .milliseconds(200)
-        let retries = Mutex<[ModbusRetry]>([])
+        let retries = Mutex<[TransportEvent]>([])
         // Backoff on the wall clock, so the restart below happens while the client is retrying.
         let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1,
                                                               settings: settings),
                                           policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)),
-                                          clock: WallClock()) { retry in retries.withLock { $0.append(retry) } }
+                                          clock: WallClock(), device: "cdu",
+                                          events: TransportEventHandler { retry in retries.withLock { $0.append(retry) } })
         _ = try await client.readInputRegisters(startingAt: 0, count: 1)
         server?.stop()
         server = nil
@@ -133,7 +136,7 @@ struct LoopbackTests {
         defer { again.stop() }
         #expect(value.count == 1)
         #expect(retries.withLock { $0.count } >= 1)
-        #expect(retries.withLock { $0.first?.description.contains("retry 1 of 5") } == true)
+        #expect(retries.withLock { $0.first?.message.contains("retry 1 of 5") } == true)
     }
 
     @Test func aStoppedServerRefusesAtOnce() async throws {

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import Foundation
 @testable import ModbusTransport
 import Simulation
@@ -74,7 +75,7 @@ func peerProfile() throws -> DeviceProfile {
           offset_abcd: {table: holding-register, address: 12, type: int32, word_order: ABCD, access: read-write}
           level: {table: holding-register, address: 14, type: int16, scale: 0.1, unit: kPa, access: read-write}
         """.write(toFile: path, atomically: true, encoding: .utf8)
-    return try DeviceProfile.load(path: path)
+    return try DeviceProfile.load(path: path, protocols: testProtocols)
 }
 
 /// Raw holding registers as pymodbus's own client reads them from its server.
@@ -113,7 +114,8 @@ struct PeerTests {
         let profile = try peerProfile()
         // The Python server may take a moment to listen after it says READY: retry the first connection.
         let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
-                                          policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)), clock: WallClock())
+                                          policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)), clock: WallClock(),
+                                          device: "peer", events: DiscardingTransportEvents())
         let device = ModbusPointDevice(name: "peer", profile: profile, client: client)
         try await assertRead(device, profile)
 
@@ -141,7 +143,8 @@ struct PeerTests {
         // A pty ignores framing, and pyserial cannot set parity on one: 8N1 here (a real line would be 8E1).
         let client = RetryingModbusClient(
             try LibModbusClient(endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1), unit: 1),
-            policy: RetryPolicy(retries: 5, backoff: .milliseconds(200)), clock: WallClock())
+            policy: RetryPolicy(retries: 5, backoff: .milliseconds(200)), clock: WallClock(), device: "peer",
+            events: DiscardingTransportEvents())
         try await assertRead(ModbusPointDevice(name: "peer", profile: profile, client: client), profile)
     }
 
@@ -190,7 +193,7 @@ struct RTUShelfTests {
         let pair = try await PeerProcess(socat, ["-d", "-d", "pty,raw,echo=0,link=\(serverEnd)", "pty,raw,echo=0,link=\(clientEnd)"],
                                          readyWhen: "starting data transfer loop")
         defer { pair.stop() }
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         let rack = try SimulatedRack(configuration: configuration, scenario: .nominal, clock: SimulationClock())
         let router = UnitRouter(devices: Dictionary(uniqueKeysWithValues: rack.psus.values.map { ($0.address, $0.device) }))
         let server = try ModbusRTUServer(device: serverEnd, backend: router)
@@ -241,7 +244,7 @@ struct HostileRequestTests {
     }
 
     func rack() throws -> SimulatedRack {
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         return try SimulatedRack(configuration: configuration, scenario: .nominal, clock: SimulationClock())
     }
 
@@ -290,6 +293,6 @@ struct HostileRequestTests {
               psu1: {model: orv3-psu, address: 193}
               psu2: {model: orv3-psu, address: 193}
             """.write(toFile: "\(directory)/racks/dup.yaml", atomically: true, encoding: .utf8)
-        #expect(throws: DiagnosticsError.self) { try RackConfiguration.load(rackID: "dup", fixtures: directory) }
+        #expect(throws: DiagnosticsError.self) { try RackConfiguration.load(rackID: "dup", fixtures: directory, protocols: testProtocols) }
     }
 }

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import RedfishCore
 import AsyncHTTPClient
 import Foundation
 import RedfishServer
@@ -69,7 +70,8 @@ struct RedfishClientMemoryTests {
         let clock = SimulationClock()
         let rack = try simulatedRack(settings, clock: clock)
         let retries = Mutex<[String]>([])
-        let client = try memoryClient("switch02", rack, clock: clock) { message in retries.withLock { $0.append(message) } }
+        let client = try memoryClient("switch02", rack, clock: clock,
+                                      events: TransportEventHandler { event in retries.withLock { $0.append(event.message) } })
         let root = try await client.get("/redfish/v1/Systems/System_0")
         #expect(root.json["Id"]?.string == "System_0")
         #expect(clock.now() == .seconds(14), "two waits of the 7 s the BMC asked for, on the injected clock")
@@ -252,7 +254,7 @@ struct RedfishClientHTTPSTests {
         let http = RedfishHTTP.makeClient()
         let retries = Mutex(0)
         let client = RedfishClient(endpoint: dead, transport: try AsyncHTTPTransport(endpoint: dead, client: http),
-                                   clock: WallClock()) { _ in retries.withLock { $0 += 1 } }
+                                   clock: WallClock(), events: TransportEventHandler { _ in retries.withLock { $0 += 1 } })
         do {
             _ = try await client.get("/redfish/v1")
             Issue.record("a closed port answered")

@@ -1,4 +1,5 @@
 import AcceptanceCore
+@testable import RedfishCore
 import Foundation
 import Harness
 @testable import RedfishTransport

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import RedfishCore
 import Foundation
 import Harness
 import RedfishServer

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import RedfishCore
 import Foundation
 import RedfishServer
 import RedfishTransport
@@ -49,10 +50,10 @@ func endpoint(_ name: String, _ rack: SimulatedRedfishRack, url: String = "memor
 /// A client to a simulated BMC in memory.
 func memoryClient(_ name: String, _ rack: SimulatedRedfishRack, clock: any RunClock = SimulationClock(),
                   authentication: RedfishAuthentication = .session,
-                  onRetry: @escaping @Sendable (String) -> Void = { _ in }) throws -> RedfishClient {
+                  events: any TransportEventSink = DiscardingTransportEvents()) throws -> RedfishClient {
     let service = try #require(rack.services[name])
     return RedfishClient(endpoint: endpoint(name, rack, authentication: authentication),
-                         transport: InMemoryRedfishTransport(service: service, label: name), clock: clock, onRetry: onRetry)
+                         transport: InMemoryRedfishTransport(service: service, label: name), clock: clock, events: events)
 }
 
 /// Validator summary counts: PASS, WARN, FAIL, NOT TESTED.

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import Foundation
 import Testing
 @testable import Simulation

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import Testing
 @testable import Simulation
 

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import ModbusCore
 import Foundation
 import Testing
 @testable import Simulation
@@ -12,7 +13,7 @@ struct SimulatedCDUTests {
     let profile: DeviceProfile
 
     init() throws {
-        configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures")
+        configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         profile = try #require(configuration.profiles["reference-cdu"])
     }
 
@@ -28,7 +29,7 @@ struct SimulatedCDUTests {
 
     @Test func registersHoldTheScaledValues() async throws {
         let cdu = makeCDU()
-        let loop = try #require(profile.point(named: "loop_pressure"))
+        let loop = try #require(profile.point(named: "loop_pressure")?.modbus)
         let raw = try await cdu.readInputRegisters(startingAt: loop.address, count: 1)
         let expected = try #require(cdu.snapshot().loopPressure)
         #expect(abs(Double(Int16(bitPattern: raw[0])) / 10 - expected) <= 0.05)

@@ -70,7 +70,7 @@ public struct RedfishEndpoint: Sendable, Hashable {
     public var isHTTPS: Bool { baseURL.lowercased().hasPrefix("https://") }
 
     /// Host and port, for the pin probe.
-    var hostAndPort: (host: String, port: Int)? {
+    public var hostAndPort: (host: String, port: Int)? {
         guard let components = URLComponents(string: baseURL), let host = components.host else { return nil }
         return (host, components.port ?? (isHTTPS ? 443 : 80))
     }

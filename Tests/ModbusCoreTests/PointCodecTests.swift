@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-@testable import AcceptanceCore
+import AcceptanceCore
+@testable import ModbusCore
 
 @Suite("Point encoding")
 struct PointCodecTests {
@@ -91,12 +92,12 @@ struct PointCodecTests {
 
     @Test func aMissingSensorSentinelReadsAsNoReading() throws {
         var humidity = point(.int16, scale: 0.1, unit: .percent)
-        humidity.missing = -32768
+        humidity.modbus?.missing = -32768
         #expect(try PointCodec.decode([0x8000], for: humidity) == .missing)
         #expect(try PointCodec.decode([0x01F4], for: humidity) == .quantity(Quantity(50, .percent)))
         #expect(try PointCodec.encode(.missing, for: humidity) == [0x8000])
         var pressure = point(.float32, .cdab, unit: .bar)
-        pressure.missing = -9999
+        pressure.modbus?.missing = -9999
         // -9999.0f is 0xC61C3C00; CDAB puts the low word first.
         #expect(try PointCodec.decode([0x3C00, 0xC61C], for: pressure) == .missing)
         #expect(throws: PointCodecError.self) { try PointCodec.encode(.missing, for: point(.int16)) }
@@ -104,7 +105,7 @@ struct PointCodecTests {
 
     @Test func stringsAndFractionBits() throws {
         var serial = point(.string)
-        serial.length = 4
+        serial.modbus?.length = 4
         // "SN-123" in 4 registers, high byte first, padded with spaces.
         #expect(try PointCodec.encode(.text("SN-123"), for: serial) == [0x534E, 0x2D31, 0x3233, 0x2020])
         #expect(try PointCodec.decode([0x534E, 0x2D31, 0x3233, 0x0000], for: serial) == .text("SN-123"))
@@ -115,12 +116,12 @@ struct PointCodecTests {
               volts: {table: holding-register, address: 0, type: uint16, fraction_bits: 10, unit: V, access: read-only}
               name: {table: holding-register, address: 1, type: string, length: 2}
             """.write(toFile: path, atomically: true, encoding: .utf8)
-        let profile = try DeviceProfile.load(path: path)
+        let profile = try DeviceProfile.load(path: path, protocols: DeviceProtocols([ModbusProfileSyntax()]))
         let volts = try #require(profile.point(named: "volts"))
         // 50.0 V with 10 fraction bits is raw 51200.
         #expect(try PointCodec.decode([51200], for: volts) == .quantity(Quantity(50, .volt)))
         #expect(profile.point(named: "name")?.access == .readOnly, "strings default to read-only")
-        #expect(profile.point(named: "name")?.registerCount == 2)
+        #expect(profile.point(named: "name")?.modbus?.registerCount == 2)
     }
 
     @Test func everyTypeRoundTrips() throws {
@@ -172,8 +173,7 @@ struct ModbusPointDeviceTests {
             PointDefinition(name: "c", table: .inputRegister, address: 5, type: .uint16),
             PointDefinition(name: "d", table: .discreteInput, address: 0, type: .bool),
         ]
-        let profile = DeviceProfile(model: "m", vendor: "", kind: "", description: "", maxRegistersPerRead: 125,
-                                    points: points, file: "")
+        let profile = DeviceProfile(model: "m", protocolName: "modbus", points: points)
         let client = RecordingClient()
         let device = ModbusPointDevice(name: "dev", profile: profile, client: client)
         let values = try await device.read(points)
@@ -188,8 +188,7 @@ struct ModbusPointDeviceTests {
 
     @Test func refusesToWriteReadOnlyPoints() async {
         let point = PointDefinition(name: "p", table: .inputRegister, address: 0, type: .uint16)
-        let profile = DeviceProfile(model: "m", vendor: "", kind: "", description: "", maxRegistersPerRead: 125,
-                                    points: [point], file: "")
+        let profile = DeviceProfile(model: "m", protocolName: "modbus", points: [point])
         let device = ModbusPointDevice(name: "dev", profile: profile, client: RecordingClient())
         await #expect(throws: DeviceError.self) { try await device.write(point, .number(1)) }
     }

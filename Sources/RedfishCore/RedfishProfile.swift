@@ -1,44 +1,87 @@
+import AcceptanceCore
 import Foundation
 import Yams
 
-/// How a device is reached.
-public enum DeviceTransport: String, Sendable, Hashable {
-    case modbus, redfish
+/// The kind of JSON value a Redfish point reads.
+public enum RedfishValueType: String, Sendable, Hashable, CaseIterable {
+    case string, number, integer, bool
+
+    var kind: PointValueKind {
+        switch self {
+        case .string: .text
+        case .number, .integer: .number
+        case .bool: .bool
+        }
+    }
 }
 
 /// A value inside a Redfish resource: `/redfish/v1/Systems/System_0` and `/PowerState`.
-public struct RedfishLocation: Sendable, Hashable, CustomStringConvertible {
+public struct RedfishLocation: PointAddress {
     public var path: String
     public var pointer: JSONPointer
+    public var type: RedfishValueType
+    /// The state to report when the resource does not exist (404), such as `Absent` for a processor that is not
+    /// fitted. Without it a missing resource is a device error.
+    public var ifAbsent: String?
 
-    public init(path: String, pointer: JSONPointer) {
+    public init(path: String, pointer: JSONPointer, type: RedfishValueType = .string, ifAbsent: String? = nil) {
         self.path = path
         self.pointer = pointer
+        self.type = type
+        self.ifAbsent = ifAbsent
     }
 
     public var description: String { "\(path) \(pointer)" }
+    public var layout: String { type.rawValue }
 }
 
-/// A Redfish action a procedure can invoke: `reset` is `#ComputerSystem.Reset` on the system, with `ResetType`.
-public struct ActionDefinition: Sendable, Hashable {
-    public var name: String
-    public var description: String
+/// Where a Redfish action is sent: `#ComputerSystem.Reset` advertised by the resource at `path`.
+public struct RedfishActionTarget: ActionTarget {
     /// The resource whose `Actions` object names the action's target.
     public var path: String
     /// `ComputerSystem.Reset`, as in `Actions["#ComputerSystem.Reset"]`.
     public var action: String
-    /// The parameter the step's value is sent as (`ResetType`); nil for actions without one.
-    public var parameter: String?
-    /// The values the parameter may take.
-    public var values: [String]
-    public var location: SourceLocation?
+
+    public init(path: String, action: String) {
+        self.path = path
+        self.action = action
+    }
+
+    public var description: String { "#\(action) on \(path)" }
+}
+
+extension PointDefinition {
+    /// The point's resource and pointer; nil for a point another transport reaches.
+    public var resource: RedfishLocation? { address as? RedfishLocation }
+}
+
+extension ActionDefinition {
+    /// The action's Redfish target; nil for an action of another transport.
+    public var redfish: RedfishActionTarget? { target as? RedfishActionTarget }
+}
+
+/// Redfish device profiles (`protocol: redfish`): points are values in resources (`path` + JSON `pointer`), and
+/// actions are POSTs to an advertised target.
+public struct RedfishProfileSyntax: DeviceProtocolSyntax {
+    public init() {}
+
+    public var name: String { "redfish" }
+    public var supportsActions: Bool { true }
+
+    public func parsePoint(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> PointDefinition? {
+        DeviceProfile.parseRedfishPoint(name, keyNode: keyNode, node, reader: &reader)
+    }
+
+    public func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition? {
+        DeviceProfile.parseAction(name, keyNode: keyNode, node, reader: &reader)
+    }
 }
 
 extension DeviceProfile {
     static let redfishPointKeys = ["description", "path", "pointer", "type", "unit", "access", "states", "if_absent"]
 
-    /// The value kinds a Redfish point can have; `RegisterType` carries them so expressions type-check alike.
-    static let redfishTypes: [String: RegisterType] = ["string": .string, "number": .float32, "integer": .int32, "bool": .bool]
+    static let redfishTypes: [String: RedfishValueType] = ["string": .string, "number": .number, "integer": .integer,
+                                                           "bool": .bool]
 
     static func parseRedfishPoint(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> PointDefinition? {
         guard let entries = reader.mapping(node, "point '\(name)'") else { return nil }
@@ -60,9 +103,9 @@ extension DeviceProfile {
             reader.error("'\(pointerText)' is not a JSON pointer: it starts with '/'", at: pointerNode)
             return nil
         }
-        var point = PointDefinition(name: name, table: .holdingRegister, address: 0, type: .string,
-                                    access: .readOnly, location: reader.location(of: keyNode))
-        point.resource = RedfishLocation(path: path, pointer: pointer)
+        var location = RedfishLocation(path: path, pointer: pointer)
+        var point = PointDefinition(name: name, kind: .text, access: .readOnly, address: location,
+                                    location: reader.location(of: keyNode))
         var typeGiven = false
         for (key, _, valueNode) in entries {
             switch key {
@@ -73,7 +116,7 @@ extension DeviceProfile {
                     reader.error("unknown type '\(text)'; use \(redfishTypes.keys.sorted().joined(separator: ", "))", at: valueNode)
                     break
                 }
-                point.type = type
+                location.type = type
                 typeGiven = true
             case "unit":
                 guard let symbol = reader.scalar(valueNode, "unit") else { break }
@@ -91,18 +134,20 @@ extension DeviceProfile {
                     if let state = reader.scalar(item, "state") { point.states[index] = state }
                 }
             case "if_absent":
-                point.ifAbsent = reader.scalar(valueNode, "if_absent")
+                location.ifAbsent = reader.scalar(valueNode, "if_absent")
             default: break
             }
         }
-        if !typeGiven, point.unit != nil { point.type = .float32 }
-        if !point.states.isEmpty, point.type != .string {
+        if !typeGiven, point.unit != nil { location.type = .number }
+        if !point.states.isEmpty, location.type != .string {
             reader.error("a point with states is a string enumeration; drop 'type'", at: keyNode)
         }
-        if point.unit != nil, point.type == .string || point.type == .bool {
-            reader.error("a \(point.type == .bool ? "bool" : "string") point has no unit", at: keyNode)
+        if point.unit != nil, location.type == .string || location.type == .bool {
+            reader.error("a \(location.type == .bool ? "bool" : "string") point has no unit", at: keyNode)
         }
-        if let absent = point.ifAbsent, !point.states.isEmpty, !point.states.values.contains(absent),
+        point.address = location
+        point.kind = location.type.kind
+        if let absent = location.ifAbsent, !point.states.isEmpty, !point.states.values.contains(absent),
            let node = value("if_absent") {
             reader.error("if_absent '\(absent)' is not one of the states (\(point.stateNames.joined(separator: ", ")))", at: node)
         }
@@ -124,7 +169,9 @@ extension DeviceProfile {
             reader.error("action '\(name)' has a parameter; list its allowed 'values'", at: keyNode)
         }
         return ActionDefinition(name: name, description: value("description").flatMap { reader.scalar($0, "description") } ?? "",
-                                path: path, action: action.hasPrefix("#") ? String(action.dropFirst()) : action,
-                                parameter: parameter, values: values, location: reader.location(of: keyNode))
+                                parameter: parameter, values: values,
+                                target: RedfishActionTarget(path: path,
+                                                            action: action.hasPrefix("#") ? String(action.dropFirst()) : action),
+                                location: reader.location(of: keyNode))
     }
 }

@@ -28,7 +28,7 @@ public struct RedfishPointDevice: PointDevice {
             }
             if !paths.contains(location.path) { paths.append(location.path) }
         }
-        let tolerant = Set(points.filter { $0.ifAbsent != nil }.compactMap { $0.resource?.path })
+        let tolerant = Set(points.filter { $0.resource?.ifAbsent != nil }.compactMap { $0.resource?.path })
         // Every resource once, a few at a time; a 404 is "absent" for points that say what absent reads as.
         let client = client
         let fetched = await withTaskGroup(of: (String, Result<RedfishResource?, RedfishError>).self) { group in
@@ -66,7 +66,7 @@ public struct RedfishPointDevice: PointDevice {
                               error.detail, error)
             }
             guard let resource else {
-                guard let absent = point.ifAbsent else {
+                guard let absent = location.ifAbsent else {
                     throw failure(.reading, [point.name], "\(location.path) does not exist (HTTP 404)")
                 }
                 values.append(.text(absent))
@@ -79,10 +79,10 @@ public struct RedfishPointDevice: PointDevice {
 
     func value(of point: PointDefinition, at location: RedfishLocation, in resource: RedfishResource) throws(DeviceError) -> Value {
         guard let json = resource.json.value(at: location.pointer) else {
-            if let absent = point.ifAbsent { return .text(absent) }
+            if let absent = location.ifAbsent { return .text(absent) }
             throw failure(.reading, [point.name], "\(location.path) has no \(location.pointer)")
         }
-        switch (json, point.type) {
+        switch (json, location.type) {
         case (.null, _):
             return .missing
         case let (.string(text), .string):
@@ -93,7 +93,7 @@ public struct RedfishPointDevice: PointDevice {
             return .text(text)
         case let (.bool(flag), .bool):
             return .bool(flag)
-        case let (.number(number), .float32), let (.number(number), .int32):
+        case let (.number(number), .number), let (.number(number), .integer):
             guard let unit = point.unit else { return .number(number) }
             // A Sensor says its own unit: convert it to the one the profile promises, or refuse.
             var parent = location.pointer
@@ -110,15 +110,15 @@ public struct RedfishPointDevice: PointDevice {
             }
             return .quantity(Quantity(number, unit))
         default:
-            throw failure(.reading, [point.name], "\(location) is \(json.serialized.prefix(40)), not a \(Self.typeName(point))")
+            throw failure(.reading, [point.name], "\(location) is \(json.serialized.prefix(40)), not a \(Self.typeName(location))")
         }
     }
 
-    static func typeName(_ point: PointDefinition) -> String {
-        switch point.type {
+    static func typeName(_ location: RedfishLocation) -> String {
+        switch location.type {
         case .string: "string"
         case .bool: "bool"
-        default: "number"
+        case .number, .integer: "number"
         }
     }
 
@@ -165,10 +165,13 @@ public struct RedfishPointDevice: PointDevice {
     }
 
     public func perform(_ action: ActionDefinition, value: String?) async throws(DeviceError) {
+        guard let target = action.redfish else {
+            throw failure(.writing, [action.name], "not a Redfish action (\(action.target))")
+        }
         var parameters: [String: JSONValue] = [:]
         if let parameter = action.parameter, let value { parameters[parameter] = .string(value) }
         do {
-            try await client.perform(action: action.action, on: action.path, parameters: .object(parameters))
+            try await client.perform(action: target.action, on: target.path, parameters: .object(parameters))
         } catch {
             throw failure(.writing, [action.name], error.detail, error)
         }
@@ -176,6 +179,6 @@ public struct RedfishPointDevice: PointDevice {
 
     func failure(_ operation: DeviceError.Operation, _ points: [String], _ reason: String,
                  _ error: RedfishError? = nil) -> DeviceError {
-        DeviceError(device: name, endpoint: endpoint, operation: operation, points: points, reason: reason, redfish: error)
+        DeviceError(device: name, endpoint: endpoint, operation: operation, points: points, reason: reason, cause: error)
     }
 }

@@ -1,17 +1,8 @@
-/// How often, and how patiently, to try a failed transaction again.
-public struct RetryPolicy: Sendable, Hashable {
-    /// Retries after a timeout, a lost connection, a garbled answer or a "busy" device.
-    public var retries: Int
-    /// Wait before the first retry; doubles for each further one.
-    public var backoff: Duration
+import AcceptanceCore
 
-    public init(retries: Int = 2, backoff: Duration = .milliseconds(500)) {
-        self.retries = retries
-        self.backoff = backoff
-    }
-
-    /// Whether a failure is worth another try. A device that answered with a real exception (illegal address,
-    /// illegal value) will answer the same again; one that timed out, dropped the line or was busy may not.
+extension RetryPolicy {
+    /// Whether a Modbus failure is worth another try. A device that answered with a real exception (illegal
+    /// address, illegal value) will answer the same again; one that timed out, dropped the line or was busy may not.
     public static func isRetryable(_ error: ModbusError) -> Bool {
         switch error.kind {
         case .timeout, .connection, .badResponse: true
@@ -42,14 +33,17 @@ public final class RetryingModbusClient: ModbusClient {
     public let base: any ModbusClient
     public let policy: RetryPolicy
     private let clock: any RunClock
-    private let onRetry: @Sendable (ModbusRetry) -> Void
+    /// The device instance retries are reported for, and where they go.
+    private let device: String
+    private let events: any TransportEventSink
 
-    public init(_ base: any ModbusClient, policy: RetryPolicy, clock: any RunClock,
-                onRetry: @escaping @Sendable (ModbusRetry) -> Void = { _ in }) {
+    public init(_ base: any ModbusClient, policy: RetryPolicy, clock: any RunClock, device: String,
+                events: any TransportEventSink) {
         self.base = base
         self.policy = policy
         self.clock = clock
-        self.onRetry = onRetry
+        self.device = device
+        self.events = events
     }
 
     public var endpoint: String { base.endpoint }
@@ -69,8 +63,9 @@ public final class RetryingModbusClient: ModbusClient {
             } catch {
                 guard error.kind != .cancelled, RetryPolicy.isRetryable(error), attempt < policy.retries else { throw error }
                 attempt += 1
-                let delay = policy.backoff * (1 << min(attempt - 1, 10))
-                onRetry(ModbusRetry(endpoint: endpoint, attempt: attempt, of: policy.retries, error: error, delay: delay))
+                let delay = policy.delay(before: attempt)
+                let retry = ModbusRetry(endpoint: endpoint, attempt: attempt, of: policy.retries, error: error, delay: delay)
+                events.record(TransportEvent(.retry, device: device, message: retry.description))
                 await base.reset()
                 do {
                     try await clock.sleep(for: delay)

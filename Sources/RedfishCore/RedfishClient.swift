@@ -18,7 +18,8 @@ public final class RedfishClient: Sendable {
     public let endpoint: RedfishEndpoint
     public let transport: any RedfishHTTPTransport
     let clock: any RunClock
-    let onRetry: @Sendable (String) -> Void
+    /// Where retries are reported.
+    let events: any TransportEventSink
 
     struct State {
         var prepared = false
@@ -38,11 +39,11 @@ public final class RedfishClient: Sendable {
     private let state = Mutex(State())
 
     public init(endpoint: RedfishEndpoint, transport: any RedfishHTTPTransport, clock: any RunClock,
-                onRetry: @escaping @Sendable (String) -> Void = { _ in }) {
+                events: any TransportEventSink = DiscardingTransportEvents()) {
         self.endpoint = endpoint
         self.transport = transport
         self.clock = clock
-        self.onRetry = onRetry
+        self.events = events
     }
 
     /// The BMC as messages name it: `compute07 (https://10.0.5.17)`.
@@ -293,7 +294,7 @@ public final class RedfishClient: Sendable {
     }
 
     func backoff(_ attempt: Int) -> Duration {
-        endpoint.retry.backoff * Int(pow(2, Double(min(attempt - 1, 10))))
+        endpoint.retry.delay(before: attempt)
     }
 
     /// `Retry-After`: seconds, or an HTTP date.
@@ -309,7 +310,8 @@ public final class RedfishClient: Sendable {
     }
 
     func wait(_ delay: Duration, attempt: Int, reason: RedfishError) async throws(RedfishError) {
-        onRetry("retry \(attempt) of \(endpoint.retry.retries) in \(Quantity.format(delay.seconds)) s after: \(reason)")
+        let message = "retry \(attempt) of \(endpoint.retry.retries) in \(Quantity.format(delay.seconds)) s after: \(reason)"
+        events.record(TransportEvent(.retry, device: endpoint.name, message: message))
         do {
             try await clock.sleep(for: delay)
         } catch {

@@ -1,3 +1,4 @@
+import AcceptanceCore
 import Foundation
 
 /// An HTTP method Redfish uses.
@@ -73,7 +74,7 @@ public protocol RedfishService: Sendable {
 
 /// A Redfish request that did not get the answer it needed. Names the BMC, the method and the URL, and carries the
 /// service's extended-info message when it sent one.
-public struct RedfishError: Error, Sendable, CustomStringConvertible {
+public struct RedfishError: TransportError {
     public enum Kind: Sendable, Equatable {
         /// No connection: refused, unreachable, reset.
         case connection(String)
@@ -114,6 +115,8 @@ public struct RedfishError: Error, Sendable, CustomStringConvertible {
         default: false
         }
     }
+
+    public var isCancellation: Bool { kind == .cancelled }
 
     public var description: String { "\(bmc): \(detail)" }
 
@@ -165,13 +168,5 @@ public struct RedfishError: Error, Sendable, CustomStringConvertible {
             }
         }
         return error["message"]?.string
-    }
-}
-
-extension PointDevice {
-    /// Devices without actions (Modbus devices) refuse them.
-    public func perform(_ action: ActionDefinition, value: String?) async throws(DeviceError) {
-        throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [action.name],
-                          reason: "this device has no actions")
     }
 }

@@ -1,3 +1,4 @@
+import AcceptanceCore
 import Foundation
 
 /// Why a value could not be turned into registers or back.
@@ -13,40 +14,49 @@ public struct PointCodecError: Error, Sendable, Hashable, CustomStringConvertibl
 /// Shared by every Modbus client and by the simulator, so both sides of the wire agree by construction, and tested
 /// against an independent peer (pymodbus) where one is available.
 public enum PointCodec {
+    /// The point's Modbus layout, or an error for a point another transport reaches.
+    static func layout(of point: PointDefinition) throws(PointCodecError) -> ModbusPoint {
+        guard let layout = point.modbus else {
+            throw PointCodecError(point: point.name, message: "is not a Modbus point (\(point.whereabouts))")
+        }
+        return layout
+    }
+
     /// The engineering value of a point from its raw registers (for bit tables: one register, 0 or 1).
     public static func decode(_ registers: some Collection<UInt16>, for point: PointDefinition) throws(PointCodecError)
         -> Value {
+        let layout = try Self.layout(of: point)
         let registers = Array(registers)
-        guard registers.count == point.registerCount else {
+        guard registers.count == layout.registerCount else {
             throw PointCodecError(point: point.name,
-                                  message: "expected \(point.registerCount) register(s), got \(registers.count)")
+                                  message: "expected \(layout.registerCount) register(s), got \(registers.count)")
         }
-        if point.type == .string {
+        if layout.type == .string {
             var bytes: [UInt8] = []
             for register in registers { bytes += [UInt8(register >> 8), UInt8(register & 0xFF)] }
             let text = String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
             return .text(text.trimmingCharacters(in: .whitespaces))
         }
         let raw: Double
-        if let missing = point.missing, point.type != .bool, point.type != .bitfield,
+        if let missing = layout.missing, layout.type != .bool, layout.type != .bitfield,
            (try? rawValue(registers, point)) == missing {
             return .missing
         }
-        switch point.type {
+        switch layout.type {
         case .bool:
             let isSet = registers[0] != 0
             if !point.states.isEmpty { return stateValue(isSet ? 1 : 0, point) }
             return .bool(isSet)
         case .bitfield:
-            let word = orderedWord(registers[0], point.wordOrder)
-            if let bit = point.bit { return .bool(word & (1 << UInt16(bit)) != 0) }
+            let word = orderedWord(registers[0], layout.wordOrder)
+            if let bit = layout.bit { return .bool(word & (1 << UInt16(bit)) != 0) }
             return .number(Double(word))
-        case .uint16, .string: raw = Double(orderedWord(registers[0], point.wordOrder))
-        case .int16: raw = Double(Int16(bitPattern: orderedWord(registers[0], point.wordOrder)))
-        case .uint32: raw = Double(combine(registers, point.wordOrder))
-        case .int32: raw = Double(Int32(bitPattern: combine(registers, point.wordOrder)))
+        case .uint16, .string: raw = Double(orderedWord(registers[0], layout.wordOrder))
+        case .int16: raw = Double(Int16(bitPattern: orderedWord(registers[0], layout.wordOrder)))
+        case .uint32: raw = Double(combine(registers, layout.wordOrder))
+        case .int32: raw = Double(Int32(bitPattern: combine(registers, layout.wordOrder)))
         case .float32:
-            raw = Double(Float(bitPattern: combine(registers, point.wordOrder)))
+            raw = Double(Float(bitPattern: combine(registers, layout.wordOrder)))
             guard raw.isFinite else {
                 throw PointCodecError(point: point.name, message: "register holds a non-finite float (\(raw))")
             }
@@ -55,34 +65,36 @@ public enum PointCodec {
             guard raw == raw.rounded(), abs(raw) <= Double(Int32.max) else { return .text("unknown(\(raw))") }
             return stateValue(Int(raw), point)
         }
-        let engineering = raw * point.scale + point.offset
+        let engineering = raw * layout.scale + layout.offset
         if let unit = point.unit { return .quantity(Quantity(engineering, unit)) }
         return .number(engineering)
     }
 
     /// The raw number in the registers, before scale and offset.
     static func rawValue(_ registers: [UInt16], _ point: PointDefinition) throws(PointCodecError) -> Double {
-        switch point.type {
-        case .uint16, .bitfield, .bool, .string: Double(orderedWord(registers[0], point.wordOrder))
-        case .int16: Double(Int16(bitPattern: orderedWord(registers[0], point.wordOrder)))
-        case .uint32: Double(combine(registers, point.wordOrder))
-        case .int32: Double(Int32(bitPattern: combine(registers, point.wordOrder)))
-        case .float32: Double(Float(bitPattern: combine(registers, point.wordOrder)))
+        let layout = try Self.layout(of: point)
+        return switch layout.type {
+        case .uint16, .bitfield, .bool, .string: Double(orderedWord(registers[0], layout.wordOrder))
+        case .int16: Double(Int16(bitPattern: orderedWord(registers[0], layout.wordOrder)))
+        case .uint32: Double(combine(registers, layout.wordOrder))
+        case .int32: Double(Int32(bitPattern: combine(registers, layout.wordOrder)))
+        case .float32: Double(Float(bitPattern: combine(registers, layout.wordOrder)))
         }
     }
 
     /// The raw registers (for bit tables: one register, 0 or 1) that represent `value` for `point`.
     public static func encode(_ value: Value, for point: PointDefinition) throws(PointCodecError) -> [UInt16] {
+        let layout = try Self.layout(of: point)
         func fail(_ message: String) -> PointCodecError { PointCodecError(point: point.name, message: message) }
         if value == .missing {
-            guard let missing = point.missing else { throw fail("has no 'missing' sentinel to report no reading with") }
+            guard let missing = layout.missing else { throw fail("has no 'missing' sentinel to report no reading with") }
             return try encodeRaw(missing, point)
         }
-        if point.type == .string {
+        if layout.type == .string {
             guard case let .text(text) = value else { throw fail("needs text, not \(value)") }
-            var bytes = Array(text.utf8.prefix(point.registerCount * 2))
-            bytes += Array(repeating: 0x20, count: point.registerCount * 2 - bytes.count)
-            return (0..<point.registerCount).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }
+            var bytes = Array(text.utf8.prefix(layout.registerCount * 2))
+            bytes += Array(repeating: 0x20, count: layout.registerCount * 2 - bytes.count)
+            return (0..<layout.registerCount).map { UInt16(bytes[2 * $0]) << 8 | UInt16(bytes[2 * $0 + 1]) }
         }
         // Named states first: `manual` -> 1.
         if !point.states.isEmpty {
@@ -100,7 +112,7 @@ public enum PointCodec {
             }
             return try encodeRaw(Double(raw), point)
         }
-        switch (point.type, value) {
+        switch (layout.type, value) {
         case let (.bool, .bool(isSet)):
             return [isSet ? 1 : 0]
         case (.bool, _):
@@ -125,32 +137,33 @@ public enum PointCodec {
         default:
             throw fail("needs a number, not \(value)")
         }
-        return try encodeRaw((engineering - point.offset) / point.scale, point)
+        return try encodeRaw((engineering - layout.offset) / layout.scale, point)
     }
 
     static func encodeRaw(_ raw: Double, _ point: PointDefinition) throws(PointCodecError) -> [UInt16] {
+        let layout = try Self.layout(of: point)
         func outOfRange(_ range: String) -> PointCodecError {
-            PointCodecError(point: point.name, message: "value \(Quantity.format(raw * point.scale + point.offset))"
-                + "\(point.unit.map { " \($0)" } ?? "") is out of range for \(point.type) (raw \(range)) at \(point.registerDescription)")
+            PointCodecError(point: point.name, message: "value \(Quantity.format(raw * layout.scale + layout.offset))"
+                + "\(point.unit.map { " \($0)" } ?? "") is out of range for \(layout.type) (raw \(range)) at \(layout.registerDescription)")
         }
         guard raw.isFinite else { throw PointCodecError(point: point.name, message: "value is not finite") }
-        switch point.type {
+        switch layout.type {
         case .float32:
             let float = Float(raw)
             guard float.isFinite else { throw outOfRange("beyond float32") }
-            return split(float.bitPattern, point.wordOrder)
+            return split(float.bitPattern, layout.wordOrder)
         case .int16, .uint16, .bool, .bitfield, .string:
             let rounded = raw.rounded()
-            let range: ClosedRange<Double> = point.type == .int16 ? -32768...32767 : 0...65535
+            let range: ClosedRange<Double> = layout.type == .int16 ? -32768...32767 : 0...65535
             guard range.contains(rounded) else { throw outOfRange("\(Int(range.lowerBound))...\(Int(range.upperBound))") }
-            let word = point.type == .int16 ? UInt16(bitPattern: Int16(rounded)) : UInt16(rounded)
-            return [orderedWord(word, point.wordOrder)]
+            let word = layout.type == .int16 ? UInt16(bitPattern: Int16(rounded)) : UInt16(rounded)
+            return [orderedWord(word, layout.wordOrder)]
         case .int32, .uint32:
             let rounded = raw.rounded()
-            let range: ClosedRange<Double> = point.type == .int32 ? -2_147_483_648...2_147_483_647 : 0...4_294_967_295
+            let range: ClosedRange<Double> = layout.type == .int32 ? -2_147_483_648...2_147_483_647 : 0...4_294_967_295
             guard range.contains(rounded) else { throw outOfRange("\(Int(range.lowerBound))...\(Int(range.upperBound))") }
-            let bits = point.type == .int32 ? UInt32(bitPattern: Int32(rounded)) : UInt32(rounded)
-            return split(bits, point.wordOrder)
+            let bits = layout.type == .int32 ? UInt32(bitPattern: Int32(rounded)) : UInt32(rounded)
+            return split(bits, layout.wordOrder)
         }
     }
 

@@ -1,3 +1,5 @@
+import AcceptanceCore
+
 /// The four Modbus data tables.
 public enum ModbusTable: String, Sendable, Hashable, CaseIterable, Codable, CustomStringConvertible {
     case coil
@@ -83,7 +85,7 @@ public struct ModbusException: RawRepresentable, Sendable, Hashable, CustomStrin
 }
 
 /// A failed Modbus transaction, with everything a technician needs to find the fault.
-public struct ModbusError: Error, Sendable, CustomStringConvertible {
+public struct ModbusError: TransportError {
     public enum Kind: Sendable, Hashable {
         /// The device answered with an exception.
         case exception(ModbusException)
@@ -113,6 +115,17 @@ public struct ModbusError: Error, Sendable, CustomStringConvertible {
         self.count = count
         self.endpoint = endpoint
     }
+
+    /// No answer at all: a timeout, a lost connection, or a gateway saying the device behind it did not answer.
+    public var isNoResponse: Bool {
+        switch kind {
+        case .timeout, .connection: true
+        case .exception(.gatewayPathUnavailable), .exception(.gatewayTargetFailedToRespond): true
+        default: false
+        }
+    }
+
+    public var isCancellation: Bool { kind == .cancelled }
 
     public var description: String {
         let what = "\(function) at address \(address)\(count > 1 ? " (\(count) items)" : "") on \(endpoint)"

@@ -1,0 +1,6 @@
+import AcceptanceCore
+import ModbusCore
+import RedfishCore
+
+/// The device protocols the fixtures use, as the harness lists them.
+let testProtocols = DeviceProtocols([ModbusProfileSyntax(), RedfishProfileSyntax()])
