@@ -58,7 +58,7 @@ let package = Package(
         // Only LibModbus.swift touches libmodbus's pointers.
         .target(
             name: "ModbusTransport",
-            dependencies: ["AcceptanceCore", "ModbusCore", "CModbus"]
+            dependencies: ["AcceptanceCore", "ModbusCore", "CModbus", .product(name: "Yams", package: "Yams")]
         ),
         // Redfish without I/O: requests and responses as values, errors, services, Redfish device profiles, the
         // client (sessions, retries, paging, ETags) over a transport protocol, and Redfish points as devices.
@@ -72,6 +72,7 @@ let package = Package(
             dependencies: [
                 "AcceptanceCore",
                 "RedfishCore",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -148,7 +149,8 @@ let package = Package(
         .testTarget(name: "RedfishTests", dependencies: ["RedfishCore", "RedfishTransport", "RedfishServer", "Simulation", "Harness",
                                                         "AcceptanceCore", "TestSupport"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports", "Harness", "AcceptanceCore", "TestSupport"], exclude: ["Peers"]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore", "ModbusCore", "ModbusTransport",
+                                                        "RedfishCore"]),
         // Runs the built `acceptance` binary as a technician would: exit codes, signals, kill -9.
         .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance", "TestSupport"]),
     ],

@@ -245,6 +245,16 @@ public final class Runner: Sendable {
 
     // MARK: Running
 
+    /// Ends the run before it starts, with the rack untouched: every step skipped, verdict ERROR, the record written.
+    /// For a station that could not even open its connections.
+    public func refuse(because problem: String) -> RunRecord {
+        emit(.runStarted(state.withLock { $0.record }))
+        for step in settings.procedure.allSteps {
+            record(skipped(step, because: "not run: \(problem)"))
+        }
+        return finish(verdict: .error, message: problem, cleanupCompleted: false)
+    }
+
     /// Runs the procedure to its end and returns the record (also written to the run folder, if any).
     public func run() async -> RunRecord {
         let procedure = settings.procedure

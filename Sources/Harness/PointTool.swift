@@ -8,14 +8,16 @@ public enum PointTool {
         -> RackConfiguration {
         var rackID = rack ?? "gb200-nvl72"
         var counts: [String: Int] = [:]
+        var models: [String: String] = [:]
         if let station {
-            let loaded = try ConnectedDevices.loadStation(station, workspace: workspace)
+            let loaded = try StationConfiguration.load(named: station, workspace: workspace)
             if rack == nil { rackID = loaded.rack ?? rackID }
             counts = loaded.groupCounts
+            models = loaded.models
         }
         do {
             return try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols,
-                                              counts: counts)
+                                              counts: counts, models: models)
         } catch {
             throw .invalidFiles(error)
         }

@@ -117,9 +117,10 @@ public struct SimulatorService: Sendable {
         return SimulatorService(endpoints: endpoints, rack: rack, servers: servers, rtuServer: rtuServer)
     }
 
-    public func stop() {
-        for server in servers { server.stop() }
-        rtuServer?.stop()
-        redfish?.stop()
+    /// Stops every server and returns when each has closed its port or line.
+    public func shutdown() async {
+        for server in servers { await server.shutdown() }
+        await rtuServer?.shutdown()
+        await redfish?.shutdown()
     }
 }

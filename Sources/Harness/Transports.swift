@@ -1,9 +1,15 @@
 import AcceptanceCore
-import ModbusCore
-import RedfishCore
+import ModbusTransport
+import RedfishTransport
 
-/// The transports this build knows, listed once. Adding a transport is a module of its own and a line here.
+/// The transports this build knows, listed once. Adding a transport is a module of its own (its profile syntax,
+/// station binding and connector) and a line here.
 public enum Transports {
+    public static let connectors = DeviceConnectors([
+        ModbusConnector(),
+        RedfishConnector(),
+    ])
+
     /// How each transport's devices are written in device profiles.
-    public static let protocols = DeviceProtocols([ModbusProfileSyntax(), RedfishProfileSyntax()])
+    public static let protocols = connectors.protocols
 }

@@ -34,10 +34,9 @@ public final class ConnectionThread: TaskExecutor, Sendable {
 
     init(name: String) {
         let queue = self.queue
-        let started = DispatchSemaphore(value: 0)
+        // No wait for the thread to start: until it has, nothing can run on it, so `isCurrent` is rightly false.
         let thread = Thread {
             queue.identity.withLock { $0 = pthread_self() }
-            started.signal()
             while true {
                 switch queue.next() {
                 case let .work(body)?: body()
@@ -48,7 +47,6 @@ public final class ConnectionThread: TaskExecutor, Sendable {
         }
         thread.name = name
         thread.start()
-        started.wait()
     }
 
     /// Whether the calling code runs on this connection's thread (a task that prefers this executor).
@@ -68,6 +66,33 @@ public final class ConnectionThread: TaskExecutor, Sendable {
     func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
             queue.submit(.work { continuation.resume(returning: body()) })
+        }
+    }
+}
+
+/// The end of a server thread, awaited by async code without holding a thread of the cooperative pool.
+final class ThreadCompletion: Sendable {
+    private let state = Mutex<(isFinished: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    /// Called by the thread as its last act.
+    func finish() {
+        let waiters = state.withLock { state in
+            state.isFinished = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once `finish()` has been called (at once if it already has).
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let isFinished = state.withLock { state -> Bool in
+                if state.isFinished { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if isFinished { continuation.resume() }
         }
     }
 }

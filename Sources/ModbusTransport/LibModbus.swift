@@ -195,16 +195,23 @@ public final class ModbusTCPServer: Sendable {
         thread.start()
     }
 
-    /// Stops serving, closes every connection, and returns when the server thread has finished.
-    public func stop() { loop.stop() }
+    /// Asks the server to stop without waiting (for `defer` and `deinit`); `shutdown()` waits.
+    public func stop() { loop.requestStop() }
 
-    deinit { loop.stop() }
+    /// Stops serving, closes every connection and the listener, and returns when the server thread has finished.
+    public func shutdown() async {
+        loop.requestStop()
+        await loop.finished.wait()
+    }
+
+    deinit { loop.requestStop() }
 }
 
 /// The server's libmodbus state.
 ///
 /// `@unchecked Sendable`: the context, mapping and client sockets are used only by the server thread in `run()`;
-/// `stop()` only writes a byte to the wake-up pipe and waits on a semaphore.
+/// `requestStop()` only writes a byte to the wake-up pipe; the thread frees nothing (deinit does, once the thread has
+/// let go of the loop).
 private final class ServerLoop: @unchecked Sendable {
     let context: OpaquePointer
     let mapping: UnsafeMutablePointer<modbus_mapping_t>
@@ -212,7 +219,7 @@ private final class ServerLoop: @unchecked Sendable {
     let wake: (read: Int32, write: Int32)
     let port: Int
     let backend: any ModbusServerBackend
-    let finished = DispatchSemaphore(value: 0)
+    let finished = ThreadCompletion()
     let stopping = ManagedAtomicFlag()
     var clients: [Int32] = []
 
@@ -270,11 +277,10 @@ private final class ServerLoop: @unchecked Sendable {
     /// Set by the server thread once it has closed the listener (so deinit does not close it twice).
     private var listenerClosed = false
 
-    func stop() {
+    func requestStop() {
         guard stopping.setOnce() else { return }
         var byte: UInt8 = 1
         _ = write(wake.write, &byte, 1)
-        finished.wait()
     }
 
     func run() {
@@ -284,7 +290,7 @@ private final class ServerLoop: @unchecked Sendable {
             clients.removeAll()
             close(listener)
             listenerClosed = true
-            finished.signal()
+            finished.finish()
         }
         var request = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
         while true {

@@ -13,6 +13,13 @@ public final class ModbusLine: Sendable {
         connection = try LibModbusConnection(endpoint: endpoint, unit: 1, settings: settings, label: "\(endpoint)")
         thread = ConnectionThread(name: "acceptance.modbus.\(endpoint)")
     }
+
+    /// Closes the connection on the line's thread and returns once it is closed (a later transaction would open it
+    /// again). A run closes its lines when it ends, so no socket outlives it.
+    public func close() async {
+        let connection = connection
+        await withTaskExecutorPreference(thread) { connection.disconnect() }
+    }
 }
 
 /// A Modbus client for one device (one unit on a line) over TCP or RTU, through libmodbus.

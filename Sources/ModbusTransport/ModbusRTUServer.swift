@@ -23,9 +23,16 @@ public final class ModbusRTUServer: Sendable {
         thread.start()
     }
 
-    public func stop() { loop.stop() }
+    /// Asks the server to stop without waiting (for `defer` and `deinit`); `shutdown()` waits.
+    public func stop() { loop.requestStop() }
 
-    deinit { loop.stop() }
+    /// Stops serving and returns when the thread has finished and let go of the line.
+    public func shutdown() async {
+        loop.requestStop()
+        await loop.finished.wait()
+    }
+
+    deinit { loop.requestStop() }
 
     /// Modbus CRC-16 (polynomial 0xA001, initial 0xFFFF), sent low byte first.
     public static func crc16(_ bytes: some Sequence<UInt8>) -> UInt16 {
@@ -104,12 +111,12 @@ public final class ModbusRTUServer: Sendable {
 }
 
 /// The serial side: descriptor, framing, wake-up pipe. Used by its thread only, apart from `stop()`.
-/// `@unchecked Sendable`: `stop()` only writes a byte to the pipe and waits on a semaphore.
+/// `@unchecked Sendable`: `requestStop()` only writes a byte to the pipe.
 private final class RTULoop: @unchecked Sendable {
     let descriptor: Int32
     let wake: (read: Int32, write: Int32)
     let backend: any ModbusServerBackend
-    let finished = DispatchSemaphore(value: 0)
+    let finished = ThreadCompletion()
     let stopping = Mutex(false)
 
     init(device: String, baud: Int, backend: any ModbusServerBackend) throws(ModbusError) {
@@ -144,7 +151,7 @@ private final class RTULoop: @unchecked Sendable {
         close(wake.write)
     }
 
-    func stop() {
+    func requestStop() {
         let first = stopping.withLock { stopping -> Bool in
             defer { stopping = true }
             return !stopping
@@ -152,11 +159,10 @@ private final class RTULoop: @unchecked Sendable {
         guard first else { return }
         var byte: UInt8 = 1
         _ = write(wake.write, &byte, 1)
-        finished.wait()
     }
 
     func run() {
-        defer { finished.signal() }
+        defer { finished.finish() }
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 512)
         while true {

@@ -135,8 +135,9 @@ public final class RedfishHTTPServer: Sendable {
             var iterator = stream.makeAsyncIterator()
             let port = await iterator.next() ?? -1
             guard port > 0 else {
-                task.cancel()
-                for task in tasks { task.cancel() }
+                // Every listener started so far is stopped and awaited before the failure is reported.
+                for started in tasks + [task] { started.cancel() }
+                for started in tasks + [task] { await started.value }
                 throw .bind(device: device, port: wanted, reason: "address in use or not allowed")
             }
             tasks.append(task)
@@ -153,13 +154,23 @@ public final class RedfishHTTPServer: Sendable {
 
     public func url(of device: String) -> String? { listeners.first { $0.device == device }?.url }
 
-    /// Stops every listener (graceful shutdown of each application).
+    /// Asks every listener to stop (graceful shutdown of each application) without waiting; `shutdown()` waits.
     public func stop() {
-        let running = tasks.withLock { tasks in
+        for task in takeTasks() { task.cancel() }
+    }
+
+    /// Stops every listener and returns when each has shut down and closed its port.
+    public func shutdown() async {
+        let running = takeTasks()
+        for task in running { task.cancel() }
+        for task in running { await task.value }
+    }
+
+    private func takeTasks() -> [Task<Void, Never>] {
+        tasks.withLock { tasks in
             defer { tasks.removeAll() }
             return tasks
         }
-        for task in running { task.cancel() }
     }
 
     /// A port nothing listens on (bound, then released), for a silent BMC.

@@ -311,7 +311,6 @@ extension SimulatedDevice where Physics == CDUModel {
 
 /// The built-in simulated rack: a simulated device for each instance of a rack profile, on one shared clock.
 public struct SimulatedRack: Sendable {
-    public let bus: DeviceBus
     public let cdus: [String: SimulatedCDU]
     /// Simulated power supplies by instance name, with their Modbus addresses on the shelf's bus.
     public let psus: [String: (device: SimulatedDevice<PSUPhysics>, address: UInt8)]
@@ -335,9 +334,7 @@ public struct SimulatedRack: Sendable {
     public static let retryPolicy = RetryPolicy(retries: 2, backoff: .seconds(1))
 
     public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock, manifest: FirmwareManifest? = nil,
-                redfishCredentials: (username: String, password: String)? = nil,
-                events: any TransportEventSink = DiscardingTransportEvents()) throws(UnsupportedDevice) {
-        var devices: [String: any PointDevice] = [:]
+                redfishCredentials: (username: String, password: String)? = nil) throws(UnsupportedDevice) {
         var cdus: [String: SimulatedCDU] = [:]
         var psus: [String: (device: SimulatedDevice<PSUPhysics>, address: UInt8)] = [:]
         let supplies = configuration.rack.devices.filter { configuration.profiles[$0.model]?.kind == "psu" }
@@ -370,18 +367,13 @@ public struct SimulatedRack: Sendable {
                                           faults: scenario.faults.filter { !isShelfFault($0) },
                                           clock: clock)
                 psus[instance.name] = (psu, UInt8(address))
-                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: psu,
-                                                           retry: Self.retryPolicy, clock: clock, events: events)
             case "cdu":
                 let cdu = SimulatedCDU(name: instance.name, profile: profile, scenario: scenario, clock: clock)
                 cdus[instance.name] = cdu
-                devices[instance.name] = ModbusPointDevice(name: instance.name, profile: profile, client: cdu,
-                                                           retry: Self.retryPolicy, clock: clock, events: events)
             default:
                 throw UnsupportedDevice(device: instance.name, kind: profile.kind)
             }
         }
-        bus = DeviceBus(configuration: configuration, devices: devices)
         self.cdus = cdus
         self.psus = psus
         self.shelf = shelf

@@ -16,7 +16,7 @@ struct ArchiveOptions: ParsableArguments {
         var folder = archive
         if folder == nil, let station {
             do {
-                folder = try StationConfiguration.load(path: station).archive
+                folder = try StationConfiguration.load(path: station, connectors: Transports.connectors).archive
             } catch {
                 throw ValidationError(error.description)
             }

@@ -31,15 +31,15 @@ struct DeviceOptions: ParsableArguments {
         return request
     }
 
-    /// The rack configuration, after `check` has looked at it, and its devices connected; mistakes are usage errors.
-    func connect(workspace: Workspace, points: [String], check: (RackConfiguration) throws(HarnessError) -> Void)
-        async throws -> (RackConfiguration, ConnectedDevices) {
+    /// The rack configuration, after `check` has looked at it, and the devices `points` name, bound but not yet
+    /// connected; mistakes are usage errors.
+    func plan(workspace: Workspace, points: [String], check: (RackConfiguration) throws(HarnessError) -> Void)
+        throws -> DevicePlan {
         do throws(HarnessError) {
             let configuration = try PointTool.configuration(rack: nil, station: station, workspace: workspace)
             try check(configuration)
-            return (configuration, try await ConnectedDevices.connect(configuration: configuration,
-                                                                      request: request(workspace: workspace),
-                                                                      only: Set(points.map { String($0.prefix { $0 != "." }) })))
+            return try DevicePlan.make(request: request(workspace: workspace), configuration: configuration,
+                                       only: Set(points.map { String($0.prefix { $0 != "." }) }))
         } catch {
             throw ValidationError(error.description)
         }

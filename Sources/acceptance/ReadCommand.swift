@@ -17,25 +17,33 @@ struct ReadCommand: AsyncParsableCommand {
 
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
-        let (configuration, connected) = try await devices.connect(workspace: location, points: points) { configuration throws(HarnessError) in
+        let plan = try devices.plan(workspace: location, points: points) { configuration throws(HarnessError) in
             for point in points where configuration.resolve(point) == nil {
                 var message = "unknown point '\(point)'"
                 if let suggestion = closest(to: point, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
                 throw .unsupported(message)
             }
         }
-        var failed = false
-        for point in points {
-            let register = configuration.resolve(point).map { $0.point.whereabouts } ?? ""
-            do {
-                let value = try await connected.bus.read([point])[point].map(\.description) ?? "-"
-                ConsoleOutput.standardOutput.write("\(point) = \(value)    (\(register))\n")
-            } catch {
-                failed = true
-                ConsoleOutput.standardError.write("\(point): \(error)\n")
+        let failed: Bool
+        do {
+            failed = try await plan.withDevices(events: DiscardingTransportEvents()) { bus, _ in
+                var failed = false
+                for point in points {
+                    let register = plan.configuration.resolve(point).map { $0.point.whereabouts } ?? ""
+                    do {
+                        let value = try await bus.read([point])[point].map(\.description) ?? "-"
+                        ConsoleOutput.standardOutput.write("\(point) = \(value)    (\(register))\n")
+                    } catch {
+                        failed = true
+                        ConsoleOutput.standardError.write("\(point): \(error)\n")
+                    }
+                }
+                return failed
             }
+        } catch {
+            ConsoleOutput.standardError.write("error: \(error)\n")
+            throw ExitCode(Verdict.error.exitCode)
         }
-        await connected.close()
         if failed { throw ExitCode(Verdict.error.exitCode) }
     }
 }

@@ -76,7 +76,7 @@ struct SimulateCommand: AsyncParsableCommand {
             if let certificate = server.certificate { text += "  certificate SHA-256 \(certificate.sha256)\n" }
             ConsoleOutput.standardOutput.write(text + "Ctrl-C to stop.\n")
             _ = await stop.waitForStop()
-            server.stop()
+            await server.shutdown()
             withExtendedLifetime(trap) {}
             return
         }
@@ -118,7 +118,7 @@ struct SimulateCommand: AsyncParsableCommand {
         text += "Ctrl-C to stop.\n"
         ConsoleOutput.standardOutput.write(text)
         _ = await stop.waitForStop()
-        service.stop()
+        await service.shutdown()
         withExtendedLifetime(trap) {}
     }
 }

@@ -29,22 +29,12 @@ struct WriteCommand: AsyncParsableCommand {
     func run() async throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
         var parsed = Value.missing
-        let (_, connected) = try await devices.connect(workspace: location, points: [point]) { configuration throws(HarnessError) in
+        let plan = try devices.plan(workspace: location, points: [point]) { configuration throws(HarnessError) in
             parsed = try PointTool.value(value, for: point, in: configuration)
         }
-        do {
-            try await write(parsed, to: connected)
-        } catch {
-            await connected.close()
-            throw error
-        }
-        await connected.close()
-    }
-
-    func write(_ parsed: Value, to connected: ConnectedDevices) async throws {
-        if !connected.isSimulated, !yes {
-            let device = String(point.prefix { $0 != "." })
-            let target = connected.endpoints[device] ?? device
+        let device = String(point.prefix { $0 != "." })
+        if plan.rack == nil, !yes {
+            let target = plan.endpoints[device] ?? device
             guard isatty(STDIN_FILENO) == 1 else {
                 throw ValidationError("writing to real hardware needs confirmation: add --yes")
             }
@@ -54,12 +44,24 @@ struct WriteCommand: AsyncParsableCommand {
                 throw ExitCode(Verdict.aborted.exitCode)
             }
         }
+        let written = parsed
+        let failure: String?
         do {
-            try await connected.bus.write(point, parsed)
-            ConsoleOutput.standardOutput.write("\(point) ← \(parsed)\n")
+            failure = try await plan.withDevices(events: DiscardingTransportEvents()) { bus, _ in
+                do {
+                    try await bus.write(point, written)
+                    return nil
+                } catch {
+                    return "\(error)"
+                }
+            }
         } catch {
-            ConsoleOutput.standardError.write("\(point): \(error)\n")
+            failure = "\(error)"
+        }
+        if let failure {
+            ConsoleOutput.standardError.write("\(point): \(failure)\n")
             throw ExitCode(Verdict.error.exitCode)
         }
+        ConsoleOutput.standardOutput.write("\(point) ← \(parsed)\n")
     }
 }

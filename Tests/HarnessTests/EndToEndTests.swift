@@ -2,6 +2,7 @@ import AcceptanceCore
 import ModbusCore
 import Foundation
 import Harness
+import ModbusTransport
 import Simulation
 import Testing
 
@@ -247,16 +248,16 @@ struct PowerShelfModbusTests {
         request.scenario = "psu-fault"
         request.simulatorTransport = transport
         let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols)
-        let devices = try await ConnectedDevices.connect(configuration: configuration, request: request)
+        let plan = try DevicePlan.make(request: request, configuration: configuration)
         let names = (1...6).flatMap { ["psu\($0).serial_number", "psu\($0).output_power", "psu\($0).output_fault"] }
-        let values: [String: Value]
-        do {
-            values = try await devices.bus.read(names)
-        } catch {
-            await devices.close()
-            throw error
+        let (read, endpoints) = try await plan.withDevices(events: DiscardingTransportEvents()) { bus, connected in
+            do {
+                return (Result<[String: Value], any Error>.success(try await bus.read(names)), connected.endpoints)
+            } catch {
+                return (.failure(error), connected.endpoints)
+            }
         }
-        await devices.close()
+        let values = try read.get()
         #expect(values["psu1.serial_number"] == .text("SIMPSU-0001"))
         #expect(values["psu6.serial_number"] == .text("SIMPSU-0006"))
         #expect(values["psu3.output_fault"] == .bool(true))
@@ -265,8 +266,8 @@ struct PowerShelfModbusTests {
             #expect(values["psu\(index).output_power"] == .quantity(Quantity(3_600, .watt)))
         }
         if transport == .tcp {
-            #expect(devices.endpoints["psu1"]?.hasSuffix("unit 192") == true)
-            #expect(devices.endpoints["psu6"]?.hasSuffix("unit 197") == true)
+            #expect(endpoints["psu1"]?.hasSuffix("unit 192") == true)
+            #expect(endpoints["psu6"]?.hasSuffix("unit 197") == true)
         }
     }
 }
@@ -277,12 +278,15 @@ struct StationFileTests {
         let directory = "\(repositoryRoot)/Fixtures/stations"
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".yaml") }
         #expect(files.count >= 3)
-        for file in files { _ = try StationConfiguration.load(path: "\(directory)/\(file)") }
-        let rtu = try StationConfiguration.load(path: "\(directory)/line-3-rtu.yaml")
-        #expect(rtu.devices.count == 7)
-        #expect(rtu.devices["psu6"]?.unit == 197)
-        #expect(rtu.devices["psu1"]?.endpoint == rtu.devices["psu6"]?.endpoint, "the shelf's supplies share one line")
-        #expect(rtu.devices["psu1"]?.settings.retry.retries == 2)
+        for file in files { _ = try StationConfiguration.load(path: "\(directory)/\(file)", connectors: Transports.connectors) }
+        let rtu = try StationConfiguration.load(path: "\(directory)/line-3-rtu.yaml", connectors: Transports.connectors)
+        #expect(rtu.bindings.count == 7)
+        let psu1 = try #require(rtu.bindings["psu1"] as? ModbusBinding)
+        let psu6 = try #require(rtu.bindings["psu6"] as? ModbusBinding)
+        #expect(psu6.unit == 197)
+        #expect(psu1.summary.hasPrefix("Modbus /dev/"), "bound to a serial line")
+        #expect(psu1.summary.dropLast(4) == psu6.summary.dropLast(4), "the shelf's supplies share one line")
+        #expect(psu1.settings.retry.retries == 2)
     }
 
     @Test func onePortHasOneSetOfLineSettings() async throws {
@@ -299,7 +303,8 @@ struct StationFileTests {
         request.station = path
         let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         do {
-            _ = try await ConnectedDevices.connect(configuration: configuration, request: request)
+            let plan = try DevicePlan.make(request: request, configuration: configuration)
+            try await plan.withDevices(events: DiscardingTransportEvents()) { _, _ in }
             Issue.record("two settings for one bus were accepted")
         } catch {
             #expect(error.description.contains("share /dev/ttyUSB1"))
@@ -315,7 +320,7 @@ struct StationFileTests {
                 modbus: {tcp: 10.0.4.20, unit: 300, retries: 20}
             """.write(toFile: path, atomically: true, encoding: .utf8)
         do {
-            _ = try StationConfiguration.load(path: path)
+            _ = try StationConfiguration.load(path: path, connectors: Transports.connectors)
             Issue.record("a bad station loaded")
         } catch {
             #expect(error.description.contains("tcp must be host:port"))

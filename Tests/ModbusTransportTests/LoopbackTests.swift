@@ -125,7 +125,7 @@ struct LoopbackTests {
                                           clock: WallClock(), device: "cdu",
                                           events: TransportEventHandler { retry in retries.withLock { $0.append(retry) } })
         _ = try await client.readInputRegisters(startingAt: 0, count: 1)
-        server?.stop()
+        await server?.shutdown()
         server = nil
         async let restarted: ModbusTCPServer = {
             try await Task.sleep(for: .milliseconds(300))
@@ -142,7 +142,7 @@ struct LoopbackTests {
     @Test func aStoppedServerRefusesAtOnce() async throws {
         let server = try ModbusTCPServer(port: 0, backend: try quietCDU(clock: SimulationClock()))
         let port = server.port
-        server.stop()
+        await server.shutdown()
         let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1)
         do throws(ModbusError) {
             _ = try await client.readHoldingRegisters(startingAt: 0, count: 1)

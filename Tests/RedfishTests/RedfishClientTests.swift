@@ -164,11 +164,11 @@ struct RedfishClientHTTPSTests {
         do {
             let result = try await body(server, http)
             try await http.shutdown()
-            server.stop()
+            await server.shutdown()
             return result
         } catch {
             try? await http.shutdown()
-            server.stop()
+            await server.shutdown()
             throw error
         }
     }

@@ -134,7 +134,7 @@ struct RedfishHostileTests {
                 redfish: {url: 'https://admin:secret@10.0.5.11', auth: session, username_env: U, password_env: P}
             """.write(toFile: path, atomically: true, encoding: .utf8)
         do {
-            _ = try StationConfiguration.load(path: path)
+            _ = try StationConfiguration.load(path: path, connectors: Transports.connectors)
             Issue.record("a URL with a password was accepted")
         } catch {
             #expect(error.description.contains("no user, password"))

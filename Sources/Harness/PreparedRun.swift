@@ -1,0 +1,210 @@
+import AcceptanceCore
+import Foundation
+import Reports
+import Simulation
+
+/// This harness's version, written into every record and bundle.
+public enum HarnessVersion {
+    public static let current = "0.5.0"
+
+    /// SHA-256 of the running executable, so a record names exactly the build that produced it.
+    public static let binarySHA256: String? = {
+        try? ReportBundle.sha256(file: "/proc/self/exe")
+    }()
+}
+
+/// How the runner reaches the built-in simulated rack.
+public enum SimulatorTransport: String, Sendable, CaseIterable {
+    /// Straight to the simulated devices, in memory.
+    case memory
+    /// Over real Modbus TCP and Redfish over HTTPS (pinned) on loopback, through libmodbus and AsyncHTTPClient, with
+    /// the simulation clock still shared.
+    case tcp
+}
+
+/// Everything the `run` command was asked to do.
+public struct RunRequest: Sendable {
+    public var procedure: String
+    public var workspace: Workspace
+    /// `name=value` overrides, unparsed.
+    public var parameters: [String: String] = [:]
+    public var inputs: [String: String] = [:]
+    public var operatorName: String?
+    public var scenario = "nominal"
+    /// Simulated seconds per wall second; nil runs simulated time as fast as possible. With a station, it speeds
+    /// the runner's clock up to match a simulator running at the same scale.
+    public var timeScale: Double?
+    public var reportsDirectory = "reports"
+    /// A station file (or the name of one in `Fixtures/stations`): real devices instead of the simulated rack.
+    public var station: String?
+    public var simulatorTransport = SimulatorTransport.memory
+    /// The Ed25519 private key that signs the bundle (a station's `signing_key` otherwise).
+    public var signingKey: String?
+
+    public init(procedure: String, workspace: Workspace) {
+        self.procedure = procedure
+        self.workspace = workspace
+    }
+}
+
+/// A run that has been loaded, checked and bound to its devices, but has not connected or touched the rack yet.
+/// `run` connects the devices for the length of the run and closes every connection before it returns.
+public struct PreparedRun: Sendable {
+    public let inputs: RunInputs
+    public let settings: RunSettings
+    public let plan: DevicePlan
+    public let folder: RunFolder?
+    /// Where each device will be reached, for the console header.
+    public let endpoints: [String: String]
+    /// Retries and other transport events, made before any client so none is lost.
+    let transportEvents = TransportEventLog()
+    let bundleInputs: BundleInputs
+
+    public var configuration: RackConfiguration { inputs.configuration }
+    /// The simulated rack, when the run is against the simulator (nil with a station).
+    public var rack: SimulatedRack? { plan.rack }
+    public var clock: any RunClock { plan.clock }
+    /// Warnings found while loading (shown, but not fatal).
+    public var warnings: [Diagnostic] { inputs.warnings }
+
+    /// Loads the procedure, profiles and scenario or station once, resolves parameters, binds the devices the
+    /// procedure uses (reading credentials, connecting nothing), and opens the run folder.
+    public static func prepare(_ request: RunRequest, recordToDisk: Bool = true) async throws(HarnessError) -> PreparedRun {
+        let inputs = try RunInputs.load(request)
+        let needed = inputs.usedDevices
+        let plan: DevicePlan
+        if let station = inputs.station {
+            plan = try DevicePlan.make(configuration: inputs.configuration, source: .station(station),
+                                       clock: WallClock(timeScale: request.timeScale ?? 1), only: Set(needed))
+        } else {
+            let clock = SimulationClock(timeScale: request.timeScale)
+            let rack = try SimulatedRack.make(inputs: inputs, clock: clock)
+            plan = try DevicePlan.make(configuration: inputs.configuration,
+                                       source: .simulated(rack, request.simulatorTransport), clock: clock, only: Set(needed))
+        }
+        let bound = Set(plan.devices.map(\.name))
+        let missing = needed.filter { !bound.contains($0) }
+        if !missing.isEmpty {
+            throw .unsupported("procedure '\(inputs.procedure.id)' uses \(missing.joined(separator: ", ")), which station "
+                + "'\(plan.stationID)' does not connect")
+        }
+        var runID = RunSettings.makeRunID(procedure: inputs.procedure.id)
+        var folder: RunFolder?
+        if recordToDisk {
+            // Run ids carry a random suffix; on the rare clash, draw another rather than share a folder.
+            for attempt in 1...5 where folder == nil {
+                do {
+                    folder = try RunFolder(reportsDirectory: request.reportsDirectory, runID: runID)
+                } catch {
+                    if attempt == 5 { throw .record(error) }
+                    runID = RunSettings.makeRunID(procedure: inputs.procedure.id)
+                }
+            }
+        }
+        var settings = RunSettings(runID: runID, procedure: inputs.procedure, parameters: inputs.parameters,
+                                   inputs: request.inputs, station: plan.stationID,
+                                   operatorName: request.operatorName ?? inputs.station?.operatorName,
+                                   scenario: inputs.scenario?.name)
+        settings.simulatedInputs = inputs.scenario?.inputs ?? [:]
+        settings.textParameters = inputs.textParameters
+        settings.firmwareManifests = inputs.manifests
+        settings.warnings = plan.warnings
+        settings.endpoints = plan.endpoints
+        settings.harness = RunRecord.HarnessInfo(version: HarnessVersion.current, binarySHA256: HarnessVersion.binarySHA256)
+        if inputs.signingKeyPath == nil {
+            settings.warnings.append("UNSIGNED: no signing key (station signing_key or --signing-key); the report bundle "
+                + "will carry no signature and cannot be verified or archived")
+        }
+        return PreparedRun(inputs: inputs, settings: settings, plan: plan, folder: folder, endpoints: plan.endpoints,
+                           bundleInputs: BundleInputs(procedureFile: inputs.procedureFile,
+                                                      configurationFile: inputs.configurationFile,
+                                                      harnessVersion: HarnessVersion.current,
+                                                      harnessBinarySHA256: HarnessVersion.binarySHA256))
+    }
+
+    /// Transport warnings the operator must see before the run (certificate verification off).
+    public var transportWarnings: [String] { settings.warnings }
+
+    /// Whether the devices are the built-in simulator.
+    public var isSimulated: Bool { rack != nil }
+
+    /// What became of the run's report bundle.
+    public enum BundleOutcome: Sendable {
+        case signed(folder: String, keyID: String)
+        case unsigned(folder: String)
+        case failed(String)
+    }
+
+    /// Runs to the end, then turns the run folder into a report bundle (signed if there is a key).
+    public func runAndBundle(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async
+        -> (RunRecord, BundleOutcome?) {
+        let record = await run(console: console, observer: observer, stop: stop)
+        guard let folder else { return (record, nil) }
+        var signer: BundleSigner?
+        if let signingKeyPath = inputs.signingKeyPath {
+            do {
+                let key = try SigningKeys.loadPrivate(signingKeyPath)
+                signer = BundleSigner(key: key, identity: "station \(record.station)"
+                    + (record.operator.map { ", operator \($0)" } ?? ""))
+            } catch {
+                return (record, .failed("signing key: \(error)"))
+            }
+        }
+        do {
+            try ReportBundle.make(folder: folder.path, record: record, inputs: bundleInputs, signer: signer)
+        } catch {
+            return (record, .failed(error.description))
+        }
+        if let signer { return (record, .signed(folder: folder.path, keyID: SigningKeys.keyID(signer.key.publicKey))) }
+        return (record, .unsigned(folder: folder.path))
+    }
+
+    /// Connects the devices, runs to the end, and closes every connection, session, client and loopback server
+    /// before returning. Cleanup always runs; the record is written to the run folder. (No bundle: see
+    /// `runAndBundle`.)
+    public func run(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async -> RunRecord {
+        let next = rack.map { SimulatedTechnician(rack: $0.redfish, next: observer) as any RunObserver } ?? observer
+        let events = transportEvents
+        do {
+            return try await plan.withDevices(events: events) { bus, connected in
+                var settings = self.settings
+                settings.endpoints.merge(connected.endpoints) { $1 }
+                settings.warnings += connected.warnings
+                let runner = Runner(settings: settings, bus: bus, clock: clock, console: console, observer: next,
+                                    folder: folder, stop: stop, transportEvents: events)
+                return await runner.run()
+            }
+        } catch {
+            let runner = Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: [:]), clock: clock,
+                                console: console, observer: next, folder: folder, stop: stop, transportEvents: events)
+            return runner.refuse(because: "before anything was actuated, the devices could not be connected: \(error)")
+        }
+    }
+}
+
+extension SimulatedRack {
+    /// The simulated rack a run's inputs describe (scenario, rack configuration, firmware release), on `clock`.
+    static func make(inputs: RunInputs, clock: any RunClock) throws(HarnessError) -> SimulatedRack {
+        let scenario = inputs.scenario ?? .nominal
+        do {
+            return try SimulatedRack(configuration: inputs.configuration, scenario: scenario, clock: clock,
+                                     manifest: inputs.manifests[scenario.redfish.release])
+        } catch {
+            throw .unsupported(error.description)
+        }
+    }
+}
+
+/// In simulation, does what a confirmed prompt asked the technician to do (`manual_action: remove-supply 1`), before
+/// the next step looks, then passes every event on.
+struct SimulatedTechnician: RunObserver {
+    let rack: SimulatedRedfishRack
+    let next: any RunObserver
+
+    func handle(_ event: RunEvent) {
+        if case let .stepFinished(step, record) = event, record.verdict == .pass, let action = step.manualAction {
+            rack.perform(manualAction: action)
+        }
+        next.handle(event)
+    }
+}

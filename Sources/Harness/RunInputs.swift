@@ -1,0 +1,103 @@
+import AcceptanceCore
+import Foundation
+import Reports
+import Simulation
+
+/// Everything a run reads from files, loaded once and checked before anything connects: the procedure against the
+/// rack (with the station's fitted models and group sizes), the station or the scenario, the firmware manifests,
+/// parameters and inputs, and the signing key.
+public struct RunInputs: Sendable {
+    public let procedure: Procedure
+    public let procedureFile: String
+    public let configuration: RackConfiguration
+    /// Warnings found while loading (shown, not fatal).
+    public let warnings: [Diagnostic]
+    /// The station, or nil for the built-in simulated rack.
+    public let station: StationConfiguration?
+    /// The simulation scenario, when there is no station.
+    public let scenario: Scenario?
+    public let manifests: [String: FirmwareManifest]
+    public let parameters: [String: Quantity]
+    public let textParameters: [String: String]
+    /// The key that signs the bundle (checked: readable by its owner only), if any.
+    public let signingKeyPath: String?
+
+    /// The station file or the scenario file: what the attestation names as the run's configuration.
+    public let configurationFile: String?
+
+    /// The devices the procedure uses, group members included.
+    public var usedDevices: [String] {
+        var needed = procedure.devices
+        for group in procedure.deviceGroups { needed += configuration.rack.group(named: group)?.members ?? [] }
+        return needed
+    }
+
+    public static func load(_ request: RunRequest) throws(HarnessError) -> RunInputs {
+        let path = try request.workspace.procedureFile(request.procedure)
+        var station: StationConfiguration?
+        var scenario: Scenario?
+        var counts: [String: Int] = [:]
+        if let name = request.station {
+            let loaded = try StationConfiguration.load(named: name, workspace: request.workspace)
+            counts = loaded.groupCounts
+            station = loaded
+        } else {
+            do {
+                let loaded = try Scenario.load(named: request.scenario, in: request.workspace.scenarios)
+                counts = loaded.redfish.powerShelves.map { ["power_shelves": $0] } ?? [:]
+                scenario = loaded
+            } catch {
+                throw .invalidFiles(error)
+            }
+        }
+        let loader = ProcedureLoader(fixtures: request.workspace.fixtures, protocols: Transports.protocols,
+                                     groupCounts: counts, models: station?.models ?? [:])
+        let checked = loader.check(path: path)
+        guard let procedure = checked.procedure, let configuration = checked.configuration, !checked.hasErrors else {
+            throw .invalidFiles(DiagnosticsError(checked.diagnostics))
+        }
+        let parameters: [String: Quantity]
+        let texts: [String: String]
+        do {
+            parameters = try procedure.resolveParameters(request.parameters)
+            texts = try procedure.resolveTextParameters(request.parameters)
+        } catch {
+            throw .parameter(error)
+        }
+        let manifests = try FirmwareManifests.load(from: request.workspace.fixtures)
+        // The signing key is checked before anything runs: a key readable by others is refused, not used.
+        let keyPath = request.signingKey ?? station?.signingKey
+        if let keyPath {
+            do {
+                _ = try SigningKeys.loadPrivate(keyPath)
+            } catch {
+                throw .unsupported("signing key: \(error)")
+            }
+        }
+        let known = Set(procedure.inputs.map(\.name))
+        for name in request.inputs.keys.sorted() where !known.contains(name) && name != "rack_serial" {
+            throw .input("procedure '\(procedure.id)' asks for no input '\(name)'"
+                + (known.isEmpty ? "" : " (it asks for \(known.sorted().joined(separator: ", ")))"))
+        }
+        return RunInputs(procedure: procedure, procedureFile: path, configuration: configuration,
+                         warnings: checked.diagnostics.filter { $0.severity == .warning }, station: station,
+                         scenario: scenario, manifests: manifests, parameters: parameters, textParameters: texts,
+                         signingKeyPath: keyPath,
+                         configurationFile: station?.file ?? "\(request.workspace.scenarios)/\(request.scenario).yaml")
+    }
+}
+
+extension StationConfiguration {
+    /// A station file, by path or by name in `Fixtures/stations`.
+    public static func load(named name: String, workspace: Workspace) throws(HarnessError) -> StationConfiguration {
+        let path = name.contains("/") || name.hasSuffix(".yaml") ? name : "\(workspace.fixtures)/stations/\(name).yaml"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw .unsupported("no station file \(path)")
+        }
+        do {
+            return try StationConfiguration.load(path: path, connectors: Transports.connectors)
+        } catch {
+            throw .invalidFiles(error)
+        }
+    }
+}
