@@ -218,6 +218,8 @@ public struct RunRecord: Sendable, Codable {
     public var steps: [StepRecord]
     /// How each device was reached (`compute01: https://10.0.5.11, session auth, pinned 3f2a…`): never credentials.
     public var endpoints: [String: String]?
+    /// The model (device profile) of each device the run used, as fitted at the station (`cdu: coolflow-cdu-2000`).
+    public var models: [String: String]?
     /// Station settings an auditor must see: certificate verification switched off, an unsigned station.
     public var warnings: [String]?
     /// The harness that ran: its version and the SHA-256 of its executable.
@@ -242,7 +244,7 @@ public struct RunRecord: Sendable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case endpoints, warnings, harness, parts, firmware
+        case endpoints, models, warnings, harness, parts, firmware
         case schema
         case runID = "run_id"
         case procedure, parameters

@@ -22,6 +22,8 @@ public struct RunSettings: Sendable {
     public var warnings: [String] = []
     /// How each device is reached, for the record (no credentials).
     public var endpoints: [String: String] = [:]
+    /// The model (profile) of each device used, as fitted.
+    public var models: [String: String] = [:]
     /// The harness's version and executable digest, for the record.
     public var harness: RunRecord.HarnessInfo?
 
@@ -106,6 +108,7 @@ public final class Runner: Sendable {
             cleanupCompleted: false, steps: [])
         var withTransport = record
         if !settings.endpoints.isEmpty { withTransport.endpoints = settings.endpoints }
+        if !settings.models.isEmpty { withTransport.models = settings.models }
         if !settings.warnings.isEmpty { withTransport.warnings = settings.warnings }
         withTransport.harness = settings.harness
         state = Mutex(State(record: withTransport, environment: environment))

@@ -4,11 +4,12 @@ import Foundation
 /// What `acceptance points`, `read` and `write` do: the tools a technician reaches for when a test fails.
 public enum PointTool {
     /// The rack configuration: the station's rack, or the given one.
-    public static func configuration(rack: String?, station: String?, workspace: Workspace) throws(HarnessError)
-        -> RackConfiguration {
+    /// - Parameter models: models fitted in the simulated rack (`--model`); a station's own come from its file.
+    public static func configuration(rack: String?, station: String?, models fitted: [String: String] = [:],
+                                     workspace: Workspace) throws(HarnessError) -> RackConfiguration {
         var rackID = rack ?? "gb200-nvl72"
         var counts: [String: Int] = [:]
-        var models: [String: String] = [:]
+        var models = fitted
         if let station {
             let loaded = try StationConfiguration.load(named: station, workspace: workspace)
             if rack == nil { rackID = loaded.rack ?? rackID }

@@ -38,6 +38,9 @@ public struct RunRequest: Sendable {
     /// A station file (or the name of one in `Fixtures/stations`): real devices instead of the simulated rack.
     public var station: String?
     public var simulatorTransport = SimulatorTransport.memory
+    /// Models fitted in the simulated rack instead of the rack profile's, by device or group (`--model`). A station
+    /// says its own in its file.
+    public var models: [String: String] = [:]
     /// The Ed25519 private key that signs the bundle (a station's `signing_key` otherwise).
     public var signingKey: String?
 
@@ -110,6 +113,7 @@ public struct PreparedRun: Sendable {
         settings.firmwareManifests = inputs.manifests
         settings.warnings = plan.warnings
         settings.endpoints = plan.endpoints
+        settings.models = Dictionary(uniqueKeysWithValues: plan.devices.map { ($0.name, $0.profile.model) })
         settings.harness = RunRecord.HarnessInfo(version: HarnessVersion.current, binarySHA256: HarnessVersion.binarySHA256)
         if inputs.signingKeyPath == nil {
             settings.warnings.append("UNSIGNED: no signing key (station signing_key or --signing-key); the report bundle "

@@ -51,7 +51,7 @@ public struct RunInputs: Sendable {
             }
         }
         let loader = ProcedureLoader(fixtures: request.workspace.fixtures, protocols: Transports.protocols,
-                                     groupCounts: counts, models: station?.models ?? [:])
+                                     groupCounts: counts, models: station?.models ?? request.models)
         let checked = loader.check(path: path)
         guard let procedure = checked.procedure, let configuration = checked.configuration, !checked.hasErrors else {
             throw .invalidFiles(DiagnosticsError(checked.diagnostics))

@@ -59,13 +59,16 @@ public struct SimulatorService: Sendable {
 
     /// Starts a server for each simulated Modbus device, on consecutive ports from `port`.
     /// With `rtuDevice`, the power shelf's supplies are served there (Modbus RTU, 19200 baud) instead of over TCP.
+    /// - Parameter fitting: models fitted instead of the rack profile's, by device or group (a station's `model:`), so
+    ///   the simulator stands in for that station's rack.
     public static func start(workspace: Workspace, rackID: String = "gb200-nvl72", scenario name: String, port: Int,
-                             timeScale: Double = 1, rtuDevice: String? = nil,
+                             timeScale: Double = 1, rtuDevice: String? = nil, fitting models: [String: String] = [:],
                              redfishCredentials: (username: String, password: String)? = nil) throws(HarnessError) -> SimulatorService {
         let configuration: RackConfiguration
         let scenario: Scenario
         do {
-            configuration = try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols)
+            configuration = try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols,
+                                                       models: models)
             scenario = try Scenario.load(named: name, in: workspace.scenarios)
         } catch {
             throw .invalidFiles(error)

@@ -13,6 +13,10 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "How to reach the simulated rack: memory or tcp.")
     var simTransport = "memory"
 
+    @Option(name: .customLong("model"),
+            help: "Fit another model in the simulated rack: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable.")
+    var models: [String] = []
+
     func validate() throws {
         guard SimulatorTransport(rawValue: simTransport) != nil else {
             throw ValidationError("--sim-transport must be memory or tcp")
@@ -20,6 +24,11 @@ struct DeviceOptions: ParsableArguments {
         if station != nil, simTransport != "memory" {
             throw ValidationError("--sim-transport is for the built-in simulator; a station names its own transports")
         }
+        if station != nil, !models.isEmpty {
+            throw ValidationError("--model is for the built-in simulator; a station names its fitted models (model: in the "
+                + "station file)")
+        }
+        _ = try FittedModels.parse(models)
     }
 
     /// A request for these devices (and, for `run`, a procedure).
@@ -28,6 +37,7 @@ struct DeviceOptions: ParsableArguments {
         request.station = station
         request.scenario = scenario
         request.simulatorTransport = SimulatorTransport(rawValue: simTransport) ?? .memory
+        request.models = (try? FittedModels.parse(models)) ?? [:]
         return request
     }
 
@@ -36,12 +46,28 @@ struct DeviceOptions: ParsableArguments {
     func plan(workspace: Workspace, points: [String], check: (RackConfiguration) throws(HarnessError) -> Void)
         throws -> DevicePlan {
         do throws(HarnessError) {
-            let configuration = try PointTool.configuration(rack: nil, station: station, workspace: workspace)
+            let configuration = try PointTool.configuration(rack: nil, station: station, models: request(workspace: workspace).models,
+                                                            workspace: workspace)
             try check(configuration)
             return try DevicePlan.make(request: request(workspace: workspace), configuration: configuration,
                                        only: Set(points.map { String($0.prefix { $0 != "." }) }))
         } catch {
             throw ValidationError(error.description)
         }
+    }
+}
+
+/// `--model DEVICE=MODEL` options.
+enum FittedModels {
+    static func parse(_ options: [String]) throws -> [String: String] {
+        var models: [String: String] = [:]
+        for option in options {
+            let parts = option.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("--model takes DEVICE=MODEL, such as cdu=coolflow-cdu-2000, not '\(option)'")
+            }
+            models[parts[0]] = parts[1]
+        }
+        return models
     }
 }

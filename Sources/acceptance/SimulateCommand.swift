@@ -36,7 +36,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Serve the power shelf's supplies on this serial device or pty (Modbus RTU, units 192-197).")
     var rtu: String?
 
-    @Option(help: "First Redfish port (one per BMC and shelf, in name order; 0 picks free ports; -1 serves none).")
+    // Unconditional, so `--redfish-port -1` is read as a value, not as an unknown option.
+    @Option(parsing: .unconditional,
+            help: "First Redfish port (one per BMC and shelf, in name order; 0 picks free ports; -1 serves none).")
     var redfishPort = 8443
 
     @Flag(help: "Serve Redfish over plain HTTP instead of HTTPS.")
@@ -48,10 +50,17 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Serve this DMTF mockup folder (index.json per resource) on --redfish-port instead of the rack.")
     var mockup: String?
 
+    @Option(help: "Stand in for this station's rack: its rack profile and the models it says are fitted.")
+    var station: String?
+
+    @Option(name: .customLong("model"), help: "Fit another model: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable.")
+    var models: [String] = []
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard (-1...65000).contains(redfishPort) else { throw ValidationError("--redfish-port must be -1 to 65000") }
         guard (0.001...10_000).contains(timeScale) else { throw ValidationError("--time-scale must be 0.001 to 10000") }
+        _ = try FittedModels.parse(models)
     }
 
     func run() async throws {
@@ -81,9 +90,18 @@ struct SimulateCommand: AsyncParsableCommand {
             return
         }
         var service: SimulatorService
+        var rackID = "gb200-nvl72"
         do {
-            service = try SimulatorService.start(workspace: location, scenario: scenario, port: port, timeScale: timeScale,
-                                                 rtuDevice: rtu, redfishCredentials: (username, password))
+            var fitted: [String: String] = [:]
+            if let station {
+                let loaded = try StationConfiguration.load(named: station, workspace: location)
+                rackID = loaded.rack ?? rackID
+                fitted = loaded.models
+            }
+            fitted.merge(try FittedModels.parse(models)) { $1 }
+            service = try SimulatorService.start(workspace: location, rackID: rackID, scenario: scenario, port: port,
+                                                 timeScale: timeScale, rtuDevice: rtu, fitting: fitted,
+                                                 redfishCredentials: (username, password))
             if redfishPort >= 0 { try await service.serveRedfish(firstPort: redfishPort, tls: !plainHTTP) }
         } catch {
             ConsoleOutput.standardError.write("error: \(error)\n")
@@ -92,7 +110,7 @@ struct SimulateCommand: AsyncParsableCommand {
         let style = ConsoleStyle.detect()
         let stop = StopController()
         let trap = SignalTrap(stop: stop, style: style, service: "the simulator")
-        var text = "Simulated rack gb200-nvl72, scenario '\(scenario)', physics at \(Quantity.format(timeScale))× real time\n"
+        var text = "Simulated rack \(rackID), scenario '\(scenario)', physics at \(Quantity.format(timeScale))× real time\n"
         for endpoint in service.endpoints {
             let place = endpoint.host.hasPrefix("rtu:") ? "Modbus RTU \(endpoint.host.dropFirst(4))"
                 : "Modbus TCP \(endpoint.host):\(endpoint.port)"

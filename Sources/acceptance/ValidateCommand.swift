@@ -16,13 +16,31 @@ struct ValidateCommand: ParsableCommand {
     @Argument(help: "Procedure files (default: every file in the procedures folder).")
     var files: [String] = []
 
+    @Option(help: "Check against this station's rack: the models it says are fitted and its group sizes.")
+    var station: String?
+
+    @Option(name: .customLong("model"), help: "Fit another model: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable.")
+    var models: [String] = []
+
     @OptionGroup var workspace: WorkspaceOptions
 
     func run() throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
         let paths = files.isEmpty ? location.procedureFiles() : files
         guard !paths.isEmpty else { throw ValidationError("no procedure files in \(location.procedures)") }
-        let loader = ProcedureLoader(fixtures: location.fixtures, protocols: Transports.protocols)
+        var fitted = try FittedModels.parse(models)
+        var counts: [String: Int] = [:]
+        if let station {
+            do {
+                let loaded = try StationConfiguration.load(named: station, workspace: location)
+                fitted = loaded.models.merging(fitted) { $1 }
+                counts = loaded.groupCounts
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+        let loader = ProcedureLoader(fixtures: location.fixtures, protocols: Transports.protocols, groupCounts: counts,
+                                     models: fitted)
         var failed = 0
         for path in paths {
             let result = loader.check(path: path)

@@ -168,27 +168,22 @@ struct ConsoleTests {
 
 @Suite("A second vendor's CDU: a new profile, no new code")
 struct SecondVendorTests {
-    /// A copy of the fixtures whose rack uses the CoolFlow CDU-2000 profile (float32 CDAB, bar, status bitfield).
-    func coolflowFixtures() throws -> String {
-        let directory = temporaryDirectory() + "/fixtures"
-        try FileManager.default.copyItem(atPath: "\(repositoryRoot)/Fixtures", toPath: directory)
-        let rack = "\(directory)/racks/gb200-nvl72.yaml"
-        let text = try String(contentsOfFile: rack, encoding: .utf8)
-            .replacingOccurrences(of: "model: reference-cdu", with: "model: coolflow-cdu-2000")
-        try text.write(toFile: rack, atomically: true, encoding: .utf8)
-        return directory
-    }
+    /// The CoolFlow CDU-2000 profile (float32 CDAB, bar, status bitfield) fitted instead of the rack's reference CDU:
+    /// no copy of the fixtures, no edit of the rack profile.
+    static let coolflow = ["cdu": "coolflow-cdu-2000"]
 
     @Test(arguments: [(SimulatorTransport.memory, "nominal", Verdict.pass), (.tcp, "nominal", .pass),
                       (.memory, "loop-leak", .fail), (.tcp, "cdu-silent", .error)])
     func leakTestRunsUnchanged(transport: SimulatorTransport, scenario: String, expected: Verdict) async throws {
         var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
-                                                                             fixtures: try coolflowFixtures()))
+                                                                             fixtures: "\(repositoryRoot)/Fixtures"))
+        request.models = Self.coolflow
         request.scenario = scenario
         request.simulatorTransport = transport
         request.reportsDirectory = temporaryDirectory()
         let prepared = try await PreparedRun.prepare(request)
-        #expect(prepared.configuration.profiles["coolflow-cdu-2000"] != nil)
+        #expect(prepared.configuration.profile(of: "cdu")?.model == "coolflow-cdu-2000")
+        #expect(prepared.configuration.profiles["reference-cdu"] == nil, "the rack profile's CDU is not loaded")
         let record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
         #expect(record.verdict == expected, "\(record.message ?? "")")
         if expected == .pass {
@@ -198,7 +193,8 @@ struct SecondVendorTests {
     }
 
     @Test func theSimulatorServesEveryPointOfTheNewProfile() throws {
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: try coolflowFixtures(), protocols: testProtocols)
+        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures",
+                                                       protocols: testProtocols, models: Self.coolflow)
         let profile = try #require(configuration.profiles["coolflow-cdu-2000"])
         let cdu = SimulatedCDU(name: "cdu", profile: profile, scenario: .nominal, clock: SimulationClock())
         #expect(cdu.unsimulatedPoints.isEmpty)
