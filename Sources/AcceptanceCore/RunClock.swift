@@ -8,23 +8,43 @@ public enum ClockKind: String, Sendable, Codable {
     case simulated
 }
 
-/// The time source shared by the runner and the simulator.
+/// A reading of a run's clock: the time since the clock's origin (the start of the run or the simulation).
+public struct RunInstant: InstantProtocol, Sendable, Hashable {
+    public var sinceOrigin: Duration
+
+    public init(sinceOrigin: Duration) {
+        self.sinceOrigin = sinceOrigin
+    }
+
+    public func advanced(by duration: Duration) -> RunInstant { RunInstant(sinceOrigin: sinceOrigin + duration) }
+    public func duration(to other: RunInstant) -> Duration { other.sinceOrigin - sinceOrigin }
+    public static func < (lhs: RunInstant, rhs: RunInstant) -> Bool { lhs.sinceOrigin < rhs.sinceOrigin }
+}
+
+/// The time source shared by the runner and the simulator: a Swift `Clock` whose instants count from its origin.
 ///
 /// Every wait, poll and sample goes through it, never through `Task.sleep`, so a simulated rack runs a 10-minute
-/// hold in milliseconds and tests control time exactly.
-public protocol RunClock: Sendable {
+/// hold in milliseconds and tests control time exactly. Code written against `Clock` (`sleep(for:)`, `measure`)
+/// works with it as it is.
+public protocol RunClock: Clock where Instant == RunInstant {
     var kind: ClockKind { get }
-    /// Time elapsed since the clock's origin.
-    func now() -> Duration
     /// The calendar date at the origin. A simulated clock starts at the real start time and runs on from there.
     var originDate: Date { get }
-    /// Returns when `now()` has reached `deadline`; throws `CancellationError` if the task is cancelled first.
-    func sleep(until deadline: Duration) async throws
+    /// Clock seconds per wall second when it runs faster or slower than real time; nil for real time, or for
+    /// simulated time that runs as fast as it can.
+    var timeScale: Double? { get }
 }
 
 extension RunClock {
-    public func sleep(for duration: Duration) async throws {
-        try await sleep(until: now() + duration)
+    public var minimumResolution: Duration { .nanoseconds(1) }
+
+    /// Time elapsed since the clock's origin.
+    public func now() -> Duration { now.sinceOrigin }
+
+    /// Returns when the clock has reached `deadline` (time since origin); throws `CancellationError` if the task is
+    /// cancelled first.
+    public func sleep(until deadline: Duration) async throws {
+        try await sleep(until: RunInstant(sinceOrigin: deadline), tolerance: nil)
     }
 
     /// The calendar date of a clock reading.
@@ -57,22 +77,25 @@ extension Duration {
 /// simulator that runs its physics at the same pace.
 public struct WallClock: RunClock {
     public let originDate: Date
-    public let timeScale: Double
+    /// Clock seconds per wall second (1: real time).
+    public let scale: Double
     private let origin: ContinuousClock.Instant
 
     public init(timeScale: Double = 1) {
         originDate = Date()
         origin = ContinuousClock.now
-        self.timeScale = timeScale.isFinite && timeScale > 0 ? timeScale : 1
+        scale = timeScale.isFinite && timeScale > 0 ? timeScale : 1
     }
 
     /// Real time is `wall`; anything sped up is simulated time, and the record says so.
-    public var kind: ClockKind { timeScale == 1 ? .wall : .simulated }
+    public var kind: ClockKind { scale == 1 ? .wall : .simulated }
 
-    public func now() -> Duration { (ContinuousClock.now - origin) * timeScale }
+    public var timeScale: Double? { scale == 1 ? nil : scale }
 
-    public func sleep(until deadline: Duration) async throws {
-        let wait = (deadline - now()).seconds / timeScale
+    public var now: RunInstant { RunInstant(sinceOrigin: (ContinuousClock.now - origin) * scale) }
+
+    public func sleep(until deadline: RunInstant, tolerance: Duration? = nil) async throws {
+        let wait = (deadline.sinceOrigin - now()).seconds / scale
         if wait > 0 { try await ContinuousClock().sleep(for: .seconds(wait)) } else { try Task.checkCancellation() }
     }
 }
@@ -95,14 +118,15 @@ public final class SimulationClock: RunClock {
         current = Mutex(.zero)
     }
 
-    public func now() -> Duration { current.withLock { $0 } }
+    public var now: RunInstant { RunInstant(sinceOrigin: current.withLock { $0 }) }
 
     /// Moves time forward without waiting (for tests and for the simulator's own scheduling).
     public func advance(to reading: Duration) {
         current.withLock { $0 = max($0, reading) }
     }
 
-    public func sleep(until deadline: Duration) async throws {
+    public func sleep(until instant: RunInstant, tolerance: Duration? = nil) async throws {
+        let deadline = instant.sinceOrigin
         try Task.checkCancellation()
         guard let timeScale else {
             advance(to: deadline)

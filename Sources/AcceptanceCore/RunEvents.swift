@@ -16,6 +16,98 @@ public enum RunEvent: Sendable {
     case runFinished(RunRecord)
 }
 
+extension RunEvent {
+    /// The event's fields as one journal line: the journal's schema, one case per event.
+    public func describe(into line: inout JSONLine) {
+        switch self {
+        case let .runStarted(record):
+            line.add("event", "run_started")
+            line.add("run_id", record.runID)
+            line.add("procedure", record.procedure.id)
+            line.add("procedure_version", record.procedure.version)
+            line.add("procedure_sha256", record.procedure.sha256)
+            line.add("clock", record.clock.kind.rawValue)
+            line.add("station", record.station)
+            line.add("scenario", record.scenario)
+            var parameters = JSONLine()
+            for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) { parameters.add(name, value) }
+            line.add("parameters", object: parameters)
+        case let .groupStarted(group, count):
+            line.add("event", "group_started")
+            line.add("group", group.rawValue)
+            line.add("steps", count)
+        case let .stepStarted(step):
+            line.add("event", "step_started")
+            line.add("step", step.id)
+            line.add("name", step.name)
+            line.add("kind", step.kind.keyword)
+        case .progress:
+            line.add("event", "progress")
+        case let .sample(step, index, elapsed, values, units):
+            line.add("event", "sample")
+            line.add("step", step.id)
+            line.add("index", index)
+            line.add("elapsed_s", elapsed)
+            if case let .sample(points, _, _, _, _) = step.kind {
+                var object = JSONLine()
+                for (offset, point) in points.enumerated() where offset < values.count {
+                    object.add(point, values[offset])
+                }
+                line.add("values", object: object)
+                var unitObject = JSONLine()
+                for (offset, point) in points.enumerated() where offset < units.count { unitObject.add(point, units[offset]) }
+                line.add("units", object: unitObject)
+            }
+        case let .stepFinished(step, record):
+            line.add("event", "step_finished")
+            line.add("step", step.id)
+            line.add("verdict", record.verdict.rawValue)
+            line.add("duration_s", record.durationSeconds)
+            line.add("message", record.message)
+            line.add("error", record.error)
+            line.add("confirmed_by", record.confirmedBy)
+            func measurementLine(_ measurement: MeasurementRecord) -> JSONLine {
+                var object = JSONLine()
+                object.add("name", measurement.name)
+                object.add("value", measurement.value)
+                object.add("text", measurement.text)
+                object.add("unit", measurement.unit)
+                object.add("low", measurement.low)
+                object.add("high", measurement.high)
+                object.add("verdict", measurement.verdict.rawValue)
+                return object
+            }
+            line.add("measurements", array: record.measurements.map(measurementLine))
+            if let members = record.members {
+                line.add("members", array: members.map { member in
+                    var object = JSONLine()
+                    object.add("device", member.device)
+                    object.add("verdict", member.verdict.rawValue)
+                    object.add("message", member.message)
+                    object.add("error", member.error)
+                    object.add("measurements", array: member.measurements.map(measurementLine))
+                    return object
+                })
+            }
+        case let .cleanupStarted(reason):
+            line.add("event", "cleanup_started")
+            line.add("reason", reason)
+        case let .notice(text):
+            line.add("event", "notice")
+            line.add("text", text)
+        case let .retry(device, message):
+            line.add("event", "retry")
+            line.add("device", device)
+            line.add("message", message)
+        case let .runFinished(record):
+            line.add("event", "run_finished")
+            line.add("verdict", record.verdict.rawValue)
+            line.add("message", record.message)
+            line.add("cleanup_completed", record.cleanupCompleted)
+        }
+    }
+}
+
 /// Receives run events; the console and tests implement it.
 public protocol RunObserver: Sendable {
     func handle(_ event: RunEvent)

@@ -31,30 +31,16 @@ public struct RedfishPointDevice: PointDevice {
         let tolerant = Set(points.filter { $0.resource?.ifAbsent != nil }.compactMap { $0.resource?.path })
         // Every resource once, a few at a time; a 404 is "absent" for points that say what absent reads as.
         let client = client
-        let fetched = await withTaskGroup(of: (String, Result<RedfishResource?, RedfishError>).self) { group in
-            var results: [String: Result<RedfishResource?, RedfishError>] = [:]
-            var next = 0
-            func start() {
-                guard next < paths.count else { return }
-                let path = paths[next]
-                next += 1
-                group.addTask {
-                    do throws(RedfishError) {
-                        return (path, .success(try await client.get(path)))
-                    } catch where error.kind == .status(404) && tolerant.contains(path) {
-                        return (path, .success(nil))
-                    } catch {
-                        return (path, .failure(error))
-                    }
-                }
+        let results = await BoundedConcurrency.map(paths, limit: Self.parallelFetches) { path in
+            do throws(RedfishError) {
+                return Result<RedfishResource?, RedfishError>.success(try await client.get(path))
+            } catch where error.kind == .status(404) && tolerant.contains(path) {
+                return .success(nil)
+            } catch {
+                return .failure(error)
             }
-            for _ in 0..<min(Self.parallelFetches, paths.count) { start() }
-            while let (path, result) = await group.next() {
-                results[path] = result
-                start()
-            }
-            return results
         }
+        let fetched = Dictionary(uniqueKeysWithValues: zip(paths, results))
         var values: [Value] = []
         for point in points {
             guard let location = point.resource, let result = fetched[location.path] else { continue }

@@ -375,15 +375,15 @@ struct RunnerTests {
     @Test func statisticsOfASeries() {
         let times = [0.0, 60, 120, 180]
         let values = [10.0, 9, 8.5, 7]
-        #expect(Runner.statistic(.first, times: times, values: values) == 10)
-        #expect(Runner.statistic(.last, times: times, values: values) == 7)
-        #expect(Runner.statistic(.min, times: times, values: values) == 7)
-        #expect(Runner.statistic(.max, times: times, values: values) == 10)
-        #expect(Runner.statistic(.mean, times: times, values: values) == 8.625)
-        #expect(Runner.statistic(.delta, times: times, values: values) == -3)
-        #expect(Runner.statistic(.drop, times: times, values: values) == 3)
-        #expect(abs(Runner.statistic(.slope, times: times, values: values) - -0.95) < 1e-12)
-        #expect(Runner.statistic(.slope, times: [0], values: [1]).isNaN)
+        #expect(SeriesStatistic.first.value(times: times, values: values) == 10)
+        #expect(SeriesStatistic.last.value(times: times, values: values) == 7)
+        #expect(SeriesStatistic.min.value(times: times, values: values) == 7)
+        #expect(SeriesStatistic.max.value(times: times, values: values) == 10)
+        #expect(SeriesStatistic.mean.value(times: times, values: values) == 8.625)
+        #expect(SeriesStatistic.delta.value(times: times, values: values) == -3)
+        #expect(SeriesStatistic.drop.value(times: times, values: values) == 3)
+        #expect(abs(SeriesStatistic.slope.value(times: times, values: values) - -0.95) < 1e-12)
+        #expect(SeriesStatistic.slope.value(times: [0], values: [1]).isNaN)
     }
 }
 

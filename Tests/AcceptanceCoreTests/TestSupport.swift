@@ -131,10 +131,11 @@ final class StuckClock: RunClock {
 
     init() { (stream, continuation) = AsyncStream<Int>.makeStream() }
 
-    func now() -> Duration { .zero }
+    var timeScale: Double? { nil }
+    var now: RunInstant { RunInstant(sinceOrigin: .zero) }
 
-    func sleep(until deadline: Duration) async throws {
-        if deadline <= .zero { return }
+    func sleep(until deadline: RunInstant, tolerance: Duration? = nil) async throws {
+        if deadline.sinceOrigin <= .zero { return }
         for await _ in stream {}
         try Task.checkCancellation()
     }

@@ -1,0 +1,53 @@
+import Foundation
+
+/// What a run needs besides devices and time: which procedure, with which values, where.
+public struct RunSettings: Sendable {
+    public var runID: String
+    public var procedure: Procedure
+    /// Parameter values after command-line overrides.
+    public var parameters: [String: Quantity]
+    /// Values for prompts given on the command line (`--input rack_serial=...`).
+    public var inputs: [String: String]
+    /// Values a simulated rack supplies for prompts when no operator can answer (its serial number).
+    public var simulatedInputs: [String: String] = [:]
+    public var station: String
+    public var operatorName: String?
+    public var scenario: String?
+    /// Text parameter values (a release name).
+    public var textParameters: [String: String] = [:]
+    /// Firmware manifests by release name, for firmware steps.
+    public var firmwareManifests: [String: FirmwareManifest] = [:]
+    /// Transport settings a technician or auditor must see in the record (`insecure TLS to compute01`).
+    public var warnings: [String] = []
+    /// How each device is reached, for the record (no credentials).
+    public var endpoints: [String: String] = [:]
+    /// The model (profile) of each device used, as fitted.
+    public var models: [String: String] = [:]
+    /// The harness's version and executable digest, for the record.
+    public var harness: RunRecord.HarnessInfo?
+
+    public init(runID: String, procedure: Procedure, parameters: [String: Quantity], inputs: [String: String] = [:],
+                station: String, operatorName: String? = nil, scenario: String? = nil) {
+        self.runID = runID
+        self.procedure = procedure
+        self.parameters = parameters
+        self.inputs = inputs
+        self.station = station
+        self.operatorName = operatorName
+        self.scenario = scenario
+    }
+
+    /// A run id that sorts by time and names the procedure: `20261125T010203Z-leak-test-3f9a`.
+    public static func makeRunID(procedure: String, date: Date = Date()) -> String {
+        let stamp = Timestamp.string(date).replacingOccurrences(of: "-", with: "").replacingOccurrences(of: ":", with: "")
+        let compact = String(stamp.prefix(15)) + "Z"
+        let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16).leftPadded(to: 4)
+        return "\(compact)-\(procedure)-\(suffix)"
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}

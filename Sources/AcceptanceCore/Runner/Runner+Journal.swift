@@ -1,0 +1,46 @@
+import Foundation
+
+/// The runner's journal: every event to the observer and, one line each, to `journal.jsonl` as it happens (the
+/// line format is beside the events, in `RunEvent.describe(into:)`).
+extension Runner {
+    /// Sends an event to the observer and appends it to the journal, after `held` lines if any, in one write.
+    func emit(_ event: RunEvent, after held: JSONLine? = nil) {
+        if !transportEvents.isEmpty { takeTransportEvents() }
+        observer.handle(event)
+        // Progress is for the live console line; the journal has the samples and results themselves.
+        if case .progress = event { return }
+        guard let journal = folder?.journal else { return }
+        do {
+            try journal.append(held.map { [$0, journalLine(event)] } ?? [journalLine(event)])
+        } catch {
+            state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
+        }
+    }
+
+    func journalLine(_ event: RunEvent) -> JSONLine {
+        let now = clock.now()
+        var line = JSONLine()
+        let sequence = state.withLock { state -> Int in
+            state.sequence += 1
+            return state.sequence
+        }
+        line.add("seq", sequence)
+        line.add("time", Timestamp.string(clock.date(at: now)))
+        line.add("clock_s", now.seconds)
+        event.describe(into: &line)
+        return line
+    }
+
+    /// Takes what the transports reported since last time: each retry goes to the journal and the console, and on
+    /// the running step. Called before every event the runner emits and when a step ends, so a retry is journaled
+    /// no later than the next progress tick.
+    func takeTransportEvents() {
+        for event in transportEvents.take() {
+            switch event.kind {
+            case .retry:
+                state.withLock { $0.retries.append("\(event.device): \(event.message)") }
+                emit(.retry(device: event.device, message: event.message))
+            }
+        }
+    }
+}

@@ -1,0 +1,354 @@
+import Foundation
+import Synchronization
+
+/// Runs a procedure: setup, then main, then cleanup, which always runs.
+///
+/// A step that does not pass in setup or main skips the rest of them and goes to cleanup. Every cleanup step runs
+/// even if an earlier one failed, so the rack gets every chance of reaching its safe state. A stop request (Ctrl-C,
+/// SIGTERM) cancels the running step; cleanup then runs and cannot itself be stopped.
+public final class Runner: Sendable {
+    public let settings: RunSettings
+    public let bus: DeviceBus
+    public let clock: any RunClock
+    public let console: any OperatorConsole
+    public let observer: any RunObserver
+    public let folder: RunFolder?
+    public let stop: StopController
+    /// Retries and other transport events, reported by the run's clients as they happen.
+    public let transportEvents: TransportEventLog
+
+    struct State {
+        var record: RunRecord
+        /// Parameter and input values visible to expressions.
+        var environment: [String: Value]
+        var journalFailure: RecordWriteError?
+        var sequence = 0
+        /// Retries reported since the current step began.
+        var retries: [String] = []
+    }
+
+    let state: Mutex<State>
+    private let wallStart = ContinuousClock.now
+
+    public init(settings: RunSettings, bus: DeviceBus, clock: any RunClock, console: any OperatorConsole,
+                observer: any RunObserver = SilentObserver(), folder: RunFolder? = nil, stop: StopController = StopController(),
+                transportEvents: TransportEventLog = TransportEventLog()) {
+        self.transportEvents = transportEvents
+        self.settings = settings
+        self.bus = bus
+        self.clock = clock
+        self.console = console
+        self.observer = observer
+        self.folder = folder
+        self.stop = stop
+        var environment: [String: Value] = [:]
+        for (name, value) in settings.parameters { environment[name] = .quantity(value) }
+        for (name, value) in settings.textParameters { environment[name] = .text(value) }
+        let procedure = settings.procedure
+        let record = RunRecord(
+            runID: settings.runID,
+            procedure: .init(id: procedure.id, title: procedure.title, version: procedure.version,
+                             file: (procedure.file as NSString).lastPathComponent, sha256: procedure.sha256),
+            parameters: settings.parameters.mapValues(\.description).merging(settings.textParameters) { $1 },
+            rackProfile: procedure.rack,
+            rackSerial: settings.inputs["rack_serial"], operator: settings.operatorName, station: settings.station,
+            scenario: settings.scenario, inputs: [:],
+            clock: .init(kind: clock.kind, timeScale: clock.timeScale, elapsedSeconds: 0,
+                         wallSeconds: 0),
+            started: Timestamp.string(clock.date(at: clock.now())), ended: nil, verdict: .pass, message: nil,
+            cleanupCompleted: false, steps: [])
+        var withTransport = record
+        if !settings.endpoints.isEmpty { withTransport.endpoints = settings.endpoints }
+        if !settings.models.isEmpty { withTransport.models = settings.models }
+        if !settings.warnings.isEmpty { withTransport.warnings = settings.warnings }
+        withTransport.harness = settings.harness
+        state = Mutex(State(record: withTransport, environment: environment))
+    }
+
+    // MARK: Running
+
+    /// Ends the run before it starts, with the rack untouched: every step skipped, verdict ERROR, the record written.
+    /// For a station that could not even open its connections.
+    public func refuse(because problem: String) -> RunRecord {
+        emit(.runStarted(state.withLock { $0.record }))
+        for step in settings.procedure.allSteps {
+            record(skipped(step, because: "not run: \(problem)"))
+        }
+        return finish(verdict: .error, message: problem, cleanupCompleted: false)
+    }
+
+    /// Runs the procedure to its end and returns the record (also written to the run folder, if any).
+    public func run() async -> RunRecord {
+        let procedure = settings.procedure
+        emit(.runStarted(state.withLock { $0.record }))
+        if let problem = preflight() {
+            // Nothing has been actuated: leave the rack untouched.
+            for step in procedure.allSteps {
+                record(skipped(step, because: "not run: \(problem)"))
+            }
+            return finish(verdict: .error, message: problem, cleanupCompleted: false)
+        }
+        // Connecting (logins, certificate pins) can take a while on a line with dead BMCs: a stop ends it.
+        enum Preflight: Sendable {
+            case connected(String?)
+            case stopped
+        }
+        let preflight = await withTaskGroup(of: Preflight.self) { group -> Preflight in
+            group.addTask { .connected(await self.connectDevices()) }
+            group.addTask {
+                _ = await self.stop.waitForStop()
+                return .stopped
+            }
+            let first = await group.next() ?? .stopped
+            group.cancelAll()
+            return first
+        }
+        switch preflight {
+        case .connected(nil): break
+        case let .connected(problem?):
+            for step in procedure.allSteps {
+                record(skipped(step, because: "not run: \(problem)"))
+            }
+            return finish(verdict: .error, message: problem, cleanupCompleted: false)
+        case .stopped:
+            let message = "stopped by \(stop.reason?.rawValue ?? "the operator") while connecting, before anything was actuated"
+            for step in procedure.allSteps {
+                record(skipped(step, because: "not run: \(message)"))
+            }
+            return finish(verdict: .aborted, message: message, cleanupCompleted: false)
+        }
+
+        // Setup and main run in a child task that a stop request cancels.
+        let stopReason = await withTaskGroup(of: StopReason?.self) { group -> StopReason? in
+            group.addTask { await self.runSetupAndMain() }
+            group.addTask { await self.stop.waitForStop() }
+            var reason: StopReason?
+            if let first = await group.next() {
+                reason = first ?? self.stop.reason
+            }
+            group.cancelAll()
+            while let next = await group.next() { reason = reason ?? next }
+            return reason ?? self.stop.reason
+        }
+
+        stop.enterCleanup()
+        var verdict = state.withLock { state in
+            state.record.steps.filter { $0.group != .cleanup }.map(\.verdict).reduce(Verdict.pass, Verdict.worst)
+        }
+        if stopReason != nil { verdict = .aborted }
+        let firstProblem = state.withLock { state in
+            state.record.steps.first { $0.group != .cleanup && $0.verdict != .pass && $0.verdict != .skipped }
+        }
+        var message = firstProblem.map(Self.summary)
+        if let stopReason {
+            let during = state.withLock { state in state.record.steps.first { $0.verdict == .aborted }?.name }
+            message = "stopped by \(stopReason == .operatorAbort ? "the operator" : stopReason.rawValue)"
+                + (during.map { " during '\($0)'" } ?? "")
+        }
+
+        let reason = switch verdict {
+        case .pass: "procedure complete"
+        case .aborted: "run stopped"
+        default: "procedure ended with \(verdict)"
+        }
+        emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
+        emit(.cleanupStarted(reason: reason))
+        // Cleanup runs in its own task so that cancelling whoever called `run()` cannot cut it short: it must
+        // return the rack to its safe state. The task is awaited here, never left running.
+        let cleanup = Task {
+            var verdict = Verdict.pass
+            for step in procedure.cleanup {
+                verdict = Verdict.worst(verdict, await self.runStep(step).verdict)
+            }
+            return verdict
+        }
+        let cleanupVerdict = await cleanup.value
+        let cleanupCompleted = cleanupVerdict == .pass
+        if verdict == .pass, cleanupVerdict != .pass {
+            verdict = cleanupVerdict
+            let failed = state.withLock { state in state.record.steps.first { $0.group == .cleanup && $0.verdict != .pass } }
+            message = "cleanup did not complete: " + (failed.map(Self.summary) ?? "")
+        } else if !cleanupCompleted {
+            message = (message.map { "\($0); " } ?? "") + "cleanup did not complete"
+        }
+        return finish(verdict: verdict, message: message, cleanupCompleted: cleanupCompleted)
+    }
+
+    /// What went wrong in a step, in one line: the error, the failing measurement against its limit, or the message.
+    static func summary(_ step: StepRecord) -> String {
+        if let error = step.error { return "\(step.name): \(error)" }
+        if let failed = step.measurements.first(where: { $0.verdict == .fail }) {
+            return "\(step.name): \(failed.name) = \(failed.displayValue)"
+                + (failed.displayLimits.map { ", limit \($0)" } ?? "")
+        }
+        return "\(step.name): \(step.message ?? step.verdict.rawValue)"
+    }
+
+    /// Returns the stop reason if it ended because of one.
+    func runSetupAndMain() async -> StopReason? {
+        for group in [StepGroup.setup, .main] {
+            let steps = settings.procedure.steps(in: group)
+            emit(.groupStarted(group, stepCount: steps.count))
+            for (index, step) in steps.enumerated() {
+                // Once a stop is requested, nothing more moves the rack: the rest goes straight to cleanup.
+                if Task.isCancelled || stop.reason != nil {
+                    for remaining in steps[index...] {
+                        record(skipped(remaining, because: "not run: the run was stopped"))
+                    }
+                    if group == .setup {
+                        for remaining in settings.procedure.main { record(skipped(remaining, because: "not run: the run was stopped")) }
+                    }
+                    return stop.reason ?? .interrupt
+                }
+                let result = await runStep(step)
+                if result.verdict != .pass {
+                    let reason = result.verdict == .aborted ? (stop.reason ?? .operatorAbort) : nil
+                    for remaining in steps[(index + 1)...] {
+                        record(skipped(remaining, because: "skipped after \(step.id) (\(step.name)) ended \(result.verdict)"))
+                    }
+                    if group == .setup {
+                        for remaining in settings.procedure.main {
+                            record(skipped(remaining, because: "skipped: setup did not complete"))
+                        }
+                    }
+                    return reason
+                }
+            }
+        }
+        return nil
+    }
+
+    func skipped(_ step: Step, because message: String) -> StepRecord {
+        StepRecord(id: step.id, group: step.group, number: step.number, name: step.name, kind: step.kind.keyword,
+                   verdict: .skipped, measurements: [], message: message, source: step.location.description)
+    }
+
+    func record(_ stepRecord: StepRecord) {
+        state.withLock { $0.record.steps.append(stepRecord) }
+    }
+
+    func finish(verdict: Verdict, message: String?, cleanupCompleted: Bool) -> RunRecord {
+        stop.finish()
+        var record = state.withLock { state -> RunRecord in
+            let now = clock.now()
+            state.record.ended = Timestamp.string(clock.date(at: now))
+            state.record.clock.elapsedSeconds = now.seconds
+            state.record.clock.wallSeconds = (ContinuousClock.now - wallStart).seconds
+            state.record.verdict = verdict
+            state.record.message = message
+            state.record.cleanupCompleted = cleanupCompleted
+            state.record.inputs = state.environment.compactMapValues { value in
+                if case let .text(text) = value { return text }
+                return nil
+            }
+            if let serial = state.record.inputs["rack_serial"] { state.record.rackSerial = serial }
+            let (parts, firmware) = Self.partsAndFirmware(state.record.steps)
+            state.record.parts = parts.isEmpty ? nil : parts
+            state.record.firmware = firmware.isEmpty ? nil : firmware
+            return state.record
+        }
+        if let failure = state.withLock({ $0.journalFailure }) {
+            record.message = (record.message.map { "\($0); " } ?? "") + "journal incomplete: \(failure)"
+            if record.verdict == .pass { record.verdict = .error }
+        }
+        // The record is written before the verdict is announced, so what the operator sees is what was recorded.
+        if let folder {
+            do {
+                try folder.writeRecord(record)
+            } catch {
+                record.message = (record.message.map { "\($0); " } ?? "") + "\(error)"
+                if record.verdict == .pass { record.verdict = .error }
+                observer.handle(.notice("could not write the record: \(error)"))
+            }
+        }
+        emit(.runFinished(record))
+        if let journal = folder?.journal {
+            do { try journal.sync() } catch { observer.handle(.notice("could not flush the journal: \(error)")) }
+        }
+        return record
+    }
+
+    /// Serial numbers (points named `serial`, `serial_number` or `*_serial`) and firmware versions (`*_version`)
+    /// read anywhere in the run, by `device.point`.
+    static func partsAndFirmware(_ steps: [StepRecord]) -> (parts: [String: String], firmware: [String: String]) {
+        var parts: [String: String] = [:], firmware: [String: String] = [:]
+        let readings = steps.flatMap(\.measurements) + steps.flatMap { ($0.members ?? []).flatMap(\.measurements) }
+        for measurement in readings {
+            guard let text = measurement.text, let dot = measurement.name.firstIndex(of: ".") else { continue }
+            let point = measurement.name[measurement.name.index(after: dot)...]
+            if point == "serial" || point == "serial_number" || point.hasSuffix("_serial") {
+                parts[measurement.name] = text
+            } else if point.hasSuffix("_version") {
+                firmware[measurement.name] = text
+            }
+        }
+        return (parts, firmware)
+    }
+
+    /// Runs one step, turning every outcome, including errors and cancellation, into a recorded verdict.
+    @discardableResult
+    func runStep(_ step: Step) async -> StepRecord {
+        // A step that only reads, at one instant, journals its start together with its end (one write): a crash
+        // in between loses nothing. Steps that move the rack or take time journal their start at once.
+        var heldStart: JSONLine?
+        switch step.kind {
+        case .check, .measure:
+            observer.handle(.stepStarted(step))
+            if folder != nil { heldStart = journalLine(.stepStarted(step)) }
+        default:
+            emit(.stepStarted(step))
+        }
+        let started = clock.now()
+        takeTransportEvents()
+        state.withLock { $0.retries.removeAll() }
+        var stepRecord = StepRecord(id: step.id, group: step.group, number: step.number, name: step.name,
+                                    kind: step.kind.keyword, verdict: .pass,
+                                    started: Timestamp.string(clock.date(at: started)), measurements: [],
+                                    source: step.location.description)
+        do {
+            let result = try await step.executor.execute(StepContext(step: step, bus: bus, run: self))
+            stepRecord.verdict = result.verdict
+            stepRecord.measurements = result.measurements
+            stepRecord.message = result.message
+            stepRecord.confirmedBy = result.confirmedBy
+            stepRecord.series = result.series
+            stepRecord.members = result.members
+            if result.verdict == .error, let message = result.error { stepRecord.error = message }
+        } catch is CancellationError {
+            stepRecord.verdict = .aborted
+            stepRecord.message = "stopped by \(stop.reason?.rawValue ?? "the operator") while running"
+        } catch let error as DeviceError where error.isCancellation {
+            stepRecord.verdict = .aborted
+            stepRecord.message = "stopped by \(stop.reason?.rawValue ?? "the operator") while waiting for \(error.device)"
+        } catch let error as DeviceError {
+            stepRecord.verdict = .error
+            stepRecord.error = error.description
+        } catch let error as ExpressionError {
+            stepRecord.verdict = .error
+            stepRecord.error = "\(step.location): \(error.message)"
+        } catch let error as OperatorDeclined {
+            stepRecord.verdict = .aborted
+            stepRecord.message = error.description
+            stop.requestStop(.operatorAbort)
+        } catch {
+            stepRecord.verdict = .error
+            stepRecord.error = "\(error)"
+        }
+        if let failure = state.withLock({ $0.journalFailure }), stepRecord.verdict == .pass {
+            stepRecord.verdict = .error
+            stepRecord.error = "journal: \(failure)"
+        }
+        takeTransportEvents()
+        let retries = state.withLock { $0.retries }
+        if !retries.isEmpty { stepRecord.retries = retries }
+        let ended = clock.now()
+        stepRecord.ended = Timestamp.string(clock.date(at: ended))
+        stepRecord.durationSeconds = (ended - started).seconds
+        record(stepRecord)
+        emit(.stepFinished(step, stepRecord), after: heldStart)
+        if let journal = folder?.journal {
+            do { try journal.syncIfDue() } catch { state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } } }
+        }
+        return stepRecord
+    }
+}

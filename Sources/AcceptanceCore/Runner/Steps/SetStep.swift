@@ -1,0 +1,12 @@
+/// `set: {cdu.mode: manual}`: writes a point.
+struct SetStep: StepExecutor {
+    let point: String
+    let value: Expression
+
+    func execute(_ context: StepContext) async throws -> StepResult {
+        let written = try value.evaluate(try await context.values(for: [value]))
+        try Task.checkCancellation()
+        try await context.bus.write(point, written)
+        return StepResult(message: "\(point) ← \(written)")
+    }
+}
