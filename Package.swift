@@ -117,40 +117,63 @@ let package = Package(
         // The simulated rack: CDU physics, scenarios, in-memory Modbus devices.
         .target(
             name: "Simulation",
-            dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore", .product(name: "Yams", package: "Yams"),
-                           .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "AcceptanceCore", "ModbusCore", "RedfishCore", .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // Wiring a run together: locating files, station/simulated devices, console, prompts, signals.
         .target(
             name: "Harness",
-            dependencies: ["AcceptanceCore", "Simulation", "ModbusCore", "ModbusTransport", "RedfishCore", "RedfishTransport",
-                           "RedfishServer", "Reports",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "AcceptanceCore", "Simulation", "ModbusCore", "ModbusTransport", "RedfishCore", "RedfishTransport",
+                "RedfishServer", "Reports",
+                .product(name: "Logging", package: "swift-log"), .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         .executableTarget(
             name: "acceptance",
-            dependencies: ["Harness", "AcceptanceCore", "RedfishServer", "Reports",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "Harness", "AcceptanceCore", "RedfishServer", "Reports",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .executableTarget(
             name: "acceptance-bench",
-            dependencies: ["Harness", "AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer",
-                           "Reports"]
+            dependencies: [
+                "Harness", "AcceptanceCore", "Simulation", "ModbusTransport", "RedfishTransport", "RedfishServer",
+                "Reports",
+            ]
         ),
         // Helpers several test targets share: scratch folders, free ports, running peer programs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // The core's own tests load Modbus and Redfish profiles as a station would, so they list both syntaxes.
         .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore"]),
         .testTarget(name: "ModbusCoreTests", dependencies: ["ModbusCore", "AcceptanceCore"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore"]),
-        .testTarget(name: "ModbusTransportTests", dependencies: ["ModbusTransport", "ModbusCore", "RedfishCore", "Simulation",
-                                                                "AcceptanceCore", "TestSupport"],
-                    exclude: ["Peers"]),
-        .testTarget(name: "RedfishTests", dependencies: ["RedfishCore", "RedfishTransport", "RedfishServer", "Simulation", "Harness",
-                                                        "AcceptanceCore", "TestSupport"]),
-        .testTarget(name: "ReportsTests", dependencies: ["Reports", "Harness", "AcceptanceCore", "TestSupport"], exclude: ["Peers"]),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Simulation", "AcceptanceCore", "ModbusCore", "ModbusTransport",
-                                                        "RedfishCore"]),
+        .testTarget(
+            name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore"]),
+        .testTarget(
+            name: "ModbusTransportTests",
+            dependencies: [
+                "ModbusTransport", "ModbusCore", "RedfishCore", "Simulation",
+                "AcceptanceCore", "TestSupport",
+            ],
+            exclude: ["Peers"]),
+        .testTarget(
+            name: "RedfishTests",
+            dependencies: [
+                "RedfishCore", "RedfishTransport", "RedfishServer", "Simulation", "Harness",
+                "AcceptanceCore", "TestSupport",
+            ]),
+        .testTarget(
+            name: "ReportsTests", dependencies: ["Reports", "Harness", "AcceptanceCore", "TestSupport"],
+            exclude: ["Peers"]),
+        .testTarget(
+            name: "HarnessTests",
+            dependencies: [
+                "Harness", "Simulation", "AcceptanceCore", "ModbusCore", "ModbusTransport",
+                "RedfishCore",
+            ]),
         // Runs the built `acceptance` binary as a technician would: exit codes, signals, kill -9.
         .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance", "TestSupport"]),
     ],

@@ -9,13 +9,15 @@ public enum BoundedConcurrency {
         _ body: @escaping @Sendable (Element) async throws(Failure) -> Output,
         onEach: (Output) -> Void = { _ in }
     ) async throws(Failure) -> [Output] {
-        let outcome = await withTaskGroup(of: (Int, Result<Output, Failure>).self) { group -> Result<[Output], Failure> in
+        let outcome = await withTaskGroup(of: (Int, Result<Output, Failure>).self) {
+            group -> Result<[Output], Failure> in
             var results = [Output?](repeating: nil, count: elements.count)
             var failure: Failure?
             var next = 0
             func start() {
                 guard next < elements.count, failure == nil else { return }
-                let index = next, element = elements[index]
+                let index = next
+                let element = elements[index]
                 next += 1
                 group.addTask {
                     do throws(Failure) {

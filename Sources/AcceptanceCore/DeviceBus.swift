@@ -24,8 +24,10 @@ public struct DeviceError: Error, Sendable, CustomStringConvertible {
     /// The transport's own error, if any.
     public var cause: (any TransportError)?
 
-    public init(device: String, endpoint: String, operation: Operation, points: [String], reason: String,
-                cause: (any TransportError)? = nil) {
+    public init(
+        device: String, endpoint: String, operation: Operation, points: [String], reason: String,
+        cause: (any TransportError)? = nil
+    ) {
         self.device = device
         self.endpoint = endpoint
         self.operation = operation
@@ -65,8 +67,9 @@ extension PointDevice {
 
     /// Devices without actions refuse them.
     public func perform(_ action: ActionDefinition, value: String?) async throws(DeviceError) {
-        throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [action.name],
-                          reason: "this device has no actions")
+        throw DeviceError(
+            device: name, endpoint: endpoint, operation: .writing, points: [action.name],
+            reason: "this device has no actions")
     }
 }
 
@@ -138,9 +141,10 @@ public struct DeviceBus: Sendable {
         }
         guard let device = devices[deviceName] else { throw LookupError.noDevice(deviceName) }
         if action.parameter != nil, let value, !action.values.contains(value) {
-            throw DeviceError(device: deviceName, endpoint: device.endpoint, operation: .writing, points: [action.name],
-                              reason: "'\(value)' is not a \(action.parameter ?? "value") of \(action.name); the profile allows "
-                                  + action.values.joined(separator: ", "))
+            throw DeviceError(
+                device: deviceName, endpoint: device.endpoint, operation: .writing, points: [action.name],
+                reason: "'\(value)' is not a \(action.parameter ?? "value") of \(action.name); the profile allows "
+                    + action.values.joined(separator: ", "))
         }
         try await device.perform(action, value: value)
     }

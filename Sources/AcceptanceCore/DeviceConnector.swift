@@ -95,13 +95,18 @@ public protocol DeviceConnector: Sendable {
 extension DeviceConnector {
     public var stationKey: String { syntax.name }
 
-    public func parseGroupBinding(_ node: Node, group: String, file: String, reader: inout YAMLReader)
-        -> [any DeviceBinding]? {
+    public func parseGroupBinding(
+        _ node: Node, group: String, file: String, reader: inout YAMLReader
+    )
+        -> [any DeviceBinding]?
+    {
         reader.error("'\(stationKey)' cannot bind a whole group; bind each member under 'devices'", at: node)
         return nil
     }
 
-    public func prepare(_ device: BoundDevice, source: String) throws(ConnectionError) -> (BoundDevice, warnings: [String]) {
+    public func prepare(
+        _ device: BoundDevice, source: String
+    ) throws(ConnectionError) -> (BoundDevice, warnings: [String]) {
         (device, [])
     }
 }
@@ -129,7 +134,8 @@ public struct DeviceConnectors: Sendable {
         var byConnector: [(any DeviceConnector, [BoundDevice])] = []
         for device in devices {
             guard let index = all.firstIndex(where: { $0.syntax.name == device.profile.protocolName }) else {
-                throw ConnectionError(device: device.name, "no transport in this build speaks '\(device.profile.protocolName)'")
+                throw ConnectionError(
+                    device: device.name, "no transport in this build speaks '\(device.profile.protocolName)'")
             }
             if let slot = byConnector.firstIndex(where: { $0.0.syntax.name == all[index].syntax.name }) {
                 byConnector[slot].1.append(device)

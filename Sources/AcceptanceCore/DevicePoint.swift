@@ -42,9 +42,11 @@ public struct PointDefinition: Sendable, Hashable {
     public var address: any PointAddress
     public var location: SourceLocation?
 
-    public init(name: String, description: String = "", kind: PointValueKind, unit: PhysicalUnit? = nil,
-                access: PointAccess = .readOnly, states: [Int: String] = [:], address: any PointAddress,
-                location: SourceLocation? = nil) {
+    public init(
+        name: String, description: String = "", kind: PointValueKind, unit: PhysicalUnit? = nil,
+        access: PointAccess = .readOnly, states: [Int: String] = [:], address: any PointAddress,
+        location: SourceLocation? = nil
+    ) {
         self.name = name
         self.description = description
         self.kind = kind
@@ -95,8 +97,10 @@ public struct ActionDefinition: Sendable, Hashable {
     public var target: any ActionTarget
     public var location: SourceLocation?
 
-    public init(name: String, description: String = "", parameter: String? = nil, values: [String] = [],
-                target: any ActionTarget, location: SourceLocation? = nil) {
+    public init(
+        name: String, description: String = "", parameter: String? = nil, values: [String] = [],
+        target: any ActionTarget, location: SourceLocation? = nil
+    ) {
         self.name = name
         self.description = description
         self.parameter = parameter

@@ -12,27 +12,36 @@ public protocol DeviceProtocolSyntax: Sendable {
     /// Top-level profile keys this protocol adds to the common ones (`max_registers_per_read`).
     var settingKeys: [String] { get }
     /// The protocol's device-wide settings from the profile's top level (only `settingKeys` are passed).
-    func parseSettings(_ entries: [(key: String, keyNode: Node, value: Node)], reader: inout YAMLReader)
+    func parseSettings(
+        _ entries: [(key: String, keyNode: Node, value: Node)], reader: inout YAMLReader
+    )
         -> (any DeviceSettings)?
     func parsePoint(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> PointDefinition?
     /// Actions, for protocols that have them; nil (the default) makes an `actions:` section an error.
     func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition?
     var supportsActions: Bool { get }
     /// Checks across the points of one profile (two Modbus points on one register).
-    func check(_ points: [PointDefinition], entries: [(key: String, keyNode: Node, value: Node)],
-               reader: inout YAMLReader)
+    func check(
+        _ points: [PointDefinition], entries: [(key: String, keyNode: Node, value: Node)],
+        reader: inout YAMLReader)
 }
 
 extension DeviceProtocolSyntax {
     public var settingKeys: [String] { [] }
-    public func parseSettings(_ entries: [(key: String, keyNode: Node, value: Node)], reader: inout YAMLReader)
-        -> (any DeviceSettings)? { nil }
+    public func parseSettings(
+        _ entries: [(key: String, keyNode: Node, value: Node)], reader: inout YAMLReader
+    )
+        -> (any DeviceSettings)?
+    { nil }
     public var supportsActions: Bool { false }
-    public func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition? {
+    public func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition?
+    {
         nil
     }
-    public func check(_ points: [PointDefinition], entries: [(key: String, keyNode: Node, value: Node)],
-                      reader: inout YAMLReader) {}
+    public func check(
+        _ points: [PointDefinition], entries: [(key: String, keyNode: Node, value: Node)],
+        reader: inout YAMLReader
+    ) {}
 }
 
 /// The device protocols a build understands, in the order they are listed where transports are registered. A
@@ -64,9 +73,11 @@ public struct DeviceProfile: Sendable {
     public var settings: (any DeviceSettings)?
     public var file: String
 
-    public init(model: String, vendor: String = "", kind: String = "", description: String = "", protocolName: String,
-                points: [PointDefinition], actions: [ActionDefinition] = [], settings: (any DeviceSettings)? = nil,
-                file: String = "") {
+    public init(
+        model: String, vendor: String = "", kind: String = "", description: String = "", protocolName: String,
+        points: [PointDefinition], actions: [ActionDefinition] = [], settings: (any DeviceSettings)? = nil,
+        file: String = ""
+    ) {
         self.model = model
         self.vendor = vendor
         self.kind = kind
@@ -90,21 +101,26 @@ public struct DeviceProfile: Sendable {
         var reader = YAMLReader(sink: sink)
         let profile = source?.treeForChecking.flatMap { parse($0, file: path, protocols: protocols, reader: &reader) }
         guard let profile, !reader.sink.hasErrors else {
-            throw DiagnosticsError(reader.sink.diagnostics.isEmpty
-                ? [Diagnostic(at: SourceLocation(file: path, line: 1, column: 1), "empty device profile")]
-                : reader.sink.diagnostics)
+            throw DiagnosticsError(
+                reader.sink.diagnostics.isEmpty
+                    ? [Diagnostic(at: SourceLocation(file: path, line: 1, column: 1), "empty device profile")]
+                    : reader.sink.diagnostics)
         }
         return profile
     }
 
-    static func parse(_ root: Node, file: String, protocols: DeviceProtocols, reader: inout YAMLReader) -> DeviceProfile? {
+    static func parse(
+        _ root: Node, file: String, protocols: DeviceProtocols, reader: inout YAMLReader
+    ) -> DeviceProfile? {
         guard let entries = reader.mapping(root, "device profile") else { return nil }
         var syntax = protocols.all.first
-        if let node = entries.first(where: { $0.key == "protocol" })?.value, let text = reader.scalar(node, "protocol") {
+        if let node = entries.first(where: { $0.key == "protocol" })?.value, let text = reader.scalar(node, "protocol")
+        {
             syntax = protocols.syntax(named: text)
             if syntax == nil {
-                reader.error("unknown protocol '\(text)'; this build knows "
-                    + protocols.names.map { "'\($0)'" }.joined(separator: ", "), at: node)
+                reader.error(
+                    "unknown protocol '\(text)'; this build knows "
+                        + protocols.names.map { "'\($0)'" }.joined(separator: ", "), at: node)
                 return nil
             }
         }
@@ -134,7 +150,9 @@ public struct DeviceProfile: Sendable {
             return nil
         }
         for (name, keyNode, value) in pointEntries {
-            if let point = syntax.parsePoint(name, keyNode: keyNode, value, reader: &reader) { profile.points.append(point) }
+            if let point = syntax.parsePoint(name, keyNode: keyNode, value, reader: &reader) {
+                profile.points.append(point)
+            }
         }
         if let actionsNode {
             if syntax.supportsActions {
@@ -193,8 +211,9 @@ public struct RackProfile: Sendable {
         var rack = self
         for (name, count) in counts.sorted(by: { $0.key < $1.key }) {
             guard let index = rack.groups.firstIndex(where: { $0.name == name }) else {
-                throw RackSettingError(message: "rack '\(id)' has no group '\(name)'; it has "
-                    + (groups.isEmpty ? "none" : groups.map(\.name).joined(separator: ", ")))
+                throw RackSettingError(
+                    message: "rack '\(id)' has no group '\(name)'; it has "
+                        + (groups.isEmpty ? "none" : groups.map(\.name).joined(separator: ", ")))
             }
             guard (1...99).contains(count) else {
                 throw RackSettingError(message: "group '\(name)' must have 1 to 99 members, not \(count)")
@@ -210,7 +229,8 @@ public struct RackProfile: Sendable {
         var rack = self
         for (name, model) in models.sorted(by: { $0.key < $1.key }) {
             guard model.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]*$"#, options: .regularExpression) != nil else {
-                throw RackSettingError(message: "model '\(model)' for '\(name)' is not a profile name (letters, digits, . _ -)")
+                throw RackSettingError(
+                    message: "model '\(model)' for '\(name)' is not a profile name (letters, digits, . _ -)")
             }
             if let index = rack.groups.firstIndex(where: { $0.name == name }) {
                 rack.groups[index].model = model
@@ -220,8 +240,10 @@ public struct RackProfile: Sendable {
             } else if let index = rack.devices.firstIndex(where: { $0.name == name && $0.group == nil }) {
                 rack.devices[index].model = model
             } else {
-                throw RackSettingError(message: "rack '\(id)' has no device or group '\(name)' to fit model '\(model)' to; "
-                    + "it has " + (rack.devices.filter { $0.group == nil }.map(\.name) + rack.groups.map(\.name))
+                throw RackSettingError(
+                    message: "rack '\(id)' has no device or group '\(name)' to fit model '\(model)' to; "
+                        + "it has "
+                        + (rack.devices.filter { $0.group == nil }.map(\.name) + rack.groups.map(\.name))
                         .joined(separator: ", "))
             }
         }
@@ -230,8 +252,9 @@ public struct RackProfile: Sendable {
 
     static func instances(of group: DeviceGroup) -> [DeviceInstance] {
         group.members.enumerated().map { index, name in
-            DeviceInstance(name: name, model: group.model, description: "\(group.description) \(index + 1) of \(group.count)",
-                           address: nil, group: group.name)
+            DeviceInstance(
+                name: name, model: group.model, description: "\(group.description) \(index + 1) of \(group.count)",
+                address: nil, group: group.name)
         }
     }
 
@@ -241,7 +264,8 @@ public struct RackProfile: Sendable {
         var reader = YAMLReader(sink: sink)
         var rack = RackProfile(id: "", title: "", devices: [], file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "rack profile") {
-            reader.rejectUnknownKeys(entries, allowed: ["id", "title", "description", "devices", "groups"], in: "rack profile")
+            reader.rejectUnknownKeys(
+                entries, allowed: ["id", "title", "description", "devices", "groups"], in: "rack profile")
             for (key, _, value) in entries {
                 switch key {
                 case "id": rack.id = reader.scalar(value, "id") ?? ""
@@ -249,39 +273,51 @@ public struct RackProfile: Sendable {
                 case "devices":
                     for (name, keyNode, deviceNode) in reader.mapping(value, "devices") ?? [] {
                         guard let fields = reader.mapping(deviceNode, "device '\(name)'") else { continue }
-                        reader.rejectUnknownKeys(fields, allowed: ["model", "description", "address"], in: "device '\(name)'")
+                        reader.rejectUnknownKeys(
+                            fields, allowed: ["model", "description", "address"], in: "device '\(name)'")
                         let model = fields.first { $0.key == "model" }.flatMap { reader.scalar($0.value, "model") }
                         guard let model else {
-                            reader.error("device '\(name)' needs a 'model' naming Fixtures/devices/<model>.yaml", at: keyNode)
+                            reader.error(
+                                "device '\(name)' needs a 'model' naming Fixtures/devices/<model>.yaml", at: keyNode)
                             continue
                         }
-                        let description = fields.first { $0.key == "description" }
+                        let description =
+                            fields.first { $0.key == "description" }
                             .flatMap { reader.scalar($0.value, "description") } ?? ""
                         var address: Int?
                         if let node = fields.first(where: { $0.key == "address" })?.value,
-                           let value = reader.integer(node, "address") {
-                            if (1...247).contains(value) { address = value } else {
+                            let value = reader.integer(node, "address")
+                        {
+                            if (1...247).contains(value) {
+                                address = value
+                            } else {
                                 reader.error("address must be a unit id on a shared bus, 1 to 247", at: node)
                             }
                         }
-                        rack.devices.append(DeviceInstance(name: name, model: model, description: description,
-                                                           address: address))
+                        rack.devices.append(
+                            DeviceInstance(
+                                name: name, model: model, description: description,
+                                address: address))
                     }
                 case "groups":
                     for (name, keyNode, groupNode) in reader.mapping(value, "groups") ?? [] {
                         guard let fields = reader.mapping(groupNode, "group '\(name)'") else { continue }
-                        reader.rejectUnknownKeys(fields, allowed: ["model", "description", "prefix", "count"], in: "group '\(name)'")
+                        reader.rejectUnknownKeys(
+                            fields, allowed: ["model", "description", "prefix", "count"], in: "group '\(name)'")
                         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
                         guard let model = field("model").flatMap({ reader.scalar($0, "model") }),
-                              let prefix = field("prefix").flatMap({ reader.scalar($0, "prefix") }),
-                              let countNode = field("count"), let count = reader.integer(countNode, "count") else {
-                            reader.error("group '\(name)' needs 'model', 'prefix' (member names are prefix01, prefix02, ...) "
-                                + "and 'count'", at: keyNode)
+                            let prefix = field("prefix").flatMap({ reader.scalar($0, "prefix") }),
+                            let countNode = field("count"), let count = reader.integer(countNode, "count")
+                        else {
+                            reader.error(
+                                "group '\(name)' needs 'model', 'prefix' (member names are prefix01, prefix02, ...) "
+                                    + "and 'count'", at: keyNode)
                             continue
                         }
                         if !(1...99).contains(count) { reader.error("count must be 1 to 99", at: countNode) }
-                        let group = DeviceGroup(name: name, model: model, prefix: prefix, count: min(max(count, 1), 99),
-                                                description: field("description").flatMap { reader.scalar($0, "description") } ?? name)
+                        let group = DeviceGroup(
+                            name: name, model: model, prefix: prefix, count: min(max(count, 1), 99),
+                            description: field("description").flatMap { reader.scalar($0, "description") } ?? name)
                         rack.groups.append(group)
                         rack.devices += instances(of: group)
                     }
@@ -291,7 +327,8 @@ public struct RackProfile: Sendable {
             if rack.id.isEmpty { reader.error("rack profile needs an 'id'", at: root) }
             var names = Set<String>()
             for device in rack.devices where !names.insert(device.name).inserted {
-                reader.error("device name '\(device.name)' is used twice (a group member names itself prefix01, ...)", at: root)
+                reader.error(
+                    "device name '\(device.name)' is used twice (a group member names itself prefix01, ...)", at: root)
             }
             var seen: [Int: String] = [:]
             for device in rack.devices {
@@ -320,12 +357,17 @@ public struct RackConfiguration: Sendable {
     /// Loads a rack profile and every device profile it names from `fixtures/devices/`, with the group sizes
     /// `counts` overrides (from a station or a scenario) and the models a station says are fitted (`models`, by
     /// device or group name: `cdu: coolflow-cdu-2000`).
-    public static func load(rackID: String, fixtures: String, protocols: DeviceProtocols, counts: [String: Int] = [:],
-                            models: [String: String] = [:]) throws(DiagnosticsError) -> RackConfiguration {
+    public static func load(
+        rackID: String, fixtures: String, protocols: DeviceProtocols, counts: [String: Int] = [:],
+        models: [String: String] = [:]
+    ) throws(DiagnosticsError) -> RackConfiguration {
         let rackPath = "\(fixtures)/racks/\(rackID).yaml"
         guard FileManager.default.fileExists(atPath: rackPath) else {
-            throw DiagnosticsError([Diagnostic(at: SourceLocation(file: rackPath, line: 1, column: 1),
-                                               "no rack profile '\(rackID)' (looked for \(rackPath))")])
+            throw DiagnosticsError([
+                Diagnostic(
+                    at: SourceLocation(file: rackPath, line: 1, column: 1),
+                    "no rack profile '\(rackID)' (looked for \(rackPath))")
+            ])
         }
         var rack = try RackProfile.load(path: rackPath)
         do {
@@ -340,8 +382,10 @@ public struct RackConfiguration: Sendable {
         for instance in rack.devices where attempted.insert(instance.model).inserted {
             let path = "\(fixtures)/devices/\(instance.model).yaml"
             guard FileManager.default.fileExists(atPath: path) else {
-                problems.append(Diagnostic(at: SourceLocation(file: path, line: 1, column: 1),
-                                           "no device profile '\(instance.model)' for '\(instance.name)' (looked for \(path))"))
+                problems.append(
+                    Diagnostic(
+                        at: SourceLocation(file: path, line: 1, column: 1),
+                        "no device profile '\(instance.model)' for '\(instance.name)' (looked for \(path))"))
                 continue
             }
             do {
@@ -356,16 +400,22 @@ public struct RackConfiguration: Sendable {
 
     /// The device instance and point for `device.point`; `aliases` maps a `for_each` step's member name
     /// (`each`) to a device.
-    public func resolve(_ reference: String, aliases: [String: String] = [:]) -> (device: String, point: PointDefinition)? {
+    public func resolve(
+        _ reference: String, aliases: [String: String] = [:]
+    ) -> (device: String, point: PointDefinition)? {
         guard let (deviceName, profile, pointName) = split(reference, aliases: aliases),
-              let point = profile.point(named: pointName) else { return nil }
+            let point = profile.point(named: pointName)
+        else { return nil }
         return (deviceName, point)
     }
 
     /// The device instance and action for `device.action`.
-    public func resolveAction(_ reference: String, aliases: [String: String] = [:]) -> (device: String, action: ActionDefinition)? {
+    public func resolveAction(
+        _ reference: String, aliases: [String: String] = [:]
+    ) -> (device: String, action: ActionDefinition)? {
         guard let (deviceName, profile, name) = split(reference, aliases: aliases),
-              let action = profile.action(named: name) else { return nil }
+            let action = profile.action(named: name)
+        else { return nil }
         return (deviceName, action)
     }
 
@@ -375,7 +425,8 @@ public struct RackConfiguration: Sendable {
         let member = String(reference[reference.index(after: dot)...])
         if let target = aliases[deviceName] { deviceName = target }
         guard let instance = rack.devices.first(where: { $0.name == deviceName }),
-              let profile = profiles[instance.model] else { return nil }
+            let profile = profiles[instance.model]
+        else { return nil }
         return (deviceName, profile, member)
     }
 

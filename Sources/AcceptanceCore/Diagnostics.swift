@@ -25,7 +25,9 @@ public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
     /// The text of the offending line, shown under the message with a caret.
     public var sourceLine: String?
 
-    public init(_ severity: Severity = .error, at location: SourceLocation, _ message: String, sourceLine: String? = nil) {
+    public init(
+        _ severity: Severity = .error, at location: SourceLocation, _ message: String, sourceLine: String? = nil
+    ) {
         self.severity = severity
         self.location = location
         self.message = message
@@ -90,8 +92,9 @@ public struct DiagnosticSink: Sendable {
     }
 
     public mutating func report(_ severity: Diagnostic.Severity, _ message: String, line: Int, column: Int) {
-        let diagnostic = Diagnostic(severity, at: location(line: line, column: column), message,
-                                    sourceLine: sourceLine(line))
+        let diagnostic = Diagnostic(
+            severity, at: location(line: line, column: column), message,
+            sourceLine: sourceLine(line))
         if !diagnostics.contains(diagnostic) { diagnostics.append(diagnostic) }
     }
 

@@ -67,8 +67,11 @@ public struct Expression: Sendable, CustomStringConvertible {
     ///
     /// A bare name that is not a known value but is a state of an enumerated point it is compared with or assigned
     /// to (`cdu.mode == manual`) becomes that state. `expected` is the type the result will be used as.
-    public func bind(expecting expected: ValueType? = nil, types: @escaping (String) -> ValueType?)
-        -> (expression: Expression, type: ValueType, errors: [ExpressionError]) {
+    public func bind(
+        expecting expected: ValueType? = nil, types: @escaping (String) -> ValueType?
+    )
+        -> (expression: Expression, type: ValueType, errors: [ExpressionError])
+    {
         var checker = TypeChecker(types: types)
         let (node, type) = checker.check(root, context: expected)
         if let expected { checker.checkState(node, against: expected) }
@@ -134,21 +137,24 @@ enum ExpressionLexer {
                 for symbol in PhysicalUnit.symbolsLongestFirst {
                     let symbolChars = Array(symbol)
                     guard j + symbolChars.count <= chars.count,
-                          Array(chars[j..<(j + symbolChars.count)]) == symbolChars else { continue }
+                        Array(chars[j..<(j + symbolChars.count)]) == symbolChars
+                    else { continue }
                     let after = j + symbolChars.count
                     if after < chars.count, isNameContinue(chars[after]) { continue }
                     unit = PhysicalUnit.named(symbol)
                     i = after
                     break
                 }
-                tokens.append(ExpressionToken(kind: .number(value, unit), text: String(chars[start..<i]), offset: start))
+                tokens.append(
+                    ExpressionToken(kind: .number(value, unit), text: String(chars[start..<i]), offset: start))
                 continue
             }
             if isNameStart(c) {
                 // Dotted names: `cdu.loop_pressure`.
                 while i < chars.count,
-                      isNameContinue(chars[i])
-                        || (chars[i] == "." && i + 1 < chars.count && isNameStart(chars[i + 1])) {
+                    isNameContinue(chars[i])
+                        || (chars[i] == "." && i + 1 < chars.count && isNameStart(chars[i + 1]))
+                {
                     i += 1
                 }
                 let name = String(chars[start..<i])
@@ -186,12 +192,23 @@ enum ExpressionLexer {
 
 // MARK: - Syntax tree
 
-enum UnaryOperator: String, Sendable { case negate = "-", not = "not" }
+enum UnaryOperator: String, Sendable {
+    case negate = "-"
+    case not = "not"
+}
 
 enum BinaryOperator: String, Sendable {
     case or, and
-    case equal = "==", notEqual = "!=", less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
-    case add = "+", subtract = "-", multiply = "*", divide = "/"
+    case equal = "=="
+    case notEqual = "!="
+    case less = "<"
+    case lessOrEqual = "<="
+    case greater = ">"
+    case greaterOrEqual = ">="
+    case add = "+"
+    case subtract = "-"
+    case multiply = "*"
+    case divide = "/"
 
     var isComparison: Bool {
         switch self {
@@ -298,10 +315,12 @@ struct ExpressionParser {
     mutating func parseComparison() throws(ExpressionError) -> ExpressionNode {
         let lhs = try parseAdditive()
         if let token = peek, case let .symbol(symbol) = token.kind,
-           let op = BinaryOperator(rawValue: symbol), op.isComparison {
+            let op = BinaryOperator(rawValue: symbol), op.isComparison
+        {
             position += 1
             let rhs = try parseAdditive()
-            if let next = peek, case let .symbol(s) = next.kind, let op2 = BinaryOperator(rawValue: s), op2.isComparison {
+            if let next = peek, case let .symbol(s) = next.kind, let op2 = BinaryOperator(rawValue: s), op2.isComparison
+            {
                 throw ExpressionError("comparisons cannot be chained; join them with 'and'", at: next.offset)
             }
             return .binary(op, lhs, rhs, offset: token.offset)
@@ -367,8 +386,9 @@ struct ExpressionParser {
                         guard let separator = advance() else { throw ExpressionError("missing ')'", at: end) }
                         if case .symbol(")") = separator.kind { break }
                         guard case .symbol(",") = separator.kind else {
-                            throw ExpressionError("expected ',' or ')' but found '\(separator.text)'",
-                                                  at: separator.offset)
+                            throw ExpressionError(
+                                "expected ',' or ')' but found '\(separator.text)'",
+                                at: separator.offset)
                         }
                     }
                 }
@@ -443,8 +463,10 @@ struct TypeChecker {
                 checkState(left, against: rightType)
                 checkState(right, against: leftType)
             }
-            return (.binary(op, left, right, offset: offset),
-                    binaryType(op, leftType, rightType, offset: offset))
+            return (
+                .binary(op, left, right, offset: offset),
+                binaryType(op, leftType, rightType, offset: offset)
+            )
         case let .call(name, arguments, offset):
             var checked: [ExpressionNode] = []
             var argumentTypes: [ValueType] = []
@@ -467,14 +489,17 @@ struct TypeChecker {
                 } else if argumentTypes.contains(.unknown) {
                     result = .unknown
                 } else if Set(argumentTypes).count != 1 {
-                    result = fail("\(name) needs values of one kind, got \(argumentTypes.map(\.description).joined(separator: ", "))",
-                                  at: offset)
+                    result = fail(
+                        "\(name) needs values of one kind, got \(argumentTypes.map(\.description).joined(separator: ", "))",
+                        at: offset)
                 } else {
                     result = numericOrFail(argumentTypes[0], name, offset: offset)
                 }
             default:
                 var message = "unknown function '\(name)'"
-                if let suggestion = closest(to: name, in: Self.functions) { message += "; did you mean '\(suggestion)'?" }
+                if let suggestion = closest(to: name, in: Self.functions) {
+                    message += "; did you mean '\(suggestion)'?"
+                }
                 result = fail(message, at: offset)
             }
             return (.call(name, checked, offset: offset), result)
@@ -545,8 +570,9 @@ struct TypeChecker {
     mutating func mismatch(_ op: BinaryOperator, _ lhs: ValueType, _ rhs: ValueType, offset: Int) -> ValueType {
         switch (lhs, rhs) {
         case (.quantity, .number), (.number, .quantity):
-            return fail("'\(op.rawValue)' mixes \(lhs == .number ? rhs : lhs) with a number without unit; "
-                + "give the number a unit", at: offset)
+            return fail(
+                "'\(op.rawValue)' mixes \(lhs == .number ? rhs : lhs) with a number without unit; "
+                    + "give the number a unit", at: offset)
         default:
             return fail("'\(op.rawValue)' cannot combine \(lhs) with \(rhs)", at: offset)
         }
@@ -563,8 +589,9 @@ extension ExpressionNode {
         case let .name(name, offset):
             guard let value = values[name] else { throw ExpressionError("no value for '\(name)'", at: offset) }
             if value == .missing {
-                throw ExpressionError("'\(name)' has no reading (the device reports the sensor missing or failed)",
-                                      at: offset)
+                throw ExpressionError(
+                    "'\(name)' has no reading (the device reports the sensor missing or failed)",
+                    at: offset)
             }
             return value
         case let .unary(op, operand, offset):
@@ -601,7 +628,8 @@ extension ExpressionNode {
         case let (.equal, a, b), let (.notEqual, a, b):
             let equal: Bool
             switch (a, b) {
-            case let (.quantity(x), .quantity(y)): equal = x.value == (try convert(y, to: x.unit, interval: false)).value
+            case let (.quantity(x), .quantity(y)):
+                equal = x.value == (try convert(y, to: x.unit, interval: false)).value
             case let (.number(x), .number(y)): equal = x == y
             case let (.bool(x), .bool(y)): equal = x == y
             case let (.text(x), .text(y)): equal = x == y
@@ -609,7 +637,8 @@ extension ExpressionNode {
             }
             return .bool(op == .equal ? equal : !equal)
         case (.less, _, _), (.lessOrEqual, _, _), (.greater, _, _), (.greaterOrEqual, _, _):
-            let x: Double, y: Double
+            let x: Double
+            let y: Double
             switch (lhs, rhs) {
             case let (.quantity(a), .quantity(b)): (x, y) = (a.value, try convert(b, to: a.unit, interval: false).value)
             case let (.number(a), .number(b)): (x, y) = (a, b)
@@ -657,8 +686,9 @@ extension ExpressionNode {
             }
             return best
         default:
-            throw ExpressionError("\(name) cannot be applied to \(arguments.map(\.description).joined(separator: ", "))",
-                                  at: offset)
+            throw ExpressionError(
+                "\(name) cannot be applied to \(arguments.map(\.description).joined(separator: ", "))",
+                at: offset)
         }
     }
 }

@@ -34,7 +34,9 @@ public struct FirmwareManifest: Sendable {
                     for (model, _, pointsNode) in reader.mapping(value, "models") ?? [] {
                         var versions: [String: String] = [:]
                         for (point, _, versionNode) in reader.mapping(pointsNode, "model '\(model)'") ?? [] {
-                            if let version = reader.scalar(versionNode, "version of \(point)") { versions[point] = version }
+                            if let version = reader.scalar(versionNode, "version of \(point)") {
+                                versions[point] = version
+                            }
                         }
                         manifest.versions[model] = versions
                     }

@@ -44,8 +44,9 @@ public enum JSONValue: Sendable, Hashable {
         do {
             return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
         } catch let DecodingError.dataCorrupted(context) {
-            throw JSONParseError(message: (context.underlyingError as? NSError)?
-                .userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription)
+            throw JSONParseError(
+                message: (context.underlyingError as? NSError)?
+                    .userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription)
         } catch {
             throw JSONParseError(message: "not valid JSON")
         }

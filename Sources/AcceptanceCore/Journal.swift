@@ -162,8 +162,11 @@ public struct RunFolder: Sendable {
             throw RecordWriteError(path: reportsDirectory, reason: error.localizedDescription)
         }
         guard mkdir(path, 0o755) == 0 else {
-            throw RecordWriteError(path: path, reason: errno == EEXIST ? "a run folder of that name exists already"
-                : String(cString: strerror(errno)))
+            throw RecordWriteError(
+                path: path,
+                reason: errno == EEXIST
+                    ? "a run folder of that name exists already"
+                    : String(cString: strerror(errno)))
         }
         journal = try Journal(path: (path as NSString).appendingPathComponent("journal.jsonl"))
     }
@@ -184,8 +187,9 @@ public struct RunFolder: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // A reading can be non-finite (a device fault); the record must still be written.
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity",
-                                                                      negativeInfinity: "-Infinity", nan: "NaN")
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "Infinity",
+            negativeInfinity: "-Infinity", nan: "NaN")
         do {
             try writeAtomically("record.json", try encoder.encode(record))
         } catch let error as RecordWriteError {

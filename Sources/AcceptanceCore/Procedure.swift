@@ -59,8 +59,9 @@ public struct Step: Sendable {
         case waitUntil(condition: Expression, timeout: Expression, poll: Expression)
         /// Record points every interval for a duration, then derive measurements. `failIf`, checked with every
         /// sample, ends the step at once as FAIL (a leak sensor tripping during a pressurised hold).
-        case sample(points: [String], every: Expression, duration: Expression, measurements: [SeriesMeasurement],
-                    failIf: Expression?)
+        case sample(
+            points: [String], every: Expression, duration: Expression, measurements: [SeriesMeasurement],
+            failIf: Expression?)
         /// A condition that must hold now.
         case check(Expression)
         /// Invoke a device action (`each.reset` with `On`).
@@ -201,7 +202,8 @@ public struct Procedure: Sendable {
             case let .measure(expression, limits, _):
                 ([expression] + [limits.low, limits.high].compactMap { $0 }).flatMap(\.references).forEach(note)
             case let .wait(duration): duration.references.forEach(note)
-            case let .waitUntil(condition, timeout, poll): [condition, timeout, poll].flatMap(\.references).forEach(note)
+            case let .waitUntil(condition, timeout, poll):
+                [condition, timeout, poll].flatMap(\.references).forEach(note)
             case let .sample(points, every, duration, _, failIf):
                 points.forEach(note)
                 ([every, duration] + [failIf].compactMap { $0 }).flatMap(\.references).forEach(note)
@@ -233,15 +235,19 @@ public struct Procedure: Sendable {
                 throw .invalid(name, "\(error); the default is \(parameter.defaultValue)")
             }
             guard quantity.dimension == parameter.defaultValue.dimension else {
-                throw .invalid(name, "\(quantity) is a \(quantity.dimension), but '\(name)' is a "
-                    + "\(parameter.defaultValue.dimension) (default \(parameter.defaultValue))")
+                throw .invalid(
+                    name,
+                    "\(quantity) is a \(quantity.dimension), but '\(name)' is a "
+                        + "\(parameter.defaultValue.dimension) (default \(parameter.defaultValue))")
             }
             if let minimum = parameter.minimum, let converted = try? minimum.converted(to: quantity.unit),
-               quantity.value < converted.value {
+                quantity.value < converted.value
+            {
                 throw .invalid(name, "\(quantity) is below the minimum \(minimum)")
             }
             if let maximum = parameter.maximum, let converted = try? maximum.converted(to: quantity.unit),
-               quantity.value > converted.value {
+                quantity.value > converted.value
+            {
                 throw .invalid(name, "\(quantity) is above the maximum \(maximum)")
             }
             values[name] = quantity

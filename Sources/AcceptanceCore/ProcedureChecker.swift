@@ -10,8 +10,10 @@ struct ProcedureChecker {
     /// While checking a `for_each` step: its member name and a member device standing for all of them.
     var aliases: [String: String] = [:]
 
-    init(procedure: Procedure, configuration: RackConfiguration?, sink: DiagnosticSink,
-         referenceLocations: [String: SourceLocation]) {
+    init(
+        procedure: Procedure, configuration: RackConfiguration?, sink: DiagnosticSink,
+        referenceLocations: [String: SourceLocation]
+    ) {
         self.procedure = procedure
         self.configuration = configuration
         self.sink = sink
@@ -40,7 +42,9 @@ struct ProcedureChecker {
     }
 
     /// Binds an expression, reporting type and name errors at their columns.
-    mutating func bind(_ expression: Expression, expecting expected: ValueType? = nil, what: String) -> (Expression, ValueType) {
+    mutating func bind(
+        _ expression: Expression, expecting expected: ValueType? = nil, what: String
+    ) -> (Expression, ValueType) {
         // Without the rack's profiles (they failed to load, and said why), points cannot be checked: say nothing more.
         if configuration == nil { return (expression, .unknown) }
         let checker = self
@@ -50,7 +54,8 @@ struct ProcedureChecker {
             if message.contains("unknown point"), let configuration {
                 let name = error.message.split(separator: "'").dropFirst().first.map(String.init) ?? ""
                 if let alias = aliases.keys.first(where: { name.hasPrefix("\($0).") }), let member = aliases[alias],
-                   let profile = configuration.profile(of: member) {
+                    let profile = configuration.profile(of: member)
+                {
                     if let suggestion = closest(to: name, in: profile.points.map { "\(alias).\($0.name)" }) {
                         message += "; did you mean '\(suggestion)'?"
                     } else {
@@ -61,7 +66,8 @@ struct ProcedureChecker {
                         message += "; did you mean '\(suggestion)'?"
                     }
                 } else {
-                    message += " (rack '\(configuration.rack.id)' has devices "
+                    message +=
+                        " (rack '\(configuration.rack.id)' has devices "
                         + "\(configuration.rack.devices.map(\.name).joined(separator: ", ")))"
                 }
             }
@@ -91,15 +97,24 @@ struct ProcedureChecker {
                 error("parameter '\(parameter.name)' has the name of a device", at: parameter.location)
             }
             if let minimum = parameter.minimum, let maximum = parameter.maximum,
-               let converted = try? maximum.converted(to: minimum.unit), minimum.value > converted.value {
+                let converted = try? maximum.converted(to: minimum.unit), minimum.value > converted.value
+            {
                 error("parameter '\(parameter.name)': min \(minimum) is above max \(maximum)", at: parameter.location)
             }
             let value = parameter.defaultValue
-            if let minimum = parameter.minimum, let bound = try? minimum.converted(to: value.unit), value.value < bound.value {
-                error("parameter '\(parameter.name)': default \(value) is below its min \(minimum)", at: parameter.location)
+            if let minimum = parameter.minimum, let bound = try? minimum.converted(to: value.unit),
+                value.value < bound.value
+            {
+                error(
+                    "parameter '\(parameter.name)': default \(value) is below its min \(minimum)",
+                    at: parameter.location)
             }
-            if let maximum = parameter.maximum, let bound = try? maximum.converted(to: value.unit), value.value > bound.value {
-                error("parameter '\(parameter.name)': default \(value) is above its max \(maximum)", at: parameter.location)
+            if let maximum = parameter.maximum, let bound = try? maximum.converted(to: value.unit),
+                value.value > bound.value
+            {
+                error(
+                    "parameter '\(parameter.name)': default \(value) is above its max \(maximum)",
+                    at: parameter.location)
             }
         }
         if procedure.main.isEmpty, procedure.setup.isEmpty {
@@ -113,8 +128,9 @@ struct ProcedureChecker {
     mutating func checkTime(_ expression: Expression, what: String) -> Expression {
         let (bound, type) = bind(expression, what: what)
         if type != .unknown, type != .quantity(.time) {
-            error("\(what) must be a time such as '30 s' or '10 min', but '\(expression.source)' is \(type)",
-                  at: expression.location)
+            error(
+                "\(what) must be a time such as '30 s' or '10 min', but '\(expression.source)' is \(type)",
+                at: expression.location)
         }
         return bound
     }
@@ -125,14 +141,17 @@ struct ProcedureChecker {
         if let (_, point) = configuration.resolve(reference, aliases: aliases) { return point }
         var message = "unknown point '\(reference)'"
         if let alias = aliases.keys.first, reference.hasPrefix("\(alias)."), let member = aliases[alias],
-           let profile = configuration.profile(of: member) {
+            let profile = configuration.profile(of: member)
+        {
             let names = profile.points.map { "\(alias).\($0.name)" }
             if let suggestion = closest(to: reference, in: names) {
                 error(message + "; did you mean '\(suggestion)'?", at: location)
                 return nil
             }
         }
-        if let suggestion = closest(to: reference, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
+        if let suggestion = closest(to: reference, in: configuration.allPointNames) {
+            message += "; did you mean '\(suggestion)'?"
+        }
         error(message, at: location)
         return nil
     }
@@ -142,16 +161,21 @@ struct ProcedureChecker {
         if limits.isEmpty { return bound }
         switch type {
         case .bool, .text:
-            error("\(what) is \(type): it cannot have low/high limits; use a check step instead",
-                  at: (limits.low ?? limits.high)?.location)
+            error(
+                "\(what) is \(type): it cannot have low/high limits; use a check step instead",
+                at: (limits.low ?? limits.high)?.location)
             return limits
         default: break
         }
         if let low = limits.low { bound.low = bind(low, expecting: type == .unknown ? nil : type, what: "low limit").0 }
-        if let high = limits.high { bound.high = bind(high, expecting: type == .unknown ? nil : type, what: "high limit").0 }
+        if let high = limits.high {
+            bound.high = bind(high, expecting: type == .unknown ? nil : type, what: "high limit").0
+        }
         // low > high can only be judged when both are known before the run: constants and parameters.
-        if let low = bound.low, let high = bound.high, let lowValue = constantValue(low), let highValue = constantValue(high),
-           case .bool(true)? = try? ExpressionNode.apply(.greater, lowValue, highValue, offset: 0) {
+        if let low = bound.low, let high = bound.high, let lowValue = constantValue(low),
+            let highValue = constantValue(high),
+            case .bool(true)? = try? ExpressionNode.apply(.greater, lowValue, highValue, offset: 0)
+        {
             error("low limit \(lowValue) is above high limit \(highValue): nothing can pass", at: low.location)
         }
         return bound
@@ -172,8 +196,9 @@ struct ProcedureChecker {
         if let each = step.forEach, let configuration {
             guard let group = configuration.rack.group(named: each.group), let first = group.members.first else {
                 let known = configuration.rack.groups.map(\.name)
-                error("rack '\(configuration.rack.id)' has no device group '\(each.group)'"
-                    + (known.isEmpty ? "" : "; it has \(known.joined(separator: ", "))"), at: step.location)
+                error(
+                    "rack '\(configuration.rack.id)' has no device group '\(each.group)'"
+                        + (known.isEmpty ? "" : "; it has \(known.joined(separator: ", "))"), at: step.location)
                 return step
             }
             if configuration.rack.devices.contains(where: { $0.name == each.alias }) {
@@ -181,8 +206,9 @@ struct ProcedureChecker {
             }
             switch step.kind {
             case .prompt, .wait, .sample:
-                error("a \(step.kind.keyword) step cannot run for_each member; only set, measure, check, wait-until, "
-                    + "action and firmware can", at: step.location)
+                error(
+                    "a \(step.kind.keyword) step cannot run for_each member; only set, measure, check, wait-until, "
+                        + "action and firmware can", at: step.location)
             default: break
             }
             aliases = [each.alias: first]
@@ -192,8 +218,9 @@ struct ProcedureChecker {
         switch step.kind {
         case let .prompt(text, input, pattern):
             if step.group == .cleanup, input != nil {
-                report(.warning, "cleanup asks the operator for a value: cleanup must be able to run unattended",
-                       at: step.location)
+                report(
+                    .warning, "cleanup asks the operator for a value: cleanup must be able to run unattended",
+                    at: step.location)
             }
             if let input, procedure.parameter(named: input) != nil {
                 error("input '\(input)' has the name of a parameter", at: step.location)
@@ -202,24 +229,29 @@ struct ProcedureChecker {
         case let .set(reference, value):
             let point = checkPoint(reference, step: step)
             if let point, point.access != .readWrite {
-                error("'\(reference)' is read-only (\(point.whereabouts)); it cannot be set",
-                      at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
+                error(
+                    "'\(reference)' is read-only (\(point.whereabouts)); it cannot be set",
+                    at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
             }
             let (bound, _) = bind(value, expecting: point?.valueType, what: "value for \(reference)")
             step.kind = .set(point: reference, value: bound)
         case let .measure(expression, limits, unit):
             let (bound, type) = bind(expression, what: "measure")
             if let unit, case let .quantity(dimension) = type, unit.dimension != dimension {
-                error("unit \(unit) is a \(unit.dimension), but '\(expression.source)' is a \(dimension)", at: step.location)
+                error(
+                    "unit \(unit) is a \(unit.dimension), but '\(expression.source)' is a \(dimension)",
+                    at: step.location)
             }
-            step.kind = .measure(expression: bound, limits: checkLimits(limits, for: type, what: "'\(expression.source)'"),
-                                 unit: unit)
+            step.kind = .measure(
+                expression: bound, limits: checkLimits(limits, for: type, what: "'\(expression.source)'"),
+                unit: unit)
         case let .wait(duration):
             step.kind = .wait(checkTime(duration, what: "wait"))
         case let .waitUntil(condition, timeout, poll):
             let (bound, _) = bind(condition, expecting: .bool, what: "wait-until")
-            step.kind = .waitUntil(condition: bound, timeout: checkTime(timeout, what: "timeout"),
-                                   poll: checkTime(poll, what: "poll"))
+            step.kind = .waitUntil(
+                condition: bound, timeout: checkTime(timeout, what: "timeout"),
+                poll: checkTime(poll, what: "poll"))
         case let .sample(points, every, duration, measurements, failIf):
             var types: [String: ValueType] = [:]
             for reference in points {
@@ -227,30 +259,34 @@ struct ProcedureChecker {
                 switch point.valueType {
                 case .number, .quantity: types[reference] = point.valueType
                 default:
-                    error("'\(reference)' is \(point.valueType); only numeric points can be sampled",
-                          at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
+                    error(
+                        "'\(reference)' is \(point.valueType); only numeric points can be sampled",
+                        at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
                 }
             }
             var checked: [SeriesMeasurement] = []
             for var measurement in measurements {
                 let type = types[measurement.point].map { measurement.statistic.resultType(of: $0) } ?? .unknown
                 if let unit = measurement.unit, case let .quantity(dimension) = type, unit.dimension != dimension {
-                    error("unit \(unit) is a \(unit.dimension), but the \(measurement.statistic.rawValue) of "
-                        + "\(measurement.point) is a \(dimension)", at: measurement.location)
+                    error(
+                        "unit \(unit) is a \(unit.dimension), but the \(measurement.statistic.rawValue) of "
+                            + "\(measurement.point) is a \(dimension)", at: measurement.location)
                 }
                 // Limits of a series are judged after sampling, from parameters and inputs only.
                 for limit in [measurement.limits.low, measurement.limits.high].compactMap({ $0 }) {
                     for name in limit.references where name.contains(".") && procedure.parameter(named: name) == nil {
-                        error("limits of a sampled series may use parameters and inputs, not the point '\(name)'",
-                              at: limit.location)
+                        error(
+                            "limits of a sampled series may use parameters and inputs, not the point '\(name)'",
+                            at: limit.location)
                     }
                 }
                 measurement.limits = checkLimits(measurement.limits, for: type, what: measurement.name)
                 checked.append(measurement)
             }
-            step.kind = .sample(points: points, every: checkTime(every, what: "every"),
-                                duration: checkTime(duration, what: "for"), measurements: checked,
-                                failIf: failIf.map { bind($0, expecting: .bool, what: "fail_if").0 })
+            step.kind = .sample(
+                points: points, every: checkTime(every, what: "every"),
+                duration: checkTime(duration, what: "for"), measurements: checked,
+                failIf: failIf.map { bind($0, expecting: .bool, what: "fail_if").0 })
         case let .check(condition):
             step.kind = .check(bind(condition, expecting: .bool, what: "check").0)
         case let .action(reference, value):
@@ -259,7 +295,9 @@ struct ProcedureChecker {
             guard let (_, action) = configuration.resolveAction(reference, aliases: aliases) else {
                 var message = "unknown action '\(reference)'"
                 if let (_, profile, _) = configuration.split(reference, aliases: aliases) {
-                    message += profile.actions.isEmpty ? " (\(profile.model) has no actions)"
+                    message +=
+                        profile.actions.isEmpty
+                        ? " (\(profile.model) has no actions)"
                         : "; \(profile.model) has \(profile.actions.map(\.name).joined(separator: ", "))"
                 }
                 error(message, at: location)
@@ -270,8 +308,9 @@ struct ProcedureChecker {
             case (nil, let value?):
                 error("action '\(reference)' takes no value", at: value.location)
             case (let parameter?, nil):
-                error("action '\(reference)' needs a 'value' for \(parameter): \(action.values.joined(separator: ", "))",
-                      at: location)
+                error(
+                    "action '\(reference)' needs a 'value' for \(parameter): \(action.values.joined(separator: ", "))",
+                    at: location)
             case (let parameter?, let value?):
                 let (bound, _) = bind(value, expecting: .text(choices: action.values), what: "\(parameter)")
                 step.kind = .action(action: reference, value: bound)
@@ -279,12 +318,15 @@ struct ProcedureChecker {
         case let .firmware(points, release):
             for reference in points {
                 guard let point = checkPoint(reference, step: step) else { continue }
-                if case .text = point.valueType {} else {
-                    error("'\(reference)' is \(point.valueType); firmware versions are text points",
-                          at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
+                if case .text = point.valueType {
+                } else {
+                    error(
+                        "'\(reference)' is \(point.valueType); firmware versions are text points",
+                        at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
                 }
             }
-            step.kind = .firmware(points: points, release: bind(release, expecting: .text(choices: nil), what: "release").0)
+            step.kind = .firmware(
+                points: points, release: bind(release, expecting: .text(choices: nil), what: "release").0)
         }
         return step
     }

@@ -13,8 +13,10 @@ public struct ProcedureLoader: Sendable {
     /// The device protocols profiles may use.
     public var protocols: DeviceProtocols
 
-    public init(fixtures: String, protocols: DeviceProtocols, groupCounts: [String: Int] = [:],
-                models: [String: String] = [:]) {
+    public init(
+        fixtures: String, protocols: DeviceProtocols, groupCounts: [String: Int] = [:],
+        models: [String: String] = [:]
+    ) {
         self.fixtures = fixtures
         self.protocols = protocols
         self.groupCounts = groupCounts
@@ -41,8 +43,13 @@ public struct ProcedureLoader: Sendable {
     /// Parses and validates one file, collecting every diagnostic.
     public func check(path: String) -> Result {
         guard let data = FileManager.default.contents(atPath: path) else {
-            return Result(procedure: nil, diagnostics: [Diagnostic(at: SourceLocation(file: path, line: 1, column: 1),
-                                                                   "cannot read procedure file")])
+            return Result(
+                procedure: nil,
+                diagnostics: [
+                    Diagnostic(
+                        at: SourceLocation(file: path, line: 1, column: 1),
+                        "cannot read procedure file")
+                ])
         }
         let text = String(decoding: data, as: UTF8.self)
         var sink = DiagnosticSink(file: path, text: text)
@@ -59,26 +66,31 @@ public struct ProcedureLoader: Sendable {
             procedure.sha256 = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
             if !procedure.rack.isEmpty {
                 do {
-                    configuration = try RackConfiguration.load(rackID: procedure.rack, fixtures: fixtures, protocols: protocols,
-                                                               counts: groupCounts, models: models)
+                    configuration = try RackConfiguration.load(
+                        rackID: procedure.rack, fixtures: fixtures, protocols: protocols,
+                        counts: groupCounts, models: models)
                 } catch {
                     for diagnostic in error.diagnostics { reader.sink.append(diagnostic) }
                 }
             }
-            var checker = ProcedureChecker(procedure: procedure, configuration: configuration, sink: reader.sink,
-                                           referenceLocations: parser.referenceLocations)
+            var checker = ProcedureChecker(
+                procedure: procedure, configuration: configuration, sink: reader.sink,
+                referenceLocations: parser.referenceLocations)
             checker.check()
             reader.sink = checker.sink
             // Only a file that parsed cleanly can run: a recovered tree is for diagnostics only.
-            return Result(procedure: source.root == nil ? nil : checker.procedure, diagnostics: sortedDiagnostics(reader.sink),
-                          configuration: configuration)
+            return Result(
+                procedure: source.root == nil ? nil : checker.procedure, diagnostics: sortedDiagnostics(reader.sink),
+                configuration: configuration)
         }
         return Result(procedure: nil, diagnostics: sortedDiagnostics(reader.sink), configuration: configuration)
     }
 
     func sortedDiagnostics(_ sink: DiagnosticSink) -> [Diagnostic] {
         sink.diagnostics.sorted {
-            ($0.location.file, $0.location.line, $0.location.column) < ($1.location.file, $1.location.line, $1.location.column)
+            ($0.location.file, $0.location.line, $0.location.column) < (
+                $1.location.file, $1.location.line, $1.location.column
+            )
         }
     }
 }
@@ -95,8 +107,10 @@ struct ProcedureParser {
         self.file = file
     }
 
-    static let topKeys = ["id", "title", "version", "description", "rack", "estimated_duration", "parameters", "setup",
-                          "main", "cleanup"]
+    static let topKeys = [
+        "id", "title", "version", "description", "rack", "estimated_duration", "parameters", "setup",
+        "main", "cleanup",
+    ]
     static let stepKinds = ["prompt", "set", "measure", "wait", "wait-until", "sample", "check", "action", "firmware"]
     static let commonStepKeys = ["name", "note", "for_each", "as", "concurrency"]
     static let kindKeys: [String: [String]] = [
@@ -114,14 +128,16 @@ struct ProcedureParser {
     mutating func parseProcedure(_ root: Node) -> Procedure? {
         guard let entries = reader.mapping(root, "procedure") else { return nil }
         reader.rejectUnknownKeys(entries, allowed: Self.topKeys, in: "procedure")
-        var procedure = Procedure(id: "", title: "", version: "", description: "", rack: "", estimatedDuration: nil,
-                                  parameters: [], setup: [], main: [], cleanup: [], file: file, sha256: "")
+        var procedure = Procedure(
+            id: "", title: "", version: "", description: "", rack: "", estimatedDuration: nil,
+            parameters: [], setup: [], main: [], cleanup: [], file: file, sha256: "")
         for (key, _, value) in entries {
             switch key {
             case "id":
                 procedure.id = reader.scalar(value, "id") ?? ""
                 let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-_."))
-                if procedure.id.unicodeScalars.contains(where: { !allowed.contains($0) }) || procedure.id.hasPrefix(".") {
+                if procedure.id.unicodeScalars.contains(where: { !allowed.contains($0) }) || procedure.id.hasPrefix(".")
+                {
                     reader.error("id may use letters, digits, '-', '_' and '.', and not start with '.'", at: value)
                 }
             case "title": procedure.title = reader.scalar(value, "title") ?? ""
@@ -130,7 +146,9 @@ struct ProcedureParser {
             case "rack": procedure.rack = reader.scalar(value, "rack") ?? ""
             case "estimated_duration":
                 if let quantity = reader.quantity(value, "estimated_duration") {
-                    if quantity.dimension == .time { procedure.estimatedDuration = quantity } else {
+                    if quantity.dimension == .time {
+                        procedure.estimatedDuration = quantity
+                    } else {
                         reader.error("estimated_duration must be a time (for example 15 min)", at: value)
                     }
                 }
@@ -144,19 +162,23 @@ struct ProcedureParser {
         for required in ["id", "title", "version", "rack"] where !entries.contains(where: { $0.key == required }) {
             reader.error("procedure needs '\(required)'", at: root)
         }
-        if !entries.contains(where: { $0.key == "main" }) { reader.error("procedure needs a 'main' list of steps", at: root) }
+        if !entries.contains(where: { $0.key == "main" }) {
+            reader.error("procedure needs a 'main' list of steps", at: root)
+        }
         return procedure
     }
 
     mutating func parseParameters(_ node: Node) -> [Parameter] {
         var parameters: [Parameter] = []
         for (name, keyNode, value) in reader.mapping(node, "parameters") ?? [] {
-            var parameter = Parameter(name: name, defaultValue: Quantity(0, .second), minimum: nil, maximum: nil,
-                                      description: "", location: reader.location(of: keyNode))
+            var parameter = Parameter(
+                name: name, defaultValue: Quantity(0, .second), minimum: nil, maximum: nil,
+                description: "", location: reader.location(of: keyNode))
             var defaultNode: Node = value
             if case .mapping = value, let fields = reader.mapping(value, "parameter '\(name)'") {
-                reader.rejectUnknownKeys(fields, allowed: ["default", "min", "max", "description", "type", "pattern"],
-                                         in: "parameter '\(name)'")
+                reader.rejectUnknownKeys(
+                    fields, allowed: ["default", "min", "max", "description", "type", "pattern"],
+                    in: "parameter '\(name)'")
                 guard let found = fields.first(where: { $0.key == "default" })?.value else {
                     reader.error("parameter '\(name)' needs a 'default' with a unit", at: keyNode)
                     continue
@@ -196,8 +218,9 @@ struct ProcedureParser {
                 parameter.defaultValue = try Quantity.parse(text)
             } catch {
                 if case .notAQuantity = error, Double(text.trimmingCharacters(in: .whitespaces)) != nil {
-                    reader.error("parameter '\(name)' has no unit: write its default as a quantity, "
-                        + "for example '\(text) kPa' or '\(text) min'", at: defaultNode)
+                    reader.error(
+                        "parameter '\(name)' has no unit: write its default as a quantity, "
+                            + "for example '\(text) kPa' or '\(text) min'", at: defaultNode)
                 } else {
                     reader.error("parameter '\(name)': \(error)", at: defaultNode)
                 }
@@ -205,7 +228,8 @@ struct ProcedureParser {
             }
             for bound in [parameter.minimum, parameter.maximum].compactMap({ $0 })
             where bound.dimension != parameter.defaultValue.dimension {
-                reader.error("parameter '\(name)': bound \(bound) is not a \(parameter.defaultValue.dimension)", at: keyNode)
+                reader.error(
+                    "parameter '\(name)': bound \(bound) is not a \(parameter.defaultValue.dimension)", at: keyNode)
             }
             parameters.append(parameter)
         }
@@ -267,19 +291,22 @@ struct ProcedureParser {
         guard let kindEntry = kinds.first else {
             var message = "a step needs one of: \(Self.stepKinds.joined(separator: ", "))"
             if let unknown = fields.first(where: { !Self.commonStepKeys.contains($0.key) }),
-               let suggestion = closest(to: unknown.key, in: Self.stepKinds) {
+                let suggestion = closest(to: unknown.key, in: Self.stepKinds)
+            {
                 message += "; did you mean '\(suggestion)' instead of '\(unknown.key)'?"
             }
             reader.error(message, at: node)
             return nil
         }
         if kinds.count > 1 {
-            reader.error("a step has exactly one kind, but this one has \(kinds.map(\.key).joined(separator: " and "))",
-                         at: kinds[1].keyNode)
+            reader.error(
+                "a step has exactly one kind, but this one has \(kinds.map(\.key).joined(separator: " and "))",
+                at: kinds[1].keyNode)
         }
         let kindName = kindEntry.key
-        reader.rejectUnknownKeys(fields, allowed: Self.commonStepKeys + [kindName] + (Self.kindKeys[kindName] ?? []),
-                                 in: "a \(kindName) step")
+        reader.rejectUnknownKeys(
+            fields, allowed: Self.commonStepKeys + [kindName] + (Self.kindKeys[kindName] ?? []),
+            in: "a \(kindName) step")
         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
         let location = reader.location(of: kindEntry.keyNode)
         let value = kindEntry.value
@@ -325,13 +352,18 @@ struct ProcedureParser {
                 return nil
             }
             guard let timeout = expression(timeoutNode, "timeout") else { return nil }
-            let poll = field("poll").flatMap { expression($0, "poll") }
+            let poll =
+                field("poll").flatMap { expression($0, "poll") }
                 ?? Expression.constant(.quantity(.seconds(1)), source: "1 s")
             kind = .waitUntil(condition: condition, timeout: timeout, poll: poll)
             name = name ?? "Wait until \(condition.source)"
         case "sample":
             let pointNodes: [Node]
-            if case .sequence = value { pointNodes = reader.sequence(value, "sample") ?? [] } else { pointNodes = [value] }
+            if case .sequence = value {
+                pointNodes = reader.sequence(value, "sample") ?? []
+            } else {
+                pointNodes = [value]
+            }
             var points: [String] = []
             for pointNode in pointNodes {
                 if let point = reader.scalar(pointNode, "sampled point") {
@@ -340,14 +372,19 @@ struct ProcedureParser {
                 }
             }
             guard let everyNode = field("every"), let forNode = field("for") else {
-                reader.error("a sample step needs 'every' (the interval) and 'for' (the duration)", at: kindEntry.keyNode)
+                reader.error(
+                    "a sample step needs 'every' (the interval) and 'for' (the duration)", at: kindEntry.keyNode)
                 return nil
             }
-            guard let every = expression(everyNode, "every"), let duration = expression(forNode, "for") else { return nil }
+            guard let every = expression(everyNode, "every"), let duration = expression(forNode, "for") else {
+                return nil
+            }
             var measurements: [SeriesMeasurement] = []
             if let listNode = field("measurements") {
                 for item in reader.sequence(listNode, "measurements") ?? [] {
-                    if let measurement = parseSeriesMeasurement(item, sampled: points) { measurements.append(measurement) }
+                    if let measurement = parseSeriesMeasurement(item, sampled: points) {
+                        measurements.append(measurement)
+                    }
                 }
             }
             let failIf = field("fail_if").flatMap { expression($0, "fail_if") }
@@ -365,7 +402,11 @@ struct ProcedureParser {
             name = name ?? "\(action)\(argument.map { " \($0.source)" } ?? "")"
         case "firmware":
             let pointNodes: [Node]
-            if case .sequence = value { pointNodes = reader.sequence(value, "firmware") ?? [] } else { pointNodes = [value] }
+            if case .sequence = value {
+                pointNodes = reader.sequence(value, "firmware") ?? []
+            } else {
+                pointNodes = [value]
+            }
             var points: [String] = []
             for pointNode in pointNodes {
                 if let point = reader.scalar(pointNode, "firmware point") {
@@ -374,7 +415,8 @@ struct ProcedureParser {
                 }
             }
             guard let releaseNode = field("release") else {
-                reader.error("a firmware step needs 'release': a text parameter or a quoted release name", at: kindEntry.keyNode)
+                reader.error(
+                    "a firmware step needs 'release': a text parameter or a quoted release name", at: kindEntry.keyNode)
                 return nil
             }
             guard let release = expression(releaseNode, "release") else { return nil }
@@ -394,7 +436,9 @@ struct ProcedureParser {
                     each.alias = alias
                 }
                 if let limitNode = field("concurrency"), let limit = reader.integer(limitNode, "concurrency") {
-                    if (1...256).contains(limit) { each.concurrency = limit } else {
+                    if (1...256).contains(limit) {
+                        each.concurrency = limit
+                    } else {
                         reader.error("concurrency must be 1 to 256", at: limitNode)
                     }
                 }
@@ -413,13 +457,16 @@ struct ProcedureParser {
         guard let fields = reader.mapping(node, "a measurement") else { return nil }
         reader.rejectUnknownKeys(fields, allowed: ["name", "of", "statistic", "limits", "unit"], in: "a measurement")
         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
-        guard let statisticNode = field("statistic"), let statisticText = reader.scalar(statisticNode, "statistic") else {
-            reader.error("a measurement needs a 'statistic' (\(SeriesStatistic.allCases.map(\.rawValue).joined(separator: ", ")))",
-                         at: node)
+        guard let statisticNode = field("statistic"), let statisticText = reader.scalar(statisticNode, "statistic")
+        else {
+            reader.error(
+                "a measurement needs a 'statistic' (\(SeriesStatistic.allCases.map(\.rawValue).joined(separator: ", ")))",
+                at: node)
             return nil
         }
         guard let statistic = SeriesStatistic(rawValue: statisticText) else {
-            var message = "unknown statistic '\(statisticText)'; use \(SeriesStatistic.allCases.map(\.rawValue).joined(separator: ", "))"
+            var message =
+                "unknown statistic '\(statisticText)'; use \(SeriesStatistic.allCases.map(\.rawValue).joined(separator: ", "))"
             if let suggestion = closest(to: statisticText, in: SeriesStatistic.allCases.map(\.rawValue)) {
                 message += " (did you mean '\(suggestion)'?)"
             }
@@ -430,7 +477,8 @@ struct ProcedureParser {
         if let ofNode = field("of") {
             guard let text = reader.scalar(ofNode, "of") else { return nil }
             if !sampled.contains(text) {
-                reader.error("'\(text)' is not sampled by this step (it samples \(sampled.joined(separator: ", ")))", at: ofNode)
+                reader.error(
+                    "'\(text)' is not sampled by this step (it samples \(sampled.joined(separator: ", ")))", at: ofNode)
             }
             point = text
         } else if sampled.count == 1 {
@@ -442,7 +490,8 @@ struct ProcedureParser {
         let limits = field("limits").flatMap { parseLimits($0) } ?? Limits()
         let unit = field("unit").flatMap { parseUnit($0) }
         let name = field("name").flatMap { reader.scalar($0, "name") } ?? "\(point) \(statistic.rawValue)"
-        return SeriesMeasurement(name: name, point: point, statistic: statistic, limits: limits, unit: unit,
-                                 location: reader.location(of: node))
+        return SeriesMeasurement(
+            name: name, point: point, statistic: statistic, limits: limits, unit: unit,
+            location: reader.location(of: node))
     }
 }

@@ -55,7 +55,9 @@ extension RunEvent {
                 }
                 line.add("values", object: object)
                 var unitObject = JSONLine()
-                for (offset, point) in points.enumerated() where offset < units.count { unitObject.add(point, units[offset]) }
+                for (offset, point) in points.enumerated() where offset < units.count {
+                    unitObject.add(point, units[offset])
+                }
                 line.add("units", object: unitObject)
             }
         case let .stepFinished(step, record):
@@ -79,15 +81,17 @@ extension RunEvent {
             }
             line.add("measurements", array: record.measurements.map(measurementLine))
             if let members = record.members {
-                line.add("members", array: members.map { member in
-                    var object = JSONLine()
-                    object.add("device", member.device)
-                    object.add("verdict", member.verdict.rawValue)
-                    object.add("message", member.message)
-                    object.add("error", member.error)
-                    object.add("measurements", array: member.measurements.map(measurementLine))
-                    return object
-                })
+                line.add(
+                    "members",
+                    array: members.map { member in
+                        var object = JSONLine()
+                        object.add("device", member.device)
+                        object.add("verdict", member.verdict.rawValue)
+                        object.add("message", member.message)
+                        object.add("error", member.error)
+                        object.add("measurements", array: member.measurements.map(measurementLine))
+                        return object
+                    })
             }
         case let .cleanupStarted(reason):
             line.add("event", "cleanup_started")
@@ -135,7 +139,9 @@ public struct AutomaticOperator: OperatorConsole {
     public init() {}
     public var isInteractive: Bool { false }
     public func confirm(_ text: String, step: Step) async throws -> Bool { true }
-    public func ask(_ text: String, input: String, pattern: String?, step: Step, problem: String?) async throws -> String {
+    public func ask(
+        _ text: String, input: String, pattern: String?, step: Step, problem: String?
+    ) async throws -> String {
         throw CancellationError()
     }
 }

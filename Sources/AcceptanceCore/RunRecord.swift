@@ -58,8 +58,10 @@ public struct MeasurementRecord: Sendable, Codable, Hashable {
     public var of: String?
     public var statistic: String?
 
-    public init(name: String, value: Double?, text: String? = nil, unit: String?, low: Double? = nil,
-                high: Double? = nil, limits: String? = nil, verdict: Verdict) {
+    public init(
+        name: String, value: Double?, text: String? = nil, unit: String?, low: Double? = nil,
+        high: Double? = nil, limits: String? = nil, verdict: Verdict
+    ) {
         self.name = name
         self.value = value
         self.text = text
@@ -127,9 +129,11 @@ public struct StepRecord: Sendable, Codable, Hashable {
     /// For a `for_each` step: each member's own outcome.
     public var members: [MemberRecord]?
 
-    public init(id: String, group: StepGroup, number: Int, name: String, kind: String, verdict: Verdict,
-                started: String? = nil, ended: String? = nil, measurements: [MeasurementRecord] = [], message: String? = nil,
-                error: String? = nil, source: String) {
+    public init(
+        id: String, group: StepGroup, number: Int, name: String, kind: String, verdict: Verdict,
+        started: String? = nil, ended: String? = nil, measurements: [MeasurementRecord] = [], message: String? = nil,
+        error: String? = nil, source: String
+    ) {
         self.id = id
         self.group = group
         self.number = number
@@ -145,7 +149,8 @@ public struct StepRecord: Sendable, Codable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, retries, source
+        case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, retries,
+            source
         case members
         case durationSeconds = "duration_s"
         case confirmedBy = "confirmed_by"
@@ -160,8 +165,10 @@ public struct MemberRecord: Sendable, Codable, Hashable {
     public var message: String?
     public var error: String?
 
-    public init(device: String, verdict: Verdict, measurements: [MeasurementRecord], message: String? = nil,
-                error: String? = nil) {
+    public init(
+        device: String, verdict: Verdict, measurements: [MeasurementRecord], message: String? = nil,
+        error: String? = nil
+    ) {
         self.device = device
         self.verdict = verdict
         self.measurements = measurements

@@ -43,7 +43,8 @@ public final class StopController: Sendable {
 
     @discardableResult
     public func requestStop(_ reason: StopReason) -> Disposition {
-        let (disposition, waiters) = state.withLock { state -> (Disposition, [CheckedContinuation<StopReason?, Never>]) in
+        let (disposition, waiters) = state.withLock {
+            state -> (Disposition, [CheckedContinuation<StopReason?, Never>]) in
             switch state.phase {
             case .finished: return (.finished, [])
             case .cleanup: return (.cleanupRunning, [])

@@ -14,7 +14,9 @@ public final class UnitVolumetricFlow: Dimension, @unchecked Sendable {
     public static let usGallonsPerMinute = UnitVolumetricFlow(
         symbol: "gpm", converter: UnitConverterLinear(coefficient: 0.003_785_411_784 / 60))
 
-    override public class func baseUnit() -> Self { Self(symbol: "m³/s", converter: UnitConverterLinear(coefficient: 1)) }
+    override public class func baseUnit() -> Self {
+        Self(symbol: "m³/s", converter: UnitConverterLinear(coefficient: 1))
+    }
 }
 
 /// A dimensionless ratio; base unit the plain fraction.
@@ -22,7 +24,9 @@ public final class UnitRatio: Dimension, @unchecked Sendable {
     public static let fraction = UnitRatio(symbol: "ratio", converter: UnitConverterLinear(coefficient: 1))
     public static let percent = UnitRatio(symbol: "%", converter: UnitConverterLinear(coefficient: 0.01))
 
-    override public class func baseUnit() -> Self { Self(symbol: "ratio", converter: UnitConverterLinear(coefficient: 1)) }
+    override public class func baseUnit() -> Self {
+        Self(symbol: "ratio", converter: UnitConverterLinear(coefficient: 1))
+    }
 }
 
 /// Rotational speed; base unit revolutions per minute.
@@ -30,7 +34,9 @@ public final class UnitRotationalSpeed: Dimension, @unchecked Sendable {
     public static let revolutionsPerMinute = UnitRotationalSpeed(
         symbol: "rpm", converter: UnitConverterLinear(coefficient: 1))
 
-    override public class func baseUnit() -> Self { Self(symbol: "rpm", converter: UnitConverterLinear(coefficient: 1)) }
+    override public class func baseUnit() -> Self {
+        Self(symbol: "rpm", converter: UnitConverterLinear(coefficient: 1))
+    }
 }
 
 /// What a quantity measures. Two quantities can be compared or added only if their dimensions are equal.
@@ -195,8 +201,9 @@ extension PhysicalUnit {
     public static func named(_ symbol: String) -> PhysicalUnit? {
         if let unit = bySymbol[symbol] { return unit }
         if let slash = symbol.lastIndex(of: "/"),
-           let base = bySymbol[String(symbol[..<slash])],
-           let time = bySymbol[String(symbol[symbol.index(after: slash)...])] {
+            let base = bySymbol[String(symbol[..<slash])],
+            let time = bySymbol[String(symbol[symbol.index(after: slash)...])]
+        {
             return base.per(time)
         }
         return nil
@@ -277,12 +284,14 @@ public struct Quantity: Sendable, Hashable, CustomStringConvertible {
         for index in trimmed.indices {
             let character = trimmed[index]
             let isSign = (character == "-" || character == "+") && index == trimmed.startIndex
-            let isExponentSign = (character == "-" || character == "+") && index > trimmed.startIndex
+            let isExponentSign =
+                (character == "-" || character == "+") && index > trimmed.startIndex
                 && "eE".contains(trimmed[trimmed.index(before: index)])
-            guard character.isNumber || character == "." || isSign || isExponentSign
-                || ((character == "e" || character == "E") && index > trimmed.startIndex
-                    && trimmed[trimmed.index(after: index)...].first.map { $0.isNumber || $0 == "-" || $0 == "+" }
-                        == true)
+            guard
+                character.isNumber || character == "." || isSign || isExponentSign
+                    || ((character == "e" || character == "E") && index > trimmed.startIndex
+                        && trimmed[trimmed.index(after: index)...].first.map { $0.isNumber || $0 == "-" || $0 == "+" }
+                            == true)
             else { break }
             numberEnd = trimmed.index(after: index)
         }

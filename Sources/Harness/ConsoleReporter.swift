@@ -50,7 +50,9 @@ public struct ConsoleOutput: Sendable {
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes { Foundation.write(descriptor, $0.baseAddress.map { $0 + offset }, $0.count - offset) }
+            let written = bytes.withUnsafeMutableBytes {
+                Foundation.write(descriptor, $0.baseAddress.map { $0 + offset }, $0.count - offset)
+            }
             if written <= 0 {
                 if written < 0, errno == EINTR { continue }
                 return
@@ -76,7 +78,8 @@ public final class ConsoleReporter: RunObserver {
             if end - index >= 2 {
                 let last = sorted[end]
                 let same = sorted[index...end].allSatisfy { $0.value == endpoint }
-                lines.append("\(name)…\(last.key) (\(end - index + 1)): " + (same ? endpoint : "\(endpoint) … \(last.value)"))
+                lines.append(
+                    "\(name)…\(last.key) (\(end - index + 1)): " + (same ? endpoint : "\(endpoint) … \(last.value)"))
                 index = end + 1
             } else {
                 lines.append("\(name): \(endpoint)")
@@ -99,8 +102,10 @@ public final class ConsoleReporter: RunObserver {
         /// Where each device is reached.
         public var endpoints: [String: String]
 
-        public init(scenario: String?, simulated: Bool, timeScale: Double?, folder: String?,
-                    endpoints: [String: String] = [:]) {
+        public init(
+            scenario: String?, simulated: Bool, timeScale: Double?, folder: String?,
+            endpoints: [String: String] = [:]
+        ) {
             self.scenario = scenario
             self.simulated = simulated
             self.timeScale = timeScale
@@ -140,19 +145,25 @@ public final class ConsoleReporter: RunObserver {
         switch event {
         case let .runStarted(record):
             print(style.bold("━━ \(record.procedure.id) \(record.procedure.version) · \(record.procedure.title)"))
-            print("   rack profile \(record.rackProfile) · station \(record.station)"
-                + (record.operator.map { " · operator \($0)" } ?? ""))
+            print(
+                "   rack profile \(record.rackProfile) · station \(record.station)"
+                    + (record.operator.map { " · operator \($0)" } ?? ""))
             if header.simulated {
                 let pace = header.timeScale.map { "\(Quantity.format($0))× real time" } ?? "as fast as the steps allow"
-                print("   " + style.paint("SIMULATED rack", "1;36") + " (scenario '\(header.scenario ?? "nominal")') · "
-                    + "simulated clock, \(pace); times shown are simulated")
+                print(
+                    "   " + style.paint("SIMULATED rack", "1;36") + " (scenario '\(header.scenario ?? "nominal")') · "
+                        + "simulated clock, \(pace); times shown are simulated")
             } else if let scale = header.timeScale, scale != 1 {
-                print("   station clock sped up \(Quantity.format(scale))× (for a simulator at the same pace); times shown are simulated")
+                print(
+                    "   station clock sped up \(Quantity.format(scale))× (for a simulator at the same pace); times shown are simulated"
+                )
             }
             for line in Self.endpointLines(header.endpoints) { print("   \(line)") }
             print("   run \(record.runID)" + (header.folder.map { " · journal \($0)/journal.jsonl" } ?? ""))
         case let .groupStarted(group, count):
-            if group != .cleanup { print("\n" + style.bold(group.rawValue.uppercased()) + style.dim("  \(count) steps")) }
+            if group != .cleanup {
+                print("\n" + style.bold(group.rawValue.uppercased()) + style.dim("  \(count) steps"))
+            }
         case let .cleanupStarted(reason):
             print("\n" + style.bold("CLEANUP") + style.dim("  (\(reason)) returning the rack to its safe state"))
         case .stepStarted, .sample:
@@ -201,7 +212,8 @@ public final class ConsoleReporter: RunObserver {
                 lines.append(String(repeating: " ", count: 62) + style.dim(message))
             }
         } else if let message = record.message {
-            summary = record.verdict == .pass || record.verdict == .skipped ? style.dim(message) : style.paint(message, "31")
+            summary =
+                record.verdict == .pass || record.verdict == .skipped ? style.dim(message) : style.paint(message, "31")
         }
         print("  \(style.dim(clockStamp()))  \(style.verdict(record.verdict)) \(paddedName) \(summary)")
         for line in lines { print(line) }
@@ -234,42 +246,49 @@ public final class ConsoleReporter: RunObserver {
         let rule = style.bold(String(repeating: "═", count: 72))
         print("")
         print(rule)
-        let big = switch record.verdict {
-        case .pass: style.paint(" PASS ", "1;30;42")
-        case .fail: style.paint(" FAIL ", "1;37;41")
-        case .error: style.paint(" ERROR ", "1;30;43")
-        case .aborted: style.paint(" ABORTED ", "1;37;45")
-        case .skipped: record.verdict.rawValue
-        }
-        let meaning = switch record.verdict {
-        case .pass: "the rack met every limit"
-        case .fail: "the rack FAILED a limit"
-        case .error: "the station could not complete the test; this is not a verdict on the rack: fix and retest"
-        case .aborted: "the run was stopped before it finished; retest"
-        case .skipped: ""
-        }
+        let big =
+            switch record.verdict {
+            case .pass: style.paint(" PASS ", "1;30;42")
+            case .fail: style.paint(" FAIL ", "1;37;41")
+            case .error: style.paint(" ERROR ", "1;30;43")
+            case .aborted: style.paint(" ABORTED ", "1;37;45")
+            case .skipped: record.verdict.rawValue
+            }
+        let meaning =
+            switch record.verdict {
+            case .pass: "the rack met every limit"
+            case .fail: "the rack FAILED a limit"
+            case .error: "the station could not complete the test; this is not a verdict on the rack: fix and retest"
+            case .aborted: "the run was stopped before it finished; retest"
+            case .skipped: ""
+            }
         print("  VERDICT: \(big)  \(meaning)")
         print("  \(record.procedure.id) \(record.procedure.version) · rack \(record.rackSerial ?? "(no serial)")")
         if let message = record.message, record.verdict != .pass { print("  " + message) }
         let judged = record.steps.flatMap(\.measurements).filter { $0.displayLimits != nil }
         for measurement in judged where record.verdict == .pass || measurement.verdict == .fail {
-            print("  \(measurement.verdict == .pass ? "✓" : "✗") \(measurement.name): \(measurement.displayValue) "
-                + "(limit \(measurement.displayLimits ?? ""))")
+            print(
+                "  \(measurement.verdict == .pass ? "✓" : "✗") \(measurement.name): \(measurement.displayValue) "
+                    + "(limit \(measurement.displayLimits ?? ""))")
         }
         if record.clock.kind == .simulated {
-            print("  Simulated \(Self.durationText(record.clock.elapsedSeconds)) of rack time in "
-                + "\(Self.durationText(record.clock.wallSeconds)) of wall time (simulated clock).")
+            print(
+                "  Simulated \(Self.durationText(record.clock.elapsedSeconds)) of rack time in "
+                    + "\(Self.durationText(record.clock.wallSeconds)) of wall time (simulated clock).")
         } else {
             print("  Took \(Self.durationText(record.clock.elapsedSeconds)).")
         }
         let cleanupSteps = record.steps(in: .cleanup)
         if record.steps.allSatisfy({ $0.verdict == .skipped })
-            || (cleanupSteps.allSatisfy({ $0.verdict == .skipped }) && !cleanupSteps.isEmpty) {
+            || (cleanupSteps.allSatisfy({ $0.verdict == .skipped }) && !cleanupSteps.isEmpty)
+        {
             print("  Cleanup not needed: nothing was actuated.")
         } else if record.cleanupCompleted {
             print("  Cleanup completed: the rack was returned to its safe state.")
         } else {
-            print(style.paint("  CLEANUP DID NOT COMPLETE: the rack may NOT be in a safe state. Check it by hand.", "1;31"))
+            print(
+                style.paint(
+                    "  CLEANUP DID NOT COMPLETE: the rack may NOT be in a safe state. Check it by hand.", "1;31"))
         }
         if let folder = header.folder { print("  Record: \(folder)/record.json") }
         print(rule)

@@ -48,12 +48,16 @@ public struct DevicePlan: Sendable {
 
     /// The devices a request names (its station, or the simulated rack of its scenario), for tools that read and
     /// write points outside a run.
-    public static func make(request: RunRequest, configuration: RackConfiguration, only: Set<String>? = nil)
-        throws(HarnessError) -> DevicePlan {
+    public static func make(
+        request: RunRequest, configuration: RackConfiguration, only: Set<String>? = nil
+    )
+        throws(HarnessError) -> DevicePlan
+    {
         if let name = request.station {
             let station = try StationConfiguration.load(named: name, workspace: request.workspace)
-            return try make(configuration: configuration, source: .station(station),
-                            clock: WallClock(timeScale: request.timeScale ?? 1), only: only)
+            return try make(
+                configuration: configuration, source: .station(station),
+                clock: WallClock(timeScale: request.timeScale ?? 1), only: only)
         }
         let scenario: Scenario
         do {
@@ -69,14 +73,18 @@ public struct DevicePlan: Sendable {
         } catch {
             throw .unsupported(error.description)
         }
-        return try make(configuration: configuration, source: .simulated(rack, request.simulatorTransport), clock: clock,
-                        only: only)
+        return try make(
+            configuration: configuration, source: .simulated(rack, request.simulatorTransport), clock: clock,
+            only: only)
     }
 
     /// Binds the devices named in `only` (all the rack's when nil): from the station, or to the simulated rack.
-    public static func make(configuration: RackConfiguration, source: Source, clock: any RunClock,
-                            only: Set<String>? = nil, connectors: DeviceConnectors = Transports.connectors)
-        throws(HarnessError) -> DevicePlan {
+    public static func make(
+        configuration: RackConfiguration, source: Source, clock: any RunClock,
+        only: Set<String>? = nil, connectors: DeviceConnectors = Transports.connectors
+    )
+        throws(HarnessError) -> DevicePlan
+    {
         let wanted = configuration.rack.devices.map(\.name).filter { only?.contains($0) ?? true }
         var devices: [BoundDevice] = []
         var warnings: [String] = []
@@ -86,15 +94,19 @@ public struct DevicePlan: Sendable {
             if let first = problems.first { throw .unsupported(first) }
             for name in wanted {
                 guard let binding = station.binding(of: name, in: configuration.rack),
-                      let profile = configuration.profile(of: name) else { continue }
+                    let profile = configuration.profile(of: name)
+                else { continue }
                 guard binding.protocolName == profile.protocolName,
-                      let connector = connectors.connector(forProtocol: profile.protocolName) else {
-                    throw .unsupported("station '\(station.id)' binds '\(name)' over \(binding.protocolName), but its profile "
-                        + "\(profile.model) is a '\(profile.protocolName)' one")
+                    let connector = connectors.connector(forProtocol: profile.protocolName)
+                else {
+                    throw .unsupported(
+                        "station '\(station.id)' binds '\(name)' over \(binding.protocolName), but its profile "
+                            + "\(profile.model) is a '\(profile.protocolName)' one")
                 }
                 do {
-                    let (prepared, found) = try connector.prepare(BoundDevice(name: name, profile: profile, binding: binding),
-                                                                  source: station.file)
+                    let (prepared, found) = try connector.prepare(
+                        BoundDevice(name: name, profile: profile, binding: binding),
+                        source: station.file)
                     devices.append(prepared)
                     warnings += found
                 } catch {
@@ -108,7 +120,8 @@ public struct DevicePlan: Sendable {
                 devices.append(BoundDevice(name: name, profile: profile, binding: binding))
             }
         }
-        return DevicePlan(configuration: configuration, source: source, clock: clock, devices: devices, warnings: warnings)
+        return DevicePlan(
+            configuration: configuration, source: source, clock: clock, devices: devices, warnings: warnings)
     }
 
     /// Connects every device of the plan, runs `body` with them on one bus, and closes every connection, session,
@@ -136,7 +149,8 @@ public struct DevicePlan: Sendable {
                         try await connectors.withDevices(served, context: context) { connected in
                             var shown = connected
                             shown.endpoints = connected.endpoints.mapValues { "simulated, \($0)" }
-                            return await body(DeviceBus(configuration: configuration, devices: connected.devices), shown)
+                            return await body(
+                                DeviceBus(configuration: configuration, devices: connected.devices), shown)
                         })
                 } catch {
                     return .failure(error)

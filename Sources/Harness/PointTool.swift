@@ -5,8 +5,10 @@ import Foundation
 public enum PointTool {
     /// The rack configuration: the station's rack, or the given one.
     /// - Parameter models: models fitted in the simulated rack (`--model`); a station's own come from its file.
-    public static func configuration(rack: String?, station: String?, models fitted: [String: String] = [:],
-                                     workspace: Workspace) throws(HarnessError) -> RackConfiguration {
+    public static func configuration(
+        rack: String?, station: String?, models fitted: [String: String] = [:],
+        workspace: Workspace
+    ) throws(HarnessError) -> RackConfiguration {
         var rackID = rack ?? "gb200-nvl72"
         var counts: [String: Int] = [:]
         var models = fitted
@@ -17,8 +19,9 @@ public enum PointTool {
             models = loaded.models
         }
         do {
-            return try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols,
-                                              counts: counts, models: models)
+            return try RackConfiguration.load(
+                rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols,
+                counts: counts, models: models)
         } catch {
             throw .invalidFiles(error)
         }
@@ -28,8 +31,9 @@ public enum PointTool {
     public static func listing(_ configuration: RackConfiguration, device: String?) throws(HarnessError) -> String {
         let instances = configuration.rack.devices.filter { device == nil || $0.name == device }
         guard !instances.isEmpty else {
-            throw .unsupported("rack '\(configuration.rack.id)' has no device '\(device ?? "")' "
-                + "(it has \(configuration.rack.devices.map(\.name).joined(separator: ", ")))")
+            throw .unsupported(
+                "rack '\(configuration.rack.id)' has no device '\(device ?? "")' "
+                    + "(it has \(configuration.rack.devices.map(\.name).joined(separator: ", ")))")
         }
         var rows = [["POINT", "REGISTER", "TYPE", "UNIT", "ACCESS", "DESCRIPTION"]]
         for instance in instances {
@@ -37,11 +41,15 @@ public enum PointTool {
                 let type = point.address.layout.isEmpty ? point.kind.rawValue : point.address.layout
                 var description = point.description
                 if !point.states.isEmpty {
-                    description += " [" + point.states.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                    description +=
+                        " ["
+                        + point.states.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
                         .joined(separator: " ") + "]"
                 }
-                rows.append(["\(instance.name).\(point.name)", point.whereabouts, type,
-                             point.unit?.symbol ?? "-", point.access.rawValue, description])
+                rows.append([
+                    "\(instance.name).\(point.name)", point.whereabouts, type,
+                    point.unit?.symbol ?? "-", point.access.rawValue, description,
+                ])
             }
         }
         let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
@@ -52,11 +60,16 @@ public enum PointTool {
     }
 
     /// The value to write, parsed for the point: `40 %`, `3 bar`, `manual`, `on`.
-    public static func value(_ text: String, for reference: String, in configuration: RackConfiguration)
-        throws(HarnessError) -> Value {
+    public static func value(
+        _ text: String, for reference: String, in configuration: RackConfiguration
+    )
+        throws(HarnessError) -> Value
+    {
         guard let (_, point) = configuration.resolve(reference) else {
             var message = "unknown point '\(reference)'"
-            if let suggestion = closest(to: reference, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
+            if let suggestion = closest(to: reference, in: configuration.allPointNames) {
+                message += "; did you mean '\(suggestion)'?"
+            }
             throw .unsupported(message)
         }
         guard point.access == .readWrite else {

@@ -72,24 +72,29 @@ public struct PreparedRun: Sendable {
 
     /// Loads the procedure, profiles and scenario or station once, resolves parameters, binds the devices the
     /// procedure uses (reading credentials, connecting nothing), and opens the run folder.
-    public static func prepare(_ request: RunRequest, recordToDisk: Bool = true) async throws(HarnessError) -> PreparedRun {
+    public static func prepare(
+        _ request: RunRequest, recordToDisk: Bool = true
+    ) async throws(HarnessError) -> PreparedRun {
         let inputs = try RunInputs.load(request)
         let needed = inputs.usedDevices
         let plan: DevicePlan
         if let station = inputs.station {
-            plan = try DevicePlan.make(configuration: inputs.configuration, source: .station(station),
-                                       clock: WallClock(timeScale: request.timeScale ?? 1), only: Set(needed))
+            plan = try DevicePlan.make(
+                configuration: inputs.configuration, source: .station(station),
+                clock: WallClock(timeScale: request.timeScale ?? 1), only: Set(needed))
         } else {
             let clock = SimulationClock(timeScale: request.timeScale)
             let rack = try SimulatedRack.make(inputs: inputs, clock: clock)
-            plan = try DevicePlan.make(configuration: inputs.configuration,
-                                       source: .simulated(rack, request.simulatorTransport), clock: clock, only: Set(needed))
+            plan = try DevicePlan.make(
+                configuration: inputs.configuration,
+                source: .simulated(rack, request.simulatorTransport), clock: clock, only: Set(needed))
         }
         let bound = Set(plan.devices.map(\.name))
         let missing = needed.filter { !bound.contains($0) }
         if !missing.isEmpty {
-            throw .unsupported("procedure '\(inputs.procedure.id)' uses \(missing.joined(separator: ", ")), which station "
-                + "'\(plan.stationID)' does not connect")
+            throw .unsupported(
+                "procedure '\(inputs.procedure.id)' uses \(missing.joined(separator: ", ")), which station "
+                    + "'\(plan.stationID)' does not connect")
         }
         var runID = RunSettings.makeRunID(procedure: inputs.procedure.id)
         var folder: RunFolder?
@@ -104,26 +109,31 @@ public struct PreparedRun: Sendable {
                 }
             }
         }
-        var settings = RunSettings(runID: runID, procedure: inputs.procedure, parameters: inputs.parameters,
-                                   inputs: request.inputs, station: plan.stationID,
-                                   operatorName: request.operatorName ?? inputs.station?.operatorName,
-                                   scenario: inputs.scenario?.name)
+        var settings = RunSettings(
+            runID: runID, procedure: inputs.procedure, parameters: inputs.parameters,
+            inputs: request.inputs, station: plan.stationID,
+            operatorName: request.operatorName ?? inputs.station?.operatorName,
+            scenario: inputs.scenario?.name)
         settings.simulatedInputs = inputs.scenario?.inputs ?? [:]
         settings.textParameters = inputs.textParameters
         settings.firmwareManifests = inputs.manifests
         settings.warnings = plan.warnings
         settings.endpoints = plan.endpoints
         settings.models = Dictionary(uniqueKeysWithValues: plan.devices.map { ($0.name, $0.profile.model) })
-        settings.harness = RunRecord.HarnessInfo(version: HarnessVersion.current, binarySHA256: HarnessVersion.binarySHA256)
+        settings.harness = RunRecord.HarnessInfo(
+            version: HarnessVersion.current, binarySHA256: HarnessVersion.binarySHA256)
         if inputs.signingKeyPath == nil {
-            settings.warnings.append("UNSIGNED: no signing key (station signing_key or --signing-key); the report bundle "
-                + "will carry no signature and cannot be verified or archived")
+            settings.warnings.append(
+                "UNSIGNED: no signing key (station signing_key or --signing-key); the report bundle "
+                    + "will carry no signature and cannot be verified or archived")
         }
-        return PreparedRun(inputs: inputs, settings: settings, plan: plan, folder: folder, endpoints: plan.endpoints,
-                           bundleInputs: BundleInputs(procedureFile: inputs.procedureFile,
-                                                      configurationFile: inputs.configurationFile,
-                                                      harnessVersion: HarnessVersion.current,
-                                                      harnessBinarySHA256: HarnessVersion.binarySHA256))
+        return PreparedRun(
+            inputs: inputs, settings: settings, plan: plan, folder: folder, endpoints: plan.endpoints,
+            bundleInputs: BundleInputs(
+                procedureFile: inputs.procedureFile,
+                configurationFile: inputs.configurationFile,
+                harnessVersion: HarnessVersion.current,
+                harnessBinarySHA256: HarnessVersion.binarySHA256))
     }
 
     /// Transport warnings the operator must see before the run (certificate verification off).
@@ -140,16 +150,21 @@ public struct PreparedRun: Sendable {
     }
 
     /// Runs to the end, then turns the run folder into a report bundle (signed if there is a key).
-    public func runAndBundle(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async
-        -> (RunRecord, BundleOutcome?) {
+    public func runAndBundle(
+        console: any OperatorConsole, observer: any RunObserver, stop: StopController
+    ) async
+        -> (RunRecord, BundleOutcome?)
+    {
         let record = await run(console: console, observer: observer, stop: stop)
         guard let folder else { return (record, nil) }
         var signer: BundleSigner?
         if let signingKeyPath = inputs.signingKeyPath {
             do {
                 let key = try SigningKeys.loadPrivate(signingKeyPath)
-                signer = BundleSigner(key: key, identity: "station \(record.station)"
-                    + (record.operator.map { ", operator \($0)" } ?? ""))
+                signer = BundleSigner(
+                    key: key,
+                    identity: "station \(record.station)"
+                        + (record.operator.map { ", operator \($0)" } ?? ""))
             } catch {
                 return (record, .failed("signing key: \(error)"))
             }
@@ -174,13 +189,15 @@ public struct PreparedRun: Sendable {
                 var settings = self.settings
                 settings.endpoints.merge(connected.endpoints) { $1 }
                 settings.warnings += connected.warnings
-                let runner = Runner(settings: settings, bus: bus, clock: clock, console: console, observer: next,
-                                    folder: folder, stop: stop, transportEvents: events)
+                let runner = Runner(
+                    settings: settings, bus: bus, clock: clock, console: console, observer: next,
+                    folder: folder, stop: stop, transportEvents: events)
                 return await runner.run()
             }
         } catch {
-            let runner = Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: [:]), clock: clock,
-                                console: console, observer: next, folder: folder, stop: stop, transportEvents: events)
+            let runner = Runner(
+                settings: settings, bus: DeviceBus(configuration: configuration, devices: [:]), clock: clock,
+                console: console, observer: next, folder: folder, stop: stop, transportEvents: events)
             return runner.refuse(because: "before anything was actuated, the devices could not be connected: \(error)")
         }
     }
@@ -191,8 +208,9 @@ extension SimulatedRack {
     static func make(inputs: RunInputs, clock: any RunClock) throws(HarnessError) -> SimulatedRack {
         let scenario = inputs.scenario ?? .nominal
         do {
-            return try SimulatedRack(configuration: inputs.configuration, scenario: scenario, clock: clock,
-                                     manifest: inputs.manifests[scenario.redfish.release])
+            return try SimulatedRack(
+                configuration: inputs.configuration, scenario: scenario, clock: clock,
+                manifest: inputs.manifests[scenario.redfish.release])
         } catch {
             throw .unsupported(error.description)
         }

@@ -50,8 +50,9 @@ public struct RunInputs: Sendable {
                 throw .invalidFiles(error)
             }
         }
-        let loader = ProcedureLoader(fixtures: request.workspace.fixtures, protocols: Transports.protocols,
-                                     groupCounts: counts, models: station?.models ?? request.models)
+        let loader = ProcedureLoader(
+            fixtures: request.workspace.fixtures, protocols: Transports.protocols,
+            groupCounts: counts, models: station?.models ?? request.models)
         let checked = loader.check(path: path)
         guard let procedure = checked.procedure, let configuration = checked.configuration, !checked.hasErrors else {
             throw .invalidFiles(DiagnosticsError(checked.diagnostics))
@@ -76,14 +77,16 @@ public struct RunInputs: Sendable {
         }
         let known = Set(procedure.inputs.map(\.name))
         for name in request.inputs.keys.sorted() where !known.contains(name) && name != "rack_serial" {
-            throw .input("procedure '\(procedure.id)' asks for no input '\(name)'"
-                + (known.isEmpty ? "" : " (it asks for \(known.sorted().joined(separator: ", ")))"))
+            throw .input(
+                "procedure '\(procedure.id)' asks for no input '\(name)'"
+                    + (known.isEmpty ? "" : " (it asks for \(known.sorted().joined(separator: ", ")))"))
         }
-        return RunInputs(procedure: procedure, procedureFile: path, configuration: configuration,
-                         warnings: checked.diagnostics.filter { $0.severity == .warning }, station: station,
-                         scenario: scenario, manifests: manifests, parameters: parameters, textParameters: texts,
-                         signingKeyPath: keyPath,
-                         configurationFile: station?.file ?? "\(request.workspace.scenarios)/\(request.scenario).yaml")
+        return RunInputs(
+            procedure: procedure, procedureFile: path, configuration: configuration,
+            warnings: checked.diagnostics.filter { $0.severity == .warning }, station: station,
+            scenario: scenario, manifests: manifests, parameters: parameters, textParameters: texts,
+            signingKeyPath: keyPath,
+            configurationFile: station?.file ?? "\(request.workspace.scenarios)/\(request.scenario).yaml")
     }
 }
 

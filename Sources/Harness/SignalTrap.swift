@@ -15,14 +15,18 @@ public final class SignalTrap: Sendable {
     private let sources: Sources
 
     /// `service` names what stops for a long-running service (the simulator), instead of the run's cleanup message.
-    public init(stop: StopController, output: ConsoleOutput = .standardError, style: ConsoleStyle,
-                service: String? = nil) {
+    public init(
+        stop: StopController, output: ConsoleOutput = .standardError, style: ConsoleStyle,
+        service: String? = nil
+    ) {
         // A console that went away (a dead `| tee`, a dropped SSH session) must not kill the run before cleanup:
         // writes to it then fail quietly instead of raising SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
         var sources: [DispatchSourceSignal] = []
-        for (number, reason) in [(SIGINT, StopReason.interrupt), (SIGTERM, StopReason.terminate),
-                                 (SIGHUP, StopReason.hangup)] {
+        for (number, reason) in [
+            (SIGINT, StopReason.interrupt), (SIGTERM, StopReason.terminate),
+            (SIGHUP, StopReason.hangup),
+        ] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
@@ -31,12 +35,14 @@ public final class SignalTrap: Sendable {
                 case .stopping where service != nil:
                     message = "\(reason.rawValue): stopping \(service ?? "")."
                 case .stopping:
-                    message = "\(reason.rawValue): stopping. The current step is cancelled; cleanup will now return "
+                    message =
+                        "\(reason.rawValue): stopping. The current step is cancelled; cleanup will now return "
                         + "the rack to a safe state. Please wait."
                 case .alreadyStopping:
                     message = "Already stopping; cleanup will run next. Please wait."
                 case .cleanupRunning:
-                    message = "Cleanup is running and will not be interrupted: it is returning the rack to a safe state. "
+                    message =
+                        "Cleanup is running and will not be interrupted: it is returning the rack to a safe state. "
                         + "Please wait."
                 case .finished:
                     return

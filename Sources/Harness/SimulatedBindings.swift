@@ -17,10 +17,12 @@ enum SimulatedBindings {
     }
 
     static func redfishEndpoint(_ name: String, _ rack: SimulatedRack) -> RedfishEndpoint {
-        RedfishEndpoint(name: name, baseURL: "memory://\(name)", authentication: .session,
-                        credentials: RedfishCredentials(username: rack.redfish.credentials.username,
-                                                        password: rack.redfish.credentials.password),
-                        timeout: .seconds(5), retry: RetryPolicy(retries: 2, backoff: .seconds(1)))
+        RedfishEndpoint(
+            name: name, baseURL: "memory://\(name)", authentication: .session,
+            credentials: RedfishCredentials(
+                username: rack.redfish.credentials.username,
+                password: rack.redfish.credentials.password),
+            timeout: .seconds(5), retry: RetryPolicy(retries: 2, backoff: .seconds(1)))
     }
 
     /// Every simulated device, answering in memory through the same clients as real ones.
@@ -58,25 +60,29 @@ enum SimulatedBindings {
             for (name, cdu) in rack.cdus.sorted(by: { $0.key < $1.key }) where names.contains(name) {
                 let server = try serve(cdu)
                 modbusServers.append(server)
-                bindings[name] = ModbusBinding(line: .endpoint(.tcp(host: "127.0.0.1", port: server.port)), unit: 1,
-                                               settings: settings)
+                bindings[name] = ModbusBinding(
+                    line: .endpoint(.tcp(host: "127.0.0.1", port: server.port)), unit: 1,
+                    settings: settings)
             }
             let supplies = rack.psus.filter { names.contains($0.key) }
             if !supplies.isEmpty {
-                let router = UnitRouter(devices: Dictionary(uniqueKeysWithValues: supplies.map { ($0.value.address, $0.value.device) }))
+                let router = UnitRouter(
+                    devices: Dictionary(uniqueKeysWithValues: supplies.map { ($0.value.address, $0.value.device) }))
                 let server = try serve(router)
                 modbusServers.append(server)
                 for (name, supply) in supplies {
-                    bindings[name] = ModbusBinding(line: .endpoint(.tcp(host: "127.0.0.1", port: server.port)),
-                                                   unit: supply.address, settings: settings)
+                    bindings[name] = ModbusBinding(
+                        line: .endpoint(.tcp(host: "127.0.0.1", port: server.port)),
+                        unit: supply.address, settings: settings)
                 }
             }
             let services = rack.redfish.services.filter { names.contains($0.key) }
             if !services.isEmpty {
-                let silent = Set(rack.scenario.redfish.faults.compactMap { fault -> String? in
-                    if case let .silent(device) = fault { return device }
-                    return nil
-                })
+                let silent = Set(
+                    rack.scenario.redfish.faults.compactMap { fault -> String? in
+                        if case let .silent(device) = fault { return device }
+                        return nil
+                    })
                 let server: RedfishHTTPServer
                 do {
                     server = try await RedfishHTTPServer.start(services: services, silent: silent, tls: true)

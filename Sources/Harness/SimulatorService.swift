@@ -1,8 +1,8 @@
 import AcceptanceCore
-import RedfishCore
-import ModbusCore
 import Foundation
+import ModbusCore
 import ModbusTransport
+import RedfishCore
 import RedfishServer
 import Simulation
 
@@ -27,29 +27,35 @@ public struct SimulatorService: Sendable {
     /// Serves every simulated BMC and shelf controller on consecutive ports from `firstPort` (0: free ports), over
     /// HTTPS with a certificate made now (its fingerprint is what a station pins), or plain HTTP.
     public mutating func serveRedfish(firstPort: Int, tls: Bool) async throws(HarnessError) {
-        let silent = Set(rack.scenario.redfish.faults.compactMap { fault -> String? in
-            if case let .silent(device) = fault { return device }
-            return nil
-        })
+        let silent = Set(
+            rack.scenario.redfish.faults.compactMap { fault -> String? in
+                if case let .silent(device) = fault { return device }
+                return nil
+            })
         do {
-            redfish = try await RedfishHTTPServer.start(services: rack.redfish.services, silent: silent, tls: tls,
-                                                        firstPort: firstPort)
+            redfish = try await RedfishHTTPServer.start(
+                services: rack.redfish.services, silent: silent, tls: tls,
+                firstPort: firstPort)
         } catch {
             throw .unsupported(error.description)
         }
     }
 
     /// Serves a DMTF mockup folder (as published, `index.json` per resource) on one port, read-only.
-    public static func serveMockup(_ folder: String, port: Int, tls: Bool, username: String, password: String)
-        async throws(HarnessError) -> RedfishHTTPServer {
+    public static func serveMockup(
+        _ folder: String, port: Int, tls: Bool, username: String, password: String
+    )
+        async throws(HarnessError) -> RedfishHTTPServer
+    {
         let tree: MockupTree
         do {
             tree = try MockupTree(folder: folder)
         } catch {
             throw .unsupported(error.description)
         }
-        let service = SimulatedRedfishService(tree: tree, clock: WallClock(),
-                                              behaviour: RedfishServiceBehaviour(username: username, password: password))
+        let service = SimulatedRedfishService(
+            tree: tree, clock: WallClock(),
+            behaviour: RedfishServiceBehaviour(username: username, password: password))
         do {
             return try await RedfishHTTPServer.start(services: ["mockup": service], tls: tls, firstPort: port)
         } catch {
@@ -61,14 +67,17 @@ public struct SimulatorService: Sendable {
     /// With `rtuDevice`, the power shelf's supplies are served there (Modbus RTU, 19200 baud) instead of over TCP.
     /// - Parameter fitting: models fitted instead of the rack profile's, by device or group (a station's `model:`), so
     ///   the simulator stands in for that station's rack.
-    public static func start(workspace: Workspace, rackID: String = "gb200-nvl72", scenario name: String, port: Int,
-                             timeScale: Double = 1, rtuDevice: String? = nil, fitting models: [String: String] = [:],
-                             redfishCredentials: (username: String, password: String)? = nil) throws(HarnessError) -> SimulatorService {
+    public static func start(
+        workspace: Workspace, rackID: String = "gb200-nvl72", scenario name: String, port: Int,
+        timeScale: Double = 1, rtuDevice: String? = nil, fitting models: [String: String] = [:],
+        redfishCredentials: (username: String, password: String)? = nil
+    ) throws(HarnessError) -> SimulatorService {
         let configuration: RackConfiguration
         let scenario: Scenario
         do {
-            configuration = try RackConfiguration.load(rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols,
-                                                       models: models)
+            configuration = try RackConfiguration.load(
+                rackID: rackID, fixtures: workspace.fixtures, protocols: Transports.protocols,
+                models: models)
             scenario = try Scenario.load(named: name, in: workspace.scenarios)
         } catch {
             throw .invalidFiles(error)
@@ -77,8 +86,9 @@ public struct SimulatorService: Sendable {
         let manifest = try FirmwareManifests.load(from: workspace.fixtures)[scenario.redfish.release]
         let rack: SimulatedRack
         do {
-            rack = try SimulatedRack(configuration: configuration, scenario: scenario, clock: clock, manifest: manifest,
-                                     redfishCredentials: redfishCredentials)
+            rack = try SimulatedRack(
+                configuration: configuration, scenario: scenario, clock: clock, manifest: manifest,
+                redfishCredentials: redfishCredentials)
         } catch {
             throw .unsupported(error.description)
         }
@@ -90,7 +100,8 @@ public struct SimulatorService: Sendable {
         if !rack.psus.isEmpty {
             // The shelf's supplies share one line, answering by unit id: an RS-485 bus, or a gateway's TCP port.
             let ordered = rack.psus.sorted { $0.value.address < $1.value.address }
-            let router = UnitRouter(devices: Dictionary(uniqueKeysWithValues: ordered.map { ($0.value.address, $0.value.device) }))
+            let router = UnitRouter(
+                devices: Dictionary(uniqueKeysWithValues: ordered.map { ($0.value.address, $0.value.device) }))
             if let rtuDevice {
                 do {
                     rtuServer = try ModbusRTUServer(device: rtuDevice, backend: router)
@@ -98,8 +109,10 @@ public struct SimulatorService: Sendable {
                     throw .unsupported("cannot serve the power shelf on \(rtuDevice): \(error)")
                 }
                 for (name, entry) in ordered {
-                    endpoints.append(Endpoint(device: name, model: entry.device.profile.model, host: "rtu:\(rtuDevice)",
-                                              port: 0, unit: entry.address))
+                    endpoints.append(
+                        Endpoint(
+                            device: name, model: entry.device.profile.model, host: "rtu:\(rtuDevice)",
+                            port: 0, unit: entry.address))
                 }
             } else {
                 lines.append((router, ordered.map { ($0.key, $0.value.device.profile.model, $0.value.address) }))
@@ -107,10 +120,12 @@ public struct SimulatorService: Sendable {
         }
         for (offset, line) in lines.enumerated() {
             do {
-                let server = try ModbusTCPServer(host: "127.0.0.1", port: port == 0 ? 0 : port + offset, backend: line.backend)
+                let server = try ModbusTCPServer(
+                    host: "127.0.0.1", port: port == 0 ? 0 : port + offset, backend: line.backend)
                 servers.append(server)
                 for (name, model, unit) in line.members {
-                    endpoints.append(Endpoint(device: name, model: model, host: server.host, port: server.port, unit: unit))
+                    endpoints.append(
+                        Endpoint(device: name, model: model, host: server.host, port: server.port, unit: unit))
                 }
             } catch {
                 for server in servers { server.stop() }

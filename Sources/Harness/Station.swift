@@ -31,20 +31,26 @@ public struct StationConfiguration: Sendable {
     }
 
     /// Loads a station file, binding each device through the transport its key names (`modbus:`, `redfish:`).
-    public static func load(path: String, connectors: DeviceConnectors) throws(DiagnosticsError) -> StationConfiguration {
+    public static func load(path: String, connectors: DeviceConnectors) throws(DiagnosticsError) -> StationConfiguration
+    {
         var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
         let source = YAMLSource.load(path: path, into: &sink)
         var reader = YAMLReader(sink: sink)
         var station = StationConfiguration(id: "", file: path)
         let transportKeys = connectors.all.map(\.stationKey)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "station") {
-            reader.rejectUnknownKeys(entries, allowed: ["station", "description", "operator", "rack", "devices", "groups",
-                                                        "settings", "signing_key", "archive"],
-                                     in: "station")
+            reader.rejectUnknownKeys(
+                entries,
+                allowed: [
+                    "station", "description", "operator", "rack", "devices", "groups",
+                    "settings", "signing_key", "archive",
+                ],
+                in: "station")
             for (key, _, value) in entries {
                 switch key {
                 case "station": station.id = reader.scalar(value, "station") ?? ""
-                case "signing_key": station.signingKey = reader.scalar(value, "signing_key").map { relative($0, to: path) }
+                case "signing_key":
+                    station.signingKey = reader.scalar(value, "signing_key").map { relative($0, to: path) }
                 case "archive": station.archive = reader.scalar(value, "archive").map { relative($0, to: path) }
                 case "description": station.description = reader.scalar(value, "description") ?? ""
                 case "operator": station.operatorName = reader.scalar(value, "operator")
@@ -54,8 +60,11 @@ public struct StationConfiguration: Sendable {
                         guard let fields = reader.mapping(device, "device '\(name)'") else { continue }
                         reader.rejectUnknownKeys(fields, allowed: ["model"] + transportKeys, in: "device '\(name)'")
                         if let model = parseModel(fields, reader: &reader) { station.models[name] = model }
-                        guard let (connector, node) = transport(fields, connectors: connectors, what: "device '\(name)'",
-                                                                at: keyNode, reader: &reader) else { continue }
+                        guard
+                            let (connector, node) = transport(
+                                fields, connectors: connectors, what: "device '\(name)'",
+                                at: keyNode, reader: &reader)
+                        else { continue }
                         if let binding = connector.parseBinding(node, device: name, file: path, reader: &reader) {
                             station.bindings[name] = binding
                         }
@@ -69,8 +78,11 @@ public struct StationConfiguration: Sendable {
                         guard let fields = reader.mapping(node, "group '\(name)'") else { continue }
                         reader.rejectUnknownKeys(fields, allowed: ["model"] + transportKeys, in: "group '\(name)'")
                         if let model = parseModel(fields, reader: &reader) { station.models[name] = model }
-                        guard let (connector, node) = transport(fields, connectors: connectors, what: "group '\(name)'",
-                                                                at: keyNode, reader: &reader) else { continue }
+                        guard
+                            let (connector, node) = transport(
+                                fields, connectors: connectors, what: "group '\(name)'",
+                                at: keyNode, reader: &reader)
+                        else { continue }
                         if let bindings = connector.parseGroupBinding(node, group: name, file: path, reader: &reader) {
                             station.groupBindings[name] = bindings
                         }
@@ -85,7 +97,8 @@ public struct StationConfiguration: Sendable {
     }
 
     static func parseModel(_ fields: [(key: String, keyNode: Node, value: Node)], reader: inout YAMLReader) -> String? {
-        guard let node = fields.first(where: { $0.key == "model" })?.value, let model = reader.scalar(node, "model") else {
+        guard let node = fields.first(where: { $0.key == "model" })?.value, let model = reader.scalar(node, "model")
+        else {
             return nil
         }
         guard model.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]*$"#, options: .regularExpression) != nil else {
@@ -96,13 +109,18 @@ public struct StationConfiguration: Sendable {
     }
 
     /// The one transport a device or group names.
-    static func transport(_ fields: [(key: String, keyNode: Node, value: Node)], connectors: DeviceConnectors,
-                          what: String, at node: Node, reader: inout YAMLReader) -> (any DeviceConnector, Node)? {
-        let named = fields.compactMap { field in connectors.connector(forStationKey: field.key).map { ($0, field.value) } }
+    static func transport(
+        _ fields: [(key: String, keyNode: Node, value: Node)], connectors: DeviceConnectors,
+        what: String, at node: Node, reader: inout YAMLReader
+    ) -> (any DeviceConnector, Node)? {
+        let named = fields.compactMap { field in
+            connectors.connector(forStationKey: field.key).map { ($0, field.value) }
+        }
         guard named.count == 1, let only = named.first else {
             let keys = connectors.all.map(\.stationKey).joined(separator: " or ")
-            reader.error(named.isEmpty ? "\(what) needs a transport: \(keys)" : "\(what) names more than one transport",
-                         at: node)
+            reader.error(
+                named.isEmpty ? "\(what) needs a transport: \(keys)" : "\(what) names more than one transport",
+                at: node)
             return nil
         }
         return only
@@ -112,8 +130,9 @@ public struct StationConfiguration: Sendable {
     public func binding(of device: String, in rack: RackProfile) -> (any DeviceBinding)? {
         if let binding = bindings[device] { return binding }
         guard let instance = rack.devices.first(where: { $0.name == device }), let group = instance.group,
-              let members = rack.group(named: group)?.members, let index = members.firstIndex(of: device),
-              let list = groupBindings[group], index < list.count else { return nil }
+            let members = rack.group(named: group)?.members, let index = members.firstIndex(of: device),
+            let list = groupBindings[group], index < list.count
+        else { return nil }
         return list[index]
     }
 
@@ -132,7 +151,8 @@ public struct StationConfiguration: Sendable {
                 continue
             }
             if members.count > list.count {
-                problems.append("station '\(id)' gives \(list.count) addresses for \(group), which has \(members.count) members")
+                problems.append(
+                    "station '\(id)' gives \(list.count) addresses for \(group), which has \(members.count) members")
             }
         }
         return problems
@@ -143,7 +163,9 @@ public struct StationConfiguration: Sendable {
 enum FirmwareManifests {
     static func load(from fixtures: String) throws(HarnessError) -> [String: FirmwareManifest] {
         let directory = "\(fixtures)/firmware"
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".yaml") }
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
+            $0.hasSuffix(".yaml")
+        }
         var manifests: [String: FirmwareManifest] = [:]
         for file in files.sorted() {
             do {

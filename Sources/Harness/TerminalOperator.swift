@@ -52,7 +52,10 @@ final class LineReader: Sendable {
         startIfNeeded()
         let line: String? = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
-                enum Answer { case line(String?), wait }
+                enum Answer {
+                    case line(String?)
+                    case wait
+                }
                 let answer: Answer = state.withLock { state in
                     if !state.lines.isEmpty { return .line(state.lines.removeFirst()) }
                     if state.ended || Task.isCancelled { return .line(nil) }
@@ -87,8 +90,9 @@ public struct TerminalOperator: OperatorConsole {
 
     public func confirm(_ text: String, step: Step) async throws -> Bool {
         LineReader.shared.discardTypeAhead()
-        output.write("\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + text.trimmingCharacters(in: .whitespacesAndNewlines)
-            + "\n    Press Enter when done (or type 'abort' and Enter to stop the run): ")
+        output.write(
+            "\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + text.trimmingCharacters(in: .whitespacesAndNewlines)
+                + "\n    Press Enter when done (or type 'abort' and Enter to stop the run): ")
         while true {
             guard let line = try await LineReader.shared.next() else { return false }
             switch line.trimmingCharacters(in: .whitespaces).lowercased() {
@@ -99,13 +103,16 @@ public struct TerminalOperator: OperatorConsole {
         }
     }
 
-    public func ask(_ text: String, input: String, pattern: String?, step: Step, problem: String?) async throws -> String {
+    public func ask(
+        _ text: String, input: String, pattern: String?, step: Step, problem: String?
+    ) async throws -> String {
         LineReader.shared.discardTypeAhead()
         if let problem {
             output.write("    " + style.paint(problem, "33") + "\n    \(input): ")
         } else {
-            output.write("\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + text.trimmingCharacters(in: .whitespacesAndNewlines)
-                + "\n    \(input): ")
+            output.write(
+                "\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + text.trimmingCharacters(in: .whitespacesAndNewlines)
+                    + "\n    \(input): ")
         }
         guard let line = try await LineReader.shared.next() else { throw CancellationError() }
         return line

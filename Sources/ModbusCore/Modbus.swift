@@ -22,20 +22,27 @@ public enum ModbusTable: String, Sendable, Hashable, CaseIterable, Codable, Cust
 
 /// A Modbus function code, for messages and errors.
 public enum ModbusFunction: UInt8, Sendable, Hashable, CustomStringConvertible {
-    case readCoils = 0x01, readDiscreteInputs = 0x02, readHoldingRegisters = 0x03, readInputRegisters = 0x04
-    case writeSingleCoil = 0x05, writeSingleRegister = 0x06, writeMultipleCoils = 0x0F, writeMultipleRegisters = 0x10
+    case readCoils = 0x01
+    case readDiscreteInputs = 0x02
+    case readHoldingRegisters = 0x03
+    case readInputRegisters = 0x04
+    case writeSingleCoil = 0x05
+    case writeSingleRegister = 0x06
+    case writeMultipleCoils = 0x0F
+    case writeMultipleRegisters = 0x10
 
     public var description: String {
-        let name = switch self {
-        case .readCoils: "read coils"
-        case .readDiscreteInputs: "read discrete inputs"
-        case .readHoldingRegisters: "read holding registers"
-        case .readInputRegisters: "read input registers"
-        case .writeSingleCoil: "write single coil"
-        case .writeSingleRegister: "write single register"
-        case .writeMultipleCoils: "write multiple coils"
-        case .writeMultipleRegisters: "write multiple registers"
-        }
+        let name =
+            switch self {
+            case .readCoils: "read coils"
+            case .readDiscreteInputs: "read discrete inputs"
+            case .readHoldingRegisters: "read holding registers"
+            case .readInputRegisters: "read input registers"
+            case .writeSingleCoil: "write single coil"
+            case .writeSingleRegister: "write single register"
+            case .writeMultipleCoils: "write multiple coils"
+            case .writeMultipleRegisters: "write multiple registers"
+            }
         return "\(name) (0x\(String(rawValue, radix: 16, uppercase: true).leftPadded(to: 2)))"
     }
 
@@ -171,8 +178,11 @@ extension ModbusClient {
 
 extension ModbusClient {
     /// Reads `count` registers (or bits, as 0/1) from any table.
-    public func read(_ table: ModbusTable, startingAt address: UInt16, count: Int) async throws(ModbusError)
-        -> [UInt16] {
+    public func read(
+        _ table: ModbusTable, startingAt address: UInt16, count: Int
+    ) async throws(ModbusError)
+        -> [UInt16]
+    {
         switch table {
         case .coil: try await readCoils(startingAt: address, count: count).map { $0 ? 1 : 0 }
         case .discreteInput: try await readDiscreteInputs(startingAt: address, count: count).map { $0 ? 1 : 0 }

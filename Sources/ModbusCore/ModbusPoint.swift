@@ -57,8 +57,10 @@ public struct ModbusPoint: PointAddress {
     /// For a string: how many registers it spans.
     public var length: Int?
 
-    public init(table: ModbusTable, address: UInt16, type: RegisterType, wordOrder: WordOrder = .abcd, scale: Double = 1,
-                offset: Double = 0, bit: Int? = nil, missing: Double? = nil, length: Int? = nil) {
+    public init(
+        table: ModbusTable, address: UInt16, type: RegisterType, wordOrder: WordOrder = .abcd, scale: Double = 1,
+        offset: Double = 0, bit: Int? = nil, missing: Double? = nil, length: Int? = nil
+    ) {
         self.table = table
         self.address = address
         self.type = type
@@ -112,10 +114,12 @@ extension PointDefinition {
         access: PointAccess = .readOnly, states: [Int: String] = [:], bit: Int? = nil, missing: Double? = nil,
         length: Int? = nil, location: SourceLocation? = nil
     ) {
-        let modbus = ModbusPoint(table: table, address: address, type: type, wordOrder: wordOrder, scale: scale,
-                                 offset: offset, bit: bit, missing: missing, length: length)
-        self.init(name: name, description: description, kind: modbus.kind, unit: unit, access: access, states: states,
-                  address: modbus, location: location)
+        let modbus = ModbusPoint(
+            table: table, address: address, type: type, wordOrder: wordOrder, scale: scale,
+            offset: offset, bit: bit, missing: missing, length: length)
+        self.init(
+            name: name, description: description, kind: modbus.kind, unit: unit, access: access, states: states,
+            address: modbus, location: location)
     }
 
     /// The point's Modbus address and layout; nil for a point another transport reaches.

@@ -18,10 +18,13 @@ public struct ModbusPointDevice: PointDevice {
 
     /// A device over `client` whose failed transactions are retried by `retry` on `clock`, each retry reported to
     /// `events`: how every Modbus device of a run is made, real or simulated.
-    public init(name: String, profile: DeviceProfile, client: any ModbusClient, retry: RetryPolicy, clock: any RunClock,
-                events: any TransportEventSink) {
-        self.init(name: name, profile: profile,
-                  client: RetryingModbusClient(client, policy: retry, clock: clock, device: name, events: events))
+    public init(
+        name: String, profile: DeviceProfile, client: any ModbusClient, retry: RetryPolicy, clock: any RunClock,
+        events: any TransportEventSink
+    ) {
+        self.init(
+            name: name, profile: profile,
+            client: RetryingModbusClient(client, policy: retry, clock: clock, device: name, events: events))
     }
 
     public var endpoint: String { "\(client.endpoint), \(profile.model)" }
@@ -35,13 +38,15 @@ public struct ModbusPointDevice: PointDevice {
     }
 
     /// Each point's layout, or a device error naming a point that is not a Modbus one.
-    func layouts(of points: [PointDefinition], _ operation: DeviceError.Operation) throws(DeviceError) -> [ModbusPoint] {
+    func layouts(of points: [PointDefinition], _ operation: DeviceError.Operation) throws(DeviceError) -> [ModbusPoint]
+    {
         var layouts: [ModbusPoint] = []
         layouts.reserveCapacity(points.count)
         for point in points {
             guard let layout = point.modbus else {
-                throw DeviceError(device: name, endpoint: endpoint, operation: operation, points: [point.name],
-                                  reason: "not a Modbus point (\(point.whereabouts))")
+                throw DeviceError(
+                    device: name, endpoint: endpoint, operation: operation, points: [point.name],
+                    reason: "not a Modbus point (\(point.whereabouts))")
             }
             layouts.append(layout)
         }
@@ -55,10 +60,13 @@ public struct ModbusPointDevice: PointDevice {
         var blocks: [Block] = []
         for index in order {
             let point = points[index]
-            let start = Int(point.address), end = start + point.registerCount
+            let start = Int(point.address)
+            let end = start + point.registerCount
             let limit = point.table.isBitTable ? 2000 : maxRegistersPerRead
             // Only adjacent or overlapping points share a request: never read registers the profile does not name.
-            if var last = blocks.last, last.table == point.table, start <= last.end, max(last.end, end) - last.start <= limit {
+            if var last = blocks.last, last.table == point.table, start <= last.end,
+                max(last.end, end) - last.start <= limit
+            {
                 last.end = max(last.end, end)
                 last.members.append(index)
                 blocks[blocks.count - 1] = last
@@ -89,23 +97,28 @@ public struct ModbusPointDevice: PointDevice {
             let names = block.members.map { points[$0].name }
             let registers: [UInt16]
             do {
-                registers = try await client.read(block.table, startingAt: UInt16(block.start), count: block.end - block.start)
+                registers = try await client.read(
+                    block.table, startingAt: UInt16(block.start), count: block.end - block.start)
             } catch {
-                throw DeviceError(device: name, endpoint: endpoint, operation: .reading, points: names,
-                                  reason: error.description, cause: error)
+                throw DeviceError(
+                    device: name, endpoint: endpoint, operation: .reading, points: names,
+                    reason: error.description, cause: error)
             }
             guard registers.count == block.end - block.start else {
-                throw DeviceError(device: name, endpoint: endpoint, operation: .reading, points: names,
-                                  reason: "asked for \(block.end - block.start) registers, got \(registers.count)")
+                throw DeviceError(
+                    device: name, endpoint: endpoint, operation: .reading, points: names,
+                    reason: "asked for \(block.end - block.start) registers, got \(registers.count)")
             }
             for index in block.members {
-                let point = points[index], layout = layouts[index]
+                let point = points[index]
+                let layout = layouts[index]
                 let from = Int(layout.address) - block.start
                 do {
                     values[index] = try PointCodec.decode(registers[from..<(from + layout.registerCount)], for: point)
                 } catch {
-                    throw DeviceError(device: name, endpoint: endpoint, operation: .reading, points: [point.name],
-                                      reason: "\(error.message) at \(layout.registerDescription)")
+                    throw DeviceError(
+                        device: name, endpoint: endpoint, operation: .reading, points: [point.name],
+                        reason: "\(error.message) at \(layout.registerDescription)")
                 }
             }
         }
@@ -115,15 +128,17 @@ public struct ModbusPointDevice: PointDevice {
     public func write(_ point: PointDefinition, _ value: Value) async throws(DeviceError) {
         guard let layout = try layouts(of: [point], .writing).first else { return }
         guard point.access == .readWrite else {
-            throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [point.name],
-                              reason: "point is read-only (\(layout.registerDescription))")
+            throw DeviceError(
+                device: name, endpoint: endpoint, operation: .writing, points: [point.name],
+                reason: "point is read-only (\(layout.registerDescription))")
         }
         let registers: [UInt16]
         do {
             registers = try PointCodec.encode(value, for: point)
         } catch {
-            throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [point.name],
-                              reason: error.message)
+            throw DeviceError(
+                device: name, endpoint: endpoint, operation: .writing, points: [point.name],
+                reason: error.message)
         }
         do {
             if layout.table == .coil {
@@ -132,9 +147,9 @@ public struct ModbusPointDevice: PointDevice {
                 try await client.writeRegisters(startingAt: layout.address, values: registers)
             }
         } catch {
-            throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [point.name],
-                              reason: error.description, cause: error)
+            throw DeviceError(
+                device: name, endpoint: endpoint, operation: .writing, points: [point.name],
+                reason: error.description, cause: error)
         }
     }
 }
-

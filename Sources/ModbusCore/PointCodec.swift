@@ -23,13 +23,17 @@ public enum PointCodec {
     }
 
     /// The engineering value of a point from its raw registers (for bit tables: one register, 0 or 1).
-    public static func decode(_ registers: some Collection<UInt16>, for point: PointDefinition) throws(PointCodecError)
-        -> Value {
+    public static func decode(
+        _ registers: some Collection<UInt16>, for point: PointDefinition
+    ) throws(PointCodecError)
+        -> Value
+    {
         let layout = try Self.layout(of: point)
         let registers = Array(registers)
         guard registers.count == layout.registerCount else {
-            throw PointCodecError(point: point.name,
-                                  message: "expected \(layout.registerCount) register(s), got \(registers.count)")
+            throw PointCodecError(
+                point: point.name,
+                message: "expected \(layout.registerCount) register(s), got \(registers.count)")
         }
         if layout.type == .string {
             var bytes: [UInt8] = []
@@ -39,7 +43,8 @@ public enum PointCodec {
         }
         let raw: Double
         if let missing = layout.missing, layout.type != .bool, layout.type != .bitfield,
-           (try? rawValue(registers, point)) == missing {
+            (try? rawValue(registers, point)) == missing
+        {
             return .missing
         }
         switch layout.type {
@@ -87,7 +92,9 @@ public enum PointCodec {
         let layout = try Self.layout(of: point)
         func fail(_ message: String) -> PointCodecError { PointCodecError(point: point.name, message: message) }
         if value == .missing {
-            guard let missing = layout.missing else { throw fail("has no 'missing' sentinel to report no reading with") }
+            guard let missing = layout.missing else {
+                throw fail("has no 'missing' sentinel to report no reading with")
+            }
             return try encodeRaw(missing, point)
         }
         if layout.type == .string {
@@ -143,8 +150,11 @@ public enum PointCodec {
     static func encodeRaw(_ raw: Double, _ point: PointDefinition) throws(PointCodecError) -> [UInt16] {
         let layout = try Self.layout(of: point)
         func outOfRange(_ range: String) -> PointCodecError {
-            PointCodecError(point: point.name, message: "value \(Quantity.format(raw * layout.scale + layout.offset))"
-                + "\(point.unit.map { " \($0)" } ?? "") is out of range for \(layout.type) (raw \(range)) at \(layout.registerDescription)")
+            PointCodecError(
+                point: point.name,
+                message: "value \(Quantity.format(raw * layout.scale + layout.offset))"
+                    + "\(point.unit.map { " \($0)" } ?? "") is out of range for \(layout.type) (raw \(range)) at \(layout.registerDescription)"
+            )
         }
         guard raw.isFinite else { throw PointCodecError(point: point.name, message: "value is not finite") }
         switch layout.type {
@@ -155,13 +165,17 @@ public enum PointCodec {
         case .int16, .uint16, .bool, .bitfield, .string:
             let rounded = raw.rounded()
             let range: ClosedRange<Double> = layout.type == .int16 ? -32768...32767 : 0...65535
-            guard range.contains(rounded) else { throw outOfRange("\(Int(range.lowerBound))...\(Int(range.upperBound))") }
+            guard range.contains(rounded) else {
+                throw outOfRange("\(Int(range.lowerBound))...\(Int(range.upperBound))")
+            }
             let word = layout.type == .int16 ? UInt16(bitPattern: Int16(rounded)) : UInt16(rounded)
             return [orderedWord(word, layout.wordOrder)]
         case .int32, .uint32:
             let rounded = raw.rounded()
             let range: ClosedRange<Double> = layout.type == .int32 ? -2_147_483_648...2_147_483_647 : 0...4_294_967_295
-            guard range.contains(rounded) else { throw outOfRange("\(Int(range.lowerBound))...\(Int(range.upperBound))") }
+            guard range.contains(rounded) else {
+                throw outOfRange("\(Int(range.lowerBound))...\(Int(range.upperBound))")
+            }
             let bits = layout.type == .int32 ? UInt32(bitPattern: Int32(rounded)) : UInt32(rounded)
             return split(bits, layout.wordOrder)
         }
@@ -177,7 +191,8 @@ public enum PointCodec {
     }
 
     static func combine(_ registers: [UInt16], _ order: WordOrder) -> UInt32 {
-        let first = orderedWord(registers[0], order), second = orderedWord(registers[1], order)
+        let first = orderedWord(registers[0], order)
+        let second = orderedWord(registers[1], order)
         let (high, low) = order.swapsWords ? (second, first) : (first, second)
         return UInt32(high) << 16 | UInt32(low)
     }

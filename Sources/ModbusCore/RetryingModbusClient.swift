@@ -37,8 +37,10 @@ public final class RetryingModbusClient: ModbusClient {
     private let device: String
     private let events: any TransportEventSink
 
-    public init(_ base: any ModbusClient, policy: RetryPolicy, clock: any RunClock, device: String,
-                events: any TransportEventSink) {
+    public init(
+        _ base: any ModbusClient, policy: RetryPolicy, clock: any RunClock, device: String,
+        events: any TransportEventSink
+    ) {
         self.base = base
         self.policy = policy
         self.clock = clock
@@ -51,8 +53,10 @@ public final class RetryingModbusClient: ModbusClient {
 
     public func reset() async { await base.reset() }
 
-    private func attempt<T: Sendable>(_ function: ModbusFunction, _ address: UInt16, _ count: Int,
-                                      _ body: () async throws(ModbusError) -> T) async throws(ModbusError) -> T {
+    private func attempt<T: Sendable>(
+        _ function: ModbusFunction, _ address: UInt16, _ count: Int,
+        _ body: () async throws(ModbusError) -> T
+    ) async throws(ModbusError) -> T {
         var attempt = 0
         while true {
             if Task.isCancelled {
@@ -61,16 +65,20 @@ public final class RetryingModbusClient: ModbusClient {
             do {
                 return try await body()
             } catch {
-                guard error.kind != .cancelled, RetryPolicy.isRetryable(error), attempt < policy.retries else { throw error }
+                guard error.kind != .cancelled, RetryPolicy.isRetryable(error), attempt < policy.retries else {
+                    throw error
+                }
                 attempt += 1
                 let delay = policy.delay(before: attempt)
-                let retry = ModbusRetry(endpoint: endpoint, attempt: attempt, of: policy.retries, error: error, delay: delay)
+                let retry = ModbusRetry(
+                    endpoint: endpoint, attempt: attempt, of: policy.retries, error: error, delay: delay)
                 events.record(TransportEvent(.retry, device: device, message: retry.description))
                 await base.reset()
                 do {
                     try await clock.sleep(for: delay)
                 } catch {
-                    throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
+                    throw ModbusError(
+                        .cancelled, function: function, address: address, count: count, endpoint: endpoint)
                 }
             }
         }

@@ -1,7 +1,8 @@
 import AcceptanceCore
-import ModbusCore
 import CModbus
 import Foundation
+import ModbusCore
+import Synchronization
 
 // The only file that touches libmodbus's pointers. Every `modbus_t` here has one owner that frees it in `deinit`,
 // and is used from one thread only: a client's `ConnectionThread`, or the server's own thread.
@@ -15,8 +16,11 @@ private enum LibModbusErrno {
 }
 
 /// A `ModbusError` for the call that just failed, from `errno` as it was right after the call.
-private func modbusError(_ code: Int32, _ function: ModbusFunction, _ address: UInt16, _ count: Int, _ endpoint: String)
-    -> ModbusError {
+private func modbusError(
+    _ code: Int32, _ function: ModbusFunction, _ address: UInt16, _ count: Int, _ endpoint: String
+)
+    -> ModbusError
+{
     let kind: ModbusError.Kind
     if code == LibModbusErrno.tooManyData {
         kind = .invalidRequest(String(cString: modbus_strerror(code)))
@@ -53,12 +57,14 @@ final class LibModbusConnection: @unchecked Sendable {
         case let .tcp(host, port):
             created = modbus_new_tcp_pi(host, String(port))
         case let .rtu(device, baud, parity, dataBits, stopBits):
-            created = modbus_new_rtu(device, Int32(baud), CChar(bitPattern: parity.letter), Int32(dataBits), Int32(stopBits))
+            created = modbus_new_rtu(
+                device, Int32(baud), CChar(bitPattern: parity.letter), Int32(dataBits), Int32(stopBits))
         }
         guard let created else {
             let code = errno
-            throw ModbusError(.connection(code: code, message: "cannot set up \(endpoint): \(String(cString: strerror(code)))"),
-                              function: .readHoldingRegisters, address: 0, count: 0, endpoint: label)
+            throw ModbusError(
+                .connection(code: code, message: "cannot set up \(endpoint): \(String(cString: strerror(code)))"),
+                function: .readHoldingRegisters, address: 0, count: 0, endpoint: label)
         }
         context = created
         isSerial = { if case .rtu = endpoint { return true } else { return false } }()
@@ -67,12 +73,16 @@ final class LibModbusConnection: @unchecked Sendable {
         let (responseSeconds, responseMicros) = timeoutParts(settings.responseTimeout)
         let (byteSeconds, byteMicros) = timeoutParts(settings.byteTimeout)
         guard modbus_set_response_timeout(context, responseSeconds, responseMicros) == 0,
-              modbus_set_byte_timeout(context, byteSeconds, byteMicros) == 0 else {
+            modbus_set_byte_timeout(context, byteSeconds, byteMicros) == 0
+        else {
             let code = errno
             modbus_free(context)
-            throw ModbusError(.invalidRequest("timeouts \(settings.responseTimeout) / \(settings.byteTimeout) rejected "
-                + "(errno \(code)); they must be above zero"), function: .readHoldingRegisters, address: 0, count: 0,
-                              endpoint: label)
+            throw ModbusError(
+                .invalidRequest(
+                    "timeouts \(settings.responseTimeout) / \(settings.byteTimeout) rejected "
+                        + "(errno \(code)); they must be above zero"), function: .readHoldingRegisters, address: 0,
+                count: 0,
+                endpoint: label)
         }
     }
 
@@ -95,8 +105,12 @@ final class LibModbusConnection: @unchecked Sendable {
         if rs485, modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) != 0 {
             let code = errno
             modbus_close(context)
-            throw ModbusError(.connection(code: code, message: "cannot switch the adapter to RS-485 mode: "
-                + String(cString: strerror(code))), function: function, address: address, count: count, endpoint: endpoint)
+            throw ModbusError(
+                .connection(
+                    code: code,
+                    message: "cannot switch the adapter to RS-485 mode: "
+                        + String(cString: strerror(code))), function: function, address: address, count: count,
+                endpoint: endpoint)
         }
         isConnected = true
     }
@@ -131,22 +145,26 @@ final class LibModbusConnection: @unchecked Sendable {
         switch table {
         case .coil, .discreteInput:
             var bits = [UInt8](repeating: 0, count: count)
-            result = table == .coil
+            result =
+                table == .coil
                 ? modbus_read_bits(context, Int32(address), Int32(count), &bits)
                 : modbus_read_input_bits(context, Int32(address), Int32(count), &bits)
             code = errno
             values = bits.map { UInt16($0) }
         case .holdingRegister, .inputRegister:
             values = [UInt16](repeating: 0, count: count)
-            result = table == .holdingRegister
+            result =
+                table == .holdingRegister
                 ? modbus_read_registers(context, Int32(address), Int32(count), &values)
                 : modbus_read_input_registers(context, Int32(address), Int32(count), &values)
             code = errno
         }
         guard result == Int32(count) else {
             if result >= 0 {
-                throw recover(after: ModbusError(.badResponse("\(result) values instead of \(count)"), function: function,
-                                                 address: address, count: count, endpoint: endpoint))
+                throw recover(
+                    after: ModbusError(
+                        .badResponse("\(result) values instead of \(count)"), function: function,
+                        address: address, count: count, endpoint: endpoint))
             }
             throw recover(after: modbusError(code, function, address, count, endpoint))
         }
@@ -157,7 +175,8 @@ final class LibModbusConnection: @unchecked Sendable {
     /// devices insist on), several with `modbus_write_bits` / `modbus_write_registers` (0x0F / 0x10).
     func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16]) throws(ModbusError) {
         let single = values.count == 1
-        let function: ModbusFunction = table == .coil
+        let function: ModbusFunction =
+            table == .coil
             ? (single ? .writeSingleCoil : .writeMultipleCoils)
             : (single ? .writeSingleRegister : .writeMultipleRegisters)
         try connectIfNeeded(for: function, address, values.count)
@@ -225,8 +244,9 @@ private final class ServerLoop: @unchecked Sendable {
 
     init(host: String, port: Int, backend: any ModbusServerBackend) throws(ModbusError) {
         func fail(_ message: String, _ code: Int32) -> ModbusError {
-            ModbusError(.connection(code: code, message: "\(message): \(String(cString: strerror(code)))"),
-                        function: .readHoldingRegisters, address: 0, count: 0, endpoint: "\(host):\(port)")
+            ModbusError(
+                .connection(code: code, message: "\(message): \(String(cString: strerror(code)))"),
+                function: .readHoldingRegisters, address: 0, count: 0, endpoint: "\(host):\(port)")
         }
         guard let context = modbus_new_tcp(host, Int32(port)) else { throw fail("cannot create a server", errno) }
         guard let mapping = modbus_mapping_new(0x10000, 0x10000, 0x10000, 0x10000) else {
@@ -348,7 +368,8 @@ private final class ServerLoop: @unchecked Sendable {
         let outcome: ModbusServerAnswer
         switch function {
         case 0x01, 0x02, 0x03, 0x04:
-            let table: ModbusTable = [0x01: .coil, 0x02: .discreteInput, 0x03: .holdingRegister][function] ?? .inputRegister
+            let table: ModbusTable =
+                [0x01: .coil, 0x02: .discreteInput, 0x03: .holdingRegister][function] ?? .inputRegister
             let limit = table.isBitTable ? 2000 : 125
             guard (1...limit).contains(field), Int(address) + field <= 0x10000 else {
                 modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
@@ -383,7 +404,8 @@ private final class ServerLoop: @unchecked Sendable {
             let isCoils = function == 0x0F
             let byteCount = length > header + 5 ? Int(request[header + 5]) : 0
             let needed = isCoils ? (field + 7) / 8 : field * 2
-            guard (1...(isCoils ? 1968 : 123)).contains(field), byteCount == needed, length >= header + 6 + byteCount else {
+            guard (1...(isCoils ? 1968 : 123)).contains(field), byteCount == needed, length >= header + 6 + byteCount
+            else {
                 modbus_reply_exception(context, request, UInt32(MODBUS_EXCEPTION_ILLEGAL_DATA_VALUE))
                 return true
             }
@@ -392,9 +414,12 @@ private final class ServerLoop: @unchecked Sendable {
                 return true
             }
             let data = request[(header + 6)..<(header + 6 + byteCount)]
-            let values: [UInt16] = isCoils
+            let values: [UInt16] =
+                isCoils
                 ? (0..<field).map { UInt16((data[data.startIndex + $0 / 8] >> UInt8($0 % 8)) & 1) }
-                : (0..<field).map { UInt16(data[data.startIndex + 2 * $0]) << 8 | UInt16(data[data.startIndex + 2 * $0 + 1]) }
+                : (0..<field).map {
+                    UInt16(data[data.startIndex + 2 * $0]) << 8 | UInt16(data[data.startIndex + 2 * $0 + 1])
+                }
             outcome = backend.write(isCoils ? .coil : .holdingRegister, startingAt: address, values: values, unit: unit)
         default:
             outcome = .exception(.illegalFunction)
@@ -428,14 +453,15 @@ private final class ManagedAtomicFlag: Sendable {
     }
 }
 
-import Synchronization
-
 /// A plain libmodbus client loop, the baseline the harness client is benchmarked against: `modbus_new_tcp`,
 /// `modbus_connect`, then `modbus_read_registers` in a tight loop, on a thread of its own.
 public enum LibModbusBaseline {
     /// Reads `count` holding registers from `address`, `iterations` times; returns the wall time of the loop.
-    public static func readHoldingRegisters(host: String, port: Int, address: UInt16, count: Int, iterations: Int)
-        async throws(ModbusError) -> Duration {
+    public static func readHoldingRegisters(
+        host: String, port: Int, address: UInt16, count: Int, iterations: Int
+    )
+        async throws(ModbusError) -> Duration
+    {
         let thread = ConnectionThread(name: "acceptance.modbus-baseline")
         let endpoint = "\(host):\(port)"
         let result: Result<Duration, ModbusError> = await thread.run {

@@ -40,8 +40,11 @@ public final class LibModbusClient: ModbusClient {
     public var preferredExecutor: (any TaskExecutor)? { line.thread }
 
     /// A client with a line of its own.
-    public convenience init(endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings = ModbusSettings())
-        throws(ModbusError) {
+    public convenience init(
+        endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings = ModbusSettings()
+    )
+        throws(ModbusError)
+    {
         self.init(line: try ModbusLine(endpoint: endpoint, settings: settings), unit: unit)
     }
 
@@ -59,9 +62,12 @@ public final class LibModbusClient: ModbusClient {
     }
 
     /// Runs one transaction on the line's thread (inline if the caller already runs there), addressed to this unit.
-    private func transact<T: Sendable>(_ function: ModbusFunction, _ address: UInt16, _ count: Int,
-                                       _ body: @escaping @Sendable (LibModbusConnection) -> Result<T, ModbusError>)
-        async throws(ModbusError) -> T {
+    private func transact<T: Sendable>(
+        _ function: ModbusFunction, _ address: UInt16, _ count: Int,
+        _ body: @escaping @Sendable (LibModbusConnection) -> Result<T, ModbusError>
+    )
+        async throws(ModbusError) -> T
+    {
         if Task.isCancelled {
             throw ModbusError(.cancelled, function: function, address: address, count: count, endpoint: endpoint)
         }
@@ -70,8 +76,10 @@ public final class LibModbusClient: ModbusClient {
         let endpoint = self.endpoint
         let transaction = { @Sendable () -> Result<T, ModbusError> in
             guard connection.address(unit) else {
-                return .failure(ModbusError(.invalidRequest("unit id \(unit) is not a valid Modbus address here"),
-                                            function: function, address: address, count: count, endpoint: endpoint))
+                return .failure(
+                    ModbusError(
+                        .invalidRequest("unit id \(unit) is not a valid Modbus address here"),
+                        function: function, address: address, count: count, endpoint: endpoint))
             }
             // Errors name this device's unit, not just the line.
             return body(connection).mapError { error in
@@ -85,7 +93,8 @@ public final class LibModbusClient: ModbusClient {
         return try await withTaskExecutorPreference(line.thread) { transaction() }.get()
     }
 
-    private func readTable(_ table: ModbusTable, _ address: UInt16, _ count: Int) async throws(ModbusError) -> [UInt16] {
+    private func readTable(_ table: ModbusTable, _ address: UInt16, _ count: Int) async throws(ModbusError) -> [UInt16]
+    {
         try await transact(.read(table), address, count) { connection in
             Result { () throws(ModbusError) in try connection.read(table, startingAt: address, count: count) }
         }
@@ -116,7 +125,9 @@ public final class LibModbusClient: ModbusClient {
 
     public func writeRegisters(startingAt address: UInt16, values: [UInt16]) async throws(ModbusError) {
         try await transact(.writeMultipleRegisters, address, values.count) { connection in
-            Result { () throws(ModbusError) in try connection.write(.holdingRegister, startingAt: address, values: values) }
+            Result { () throws(ModbusError) in
+                try connection.write(.holdingRegister, startingAt: address, values: values)
+            }
         }
     }
 }

@@ -38,10 +38,14 @@ public struct ModbusConnector: DeviceConnector {
 
     public var syntax: any DeviceProtocolSyntax { ModbusProfileSyntax() }
 
-    static let stationKeys = ["tcp", "rtu", "baud", "parity", "data_bits", "stop_bits", "rs485", "unit",
-                              "response_timeout", "byte_timeout", "retries", "backoff"]
+    static let stationKeys = [
+        "tcp", "rtu", "baud", "parity", "data_bits", "stop_bits", "rs485", "unit",
+        "response_timeout", "byte_timeout", "retries", "backoff",
+    ]
 
-    public func parseBinding(_ node: Node, device: String, file: String, reader: inout YAMLReader) -> (any DeviceBinding)? {
+    public func parseBinding(
+        _ node: Node, device: String, file: String, reader: inout YAMLReader
+    ) -> (any DeviceBinding)? {
         guard let fields = reader.mapping(node, "modbus") else { return nil }
         reader.rejectUnknownKeys(fields, allowed: Self.stationKeys, in: "modbus settings of '\(device)'")
         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
@@ -58,14 +62,20 @@ public struct ModbusConnector: DeviceConnector {
         if let value = duration("byte_timeout") { settings.byteTimeout = value }
         if let value = duration("backoff") { settings.retry.backoff = value }
         if let node = field("retries"), let retries = reader.integer(node, "retries") {
-            if (0...10).contains(retries) { settings.retry.retries = retries } else {
+            if (0...10).contains(retries) {
+                settings.retry.retries = retries
+            } else {
                 reader.error("retries must be 0 to 10", at: node)
             }
         }
         if let node = field("rs485") { settings.rs485 = reader.bool(node, "rs485") ?? false }
         var unit: UInt8 = 1
         if let node = field("unit"), let value = reader.integer(node, "unit") {
-            if (0...247).contains(value) { unit = UInt8(value) } else { reader.error("unit must be 0 to 247", at: node) }
+            if (0...247).contains(value) {
+                unit = UInt8(value)
+            } else {
+                reader.error("unit must be 0 to 247", at: node)
+            }
         }
         let endpoint: ModbusEndpoint
         switch (field("tcp"), field("rtu")) {
@@ -77,23 +87,37 @@ public struct ModbusConnector: DeviceConnector {
             endpoint = .tcp(host: parsed.host, port: parsed.port)
         case let (nil, rtu?):
             guard let path = reader.scalar(rtu, "rtu") else { return nil }
-            var baud = 19200, dataBits = 8, stopBits = 1
+            var baud = 19200
+            var dataBits = 8
+            var stopBits = 1
             var parity = ModbusEndpoint.Parity.even
             if let node = field("baud"), let value = reader.integer(node, "baud") {
-                if [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200].contains(value) { baud = value } else {
+                if [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200].contains(value) {
+                    baud = value
+                } else {
                     reader.error("unusual baud rate \(value)", at: node)
                 }
             }
             if let node = field("parity"), let text = reader.scalar(node, "parity") {
-                if let value = ModbusEndpoint.Parity(rawValue: text) { parity = value } else {
+                if let value = ModbusEndpoint.Parity(rawValue: text) {
+                    parity = value
+                } else {
                     reader.error("parity must be none, even or odd", at: node)
                 }
             }
             if let node = field("data_bits"), let value = reader.integer(node, "data_bits") {
-                if (7...8).contains(value) { dataBits = value } else { reader.error("data_bits must be 7 or 8", at: node) }
+                if (7...8).contains(value) {
+                    dataBits = value
+                } else {
+                    reader.error("data_bits must be 7 or 8", at: node)
+                }
             }
             if let node = field("stop_bits"), let value = reader.integer(node, "stop_bits") {
-                if (1...2).contains(value) { stopBits = value } else { reader.error("stop_bits must be 1 or 2", at: node) }
+                if (1...2).contains(value) {
+                    stopBits = value
+                } else {
+                    reader.error("stop_bits must be 1 or 2", at: node)
+                }
             }
             endpoint = .rtu(device: path, baud: baud, parity: parity, dataBits: dataBits, stopBits: stopBits)
         default:
@@ -106,7 +130,8 @@ public struct ModbusConnector: DeviceConnector {
     /// `10.0.4.20:502`, `localhost:1502`, `[::1]:1502`.
     static func parseHostPort(_ text: String) -> (host: String, port: Int)? {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (1...65535).contains(port) else { return nil }
+            (1...65535).contains(port)
+        else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return host.isEmpty ? nil : (host, port)
@@ -128,15 +153,20 @@ public struct ModbusConnector: DeviceConnector {
             case let .memory(memory):
                 client = memory
             case let .endpoint(endpoint):
-                let port: String = switch endpoint {
-                case let .tcp(host, port): "\(host):\(port)"
-                case let .rtu(path, _, _, _, _): path
-                }
+                let port: String =
+                    switch endpoint {
+                    case let .tcp(host, port): "\(host):\(port)"
+                    case let .rtu(path, _, _, _, _): path
+                    }
                 if let existing = lines[port] {
-                    guard case .endpoint(endpoint) = existing.binding.line, existing.binding.settings == binding.settings else {
-                        throw ConnectionError(device: device.name, "'\(device.name)' and '\(existing.owner)' share \(port) but "
-                            + "give it different settings (\(binding.summary) vs \(existing.binding.summary)); one bus has "
-                            + "one set of line settings and timeouts")
+                    guard case .endpoint(endpoint) = existing.binding.line,
+                        existing.binding.settings == binding.settings
+                    else {
+                        throw ConnectionError(
+                            device: device.name,
+                            "'\(device.name)' and '\(existing.owner)' share \(port) but "
+                                + "give it different settings (\(binding.summary) vs \(existing.binding.summary)); one bus has "
+                                + "one set of line settings and timeouts")
                     }
                 }
                 let line: ModbusLine
@@ -152,9 +182,10 @@ public struct ModbusConnector: DeviceConnector {
                 }
                 client = LibModbusClient(line: line, unit: binding.unit)
             }
-            connected.devices[device.name] = ModbusPointDevice(name: device.name, profile: device.profile, client: client,
-                                                               retry: binding.settings.retry, clock: context.clock,
-                                                               events: context.events)
+            connected.devices[device.name] = ModbusPointDevice(
+                name: device.name, profile: device.profile, client: client,
+                retry: binding.settings.retry, clock: context.clock,
+                events: context.events)
             connected.endpoints[device.name] = binding.summary
         }
         let result = await body(connected)

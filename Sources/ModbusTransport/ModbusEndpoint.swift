@@ -41,4 +41,3 @@ public struct ModbusSettings: Sendable, Hashable {
 
     public init() {}
 }
-

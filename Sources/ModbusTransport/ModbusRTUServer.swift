@@ -1,6 +1,6 @@
 import AcceptanceCore
-import ModbusCore
 import Foundation
+import ModbusCore
 import Synchronization
 
 /// A Modbus RTU server on a serial device (or one end of a pty pair), answering several unit ids, as the supplies
@@ -58,15 +58,19 @@ public final class ModbusRTUServer: Sendable {
 
     /// The response to a complete, CRC-checked request frame, or nil when the device says nothing.
     static func response(to frame: [UInt8], backend: any ModbusServerBackend) -> [UInt8]? {
-        let unit = frame[0], function = frame[1]
+        let unit = frame[0]
+        let function = frame[1]
         let address = UInt16(frame[2]) << 8 | UInt16(frame[3])
         let field = Int(frame[4]) << 8 | Int(frame[5])
-        func exception(_ code: ModbusException) -> [UInt8]? { unit == 0 ? nil : [unit, function | 0x80, code.rawValue] }
+        func exception(_ code: ModbusException) -> [UInt8]? {
+            unit == 0 ? nil : [unit, function | 0x80, code.rawValue]
+        }
         let answer: ModbusServerAnswer
         var body: [UInt8] = []
         switch function {
         case 0x01, 0x02, 0x03, 0x04:
-            let table: ModbusTable = [0x01: .coil, 0x02: .discreteInput, 0x03: .holdingRegister][function] ?? .inputRegister
+            let table: ModbusTable =
+                [0x01: .coil, 0x02: .discreteInput, 0x03: .holdingRegister][function] ?? .inputRegister
             guard (1...(table.isBitTable ? 2000 : 125)).contains(field) else { return exception(.illegalDataValue) }
             guard Int(address) + field <= 0x10000 else { return exception(.illegalDataAddress) }
             answer = backend.read(table, startingAt: address, count: field, unit: unit)
@@ -74,16 +78,21 @@ public final class ModbusRTUServer: Sendable {
                 guard values.count == field else { return exception(.serverDeviceFailure) }
                 if table.isBitTable {
                     var bytes = [UInt8](repeating: 0, count: (field + 7) / 8)
-                    for (index, value) in values.enumerated() where value != 0 { bytes[index / 8] |= 1 << UInt8(index % 8) }
+                    for (index, value) in values.enumerated() where value != 0 {
+                        bytes[index / 8] |= 1 << UInt8(index % 8)
+                    }
                     body = [unit, function, UInt8(bytes.count)] + bytes
                 } else {
-                    body = [unit, function, UInt8(values.count * 2)] + values.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+                    body =
+                        [unit, function, UInt8(values.count * 2)]
+                        + values.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
                 }
             }
         case 0x05, 0x06:
             if function == 0x05, field != 0xFF00, field != 0x0000 { return exception(.illegalDataValue) }
             let value: UInt16 = function == 0x05 ? (field == 0xFF00 ? 1 : 0) : UInt16(field)
-            answer = backend.write(function == 0x05 ? .coil : .holdingRegister, startingAt: address, values: [value], unit: unit)
+            answer = backend.write(
+                function == 0x05 ? .coil : .holdingRegister, startingAt: address, values: [value], unit: unit)
             body = Array(frame[0..<6])
         case 0x0F, 0x10:
             // Everything checked before anything is decoded: a short or lying frame must not reach the data.
@@ -93,10 +102,14 @@ public final class ModbusRTUServer: Sendable {
                 return exception(.illegalDataValue)
             }
             guard Int(address) + field <= 0x10000 else { return exception(.illegalDataAddress) }
-            let values: [UInt16] = function == 0x0F
+            let values: [UInt16] =
+                function == 0x0F
                 ? (0..<field).map { UInt16((data[data.startIndex + $0 / 8] >> UInt8($0 % 8)) & 1) }
-                : (0..<field).map { UInt16(data[data.startIndex + 2 * $0]) << 8 | UInt16(data[data.startIndex + 2 * $0 + 1]) }
-            answer = backend.write(function == 0x0F ? .coil : .holdingRegister, startingAt: address, values: values, unit: unit)
+                : (0..<field).map {
+                    UInt16(data[data.startIndex + 2 * $0]) << 8 | UInt16(data[data.startIndex + 2 * $0 + 1])
+                }
+            answer = backend.write(
+                function == 0x0F ? .coil : .holdingRegister, startingAt: address, values: values, unit: unit)
             body = Array(frame[0..<6])
         default:
             answer = .exception(.illegalFunction)
@@ -122,16 +135,19 @@ private final class RTULoop: @unchecked Sendable {
     init(device: String, baud: Int, backend: any ModbusServerBackend) throws(ModbusError) {
         func fail(_ message: String) -> ModbusError {
             let code = errno
-            return ModbusError(.connection(code: code, message: "\(message): \(String(cString: strerror(code)))"),
-                               function: .readHoldingRegisters, address: 0, count: 0, endpoint: device)
+            return ModbusError(
+                .connection(code: code, message: "\(message): \(String(cString: strerror(code)))"),
+                function: .readHoldingRegisters, address: 0, count: 0, endpoint: device)
         }
         let descriptor = open(device, O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard descriptor >= 0 else { throw fail("cannot open \(device)") }
         var settings = termios()
         if tcgetattr(descriptor, &settings) == 0 {
             cfmakeraw(&settings)
-            let speeds: [Int: speed_t] = [9600: speed_t(B9600), 19200: speed_t(B19200), 38400: speed_t(B38400),
-                                          57600: speed_t(B57600), 115200: speed_t(B115200)]
+            let speeds: [Int: speed_t] = [
+                9600: speed_t(B9600), 19200: speed_t(B19200), 38400: speed_t(B38400),
+                57600: speed_t(B57600), 115200: speed_t(B115200),
+            ]
             cfsetspeed(&settings, speeds[baud] ?? speed_t(B19200))
             _ = tcsetattr(descriptor, TCSANOW, &settings)
         }
@@ -166,8 +182,10 @@ private final class RTULoop: @unchecked Sendable {
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 512)
         while true {
-            var fds = [pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: wake.read, events: Int16(POLLIN), revents: 0),
+            ]
             // A gap of 50 ms ends a partial frame (a real line's 3.5-character gap is far shorter).
             let ready = poll(&fds, 2, buffer.isEmpty ? -1 : 50)
             if ready < 0 {

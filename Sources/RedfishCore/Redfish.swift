@@ -3,7 +3,12 @@ import Foundation
 
 /// An HTTP method Redfish uses.
 public enum RedfishMethod: String, Sendable, Hashable {
-    case get = "GET", post = "POST", patch = "PATCH", delete = "DELETE", head = "HEAD", put = "PUT"
+    case get = "GET"
+    case post = "POST"
+    case patch = "PATCH"
+    case delete = "DELETE"
+    case head = "HEAD"
+    case put = "PUT"
 }
 
 /// One Redfish request as a value: what a client sends and a service (simulated BMC, mockup tree) answers.

@@ -38,8 +38,10 @@ public final class RedfishClient: Sendable {
 
     private let state = Mutex(State())
 
-    public init(endpoint: RedfishEndpoint, transport: any RedfishHTTPTransport, clock: any RunClock,
-                events: any TransportEventSink = DiscardingTransportEvents()) {
+    public init(
+        endpoint: RedfishEndpoint, transport: any RedfishHTTPTransport, clock: any RunClock,
+        events: any TransportEventSink = DiscardingTransportEvents()
+    ) {
         self.endpoint = endpoint
         self.transport = transport
         self.clock = clock
@@ -98,12 +100,18 @@ public final class RedfishClient: Sendable {
         guard let target = resource.json["Actions"]?[key]?["target"]?.string.map(Self.pathOnly) else {
             throw error(.get, path, .invalidResponse("the resource offers no \(key) action"))
         }
-        if let allowed = resource.json["Actions"]?[key]?.object?.first(where: { $0.key.hasSuffix("@Redfish.AllowableValues") }),
-           let values = allowed.value.array?.compactMap(\.string), let parameters = parameters.object {
+        if let allowed = resource.json["Actions"]?[key]?.object?.first(where: {
+            $0.key.hasSuffix("@Redfish.AllowableValues")
+        }),
+            let values = allowed.value.array?.compactMap(\.string), let parameters = parameters.object
+        {
             let name = String(allowed.key.prefix { $0 != "@" })
             if let chosen = parameters[name]?.string, !values.contains(chosen) {
-                throw error(.post, target, .invalidResponse("\(name) '\(chosen)' is not allowed here; the BMC allows "
-                    + values.joined(separator: ", ")))
+                throw error(
+                    .post, target,
+                    .invalidResponse(
+                        "\(name) '\(chosen)' is not allowed here; the BMC allows "
+                            + values.joined(separator: ", ")))
             }
         }
         _ = try await send(.post, target, body: parameters.bytes, headers: ["content-type": "application/json"])
@@ -134,7 +142,6 @@ public final class RedfishClient: Sendable {
     }
 
     public var hasSession: Bool { state.withLock { $0.token != nil } }
-
 
     /// The session token, logging in if there is none (or if `stale` is the one that just got a 401). Concurrent
     /// callers share one login, so a BMC sees one session per client.
@@ -183,13 +190,16 @@ public final class RedfishClient: Sendable {
 
     func login() async throws(RedfishError) -> Session {
         guard let credentials = endpoint.credentials else {
-            throw error(.post, Self.sessionsPath, .invalidResponse("session login needs credentials; the station names none"))
+            throw error(
+                .post, Self.sessionsPath, .invalidResponse("session login needs credentials; the station names none"))
         }
         let body: JSONValue = ["UserName": .string(credentials.username), "Password": .string(credentials.password)]
-        let response = try await send(.post, Self.sessionsPath, body: body.bytes,
-                                      headers: ["content-type": "application/json"], authenticated: false)
+        let response = try await send(
+            .post, Self.sessionsPath, body: body.bytes,
+            headers: ["content-type": "application/json"], authenticated: false)
         guard let token = response.header("x-auth-token"), !token.isEmpty else {
-            throw error(.post, Self.sessionsPath, .invalidResponse("login answered \(response.status) without X-Auth-Token"))
+            throw error(
+                .post, Self.sessionsPath, .invalidResponse("login answered \(response.status) without X-Auth-Token"))
         }
         var location = response.header("location")
         if location == nil, let json = try? JSONValue.parse(response.body) { location = json["@odata.id"]?.string }
@@ -222,13 +232,17 @@ public final class RedfishClient: Sendable {
     /// A lost or timed-out request is sent again only if that is safe: GET, HEAD and DELETE always, a POST or PATCH
     /// (a reset, a login) only when it certainly never reached the BMC. A 503 was not acted on, so any method is
     /// retried after it.
-    func send(_ method: RedfishMethod, _ path: String, body: [UInt8] = [], headers: [String: String] = [:],
-              authenticated: Bool = true) async throws(RedfishError) -> RedfishResponse {
+    func send(
+        _ method: RedfishMethod, _ path: String, body: [UInt8] = [], headers: [String: String] = [:],
+        authenticated: Bool = true
+    ) async throws(RedfishError) -> RedfishResponse {
         // Paths come from the station's profile and from the BMC (targets, links): only a path on this BMC is
         // followed, so a hostile answer cannot send the session token or Basic credentials to another host.
         guard path.hasPrefix("/"), !path.hasPrefix("//"), !path.contains("\\"),
-              !path.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F }) else {
-            throw error(method, String(path.prefix(200)), .invalidResponse("not a path on this BMC; refusing to follow it"))
+            !path.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F })
+        else {
+            throw error(
+                method, String(path.prefix(200)), .invalidResponse("not a path on this BMC; refusing to follow it"))
         }
         try await prepareIfNeeded()
         let idempotent = method == .get || method == .head || method == .delete
@@ -258,7 +272,8 @@ public final class RedfishClient: Sendable {
                 try await wait(backoff(attempt), attempt: attempt, reason: error(method, path, failure.kind))
             case let .success(response):
                 if (200..<300).contains(response.status) { return response }
-                let problem = error(method, path, .status(response.status), message: RedfishError.extendedMessage(in: response.body))
+                let problem = error(
+                    method, path, .status(response.status), message: RedfishError.extendedMessage(in: response.body))
                 if response.status == 401, authenticated, endpoint.authentication == .session, !reauthenticated {
                     // The session expired or the BMC restarted: log in again, once (one login for all requests).
                     reauthenticated = true
@@ -270,8 +285,11 @@ public final class RedfishClient: Sendable {
                 var delay = backoff(attempt)
                 if let asked = retryAfter(response) {
                     guard asked <= endpoint.longestRetryAfter else {
-                        throw error(method, path, .status(503), message: "the BMC asks to retry after "
-                            + "\(Quantity.format(asked.seconds)) s, longer than the \(Quantity.format(endpoint.longestRetryAfter.seconds)) s allowed")
+                        throw error(
+                            method, path, .status(503),
+                            message: "the BMC asks to retry after "
+                                + "\(Quantity.format(asked.seconds)) s, longer than the \(Quantity.format(endpoint.longestRetryAfter.seconds)) s allowed"
+                        )
                     }
                     delay = asked
                 }
@@ -310,7 +328,8 @@ public final class RedfishClient: Sendable {
     }
 
     func wait(_ delay: Duration, attempt: Int, reason: RedfishError) async throws(RedfishError) {
-        let message = "retry \(attempt) of \(endpoint.retry.retries) in \(Quantity.format(delay.seconds)) s after: \(reason)"
+        let message =
+            "retry \(attempt) of \(endpoint.retry.retries) in \(Quantity.format(delay.seconds)) s after: \(reason)"
         events.record(TransportEvent(.retry, device: endpoint.name, message: message))
         do {
             try await clock.sleep(for: delay)
@@ -319,7 +338,8 @@ public final class RedfishClient: Sendable {
         }
     }
 
-    func decode(_ response: RedfishResponse, _ method: RedfishMethod, _ path: String) throws(RedfishError) -> JSONValue {
+    func decode(_ response: RedfishResponse, _ method: RedfishMethod, _ path: String) throws(RedfishError) -> JSONValue
+    {
         do {
             return try JSONValue.parse(response.body)
         } catch {
@@ -327,7 +347,9 @@ public final class RedfishClient: Sendable {
         }
     }
 
-    func error(_ method: RedfishMethod, _ path: String, _ kind: RedfishError.Kind, message: String? = nil) -> RedfishError {
+    func error(
+        _ method: RedfishMethod, _ path: String, _ kind: RedfishError.Kind, message: String? = nil
+    ) -> RedfishError {
         RedfishError(bmc: endpoint.name, method: method, url: transport.baseURL + path, kind: kind, message: message)
     }
 }

@@ -53,10 +53,12 @@ public struct RedfishEndpoint: Sendable, Hashable {
     /// The longest `Retry-After` honoured; a BMC asking for longer is treated as down.
     public var longestRetryAfter: Duration
 
-    public init(name: String, baseURL: String, authentication: RedfishAuthentication = .session,
-                credentials: RedfishCredentials? = nil, trust: RedfishTrust = .system, timeout: Duration = .seconds(10),
-                retry: RetryPolicy = RetryPolicy(retries: 2, backoff: .milliseconds(500)),
-                longestRetryAfter: Duration = .seconds(30)) {
+    public init(
+        name: String, baseURL: String, authentication: RedfishAuthentication = .session,
+        credentials: RedfishCredentials? = nil, trust: RedfishTrust = .system, timeout: Duration = .seconds(10),
+        retry: RetryPolicy = RetryPolicy(retries: 2, backoff: .milliseconds(500)),
+        longestRetryAfter: Duration = .seconds(30)
+    ) {
         self.name = name
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.authentication = authentication

@@ -45,7 +45,9 @@ public struct InMemoryRedfishTransport: RedfishHTTPTransport {
         baseURL = "memory://\(label)"
     }
 
-    public func send(_ request: RedfishRequest, timeout: Duration) async throws(RedfishTransportFailure) -> RedfishResponse {
+    public func send(
+        _ request: RedfishRequest, timeout: Duration
+    ) async throws(RedfishTransportFailure) -> RedfishResponse {
         if Task.isCancelled { throw RedfishTransportFailure(.cancelled) }
         guard let response = await service.respond(to: request) else {
             throw RedfishTransportFailure(.connection("connection refused"), neverSent: true)

@@ -34,7 +34,7 @@ public struct RedfishPointDevice: PointDevice {
         let results = await BoundedConcurrency.map(paths, limit: Self.parallelFetches) { path in
             do throws(RedfishError) {
                 return Result<RedfishResource?, RedfishError>.success(try await client.get(path))
-            } catch where error.kind == .status(404) && tolerant.contains(path) {
+            } catch  where error.kind == .status(404) && tolerant.contains(path) {
                 return .success(nil)
             } catch {
                 return .failure(error)
@@ -48,8 +48,9 @@ public struct RedfishPointDevice: PointDevice {
             switch result {
             case let .success(found): resource = found
             case let .failure(error):
-                throw failure(.reading, points.filter { $0.resource?.path == location.path }.map(\.name),
-                              error.detail, error)
+                throw failure(
+                    .reading, points.filter { $0.resource?.path == location.path }.map(\.name),
+                    error.detail, error)
             }
             guard let resource else {
                 guard let absent = location.ifAbsent else {
@@ -63,7 +64,9 @@ public struct RedfishPointDevice: PointDevice {
         return values
     }
 
-    func value(of point: PointDefinition, at location: RedfishLocation, in resource: RedfishResource) throws(DeviceError) -> Value {
+    func value(
+        of point: PointDefinition, at location: RedfishLocation, in resource: RedfishResource
+    ) throws(DeviceError) -> Value {
         guard let json = resource.json.value(at: location.pointer) else {
             if let absent = location.ifAbsent { return .text(absent) }
             throw failure(.reading, [point.name], "\(location.path) has no \(location.pointer)")
@@ -73,8 +76,10 @@ public struct RedfishPointDevice: PointDevice {
             return .missing
         case let (.string(text), .string):
             if !point.states.isEmpty, !point.states.values.contains(text) {
-                throw failure(.reading, [point.name], "\(location) is '\(text)', not one of "
-                    + point.stateNames.joined(separator: ", "))
+                throw failure(
+                    .reading, [point.name],
+                    "\(location) is '\(text)', not one of "
+                        + point.stateNames.joined(separator: ", "))
             }
             return .text(text)
         case let (.bool(flag), .bool):
@@ -86,17 +91,22 @@ public struct RedfishPointDevice: PointDevice {
             if !parent.tokens.isEmpty { parent.tokens.removeLast() }
             if let said = resource.json.value(at: parent)?["ReadingUnits"]?.string {
                 guard let reported = Self.ucum(said) else {
-                    throw failure(.reading, [point.name], "\(location.path) reports ReadingUnits '\(said)', which is not a known unit")
+                    throw failure(
+                        .reading, [point.name],
+                        "\(location.path) reports ReadingUnits '\(said)', which is not a known unit")
                 }
                 do {
                     return .quantity(try Quantity(number, reported).converted(to: unit))
                 } catch {
-                    throw failure(.reading, [point.name], "\(location.path) reports \(said), which is not a \(unit.dimension)")
+                    throw failure(
+                        .reading, [point.name], "\(location.path) reports \(said), which is not a \(unit.dimension)")
                 }
             }
             return .quantity(Quantity(number, unit))
         default:
-            throw failure(.reading, [point.name], "\(location) is \(json.serialized.prefix(40)), not a \(Self.typeName(location))")
+            throw failure(
+                .reading, [point.name], "\(location) is \(json.serialized.prefix(40)), not a \(Self.typeName(location))"
+            )
         }
     }
 
@@ -127,7 +137,8 @@ public struct RedfishPointDevice: PointDevice {
             do {
                 leaf = .number(try point.unit.map { try quantity.converted(to: $0).value } ?? quantity.value)
             } catch {
-                throw failure(.writing, [point.name], "\(quantity) is not a \(point.unit?.dimension.description ?? "number")")
+                throw failure(
+                    .writing, [point.name], "\(quantity) is not a \(point.unit?.dimension.description ?? "number")")
             }
         case .missing: throw failure(.writing, [point.name], "no value to write")
         }
@@ -163,8 +174,11 @@ public struct RedfishPointDevice: PointDevice {
         }
     }
 
-    func failure(_ operation: DeviceError.Operation, _ points: [String], _ reason: String,
-                 _ error: RedfishError? = nil) -> DeviceError {
-        DeviceError(device: name, endpoint: endpoint, operation: operation, points: points, reason: reason, cause: error)
+    func failure(
+        _ operation: DeviceError.Operation, _ points: [String], _ reason: String,
+        _ error: RedfishError? = nil
+    ) -> DeviceError {
+        DeviceError(
+            device: name, endpoint: endpoint, operation: operation, points: points, reason: reason, cause: error)
     }
 }

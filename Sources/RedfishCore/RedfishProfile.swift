@@ -72,7 +72,8 @@ public struct RedfishProfileSyntax: DeviceProtocolSyntax {
         DeviceProfile.parseRedfishPoint(name, keyNode: keyNode, node, reader: &reader)
     }
 
-    public func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition? {
+    public func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition?
+    {
         DeviceProfile.parseAction(name, keyNode: keyNode, node, reader: &reader)
     }
 }
@@ -80,10 +81,14 @@ public struct RedfishProfileSyntax: DeviceProtocolSyntax {
 extension DeviceProfile {
     static let redfishPointKeys = ["description", "path", "pointer", "type", "unit", "access", "states", "if_absent"]
 
-    static let redfishTypes: [String: RedfishValueType] = ["string": .string, "number": .number, "integer": .integer,
-                                                           "bool": .bool]
+    static let redfishTypes: [String: RedfishValueType] = [
+        "string": .string, "number": .number, "integer": .integer,
+        "bool": .bool,
+    ]
 
-    static func parseRedfishPoint(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> PointDefinition? {
+    static func parseRedfishPoint(
+        _ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader
+    ) -> PointDefinition? {
         guard let entries = reader.mapping(node, "point '\(name)'") else { return nil }
         reader.rejectUnknownKeys(entries, allowed: redfishPointKeys, in: "point '\(name)'")
         func value(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
@@ -95,8 +100,9 @@ extension DeviceProfile {
             reader.error("a Redfish resource path starts with /redfish/v1", at: pathNode)
         }
         guard let pointerNode = value("pointer"), let pointerText = reader.scalar(pointerNode, "pointer") else {
-            reader.error("point '\(name)' needs a 'pointer' (a JSON pointer into the resource, such as /PowerState)",
-                         at: keyNode)
+            reader.error(
+                "point '\(name)' needs a 'pointer' (a JSON pointer into the resource, such as /PowerState)",
+                at: keyNode)
             return nil
         }
         guard let pointer = JSONPointer(pointerText) else {
@@ -104,8 +110,9 @@ extension DeviceProfile {
             return nil
         }
         var location = RedfishLocation(path: path, pointer: pointer)
-        var point = PointDefinition(name: name, kind: .text, access: .readOnly, address: location,
-                                    location: reader.location(of: keyNode))
+        var point = PointDefinition(
+            name: name, kind: .text, access: .readOnly, address: location,
+            location: reader.location(of: keyNode))
         var typeGiven = false
         for (key, _, valueNode) in entries {
             switch key {
@@ -113,19 +120,25 @@ extension DeviceProfile {
             case "type":
                 guard let text = reader.scalar(valueNode, "type") else { break }
                 guard let type = redfishTypes[text] else {
-                    reader.error("unknown type '\(text)'; use \(redfishTypes.keys.sorted().joined(separator: ", "))", at: valueNode)
+                    reader.error(
+                        "unknown type '\(text)'; use \(redfishTypes.keys.sorted().joined(separator: ", "))",
+                        at: valueNode)
                     break
                 }
                 location.type = type
                 typeGiven = true
             case "unit":
                 guard let symbol = reader.scalar(valueNode, "unit") else { break }
-                if let unit = PhysicalUnit.named(symbol) { point.unit = unit } else {
+                if let unit = PhysicalUnit.named(symbol) {
+                    point.unit = unit
+                } else {
                     reader.error("unknown unit '\(symbol)'", at: valueNode)
                 }
             case "access":
                 guard let text = reader.scalar(valueNode, "access") else { break }
-                if let access = PointAccess(rawValue: text) { point.access = access } else {
+                if let access = PointAccess(rawValue: text) {
+                    point.access = access
+                } else {
                     reader.error("access must be read-only or read-write", at: valueNode)
                 }
             case "states":
@@ -148,30 +161,40 @@ extension DeviceProfile {
         point.address = location
         point.kind = location.type.kind
         if let absent = location.ifAbsent, !point.states.isEmpty, !point.states.values.contains(absent),
-           let node = value("if_absent") {
-            reader.error("if_absent '\(absent)' is not one of the states (\(point.stateNames.joined(separator: ", ")))", at: node)
+            let node = value("if_absent")
+        {
+            reader.error(
+                "if_absent '\(absent)' is not one of the states (\(point.stateNames.joined(separator: ", ")))", at: node
+            )
         }
         return point
     }
 
-    static func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition? {
+    static func parseAction(_ name: String, keyNode: Node, _ node: Node, reader: inout YAMLReader) -> ActionDefinition?
+    {
         guard let entries = reader.mapping(node, "action '\(name)'") else { return nil }
-        reader.rejectUnknownKeys(entries, allowed: ["description", "path", "action", "parameter", "values"], in: "action '\(name)'")
+        reader.rejectUnknownKeys(
+            entries, allowed: ["description", "path", "action", "parameter", "values"], in: "action '\(name)'")
         func value(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
         guard let path = value("path").flatMap({ reader.scalar($0, "path") }),
-              let action = value("action").flatMap({ reader.scalar($0, "action") }) else {
-            reader.error("action '\(name)' needs 'path' (the resource) and 'action' (such as ComputerSystem.Reset)", at: keyNode)
+            let action = value("action").flatMap({ reader.scalar($0, "action") })
+        else {
+            reader.error(
+                "action '\(name)' needs 'path' (the resource) and 'action' (such as ComputerSystem.Reset)", at: keyNode)
             return nil
         }
-        let values = value("values").flatMap { reader.sequence($0, "values") }?.compactMap { reader.scalar($0, "value") } ?? []
+        let values =
+            value("values").flatMap { reader.sequence($0, "values") }?.compactMap { reader.scalar($0, "value") } ?? []
         let parameter = value("parameter").flatMap { reader.scalar($0, "parameter") }
         if parameter != nil, values.isEmpty {
             reader.error("action '\(name)' has a parameter; list its allowed 'values'", at: keyNode)
         }
-        return ActionDefinition(name: name, description: value("description").flatMap { reader.scalar($0, "description") } ?? "",
-                                parameter: parameter, values: values,
-                                target: RedfishActionTarget(path: path,
-                                                            action: action.hasPrefix("#") ? String(action.dropFirst()) : action),
-                                location: reader.location(of: keyNode))
+        return ActionDefinition(
+            name: name, description: value("description").flatMap { reader.scalar($0, "description") } ?? "",
+            parameter: parameter, values: values,
+            target: RedfishActionTarget(
+                path: path,
+                action: action.hasPrefix("#") ? String(action.dropFirst()) : action),
+            location: reader.location(of: keyNode))
     }
 }

@@ -1,5 +1,4 @@
 import AcceptanceCore
-import RedfishCore
 import Crypto
 import Foundation
 import HTTPTypes
@@ -10,6 +9,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import RedfishCore
 import SwiftASN1
 import Synchronization
 import X509
@@ -39,7 +39,9 @@ public struct GeneratedCertificate: Sendable {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true, keyCertSign: true))
                 try ExtendedKeyUsage([.serverAuth])
-                SubjectAlternativeNames([.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1]))])
+                SubjectAlternativeNames([
+                    .dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
+                ])
             },
             issuerPrivateKey: .init(key))
         var serializer = DER.Serializer()
@@ -50,8 +52,9 @@ public struct GeneratedCertificate: Sendable {
     func tlsConfiguration() throws -> TLSConfiguration {
         let certificate = try NIOSSLCertificate(bytes: certificateDER, format: .der)
         let key = try NIOSSLPrivateKey(bytes: Array(privateKeyPEM.utf8), format: .pem)
-        return TLSConfiguration.makeServerConfiguration(certificateChain: [.certificate(certificate)],
-                                                        privateKey: .privateKey(key))
+        return TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(certificate)],
+            privateKey: .privateKey(key))
     }
 }
 
@@ -82,8 +85,10 @@ public final class RedfishHTTPServer: Sendable {
 
     /// Starts a listener per service. `firstPort` 0 picks free ports; otherwise devices get consecutive ports in
     /// name order from it.
-    public static func start(services: [String: any RedfishService], silent: Set<String> = [], tls: Bool,
-                             host: String = "127.0.0.1", firstPort: Int = 0) async throws(StartError) -> RedfishHTTPServer {
+    public static func start(
+        services: [String: any RedfishService], silent: Set<String> = [], tls: Bool,
+        host: String = "127.0.0.1", firstPort: Int = 0
+    ) async throws(StartError) -> RedfishHTTPServer {
         var certificate: GeneratedCertificate?
         var tlsConfiguration: TLSConfiguration?
         if tls {
@@ -183,7 +188,9 @@ public final class RedfishHTTPServer: Sendable {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { return nil }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -208,8 +215,10 @@ struct ServiceResponder: HTTPResponder {
         guard RedfishMethod(rawValue: request.method.rawValue) != nil else {
             return Response(status: .methodNotAllowed)
         }
-        let answer = await service.respond(to: RedfishRequest(method: method, path: request.uri.description,
-                                                              headers: headers, body: Array(buffer: body)))
+        let answer = await service.respond(
+            to: RedfishRequest(
+                method: method, path: request.uri.description,
+                headers: headers, body: Array(buffer: body)))
         guard let answer else {
             // Unreachable now: end the connection without an answer.
             throw HTTPError(.serviceUnavailable)
@@ -218,7 +227,8 @@ struct ServiceResponder: HTTPResponder {
         for (name, value) in answer.headers.sorted(by: { $0.key < $1.key }) {
             if let field = HTTPField.Name(name) { fields[field] = value }
         }
-        return Response(status: .init(code: answer.status), headers: fields,
-                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
+        return Response(
+            status: .init(code: answer.status), headers: fields,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
     }
 }

@@ -1,5 +1,4 @@
 import AcceptanceCore
-import RedfishCore
 import AsyncHTTPClient
 import Crypto
 import Foundation
@@ -8,6 +7,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import RedfishCore
 
 /// One `HTTPClient` for every BMC of a run, with a scoped lifetime: `withClient` shuts it down when the body ends,
 /// however it ends. Timeouts are per request, from each endpoint's configuration.
@@ -84,8 +84,9 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
         guard let (host, port) = endpoint.hostAndPort else {
             throw RedfishTransportFailure(.connection("no host in \(endpoint.baseURL)"))
         }
-        let certificate = try await CertificateProbe.presentedCertificate(host: host, port: port,
-                                                                          timeout: endpoint.timeout)
+        let certificate = try await CertificateProbe.presentedCertificate(
+            host: host, port: port,
+            timeout: endpoint.timeout)
         let presented: String
         do {
             presented = SHA256.hash(data: try certificate.toDERBytes()).map { String(format: "%02x", $0) }.joined()
@@ -103,7 +104,9 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
         pinnedTLS.configuration = tls
     }
 
-    public func send(_ request: RedfishRequest, timeout: Duration) async throws(RedfishTransportFailure) -> RedfishResponse {
+    public func send(
+        _ request: RedfishRequest, timeout: Duration
+    ) async throws(RedfishTransportFailure) -> RedfishResponse {
         var http = HTTPClientRequest(url: endpoint.baseURL + request.path)
         http.method = HTTPMethod(rawValue: request.method.rawValue)
         for (name, value) in request.headers { http.headers.add(name: name, value: value) }
@@ -131,9 +134,12 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
     static func neverSent(_ error: any Error) -> Bool {
         if error is NIOConnectionError || error is NIOSSLError || error is BoringSSLError { return true }
         if let client = error as? HTTPClientError {
-            return client == .connectTimeout || client == .tlsHandshakeTimeout || client == .getConnectionFromPoolTimeout
+            return client == .connectTimeout || client == .tlsHandshakeTimeout
+                || client == .getConnectionFromPoolTimeout
         }
-        if let io = error as? IOError { return io.errnoCode == ECONNREFUSED || io.errnoCode == EHOSTUNREACH || io.errnoCode == ENETUNREACH }
+        if let io = error as? IOError {
+            return io.errnoCode == ECONNREFUSED || io.errnoCode == EHOSTUNREACH || io.errnoCode == ENETUNREACH
+        }
         return false
     }
 
@@ -180,7 +186,9 @@ final class PinnedConfiguration: Sendable {
 
 /// Opens a TLS connection only to see the certificate a server presents, then closes it.
 enum CertificateProbe {
-    static func presentedCertificate(host: String, port: Int, timeout: Duration) async throws(RedfishTransportFailure)
+    static func presentedCertificate(
+        host: String, port: Int, timeout: Duration
+    ) async throws(RedfishTransportFailure)
         -> NIOSSLCertificate
     {
         var configuration = TLSConfiguration.makeClientConfiguration()
@@ -198,7 +206,8 @@ enum CertificateProbe {
             .connectTimeout(amount)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = try NIOSSLClientHandler(context: context, serverHostname: nil) { certificates, verified in
+                    let handler = try NIOSSLClientHandler(context: context, serverHostname: nil) {
+                        certificates, verified in
                         result.complete(certificates.first)
                         verified.succeed(.certificateVerified)
                     }

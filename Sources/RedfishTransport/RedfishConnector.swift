@@ -54,15 +54,21 @@ public struct RedfishConnector: DeviceConnector {
 
     public var syntax: any DeviceProtocolSyntax { RedfishProfileSyntax() }
 
-    public func parseBinding(_ node: Node, device: String, file: String, reader: inout YAMLReader) -> (any DeviceBinding)? {
+    public func parseBinding(
+        _ node: Node, device: String, file: String, reader: inout YAMLReader
+    ) -> (any DeviceBinding)? {
         parseRedfish(node, device: device, url: nil, reader: &reader)
     }
 
-    static let stationKeys = ["url", "auth", "username_env", "password_env", "credentials_file", "ca_file", "pin_sha256",
-                              "insecure", "timeout", "retries", "backoff"]
+    static let stationKeys = [
+        "url", "auth", "username_env", "password_env", "credentials_file", "ca_file", "pin_sha256",
+        "insecure", "timeout", "retries", "backoff",
+    ]
 
-    func parseRedfish(_ node: Node, device: String, url: String?, reader: inout YAMLReader,
-                      extraKeys: [String] = []) -> RedfishBinding? {
+    func parseRedfish(
+        _ node: Node, device: String, url: String?, reader: inout YAMLReader,
+        extraKeys: [String] = []
+    ) -> RedfishBinding? {
         guard let fields = reader.mapping(node, "redfish") else { return nil }
         reader.rejectUnknownKeys(fields, allowed: Self.stationKeys + extraKeys, in: "redfish settings of '\(device)'")
         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
@@ -72,23 +78,32 @@ public struct RedfishConnector: DeviceConnector {
             return nil
         }
         guard let components = URLComponents(string: base), ["http", "https"].contains(components.scheme ?? ""),
-              components.host?.isEmpty == false, components.path.isEmpty || components.path == "/",
-              components.user == nil, components.password == nil, components.query == nil, components.fragment == nil else {
-            reader.error("'\(base)' is not a BMC address: write https://host or https://host:port (no user, password, "
-                + "path or query: credentials come from username_env/password_env or credentials_file)", at: field("url") ?? node)
+            components.host?.isEmpty == false, components.path.isEmpty || components.path == "/",
+            components.user == nil, components.password == nil, components.query == nil, components.fragment == nil
+        else {
+            reader.error(
+                "'\(base)' is not a BMC address: write https://host or https://host:port (no user, password, "
+                    + "path or query: credentials come from username_env/password_env or credentials_file)",
+                at: field("url") ?? node)
             return nil
         }
         var endpoint = RedfishEndpoint(name: device, baseURL: base)
         if let auth = text("auth") {
-            if let value = RedfishAuthentication(rawValue: auth) { endpoint.authentication = value } else {
+            if let value = RedfishAuthentication(rawValue: auth) {
+                endpoint.authentication = value
+            } else {
                 reader.error("auth must be session, basic or none", at: field("auth") ?? node)
             }
         }
         var trusts: [RedfishTrust] = []
         if let path = text("ca_file") { trusts.append(.caFile(path)) }
         if let pin = text("pin_sha256") {
-            if RedfishEndpoint.normalisedFingerprint(pin).count == 64 { trusts.append(.pinned(sha256: pin)) } else {
-                reader.error("pin_sha256 is the certificate's SHA-256: 64 hex digits, colons allowed", at: field("pin_sha256") ?? node)
+            if RedfishEndpoint.normalisedFingerprint(pin).count == 64 {
+                trusts.append(.pinned(sha256: pin))
+            } else {
+                reader.error(
+                    "pin_sha256 is the certificate's SHA-256: 64 hex digits, colons allowed",
+                    at: field("pin_sha256") ?? node)
             }
         }
         if let node = field("insecure"), reader.bool(node, "insecure") == true { trusts.append(.insecure) }
@@ -96,7 +111,9 @@ public struct RedfishConnector: DeviceConnector {
             reader.error("give one of ca_file, pin_sha256 or insecure: true", at: node)
         }
         endpoint.trust = trusts.first ?? .system
-        if !endpoint.isHTTPS, trusts.first != nil, let node = field("pin_sha256") ?? field("ca_file") ?? field("insecure") {
+        if !endpoint.isHTTPS, trusts.first != nil,
+            let node = field("pin_sha256") ?? field("ca_file") ?? field("insecure")
+        {
             reader.error("certificate settings need an https:// url", at: node)
         }
         func duration(_ key: String) -> Duration? {
@@ -110,7 +127,11 @@ public struct RedfishConnector: DeviceConnector {
         if let value = duration("timeout") { endpoint.timeout = value }
         if let value = duration("backoff") { endpoint.retry.backoff = value }
         if let node = field("retries"), let retries = reader.integer(node, "retries") {
-            if (0...10).contains(retries) { endpoint.retry.retries = retries } else { reader.error("retries must be 0 to 10", at: node) }
+            if (0...10).contains(retries) {
+                endpoint.retry.retries = retries
+            } else {
+                reader.error("retries must be 0 to 10", at: node)
+            }
         }
         var credentials: CredentialSource?
         switch (text("username_env"), text("password_env"), text("credentials_file")) {
@@ -118,8 +139,9 @@ public struct RedfishConnector: DeviceConnector {
         case let (nil, nil, file?): credentials = .file(file)
         case (nil, nil, nil):
             if endpoint.authentication != .none {
-                reader.error("'\(device)' needs credentials: username_env and password_env (environment variables), "
-                    + "or credentials_file", at: node)
+                reader.error(
+                    "'\(device)' needs credentials: username_env and password_env (environment variables), "
+                        + "or credentials_file", at: node)
             }
         default:
             reader.error("give username_env and password_env together, or credentials_file alone", at: node)
@@ -127,8 +149,11 @@ public struct RedfishConnector: DeviceConnector {
         return RedfishBinding(carrier: .http(endpoint, credentials: credentials))
     }
 
-    public func parseGroupBinding(_ node: Node, group: String, file: String, reader: inout YAMLReader)
-        -> [any DeviceBinding]? {
+    public func parseGroupBinding(
+        _ node: Node, group: String, file: String, reader: inout YAMLReader
+    )
+        -> [any DeviceBinding]?
+    {
         guard let fields = reader.mapping(node, "redfish") else { return [] }
         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
         var urls: [String] = []
@@ -142,13 +167,16 @@ public struct RedfishConnector: DeviceConnector {
             // Member n at first_port + n - 1; the count is the rack's, so make plenty and let binding trim.
             urls = (0..<99).map { "\(base):\(port + $0)" }
         } else {
-            reader.error("group '\(group)' needs 'urls' (one per member, in order) or 'url' with 'first_port'", at: node)
+            reader.error(
+                "group '\(group)' needs 'urls' (one per member, in order) or 'url' with 'first_port'", at: node)
             return []
         }
         var bindings: [any DeviceBinding] = []
         for (index, url) in urls.enumerated() {
             let name = "\(group)[\(index + 1)]"
-            if let binding = parseRedfish(node, device: name, url: url, reader: &reader, extraKeys: ["urls", "first_port"]) {
+            if let binding = parseRedfish(
+                node, device: name, url: url, reader: &reader, extraKeys: ["urls", "first_port"])
+            {
                 bindings.append(binding)
             }
             if index == 0, reader.sink.hasErrors { break }
@@ -156,10 +184,11 @@ public struct RedfishConnector: DeviceConnector {
         return bindings
     }
 
-
     /// Reads the credentials now (a missing variable stops the run before anything moves), and warns about settings
     /// an auditor must see.
-    public func prepare(_ device: BoundDevice, source: String) throws(ConnectionError) -> (BoundDevice, warnings: [String]) {
+    public func prepare(
+        _ device: BoundDevice, source: String
+    ) throws(ConnectionError) -> (BoundDevice, warnings: [String]) {
         guard let binding = device.binding as? RedfishBinding else {
             throw ConnectionError(device: device.name, "is not bound over Redfish")
         }
@@ -175,8 +204,9 @@ public struct RedfishConnector: DeviceConnector {
             warnings.append("\(device.name): credentials go in clear text over http:// (\(source))")
         }
         if endpoint.trust == .insecure {
-            warnings.append("\(device.name): certificate verification is OFF (insecure: true in \(source)); "
-                + "anyone on the path can pose as this BMC")
+            warnings.append(
+                "\(device.name): certificate verification is OFF (insecure: true in \(source)); "
+                    + "anyone on the path can pose as this BMC")
         }
         var prepared = device
         prepared.binding = RedfishBinding(carrier: .http(endpoint, credentials: nil))
@@ -184,8 +214,11 @@ public struct RedfishConnector: DeviceConnector {
     }
 
     /// A client for one device: over the shared HTTP client, or in memory.
-    static func client(for device: BoundDevice, http: HTTPClient?, context: ConnectionContext)
-        throws(ConnectionError) -> RedfishClient {
+    static func client(
+        for device: BoundDevice, http: HTTPClient?, context: ConnectionContext
+    )
+        throws(ConnectionError) -> RedfishClient
+    {
         guard let binding = device.binding as? RedfishBinding else {
             throw ConnectionError(device: device.name, "is not bound over Redfish")
         }
@@ -200,8 +233,12 @@ public struct RedfishConnector: DeviceConnector {
             do {
                 transport = try AsyncHTTPTransport(endpoint: endpoint, client: http)
             } catch {
-                throw ConnectionError(device: device.name, RedfishError(bmc: device.name, method: .get,
-                                                                         url: endpoint.baseURL, kind: error.kind).detail)
+                throw ConnectionError(
+                    device: device.name,
+                    RedfishError(
+                        bmc: device.name, method: .get,
+                        url: endpoint.baseURL, kind: error.kind
+                    ).detail)
             }
         }
         return RedfishClient(endpoint: endpoint, transport: transport, clock: context.clock, events: context.events)
@@ -223,7 +260,8 @@ public struct RedfishConnector: DeviceConnector {
             do throws(ConnectionError) {
                 let client = try Self.client(for: device, http: http, context: context)
                 clients.append(client)
-                connected.devices[device.name] = RedfishPointDevice(name: device.name, profile: device.profile, client: client)
+                connected.devices[device.name] = RedfishPointDevice(
+                    name: device.name, profile: device.profile, client: client)
                 connected.endpoints[device.name] = device.binding.summary
             } catch {
                 failure = error
@@ -249,7 +287,9 @@ public struct RedfishConnector: DeviceConnector {
 
 /// Reads BMC credentials from where a station says they are, never from the station file itself.
 enum Credentials {
-    static func read(_ source: CredentialSource, station: String, device: String)
+    static func read(
+        _ source: CredentialSource, station: String, device: String
+    )
         throws(ConnectionError) -> RedfishCredentials
     {
         switch source {
@@ -258,28 +298,34 @@ enum Credentials {
         case let .environment(userVariable, passwordVariable):
             let environment = ProcessInfo.processInfo.environment
             guard let user = environment[userVariable], !user.isEmpty else {
-                throw ConnectionError(device: device, "environment variable \(userVariable) (username_env in \(station)) is not set")
+                throw ConnectionError(
+                    device: device, "environment variable \(userVariable) (username_env in \(station)) is not set")
             }
             guard let password = environment[passwordVariable], !password.isEmpty else {
-                throw ConnectionError(device: device, "environment variable \(passwordVariable) (password_env in \(station)) is not set")
+                throw ConnectionError(
+                    device: device, "environment variable \(passwordVariable) (password_env in \(station)) is not set")
             }
             return RedfishCredentials(username: user, password: password)
         case let .file(path):
             var info = stat()
             guard stat(path, &info) == 0 else {
-                throw ConnectionError(device: device, "cannot read the credentials file \(path) (credentials_file in \(station))")
+                throw ConnectionError(
+                    device: device, "cannot read the credentials file \(path) (credentials_file in \(station))")
             }
             guard info.st_mode & 0o077 == 0 else {
-                throw ConnectionError(device: device, "credentials file \(path) is readable by others "
-                    + "(mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+                throw ConnectionError(
+                    device: device,
+                    "credentials file \(path) is readable by others "
+                        + "(mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
             }
             guard let data = FileManager.default.contents(atPath: path),
-                  let line = String(data: data, encoding: .utf8)?.split(whereSeparator: \.isNewline).first,
-                  let colon = line.firstIndex(of: ":") else {
+                let line = String(data: data, encoding: .utf8)?.split(whereSeparator: \.isNewline).first,
+                let colon = line.firstIndex(of: ":")
+            else {
                 throw ConnectionError(device: device, "credentials file \(path) must hold one line 'username:password'")
             }
-            return RedfishCredentials(username: String(line[..<colon]), password: String(line[line.index(after: colon)...]))
+            return RedfishCredentials(
+                username: String(line[..<colon]), password: String(line[line.index(after: colon)...]))
         }
     }
 }
-

@@ -83,18 +83,23 @@ public final class ReportArchive: Sendable {
     /// Verifies a bundle and stores it. The bundle is first copied into the archive, and it is that copy that is
     /// verified and stored, so nothing can change between the check and the store. A bundle that does not verify, or
     /// that comes from the simulated rack (unless `allowSimulated`), is refused with the reasons.
-    public func add(bundle folder: String, keyring: Keyring, allowSimulated: Bool = false) throws(ArchiveError) -> AddOutcome {
+    public func add(
+        bundle folder: String, keyring: Keyring, allowSimulated: Bool = false
+    ) throws(ArchiveError) -> AddOutcome {
         let staging = "\(directory)/.incoming-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: staging) }
         var names: [String]
         do {
             names = try ReportBundle.subjectFiles(in: folder) + [ReportBundle.attestationFile]
-            if FileManager.default.fileExists(atPath: "\(folder)/\(ReportBundle.approvalFile)") { names.append(ReportBundle.approvalFile) }
+            if FileManager.default.fileExists(atPath: "\(folder)/\(ReportBundle.approvalFile)") {
+                names.append(ReportBundle.approvalFile)
+            }
             try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
             for name in names {
                 let target = "\(staging)/\(name)"
-                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
-                                                        withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(
+                    atPath: (target as NSString).deletingLastPathComponent,
+                    withIntermediateDirectories: true)
                 guard let data = FileManager.default.contents(atPath: "\(folder)/\(name)") else {
                     throw ArchiveError(description: "cannot read \(folder)/\(name)")
                 }
@@ -109,15 +114,19 @@ public final class ReportArchive: Sendable {
         }
         let verification = BundleVerifier.verify(folder: staging, keyring: keyring)
         guard verification.verified else {
-            throw ArchiveError(description: "refused \(folder): it does not verify: " + verification.failures.joined(separator: "; "))
+            throw ArchiveError(
+                description: "refused \(folder): it does not verify: " + verification.failures.joined(separator: "; "))
         }
         guard allowSimulated || !verification.simulated else {
-            throw ArchiveError(description: "refused \(folder): it is a run on the SIMULATED rack, not evidence about a real one "
-                + "(archive it with --allow-simulated if you mean to)")
+            throw ArchiveError(
+                description: "refused \(folder): it is a run on the SIMULATED rack, not evidence about a real one "
+                    + "(archive it with --allow-simulated if you mean to)")
         }
         guard let statement = verification.statementSHA256, let runID = verification.runID,
-              let procedure = verification.procedure, let started = verification.started else {
-            throw ArchiveError(description: "refused \(folder): its statement lacks the run id, procedure or start time")
+            let procedure = verification.procedure, let started = verification.started
+        else {
+            throw ArchiveError(
+                description: "refused \(folder): its statement lacks the run id, procedure or start time")
         }
         var files: [(name: String, sha256: String, size: Int)] = []
         for name in names {
@@ -132,32 +141,42 @@ public final class ReportArchive: Sendable {
             try store(path, sha256: digest)
             files.append((name, digest, size))
         }
-        let run = Run(runID: runID, attestationSHA256: statement, rackSerial: verification.rackSerial,
-                      procedure: procedure, procedureVersion: verification.procedureVersion ?? "", verdict: verification.verdict ?? "?",
-                      station: "", started: started, signer: verification.signerName,
-                      approved: names.contains(ReportBundle.approvalFile), addedAt: Timestamp.string(Date()))
+        let run = Run(
+            runID: runID, attestationSHA256: statement, rackSerial: verification.rackSerial,
+            procedure: procedure, procedureVersion: verification.procedureVersion ?? "",
+            verdict: verification.verdict ?? "?",
+            station: "", started: started, signer: verification.signerName,
+            approved: names.contains(ReportBundle.approvalFile), addedAt: Timestamp.string(Date()))
         var indexed = run
         if let data = FileManager.default.contents(atPath: "\(staging)/record.json"),
-           let record = try? JSONValue.parse([UInt8](data)), let station = record["station"]?.string {
+            let record = try? JSONValue.parse([UInt8](data)), let station = record["station"]?.string
+        {
             indexed.station = station
         }
         do {
             return try database.write { db -> AddOutcome in
-                let existing = try Row.fetchOne(db, sql: "SELECT 1 FROM run WHERE attestation_sha256 = ?", arguments: [statement])
+                let existing = try Row.fetchOne(
+                    db, sql: "SELECT 1 FROM run WHERE attestation_sha256 = ?", arguments: [statement])
                 if existing == nil {
-                    try db.execute(sql: """
-                        INSERT INTO run (attestation_sha256, run_id, rack_serial, procedure, procedure_version, verdict, station,
-                                         started, signer, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, arguments: [statement, indexed.runID, indexed.rackSerial, indexed.procedure, indexed.procedureVersion,
-                                         indexed.verdict, indexed.station, indexed.started, indexed.signer, indexed.addedAt])
+                    try db.execute(
+                        sql: """
+                            INSERT INTO run (attestation_sha256, run_id, rack_serial, procedure, procedure_version, verdict, station,
+                                             started, signer, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            """,
+                        arguments: [
+                            statement, indexed.runID, indexed.rackSerial, indexed.procedure, indexed.procedureVersion,
+                            indexed.verdict, indexed.station, indexed.started, indexed.signer, indexed.addedAt,
+                        ])
                 }
                 var newFiles: [String] = []
                 for file in files {
-                    let known = try Row.fetchOne(db, sql: "SELECT sha256 FROM file WHERE attestation_sha256 = ? AND name = ?",
-                                                 arguments: [statement, file.name])
+                    let known = try Row.fetchOne(
+                        db, sql: "SELECT sha256 FROM file WHERE attestation_sha256 = ? AND name = ?",
+                        arguments: [statement, file.name])
                     if known == nil {
-                        try db.execute(sql: "INSERT INTO file (attestation_sha256, name, sha256, size) VALUES (?, ?, ?, ?)",
-                                       arguments: [statement, file.name, file.sha256, file.size])
+                        try db.execute(
+                            sql: "INSERT INTO file (attestation_sha256, name, sha256, size) VALUES (?, ?, ?, ?)",
+                            arguments: [statement, file.name, file.sha256, file.size])
                         newFiles.append(file.name)
                     }
                 }
@@ -176,7 +195,8 @@ public final class ReportArchive: Sendable {
         var info = stat()
         if lstat(target, &info) == 0 {
             guard info.st_mode & S_IFMT == S_IFREG, (try? ReportBundle.sha256(file: target)) == sha256 else {
-                throw ArchiveError(description: "the archive's object \(target) is damaged or not a file; fix the archive by hand")
+                throw ArchiveError(
+                    description: "the archive's object \(target) is damaged or not a file; fix the archive by hand")
             }
             return
         }
@@ -195,11 +215,24 @@ public final class ReportArchive: Sendable {
     public func list(_ filter: Filter) throws(ArchiveError) -> [Run] {
         var conditions: [String] = []
         var arguments: [(any DatabaseValueConvertible)?] = []
-        if let rack = filter.rack { conditions.append("rack_serial = ?"); arguments.append(rack) }
-        if let procedure = filter.procedure { conditions.append("procedure = ?"); arguments.append(procedure) }
-        if let verdict = filter.verdict { conditions.append("verdict = ?"); arguments.append(verdict.uppercased()) }
-        if let since = filter.since { conditions.append("started >= ?"); arguments.append(Timestamp.string(since)) }
-        let sql = "SELECT r.*, EXISTS(SELECT 1 FROM file f WHERE f.attestation_sha256 = r.attestation_sha256 AND f.name = ?) "
+        if let rack = filter.rack {
+            conditions.append("rack_serial = ?")
+            arguments.append(rack)
+        }
+        if let procedure = filter.procedure {
+            conditions.append("procedure = ?")
+            arguments.append(procedure)
+        }
+        if let verdict = filter.verdict {
+            conditions.append("verdict = ?")
+            arguments.append(verdict.uppercased())
+        }
+        if let since = filter.since {
+            conditions.append("started >= ?")
+            arguments.append(Timestamp.string(since))
+        }
+        let sql =
+            "SELECT r.*, EXISTS(SELECT 1 FROM file f WHERE f.attestation_sha256 = r.attestation_sha256 AND f.name = ?) "
             + "AS approved FROM run r" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
             + " ORDER BY started, run_id"
         do {
@@ -213,7 +246,8 @@ public final class ReportArchive: Sendable {
     }
 
     static func run(_ row: Row) -> Run {
-        Run(runID: row["run_id"], attestationSHA256: row["attestation_sha256"], rackSerial: row["rack_serial"],
+        Run(
+            runID: row["run_id"], attestationSHA256: row["attestation_sha256"], rackSerial: row["rack_serial"],
             procedure: row["procedure"], procedureVersion: row["procedure_version"], verdict: row["verdict"],
             station: row["station"], started: row["started"], signer: row["signer"], approved: row["approved"] ?? false,
             addedAt: row["added_at"])
@@ -223,19 +257,25 @@ public final class ReportArchive: Sendable {
     public func find(_ reference: String) throws(ArchiveError) -> (Run, [(name: String, sha256: String, size: Int)]) {
         do {
             return try database.read { db in
-                let rows = try Row.fetchAll(db, sql: """
-                    SELECT r.*, EXISTS(SELECT 1 FROM file f WHERE f.attestation_sha256 = r.attestation_sha256 AND f.name = ?) AS approved
-                    FROM run r WHERE run_id = ? OR (length(?) >= 8 AND substr(attestation_sha256, 1, length(?)) = lower(?))
-                    """, arguments: [ReportBundle.approvalFile, reference, reference, reference, reference])
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT r.*, EXISTS(SELECT 1 FROM file f WHERE f.attestation_sha256 = r.attestation_sha256 AND f.name = ?) AS approved
+                        FROM run r WHERE run_id = ? OR (length(?) >= 8 AND substr(attestation_sha256, 1, length(?)) = lower(?))
+                        """, arguments: [ReportBundle.approvalFile, reference, reference, reference, reference])
                 guard let row = rows.first else { throw ArchiveError(description: "no archived run '\(reference)'") }
                 guard rows.count == 1 else {
-                    throw ArchiveError(description: "'\(reference)' matches \(rows.count) bundles; give an attestation digest prefix: "
-                        + rows.map { String(($0["attestation_sha256"] as String).prefix(12)) }.joined(separator: ", "))
+                    throw ArchiveError(
+                        description: "'\(reference)' matches \(rows.count) bundles; give an attestation digest prefix: "
+                            + rows.map { String(($0["attestation_sha256"] as String).prefix(12)) }.joined(
+                                separator: ", "))
                 }
                 let run = Self.run(row)
-                let files = try Row.fetchAll(db, sql: "SELECT name, sha256, size FROM file WHERE attestation_sha256 = ? ORDER BY name",
-                                             arguments: [run.attestationSHA256])
-                    .map { (name: $0["name"] as String, sha256: $0["sha256"] as String, size: $0["size"] as Int) }
+                let files = try Row.fetchAll(
+                    db, sql: "SELECT name, sha256, size FROM file WHERE attestation_sha256 = ? ORDER BY name",
+                    arguments: [run.attestationSHA256]
+                )
+                .map { (name: $0["name"] as String, sha256: $0["sha256"] as String, size: $0["size"] as Int) }
                 return (run, files)
             }
         } catch let error as ArchiveError {
@@ -256,18 +296,22 @@ public final class ReportArchive: Sendable {
             for file in files {
                 // Names come from the index: only plain relative paths are written out.
                 guard !file.name.hasPrefix("/"), !file.name.split(separator: "/").contains(".."),
-                      file.sha256.count == 64, file.sha256.allSatisfy(\.isHexDigit) else {
+                    file.sha256.count == 64, file.sha256.allSatisfy(\.isHexDigit)
+                else {
                     throw ArchiveError(description: "the index lists an unsafe file name '\(file.name)'; not exported")
                 }
                 let source = "\(directory)/objects/\(file.sha256.prefix(2))/\(file.sha256)"
                 let target = "\(folder)/\(file.name)"
-                try FileManager.default.createDirectory(atPath: (target as NSString).deletingLastPathComponent,
-                                                        withIntermediateDirectories: true)
+                try FileManager.default.createDirectory(
+                    atPath: (target as NSString).deletingLastPathComponent,
+                    withIntermediateDirectories: true)
                 try FileManager.default.copyItem(atPath: source, toPath: target)
                 try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: target)
                 let digest = try ReportBundle.sha256(file: target)
                 guard digest == file.sha256 else {
-                    throw ArchiveError(description: "the archived copy of \(file.name) is damaged (sha256 \(digest), indexed \(file.sha256))")
+                    throw ArchiveError(
+                        description:
+                            "the archived copy of \(file.name) is damaged (sha256 \(digest), indexed \(file.sha256))")
                 }
             }
         } catch let error as ArchiveError {

@@ -9,7 +9,8 @@ public struct BundleSigner {
     public var identity: String
     public var meaning: String
 
-    public static let stationMeaning = "The test station attests that these files are exactly the records it produced for "
+    public static let stationMeaning =
+        "The test station attests that these files are exactly the records it produced for "
         + "this run, unaltered; it does not attest that the rack is fit for use beyond the verdict they state."
 
     public init(key: Curve25519.Signing.PrivateKey, identity: String, meaning: String = BundleSigner.stationMeaning) {
@@ -30,7 +31,8 @@ public struct BundleInputs: Sendable {
     public var harnessVersion: String
     public var harnessBinarySHA256: String?
 
-    public init(procedureFile: String, configurationFile: String?, harnessVersion: String, harnessBinarySHA256: String?) {
+    public init(procedureFile: String, configurationFile: String?, harnessVersion: String, harnessBinarySHA256: String?)
+    {
         self.procedureFile = procedureFile
         self.configurationFile = configurationFile
         configurationSHA256 = configurationFile.flatMap { try? ReportBundle.sha256(file: $0) }
@@ -54,33 +56,46 @@ public enum ReportBundle {
     /// Writes the derived files and the attestation. Unsigned (no signer) is allowed: the attestation then has no
     /// signatures, and `verify` says UNSIGNED.
     @discardableResult
-    public static func make(folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
-                            signedAt: Date = Date()) throws(BundleError) -> DSSEEnvelope {
+    public static func make(
+        folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
+        signedAt: Date = Date()
+    ) throws(BundleError) -> DSSEEnvelope {
         let series = loadSeries(folder: folder, record: record)
-        let signature = signer.map { SignatureBlock(identity: $0.identity, keyID: SigningKeys.keyID($0.key.publicKey),
-                                                   signedAt: Timestamp.string(signedAt), meaning: $0.meaning) }
+        let signature = signer.map {
+            SignatureBlock(
+                identity: $0.identity, keyID: SigningKeys.keyID($0.key.publicKey),
+                signedAt: Timestamp.string(signedAt), meaning: $0.meaning)
+        }
         do {
             try write(folder, "junit.xml", JUnitReport.xml(record))
             try write(folder, "ocp.jsonl", OCPStream.lines(record, series: series, harness: inputs.harnessVersion))
             try write(folder, "report.html", HTMLReport.html(record, series: series, signature: signature))
             try write(folder, "verify.sh", VerifyScript.text)
         } catch {
-            throw BundleError(description: "cannot write the report files into \(folder): \(error.localizedDescription)")
+            throw BundleError(
+                description: "cannot write the report files into \(folder): \(error.localizedDescription)")
         }
         return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
     }
 
     /// Hashes every file of the bundle and writes the (signed) attestation over them.
     @discardableResult
-    public static func sign(folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
-                            signedAt: Date = Date()) throws(BundleError) -> DSSEEnvelope {
-        let signature = signer.map { SignatureBlock(identity: $0.identity, keyID: SigningKeys.keyID($0.key.publicKey),
-                                                   signedAt: Timestamp.string(signedAt), meaning: $0.meaning) }
+    public static func sign(
+        folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
+        signedAt: Date = Date()
+    ) throws(BundleError) -> DSSEEnvelope {
+        let signature = signer.map {
+            SignatureBlock(
+                identity: $0.identity, keyID: SigningKeys.keyID($0.key.publicKey),
+                signedAt: Timestamp.string(signedAt), meaning: $0.meaning)
+        }
         return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
     }
 
-    static func sign(folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
-                     signature: SignatureBlock?) throws(BundleError) -> DSSEEnvelope {
+    static func sign(
+        folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
+        signature: SignatureBlock?
+    ) throws(BundleError) -> DSSEEnvelope {
         let statement = try statement(folder: folder, record: record, inputs: inputs, signature: signature)
         let envelope: DSSEEnvelope
         if let signer {
@@ -120,11 +135,15 @@ public enum ReportBundle {
         while let name = enumerator.nextObject() as? String {
             // lstat: a symbolic link, a FIFO or a device is never part of a bundle (its content is not the bundle's).
             var info = stat()
-            guard lstat("\(folder)/\(name)", &info) == 0 else { throw BundleError(description: "cannot read \(folder)/\(name)") }
+            guard lstat("\(folder)/\(name)", &info) == 0 else {
+                throw BundleError(description: "cannot read \(folder)/\(name)")
+            }
             switch info.st_mode & S_IFMT {
             case S_IFDIR: continue
             case S_IFREG: break
-            default: throw BundleError(description: "\(name) is not a regular file (a link or a device): not allowed in a bundle")
+            default:
+                throw BundleError(
+                    description: "\(name) is not a regular file (a link or a device): not allowed in a bundle")
             }
             if name == attestationFile || name == approvalFile { continue }
             files.append(name)
@@ -133,7 +152,9 @@ public enum ReportBundle {
     }
 
     public static func sha256(file path: String) throws(BundleError) -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw BundleError(description: "cannot read \(path)") }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw BundleError(description: "cannot read \(path)")
+        }
         defer { try? handle.close() }
         var hasher = SHA256()
         while true {
@@ -149,22 +170,32 @@ public enum ReportBundle {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
-    static func statement(folder: String, record: RunRecord, inputs: BundleInputs,
-                          signature: SignatureBlock?) throws(BundleError) -> [UInt8] {
+    static func statement(
+        folder: String, record: RunRecord, inputs: BundleInputs,
+        signature: SignatureBlock?
+    ) throws(BundleError) -> [UInt8] {
         var subjects: [JSONValue] = []
         for name in try subjectFiles(in: folder) {
-            subjects.append(["name": .string(name), "digest": ["sha256": .string(try sha256(file: "\(folder)/\(name)"))]])
+            subjects.append([
+                "name": .string(name), "digest": ["sha256": .string(try sha256(file: "\(folder)/\(name)"))],
+            ])
         }
         var configuration: [JSONValue] = [
-            ["name": .string("procedure \(record.procedure.id) \(record.procedure.version)"),
-             "uri": .string(record.procedure.file), "digest": ["sha256": .string(record.procedure.sha256)]],
+            [
+                "name": .string("procedure \(record.procedure.id) \(record.procedure.version)"),
+                "uri": .string(record.procedure.file), "digest": ["sha256": .string(record.procedure.sha256)],
+            ]
         ]
         if let file = inputs.configurationFile, let digest = inputs.configurationSHA256 {
             let kind = record.scenario == nil ? "station \(record.station)" : "scenario \(record.scenario ?? "")"
-            configuration.append(["name": .string(kind), "uri": .string((file as NSString).lastPathComponent),
-                                  "digest": ["sha256": .string(digest)]])
+            configuration.append([
+                "name": .string(kind), "uri": .string((file as NSString).lastPathComponent),
+                "digest": ["sha256": .string(digest)],
+            ])
         }
-        var harness: [String: JSONValue] = ["name": .string("acceptance \(inputs.harnessVersion)"), "uri": "acceptance"]
+        var harness: [String: JSONValue] = [
+            "name": .string("acceptance \(inputs.harnessVersion)"), "uri": "acceptance",
+        ]
         if let digest = inputs.harnessBinarySHA256 { harness["digest"] = ["sha256": .string(digest)] }
         configuration.append(.object(harness))
         let graded = record.steps.filter { $0.verdict != .skipped }
@@ -188,11 +219,15 @@ public enum ReportBundle {
             "simulated": .bool(record.scenario != nil),
         ]
         if let signature {
-            predicate["signer"] = ["identity": .string(signature.identity), "keyid": .string(signature.keyID),
-                                   "signedAt": .string(signature.signedAt), "meaning": .string(signature.meaning)]
+            predicate["signer"] = [
+                "identity": .string(signature.identity), "keyid": .string(signature.keyID),
+                "signedAt": .string(signature.signedAt), "meaning": .string(signature.meaning),
+            ]
         }
-        let statement: JSONValue = ["_type": .string(statementType), "subject": .array(subjects),
-                                    "predicateType": .string(predicateType), "predicate": .object(predicate)]
+        let statement: JSONValue = [
+            "_type": .string(statementType), "subject": .array(subjects),
+            "predicateType": .string(predicateType), "predicate": .object(predicate),
+        ]
         return statement.bytes
     }
 
@@ -200,7 +235,8 @@ public enum ReportBundle {
     static func loadSeries(folder: String, record: RunRecord) -> [String: SeriesData] {
         var result: [String: SeriesData] = [:]
         for step in record.steps {
-            guard let series = step.series, let text = try? String(contentsOfFile: "\(folder)/\(series.file)", encoding: .utf8)
+            guard let series = step.series,
+                let text = try? String(contentsOfFile: "\(folder)/\(series.file)", encoding: .utf8)
             else { continue }
             result[step.id] = SeriesData.parse(text, record: series)
         }
@@ -216,8 +252,9 @@ struct SeriesData: Sendable {
     var columns: [[Double]]
 
     static func parse(_ csv: String, record: SeriesRecord) -> SeriesData {
-        var data = SeriesData(points: record.points, units: record.units, times: [],
-                              columns: Array(repeating: [], count: record.points.count))
+        var data = SeriesData(
+            points: record.points, units: record.units, times: [],
+            columns: Array(repeating: [], count: record.points.count))
         for line in csv.split(separator: "\n").dropFirst() {
             let cells = line.split(separator: ",", omittingEmptySubsequences: false)
             guard let time = cells.first.flatMap({ Double($0) }) else { continue }

@@ -26,8 +26,9 @@ public struct DSSEEnvelope: Sendable {
 
     public static func sign(payload: [UInt8], type: String, key: Curve25519.Signing.PrivateKey) throws -> DSSEEnvelope {
         let signature = try key.signature(for: pae(type: type, body: payload))
-        return DSSEEnvelope(payloadType: type, payload: payload,
-                            signatures: [Signature(keyID: SigningKeys.keyID(key.publicKey), signature: Array(signature))])
+        return DSSEEnvelope(
+            payloadType: type, payload: payload,
+            signatures: [Signature(keyID: SigningKeys.keyID(key.publicKey), signature: Array(signature))])
     }
 
     /// True if a signature by `key` (matched by keyid) is valid over this envelope's PAE.
@@ -41,8 +42,10 @@ public struct DSSEEnvelope: Sendable {
         let signatures = signatures.map { signature -> JSONValue in
             ["keyid": .string(signature.keyID), "sig": .string(Data(signature.signature).base64EncodedString())]
         }
-        let object: JSONValue = ["payloadType": .string(payloadType), "payload": .string(Data(payload).base64EncodedString()),
-                                 "signatures": .array(signatures)]
+        let object: JSONValue = [
+            "payloadType": .string(payloadType), "payload": .string(Data(payload).base64EncodedString()),
+            "signatures": .array(signatures),
+        ]
         return object.serialized + "\n"
     }
 
@@ -58,7 +61,8 @@ public struct DSSEEnvelope: Sendable {
             throw FormatError(description: "\(file) is not JSON: \(error.message)")
         }
         guard let type = json["payloadType"]?.string, let encoded = json["payload"]?.string,
-              let payload = Data(base64Encoded: encoded), let list = json["signatures"]?.array else {
+            let payload = Data(base64Encoded: encoded), let list = json["signatures"]?.array
+        else {
             throw FormatError(description: "\(file) is not a DSSE envelope (payloadType, payload, signatures)")
         }
         var signatures: [Signature] = []

@@ -5,35 +5,38 @@ import Foundation
 /// the verdict first, rack and station identity, every step with its measurements against limits, an SVG plot of
 /// every sampled series with its limits drawn, and the signature block.
 enum HTMLReport {
-    static func html(_ record: RunRecord, series: [String: SeriesData], signature: ReportBundle.SignatureBlock?) -> String {
-        let verdictColour = switch record.verdict {
-        case .pass: "#1a7f37"
-        case .fail: "#cf222e"
-        case .error: "#9a6700"
-        case .aborted, .skipped: "#57606a"
-        }
+    static func html(
+        _ record: RunRecord, series: [String: SeriesData], signature: ReportBundle.SignatureBlock?
+    ) -> String {
+        let verdictColour =
+            switch record.verdict {
+            case .pass: "#1a7f37"
+            case .fail: "#cf222e"
+            case .error: "#9a6700"
+            case .aborted, .skipped: "#57606a"
+            }
         var out = """
-        <!DOCTYPE html>
-        <html lang="en"><head><meta charset="utf-8">
-        <title>\(e(record.procedure.id)) \(e(record.verdict.rawValue)) · rack \(e(record.rackSerial ?? "(no serial)"))</title>
-        <style>
-        body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#1f2328;max-width:1100px;margin:24px auto;padding:0 16px}
-        h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
-        .verdict{border:3px solid \(verdictColour);color:\(verdictColour);padding:14px 18px;margin:16px 0;font-size:28px;font-weight:700}
-        .verdict small{display:block;font-size:14px;font-weight:400;color:#1f2328}
-        table{border-collapse:collapse;width:100%;margin:6px 0} th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
-        th{background:#f6f8fa} td.PASS{color:#1a7f37;font-weight:600} td.FAIL{color:#cf222e;font-weight:700}
-        td.ERROR{color:#9a6700;font-weight:700} td.ABORTED,td.SKIPPED{color:#57606a}
-        .kv td:first-child{width:220px;color:#57606a} .num{text-align:right;font-variant-numeric:tabular-nums}
-        .member{color:#57606a;font-size:12px} figure{margin:12px 0;page-break-inside:avoid} figcaption{color:#57606a}
-        .signature{border:1px solid #d0d7de;padding:10px 14px;background:#f6f8fa} .unsigned{border-color:#cf222e;color:#cf222e}
-        @media print{body{margin:0;max-width:none} .verdict{break-after:avoid} tr{break-inside:avoid}}
-        </style></head><body>
-        <h1>\(e(record.procedure.title))</h1>
-        <div>\(e(record.procedure.id)) \(e(record.procedure.version)) · run \(e(record.runID))</div>
-        <div class="verdict" id="verdict">\(e(record.verdict.rawValue))<small>\(e(verdictText(record)))</small></div>
+            <!DOCTYPE html>
+            <html lang="en"><head><meta charset="utf-8">
+            <title>\(e(record.procedure.id)) \(e(record.verdict.rawValue)) · rack \(e(record.rackSerial ?? "(no serial)"))</title>
+            <style>
+            body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#1f2328;max-width:1100px;margin:24px auto;padding:0 16px}
+            h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+            .verdict{border:3px solid \(verdictColour);color:\(verdictColour);padding:14px 18px;margin:16px 0;font-size:28px;font-weight:700}
+            .verdict small{display:block;font-size:14px;font-weight:400;color:#1f2328}
+            table{border-collapse:collapse;width:100%;margin:6px 0} th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+            th{background:#f6f8fa} td.PASS{color:#1a7f37;font-weight:600} td.FAIL{color:#cf222e;font-weight:700}
+            td.ERROR{color:#9a6700;font-weight:700} td.ABORTED,td.SKIPPED{color:#57606a}
+            .kv td:first-child{width:220px;color:#57606a} .num{text-align:right;font-variant-numeric:tabular-nums}
+            .member{color:#57606a;font-size:12px} figure{margin:12px 0;page-break-inside:avoid} figcaption{color:#57606a}
+            .signature{border:1px solid #d0d7de;padding:10px 14px;background:#f6f8fa} .unsigned{border-color:#cf222e;color:#cf222e}
+            @media print{body{margin:0;max-width:none} .verdict{break-after:avoid} tr{break-inside:avoid}}
+            </style></head><body>
+            <h1>\(e(record.procedure.title))</h1>
+            <div>\(e(record.procedure.id)) \(e(record.procedure.version)) · run \(e(record.runID))</div>
+            <div class="verdict" id="verdict">\(e(record.verdict.rawValue))<small>\(e(verdictText(record)))</small></div>
 
-        """
+            """
         out += "<h2>Rack and station</h2>\n<table class=\"kv\">\n"
         var identity: [(String, String)] = [
             ("Rack serial", record.rackSerial ?? "(none entered)"), ("Rack profile", record.rackProfile),
@@ -41,11 +44,17 @@ enum HTMLReport {
             ("Started", record.started), ("Ended", record.ended ?? "-"),
             ("Clock", "\(record.clock.kind.rawValue), \(Quantity.format(record.clock.elapsedSeconds)) s run time"),
             ("Procedure file", "\(record.procedure.file) (SHA-256 \(record.procedure.sha256))"),
-            ("Cleanup", record.cleanupCompleted ? "completed: the rack was returned to its safe state"
-                : "NOT completed: check the rack by hand"),
+            (
+                "Cleanup",
+                record.cleanupCompleted
+                    ? "completed: the rack was returned to its safe state"
+                    : "NOT completed: check the rack by hand"
+            ),
         ]
         if let scenario = record.scenario { identity.append(("Simulation scenario", "\(scenario) (SIMULATED rack)")) }
-        for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) { identity.append(("Parameter \(name)", value)) }
+        for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {
+            identity.append(("Parameter \(name)", value))
+        }
         for warning in record.warnings ?? [] { identity.append(("Warning", warning)) }
         for (name, value) in identity { out += "<tr><td>\(e(name))</td><td>\(e(value))</td></tr>\n" }
         out += "</table>\n"
@@ -62,24 +71,28 @@ enum HTMLReport {
             }
         }
 
-        out += "<h2>Steps</h2>\n<table>\n<tr><th>Step</th><th>Verdict</th><th>Measurement</th><th class=\"num\">Value</th>"
+        out +=
+            "<h2>Steps</h2>\n<table>\n<tr><th>Step</th><th>Verdict</th><th>Measurement</th><th class=\"num\">Value</th>"
             + "<th>Limits</th><th>Notes</th></tr>\n"
         for step in record.steps {
             let rows = step.measurements
             let note = [step.error, step.message].compactMap { $0 }.joined(separator: " · ")
             if rows.isEmpty {
-                out += "<tr><td>\(e(step.id)) \(e(step.name))</td><td class=\"\(step.verdict.rawValue)\">\(step.verdict.rawValue)</td>"
+                out +=
+                    "<tr><td>\(e(step.id)) \(e(step.name))</td><td class=\"\(step.verdict.rawValue)\">\(step.verdict.rawValue)</td>"
                     + "<td></td><td></td><td></td><td>\(e(note))</td></tr>\n"
             }
             for (index, measurement) in rows.enumerated() {
-                out += "<tr><td>\(index == 0 ? "\(e(step.id)) \(e(step.name))" : "")</td>"
+                out +=
+                    "<tr><td>\(index == 0 ? "\(e(step.id)) \(e(step.name))" : "")</td>"
                     + "<td class=\"\(measurement.verdict.rawValue)\">\(measurement.verdict.rawValue)</td>"
                     + "<td>\(e(measurement.name))</td><td class=\"num\">\(e(value(measurement)))</td>"
                     + "<td>\(e(measurement.limits ?? "-"))</td><td>\(index == 0 ? e(note) : "")</td></tr>\n"
             }
             for member in step.members ?? [] where member.verdict != .pass || member.measurements.count <= 8 {
                 let readings = member.measurements.map { "\($0.name) = \(value($0))" }.joined(separator: ", ")
-                out += "<tr class=\"member\"><td>&nbsp;&nbsp;\(e(member.device))</td>"
+                out +=
+                    "<tr class=\"member\"><td>&nbsp;&nbsp;\(e(member.device))</td>"
                     + "<td class=\"\(member.verdict.rawValue)\">\(member.verdict.rawValue)</td><td colspan=\"3\">\(e(readings))</td>"
                     + "<td>\(e(member.error ?? (member.verdict == .pass ? "" : member.message ?? "")))</td></tr>\n"
             }
@@ -88,7 +101,8 @@ enum HTMLReport {
 
         out += "<h2>Signature</h2>\n"
         if let signature {
-            out += "<div class=\"signature\"><table class=\"kv\">"
+            out +=
+                "<div class=\"signature\"><table class=\"kv\">"
                 + "<tr><td>Signed by</td><td>\(e(signature.identity))</td></tr>"
                 + "<tr><td>Key fingerprint (SHA-256 of the public key)</td><td><code>\(e(signature.keyID))</code></td></tr>"
                 + "<tr><td>Signed at</td><td>\(e(signature.signedAt))</td></tr>"
@@ -97,7 +111,8 @@ enum HTMLReport {
                 + "SHA-256 of every file of this bundle, this page included. Check it with <code>acceptance verify</code> or, "
                 + "without this tool, <code>sh verify.sh STATION_KEY.pub.pem</code> (OpenSSL 3 and jq).</p></div>\n"
         } else {
-            out += "<div class=\"signature unsigned\"><strong>UNSIGNED.</strong> The station had no signing key: nothing "
+            out +=
+                "<div class=\"signature unsigned\"><strong>UNSIGNED.</strong> The station had no signing key: nothing "
                 + "proves these files are the ones it produced.</div>\n"
         }
         out += "</body></html>\n"
@@ -121,8 +136,11 @@ enum HTMLReport {
 
     /// Limit lines for a sampled point, in the point's unit, as functions of time: a `drop` limit is the first value
     /// minus the allowed drop, a `slope` limit a line from the first value, `min`/`max`/`first`/`last` limits level.
-    static func limitLines(step: StepRecord, data: SeriesData, column: Int, point: String)
-        -> [(label: String, value: (Double) -> Double, failed: Bool)] {
+    static func limitLines(
+        step: StepRecord, data: SeriesData, column: Int, point: String
+    )
+        -> [(label: String, value: (Double) -> Double, failed: Bool)]
+    {
         let values = data.columns[column]
         guard let first = values.first(where: { $0.isFinite }) else { return [] }
         var lines: [(String, (Double) -> Double, Bool)] = []
@@ -136,57 +154,91 @@ enum HTMLReport {
             guard measurement.unit == nil || measurement.unit == expected else { continue }
             switch measurement.statistic {
             case "slope"?:
-                if let low = measurement.low { lines.append(("\(name) ≥ \(Quantity.format(low)) \(rate)", { first + low * $0 / 60 }, failed)) }
-                if let high = measurement.high { lines.append(("\(name) ≤ \(Quantity.format(high)) \(rate)", { first + high * $0 / 60 }, failed)) }
+                if let low = measurement.low {
+                    lines.append(("\(name) ≥ \(Quantity.format(low)) \(rate)", { first + low * $0 / 60 }, failed))
+                }
+                if let high = measurement.high {
+                    lines.append(("\(name) ≤ \(Quantity.format(high)) \(rate)", { first + high * $0 / 60 }, failed))
+                }
             case "drop"?:
                 // A drop of at most `high` means the reading must stay above first − high.
                 if let high = measurement.high {
-                    lines.append(("\(name) ≤ \(Quantity.format(high)) \(unit): stays above \(Quantity.format(first - high)) \(unit)",
-                                  { _ in first - high }, failed))
+                    lines.append(
+                        (
+                            "\(name) ≤ \(Quantity.format(high)) \(unit): stays above \(Quantity.format(first - high)) \(unit)",
+                            { _ in first - high }, failed
+                        ))
                 }
-                if let low = measurement.low { lines.append(("\(name) ≥ \(Quantity.format(low)) \(unit)", { _ in first - low }, failed)) }
+                if let low = measurement.low {
+                    lines.append(("\(name) ≥ \(Quantity.format(low)) \(unit)", { _ in first - low }, failed))
+                }
             case "delta"?:
-                if let high = measurement.high { lines.append(("\(name) ≤ \(Quantity.format(high)) \(unit)", { _ in first + high }, failed)) }
-                if let low = measurement.low { lines.append(("\(name) ≥ \(Quantity.format(low)) \(unit)", { _ in first + low }, failed)) }
+                if let high = measurement.high {
+                    lines.append(("\(name) ≤ \(Quantity.format(high)) \(unit)", { _ in first + high }, failed))
+                }
+                if let low = measurement.low {
+                    lines.append(("\(name) ≥ \(Quantity.format(low)) \(unit)", { _ in first + low }, failed))
+                }
             default:
                 // Levels: min, max, mean, first, last.
-                if let high = measurement.high { lines.append(("\(name) ≤ \(Quantity.format(high)) \(unit)", { _ in high }, failed)) }
-                if let low = measurement.low { lines.append(("\(name) ≥ \(Quantity.format(low)) \(unit)", { _ in low }, failed)) }
+                if let high = measurement.high {
+                    lines.append(("\(name) ≤ \(Quantity.format(high)) \(unit)", { _ in high }, failed))
+                }
+                if let low = measurement.low {
+                    lines.append(("\(name) ≥ \(Quantity.format(low)) \(unit)", { _ in low }, failed))
+                }
             }
         }
         return lines
     }
 
     static func plot(step: StepRecord, data: SeriesData, column: Int, point: String) -> String {
-        let width = 1000.0, height = 320.0, left = 70.0, right = 20.0, top = 20.0, bottom = 40.0
-        let times = data.times, values = data.columns[column]
+        let width = 1000.0
+        let height = 320.0
+        let left = 70.0
+        let right = 20.0
+        let top = 20.0
+        let bottom = 40.0
+        let times = data.times
+        let values = data.columns[column]
         let finite = zip(times, values).filter { $0.1.isFinite }
         guard let tMax = times.last, tMax > 0, !finite.isEmpty else { return "" }
         let limits = limitLines(step: step, data: data, column: column, point: point)
-        var low = finite.map(\.1).min() ?? 0, high = finite.map(\.1).max() ?? 1
+        var low = finite.map(\.1).min() ?? 0
+        var high = finite.map(\.1).max() ?? 1
         for line in limits {
             for t in [0, tMax] {
                 low = min(low, line.value(t))
                 high = max(high, line.value(t))
             }
         }
-        if high - low < 1e-9 { high += 1; low -= 1 }
+        if high - low < 1e-9 {
+            high += 1
+            low -= 1
+        }
         let pad = (high - low) * 0.08
         low -= pad
         high += pad
         func x(_ t: Double) -> Double { left + (t / tMax) * (width - left - right) }
         func y(_ v: Double) -> Double { top + (1 - (v - low) / (high - low)) * (height - top - bottom) }
         let unit = column < data.units.count ? data.units[column] : ""
-        var svg = "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" "
+        var svg =
+            "<figure><svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" "
             + "width=\"100%\" role=\"img\" aria-label=\"\(e(point)) over \(e(step.name))\" class=\"series\">\n"
-        svg += "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width - left - right)\" height=\"\(height - top - bottom)\" fill=\"#fff\" stroke=\"#d0d7de\"/>\n"
+        svg +=
+            "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width - left - right)\" height=\"\(height - top - bottom)\" fill=\"#fff\" stroke=\"#d0d7de\"/>\n"
         for tick in 0...4 {
-            let v = low + (high - low) * Double(tick) / 4, t = tMax * Double(tick) / 4
-            svg += "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\" stroke=\"#eaeef2\"/>"
-            svg += "<text x=\"\(left - 6)\" y=\"\(f(y(v) + 4))\" font-size=\"11\" text-anchor=\"end\" fill=\"#57606a\">\(e(Quantity.format(v)))</text>"
-            svg += "<text x=\"\(f(x(t)))\" y=\"\(height - bottom + 16)\" font-size=\"11\" text-anchor=\"middle\" fill=\"#57606a\">\(e(Quantity.format(t))) s</text>\n"
+            let v = low + (high - low) * Double(tick) / 4
+            let t = tMax * Double(tick) / 4
+            svg +=
+                "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\" stroke=\"#eaeef2\"/>"
+            svg +=
+                "<text x=\"\(left - 6)\" y=\"\(f(y(v) + 4))\" font-size=\"11\" text-anchor=\"end\" fill=\"#57606a\">\(e(Quantity.format(v)))</text>"
+            svg +=
+                "<text x=\"\(f(x(t)))\" y=\"\(height - bottom + 16)\" font-size=\"11\" text-anchor=\"middle\" fill=\"#57606a\">\(e(Quantity.format(t))) s</text>\n"
         }
-        svg += "<text x=\"14\" y=\"\(f(top + (height - top - bottom) / 2))\" font-size=\"12\" fill=\"#1f2328\" "
+        svg +=
+            "<text x=\"14\" y=\"\(f(top + (height - top - bottom) / 2))\" font-size=\"12\" fill=\"#1f2328\" "
             + "transform=\"rotate(-90 14 \(f(top + (height - top - bottom) / 2)))\" text-anchor=\"middle\">\(e(point)) [\(e(unit))]</text>\n"
         // Decimate to at most ~2000 vertices: enough for the eye, small enough for a printer.
         let stride = max(1, finite.count / 2000)
@@ -197,12 +249,15 @@ enum HTMLReport {
         svg += "<path d=\"\(path)\" fill=\"none\" stroke=\"#0969da\" stroke-width=\"2\" class=\"curve\"/>\n"
         for (index, line) in limits.enumerated() {
             let colour = line.failed ? "#cf222e" : "#bf8700"
-            svg += "<line x1=\"\(f(x(0)))\" y1=\"\(f(y(line.value(0))))\" x2=\"\(f(x(tMax)))\" y2=\"\(f(y(line.value(tMax))))\" "
+            svg +=
+                "<line x1=\"\(f(x(0)))\" y1=\"\(f(y(line.value(0))))\" x2=\"\(f(x(tMax)))\" y2=\"\(f(y(line.value(tMax))))\" "
                 + "stroke=\"\(colour)\" stroke-width=\"2\" stroke-dasharray=\"8 5\" class=\"limit\"/>"
-            svg += "<text x=\"\(width - right - 6)\" y=\"\(f(top + 16 + Double(index) * 15))\" font-size=\"12\" text-anchor=\"end\" "
+            svg +=
+                "<text x=\"\(width - right - 6)\" y=\"\(f(top + 16 + Double(index) * 15))\" font-size=\"12\" text-anchor=\"end\" "
                 + "fill=\"\(colour)\">\(e(line.label))\(line.failed ? " — FAILED" : "")</text>\n"
         }
-        svg += "</svg><figcaption>\(e(step.id)) \(e(step.name)): \(e(point)), \(finite.count) samples over "
+        svg +=
+            "</svg><figcaption>\(e(step.id)) \(e(step.name)): \(e(point)), \(finite.count) samples over "
             + "\(e(Quantity.format(tMax))) s. Blue: the reading; dashed: limits (red where the step failed).</figcaption></figure>\n"
         return svg
     }

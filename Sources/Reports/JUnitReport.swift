@@ -9,40 +9,51 @@ public enum JUnitReport {
         // A run can end in ERROR or ABORTED with no step saying so (a record that could not be written, a stop
         // between steps): a dashboard must not show it green.
         if [.error, .aborted].contains(record.verdict), !steps.contains(where: { $0.verdict == record.verdict }) {
-            steps.append(StepRecord(id: "run", group: .cleanup, number: 0, name: "run verdict", kind: "run",
-                                    verdict: record.verdict, started: record.started, ended: record.ended,
-                                    error: record.message, source: record.procedure.file))
+            steps.append(
+                StepRecord(
+                    id: "run", group: .cleanup, number: 0, name: "run verdict", kind: "run",
+                    verdict: record.verdict, started: record.started, ended: record.ended,
+                    error: record.message, source: record.procedure.file))
         }
         let failures = steps.count { $0.verdict == .fail }
         let errors = steps.count { $0.verdict == .error || $0.verdict == .aborted }
         let skipped = steps.count { $0.verdict == .skipped }
         let time = steps.compactMap(\.durationSeconds).reduce(0, +)
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        out += "<testsuites name=\"acceptance\" tests=\"\(steps.count)\" failures=\"\(failures)\" errors=\"\(errors)\" "
+        out +=
+            "<testsuites name=\"acceptance\" tests=\"\(steps.count)\" failures=\"\(failures)\" errors=\"\(errors)\" "
             + "skipped=\"\(skipped)\" time=\"\(seconds(time))\">\n"
-        out += "  <testsuite name=\(attribute("\(record.procedure.id) \(record.procedure.version)")) tests=\"\(steps.count)\" "
+        out +=
+            "  <testsuite name=\(attribute("\(record.procedure.id) \(record.procedure.version)")) tests=\"\(steps.count)\" "
             + "failures=\"\(failures)\" errors=\"\(errors)\" skipped=\"\(skipped)\" time=\"\(seconds(time))\" "
             + "timestamp=\(attribute(String(record.started.prefix(19)))) hostname=\(attribute(record.station))>\n"
         out += "    <properties>\n"
-        var properties: [(String, String)] = [("run_id", record.runID), ("verdict", record.verdict.rawValue),
-                                              ("rack_serial", record.rackSerial ?? ""), ("station", record.station),
-                                              ("operator", record.operator ?? ""), ("procedure_sha256", record.procedure.sha256),
-                                              ("clock", record.clock.kind.rawValue)]
+        var properties: [(String, String)] = [
+            ("run_id", record.runID), ("verdict", record.verdict.rawValue),
+            ("rack_serial", record.rackSerial ?? ""), ("station", record.station),
+            ("operator", record.operator ?? ""), ("procedure_sha256", record.procedure.sha256),
+            ("clock", record.clock.kind.rawValue),
+        ]
         if let scenario = record.scenario { properties.append(("scenario", scenario)) }
-        for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) { properties.append(("parameter.\(name)", value)) }
+        for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {
+            properties.append(("parameter.\(name)", value))
+        }
         for (name, value) in properties {
             out += "      <property name=\(attribute(name)) value=\(attribute(value))/>\n"
         }
         out += "    </properties>\n"
         for step in steps {
-            out += "    <testcase classname=\(attribute("\(record.procedure.id).\(step.group.rawValue)")) "
+            out +=
+                "    <testcase classname=\(attribute("\(record.procedure.id).\(step.group.rawValue)")) "
                 + "name=\(attribute("\(step.id) \(step.name)")) time=\"\(seconds(step.durationSeconds ?? 0))\">\n"
             let detail = details(step)
             switch step.verdict {
             case .fail:
-                out += "      <failure message=\(attribute(step.message ?? "FAIL")) type=\"FAIL\">\(text(detail))</failure>\n"
+                out +=
+                    "      <failure message=\(attribute(step.message ?? "FAIL")) type=\"FAIL\">\(text(detail))</failure>\n"
             case .error, .aborted:
-                out += "      <error message=\(attribute(step.error ?? step.message ?? step.verdict.rawValue)) "
+                out +=
+                    "      <error message=\(attribute(step.error ?? step.message ?? step.verdict.rawValue)) "
                     + "type=\"\(step.verdict.rawValue)\">\(text(detail))</error>\n"
             case .skipped:
                 out += "      <skipped message=\(attribute(step.message ?? "skipped"))/>\n"

@@ -25,8 +25,10 @@ public struct Keyring {
         public var revokedSince: Date?
         public var location: SourceLocation?
 
-        public init(name: String, role: String, key: Curve25519.Signing.PublicKey, validFrom: Date? = nil,
-                    validUntil: Date? = nil, revokedSince: Date? = nil, location: SourceLocation? = nil) {
+        public init(
+            name: String, role: String, key: Curve25519.Signing.PublicKey, validFrom: Date? = nil,
+            validUntil: Date? = nil, revokedSince: Date? = nil, location: SourceLocation? = nil
+        ) {
             self.name = name
             self.role = role
             self.key = key
@@ -39,9 +41,13 @@ public struct Keyring {
 
         /// Why the key could not sign at `date`, or nil if it could.
         public func problem(at date: Date) -> String? {
-            if let validFrom, date < validFrom { return "key '\(name)' is valid only from \(Timestamp.string(validFrom))" }
+            if let validFrom, date < validFrom {
+                return "key '\(name)' is valid only from \(Timestamp.string(validFrom))"
+            }
             if let validUntil, date >= validUntil { return "key '\(name)' expired at \(Timestamp.string(validUntil))" }
-            if let revokedSince, date >= revokedSince { return "key '\(name)' was revoked at \(Timestamp.string(revokedSince))" }
+            if let revokedSince, date >= revokedSince {
+                return "key '\(name)' was revoked at \(Timestamp.string(revokedSince))"
+            }
             return nil
         }
     }
@@ -64,13 +70,16 @@ public struct Keyring {
         let directory = (path as NSString).deletingLastPathComponent
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "keyring") {
             reader.rejectUnknownKeys(entries, allowed: ["keys"], in: "keyring")
-            for item in entries.first(where: { $0.key == "keys" }).flatMap({ reader.sequence($0.value, "keys") }) ?? [] {
+            for item in entries.first(where: { $0.key == "keys" }).flatMap({ reader.sequence($0.value, "keys") }) ?? []
+            {
                 guard let fields = reader.mapping(item, "a key") else { continue }
-                reader.rejectUnknownKeys(fields, allowed: ["name", "role", "public_key", "valid_from", "valid_until", "revoked_since"],
-                                         in: "a key")
+                reader.rejectUnknownKeys(
+                    fields, allowed: ["name", "role", "public_key", "valid_from", "valid_until", "revoked_since"],
+                    in: "a key")
                 func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
                 func date(_ key: String) -> Date? {
-                    guard let node = field(key), let text = reader.scalar(node, key), !text.isEmpty, text != "null" else { return nil }
+                    guard let node = field(key), let text = reader.scalar(node, key), !text.isEmpty, text != "null"
+                    else { return nil }
                     guard let date = Timestamp.date(text) else {
                         reader.error("\(key) must be a UTC time such as 2026-01-01T00:00:00Z", at: node)
                         return nil
@@ -78,7 +87,8 @@ public struct Keyring {
                     return date
                 }
                 guard let name = field("name").flatMap({ reader.scalar($0, "name") }),
-                      let keyNode = field("public_key"), let keyText = reader.scalar(keyNode, "public_key") else {
+                    let keyNode = field("public_key"), let keyText = reader.scalar(keyNode, "public_key")
+                else {
                     reader.error("a key needs 'name' and 'public_key' (a PEM file or the PEM itself)", at: item)
                     continue
                 }
@@ -104,9 +114,11 @@ public struct Keyring {
                 if !["station", "approver"].contains(role), let node = field("role") {
                     reader.error("role is station or approver", at: node)
                 }
-                keyring.entries.append(Entry(name: name, role: role, key: key,
-                                             validFrom: date("valid_from"), validUntil: date("valid_until"),
-                                             revokedSince: date("revoked_since"), location: reader.location(of: item)))
+                keyring.entries.append(
+                    Entry(
+                        name: name, role: role, key: key,
+                        validFrom: date("valid_from"), validUntil: date("valid_until"),
+                        revokedSince: date("revoked_since"), location: reader.location(of: item)))
             }
         }
         if reader.sink.hasErrors || source?.root == nil { throw DiagnosticsError(reader.sink.diagnostics) }

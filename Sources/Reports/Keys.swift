@@ -22,11 +22,15 @@ public enum SigningKeys {
         }
     }
 
-    static let pkcs8Prefix: [UInt8] = [0x30, 0x2E, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]
+    static let pkcs8Prefix: [UInt8] = [
+        0x30, 0x2E, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+    ]
     static let spkiPrefix: [UInt8] = [0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00]
 
     /// SubjectPublicKeyInfo DER of an Ed25519 public key.
-    public static func spki(_ key: Curve25519.Signing.PublicKey) -> [UInt8] { spkiPrefix + Array(key.rawRepresentation) }
+    public static func spki(_ key: Curve25519.Signing.PublicKey) -> [UInt8] {
+        spkiPrefix + Array(key.rawRepresentation)
+    }
 
     /// `keyid`: SHA-256 of the public key's SPKI DER, lower-case hex (what `openssl pkey -pubin -outform DER | sha256sum`
     /// prints).
@@ -49,7 +53,8 @@ public enum SigningKeys {
 
     static func der(fromPEM text: String, label: String) -> [UInt8]? {
         guard let start = text.range(of: "-----BEGIN \(label)-----"),
-              let end = text.range(of: "-----END \(label)-----", range: start.upperBound..<text.endIndex) else { return nil }
+            let end = text.range(of: "-----END \(label)-----", range: start.upperBound..<text.endIndex)
+        else { return nil }
         let body = text[start.upperBound..<end.lowerBound].filter { !$0.isWhitespace }
         return Data(base64Encoded: String(body)).map { [UInt8]($0) }
     }
@@ -61,7 +66,9 @@ public enum SigningKeys {
         let mode = UInt16(info.st_mode & 0o777)
         guard mode & 0o077 == 0 else { throw .tooOpen(path, mode: mode) }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .unreadable(path, "not text") }
-        guard let der = der(fromPEM: text, label: "PRIVATE KEY") else { throw .notEd25519(path, "no PRIVATE KEY block") }
+        guard let der = der(fromPEM: text, label: "PRIVATE KEY") else {
+            throw .notEd25519(path, "no PRIVATE KEY block")
+        }
         // PKCS#8 v1 (OpenSSL's form), or v2 with the public key appended.
         guard der.count >= 48, Array(der[2..<16]) == Array(pkcs8Prefix[2..<16]) || isV2(der) else {
             throw .notEd25519(path, "not a PKCS#8 Ed25519 key")
@@ -79,13 +86,19 @@ public enum SigningKeys {
     }
 
     public static func loadPublic(_ path: String) throws(KeyError) -> Curve25519.Signing.PublicKey {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw .unreadable(path, "no such file or not text") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw .unreadable(path, "no such file or not text")
+        }
         return try parsePublic(text, source: path)
     }
 
     public static func parsePublic(_ text: String, source: String) throws(KeyError) -> Curve25519.Signing.PublicKey {
-        guard let der = der(fromPEM: text, label: "PUBLIC KEY") else { throw .notEd25519(source, "no PUBLIC KEY block") }
-        guard der.count == 44, Array(der[0..<12]) == spkiPrefix else { throw .notEd25519(source, "not an Ed25519 SubjectPublicKeyInfo") }
+        guard let der = der(fromPEM: text, label: "PUBLIC KEY") else {
+            throw .notEd25519(source, "no PUBLIC KEY block")
+        }
+        guard der.count == 44, Array(der[0..<12]) == spkiPrefix else {
+            throw .notEd25519(source, "not an Ed25519 SubjectPublicKeyInfo")
+        }
         do {
             return try Curve25519.Signing.PublicKey(rawRepresentation: der[12..<44])
         } catch {
@@ -94,9 +107,12 @@ public enum SigningKeys {
     }
 
     /// Writes a new key pair into `directory` (`<name>.key.pem` mode 0600, `<name>.pub.pem`); never overwrites.
-    public static func generate(into directory: String, name: String) throws(KeyError) -> (privatePath: String, publicPath: String, keyID: String) {
+    public static func generate(
+        into directory: String, name: String
+    ) throws(KeyError) -> (privatePath: String, publicPath: String, keyID: String) {
         let key = Curve25519.Signing.PrivateKey()
-        let privatePath = "\(directory)/\(name).key.pem", publicPath = "\(directory)/\(name).pub.pem"
+        let privatePath = "\(directory)/\(name).key.pem"
+        let publicPath = "\(directory)/\(name).pub.pem"
         for path in [privatePath, publicPath] where FileManager.default.fileExists(atPath: path) { throw .exists(path) }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -111,8 +127,11 @@ public enum SigningKeys {
         fsync(fd)
         close(fd)
         guard written == bytes.count else { throw .unreadable(privatePath, "short write") }
-        guard FileManager.default.createFile(atPath: publicPath, contents: Data(publicPEM(key.publicKey).utf8),
-                                             attributes: [.posixPermissions: 0o644]) else {
+        guard
+            FileManager.default.createFile(
+                atPath: publicPath, contents: Data(publicPEM(key.publicKey).utf8),
+                attributes: [.posixPermissions: 0o644])
+        else {
             throw .unreadable(publicPath, "cannot write")
         }
         return (privatePath, publicPath, keyID(key.publicKey))

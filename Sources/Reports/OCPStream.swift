@@ -12,24 +12,42 @@ public enum OCPStream {
         var parameters: [String: JSONValue] = [:]
         for (name, value) in record.parameters { parameters[name] = .string(value) }
         let dut = dutInfo(record)
-        writer.emit(started, ["testRunArtifact": ["testRunStart": [
-            "name": .string(record.procedure.id), "version": .string(record.procedure.version),
-            "commandLine": .string("acceptance run \(record.procedure.id)"), "parameters": .object(parameters),
-            "dutInfo": dut.info,
-            "metadata": ["runId": .string(record.runID), "station": .string(record.station), "harness": .string(harness),
-                         "procedureSha256": .string(record.procedure.sha256)],
-        ]]])
+        writer.emit(
+            started,
+            [
+                "testRunArtifact": [
+                    "testRunStart": [
+                        "name": .string(record.procedure.id), "version": .string(record.procedure.version),
+                        "commandLine": .string("acceptance run \(record.procedure.id)"),
+                        "parameters": .object(parameters),
+                        "dutInfo": dut.info,
+                        "metadata": [
+                            "runId": .string(record.runID), "station": .string(record.station),
+                            "harness": .string(harness),
+                            "procedureSha256": .string(record.procedure.sha256),
+                        ],
+                    ]
+                ]
+            ])
         for (index, step) in record.steps.enumerated() {
             let id = String(index)
-            let begin = step.started ?? started, end = step.ended ?? begin
-            writer.emit(begin, ["testStepArtifact": ["testStepId": .string(id),
-                                                     "testStepStart": ["name": .string("\(step.id) \(step.name)")]]])
+            let begin = step.started ?? started
+            let end = step.ended ?? begin
+            writer.emit(
+                begin,
+                [
+                    "testStepArtifact": [
+                        "testStepId": .string(id),
+                        "testStepStart": ["name": .string("\(step.id) \(step.name)")],
+                    ]
+                ])
             if step.verdict == .skipped {
                 writer.step(id, end, ["log": ["severity": "INFO", "message": .string(step.message ?? "not run")]])
                 writer.step(id, end, ["testStepEnd": ["status": "SKIP"]])
                 continue
             }
-            let measured = step.measurements.map { ($0, nil as String?) }
+            let measured =
+                step.measurements.map { ($0, nil as String?) }
                 + (step.members ?? []).flatMap { member in member.measurements.map { ($0, Optional(member.device)) } }
             for (measurement, device) in measured {
                 guard let value = measurementValue(measurement) else { continue }
@@ -45,19 +63,32 @@ public enum OCPStream {
                 for (column, point) in data.points.enumerated() {
                     let seriesID = "\(id)-\(column)"
                     var start: [String: JSONValue] = ["measurementSeriesId": .string(seriesID), "name": .string(point)]
-                    if column < data.units.count, !data.units[column].isEmpty { start["unit"] = .string(data.units[column]) }
+                    if column < data.units.count, !data.units[column].isEmpty {
+                        start["unit"] = .string(data.units[column])
+                    }
                     writer.step(id, begin, ["measurementSeriesStart": .object(start)])
                     var count = 0
                     let origin = Timestamp.date(begin)
                     for (row, time) in data.times.enumerated() where data.columns[column][row].isFinite {
                         let stamp = origin.map { Timestamp.string($0.addingTimeInterval(time)) } ?? begin
-                        writer.step(id, stamp, ["measurementSeriesElement": [
-                            "measurementSeriesId": .string(seriesID), "index": .number(Double(count)),
-                            "value": .number(data.columns[column][row]), "timestamp": .string(stamp)]])
+                        writer.step(
+                            id, stamp,
+                            [
+                                "measurementSeriesElement": [
+                                    "measurementSeriesId": .string(seriesID), "index": .number(Double(count)),
+                                    "value": .number(data.columns[column][row]), "timestamp": .string(stamp),
+                                ]
+                            ])
                         count += 1
                     }
-                    writer.step(id, end, ["measurementSeriesEnd": ["measurementSeriesId": .string(seriesID),
-                                                                    "totalCount": .number(Double(count))]])
+                    writer.step(
+                        id, end,
+                        [
+                            "measurementSeriesEnd": [
+                                "measurementSeriesId": .string(seriesID),
+                                "totalCount": .number(Double(count)),
+                            ]
+                        ])
                 }
             }
             for retry in step.retries ?? [] {
@@ -65,27 +96,46 @@ public enum OCPStream {
             }
             switch step.verdict {
             case .error, .aborted:
-                writer.step(id, end, ["error": ["symptom": .string(step.verdict == .error ? "station-error" : "aborted"),
-                                                "message": .string(step.error ?? step.message ?? step.verdict.rawValue)]])
+                writer.step(
+                    id, end,
+                    [
+                        "error": [
+                            "symptom": .string(step.verdict == .error ? "station-error" : "aborted"),
+                            "message": .string(step.error ?? step.message ?? step.verdict.rawValue),
+                        ]
+                    ])
                 writer.step(id, end, ["testStepEnd": ["status": "ERROR"]])
             default:
-                var diagnosis: [String: JSONValue] = ["verdict": .string("\(step.id)-\(step.verdict.rawValue.lowercased())"),
-                                                      "type": .string(step.verdict == .pass ? "PASS" : "FAIL")]
+                var diagnosis: [String: JSONValue] = [
+                    "verdict": .string("\(step.id)-\(step.verdict.rawValue.lowercased())"),
+                    "type": .string(step.verdict == .pass ? "PASS" : "FAIL"),
+                ]
                 if let message = step.message { diagnosis["message"] = .string(message) }
                 writer.step(id, end, ["diagnosis": .object(diagnosis)])
                 writer.step(id, end, ["testStepEnd": ["status": "COMPLETE"]])
             }
         }
-        let (status, result): (String, String) = switch record.verdict {
-        case .pass, .skipped: ("COMPLETE", "PASS")
-        case .fail: ("COMPLETE", "FAIL")
-        case .error, .aborted: ("ERROR", "NOT_APPLICABLE")
-        }
+        let (status, result): (String, String) =
+            switch record.verdict {
+            case .pass, .skipped: ("COMPLETE", "PASS")
+            case .fail: ("COMPLETE", "FAIL")
+            case .error, .aborted: ("ERROR", "NOT_APPLICABLE")
+            }
         if record.verdict == .error || record.verdict == .aborted, let message = record.message {
-            writer.emit(record.ended ?? started, ["testRunArtifact": ["error": ["symptom": .string(record.verdict.rawValue.lowercased()),
-                                                                               "message": .string(message)]]])
+            writer.emit(
+                record.ended ?? started,
+                [
+                    "testRunArtifact": [
+                        "error": [
+                            "symptom": .string(record.verdict.rawValue.lowercased()),
+                            "message": .string(message),
+                        ]
+                    ]
+                ])
         }
-        writer.emit(record.ended ?? started, ["testRunArtifact": ["testRunEnd": ["status": .string(status), "result": .string(result)]]])
+        writer.emit(
+            record.ended ?? started,
+            ["testRunArtifact": ["testRunEnd": ["status": .string(status), "result": .string(result)]]])
         return writer.text
     }
 
@@ -122,8 +172,12 @@ public enum OCPStream {
 
     static func validators(_ measurement: MeasurementRecord) -> [JSONValue] {
         var list: [JSONValue] = []
-        if let low = measurement.low, low.isFinite { list.append(["type": "GREATER_THAN_OR_EQUAL", "value": .number(low)]) }
-        if let high = measurement.high, high.isFinite { list.append(["type": "LESS_THAN_OR_EQUAL", "value": .number(high)]) }
+        if let low = measurement.low, low.isFinite {
+            list.append(["type": "GREATER_THAN_OR_EQUAL", "value": .number(low)])
+        }
+        if let high = measurement.high, high.isFinite {
+            list.append(["type": "LESS_THAN_OR_EQUAL", "value": .number(high)])
+        }
         if measurement.value == nil, let limits = measurement.limits, limits.hasPrefix("= ") {
             list.append(["type": "EQUAL", "value": .string(String(limits.dropFirst(2)))])
         }
@@ -135,29 +189,39 @@ public enum OCPStream {
     static func dutInfo(_ record: RunRecord) -> (info: JSONValue, hardwareIDs: Set<String>) {
         var hardware: [String: [String: JSONValue]] = [:]
         var software: [JSONValue] = []
-        let all = record.steps.flatMap { $0.measurements } + record.steps.flatMap { ($0.members ?? []).flatMap(\.measurements) }
+        let all =
+            record.steps.flatMap { $0.measurements }
+            + record.steps.flatMap { ($0.members ?? []).flatMap(\.measurements) }
         for measurement in all {
             let parts = measurement.name.split(separator: ".", maxSplits: 1).map(String.init)
             guard parts.count == 2, let text = measurement.text else { continue }
-            let device = parts[0], point = parts[1]
+            let device = parts[0]
+            let point = parts[1]
             if point == "serial" || point == "serial_number" {
-                hardware[device, default: ["hardwareInfoId": .string(device), "name": .string(device)]]["serialNumber"] = .string(text)
+                hardware[device, default: ["hardwareInfoId": .string(device), "name": .string(device)]][
+                    "serialNumber"] = .string(text)
             } else if point.hasSuffix("_serial") {
                 let id = "\(device).\(point.dropLast(7))"
-                hardware[id] = ["hardwareInfoId": .string(id), "name": .string(id), "serialNumber": .string(text),
-                                "location": .string(device)]
+                hardware[id] = [
+                    "hardwareInfoId": .string(id), "name": .string(id), "serialNumber": .string(text),
+                    "location": .string(device),
+                ]
             } else if point.hasSuffix("_version") {
-                software.append(["softwareInfoId": .string(measurement.name), "name": .string(measurement.name),
-                                 "version": .string(text), "softwareType": "FIRMWARE"])
+                software.append([
+                    "softwareInfoId": .string(measurement.name), "name": .string(measurement.name),
+                    "version": .string(text), "softwareType": "FIRMWARE",
+                ])
             }
         }
         var rack: [String: JSONValue] = ["hardwareInfoId": "rack", "name": .string(record.rackProfile)]
         if let serial = record.rackSerial { rack["serialNumber"] = .string(serial) }
         var hardwareList: [JSONValue] = [.object(rack)]
         hardwareList += hardware.keys.sorted().compactMap { hardware[$0].map { .object($0) } }
-        var info: [String: JSONValue] = ["dutInfoId": .string(record.rackSerial ?? record.runID),
-                                         "name": .string("rack \(record.rackSerial ?? "(no serial)") (\(record.rackProfile))"),
-                                         "hardwareInfos": .array(hardwareList)]
+        var info: [String: JSONValue] = [
+            "dutInfoId": .string(record.rackSerial ?? record.runID),
+            "name": .string("rack \(record.rackSerial ?? "(no serial)") (\(record.rackProfile))"),
+            "hardwareInfos": .array(hardwareList),
+        ]
         if !software.isEmpty { info["softwareInfos"] = .array(software) }
         return (.object(info), Set(hardware.keys).union(["rack"]))
     }

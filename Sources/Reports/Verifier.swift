@@ -31,7 +31,9 @@ public struct BundleVerification: Sendable {
 /// Checks a bundle: the signature over the exact payload, the signer's key against a keyring (or a key given) and
 /// its validity at signing time, every subject's digest, that no file was added or removed, and any approval.
 public enum BundleVerifier {
-    public static func verify(folder: String, keyring: Keyring?, key: Curve25519.Signing.PublicKey? = nil) -> BundleVerification {
+    public static func verify(
+        folder: String, keyring: Keyring?, key: Curve25519.Signing.PublicKey? = nil
+    ) -> BundleVerification {
         var result = BundleVerification()
         let attestationPath = "\(folder)/\(ReportBundle.attestationFile)"
         guard let bytes = FileManager.default.contents(atPath: attestationPath) else {
@@ -50,9 +52,10 @@ public enum BundleVerifier {
             return result
         }
         guard let statement = try? JSONValue.parse(envelope.payload),
-              statement["_type"]?.string == ReportBundle.statementType,
-              statement["predicateType"]?.string == ReportBundle.predicateType,
-              let subjects = statement["subject"]?.array else {
+            statement["_type"]?.string == ReportBundle.statementType,
+            statement["predicateType"]?.string == ReportBundle.predicateType,
+            let subjects = statement["subject"]?.array
+        else {
             result.fail("the payload is not an in-toto Statement v1 with the test-result predicate")
             return result
         }
@@ -69,7 +72,8 @@ public enum BundleVerifier {
         // 1. Signature, signer, key validity.
         let signedAt = predicate?["signer"]?["signedAt"]?.string.flatMap(Timestamp.date)
         if envelope.signatures.isEmpty {
-            result.fail("UNSIGNED: the bundle carries no signature (the station had no key); nothing proves who made it")
+            result.fail(
+                "UNSIGNED: the bundle carries no signature (the station had no key); nothing proves who made it")
         } else if let keyring {
             let known = envelope.signatures.compactMap { signature in keyring.entry(keyID: signature.keyID) }
             if let entry = known.first, entry.role != "station" {
@@ -77,19 +81,24 @@ public enum BundleVerifier {
             } else if let entry = known.first {
                 if envelope.isSigned(by: entry.key) {
                     result.signerName = entry.name
-                    result.pass("signature: Ed25519 over the DSSE PAE of the \(envelope.payload.count)-byte statement, by key "
-                        + "'\(entry.name)' (\(entry.role), keyid \(entry.keyID.prefix(16))…) from \(keyring.file)")
+                    result.pass(
+                        "signature: Ed25519 over the DSSE PAE of the \(envelope.payload.count)-byte statement, by key "
+                            + "'\(entry.name)' (\(entry.role), keyid \(entry.keyID.prefix(16))…) from \(keyring.file)")
                     if let signedAt {
                         if let problem = entry.problem(at: signedAt) {
                             result.fail("key validity: signed at \(Timestamp.string(signedAt)), but \(problem)")
                         } else {
-                            result.pass("key validity: '\(entry.name)' was valid when it signed, at \(Timestamp.string(signedAt))")
+                            result.pass(
+                                "key validity: '\(entry.name)' was valid when it signed, at \(Timestamp.string(signedAt))"
+                            )
                         }
                     } else {
                         result.fail("key validity: the statement does not say when it was signed")
                     }
                 } else {
-                    result.fail("signature: does not verify with key '\(entry.name)' (the statement or the signature was altered)")
+                    result.fail(
+                        "signature: does not verify with key '\(entry.name)' (the statement or the signature was altered)"
+                    )
                 }
             } else {
                 let ids = envelope.signatures.map { String($0.keyID.prefix(16)) + "…" }.joined(separator: ", ")
@@ -97,8 +106,9 @@ public enum BundleVerifier {
             }
         } else if let key {
             if envelope.isSigned(by: key) {
-                result.pass("signature: Ed25519 over the DSSE PAE by keyid \(SigningKeys.keyID(key).prefix(16))… (the key given; "
-                    + "no keyring, so validity dates are not checked)")
+                result.pass(
+                    "signature: Ed25519 over the DSSE PAE by keyid \(SigningKeys.keyID(key).prefix(16))… (the key given; "
+                        + "no keyring, so validity dates are not checked)")
             } else {
                 result.fail("signature: not made by the key given (keyid \(SigningKeys.keyID(key).prefix(16))…)")
             }
@@ -128,12 +138,18 @@ public enum BundleVerifier {
         }
         let presentKeys = Set(present.map { Data($0.utf8) })
         let added = present.filter { attested[Data($0.utf8)] == nil }
-        let missing = attested.keys.filter { !presentKeys.contains($0) }.map { String(decoding: $0, as: UTF8.self) }.sorted()
+        let missing = attested.keys.filter { !presentKeys.contains($0) }.map { String(decoding: $0, as: UTF8.self) }
+            .sorted()
         if added.isEmpty, missing.isEmpty {
-            result.pass("file set: the \(present.count) files are exactly the attested subjects, nothing added or removed")
+            result.pass(
+                "file set: the \(present.count) files are exactly the attested subjects, nothing added or removed")
         } else {
-            if !added.isEmpty { result.fail("file set: not covered by the attestation (added): \(added.joined(separator: ", "))") }
-            if !missing.isEmpty { result.fail("file set: attested but missing (removed): \(missing.joined(separator: ", "))") }
+            if !added.isEmpty {
+                result.fail("file set: not covered by the attestation (added): \(added.joined(separator: ", "))")
+            }
+            if !missing.isEmpty {
+                result.fail("file set: attested but missing (removed): \(missing.joined(separator: ", "))")
+            }
         }
         var mismatched: [String] = []
         for name in present where attested[Data(name.utf8)] != nil {
@@ -155,19 +171,22 @@ public enum BundleVerifier {
 
     static func checkApproval(folder: String, keyring: Keyring?, into result: inout BundleVerification) {
         guard let bytes = FileManager.default.contents(atPath: "\(folder)/\(ReportBundle.approvalFile)"),
-              let envelope = try? DSSEEnvelope.parse([UInt8](bytes), file: ReportBundle.approvalFile),
-              envelope.payloadType == DSSEEnvelope.inToto,
-              let statement = try? JSONValue.parse(envelope.payload),
-              statement["_type"]?.string == ReportBundle.statementType,
-              statement["predicateType"]?.string == approvalPredicateType,
-              let subjects = statement["subject"]?.array, subjects.count == 1, let subject = subjects.first else {
-            result.fail("approval: \(ReportBundle.approvalFile) is not an approval (a DSSE envelope over an in-toto "
-                + "statement of type \(approvalPredicateType) with one subject)")
+            let envelope = try? DSSEEnvelope.parse([UInt8](bytes), file: ReportBundle.approvalFile),
+            envelope.payloadType == DSSEEnvelope.inToto,
+            let statement = try? JSONValue.parse(envelope.payload),
+            statement["_type"]?.string == ReportBundle.statementType,
+            statement["predicateType"]?.string == approvalPredicateType,
+            let subjects = statement["subject"]?.array, subjects.count == 1, let subject = subjects.first
+        else {
+            result.fail(
+                "approval: \(ReportBundle.approvalFile) is not an approval (a DSSE envelope over an in-toto "
+                    + "statement of type \(approvalPredicateType) with one subject)")
             return
         }
         let attestationDigest = (try? ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")) ?? ""
         guard subject["name"]?.string == ReportBundle.attestationFile,
-              subject["digest"]?["sha256"]?.string == attestationDigest else {
+            subject["digest"]?["sha256"]?.string == attestationDigest
+        else {
             result.fail("approval: it approves another attestation, not this bundle's")
             return
         }
@@ -197,8 +216,9 @@ public enum BundleVerifier {
             result.fail("approval: approved at \(Timestamp.string(at)), but \(problem)")
             return
         }
-        result.pass("approval: '\(entry.name)' (\(entry.role)) approved this attestation: \"\(meaning)\" "
-            + "at \(approver?["approvedAt"]?.string ?? "?")")
+        result.pass(
+            "approval: '\(entry.name)' (\(entry.role)) approved this attestation: \"\(meaning)\" "
+                + "at \(approver?["approvedAt"]?.string ?? "?")")
     }
 
     public static let approvalPredicateType = "https://acceptance.example/approval/v1"
@@ -206,8 +226,10 @@ public enum BundleVerifier {
     /// Adds `approval.dsse.json`: a statement over the attestation's digest, signed by the approver.
     /// With `keyring`, the bundle must verify first, and the approval signs the digest of the very attestation
     /// bytes that were verified.
-    public static func approve(folder: String, key: Curve25519.Signing.PrivateKey, approver: String, meaning: String,
-                               keyring: Keyring? = nil, at date: Date = Date()) throws(ReportBundle.BundleError) {
+    public static func approve(
+        folder: String, key: Curve25519.Signing.PrivateKey, approver: String, meaning: String,
+        keyring: Keyring? = nil, at date: Date = Date()
+    ) throws(ReportBundle.BundleError) {
         let path = "\(folder)/\(ReportBundle.approvalFile)"
         guard !FileManager.default.fileExists(atPath: path) else {
             throw ReportBundle.BundleError(description: "\(path) exists; an approval is never replaced")
@@ -216,7 +238,8 @@ public enum BundleVerifier {
         if let keyring {
             let verification = verify(folder: folder, keyring: keyring)
             guard verification.verified else {
-                throw ReportBundle.BundleError(description: "the bundle does not verify: " + verification.failures.joined(separator: "; "))
+                throw ReportBundle.BundleError(
+                    description: "the bundle does not verify: " + verification.failures.joined(separator: "; "))
             }
             guard (try ReportBundle.sha256(file: "\(folder)/\(ReportBundle.attestationFile)")) == digest else {
                 throw ReportBundle.BundleError(description: "the attestation changed while it was being verified")
@@ -226,9 +249,13 @@ public enum BundleVerifier {
             "_type": .string(ReportBundle.statementType),
             "subject": [["name": .string(ReportBundle.attestationFile), "digest": ["sha256": .string(digest)]]],
             "predicateType": .string(approvalPredicateType),
-            "predicate": ["approver": ["identity": .string(approver), "meaning": .string(meaning),
-                                       "approvedAt": .string(Timestamp.string(date)),
-                                       "keyid": .string(SigningKeys.keyID(key.publicKey))]],
+            "predicate": [
+                "approver": [
+                    "identity": .string(approver), "meaning": .string(meaning),
+                    "approvedAt": .string(Timestamp.string(date)),
+                    "keyid": .string(SigningKeys.keyID(key.publicKey)),
+                ]
+            ],
         ]
         let envelope: DSSEEnvelope
         do {

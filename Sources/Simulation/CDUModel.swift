@@ -1,6 +1,6 @@
 import AcceptanceCore
-import ModbusCore
 import Foundation
+import ModbusCore
 
 /// Physical settings of a simulated CDU and its rack loop. Every value is in SI-ish engineering units
 /// (kPa gauge, L/min, °C, kW, seconds) and can be set by a scenario.
@@ -150,7 +150,8 @@ public struct CDUModel: SimulatedPhysics {
             isolatedFor += dt
             let gauge = max(loopPressure, 0)
             let leak = settings.leakRate / 60 * sqrt(gauge / 300)
-            let thermal = settings.thermalDrop / settings.thermalTimeConstant
+            let thermal =
+                settings.thermalDrop / settings.thermalTimeConstant
                 * exp(-isolatedFor / settings.thermalTimeConstant)
             loopPressure = max(0, loopPressure - (leak + thermal) * dt)
             flow = 0
@@ -204,8 +205,11 @@ public struct CDUModel: SimulatedPhysics {
         case "loop_pressure": .quantity(Quantity(loopPressure + noise(), .kilopascal))
         case "supply_pressure": .quantity(Quantity(pumpPressure + noise(), .kilopascal))
         case "return_pressure":
-            .quantity(Quantity((valvePosition > 0 ? settings.fillPressure + (pumpPressure - settings.fillPressure) * 0.1
-                : settings.fillPressure) + noise(), .kilopascal))
+            .quantity(
+                Quantity(
+                    (valvePosition > 0
+                        ? settings.fillPressure + (pumpPressure - settings.fillPressure) * 0.1
+                        : settings.fillPressure) + noise(), .kilopascal))
         case "supply_temperature": .quantity(Quantity(supplyTemperature, .celsius))
         case "return_temperature": .quantity(Quantity(returnTemperature, .celsius))
         case "flow": .quantity(Quantity(flow, .litersPerMinute))
@@ -231,7 +235,8 @@ public struct CDUModel: SimulatedPhysics {
     private mutating func noise() -> Double {
         guard settings.pressureNoise > 0 else { return 0 }
         // Box-Muller from a seeded generator: the same scenario gives the same readings.
-        let u1 = max(random.nextUnit(), 1e-12), u2 = random.nextUnit()
+        let u1 = max(random.nextUnit(), 1e-12)
+        let u2 = random.nextUnit()
         return settings.pressureNoise * sqrt(-2 * log(u1)) * cos(2 * .pi * u2)
     }
 }

@@ -36,8 +36,10 @@ public final class PowerShelf: Sendable {
 
     /// A shelf whose supply faults fire at their simulated times, whichever supply is read: the load they shift
     /// lands on every other supply at once.
-    public init(count: Int = 6, settings: PowerShelfSettings = PowerShelfSettings(),
-                faults: [(at: Double, index: Int, kind: ScheduledFault.Kind)] = [], clock: (any RunClock)? = nil) {
+    public init(
+        count: Int = 6, settings: PowerShelfSettings = PowerShelfSettings(),
+        faults: [(at: Double, index: Int, kind: ScheduledFault.Kind)] = [], clock: (any RunClock)? = nil
+    ) {
         self.count = count
         self.clock = clock
         state = Mutex(State(settings: settings, faults: faults.sorted { $0.at < $1.at }))
@@ -78,7 +80,8 @@ public final class PowerShelf: Sendable {
             let power = on ? min(share, settings.capacity) : 0
             let overloaded = !active.isEmpty && share > settings.capacity
             let droop = 0.00002 * power
-            let voltage = on
+            let voltage =
+                on
                 ? (overloaded ? settings.outputVoltage * settings.capacity / share : settings.outputVoltage - droop) : 0
             let hasInput = !state.inputLost.contains(index)
             let inputPower = hasInput ? power / settings.efficiency + 15 : 0
@@ -110,7 +113,9 @@ public final class PowerShelf: Sendable {
 }
 
 extension String {
-    fileprivate func leftPaddedForSerial() -> String { count >= 4 ? self : String(repeating: "0", count: 4 - count) + self }
+    fileprivate func leftPaddedForSerial() -> String {
+        count >= 4 ? self : String(repeating: "0", count: 4 - count) + self
+    }
 }
 
 /// One supply of a shelf, as the simulated device behind its Modbus address sees it.
@@ -130,7 +135,8 @@ public struct PSUPhysics: SimulatedPhysics {
 
     public mutating func command(_ name: String, _ value: Value) throws(CDUCommandError) {
         switch (name, value) {
-        case let ("output_enable", .text(state)) where state == "on" || state == "off": shelf.enable(index, state == "on")
+        case let ("output_enable", .text(state)) where state == "on" || state == "off":
+            shelf.enable(index, state == "on")
         default: throw CDUCommandError(name: name)
         }
     }
@@ -154,7 +160,9 @@ public struct UnitRouter: ModbusServerBackend {
         devices[unit]?.read(table, startingAt: address, count: count, unit: unit) ?? .noResponse
     }
 
-    public func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8) -> ModbusServerAnswer {
+    public func write(
+        _ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8
+    ) -> ModbusServerAnswer {
         devices[unit]?.write(table, startingAt: address, values: values, unit: unit) ?? .noResponse
     }
 }

@@ -1,6 +1,6 @@
 import AcceptanceCore
-import RedfishCore
 import Foundation
+import RedfishCore
 import Synchronization
 
 /// The state behind every simulated BMC and power-shelf controller of a rack, on the shared simulation clock.
@@ -14,7 +14,10 @@ public final class RedfishRackModel: Sendable {
     }
 
     public enum PowerState: String, Sendable {
-        case off = "Off", poweringOn = "PoweringOn", on = "On", poweringOff = "PoweringOff"
+        case off = "Off"
+        case poweringOn = "PoweringOn"
+        case on = "On"
+        case poweringOff = "PoweringOff"
     }
 
     public struct Processor: Sendable {
@@ -75,8 +78,10 @@ public final class RedfishRackModel: Sendable {
     public static let supplyCapacityWatts = 5_500.0
     public static let efficiency = 0.975
 
-    public init(settings: RedfishSettings, clock: any RunClock, computeTrays: Int = 18, switchTrays: Int = 9,
-                manifest: FirmwareManifest?) {
+    public init(
+        settings: RedfishSettings, clock: any RunClock, computeTrays: Int = 18, switchTrays: Int = 9,
+        manifest: FirmwareManifest?
+    ) {
         self.settings = settings
         self.clock = clock
         func versions(model: String, device: String) -> [String: String] {
@@ -87,35 +92,46 @@ public final class RedfishRackModel: Sendable {
         var trays: [Tray] = []
         for number in 1...computeTrays {
             let name = RackProfile.DeviceGroup.memberName(prefix: "compute", number: number)
-            var tray = Tray(name: name, kind: .compute, number: number,
-                            firmware: versions(model: "gb200-compute-tray", device: name),
-                            serial: String(format: "SIMCT%04d", number))
-            tray.processors = (0..<4).map { index in
-                Processor(id: "GPU_\(index)", type: "GPU", model: "NVIDIA GB200",
-                          serial: String(format: "1652%02d%02d%05d", number, index, 17 * number + index), present: true)
-            } + (0..<2).map { index in
-                Processor(id: "CPU_\(index)", type: "CPU", model: "NVIDIA Grace",
-                          serial: String(format: "0x%08X", 0x5C10_0000 + number * 16 + index), present: true)
-            }
+            var tray = Tray(
+                name: name, kind: .compute, number: number,
+                firmware: versions(model: "gb200-compute-tray", device: name),
+                serial: String(format: "SIMCT%04d", number))
+            tray.processors =
+                (0..<4).map { index in
+                    Processor(
+                        id: "GPU_\(index)", type: "GPU", model: "NVIDIA GB200",
+                        serial: String(format: "1652%02d%02d%05d", number, index, 17 * number + index), present: true)
+                }
+                + (0..<2).map { index in
+                    Processor(
+                        id: "CPU_\(index)", type: "CPU", model: "NVIDIA Grace",
+                        serial: String(format: "0x%08X", 0x5C10_0000 + number * 16 + index), present: true)
+                }
             trays.append(tray)
         }
         for number in 1...switchTrays {
             let name = RackProfile.DeviceGroup.memberName(prefix: "switch", number: number)
-            trays.append(Tray(name: name, kind: .switch, number: number,
-                              firmware: versions(model: "nvl72-switch-tray", device: name),
-                              serial: String(format: "SIMST%04d", number)))
+            trays.append(
+                Tray(
+                    name: name, kind: .switch, number: number,
+                    firmware: versions(model: "nvl72-switch-tray", device: name),
+                    serial: String(format: "SIMST%04d", number)))
         }
         var shelves: [Shelf] = []
         for number in 1...(settings.powerShelves ?? 8) {
             let name = RackProfile.DeviceGroup.memberName(prefix: "shelf", number: number)
-            shelves.append(Shelf(name: name, number: number,
-                                 supplies: (1...6).map { Supply(serial: String(format: "SIMPSU%02d%02d", number, $0)) },
-                                 firmware: versions(model: "orv3-power-shelf", device: name)))
+            shelves.append(
+                Shelf(
+                    name: name, number: number,
+                    supplies: (1...6).map { Supply(serial: String(format: "SIMPSU%02d%02d", number, $0)) },
+                    firmware: versions(model: "orv3-power-shelf", device: name)))
         }
         for fault in settings.faults {
             switch fault {
             case let .gpuMissing(device, gpu):
-                if let index = trays.firstIndex(where: { $0.name == device }), trays[index].processors.indices.contains(gpu - 1) {
+                if let index = trays.firstIndex(where: { $0.name == device }),
+                    trays[index].processors.indices.contains(gpu - 1)
+                {
                     trays[index].processors[gpu - 1].present = false
                 }
             case let .stuckPoweringOn(device):
@@ -164,7 +180,9 @@ public final class RedfishRackModel: Sendable {
     public func reset(_ name: String, type: String) -> ResetOutcome {
         let time = now
         return state.withLock { state in
-            guard let index = state.trays.firstIndex(where: { $0.name == name }) else { return .invalid("no such system") }
+            guard let index = state.trays.firstIndex(where: { $0.name == name }) else {
+                return .invalid("no such system")
+            }
             let current = powerState(state.trays[index], at: time, state)
             switch type {
             case "On":
@@ -193,8 +211,10 @@ public final class RedfishRackModel: Sendable {
         }
     }
 
-    public static let resetTypes = ["On", "ForceOn", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart",
-                                    "PowerCycle"]
+    public static let resetTypes = [
+        "On", "ForceOn", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart",
+        "PowerCycle",
+    ]
 
     /// Each leak detector's state now.
     public func leakStates(of name: String) -> [String: String] {
@@ -219,12 +239,13 @@ public final class RedfishRackModel: Sendable {
     func load(_ state: State, at time: Double) -> Double {
         state.trays.reduce(0) { total, tray in
             let full = tray.kind == .compute ? Self.computeTrayWatts : Self.switchTrayWatts
-            let draw: Double = switch powerState(tray, at: time, state) {
-            case .on: full
-            case .poweringOn: 0.3 * full
-            case .poweringOff: 0.5 * full
-            case .off: Self.standbyWatts
-            }
+            let draw: Double =
+                switch powerState(tray, at: time, state) {
+                case .on: full
+                case .poweringOn: 0.3 * full
+                case .poweringOff: 0.5 * full
+                case .off: Self.standbyWatts
+                }
             return total + draw
         }
     }
@@ -240,7 +261,9 @@ public final class RedfishRackModel: Sendable {
         var demand = 0.0
         for tray in state.trays {
             let full = tray.kind == .compute ? Self.computeTrayWatts : Self.switchTrayWatts
-            demand += tray.target == .on && (tray.stuck || time - tray.since >= settings.powerOnSeconds) ? full : Self.standbyWatts
+            demand +=
+                tray.target == .on && (tray.stuck || time - tray.since >= settings.powerOnSeconds)
+                ? full : Self.standbyWatts
         }
         return Double(healthy) * Self.supplyCapacityWatts >= demand
     }
@@ -280,9 +303,10 @@ public final class RedfishRackModel: Sendable {
                 id += 1
                 return (id, event.at, event.id, event.message, event.severity)
             }
-            return ShelfReading(name: shelf.name, number: number, supplies: supplies, outputWatts: output,
-                                inputWatts: output / Self.efficiency, redundancyLost: lost,
-                                alarm: lost && !shelf.alarmBroken, events: events, firmware: shelf.firmware)
+            return ShelfReading(
+                name: shelf.name, number: number, supplies: supplies, outputWatts: output,
+                inputWatts: output / Self.efficiency, redundancyLost: lost,
+                alarm: lost && !shelf.alarmBroken, events: events, firmware: shelf.firmware)
         }
     }
 
@@ -298,16 +322,24 @@ public final class RedfishRackModel: Sendable {
             for (bay, (was, now)) in zip(before, healthy).enumerated() where was != now {
                 let supply = state.shelves[index].supplies[bay]
                 let what = now ? "restored" : (supply.present ? "failed" : "removed")
-                state.shelves[index].events.append((time, now ? "PowerSupplyRestored" : "PowerSupplyFailed",
-                                                    "Power supply \(bay + 1) of shelf \(index + 1) \(what).",
-                                                    now ? "OK" : "Critical"))
+                state.shelves[index].events.append(
+                    (
+                        time, now ? "PowerSupplyRestored" : "PowerSupplyFailed",
+                        "Power supply \(bay + 1) of shelf \(index + 1) \(what).",
+                        now ? "OK" : "Critical"
+                    ))
             }
-            let alarm = healthy.contains(false), wasAlarm = before.contains(false)
+            let alarm = healthy.contains(false)
+            let wasAlarm = before.contains(false)
             if alarm != wasAlarm, !state.shelves[index].alarmBroken {
-                state.shelves[index].events.append((time, alarm ? "PowerSupplyRedundancyLost" : "PowerSupplyRedundancyRestored",
-                                                    alarm ? "Shelf \(index + 1) lost N+1 redundancy."
-                                                        : "Shelf \(index + 1) redundancy restored.",
-                                                    alarm ? "Warning" : "OK"))
+                state.shelves[index].events.append(
+                    (
+                        time, alarm ? "PowerSupplyRedundancyLost" : "PowerSupplyRedundancyRestored",
+                        alarm
+                            ? "Shelf \(index + 1) lost N+1 redundancy."
+                            : "Shelf \(index + 1) redundancy restored.",
+                        alarm ? "Warning" : "OK"
+                    ))
             }
         }
     }

@@ -1,7 +1,7 @@
 import AcceptanceCore
-import RedfishCore
 import Crypto
 import Foundation
+import RedfishCore
 import Synchronization
 
 /// A tree of Redfish resources: rendered from a simulated device's state, or loaded from a DMTF mockup.
@@ -96,8 +96,9 @@ public final class SimulatedRedfishService: RedfishService {
             return true
         }
         if unavailable {
-            var response = Self.error(503, "Base.1.16.0.ServiceTemporarilyUnavailable",
-                                      "The service is temporarily unavailable. Retry in \(Int(behaviour.retryAfterSeconds)) seconds.")
+            var response = Self.error(
+                503, "Base.1.16.0.ServiceTemporarilyUnavailable",
+                "The service is temporarily unavailable. Retry in \(Int(behaviour.retryAfterSeconds)) seconds.")
             response.headers["retry-after"] = String(Int(behaviour.retryAfterSeconds.rounded(.up)))
             return response
         }
@@ -114,8 +115,9 @@ public final class SimulatedRedfishService: RedfishService {
         case (.get, "/redfish/v1"), (.head, "/redfish/v1"):
             return get(path, request)
         case (.get, "/redfish/v1/$metadata"), (.head, "/redfish/v1/$metadata"):
-            return RedfishResponse(status: 200, headers: ["content-type": "application/xml", "odata-version": "4.0"],
-                                   body: Array(metadata().utf8))
+            return RedfishResponse(
+                status: 200, headers: ["content-type": "application/xml", "odata-version": "4.0"],
+                body: Array(metadata().utf8))
         case (.get, "/redfish/v1/odata"):
             return .json(odataDocument())
         case (.post, Self.sessionsPath):
@@ -123,18 +125,23 @@ public final class SimulatedRedfishService: RedfishService {
         default: break
         }
         guard let user = authenticatedUser(request) else {
-            var response = Self.error(401, "Base.1.16.0.NoValidSession",
-                                      "There is no valid session established with the implementation.")
+            var response = Self.error(
+                401, "Base.1.16.0.NoValidSession",
+                "There is no valid session established with the implementation.")
             response.headers["www-authenticate"] = "Basic realm=\"Redfish\""
             return response
         }
         if path.hasPrefix(Self.sessionsPath) { return sessions(request, path: path, user: user) }
         if path == "/redfish/v1/SessionService" {
-            guard request.method == .get || request.method == .head else { return Self.notAllowed(path, allow: "GET, HEAD") }
-            return .json(["@odata.id": "/redfish/v1/SessionService", "@odata.type": "#SessionService.v1_2_0.SessionService",
-                          "Id": "SessionService", "Name": "Session Service", "ServiceEnabled": true, "SessionTimeout": 600,
-                          "Status": ["State": "Enabled", "Health": "OK"],
-                          "Sessions": ["@odata.id": .string(Self.sessionsPath)]])
+            guard request.method == .get || request.method == .head else {
+                return Self.notAllowed(path, allow: "GET, HEAD")
+            }
+            return .json([
+                "@odata.id": "/redfish/v1/SessionService", "@odata.type": "#SessionService.v1_2_0.SessionService",
+                "Id": "SessionService", "Name": "Session Service", "ServiceEnabled": true, "SessionTimeout": 600,
+                "Status": ["State": "Enabled", "Health": "OK"],
+                "Sessions": ["@odata.id": .string(Self.sessionsPath)],
+            ])
         }
         switch request.method {
         case .get, .head:
@@ -144,8 +151,9 @@ public final class SimulatedRedfishService: RedfishService {
         case .patch:
             guard let current = tree.resource(at: path) else { return Self.notFound(path) }
             if let match = request.header("if-match"), match != "*", match != Self.etag(current) {
-                return Self.error(412, "Base.1.16.0.PreconditionFailed",
-                                  "The ETag supplied did not match the ETag required to change this resource.")
+                return Self.error(
+                    412, "Base.1.16.0.PreconditionFailed",
+                    "The ETag supplied did not match the ETag required to change this resource.")
             }
             guard let body = try? JSONValue.parse(request.body), body.object != nil else {
                 return Self.error(400, "Base.1.16.0.MalformedJSON", "The request body submitted was malformed JSON.")
@@ -158,7 +166,8 @@ public final class SimulatedRedfishService: RedfishService {
             }
             return outcome(tree.post(path, body), path: path, okStatus: 204)
         case .delete, .put:
-            return tree.resource(at: path) == nil ? Self.notFound(path) : Self.notAllowed(path, allow: "GET, HEAD, PATCH")
+            return tree.resource(at: path) == nil
+                ? Self.notFound(path) : Self.notAllowed(path, allow: "GET, HEAD, PATCH")
         }
     }
 
@@ -180,7 +189,8 @@ public final class SimulatedRedfishService: RedfishService {
         guard var resource = path == "/redfish/v1" ? serviceRoot() : tree.resource(at: path) else {
             return Self.notFound(path)
         }
-        if case var .object(members) = resource, let items = members["Members"]?.array, items.count > behaviour.pageSize {
+        if case var .object(members) = resource, let items = members["Members"]?.array, items.count > behaviour.pageSize
+        {
             let skip = max(0, Int(request.query["$skip"] ?? "") ?? 0)
             let page = Array(items.dropFirst(skip).prefix(behaviour.pageSize))
             members["Members"] = .array(page)
@@ -212,9 +222,11 @@ public final class SimulatedRedfishService: RedfishService {
             return state.withLock { state in state.sessions.first { $0.token == token }?.user }
         }
         if let authorization = request.header("authorization"), authorization.lowercased().hasPrefix("basic "),
-           let data = Data(base64Encoded: String(authorization.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
-           let pair = String(data: data, encoding: .utf8), let colon = pair.firstIndex(of: ":") {
-            let user = String(pair[..<colon]), password = String(pair[pair.index(after: colon)...])
+            let data = Data(base64Encoded: String(authorization.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+            let pair = String(data: data, encoding: .utf8), let colon = pair.firstIndex(of: ":")
+        {
+            let user = String(pair[..<colon])
+            let password = String(pair[pair.index(after: colon)...])
             if Self.constantTimeEqual(user, behaviour.username), Self.constantTimeEqual(password, behaviour.password) {
                 return user
             }
@@ -223,17 +235,20 @@ public final class SimulatedRedfishService: RedfishService {
     }
 
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8), y = Array(b.utf8)
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
         guard x.count == y.count else { return false }
         return zip(x, y).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
     func login(_ request: RedfishRequest) -> RedfishResponse {
         guard let body = try? JSONValue.parse(request.body), let user = body["UserName"]?.string,
-              let password = body["Password"]?.string else {
+            let password = body["Password"]?.string
+        else {
             return Self.error(400, "Base.1.16.0.PropertyMissing", "The request body needs UserName and Password.")
         }
-        guard Self.constantTimeEqual(user, behaviour.username), Self.constantTimeEqual(password, behaviour.password) else {
+        guard Self.constantTimeEqual(user, behaviour.username), Self.constantTimeEqual(password, behaviour.password)
+        else {
             return Self.error(401, "Base.1.16.0.ResourceAtUriUnauthorized", "The credentials are not valid.")
         }
         var bytes = [UInt8](repeating: 0, count: 24)
@@ -250,17 +265,23 @@ public final class SimulatedRedfishService: RedfishService {
     }
 
     func sessionResource(_ session: Session) -> JSONValue {
-        ["@odata.id": .string("\(Self.sessionsPath)/\(session.id)"), "@odata.type": "#Session.v1_8_0.Session",
-         "Id": .string(session.id), "Name": "User Session", "UserName": .string(session.user)]
+        [
+            "@odata.id": .string("\(Self.sessionsPath)/\(session.id)"), "@odata.type": "#Session.v1_8_0.Session",
+            "Id": .string(session.id), "Name": "User Session", "UserName": .string(session.user),
+        ]
     }
 
     func sessions(_ request: RedfishRequest, path: String, user: String) -> RedfishResponse {
         let all = state.withLock { $0.sessions }
         if path == Self.sessionsPath {
-            guard request.method == .get || request.method == .head else { return Self.notAllowed(path, allow: "GET, HEAD, POST") }
-            return .json(["@odata.id": .string(path), "@odata.type": "#SessionCollection.SessionCollection",
-                          "Name": "Session Collection", "Members@odata.count": .number(Double(all.count)),
-                          "Members": .array(all.map { ["@odata.id": .string("\(path)/\($0.id)")] })])
+            guard request.method == .get || request.method == .head else {
+                return Self.notAllowed(path, allow: "GET, HEAD, POST")
+            }
+            return .json([
+                "@odata.id": .string(path), "@odata.type": "#SessionCollection.SessionCollection",
+                "Name": "Session Collection", "Members@odata.count": .number(Double(all.count)),
+                "Members": .array(all.map { ["@odata.id": .string("\(path)/\($0.id)")] }),
+            ])
         }
         let id = String(path.dropFirst(Self.sessionsPath.count + 1))
         guard let session = all.first(where: { $0.id == id }) else { return Self.notFound(path) }
@@ -279,10 +300,10 @@ public final class SimulatedRedfishService: RedfishService {
         var namespaces = Set(tree.schemaNamespaces)
         namespaces.formUnion(["ServiceRoot.v1_20_0", "SessionService.v1_2_0", "Session.v1_8_0", "SessionCollection"])
         var xml = """
-        <?xml version="1.0" encoding="UTF-8"?>
-        <edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">
+            <?xml version="1.0" encoding="UTF-8"?>
+            <edmx:Edmx xmlns:edmx="http://docs.oasis-open.org/odata/ns/edmx" Version="4.0">
 
-        """
+            """
         var bySchema: [String: [String]] = [:]
         for namespace in namespaces {
             let schema = String(namespace.prefix { $0 != "." })
@@ -296,14 +317,14 @@ public final class SimulatedRedfishService: RedfishService {
             xml += "  </edmx:Reference>\n"
         }
         xml += """
-          <edmx:DataServices>
-            <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="Service">
-              <EntityContainer Name="Service" Extends="ServiceRoot.v1_20_0.ServiceContainer"/>
-            </Schema>
-          </edmx:DataServices>
-        </edmx:Edmx>
+              <edmx:DataServices>
+                <Schema xmlns="http://docs.oasis-open.org/odata/ns/edm" Namespace="Service">
+                  <EntityContainer Name="Service" Extends="ServiceRoot.v1_20_0.ServiceContainer"/>
+                </Schema>
+              </edmx:DataServices>
+            </edmx:Edmx>
 
-        """
+            """
         return xml
     }
 
@@ -321,11 +342,20 @@ public final class SimulatedRedfishService: RedfishService {
     // MARK: Errors
 
     static func error(_ status: Int, _ messageID: String, _ message: String) -> RedfishResponse {
-        .json(["error": ["code": .string(messageID), "message": .string(message),
-                         "@Message.ExtendedInfo": [["@odata.type": "#Message.v1_1_1.Message", "MessageId": .string(messageID),
-                                                    "Message": .string(message), "Severity": "Critical",
-                                                    "MessageSeverity": "Critical", "Resolution": "None."]]]],
-              status: status)
+        .json(
+            [
+                "error": [
+                    "code": .string(messageID), "message": .string(message),
+                    "@Message.ExtendedInfo": [
+                        [
+                            "@odata.type": "#Message.v1_1_1.Message", "MessageId": .string(messageID),
+                            "Message": .string(message), "Severity": "Critical",
+                            "MessageSeverity": "Critical", "Resolution": "None.",
+                        ]
+                    ],
+                ]
+            ],
+            status: status)
     }
 
     static func notFound(_ path: String) -> RedfishResponse {

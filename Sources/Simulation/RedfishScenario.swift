@@ -1,6 +1,6 @@
 import AcceptanceCore
-import RedfishCore
 import Foundation
+import RedfishCore
 import Yams
 
 /// What goes wrong on the Redfish side of a simulated rack.
@@ -25,7 +25,7 @@ public enum RedfishFault: Sendable, Hashable {
     public var device: String? {
         switch self {
         case let .silent(device), let .slow(device, _), let .unavailable(device, _, _), let .gpuMissing(device, _),
-             let .stuckPoweringOn(device), let .leak(device, _, _, _):
+            let .stuckPoweringOn(device), let .leak(device, _, _, _):
             device
         case let .supplyFailure(shelf, _, _), let .noRedundancyAlarm(shelf):
             RackProfile.DeviceGroup.memberName(prefix: "shelf", number: shelf)
@@ -52,8 +52,10 @@ public struct RedfishSettings: Sendable {
 
     public init() {}
 
-    static let keys = ["power_shelves", "release", "firmware", "power_on_time", "power_off_time", "faults", "page_size",
-                       "latency"]
+    static let keys = [
+        "power_shelves", "release", "firmware", "power_on_time", "power_off_time", "faults", "page_size",
+        "latency",
+    ]
 
     static func parse(_ node: Node, reader: inout YAMLReader) -> RedfishSettings {
         var settings = RedfishSettings()
@@ -63,7 +65,9 @@ public struct RedfishSettings: Sendable {
             switch key {
             case "power_shelves":
                 if let count = reader.integer(value, "power_shelves") {
-                    if (1...99).contains(count) { settings.powerShelves = count } else {
+                    if (1...99).contains(count) {
+                        settings.powerShelves = count
+                    } else {
                         reader.error("power_shelves must be 1 to 99", at: value)
                     }
                 }
@@ -71,15 +75,23 @@ public struct RedfishSettings: Sendable {
             case "firmware":
                 for (device, _, points) in reader.mapping(value, "firmware") ?? [] {
                     for (point, _, version) in reader.mapping(points, "firmware of \(device)") ?? [] {
-                        if let text = reader.scalar(version, "version") { settings.firmware[device, default: [:]][point] = text }
+                        if let text = reader.scalar(version, "version") {
+                            settings.firmware[device, default: [:]][point] = text
+                        }
                     }
                 }
-            case "power_on_time": settings.powerOnSeconds = seconds(value, "power_on_time", &reader) ?? settings.powerOnSeconds
-            case "power_off_time": settings.powerOffSeconds = seconds(value, "power_off_time", &reader) ?? settings.powerOffSeconds
+            case "power_on_time":
+                settings.powerOnSeconds = seconds(value, "power_on_time", &reader) ?? settings.powerOnSeconds
+            case "power_off_time":
+                settings.powerOffSeconds = seconds(value, "power_off_time", &reader) ?? settings.powerOffSeconds
             case "latency": settings.latencySeconds = seconds(value, "latency", &reader) ?? 0
             case "page_size":
                 if let size = reader.integer(value, "page_size") {
-                    if size >= 1 { settings.pageSize = size } else { reader.error("page_size must be at least 1", at: value) }
+                    if size >= 1 {
+                        settings.pageSize = size
+                    } else {
+                        reader.error("page_size must be at least 1", at: value)
+                    }
                 }
             case "faults":
                 for item in reader.sequence(value, "faults") ?? [] {
@@ -100,13 +112,19 @@ public struct RedfishSettings: Sendable {
         return duration.seconds
     }
 
-    static let faultKinds = ["silent", "slow", "unavailable", "gpu-missing", "stuck-powering-on", "supply-failure", "leak",
-                             "no-redundancy-alarm"]
+    static let faultKinds = [
+        "silent", "slow", "unavailable", "gpu-missing", "stuck-powering-on", "supply-failure", "leak",
+        "no-redundancy-alarm",
+    ]
 
     static func parseFault(_ node: Node, reader: inout YAMLReader) -> RedfishFault? {
         guard let fields = reader.mapping(node, "a Redfish fault") else { return nil }
-        reader.rejectUnknownKeys(fields, allowed: ["fault", "device", "delay", "count", "retry_after", "gpu", "shelf",
-                                                   "supply", "at", "detector", "state"], in: "a Redfish fault")
+        reader.rejectUnknownKeys(
+            fields,
+            allowed: [
+                "fault", "device", "delay", "count", "retry_after", "gpu", "shelf",
+                "supply", "at", "detector", "state",
+            ], in: "a Redfish fault")
         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
         guard let kindNode = field("fault"), let kind = reader.scalar(kindNode, "fault") else {
             reader.error("a Redfish fault needs 'fault': one of \(faultKinds.joined(separator: ", "))", at: node)
@@ -123,7 +141,8 @@ public struct RedfishSettings: Sendable {
         case "silent": return need(device, "device").map { .silent(device: $0) }
         case "slow":
             guard let device = need(device, "device"),
-                  let delay = need(field("delay").flatMap({ seconds($0, "delay", &reader) }), "delay") else { return nil }
+                let delay = need(field("delay").flatMap({ seconds($0, "delay", &reader) }), "delay")
+            else { return nil }
             return .slow(device: device, seconds: delay)
         case "unavailable":
             guard let device = need(device, "device") else { return nil }
@@ -138,7 +157,9 @@ public struct RedfishSettings: Sendable {
             return .gpuMissing(device: device, gpu: gpu)
         case "stuck-powering-on": return need(device, "device").map { .stuckPoweringOn(device: $0) }
         case "supply-failure":
-            guard let shelf = need(integer("shelf"), "shelf"), let supply = need(integer("supply"), "supply") else { return nil }
+            guard let shelf = need(integer("shelf"), "shelf"), let supply = need(integer("supply"), "supply") else {
+                return nil
+            }
             guard (1...6).contains(supply), shelf >= 1 else {
                 reader.error("shelf counts from 1; supply is 1 to 6", at: node)
                 return nil

@@ -1,7 +1,7 @@
 import AcceptanceCore
-import RedfishCore
-import ModbusCore
 import Foundation
+import ModbusCore
+import RedfishCore
 import Yams
 
 /// Something that goes wrong at a simulated time.
@@ -54,7 +54,8 @@ public struct Scenario: Sendable {
     /// The BMCs and power-shelf controllers: versions, timings and faults.
     public var redfish = RedfishSettings()
 
-    public init(name: String, description: String = "", cdu: CDUSettings = CDUSettings(), faults: [ScheduledFault] = []) {
+    public init(name: String, description: String = "", cdu: CDUSettings = CDUSettings(), faults: [ScheduledFault] = [])
+    {
         self.name = name
         self.description = description
         self.cdu = cdu
@@ -84,18 +85,18 @@ public struct Scenario: Sendable {
 
     static var cduKeys: [String: (PhysicalUnit?, WritableKeyPath<CDUSettings, Double>)] {
         [
-        "fill_pressure": (.kilopascal, \.fillPressure),
-        "pump_head": (.kilopascal, \.pumpHead),
-        "pump_health": (.percent, \.pumpHealth),
-        "max_flow": (.litersPerMinute, \.maxFlow),
-        "leak_rate": (PhysicalUnit.kilopascal.per(.minute), \.leakRate),
-        "thermal_drop": (.kilopascal, \.thermalDrop),
-        "heat_load": (.kilowatt, \.heatLoad),
-        "facility_supply_temperature": (.celsius, \.facilitySupplyTemperature),
-        "automatic_speed": (.percent, \.automaticSpeed),
-        "pressure_noise": (.kilopascal, \.pressureNoise),
-        "valve_travel": (.second, \.valveTravel),
-        "mode_change_delay": (.second, \.modeChangeDelay),
+            "fill_pressure": (.kilopascal, \.fillPressure),
+            "pump_head": (.kilopascal, \.pumpHead),
+            "pump_health": (.percent, \.pumpHealth),
+            "max_flow": (.litersPerMinute, \.maxFlow),
+            "leak_rate": (PhysicalUnit.kilopascal.per(.minute), \.leakRate),
+            "thermal_drop": (.kilopascal, \.thermalDrop),
+            "heat_load": (.kilowatt, \.heatLoad),
+            "facility_supply_temperature": (.celsius, \.facilitySupplyTemperature),
+            "automatic_speed": (.percent, \.automaticSpeed),
+            "pressure_noise": (.kilopascal, \.pressureNoise),
+            "valve_travel": (.second, \.valveTravel),
+            "mode_change_delay": (.second, \.modeChangeDelay),
         ]
     }
 
@@ -105,8 +106,9 @@ public struct Scenario: Sendable {
         var reader = YAMLReader(sink: sink)
         var scenario = Scenario(name: ((path as NSString).lastPathComponent as NSString).deletingPathExtension)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "scenario") {
-            reader.rejectUnknownKeys(entries, allowed: ["name", "description", "inputs", "cdu", "power_shelf", "faults", "redfish"],
-                                     in: "scenario")
+            reader.rejectUnknownKeys(
+                entries, allowed: ["name", "description", "inputs", "cdu", "power_shelf", "faults", "redfish"],
+                in: "scenario")
             for (key, _, value) in entries {
                 switch key {
                 case "name": scenario.name = reader.scalar(value, "name") ?? scenario.name
@@ -154,7 +156,8 @@ public struct Scenario: Sendable {
             guard let (unit, path) = cduKeys[key], let quantity = reader.quantity(value, key) else { continue }
             guard let unit else { continue }
             do {
-                settings[keyPath: path] = unit == .percent && key == "pump_health"
+                settings[keyPath: path] =
+                    unit == .percent && key == "pump_health"
                     ? try quantity.converted(to: .percent).value / 100
                     : try quantity.converted(to: unit).value
             } catch {
@@ -169,10 +172,12 @@ public struct Scenario: Sendable {
 
     static func parseFault(_ node: Node, reader: inout YAMLReader) -> ScheduledFault? {
         guard let entries = reader.mapping(node, "fault") else { return nil }
-        reader.rejectUnknownKeys(entries, allowed: ["at", "device", "fault", "rate", "health", "code", "delay"], in: "fault")
+        reader.rejectUnknownKeys(
+            entries, allowed: ["at", "device", "fault", "rate", "health", "code", "delay"], in: "fault")
         func field(_ key: String) -> Node? { entries.first { $0.key == key }?.value }
         guard let atNode = field("at"), let at = reader.quantity(atNode, "at"),
-              let seconds = try? at.converted(to: .second).value else {
+            let seconds = try? at.converted(to: .second).value
+        else {
             reader.error("a fault needs 'at', a simulated time such as '5 min'", at: node)
             return nil
         }
@@ -188,15 +193,18 @@ public struct Scenario: Sendable {
         case "leak-sensor": kind = .leakSensor
         case "leak":
             guard let rateNode = field("rate"), let rate = reader.quantity(rateNode, "rate"),
-                  let perMinute = PhysicalUnit.kilopascal.per(.minute),
-                  let value = try? rate.convertedInterval(to: perMinute).value else {
+                let perMinute = PhysicalUnit.kilopascal.per(.minute),
+                let value = try? rate.convertedInterval(to: perMinute).value
+            else {
                 reader.error("a leak fault needs 'rate' in pressure per time, such as '1.5 kPa/min'", at: node)
                 return nil
             }
             kind = .leak(kPaPerMinute: value)
         case "exceptions":
-            guard let codeNode = field("code"), let code = reader.integer(codeNode, "code"), (1...11).contains(code) else {
-                reader.error("an exceptions fault needs 'code', the Modbus exception code (for example 0x06, busy)", at: node)
+            guard let codeNode = field("code"), let code = reader.integer(codeNode, "code"), (1...11).contains(code)
+            else {
+                reader.error(
+                    "an exceptions fault needs 'code', the Modbus exception code (for example 0x06, busy)", at: node)
                 return nil
             }
             kind = .exceptions(code: UInt8(code))
@@ -205,13 +213,15 @@ public struct Scenario: Sendable {
         case "input-loss": kind = .inputLoss
         case "slow":
             guard let delayNode = field("delay"), let delay = reader.quantity(delayNode, "delay"),
-                  let seconds = try? delay.converted(to: .second).value, seconds >= 0 else {
+                let seconds = try? delay.converted(to: .second).value, seconds >= 0
+            else {
                 reader.error("a slow fault needs 'delay', such as '200 ms'", at: node)
                 return nil
             }
             kind = .slow(seconds: seconds)
         case "pump-failure":
-            let health = field("health").flatMap { reader.quantity($0, "health") }
+            let health =
+                field("health").flatMap { reader.quantity($0, "health") }
                 .flatMap { try? $0.converted(to: .percent).value / 100 } ?? 0.15
             kind = .pumpFailure(health: health)
         default:

@@ -1,7 +1,7 @@
 import AcceptanceCore
-import RedfishCore
-import ModbusCore
 import Foundation
+import ModbusCore
+import RedfishCore
 import Synchronization
 
 /// The physics behind a simulated device, by standard point name.
@@ -49,8 +49,10 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
     /// Each profile point's Modbus layout, by index (a profile of this device's kind is all Modbus points).
     private let modbus: [ModbusPoint]
 
-    public init(name: String, profile: DeviceProfile, physics: Physics, faults: [ScheduledFault], clock: any RunClock,
-                responseTimeout: Duration = .seconds(1)) {
+    public init(
+        name: String, profile: DeviceProfile, physics: Physics, faults: [ScheduledFault], clock: any RunClock,
+        responseTimeout: Duration = .seconds(1)
+    ) {
         self.name = name
         self.profile = profile
         self.clock = clock
@@ -137,7 +139,9 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
     }
 
     /// Applies a write as the device would: done, an exception, or silence.
-    public func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8) -> ModbusServerAnswer {
+    public func write(
+        _ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8
+    ) -> ModbusServerAnswer {
         state.withLock { state in
             advance(&state)
             if let answer = protocolFault(&state) { return answer }
@@ -166,8 +170,10 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
     public var responseDelay: Duration { state.withLock { $0.delay } }
 
     /// The in-memory client side: an answer becomes a result, silence costs the client its response timeout.
-    private func client<T>(_ function: ModbusFunction, _ address: UInt16, _ count: Int, _ answer: ModbusServerAnswer,
-                           _ value: ([UInt16]) -> T) async throws(ModbusError) -> T {
+    private func client<T>(
+        _ function: ModbusFunction, _ address: UInt16, _ count: Int, _ answer: ModbusServerAnswer,
+        _ value: ([UInt16]) -> T
+    ) async throws(ModbusError) -> T {
         let delay = responseDelay
         if delay > .zero {
             do { try await clock.sleep(for: min(delay, responseTimeout)) } catch {
@@ -189,12 +195,17 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
         }
     }
 
-    private func error(_ kind: ModbusError.Kind, _ function: ModbusFunction, _ address: UInt16, _ count: Int) -> ModbusError {
+    private func error(
+        _ kind: ModbusError.Kind, _ function: ModbusFunction, _ address: UInt16, _ count: Int
+    ) -> ModbusError {
         ModbusError(kind, function: function, address: address, count: count, endpoint: endpoint)
     }
 
-    private func registers(_ table: ModbusTable, _ address: UInt16, _ count: Int, _ state: inout State)
-        throws(ModbusError) -> [UInt16] {
+    private func registers(
+        _ table: ModbusTable, _ address: UInt16, _ count: Int, _ state: inout State
+    )
+        throws(ModbusError) -> [UInt16]
+    {
         let function = ModbusFunction.read(table)
         let limit = table.isBitTable ? 2000 : 125
         guard (1...limit).contains(count), Int(address) + count <= 65536 else {
@@ -207,7 +218,8 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
             guard let (pointIndex, position) = layout[table]?[address + UInt16(offset)] else {
                 throw error(.exception(.illegalDataAddress), function, address, count)
             }
-            let point = profile.points[pointIndex], registers = modbus[pointIndex]
+            let point = profile.points[pointIndex]
+            let registers = modbus[pointIndex]
             if registers.type == .bitfield {
                 // A status word: every bit point at this address contributes its bit, as the firmware packs it.
                 result.append(try statusWord(table, address + UInt16(offset), &state, function, address, count))
@@ -226,8 +238,10 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
     }
 
     /// The register holding bitfield points: each point's bit set from the model's true/false reading.
-    private func statusWord(_ table: ModbusTable, _ register: UInt16, _ state: inout State, _ function: ModbusFunction,
-                            _ address: UInt16, _ count: Int) throws(ModbusError) -> UInt16 {
+    private func statusWord(
+        _ table: ModbusTable, _ register: UInt16, _ state: inout State, _ function: ModbusFunction,
+        _ address: UInt16, _ count: Int
+    ) throws(ModbusError) -> UInt16 {
         var word: UInt16 = 0
         for (point, registers) in zip(profile.points, modbus)
         where registers.table == table && registers.address == register && registers.type == .bitfield {
@@ -236,12 +250,17 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
             }
             if isSet { word |= 1 << UInt16(bit) }
         }
-        return PointCodec.orderedWord(word, modbus.first { $0.address == register && $0.table == table }?.wordOrder ?? .abcd)
+        return PointCodec.orderedWord(
+            word, modbus.first { $0.address == register && $0.table == table }?.wordOrder ?? .abcd)
     }
 
-    private func write(_ table: ModbusTable, _ address: UInt16, _ values: [UInt16], _ state: inout State)
-        throws(ModbusError) {
-        let function: ModbusFunction = table == .coil
+    private func write(
+        _ table: ModbusTable, _ address: UInt16, _ values: [UInt16], _ state: inout State
+    )
+        throws(ModbusError)
+    {
+        let function: ModbusFunction =
+            table == .coil
             ? (values.count == 1 ? .writeSingleCoil : .writeMultipleCoils)
             : (values.count == 1 ? .writeSingleRegister : .writeMultipleRegisters)
         guard !values.isEmpty, Int(address) + values.count <= 0x10000 else {
@@ -252,7 +271,8 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
             guard let (pointIndex, position) = layout[table]?[address + UInt16(offset)], position == 0 else {
                 throw error(.exception(.illegalDataAddress), function, address, values.count)
             }
-            let point = profile.points[pointIndex], count = modbus[pointIndex].registerCount
+            let point = profile.points[pointIndex]
+            let count = modbus[pointIndex].registerCount
             guard offset + count <= values.count, point.access == .readWrite else {
                 throw error(.exception(.illegalDataAddress), function, address, values.count)
             }
@@ -273,39 +293,52 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
     }
 
     public func readDiscreteInputs(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [Bool] {
-        try await client(.readDiscreteInputs, address, count, read(.discreteInput, startingAt: address, count: count, unit: 1)) {
+        try await client(
+            .readDiscreteInputs, address, count, read(.discreteInput, startingAt: address, count: count, unit: 1)
+        ) {
             $0.map { $0 != 0 }
         }
     }
 
     public func readHoldingRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16] {
-        try await client(.readHoldingRegisters, address, count,
-                         read(.holdingRegister, startingAt: address, count: count, unit: 1)) { $0 }
+        try await client(
+            .readHoldingRegisters, address, count,
+            read(.holdingRegister, startingAt: address, count: count, unit: 1)
+        ) { $0 }
     }
 
     public func readInputRegisters(startingAt address: UInt16, count: Int) async throws(ModbusError) -> [UInt16] {
-        try await client(.readInputRegisters, address, count,
-                         read(.inputRegister, startingAt: address, count: count, unit: 1)) { $0 }
+        try await client(
+            .readInputRegisters, address, count,
+            read(.inputRegister, startingAt: address, count: count, unit: 1)
+        ) { $0 }
     }
 
     public func writeCoils(startingAt address: UInt16, values: [Bool]) async throws(ModbusError) {
         let raw = values.map { UInt16($0 ? 1 : 0) }
-        try await client(.writeMultipleCoils, address, values.count,
-                         write(.coil, startingAt: address, values: raw, unit: 1)) { _ in () }
+        try await client(
+            .writeMultipleCoils, address, values.count,
+            write(.coil, startingAt: address, values: raw, unit: 1)
+        ) { _ in () }
     }
 
     public func writeRegisters(startingAt address: UInt16, values: [UInt16]) async throws(ModbusError) {
-        try await client(.writeMultipleRegisters, address, values.count,
-                         write(.holdingRegister, startingAt: address, values: values, unit: 1)) { _ in () }
+        try await client(
+            .writeMultipleRegisters, address, values.count,
+            write(.holdingRegister, startingAt: address, values: values, unit: 1)
+        ) { _ in () }
     }
 }
 
 extension SimulatedDevice where Physics == CDUModel {
     /// A simulated CDU with the scenario's settings and faults.
-    public convenience init(name: String, profile: DeviceProfile, scenario: Scenario, clock: any RunClock,
-                            responseTimeout: Duration = .seconds(1)) {
-        self.init(name: name, profile: profile, physics: CDUModel(settings: scenario.cdu), faults: scenario.faults,
-                  clock: clock, responseTimeout: responseTimeout)
+    public convenience init(
+        name: String, profile: DeviceProfile, scenario: Scenario, clock: any RunClock,
+        responseTimeout: Duration = .seconds(1)
+    ) {
+        self.init(
+            name: name, profile: profile, physics: CDUModel(settings: scenario.cdu), faults: scenario.faults,
+            clock: clock, responseTimeout: responseTimeout)
     }
 }
 
@@ -326,15 +359,18 @@ public struct SimulatedRack: Sendable {
         public var reason: String?
         public var description: String {
             if let reason { return "device '\(device)': \(reason)" }
-            return "no simulator for device '\(device)' of kind '\(kind.isEmpty ? "(none)" : kind)'; simulated kinds: cdu, psu"
+            return
+                "no simulator for device '\(device)' of kind '\(kind.isEmpty ? "(none)" : kind)'; simulated kinds: cdu, psu"
         }
     }
 
     /// The retry policy of the simulated rack's clients: what a typical station file says.
     public static let retryPolicy = RetryPolicy(retries: 2, backoff: .seconds(1))
 
-    public init(configuration: RackConfiguration, scenario: Scenario, clock: any RunClock, manifest: FirmwareManifest? = nil,
-                redfishCredentials: (username: String, password: String)? = nil) throws(UnsupportedDevice) {
+    public init(
+        configuration: RackConfiguration, scenario: Scenario, clock: any RunClock, manifest: FirmwareManifest? = nil,
+        redfishCredentials: (username: String, password: String)? = nil
+    ) throws(UnsupportedDevice) {
         var cdus: [String: SimulatedCDU] = [:]
         var psus: [String: (device: SimulatedDevice<PSUPhysics>, address: UInt8)] = [:]
         let supplies = configuration.rack.devices.filter { configuration.profiles[$0.model]?.kind == "psu" }
@@ -348,8 +384,9 @@ public struct SimulatedRack: Sendable {
         let shelfFaults = scenario.faults.filter(isShelfFault).compactMap { fault in
             supplies.firstIndex { $0.name == fault.device }.map { (at: fault.at, index: $0, kind: fault.kind) }
         }
-        let shelf = PowerShelf(count: max(supplies.count, 1), settings: scenario.powerShelf, faults: shelfFaults,
-                               clock: clock)
+        let shelf = PowerShelf(
+            count: max(supplies.count, 1), settings: scenario.powerShelf, faults: shelfFaults,
+            clock: clock)
         for instance in configuration.rack.devices {
             guard let profile = configuration.profiles[instance.model] else { continue }
             // Redfish devices are the Redfish rack's; the harness connects to them like to real BMCs.
@@ -359,13 +396,15 @@ public struct SimulatedRack: Sendable {
                 let index = supplies.firstIndex(of: instance) ?? 0
                 let address = instance.address ?? 192 + index
                 guard (1...247).contains(address), !psus.values.contains(where: { Int($0.address) == address }) else {
-                    throw UnsupportedDevice(device: instance.name, kind: profile.kind,
-                                            reason: "Modbus address \(address) is out of range or used by another supply")
+                    throw UnsupportedDevice(
+                        device: instance.name, kind: profile.kind,
+                        reason: "Modbus address \(address) is out of range or used by another supply")
                 }
-                let psu = SimulatedDevice(name: instance.name, profile: profile,
-                                          physics: PSUPhysics(shelf: shelf, index: index),
-                                          faults: scenario.faults.filter { !isShelfFault($0) },
-                                          clock: clock)
+                let psu = SimulatedDevice(
+                    name: instance.name, profile: profile,
+                    physics: PSUPhysics(shelf: shelf, index: index),
+                    faults: scenario.faults.filter { !isShelfFault($0) },
+                    clock: clock)
                 psus[instance.name] = (psu, UInt8(address))
             case "cdu":
                 let cdu = SimulatedCDU(name: instance.name, profile: profile, scenario: scenario, clock: clock)
@@ -382,22 +421,26 @@ public struct SimulatedRack: Sendable {
         for fault in scenario.redfish.faults {
             guard let device = fault.device else { continue }
             guard let instance = configuration.rack.devices.first(where: { $0.name == device }),
-                  configuration.profiles[instance.model]?.protocolName == RedfishProfileSyntax().name else {
-                throw UnsupportedDevice(device: device, kind: "",
-                                        reason: "scenario '\(scenario.name)' has a Redfish fault for '\(device)', which is not a "
-                                            + "Redfish device of rack '\(configuration.rack.id)'")
+                configuration.profiles[instance.model]?.protocolName == RedfishProfileSyntax().name
+            else {
+                throw UnsupportedDevice(
+                    device: device, kind: "",
+                    reason: "scenario '\(scenario.name)' has a Redfish fault for '\(device)', which is not a "
+                        + "Redfish device of rack '\(configuration.rack.id)'")
             }
             if case .gpuMissing = fault, configuration.profiles[instance.model]?.kind != "compute-tray" {
-                throw UnsupportedDevice(device: device, kind: configuration.profiles[instance.model]?.kind ?? "",
-                                        reason: "gpu-missing applies to compute trays only")
+                throw UnsupportedDevice(
+                    device: device, kind: configuration.profiles[instance.model]?.kind ?? "",
+                    reason: "gpu-missing applies to compute trays only")
             }
         }
         var redfishSettings = scenario.redfish
         if redfishSettings.powerShelves == nil {
             redfishSettings.powerShelves = configuration.rack.group(named: "power_shelves")?.count
         }
-        redfish = SimulatedRedfishRack(scenario: redfishSettings, clock: clock, manifest: manifest,
-                                       username: redfishCredentials?.username ?? "admin",
-                                       password: redfishCredentials?.password)
+        redfish = SimulatedRedfishRack(
+            scenario: redfishSettings, clock: clock, manifest: manifest,
+            username: redfishCredentials?.username ?? "admin",
+            password: redfishCredentials?.password)
     }
 }

@@ -1,6 +1,6 @@
 import AcceptanceCore
-import RedfishCore
 import Foundation
+import RedfishCore
 
 /// Every Redfish endpoint of a simulated rack: a BMC per compute and switch tray and a controller per power shelf,
 /// all sharing one `RedfishRackModel` and the rack's clock. Keyed by device instance name (`compute07`, `shelf03`).
@@ -12,8 +12,10 @@ public struct SimulatedRedfishRack: Sendable {
     /// - Parameters:
     ///   - password: what every simulated BMC accepts; a fresh random one per rack unless given, so a test can
     ///     search the run's files for it.
-    public init(scenario: RedfishSettings, clock: any RunClock, manifest: FirmwareManifest?, username: String = "admin",
-                password: String? = nil) {
+    public init(
+        scenario: RedfishSettings, clock: any RunClock, manifest: FirmwareManifest?, username: String = "admin",
+        password: String? = nil
+    ) {
         let password = password ?? Self.randomPassword()
         credentials = (username, password)
         let model = RedfishRackModel(settings: scenario, clock: clock, manifest: manifest)
@@ -37,18 +39,21 @@ public struct SimulatedRedfishRack: Sendable {
         }
         for number in 1...18 {
             let name = RackProfile.DeviceGroup.memberName(prefix: "compute", number: number)
-            services[name] = SimulatedRedfishService(tree: TrayBMCTree(model: model, name: name), clock: clock,
-                                                     behaviour: behaviour(for: name))
+            services[name] = SimulatedRedfishService(
+                tree: TrayBMCTree(model: model, name: name), clock: clock,
+                behaviour: behaviour(for: name))
         }
         for number in 1...9 {
             let name = RackProfile.DeviceGroup.memberName(prefix: "switch", number: number)
-            services[name] = SimulatedRedfishService(tree: TrayBMCTree(model: model, name: name), clock: clock,
-                                                     behaviour: behaviour(for: name))
+            services[name] = SimulatedRedfishService(
+                tree: TrayBMCTree(model: model, name: name), clock: clock,
+                behaviour: behaviour(for: name))
         }
         for number in 1...model.shelfCount {
             let name = RackProfile.DeviceGroup.memberName(prefix: "shelf", number: number)
-            services[name] = SimulatedRedfishService(tree: PowerShelfTree(model: model, number: number), clock: clock,
-                                                     behaviour: behaviour(for: name))
+            services[name] = SimulatedRedfishService(
+                tree: PowerShelfTree(model: model, number: number), clock: clock,
+                behaviour: behaviour(for: name))
         }
         self.services = services
     }
@@ -107,7 +112,8 @@ public struct MockupTree: RedfishTree {
                 throw .badJSON(file: file, message: error.message)
             }
             let directory = relative == "index.json" ? "" : "/" + String(relative.dropLast("/index.json".count))
-            let path = json["@odata.id"]?.string.map { $0.hasSuffix("/") && $0.count > 1 ? String($0.dropLast()) : $0 }
+            let path =
+                json["@odata.id"]?.string.map { $0.hasSuffix("/") && $0.count > 1 ? String($0.dropLast()) : $0 }
                 ?? "/redfish/v1\(directory)"
             resources[path] = json
         }
@@ -117,8 +123,11 @@ public struct MockupTree: RedfishTree {
     public func resource(at path: String) -> JSONValue? { resources[path] }
     public var schemaNamespaces: [String] { Redfish.namespaces(of: resources) }
     public func patch(_ path: String, _ body: JSONValue) -> RedfishTreeOutcome {
-        resources[path] == nil ? .notFound : .badRequest(messageID: "Base.1.16.0.PropertyNotWritable",
-                                                         message: "This mockup is read-only.")
+        resources[path] == nil
+            ? .notFound
+            : .badRequest(
+                messageID: "Base.1.16.0.PropertyNotWritable",
+                message: "This mockup is read-only.")
     }
     public func post(_ path: String, _ body: JSONValue) -> RedfishTreeOutcome { .notAllowed }
 }

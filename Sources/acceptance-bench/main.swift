@@ -4,11 +4,11 @@
 //
 // It measures; it does not assert. Targets from the issues are printed beside the figures.
 import AcceptanceCore
-import RedfishCore
-import ModbusCore
 import Foundation
 import Harness
+import ModbusCore
 import ModbusTransport
+import RedfishCore
 import Reports
 import Simulation
 
@@ -57,8 +57,12 @@ for index in 0..<21 {
     ratios.append(record.clock.elapsedSeconds / wall)
 }
 let speedup = median(ratios)
-print("  runs: \(walls.count)   wall median: \(format(median(walls) * 1000, 2)) ms   simulated: \(format(simulated, 0)) s")
-print("  simulated seconds per wall second: \(format(speedup, 0))×   (target ≥ 10000×: \(speedup >= 10_000 ? "met" : "NOT met"))")
+print(
+    "  runs: \(walls.count)   wall median: \(format(median(walls) * 1000, 2)) ms   simulated: \(format(simulated, 0)) s"
+)
+print(
+    "  simulated seconds per wall second: \(format(speedup, 0))×   (target ≥ 10000×: \(speedup >= 10_000 ? "met" : "NOT met"))"
+)
 
 // 2. Runner overhead per step: 10,000 trivial checks, with and without the journal.
 print("\nrunner overhead: a procedure of 10,000 trivial checks")
@@ -74,7 +78,8 @@ var yaml = """
 for _ in 0..<stepCount { yaml += "  - check: 1 s < 2 s\n" }
 let procedurePath = "\(scratch)/bench-trivial.yaml"
 try yaml.write(toFile: procedurePath, atomically: true, encoding: .utf8)
-let (procedure, configuration) = try ProcedureLoader(fixtures: root.fixtures, protocols: Transports.protocols).load(path: procedurePath)
+let (procedure, configuration) = try ProcedureLoader(fixtures: root.fixtures, protocols: Transports.protocols).load(
+    path: procedurePath)
 
 /// Median µs per step over five runs (after a warm-up), and the share spent writing record.json at the end.
 func perStep(journal: Bool) async throws -> (total: Double, record: Double) {
@@ -86,11 +91,15 @@ func perStep(journal: Bool) async throws -> (total: Double, record: Double) {
         let folder = journal ? try RunFolder(reportsDirectory: "\(scratch)/trivial", runID: runID) : nil
         let settings = RunSettings(runID: runID, procedure: procedure, parameters: [:], station: "bench")
         // The trivial checks read no device: an empty bus.
-        let runner = Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: [:]), clock: clock,
-                            console: AutomaticOperator(), folder: folder)
+        let runner = Runner(
+            settings: settings, bus: DeviceBus(configuration: configuration, devices: [:]), clock: clock,
+            console: AutomaticOperator(), folder: folder)
         var finished: RunRecord?
         let wall = await wallSeconds { finished = await runner.run() }
-        guard let finished, finished.steps.count == stepCount else { print("  expected \(stepCount) steps"); exit(1) }
+        guard let finished, finished.steps.count == stepCount else {
+            print("  expected \(stepCount) steps")
+            exit(1)
+        }
         guard run > 0 else { continue }
         totals.append(wall / Double(stepCount) * 1e6)
         if let folder {
@@ -106,10 +115,15 @@ let inMemory = try await perStep(journal: false).total
 let (withFolder, recordShare) = try await perStep(journal: true)
 let journalled = withFolder - recordShare
 func verdict(_ value: Double) -> String { value <= 10 ? "met" : "NOT met" }
-print("  runner alone (no run folder):                     \(format(inMemory, 2)) µs/step   target ≤ 10 µs: \(verdict(inMemory))")
-print("  runner + journal.jsonl written as it goes:        \(format(journalled, 2)) µs/step   target ≤ 10 µs: \(verdict(journalled))")
-print("  + record.json encoded once at the end of the run: \(format(recordShare, 2)) µs/step   "
-    + "(total \(format(withFolder, 2)) µs/step)")
+print(
+    "  runner alone (no run folder):                     \(format(inMemory, 2)) µs/step   target ≤ 10 µs: \(verdict(inMemory))"
+)
+print(
+    "  runner + journal.jsonl written as it goes:        \(format(journalled, 2)) µs/step   target ≤ 10 µs: \(verdict(journalled))"
+)
+print(
+    "  + record.json encoded once at the end of the run: \(format(recordShare, 2)) µs/step   "
+        + "(total \(format(withFolder, 2)) µs/step)")
 
 // 3. Modbus TCP: the harness client against a plain libmodbus loop, the same libmodbus server, in the same run.
 print("\nModbus TCP on loopback: read 10 holding registers 10,000 times (libmodbus server, fixed register image)")
@@ -134,38 +148,46 @@ let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.
 _ = try await client.readHoldingRegisters(startingAt: 0, count: 10)  // connect, warm up
 for _ in 0..<5 {
     // Alternate the two so that machine noise falls on both alike.
-    let plain = try await LibModbusBaseline.readHoldingRegisters(host: "127.0.0.1", port: server.port, address: 0,
-                                                                  count: 10, iterations: iterations)
+    let plain = try await LibModbusBaseline.readHoldingRegisters(
+        host: "127.0.0.1", port: server.port, address: 0,
+        count: 10, iterations: iterations)
     plainRates.append(Double(iterations) / plain.seconds)
     let harness = try await harnessReads(client, iterations: iterations)
     harnessRates.append(Double(iterations) / harness)
     let pinned = try await pinnedHarnessReads(client, iterations: iterations)
     pinnedRates.append(Double(iterations) / pinned)
 }
-let plainMedian = median(plainRates), harnessMedian = median(harnessRates), pinnedMedian = median(pinnedRates)
+let plainMedian = median(plainRates)
+let harnessMedian = median(harnessRates)
+let pinnedMedian = median(pinnedRates)
 func ratio(_ rate: Double) -> String {
     "\(format(rate / plainMedian, 3))  (target ≥ 0.95: \(rate / plainMedian >= 0.95 ? "met" : "NOT met"))"
 }
 print("  plain libmodbus loop:                          \(format(plainMedian, 0)) transactions/s")
-print("  harness client, from the cooperative pool:     \(format(harnessMedian, 0)) transactions/s   ratio \(ratio(harnessMedian))")
-print("  harness client, loop on the connection thread: \(format(pinnedMedian, 0)) transactions/s   ratio \(ratio(pinnedMedian))")
+print(
+    "  harness client, from the cooperative pool:     \(format(harnessMedian, 0)) transactions/s   ratio \(ratio(harnessMedian))"
+)
+print(
+    "  harness client, loop on the connection thread: \(format(pinnedMedian, 0)) transactions/s   ratio \(ratio(pinnedMedian))"
+)
 print("  (medians of 5 alternating runs)")
 
 // 4. Redfish sweep: bmc-inventory over 27 tray BMCs and 8 shelf controllers, each answering every request 50 ms late,
 // over HTTPS (pinned) on loopback. The for_each steps ask every member in parallel; the same procedure with
 // `concurrency: 1` asks them one after another.
 print("\nRedfish: bmc-inventory over HTTPS on loopback, every BMC answering 50 ms late")
-let benchFixtures = "\(scratch)/Fixtures", benchProcedures = "\(scratch)/Procedures"
+let benchFixtures = "\(scratch)/Fixtures"
+let benchProcedures = "\(scratch)/Procedures"
 try FileManager.default.copyItem(atPath: root.fixtures, toPath: benchFixtures)
 try FileManager.default.createDirectory(atPath: benchProcedures, withIntermediateDirectories: true)
 try """
-    name: bench-latency
-    description: Every BMC and shelf controller answers 50 ms late.
-    inputs:
-      rack_serial: BENCH-RACK-0001
-    redfish:
-      latency: 50 ms
-    """.write(toFile: "\(benchFixtures)/scenarios/bench-latency.yaml", atomically: true, encoding: .utf8)
+name: bench-latency
+description: Every BMC and shelf controller answers 50 ms late.
+inputs:
+  rack_serial: BENCH-RACK-0001
+redfish:
+  latency: 50 ms
+""".write(toFile: "\(benchFixtures)/scenarios/bench-latency.yaml", atomically: true, encoding: .utf8)
 let inventory = try String(contentsOfFile: "\(root.procedures)/bmc-inventory.yaml", encoding: .utf8)
 try inventory.write(toFile: "\(benchProcedures)/bmc-inventory.yaml", atomically: true, encoding: .utf8)
 try inventory.replacingOccurrences(of: "id: bmc-inventory", with: "id: bmc-inventory-serial")
@@ -193,7 +215,8 @@ final class StepWallTimes: RunObserver, @unchecked Sendable {
 }
 
 func sweep(_ procedure: String) async throws -> (RunRecord, StepWallTimes, Double) {
-    var request = RunRequest(procedure: procedure, workspace: Workspace(procedures: benchProcedures, fixtures: benchFixtures))
+    var request = RunRequest(
+        procedure: procedure, workspace: Workspace(procedures: benchProcedures, fixtures: benchFixtures))
     request.scenario = "bench-latency"
     request.simulatorTransport = .tcp
     request.timeScale = 1
@@ -217,16 +240,19 @@ guard parallel.verdict == .pass, serial.verdict == .pass else {
 print("  wall time per step                            members   parallel   one at a time")
 for step in parallel.steps where step.members != nil {
     let name = step.name.padding(toLength: 44, withPad: " ", startingAt: 0)
-    print("  \(name)  \(String(format: "%5d", step.members?.count ?? 0))   \(String(format: "%6.0f", parallelTimes[step.id] * 1000)) ms"
-        + "   \(String(format: "%7.0f", serialTimes[step.id] * 1000)) ms")
+    print(
+        "  \(name)  \(String(format: "%5d", step.members?.count ?? 0))   \(String(format: "%6.0f", parallelTimes[step.id] * 1000)) ms"
+            + "   \(String(format: "%7.0f", serialTimes[step.id] * 1000)) ms")
 }
 let oneBMC = serialTimes[parallel.steps.first { $0.name == "Compute tray BMCs answer" }?.id ?? ""] / 18
 let sweepTime = parallelTimes[parallel.steps.first { $0.name == "Compute tray BMCs answer" }?.id ?? ""]
 print("  one BMC (one request, 50 ms late), averaged over the one-at-a-time sweep: \(format(oneBMC * 1000, 0)) ms")
-print("  all 18 compute trays in parallel: \(format(sweepTime * 1000, 0)) ms = \(format(sweepTime / oneBMC, 2)) × one BMC "
-    + "(target: about one BMC, not 18: \(sweepTime / oneBMC < 3 ? "met" : "NOT met"))")
-print("  whole run incl. logins and logouts, 27 BMCs + 8 shelves: parallel \(format(parallelWall, 2)) s, "
-    + "one at a time \(format(serialWall, 2)) s")
+print(
+    "  all 18 compute trays in parallel: \(format(sweepTime * 1000, 0)) ms = \(format(sweepTime / oneBMC, 2)) × one BMC "
+        + "(target: about one BMC, not 18: \(sweepTime / oneBMC < 3 ? "met" : "NOT met"))")
+print(
+    "  whole run incl. logins and logouts, 27 BMCs + 8 shelves: parallel \(format(parallelWall, 2)) s, "
+        + "one at a time \(format(serialWall, 2)) s")
 
 // 5. Report bundles: sign and verify a bundle whose series is 10 MB.
 print("\nReport bundle with a 10 MB series: sign (hash every file, Ed25519 over the statement) and verify")
@@ -244,37 +270,51 @@ guard let bundleFolder = leakRun.folder?.path, let series = leakRecord.steps.com
 var big = "t_s,cdu.loop_pressure [kPa],cdu.supply_temperature [°C]\n"
 var row = 0
 while big.utf8.count < 10_000_000 {
-    big += "\(row),\(String(format: "%.4f", 300 - Double(row) * 1e-4)),\(String(format: "%.3f", 30 + sin(Double(row) / 500)))\n"
+    big +=
+        "\(row),\(String(format: "%.4f", 300 - Double(row) * 1e-4)),\(String(format: "%.3f", 30 + sin(Double(row) / 500)))\n"
     row += 1
 }
 try big.write(toFile: "\(bundleFolder)/\(series.file)", atomically: true, encoding: .utf8)
 let signer = BundleSigner(key: try SigningKeys.loadPrivate(generated.privatePath), identity: "bench station")
-let inputs = BundleInputs(procedureFile: "\(root.procedures)/leak-test.yaml", configurationFile: nil,
-                          harnessVersion: HarnessVersion.current, harnessBinarySHA256: nil)
+let inputs = BundleInputs(
+    procedureFile: "\(root.procedures)/leak-test.yaml", configurationFile: nil,
+    harnessVersion: HarnessVersion.current, harnessBinarySHA256: nil)
 let size = (try? FileManager.default.attributesOfItem(atPath: "\(bundleFolder)/\(series.file)")[.size] as? Int) ?? 0
 // Once: the derived files (junit.xml, ocp.jsonl with every sample, report.html with the plots, verify.sh).
 let makeTime = try await wallSeconds {
     try ReportBundle.make(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
 }
-var signTimes: [Double] = [], verifyTimes: [Double] = []
-let trust = Keyring(entries: [Keyring.Entry(name: "bench", role: "station",
-                                            key: try SigningKeys.loadPublic(generated.publicPath))], file: "bench")
+var signTimes: [Double] = []
+var verifyTimes: [Double] = []
+let trust = Keyring(
+    entries: [
+        Keyring.Entry(
+            name: "bench", role: "station",
+            key: try SigningKeys.loadPublic(generated.publicPath))
+    ], file: "bench")
 for _ in 0..<5 {
-    signTimes.append(try await wallSeconds {
-        try ReportBundle.sign(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
-    })
+    signTimes.append(
+        try await wallSeconds {
+            try ReportBundle.sign(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
+        })
     var verified = false
-    verifyTimes.append(await wallSeconds { verified = BundleVerifier.verify(folder: bundleFolder, keyring: trust).verified })
+    verifyTimes.append(
+        await wallSeconds { verified = BundleVerifier.verify(folder: bundleFolder, keyring: trust).verified })
     guard verified else {
         print("  the bundle did not verify")
         exit(1)
     }
 }
-let signMedian = median(signTimes), verifyMedian = median(verifyTimes)
-print("  series file \(format(Double(size) / 1e6, 1)) MB (\(row) rows), bundle of \(try ReportBundle.subjectFiles(in: bundleFolder).count) files")
+let signMedian = median(signTimes)
+let verifyMedian = median(verifyTimes)
+print(
+    "  series file \(format(Double(size) / 1e6, 1)) MB (\(row) rows), bundle of \(try ReportBundle.subjectFiles(in: bundleFolder).count) files"
+)
 print("  writing junit.xml, ocp.jsonl (every sample), report.html and verify.sh once: \(format(makeTime * 1000, 0)) ms")
-print("  sign:   \(format(signMedian * 1000, 0)) ms   verify: \(format(verifyMedian * 1000, 0)) ms   "
-    + "together \(format((signMedian + verifyMedian) * 1000, 0)) ms (target < 1000 ms: \(signMedian + verifyMedian < 1 ? "met" : "NOT met"))")
+print(
+    "  sign:   \(format(signMedian * 1000, 0)) ms   verify: \(format(verifyMedian * 1000, 0)) ms   "
+        + "together \(format((signMedian + verifyMedian) * 1000, 0)) ms (target < 1000 ms: \(signMedian + verifyMedian < 1 ? "met" : "NOT met"))"
+)
 let verifyScriptStart = ContinuousClock.now
 let process = Process()
 process.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -283,6 +323,7 @@ process.currentDirectoryURL = URL(fileURLWithPath: bundleFolder)
 process.standardOutput = FileHandle.nullDevice
 try process.run()
 process.waitUntilExit()
-print("  verify.sh (stock openssl + jq, for comparison): \(format((ContinuousClock.now - verifyScriptStart).seconds * 1000, 0)) ms, "
-    + "exit \(process.terminationStatus)")
+print(
+    "  verify.sh (stock openssl + jq, for comparison): \(format((ContinuousClock.now - verifyScriptStart).seconds * 1000, 0)) ms, "
+        + "exit \(process.terminationStatus)")
 print("  (medians of 5)")

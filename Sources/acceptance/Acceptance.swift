@@ -11,9 +11,11 @@ struct Acceptance: AsyncParsableCommand {
             3 ABORTED (stopped by the operator). Command-line mistakes exit 64 with usage.
             """,
         version: HarnessVersion.current,
-        subcommands: [RunCommand.self, ValidateCommand.self, ListCommand.self, SimulateCommand.self, PointsCommand.self,
-                      ReadCommand.self, WriteCommand.self, KeysCommand.self, VerifyCommand.self, ApproveCommand.self,
-                      ArchiveCommand.self]
+        subcommands: [
+            RunCommand.self, ValidateCommand.self, ListCommand.self, SimulateCommand.self, PointsCommand.self,
+            ReadCommand.self, WriteCommand.self, KeysCommand.self, VerifyCommand.self, ApproveCommand.self,
+            ArchiveCommand.self,
+        ]
     )
 }
 

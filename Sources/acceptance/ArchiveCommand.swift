@@ -33,12 +33,14 @@ struct ArchiveOptions: ParsableArguments {
 struct ArchiveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "archive",
-        abstract: "Keep verified report bundles: stored by content hash, indexed in SQLite, never overwritten or deleted.",
+        abstract:
+            "Keep verified report bundles: stored by content hash, indexed in SQLite, never overwritten or deleted.",
         subcommands: [Add.self, List.self, Show.self, Export.self]
     )
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Verify bundles and archive them; refuses any that do not verify.")
+        static let configuration = CommandConfiguration(
+            abstract: "Verify bundles and archive them; refuses any that do not verify.")
 
         @Argument(help: "Bundle folders.")
         var bundles: [String]
@@ -64,11 +66,13 @@ struct ArchiveCommand: ParsableCommand {
                 do {
                     switch try archive.add(bundle: bundle, keyring: ring, allowSimulated: allowSimulated) {
                     case let .added(run):
-                        ConsoleOutput.standardOutput.write("archived  \(run.runID)  rack \(run.rackSerial ?? "-")  \(run.verdict)  "
-                            + "attestation \(run.attestationSHA256.prefix(12))\n")
+                        ConsoleOutput.standardOutput.write(
+                            "archived  \(run.runID)  rack \(run.rackSerial ?? "-")  \(run.verdict)  "
+                                + "attestation \(run.attestationSHA256.prefix(12))\n")
                     case let .alreadyArchived(run, newFiles):
-                        ConsoleOutput.standardOutput.write("already archived  \(run.runID)"
-                            + (newFiles.isEmpty ? "" : "  (added \(newFiles.joined(separator: ", ")))") + "\n")
+                        ConsoleOutput.standardOutput.write(
+                            "already archived  \(run.runID)"
+                                + (newFiles.isEmpty ? "" : "  (added \(newFiles.joined(separator: ", ")))") + "\n")
                     }
                 } catch {
                     refused += 1
@@ -111,7 +115,8 @@ struct ArchiveCommand: ParsableCommand {
             }
             var text = ""
             for run in runs {
-                text += "\(run.started)  \(run.runID)  rack \(run.rackSerial ?? "-")  \(run.procedure) \(run.procedureVersion)  "
+                text +=
+                    "\(run.started)  \(run.runID)  rack \(run.rackSerial ?? "-")  \(run.procedure) \(run.procedureVersion)  "
                     + "\(run.verdict)  \(run.station)  signed by \(run.signer ?? "?")\(run.approved ? "  APPROVED" : "")\n"
             }
             text += "\(runs.count) run\(runs.count == 1 ? "" : "s")\n"
@@ -144,7 +149,9 @@ struct ArchiveCommand: ParsableCommand {
                     files:
 
                     """
-                for file in files { text += "  \(file.sha256.prefix(16))…  \(String(format: "%10d", file.size))  \(file.name)\n" }
+                for file in files {
+                    text += "  \(file.sha256.prefix(16))…  \(String(format: "%10d", file.size))  \(file.name)\n"
+                }
                 ConsoleOutput.standardOutput.write(text)
             } catch {
                 ConsoleOutput.standardError.write("error: \(error)\n")
@@ -154,7 +161,8 @@ struct ArchiveCommand: ParsableCommand {
     }
 
     struct Export: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Write an archived bundle into a new folder (digests checked).")
+        static let configuration = CommandConfiguration(
+            abstract: "Write an archived bundle into a new folder (digests checked).")
 
         @Argument(help: "Run id, or a prefix of its attestation digest.")
         var reference: String
@@ -167,8 +175,10 @@ struct ArchiveCommand: ParsableCommand {
         func run() throws {
             do {
                 let exported = try options.open().export(reference, to: folder)
-                ConsoleOutput.standardOutput.write("exported \(exported.runID) to \(folder); check it with "
-                    + "`acceptance verify \(folder) --keyring KEYRING` or `sh \(folder)/verify.sh KEY.pub.pem \(folder)`\n")
+                ConsoleOutput.standardOutput.write(
+                    "exported \(exported.runID) to \(folder); check it with "
+                        + "`acceptance verify \(folder) --keyring KEYRING` or `sh \(folder)/verify.sh KEY.pub.pem \(folder)`\n"
+                )
             } catch {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(1)

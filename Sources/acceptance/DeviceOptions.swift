@@ -13,8 +13,9 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "How to reach the simulated rack: memory or tcp.")
     var simTransport = "memory"
 
-    @Option(name: .customLong("model"),
-            help: "Fit another model in the simulated rack: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable.")
+    @Option(
+        name: .customLong("model"),
+        help: "Fit another model in the simulated rack: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable.")
     var models: [String] = []
 
     func validate() throws {
@@ -25,8 +26,9 @@ struct DeviceOptions: ParsableArguments {
             throw ValidationError("--sim-transport is for the built-in simulator; a station names its own transports")
         }
         if station != nil, !models.isEmpty {
-            throw ValidationError("--model is for the built-in simulator; a station names its fitted models (model: in the "
-                + "station file)")
+            throw ValidationError(
+                "--model is for the built-in simulator; a station names its fitted models (model: in the "
+                    + "station file)")
         }
         _ = try FittedModels.parse(models)
     }
@@ -43,14 +45,19 @@ struct DeviceOptions: ParsableArguments {
 
     /// The rack configuration, after `check` has looked at it, and the devices `points` name, bound but not yet
     /// connected; mistakes are usage errors.
-    func plan(workspace: Workspace, points: [String], check: (RackConfiguration) throws(HarnessError) -> Void)
-        throws -> DevicePlan {
+    func plan(
+        workspace: Workspace, points: [String], check: (RackConfiguration) throws(HarnessError) -> Void
+    )
+        throws -> DevicePlan
+    {
         do throws(HarnessError) {
-            let configuration = try PointTool.configuration(rack: nil, station: station, models: request(workspace: workspace).models,
-                                                            workspace: workspace)
+            let configuration = try PointTool.configuration(
+                rack: nil, station: station, models: request(workspace: workspace).models,
+                workspace: workspace)
             try check(configuration)
-            return try DevicePlan.make(request: request(workspace: workspace), configuration: configuration,
-                                       only: Set(points.map { String($0.prefix { $0 != "." }) }))
+            return try DevicePlan.make(
+                request: request(workspace: workspace), configuration: configuration,
+                only: Set(points.map { String($0.prefix { $0 != "." }) }))
         } catch {
             throw ValidationError(error.description)
         }
@@ -62,7 +69,9 @@ enum FittedModels {
     static func parse(_ options: [String]) throws -> [String: String] {
         var models: [String: String] = [:]
         for option in options {
-            let parts = option.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+            let parts = option.split(separator: "=", maxSplits: 1).map {
+                String($0).trimmingCharacters(in: .whitespaces)
+            }
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw ValidationError("--model takes DEVICE=MODEL, such as cdu=coolflow-cdu-2000, not '\(option)'")
             }

@@ -23,7 +23,8 @@ struct KeysCommand: ParsableCommand {
         func run() throws {
             do {
                 let (privatePath, publicPath, keyID) = try SigningKeys.generate(into: out, name: name)
-                ConsoleOutput.standardOutput.write("""
+                ConsoleOutput.standardOutput.write(
+                    """
                     private key  \(privatePath)  (mode 0600: keep it on the station, name it as signing_key)
                     public key   \(publicPath)  (give it to QA for the keyring)
                     keyid        \(keyID)
@@ -37,7 +38,8 @@ struct KeysCommand: ParsableCommand {
 
     struct Fingerprint: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print a key's keyid: the SHA-256 of its public key's SubjectPublicKeyInfo DER (as in the bundles).")
+            abstract:
+                "Print a key's keyid: the SHA-256 of its public key's SubjectPublicKeyInfo DER (as in the bundles).")
 
         @Argument(help: "A public key PEM, or a private key PEM (mode 0600).")
         var file: String
@@ -45,7 +47,9 @@ struct KeysCommand: ParsableCommand {
         func run() throws {
             let text = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
             do {
-                let key = text.contains("PRIVATE KEY") ? try SigningKeys.loadPrivate(file).publicKey
+                let key =
+                    text.contains("PRIVATE KEY")
+                    ? try SigningKeys.loadPrivate(file).publicKey
                     : try SigningKeys.loadPublic(file)
                 ConsoleOutput.standardOutput.write("\(SigningKeys.keyID(key))  \(file)\n")
             } catch {
@@ -58,7 +62,8 @@ struct KeysCommand: ParsableCommand {
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Verify a report bundle: signature, signer in the keyring and valid then, every digest, no file added or removed.",
+        abstract:
+            "Verify a report bundle: signature, signer in the keyring and valid then, every digest, no file added or removed.",
         discussion: "Exit 0 when every check passes, 1 when any fails (each failure is named).")
 
     @Argument(help: "The bundle folder (a run folder under reports/).")
@@ -128,11 +133,13 @@ struct ApproveCommand: ParsableCommand {
         }
         do {
             let privateKey = try SigningKeys.loadPrivate(key)
-            try BundleVerifier.approve(folder: bundle, key: privateKey,
-                                       approver: approver ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown",
-                                       meaning: meaning, keyring: ring)
-            ConsoleOutput.standardOutput.write("approved: \(bundle)/\(ReportBundle.approvalFile) "
-                + "(keyid \(SigningKeys.keyID(privateKey.publicKey).prefix(16))…)\n")
+            try BundleVerifier.approve(
+                folder: bundle, key: privateKey,
+                approver: approver ?? ProcessInfo.processInfo.environment["USER"] ?? "unknown",
+                meaning: meaning, keyring: ring)
+            ConsoleOutput.standardOutput.write(
+                "approved: \(bundle)/\(ReportBundle.approvalFile) "
+                    + "(keyid \(SigningKeys.keyID(privateKey.publicKey).prefix(16))…)\n")
         } catch let error as SigningKeys.KeyError {
             throw ValidationError(error.description)
         } catch {

@@ -19,7 +19,9 @@ struct ListCommand: ParsableCommand {
             let result = loader.check(path: path)
             let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
             if let procedure = result.procedure, !result.hasErrors {
-                rows.append([procedure.id, procedure.version, procedure.estimatedDuration?.description ?? "-", procedure.title])
+                rows.append([
+                    procedure.id, procedure.version, procedure.estimatedDuration?.description ?? "-", procedure.title,
+                ])
             } else {
                 rows.append([name, "-", "-", "(invalid: run 'acceptance validate \(path)')"])
             }

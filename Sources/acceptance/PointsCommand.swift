@@ -17,7 +17,9 @@ struct PointsCommand: ParsableCommand {
     @Option(help: "Station file or name, for its rack and the models it says are fitted.")
     var station: String?
 
-    @Option(name: .customLong("model"), help: "Fit another model: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable.")
+    @Option(
+        name: .customLong("model"), help: "Fit another model: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable."
+    )
     var models: [String] = []
 
     @OptionGroup var workspace: WorkspaceOptions
@@ -25,8 +27,9 @@ struct PointsCommand: ParsableCommand {
     func run() throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
         do {
-            let configuration = try PointTool.configuration(rack: rack, station: station, models: try FittedModels.parse(models),
-                                                            workspace: location)
+            let configuration = try PointTool.configuration(
+                rack: rack, station: station, models: try FittedModels.parse(models),
+                workspace: location)
             ConsoleOutput.standardOutput.write(try PointTool.listing(configuration, device: device))
         } catch let error as HarnessError {
             throw ValidationError(error.description)

@@ -20,7 +20,9 @@ struct ReadCommand: AsyncParsableCommand {
         let plan = try devices.plan(workspace: location, points: points) { configuration throws(HarnessError) in
             for point in points where configuration.resolve(point) == nil {
                 var message = "unknown point '\(point)'"
-                if let suggestion = closest(to: point, in: configuration.allPointNames) { message += "; did you mean '\(suggestion)'?" }
+                if let suggestion = closest(to: point, in: configuration.allPointNames) {
+                    message += "; did you mean '\(suggestion)'?"
+                }
                 throw .unsupported(message)
             }
         }

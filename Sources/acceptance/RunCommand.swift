@@ -21,10 +21,13 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var workspace: WorkspaceOptions
 
-    @Option(name: .customLong("param"), help: ArgumentHelp("Override a parameter, with its unit.", valueName: "name=value"))
+    @Option(
+        name: .customLong("param"), help: ArgumentHelp("Override a parameter, with its unit.", valueName: "name=value"))
     var parameters: [String] = []
 
-    @Option(name: .customLong("input"), help: ArgumentHelp("Answer a prompt that asks for a value.", valueName: "name=value"))
+    @Option(
+        name: .customLong("input"),
+        help: ArgumentHelp("Answer a prompt that asks for a value.", valueName: "name=value"))
     var inputs: [String] = []
 
     @Option(help: "Rack serial number (same as --input rack_serial=...).")
@@ -60,14 +63,18 @@ struct RunCommand: AsyncParsableCommand {
         var result: [String: String] = [:]
         for pair in list {
             guard let equals = pair.firstIndex(of: "=") else { continue }
-            result[String(pair[..<equals]).trimmingCharacters(in: .whitespaces)] = String(pair[pair.index(after: equals)...])
+            result[String(pair[..<equals]).trimmingCharacters(in: .whitespaces)] = String(
+                pair[pair.index(after: equals)...])
         }
         return result
     }
 
     func run() async throws {
-        var request = devices.request(procedure: procedure, workspace: Workspace.locate(procedures: workspace.procedures,
-                                                                                          fixtures: workspace.fixtures))
+        var request = devices.request(
+            procedure: procedure,
+            workspace: Workspace.locate(
+                procedures: workspace.procedures,
+                fixtures: workspace.fixtures))
         request.parameters = Self.pairs(parameters)
         request.inputs = Self.pairs(inputs)
         if let rackSerial { request.inputs["rack_serial"] = rackSerial }
@@ -100,16 +107,20 @@ struct RunCommand: AsyncParsableCommand {
         let console: any OperatorConsole = interactive ? TerminalOperator(style: style) : AutomaticOperator()
         let reporter = ConsoleReporter(
             style: style, clock: prepared.clock,
-            header: .init(scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: request.timeScale,
-                          folder: prepared.folder?.path, endpoints: prepared.endpoints))
+            header: .init(
+                scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: request.timeScale,
+                folder: prepared.folder?.path, endpoints: prepared.endpoints))
         let (record, bundle) = await prepared.runAndBundle(console: console, observer: reporter, stop: stop)
         switch bundle {
         case let .signed(folder, keyID)?:
-            ConsoleOutput.standardOutput.write("  Report bundle signed (keyid \(keyID.prefix(16))…): \(folder)\n"
-                + "  Check it: acceptance verify \(folder) --keyring KEYRING   or   sh verify.sh STATION.pub.pem\n")
+            ConsoleOutput.standardOutput.write(
+                "  Report bundle signed (keyid \(keyID.prefix(16))…): \(folder)\n"
+                    + "  Check it: acceptance verify \(folder) --keyring KEYRING   or   sh verify.sh STATION.pub.pem\n")
         case let .unsigned(folder)?:
-            ConsoleOutput.standardOutput.write(style.paint("  UNSIGNED report bundle: this station has no signing key. Nothing "
-                + "proves who produced \(folder); it cannot be archived.", "1;31") + "\n")
+            ConsoleOutput.standardOutput.write(
+                style.paint(
+                    "  UNSIGNED report bundle: this station has no signing key. Nothing "
+                        + "proves who produced \(folder); it cannot be archived.", "1;31") + "\n")
         case let .failed(reason)?:
             ConsoleOutput.standardError.write(style.paint("  report bundle NOT written: \(reason)", "1;31") + "\n")
         case nil:

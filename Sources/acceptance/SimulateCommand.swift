@@ -1,9 +1,9 @@
 import AcceptanceCore
-import RedfishCore
-import ModbusCore
 import ArgumentParser
 import Foundation
 import Harness
+import ModbusCore
+import RedfishCore
 import RedfishServer
 
 struct SimulateCommand: AsyncParsableCommand {
@@ -37,8 +37,9 @@ struct SimulateCommand: AsyncParsableCommand {
     var rtu: String?
 
     // Unconditional, so `--redfish-port -1` is read as a value, not as an unknown option.
-    @Option(parsing: .unconditional,
-            help: "First Redfish port (one per BMC and shelf, in name order; 0 picks free ports; -1 serves none).")
+    @Option(
+        parsing: .unconditional,
+        help: "First Redfish port (one per BMC and shelf, in name order; 0 picks free ports; -1 serves none).")
     var redfishPort = 8443
 
     @Flag(help: "Serve Redfish over plain HTTP instead of HTTPS.")
@@ -53,7 +54,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Stand in for this station's rack: its rack profile and the models it says are fitted.")
     var station: String?
 
-    @Option(name: .customLong("model"), help: "Fit another model: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable.")
+    @Option(
+        name: .customLong("model"), help: "Fit another model: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable."
+    )
     var models: [String] = []
 
     func validate() throws {
@@ -72,8 +75,9 @@ struct SimulateCommand: AsyncParsableCommand {
         if let mockup {
             let server: RedfishHTTPServer
             do {
-                server = try await SimulatorService.serveMockup(mockup, port: max(redfishPort, 0), tls: !plainHTTP,
-                                                                username: username, password: password)
+                server = try await SimulatorService.serveMockup(
+                    mockup, port: max(redfishPort, 0), tls: !plainHTTP,
+                    username: username, password: password)
             } catch {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(Verdict.error.exitCode)
@@ -99,9 +103,10 @@ struct SimulateCommand: AsyncParsableCommand {
                 fitted = loaded.models
             }
             fitted.merge(try FittedModels.parse(models)) { $1 }
-            service = try SimulatorService.start(workspace: location, rackID: rackID, scenario: scenario, port: port,
-                                                 timeScale: timeScale, rtuDevice: rtu, fitting: fitted,
-                                                 redfishCredentials: (username, password))
+            service = try SimulatorService.start(
+                workspace: location, rackID: rackID, scenario: scenario, port: port,
+                timeScale: timeScale, rtuDevice: rtu, fitting: fitted,
+                redfishCredentials: (username, password))
             if redfishPort >= 0 { try await service.serveRedfish(firstPort: redfishPort, tls: !plainHTTP) }
         } catch {
             ConsoleOutput.standardError.write("error: \(error)\n")
@@ -110,16 +115,20 @@ struct SimulateCommand: AsyncParsableCommand {
         let style = ConsoleStyle.detect()
         let stop = StopController()
         let trap = SignalTrap(stop: stop, style: style, service: "the simulator")
-        var text = "Simulated rack \(rackID), scenario '\(scenario)', physics at \(Quantity.format(timeScale))× real time\n"
+        var text =
+            "Simulated rack \(rackID), scenario '\(scenario)', physics at \(Quantity.format(timeScale))× real time\n"
         for endpoint in service.endpoints {
-            let place = endpoint.host.hasPrefix("rtu:") ? "Modbus RTU \(endpoint.host.dropFirst(4))"
+            let place =
+                endpoint.host.hasPrefix("rtu:")
+                ? "Modbus RTU \(endpoint.host.dropFirst(4))"
                 : "Modbus TCP \(endpoint.host):\(endpoint.port)"
             text += "  \(endpoint.device)  \(place)  unit \(endpoint.unit)  (\(endpoint.model))\n"
         }
         if let redfish = service.redfish {
             let listeners = redfish.listeners
             if let first = listeners.first, let last = listeners.last {
-                text += "  \(listeners.count) BMCs and shelf controllers, Redfish on \(first.url) (\(first.device)) to "
+                text +=
+                    "  \(listeners.count) BMCs and shelf controllers, Redfish on \(first.url) (\(first.device)) to "
                     + "\(last.url) (\(last.device)), in name order\n"
             }
             text += "  Redfish user \(username), password \(given == nil ? password : "from ACCEPTANCE_BMC_PASSWORD")\n"

@@ -19,7 +19,9 @@ struct ValidateCommand: ParsableCommand {
     @Option(help: "Check against this station's rack: the models it says are fitted and its group sizes.")
     var station: String?
 
-    @Option(name: .customLong("model"), help: "Fit another model: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable.")
+    @Option(
+        name: .customLong("model"), help: "Fit another model: DEVICE=MODEL (a profile in Fixtures/devices). Repeatable."
+    )
     var models: [String] = []
 
     @OptionGroup var workspace: WorkspaceOptions
@@ -39,8 +41,9 @@ struct ValidateCommand: ParsableCommand {
                 throw ValidationError(error.description)
             }
         }
-        let loader = ProcedureLoader(fixtures: location.fixtures, protocols: Transports.protocols, groupCounts: counts,
-                                     models: fitted)
+        let loader = ProcedureLoader(
+            fixtures: location.fixtures, protocols: Transports.protocols, groupCounts: counts,
+            models: fitted)
         var failed = 0
         for path in paths {
             let result = loader.check(path: path)
@@ -51,7 +54,8 @@ struct ValidateCommand: ParsableCommand {
                 ConsoleOutput.standardOutput.write("\(path): \(max(errors, 1)) error\(errors == 1 ? "" : "s")\n")
             } else if let procedure = result.procedure {
                 let steps = procedure.allSteps.count
-                ConsoleOutput.standardOutput.write("\(path): OK (\(procedure.id) \(procedure.version), \(steps) steps)\n")
+                ConsoleOutput.standardOutput.write(
+                    "\(path): OK (\(procedure.id) \(procedure.version), \(steps) steps)\n")
             }
         }
         if failed > 0 { throw ExitCode(1) }

@@ -123,8 +123,10 @@ struct CLITests {
     func scenariosExitWithTheirVerdicts(scenario: (String, Int32), transport: String) async throws {
         let (scenario, expected) = scenario
         let reports = temporaryDirectory()
-        let result = try await run(["run", "leak-test", "--scenario", scenario, "--sim-transport", transport,
-                                    "--report-dir", reports])
+        let result = try await run([
+            "run", "leak-test", "--scenario", scenario, "--sim-transport", transport,
+            "--report-dir", reports,
+        ])
         #expect(result.status == expected, "\(result.stdout)")
         let record = try Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json"))
         let object = try #require(try JSONSerialization.jsonObject(with: record) as? [String: Any])
@@ -149,8 +151,11 @@ struct CLITests {
     @Test(arguments: [SIGINT, SIGTERM, SIGHUP])
     func aStopSignalDuringTheHoldAbortsAfterCleanup(signal: Int32) async throws {
         let reports = temporaryDirectory()
-        let running = try Running(["run", "leak-test", "--time-scale", "30", "--param", "hold=120s",
-                                   "--param", "stabilise=30s", "--report-dir", reports], directory: temporaryDirectory())
+        let running = try Running(
+            [
+                "run", "leak-test", "--time-scale", "30", "--param", "hold=120s",
+                "--param", "stabilise=30s", "--report-dir", reports,
+            ], directory: temporaryDirectory())
         let journalPath = try await { () async throws -> String in
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline {
@@ -169,8 +174,9 @@ struct CLITests {
         #expect(running.stderr.contains("\(name): stopping"))
         #expect(running.stdout.contains("VERDICT:  ABORTED"))
         let folder = try runFolder(in: reports)
-        let record = try #require(try JSONSerialization.jsonObject(
-            with: Data(contentsOf: URL(fileURLWithPath: folder + "/record.json"))) as? [String: Any])
+        let record = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: folder + "/record.json"))) as? [String: Any])
         #expect(record["verdict"] as? String == "ABORTED")
         #expect(record["cleanup_completed"] as? Bool == true)
         let steps = try #require(record["steps"] as? [[String: Any]])
@@ -182,8 +188,11 @@ struct CLITests {
 
     @Test func killNineKeepsEverySampleTakenSoFar() async throws {
         let reports = temporaryDirectory()
-        let running = try Running(["run", "leak-test", "--time-scale", "30", "--param", "stabilise=30s",
-                                   "--report-dir", reports], directory: temporaryDirectory())
+        let running = try Running(
+            [
+                "run", "leak-test", "--time-scale", "30", "--param", "stabilise=30s",
+                "--report-dir", reports,
+            ], directory: temporaryDirectory())
         var folder = ""
         let deadline = Date().addingTimeInterval(30)
         while folder.isEmpty, Date() < deadline {
@@ -211,17 +220,17 @@ struct CLITests {
         let directory = temporaryDirectory()
         let path = directory + "/three-mistakes.yaml"
         try """
-            id: three-mistakes
-            title: Three mistakes
-            version: 0.1.0
-            rack: gb200-nvl72
-            main:
-              - set: cdu.pump_speed_setpoint
-                value: [80 %
-              - wait-until: cdu.loop_presure >= 300 kPa
-                timeout: 2 min
-              - check: cdu.loop_pressure > 45 °C
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        id: three-mistakes
+        title: Three mistakes
+        version: 0.1.0
+        rack: gb200-nvl72
+        main:
+          - set: cdu.pump_speed_setpoint
+            value: [80 %
+          - wait-until: cdu.loop_presure >= 300 kPa
+            timeout: 2 min
+          - check: cdu.loop_pressure > 45 °C
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         let result = try await run(["validate", path])
         #expect(result.status != 0)
         #expect(result.stderr.contains("\(path):7:12: error: YAML syntax"))
@@ -237,6 +246,7 @@ struct CLITests {
         let result = try await run(["list"])
         #expect(result.status == 0)
         let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("leak-test") })
-        #expect(line.contains("1.0.0") && line.contains("15 min") && line.contains("Cooling loop pressure-decay leak test"))
+        #expect(
+            line.contains("1.0.0") && line.contains("15 min") && line.contains("Cooling loop pressure-decay leak test"))
     }
 }

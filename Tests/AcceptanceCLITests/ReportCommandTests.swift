@@ -15,14 +15,16 @@ struct ReportCommandTests {
         let fingerprint = try await run(["keys", "fingerprint", "\(home)/keys/line1.pub.pem"])
         #expect(fingerprint.stdout.count > 64)
         try """
-            keys:
-              - {name: line-1, role: station, public_key: keys/line1.pub.pem, valid_from: 2026-01-01T00:00:00Z}
-              - {name: QA, role: approver, public_key: keys/qa.pub.pem}
-            """.write(toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
+        keys:
+          - {name: line-1, role: station, public_key: keys/line1.pub.pem, valid_from: 2026-01-01T00:00:00Z}
+          - {name: QA, role: approver, public_key: keys/qa.pub.pem}
+        """.write(toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
 
         let reports = "\(home)/reports"
-        let signed = try await run(["run", "leak-test", "--scenario", "loop-leak", "--rack-serial", "QA-RACK-0042",
-                                    "--signing-key", "\(home)/keys/line1.key.pem", "--report-dir", reports])
+        let signed = try await run([
+            "run", "leak-test", "--scenario", "loop-leak", "--rack-serial", "QA-RACK-0042",
+            "--signing-key", "\(home)/keys/line1.key.pem", "--report-dir", reports,
+        ])
         #expect(signed.status == 1)
         #expect(signed.stdout.contains("Report bundle signed"))
         let bundle = try runFolder(in: reports)
@@ -30,15 +32,21 @@ struct ReportCommandTests {
         #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
         #expect(verified.stdout.contains("VERIFIED"))
 
-        let approved = try await run(["approve", bundle, "--key", "\(home)/keys/qa.key.pem", "--meaning", "reviewed and approved",
-                                      "--keyring", "\(home)/keyring.yaml"])
+        let approved = try await run([
+            "approve", bundle, "--key", "\(home)/keys/qa.key.pem", "--meaning", "reviewed and approved",
+            "--keyring", "\(home)/keyring.yaml",
+        ])
         #expect(approved.status == 0, "\(approved.stderr)")
         let archive = "\(home)/archive"
-        let simulated = try await run(["archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive])
+        let simulated = try await run([
+            "archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive,
+        ])
         #expect(simulated.status == 1)
         #expect(simulated.stderr.contains("SIMULATED"))
-        let added = try await run(["archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive,
-                                   "--allow-simulated"])
+        let added = try await run([
+            "archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive,
+            "--allow-simulated",
+        ])
         #expect(added.status == 0, "\(added.stderr)")
         let listed = try await run(["archive", "list", "--rack", "QA-RACK-0042", "--archive", archive])
         #expect(listed.stdout.contains("leak-test"))
@@ -54,8 +62,10 @@ struct ReportCommandTests {
         let tampered = try await run(["verify", bundle, "--keyring", "\(home)/keyring.yaml"])
         #expect(tampered.status == 1)
         #expect(tampered.stderr.contains("changed since signing: report.html"))
-        let refused = try await run(["archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive,
-                                     "--allow-simulated"])
+        let refused = try await run([
+            "archive", "add", bundle, "--keyring", "\(home)/keyring.yaml", "--archive", archive,
+            "--allow-simulated",
+        ])
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("does not verify"))
 

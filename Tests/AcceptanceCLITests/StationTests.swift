@@ -5,24 +5,25 @@ import Testing
 func stationFile(port: Int, retries: Int = 5, backoff: String = "1 s", timeout: String = "500 ms") throws -> String {
     let path = temporaryDirectory() + "/station.yaml"
     try """
-        station: test-station
-        rack: gb200-nvl72
-        devices:
-          cdu:
-            modbus:
-              tcp: 127.0.0.1:\(port)
-              unit: 1
-              response_timeout: \(timeout)
-              retries: \(retries)
-              backoff: \(backoff)
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+    station: test-station
+    rack: gb200-nvl72
+    devices:
+      cdu:
+        modbus:
+          tcp: 127.0.0.1:\(port)
+          unit: 1
+          response_timeout: \(timeout)
+          retries: \(retries)
+          backoff: \(backoff)
+    """.write(toFile: path, atomically: true, encoding: .utf8)
     return path
 }
 
 /// `acceptance simulate` on a port, waited for until it says where it listens.
 func startSimulator(port: Int, scenario: String = "nominal", scale: String = "20") async throws -> Running {
-    let simulator = try Running(["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario],
-                                directory: temporaryDirectory())
+    let simulator = try Running(
+        ["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario],
+        directory: temporaryDirectory())
     _ = try await waitFor(simulator.stdoutPath) { $0.contains("127.0.0.1:\(port)") }
     return simulator
 }
@@ -35,13 +36,17 @@ struct StationTests {
         let simulator = try await startSimulator(port: port, scenario: scenario)
         defer { simulator.signal(SIGTERM) }
         let reports = temporaryDirectory()
-        let result = try await run(["run", "leak-test", "--station", try stationFile(port: port), "--time-scale", "20",
-                                    "--param", "hold=30s", "--rack-serial", "NVL72-TEST-01",
-                                    "--report-dir", reports])
+        let result = try await run([
+            "run", "leak-test", "--station", try stationFile(port: port), "--time-scale", "20",
+            "--param", "hold=30s", "--rack-serial", "NVL72-TEST-01",
+            "--report-dir", reports,
+        ])
         #expect(result.status == expected, "\(result.stdout)\(result.stderr)")
         #expect(result.stdout.contains("cdu: Modbus 127.0.0.1:\(port) unit 1"))
-        let record = try #require(try JSONSerialization.jsonObject(
-            with: Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json"))) as? [String: Any])
+        let record = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json")))
+                as? [String: Any])
         #expect(record["station"] as? String == "test-station")
         #expect(record["scenario"] == nil, "a station run is not a scenario run")
         simulator.signal(SIGINT)
@@ -73,19 +78,25 @@ struct StationTests {
     @Test func aClosedPortIsAnErrorNamingDeviceAddressPortAndCause() async throws {
         let port = freePort()
         let reports = temporaryDirectory()
-        let result = try await run(["run", "leak-test", "--station",
-                                    try stationFile(port: port, retries: 1, backoff: "100 ms"),
-                                    "--rack-serial", "NVL72-TEST-01", "--report-dir", reports])
+        let result = try await run([
+            "run", "leak-test", "--station",
+            try stationFile(port: port, retries: 1, backoff: "100 ms"),
+            "--rack-serial", "NVL72-TEST-01", "--report-dir", reports,
+        ])
         #expect(result.status == 2, "\(result.stdout)")
         #expect(result.stdout.contains("device 'cdu'"))
         #expect(result.stdout.contains("127.0.0.1:\(port)"))
         #expect(result.stdout.contains("errno \(ECONNREFUSED): Connection refused"))
         // Bounded by the station's retry budget, not by patience: one retry, then ERROR (time is the benchmark's).
-        let record = try #require(try JSONSerialization.jsonObject(
-            with: Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json"))) as? [String: Any])
+        let record = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json")))
+                as? [String: Any])
         let steps = try #require(record["steps"] as? [[String: Any]])
         let retries = steps.flatMap { ($0["retries"] as? [String]) ?? [] }
-        #expect(!retries.isEmpty && retries.allSatisfy { $0.contains("retry 1 of 1") }, "one retry each, no more: \(retries)")
+        #expect(
+            !retries.isEmpty && retries.allSatisfy { $0.contains("retry 1 of 1") },
+            "one retry each, no more: \(retries)")
     }
 
     /// A station whose CDU is another vendor's says so with `model:`; the simulator stands in for that station's rack
@@ -94,13 +105,13 @@ struct StationTests {
         let port = freePort()
         let station = temporaryDirectory() + "/coolflow-station.yaml"
         try """
-            station: coolflow-station
-            rack: gb200-nvl72
-            devices:
-              cdu:
-                model: coolflow-cdu-2000
-                modbus: {tcp: 127.0.0.1:\(port), unit: 1, response_timeout: 500 ms, retries: 5, backoff: 1 s}
-            """.write(toFile: station, atomically: true, encoding: .utf8)
+        station: coolflow-station
+        rack: gb200-nvl72
+        devices:
+          cdu:
+            model: coolflow-cdu-2000
+            modbus: {tcp: 127.0.0.1:\(port), unit: 1, response_timeout: 500 ms, retries: 5, backoff: 1 s}
+        """.write(toFile: station, atomically: true, encoding: .utf8)
         let points = try await run(["points", "cdu", "--station", station])
         #expect(points.status == 0, "\(points.stderr)")
         #expect(points.stdout.contains("float32 CDAB"), "the CoolFlow map: float32, low word first")
@@ -109,29 +120,43 @@ struct StationTests {
         #expect(validated.status == 0, "\(validated.stdout)\(validated.stderr)")
 
         // The simulator serving the rack profile's CDU does not match what the station says is fitted.
-        let reference = try Running(["simulate", "--port", "\(port)", "--time-scale", "20", "--redfish-port", "-1"],
-                                    directory: temporaryDirectory())
+        let reference = try Running(
+            ["simulate", "--port", "\(port)", "--time-scale", "20", "--redfish-port", "-1"],
+            directory: temporaryDirectory())
         _ = try await waitFor(reference.stdoutPath) { $0.contains("127.0.0.1:\(port)") }
-        let mismatched = try await run(["run", "leak-test", "--station", station, "--time-scale", "20", "--param", "hold=30s",
-                                        "--rack-serial", "NVL72-TEST-01", "--report-dir", temporaryDirectory()])
-        #expect(mismatched.status == 2, "a reference CDU does not answer the CoolFlow register map: \(mismatched.stdout)")
+        let mismatched = try await run([
+            "run", "leak-test", "--station", station, "--time-scale", "20", "--param", "hold=30s",
+            "--rack-serial", "NVL72-TEST-01", "--report-dir", temporaryDirectory(),
+        ])
+        #expect(
+            mismatched.status == 2, "a reference CDU does not answer the CoolFlow register map: \(mismatched.stdout)")
         reference.signal(SIGINT)
         #expect(try await reference.wait() == 0)
 
-        let simulator = try Running(["simulate", "--station", station, "--port", "\(port)", "--time-scale", "20",
-                                     "--redfish-port", "-1"], directory: temporaryDirectory())
+        let simulator = try Running(
+            [
+                "simulate", "--station", station, "--port", "\(port)", "--time-scale", "20",
+                "--redfish-port", "-1",
+            ], directory: temporaryDirectory())
         defer { simulator.signal(SIGTERM) }
         let banner = try await waitFor(simulator.stdoutPath) { $0.contains("127.0.0.1:\(port)") }
         #expect(banner.contains("(coolflow-cdu-2000)"))
         let reports = temporaryDirectory()
-        let result = try await run(["run", "leak-test", "--station", station, "--time-scale", "20", "--param", "hold=30s",
-                                    "--rack-serial", "NVL72-TEST-01", "--report-dir", reports])
+        let result = try await run([
+            "run", "leak-test", "--station", station, "--time-scale", "20", "--param", "hold=30s",
+            "--rack-serial", "NVL72-TEST-01", "--report-dir", reports,
+        ])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-        let record = try #require(try JSONSerialization.jsonObject(
-            with: Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json"))) as? [String: Any])
-        #expect((record["models"] as? [String: String])?["cdu"] == "coolflow-cdu-2000", "the record names the fitted model")
+        let record = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: try runFolder(in: reports) + "/record.json")))
+                as? [String: Any])
+        #expect(
+            (record["models"] as? [String: String])?["cdu"] == "coolflow-cdu-2000", "the record names the fitted model")
         let steps = try #require(record["steps"] as? [[String: Any]])
-        let units = steps.flatMap { ($0["measurements"] as? [[String: Any]]) ?? [] }.compactMap { $0["unit"] as? String }
+        let units = steps.flatMap { ($0["measurements"] as? [[String: Any]]) ?? [] }.compactMap {
+            $0["unit"] as? String
+        }
         #expect(units.contains("bar"), "limits converted into the fitted device's unit")
         simulator.signal(SIGINT)
         #expect(try await simulator.wait() == 0)
@@ -141,10 +166,13 @@ struct StationTests {
         let port = freePort()
         var simulator = try await startSimulator(port: port)
         let reports = temporaryDirectory()
-        let running = try Running(["run", "leak-test", "--station", try stationFile(port: port), "--time-scale", "20",
-                                   "--param", "hold=60s", "--rack-serial", "NVL72-TEST-01",
-                                   "--report-dir", reports],
-                                  directory: temporaryDirectory())
+        let running = try Running(
+            [
+                "run", "leak-test", "--station", try stationFile(port: port), "--time-scale", "20",
+                "--param", "hold=60s", "--rack-serial", "NVL72-TEST-01",
+                "--report-dir", reports,
+            ],
+            directory: temporaryDirectory())
         var folder = ""
         let deadline = Date().addingTimeInterval(30)
         while folder.isEmpty, Date() < deadline {
@@ -160,8 +188,9 @@ struct StationTests {
         defer { simulator.signal(SIGTERM) }
         let status = try await running.wait()
         #expect(status != 2, "the run continued instead of ending in ERROR: \(running.stdout)")
-        let record = try #require(try JSONSerialization.jsonObject(
-            with: Data(contentsOf: URL(fileURLWithPath: folder + "/record.json"))) as? [String: Any])
+        let record = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: folder + "/record.json"))) as? [String: Any])
         let steps = try #require(record["steps"] as? [[String: Any]])
         let retried = steps.flatMap { ($0["retries"] as? [String]) ?? [] }
         #expect(!retried.isEmpty, "the record lists the retries")

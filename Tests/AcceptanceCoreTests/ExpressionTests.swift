@@ -1,4 +1,5 @@
 import Testing
+
 @testable import AcceptanceCore
 
 @Suite("Expressions")
@@ -21,12 +22,20 @@ struct ExpressionTests {
 
     @Test func comparesAcrossUnitsOfOneDimension() throws {
         #expect(try evaluate("3 bar == 300 kPa") == .bool(true))
-        #expect(try evaluate("cdu.loop_pressure >= test_pressure - 5 kPa",
-                             ["cdu.loop_pressure": .quantity(Quantity(2.96, .bar)),
-                              "test_pressure": .quantity(Quantity(300, .kilopascal))]) == .bool(true))
-        #expect(try evaluate("cdu.loop_pressure >= test_pressure - 5 kPa",
-                             ["cdu.loop_pressure": .quantity(Quantity(294, .kilopascal)),
-                              "test_pressure": .quantity(Quantity(300, .kilopascal))]) == .bool(false))
+        #expect(
+            try evaluate(
+                "cdu.loop_pressure >= test_pressure - 5 kPa",
+                [
+                    "cdu.loop_pressure": .quantity(Quantity(2.96, .bar)),
+                    "test_pressure": .quantity(Quantity(300, .kilopascal)),
+                ]) == .bool(true))
+        #expect(
+            try evaluate(
+                "cdu.loop_pressure >= test_pressure - 5 kPa",
+                [
+                    "cdu.loop_pressure": .quantity(Quantity(294, .kilopascal)),
+                    "test_pressure": .quantity(Quantity(300, .kilopascal)),
+                ]) == .bool(false))
         #expect(try evaluate("10 min > 599 s") == .bool(true))
     }
 
@@ -103,8 +112,9 @@ struct ExpressionTests {
         #expect(type == .quantity(.pressure))
         let bad = try errors("test_pressure - 5 kPa", expecting: .bool)
         #expect(bad.isEmpty)
-        #expect(try Expression.parse("cdu.mode == manual and not cdu.leak_detected").references
-            == ["cdu.mode", "manual", "cdu.leak_detected"])
+        #expect(
+            try Expression.parse("cdu.mode == manual and not cdu.leak_detected").references
+                == ["cdu.mode", "manual", "cdu.leak_detected"])
     }
 
     @Test func survivesHostileInput() {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import AcceptanceCore
 
 @Suite("Models a station says are fitted")
@@ -7,8 +8,9 @@ struct FittedModelTests {
     let fixtures = "\(repositoryRoot)/Fixtures"
 
     @Test func aFittedModelReplacesTheRackProfilesForThatDeviceOnly() throws {
-        let fitted = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols,
-                                                models: ["cdu": "coolflow-cdu-2000"])
+        let fitted = try RackConfiguration.load(
+            rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols,
+            models: ["cdu": "coolflow-cdu-2000"])
         #expect(fitted.profile(of: "cdu")?.model == "coolflow-cdu-2000")
         #expect(fitted.profiles["reference-cdu"] == nil)
         #expect(fitted.resolve("cdu.loop_pressure")?.point.unit == .bar, "the CoolFlow map reads pressures in bar")
@@ -28,16 +30,18 @@ struct FittedModelTests {
 
     @Test func mistakesNameTheDeviceAndTheFile() throws {
         do {
-            _ = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols,
-                                           models: ["pump": "coolflow-cdu-2000"])
+            _ = try RackConfiguration.load(
+                rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols,
+                models: ["pump": "coolflow-cdu-2000"])
             Issue.record("a device the rack does not have was fitted")
         } catch {
             #expect(error.description.contains("has no device or group 'pump'"))
             #expect(error.description.contains("gb200-nvl72.yaml"))
         }
         do {
-            _ = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols,
-                                           models: ["cdu": "coolflow-cdu-9000"])
+            _ = try RackConfiguration.load(
+                rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols,
+                models: ["cdu": "coolflow-cdu-9000"])
             Issue.record("a model with no profile was fitted")
         } catch {
             #expect(error.description.contains("no device profile 'coolflow-cdu-9000' for 'cdu'"))

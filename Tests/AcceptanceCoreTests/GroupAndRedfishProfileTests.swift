@@ -1,32 +1,33 @@
 import Foundation
-import Testing
-@testable import AcceptanceCore
-import RedfishCore
 import ModbusCore
+import RedfishCore
+import Testing
+
+@testable import AcceptanceCore
 
 /// A rack with a group of Redfish trays, beside the test bench's Modbus device.
 func redfishBench() throws -> TestBench {
     let bench = try TestBench()
     try """
-        id: test-rack
-        title: Test rack
-        devices:
-          dev: {model: test-device}
-        groups:
-          trays: {model: test-tray, prefix: tray, count: 3, description: Tray BMC}
-        """.write(toFile: "\(bench.directory)/racks/test-rack.yaml", atomically: true, encoding: .utf8)
+    id: test-rack
+    title: Test rack
+    devices:
+      dev: {model: test-device}
+    groups:
+      trays: {model: test-tray, prefix: tray, count: 3, description: Tray BMC}
+    """.write(toFile: "\(bench.directory)/racks/test-rack.yaml", atomically: true, encoding: .utf8)
     try """
-        model: test-tray
-        kind: tray
-        protocol: redfish
-        points:
-          power: {path: /redfish/v1/Systems/1, pointer: /PowerState, states: [On, Off, PoweringOn]}
-          watts: {path: /redfish/v1/Chassis/1/Sensors/Power, pointer: /Reading, unit: W}
-          version: {path: /redfish/v1/UpdateService/FirmwareInventory/BMC, pointer: /Version}
-          gpu: {path: /redfish/v1/Systems/1/Processors/GPU_0, pointer: /Status/State, states: [Enabled, Absent], if_absent: Absent}
-        actions:
-          reset: {path: /redfish/v1/Systems/1, action: ComputerSystem.Reset, parameter: ResetType, values: [On, ForceOff]}
-        """.write(toFile: "\(bench.directory)/devices/test-tray.yaml", atomically: true, encoding: .utf8)
+    model: test-tray
+    kind: tray
+    protocol: redfish
+    points:
+      power: {path: /redfish/v1/Systems/1, pointer: /PowerState, states: [On, Off, PoweringOn]}
+      watts: {path: /redfish/v1/Chassis/1/Sensors/Power, pointer: /Reading, unit: W}
+      version: {path: /redfish/v1/UpdateService/FirmwareInventory/BMC, pointer: /Version}
+      gpu: {path: /redfish/v1/Systems/1/Processors/GPU_0, pointer: /Status/State, states: [Enabled, Absent], if_absent: Absent}
+    actions:
+      reset: {path: /redfish/v1/Systems/1, action: ComputerSystem.Reset, parameter: ResetType, values: [On, ForceOff]}
+    """.write(toFile: "\(bench.directory)/devices/test-tray.yaml", atomically: true, encoding: .utf8)
     return bench
 }
 
@@ -34,20 +35,24 @@ func redfishBench() throws -> TestBench {
 struct GroupAndRedfishProfileTests {
     @Test func groupsExpandToNumberedMembersAndTheirCountIsASetting() throws {
         let bench = try redfishBench()
-        let configuration = try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols)
+        let configuration = try RackConfiguration.load(
+            rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols)
         #expect(configuration.rack.group(named: "trays")?.members == ["tray01", "tray02", "tray03"])
         #expect(configuration.resolve("tray02.power")?.point.resource?.path == "/redfish/v1/Systems/1")
         #expect(configuration.resolve("each.power", aliases: ["each": "tray03"])?.device == "tray03")
-        let five = try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols, counts: ["trays": 5])
+        let five = try RackConfiguration.load(
+            rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols, counts: ["trays": 5])
         #expect(five.rack.devices.filter { $0.group == "trays" }.count == 5)
         #expect(throws: DiagnosticsError.self) {
-            try RackConfiguration.load(rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols, counts: ["shelves": 2])
+            try RackConfiguration.load(
+                rackID: "test-rack", fixtures: bench.directory, protocols: testProtocols, counts: ["shelves": 2])
         }
     }
 
     @Test func aForEachProcedureChecksAgainstTheGroupsProfile() throws {
         let bench = try redfishBench()
-        let (procedure, _) = try bench.load("""
+        let (procedure, _) = try bench.load(
+            """
             id: p
             title: P
             version: 1.0.0
@@ -78,7 +83,8 @@ struct GroupAndRedfishProfileTests {
 
     @Test func forEachMistakesAreReportedWhereTheyAre() throws {
         let bench = try redfishBench()
-        let result = try bench.check("""
+        let result = try bench.check(
+            """
             id: p
             title: P
             version: 1.0.0
@@ -103,8 +109,14 @@ struct GroupAndRedfishProfileTests {
         #expect(messages.contains { $0.hasPrefix("7:") && $0.contains("Sideways") })
         #expect(messages.contains { $0.hasPrefix("9:") && $0.contains("did you mean 'each.power'") })
         #expect(messages.contains { $0.hasPrefix("11:") && $0.contains("cannot run for_each") })
-        #expect(messages.contains { $0.hasPrefix("13:") && $0.contains("no device group 'shelves'") && $0.contains("trays") })
-        #expect(messages.contains { $0.hasPrefix("15:") && $0.contains("unknown action 'each.explode'") && $0.contains("reset") })
+        #expect(
+            messages.contains {
+                $0.hasPrefix("13:") && $0.contains("no device group 'shelves'") && $0.contains("trays")
+            })
+        #expect(
+            messages.contains {
+                $0.hasPrefix("15:") && $0.contains("unknown action 'each.explode'") && $0.contains("reset")
+            })
         #expect(messages.contains { $0.hasPrefix("17:") && $0.contains("firmware versions are text points") })
     }
 
@@ -112,16 +124,16 @@ struct GroupAndRedfishProfileTests {
         let bench = try redfishBench()
         let path = "\(bench.directory)/devices/bad.yaml"
         try """
-            model: bad
-            protocol: redfish
-            points:
-              a: {path: /redfish/v1/Systems/1, pointer: PowerState}
-              b: {path: /api/status, pointer: /x}
-              c: {path: /redfish/v1/Systems/1, pointer: /x, states: [On, Off], if_absent: Gone}
-              d: {path: /redfish/v1/Systems/1, pointer: /x, type: bool, unit: W}
-            actions:
-              reset: {path: /redfish/v1/Systems/1, action: ComputerSystem.Reset, parameter: ResetType}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        model: bad
+        protocol: redfish
+        points:
+          a: {path: /redfish/v1/Systems/1, pointer: PowerState}
+          b: {path: /api/status, pointer: /x}
+          c: {path: /redfish/v1/Systems/1, pointer: /x, states: [On, Off], if_absent: Gone}
+          d: {path: /redfish/v1/Systems/1, pointer: /x, type: bool, unit: W}
+        actions:
+          reset: {path: /redfish/v1/Systems/1, action: ComputerSystem.Reset, parameter: ResetType}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         do {
             _ = try DeviceProfile.load(path: path, protocols: testProtocols)
             Issue.record("a bad profile loaded")

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import AcceptanceCore
 
 @Suite("Loading and validating procedures")
@@ -36,14 +37,15 @@ struct ProcedureLoaderTests {
     /// The acceptance example: a YAML slip, an unknown point and kPa compared with °C, all reported at once.
     @Test func reportsAllThreeMistakesWithPositions() throws {
         let bench = try TestBench()
-        let result = try bench.check(Self.header + """
-            main:
-              - set: dev.pressure
-                value: [80 kPa
-              - wait-until: dev.presure >= 100 kPa
-                timeout: 2 min
-              - check: dev.pressure > 45 °C
-            """)
+        let result = try bench.check(
+            Self.header + """
+                main:
+                  - set: dev.pressure
+                    value: [80 kPa
+                  - wait-until: dev.presure >= 100 kPa
+                    timeout: 2 min
+                  - check: dev.pressure > 45 °C
+                """)
         let errors = result.diagnostics.filter { $0.severity == .error }
         let positions = errors.map { "\($0.location.line):\($0.location.column)" }
         #expect(positions.contains("7:12"), "YAML slip at the unclosed '[': \(errors)")
@@ -58,29 +60,30 @@ struct ProcedureLoaderTests {
 
     @Test func findsProfileAndLimitMistakes() throws {
         let bench = try TestBench()
-        let result = try bench.check(Self.header + """
-            parameters:
-              hold: 10
-              level: {default: 5 kPa, min: 1 kPa, max: 2 °C}
-            main:
-              - set: dev.temperature
-                value: 20 °C
-              - measure: dev.pressure
-                limits: {low: 310 kPa, high: 290 kPa}
-              - measure: dev.pressure
-                unit: °C
-              - sample: [dev.pressure, dev.alarm]
-                every: 1 s
-                for: 10 kPa
-                measurements:
-                  - {of: dev.pressure, statistic: slope, limits: {high: 1 kPa}}
-              - chek: dev.alarm
-              - wait: 5
-              - set: dev.mode
-                value: turbo
-              - check: dev.alarm
-                timout: 1 s
-            """)
+        let result = try bench.check(
+            Self.header + """
+                parameters:
+                  hold: 10
+                  level: {default: 5 kPa, min: 1 kPa, max: 2 °C}
+                main:
+                  - set: dev.temperature
+                    value: 20 °C
+                  - measure: dev.pressure
+                    limits: {low: 310 kPa, high: 290 kPa}
+                  - measure: dev.pressure
+                    unit: °C
+                  - sample: [dev.pressure, dev.alarm]
+                    every: 1 s
+                    for: 10 kPa
+                    measurements:
+                      - {of: dev.pressure, statistic: slope, limits: {high: 1 kPa}}
+                  - chek: dev.alarm
+                  - wait: 5
+                  - set: dev.mode
+                    value: turbo
+                  - check: dev.alarm
+                    timout: 1 s
+                """)
         let messages = result.diagnostics.map(\.message)
         func has(_ fragment: String) -> Bool { messages.contains { $0.contains(fragment) } }
         #expect(has("parameter 'hold' has no unit"))
@@ -99,13 +102,14 @@ struct ProcedureLoaderTests {
 
     @Test func resolvesParameterOverridesWithUnitsAndRanges() throws {
         let bench = try TestBench()
-        let (procedure, _) = try bench.load(Self.header + """
-            parameters:
-              hold: {default: 10 min, min: 10 s, max: 2 h}
-              test_pressure: 300 kPa
-            main:
-              - wait: hold
-            """)
+        let (procedure, _) = try bench.load(
+            Self.header + """
+                parameters:
+                  hold: {default: 10 min, min: 10 s, max: 2 h}
+                  test_pressure: 300 kPa
+                main:
+                  - wait: hold
+                """)
         let values = try procedure.resolveParameters(["hold": "2min", "test_pressure": "3.1 bar"])
         #expect(values["hold"] == Quantity(2, .minute))
         #expect(values["test_pressure"] == Quantity(3.1, .bar))
@@ -118,12 +122,13 @@ struct ProcedureLoaderTests {
 
     @Test func bindsEnumerationStatesInSetSteps() throws {
         let bench = try TestBench()
-        let (procedure, _) = try bench.load(Self.header + """
-            main:
-              - set: dev.valve
-                value: closed
-              - check: dev.mode == manual
-            """)
+        let (procedure, _) = try bench.load(
+            Self.header + """
+                main:
+                  - set: dev.valve
+                    value: closed
+                  - check: dev.mode == manual
+                """)
         guard case let .set(_, value) = procedure.main[0].kind else {
             Issue.record("expected a set step")
             return
@@ -133,19 +138,20 @@ struct ProcedureLoaderTests {
 
     @Test func catchesTyposThatWouldBlameTheRack() throws {
         let bench = try TestBench()
-        let result = try bench.check(Self.header + """
-            parameters:
-              settle: {default: 10 s, min: 30 s}
-            main:
-              - check: dev.mode == "manul"
-              - set: dev.mode
-                value: "Manual"
-              - sample: dev.pressure
-                every: 1 s
-                for: 1 min
-                measurements: [{statistic: drop, limits: {high: dev.pressure}}]
-              - check: \(String(repeating: "(", count: 200))1\(String(repeating: ")", count: 200)) == 1
-            """)
+        let result = try bench.check(
+            Self.header + """
+                parameters:
+                  settle: {default: 10 s, min: 30 s}
+                main:
+                  - check: dev.mode == "manul"
+                  - set: dev.mode
+                    value: "Manual"
+                  - sample: dev.pressure
+                    every: 1 s
+                    for: 1 min
+                    measurements: [{statistic: drop, limits: {high: dev.pressure}}]
+                  - check: \(String(repeating: "(", count: 200))1\(String(repeating: ")", count: 200)) == 1
+                """)
         let messages = result.diagnostics.map(\.message)
         func has(_ fragment: String) -> Bool { messages.contains { $0.contains(fragment) } }
         #expect(has("'manul' is not a state of this point; use one of auto, manual (did you mean 'manual'?)"))
@@ -158,12 +164,12 @@ struct ProcedureLoaderTests {
     @Test func signedSentinelsAreBitPatterns() throws {
         let path = NSTemporaryDirectory() + "sentinel-\(UUID().uuidString).yaml"
         try """
-            model: m
-            points:
-              a: {table: input-register, address: 0, type: int16, missing: 0x8000}
-              b: {table: input-register, address: 1, type: float32, missing: -9999}
-              c: {table: input-register, address: 3, type: uint16, missing: 0xFFFF}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        model: m
+        points:
+          a: {table: input-register, address: 0, type: int16, missing: 0x8000}
+          b: {table: input-register, address: 1, type: float32, missing: -9999}
+          c: {table: input-register, address: 3, type: uint16, missing: 0xFFFF}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         let profile = try DeviceProfile.load(path: path, protocols: testProtocols)
         #expect(profile.points.map(\.modbus?.missing) == [-32768, -9999, 65535])
     }

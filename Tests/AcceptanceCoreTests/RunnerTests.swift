@@ -1,7 +1,9 @@
 import Foundation
-import Testing
-@testable import AcceptanceCore
 import ModbusCore
+import Synchronization
+import Testing
+
+@testable import AcceptanceCore
 
 @Suite("Runner verdicts and cleanup")
 struct RunnerTests {
@@ -9,43 +11,50 @@ struct RunnerTests {
 
     init() throws { bench = try TestBench() }
 
-    static let procedure = ProcedureLoaderTests.header + """
-        parameters:
-          target: 100 kPa
-        setup:
-          - prompt: Seat the quick-disconnects, press Enter.
-        main:
-          - set: dev.valve
-            value: closed
-          - wait: 5 min
-          - check: dev.pressure >= target
-            name: Pressure reached
-          - measure: dev.temperature
-            limits: {low: 10 °C, high: 40 °C}
-        cleanup:
-          - set: dev.valve
-            value: open
-            name: Reopen valve
-          - check: dev.valve == open
-            name: Valve open
-        """
+    static let procedure =
+        ProcedureLoaderTests.header + """
+            parameters:
+              target: 100 kPa
+            setup:
+              - prompt: Seat the quick-disconnects, press Enter.
+            main:
+              - set: dev.valve
+                value: closed
+              - wait: 5 min
+              - check: dev.pressure >= target
+                name: Pressure reached
+              - measure: dev.temperature
+                limits: {low: 10 °C, high: 40 °C}
+            cleanup:
+              - set: dev.valve
+                value: open
+                name: Reopen valve
+              - check: dev.valve == open
+                name: Valve open
+            """
 
-    func makeRunner(_ yaml: String = RunnerTests.procedure, values: [String: Value]? = nil,
-                    clock: (any RunClock)? = nil, console: any OperatorConsole = AutomaticOperator(),
-                    observer: any RunObserver = SilentObserver(), inputs: [String: String] = [:],
-                    folder: RunFolder? = nil, stop: StopController = StopController(),
-                    configure: (FakeDevice) -> Void = { _ in }) throws -> (Runner, FakeDevice) {
+    func makeRunner(
+        _ yaml: String = RunnerTests.procedure, values: [String: Value]? = nil,
+        clock: (any RunClock)? = nil, console: any OperatorConsole = AutomaticOperator(),
+        observer: any RunObserver = SilentObserver(), inputs: [String: String] = [:],
+        folder: RunFolder? = nil, stop: StopController = StopController(),
+        configure: (FakeDevice) -> Void = { _ in }
+    ) throws -> (Runner, FakeDevice) {
         let (procedure, configuration) = try bench.load(yaml)
         let clock = clock ?? SimulationClock(originDate: Date(timeIntervalSince1970: 1_800_000_000))
-        let device = FakeDevice(clock: clock, values: values ?? [
-            "pressure": .quantity(Quantity(120, .kilopascal)), "temperature": .quantity(Quantity(25, .celsius)),
-            "valve": .text("open"), "alarm": .bool(false), "mode": .text("auto"),
-        ])
+        let device = FakeDevice(
+            clock: clock,
+            values: values ?? [
+                "pressure": .quantity(Quantity(120, .kilopascal)), "temperature": .quantity(Quantity(25, .celsius)),
+                "valve": .text("open"), "alarm": .bool(false), "mode": .text("auto"),
+            ])
         configure(device)
-        let settings = RunSettings(runID: "test-run", procedure: procedure,
-                                   parameters: try procedure.resolveParameters([:]), inputs: inputs, station: "test")
-        let runner = Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
-                            clock: clock, console: console, observer: observer, folder: folder, stop: stop)
+        let settings = RunSettings(
+            runID: "test-run", procedure: procedure,
+            parameters: try procedure.resolveParameters([:]), inputs: inputs, station: "test")
+        let runner = Runner(
+            settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
+            clock: clock, console: console, observer: observer, folder: folder, stop: stop)
         return (runner, device)
     }
 
@@ -66,8 +75,10 @@ struct RunnerTests {
     }
 
     @Test func failingStepSkipsTheRestOfMainButNotCleanup() async throws {
-        let (runner, _) = try makeRunner(values: ["pressure": .quantity(Quantity(80, .kilopascal)), "valve": .text("open"),
-                                                  "temperature": .quantity(Quantity(25, .celsius))])
+        let (runner, _) = try makeRunner(values: [
+            "pressure": .quantity(Quantity(80, .kilopascal)), "valve": .text("open"),
+            "temperature": .quantity(Quantity(25, .celsius)),
+        ])
         let record = await runner.run()
         #expect(record.verdict == .fail)
         #expect(verdicts(record, .main) == [.pass, .pass, .fail, .skipped])
@@ -77,11 +88,12 @@ struct RunnerTests {
     }
 
     @Test func limitsAreInclusiveAndConvertUnits() async throws {
-        let yaml = ProcedureLoaderTests.header + """
-            main:
-              - measure: dev.pressure
-                limits: {low: 1 bar, high: 1.2 bar}
-            """
+        let yaml =
+            ProcedureLoaderTests.header + """
+                main:
+                  - measure: dev.pressure
+                    limits: {low: 1 bar, high: 1.2 bar}
+                """
         for (kPa, expected) in [(100.0, Verdict.pass), (120, .pass), (99.9, .fail), (120.1, .fail)] {
             let (runner, _) = try makeRunner(yaml, values: ["pressure": .quantity(Quantity(kPa, .kilopascal))])
             let record = await runner.run()
@@ -113,11 +125,12 @@ struct RunnerTests {
     }
 
     @Test func noReadingIsAnErrorNeverAMeasurement() async throws {
-        let yaml = ProcedureLoaderTests.header + """
-            main:
-              - measure: dev.temperature
-                limits: {high: 40 °C}
-            """
+        let yaml =
+            ProcedureLoaderTests.header + """
+                main:
+                  - measure: dev.temperature
+                    limits: {high: 40 °C}
+                """
         let (runner, _) = try makeRunner(yaml, values: ["temperature": .missing])
         let record = await runner.run()
         #expect(record.verdict == .error)
@@ -125,13 +138,14 @@ struct RunnerTests {
     }
 
     @Test func aCleanupProblemAfterAPassIsNotAPass() async throws {
-        let yaml = ProcedureLoaderTests.header + """
-            main:
-              - check: dev.pressure > 1 kPa
-            cleanup:
-              - check: dev.valve == closed
-                name: Valve shut
-            """
+        let yaml =
+            ProcedureLoaderTests.header + """
+                main:
+                  - check: dev.pressure > 1 kPa
+                cleanup:
+                  - check: dev.valve == closed
+                    name: Valve shut
+                """
         let (runner, _) = try makeRunner(yaml)
         let record = await runner.run()
         #expect(record.verdict == .fail)
@@ -142,12 +156,14 @@ struct RunnerTests {
     @Test func stopDuringAWaitAbortsAndStillCleansUp() async throws {
         let stop = StopController()
         let dispositions = Mutex<[StopController.Disposition]>([])
-        let observer = RecordingObserver(onStepStarted: { step in
-            if case .wait = step.kind { dispositions.withLock { $0.append(stop.requestStop(.interrupt)) } }
-        }, onCleanup: {
-            // A second Ctrl-C during cleanup is refused.
-            dispositions.withLock { $0.append(stop.requestStop(.interrupt)) }
-        })
+        let observer = RecordingObserver(
+            onStepStarted: { step in
+                if case .wait = step.kind { dispositions.withLock { $0.append(stop.requestStop(.interrupt)) } }
+            },
+            onCleanup: {
+                // A second Ctrl-C during cleanup is refused.
+                dispositions.withLock { $0.append(stop.requestStop(.interrupt)) }
+            })
         let (runner, device) = try makeRunner(clock: StuckClock(), observer: observer, stop: stop)
         let record = await runner.run()
         #expect(record.verdict == .aborted)
@@ -168,18 +184,19 @@ struct RunnerTests {
         #expect(device.writes.map(\.0) == ["valve"], "only cleanup wrote")
     }
 
-    static let serialProcedure = ProcedureLoaderTests.header + """
-        setup:
-          - prompt: Scan the rack serial
-            input: rack_serial
-            pattern: 'SN[0-9]{4}'
-        main:
-          - set: dev.valve
-            value: closed
-        cleanup:
-          - set: dev.valve
-            value: open
-        """
+    static let serialProcedure =
+        ProcedureLoaderTests.header + """
+            setup:
+              - prompt: Scan the rack serial
+                input: rack_serial
+                pattern: 'SN[0-9]{4}'
+            main:
+              - set: dev.valve
+                value: closed
+            cleanup:
+              - set: dev.valve
+                value: open
+            """
 
     @Test func aValueNobodyCanGiveIsAnErrorBeforeAnythingMoves() async throws {
         let (runner, device) = try makeRunner(Self.serialProcedure)
@@ -202,19 +219,21 @@ struct RunnerTests {
         #expect(badRecord.verdict == .error)
         #expect(device.writes.isEmpty)
 
-        let (asked, _) = try makeRunner(Self.serialProcedure, console: ScriptedOperator(answers: ["rack_serial": "SN4321"]))
+        let (asked, _) = try makeRunner(
+            Self.serialProcedure, console: ScriptedOperator(answers: ["rack_serial": "SN4321"]))
         let askedRecord = await asked.run()
         #expect(askedRecord.rackSerial == "SN4321")
         #expect(askedRecord.steps.first?.confirmedBy == "operator")
     }
 
     @Test func waitUntilTimesOutAsAFailOnTheSimulatedClock() async throws {
-        let yaml = ProcedureLoaderTests.header + """
-            main:
-              - wait-until: dev.pressure >= 200 kPa
-                timeout: 3 min
-                poll: 2 s
-            """
+        let yaml =
+            ProcedureLoaderTests.header + """
+                main:
+                  - wait-until: dev.pressure >= 200 kPa
+                    timeout: 3 min
+                    poll: 2 s
+                """
         let clock = SimulationClock()
         let (runner, device) = try makeRunner(yaml, clock: clock)
         let record = await runner.run()
@@ -225,46 +244,53 @@ struct RunnerTests {
     }
 
     @Test func waitUntilPassesWhenTheConditionComesTrue() async throws {
-        let yaml = ProcedureLoaderTests.header + """
-            main:
-              - wait-until: dev.pressure >= 200 kPa
-                timeout: 3 min
-            """
+        let yaml =
+            ProcedureLoaderTests.header + """
+                main:
+                  - wait-until: dev.pressure >= 200 kPa
+                    timeout: 3 min
+                """
         let (procedure, configuration) = try bench.load(yaml)
         let simulation = SimulationClock()
         let device = FakeDevice(clock: simulation, values: [:]) { name, seconds in
             name == "pressure" ? .quantity(Quantity(100 + seconds, .kilopascal)) : nil
         }
         let settings = RunSettings(runID: "r", procedure: procedure, parameters: [:], station: "test")
-        let record = await Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
-                                  clock: simulation, console: AutomaticOperator()).run()
+        let record = await Runner(
+            settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
+            clock: simulation, console: AutomaticOperator()
+        ).run()
         #expect(record.verdict == .pass)
         let elapsed = try #require(record.steps.first?.measurements.first { $0.name == "time to condition" })
         #expect(elapsed.value == 100)
     }
 
     @Test func samplingWritesTheJournalAsItGoesAndDerivesMeasurements() async throws {
-        let yaml = ProcedureLoaderTests.header + """
-            main:
-              - sample: [dev.pressure, dev.temperature]
-                every: 1 s
-                for: 10 min
-                measurements:
-                  - {name: decay, of: dev.pressure, statistic: drop, limits: {high: 2 kPa}}
-                  - {name: rate, of: dev.pressure, statistic: slope, limits: {low: -0.5 kPa/min}}
-                  - {name: mean temperature, of: dev.temperature, statistic: mean}
-            """
+        let yaml =
+            ProcedureLoaderTests.header + """
+                main:
+                  - sample: [dev.pressure, dev.temperature]
+                    every: 1 s
+                    for: 10 min
+                    measurements:
+                      - {name: decay, of: dev.pressure, statistic: drop, limits: {high: 2 kPa}}
+                      - {name: rate, of: dev.pressure, statistic: slope, limits: {low: -0.5 kPa/min}}
+                      - {name: mean temperature, of: dev.temperature, statistic: mean}
+                """
         let reports = bench.directory + "/reports"
         let folder = try RunFolder(reportsDirectory: reports, runID: "sampled")
         let (procedure, configuration) = try bench.load(yaml)
         let clock = SimulationClock()
         // 300 kPa falling at 0.1 kPa/min: 1 kPa over 10 minutes.
-        let device = FakeDevice(clock: clock, values: ["temperature": .quantity(Quantity(25, .celsius))]) { name, seconds in
+        let device = FakeDevice(clock: clock, values: ["temperature": .quantity(Quantity(25, .celsius))]) {
+            name, seconds in
             name == "pressure" ? .quantity(Quantity(300 - seconds / 600, .kilopascal)) : nil
         }
         let settings = RunSettings(runID: "sampled", procedure: procedure, parameters: [:], station: "test")
-        let record = await Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
-                                  clock: clock, console: AutomaticOperator(), folder: folder).run()
+        let record = await Runner(
+            settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
+            clock: clock, console: AutomaticOperator(), folder: folder
+        ).run()
         #expect(record.verdict == .pass)
         let measurements = try #require(record.steps.first?.measurements)
         #expect(abs((measurements[0].value ?? 0) - 1) < 1e-9 && measurements[0].unit == "kPa")
@@ -288,9 +314,11 @@ struct RunnerTests {
         #expect(decoded.steps.first?.series?.file == "series-main-1.csv")
     }
 
-    @Test(arguments: ["wait: 1e20 s", "wait: -5 s", "sample: dev.pressure\n    every: 1 ms\n    for: 2 h",
-                      "sample: dev.pressure\n    every: 11 min\n    for: 10 min",
-                      "wait-until: dev.alarm\n    timeout: 1 min\n    poll: 0 s"])
+    @Test(arguments: [
+        "wait: 1e20 s", "wait: -5 s", "sample: dev.pressure\n    every: 1 ms\n    for: 2 h",
+        "sample: dev.pressure\n    every: 11 min\n    for: 10 min",
+        "wait-until: dev.alarm\n    timeout: 1 min\n    poll: 0 s",
+    ])
     func absurdTimesAreAnErrorBeforeAnythingMoves(step: String) async throws {
         let yaml = ProcedureLoaderTests.header + "main:\n  - set: dev.valve\n    value: closed\n  - " + step + "\n"
         let (runner, device) = try makeRunner(yaml)
@@ -300,21 +328,24 @@ struct RunnerTests {
     }
 
     @Test func theLastSampleIsAtTheEndOfTheDuration() async throws {
-        let yaml = ProcedureLoaderTests.header + """
-            main:
-              - sample: dev.pressure
-                every: 7 min
-                for: 10 min
-                measurements: [{name: decay, statistic: drop, limits: {high: 2 kPa}}]
-            """
+        let yaml =
+            ProcedureLoaderTests.header + """
+                main:
+                  - sample: dev.pressure
+                    every: 7 min
+                    for: 10 min
+                    measurements: [{name: decay, statistic: drop, limits: {high: 2 kPa}}]
+                """
         let clock = SimulationClock()
         let (procedure, configuration) = try bench.load(yaml)
         let device = FakeDevice(clock: clock, values: [:]) { name, seconds in
             name == "pressure" ? .quantity(Quantity(300 - seconds / 100, .kilopascal)) : nil
         }
         let settings = RunSettings(runID: "r", procedure: procedure, parameters: [:], station: "test")
-        let record = await Runner(settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
-                                  clock: clock, console: AutomaticOperator()).run()
+        let record = await Runner(
+            settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]),
+            clock: clock, console: AutomaticOperator()
+        ).run()
         #expect(record.clock.elapsedSeconds == 600)
         #expect(record.verdict == .fail, "6 kPa over the full 10 minutes, not 4.2 over 7")
         #expect(abs((record.steps.first?.measurements.first?.value ?? 0) - 6) < 1e-9)
@@ -335,23 +366,27 @@ struct RunnerTests {
     }
 
     @Test func patternsMatchTheWholeValue() async throws {
-        let yaml = ProcedureLoaderTests.header + """
-            setup:
-              - prompt: Serial
-                input: rack_serial
-                pattern: 'NVL72-[0-9]{6}|NVL72-[0-9]{6}-R[0-9]'
-            main:
-              - check: dev.alarm == false
-            """
-        for (serial, verdict) in [("NVL72-000123-R1", Verdict.pass), ("NVL72-000123", .pass), ("xNVL72-000123", .error)] {
+        let yaml =
+            ProcedureLoaderTests.header + """
+                setup:
+                  - prompt: Serial
+                    input: rack_serial
+                    pattern: 'NVL72-[0-9]{6}|NVL72-[0-9]{6}-R[0-9]'
+                main:
+                  - check: dev.alarm == false
+                """
+        for (serial, verdict) in [
+            ("NVL72-000123-R1", Verdict.pass), ("NVL72-000123", .pass), ("xNVL72-000123", .error),
+        ] {
             let (runner, _) = try makeRunner(yaml, inputs: ["rack_serial": serial])
             #expect(await runner.run().verdict == verdict, "\(serial)")
         }
     }
 
     @Test func hugeValuesDoNotTrapTheCodec() throws {
-        let states = PointDefinition(name: "m", table: .inputRegister, address: 0, type: .float32,
-                                     states: [0: "off", 1: "on"])
+        let states = PointDefinition(
+            name: "m", table: .inputRegister, address: 0, type: .float32,
+            states: [0: "off", 1: "on"])
         #expect(try PointCodec.decode([0x7F7F, 0xFFFF], for: states) == .text("unknown(3.4028234663852886e+38)"))
         #expect(throws: PointCodecError.self) { try PointCodec.encode(.number(1e30), for: states) }
         #expect(Duration.seconds(1e300) > .seconds(1_000_000))
@@ -386,8 +421,6 @@ struct RunnerTests {
         #expect(SeriesStatistic.slope.value(times: [0], values: [1]).isNaN)
     }
 }
-
-import Synchronization
 
 @Suite("Simulation clock pacing")
 struct SimulationClockPacingTests {

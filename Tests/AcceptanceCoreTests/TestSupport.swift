@@ -1,8 +1,9 @@
 import Foundation
-import Synchronization
-@testable import AcceptanceCore
 import ModbusCore
 import RedfishCore
+import Synchronization
+
+@testable import AcceptanceCore
 
 /// The device protocols the fixtures use, as the harness lists them.
 let testProtocols = DeviceProtocols([ModbusProfileSyntax(), RedfishProfileSyntax()])
@@ -20,22 +21,22 @@ struct TestBench {
         try FileManager.default.createDirectory(atPath: "\(directory)/racks", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(directory)/devices", withIntermediateDirectories: true)
         try """
-            id: test-rack
-            title: Test rack
-            devices:
-              dev: {model: test-device}
-            """.write(toFile: "\(directory)/racks/test-rack.yaml", atomically: true, encoding: .utf8)
+        id: test-rack
+        title: Test rack
+        devices:
+          dev: {model: test-device}
+        """.write(toFile: "\(directory)/racks/test-rack.yaml", atomically: true, encoding: .utf8)
         try """
-            model: test-device
-            kind: test
-            points:
-              pressure: {table: holding-register, address: 0, type: int16, scale: 0.1, unit: kPa, access: read-write}
-              temperature: {table: input-register, address: 0, type: int16, scale: 0.1, unit: °C}
-              count: {table: input-register, address: 1, type: uint16}
-              valve: {table: coil, address: 0, access: read-write, states: {0: closed, 1: open}}
-              alarm: {table: discrete-input, address: 0}
-              mode: {table: holding-register, address: 1, type: uint16, access: read-write, states: {0: auto, 1: manual}}
-            """.write(toFile: "\(directory)/devices/test-device.yaml", atomically: true, encoding: .utf8)
+        model: test-device
+        kind: test
+        points:
+          pressure: {table: holding-register, address: 0, type: int16, scale: 0.1, unit: kPa, access: read-write}
+          temperature: {table: input-register, address: 0, type: int16, scale: 0.1, unit: °C}
+          count: {table: input-register, address: 1, type: uint16}
+          valve: {table: coil, address: 0, access: read-write, states: {0: closed, 1: open}}
+          alarm: {table: discrete-input, address: 0}
+          mode: {table: holding-register, address: 1, type: uint16, access: read-write, states: {0: auto, 1: manual}}
+        """.write(toFile: "\(directory)/devices/test-device.yaml", atomically: true, encoding: .utf8)
     }
 
     func write(_ yaml: String, name: String = "procedure.yaml") throws -> String {
@@ -70,7 +71,10 @@ final class FakeDevice: PointDevice {
     let state = Mutex(State())
     let dynamic: @Sendable (String, Double) -> Value?
 
-    init(clock: any RunClock, values: [String: Value], dynamic: @escaping @Sendable (String, Double) -> Value? = { _, _ in nil }) {
+    init(
+        clock: any RunClock, values: [String: Value],
+        dynamic: @escaping @Sendable (String, Double) -> Value? = { _, _ in nil }
+    ) {
         self.clock = clock
         self.dynamic = dynamic
         state.withLock { $0.values = values }
@@ -84,8 +88,9 @@ final class FakeDevice: PointDevice {
             state.reads += 1
             return try points.map { point throws(DeviceError) -> Value in
                 if state.failing.contains(point.name) {
-                    throw DeviceError(device: name, endpoint: endpoint, operation: .reading, points: [point.name],
-                                      reason: "no response", cause: FakeTransportError.noAnswer)
+                    throw DeviceError(
+                        device: name, endpoint: endpoint, operation: .reading, points: [point.name],
+                        reason: "no response", cause: FakeTransportError.noAnswer)
                 }
                 return dynamic(point.name, now) ?? state.values[point.name] ?? .number(0)
             }
@@ -95,8 +100,9 @@ final class FakeDevice: PointDevice {
     func write(_ point: PointDefinition, _ value: Value) async throws(DeviceError) {
         try state.withLock { state throws(DeviceError) in
             if state.failingWrites.contains(point.name) {
-                throw DeviceError(device: name, endpoint: endpoint, operation: .writing, points: [point.name],
-                                  reason: "no response")
+                throw DeviceError(
+                    device: name, endpoint: endpoint, operation: .writing, points: [point.name],
+                    reason: "no response")
             }
             state.writes.append((point.name, value))
             state.values[point.name] = value

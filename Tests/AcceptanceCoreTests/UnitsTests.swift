@@ -1,4 +1,6 @@
+import Foundation
 import Testing
+
 @testable import AcceptanceCore
 
 @Suite("Units")
@@ -70,5 +72,3 @@ struct UnitsTests {
         #expect(Quantity(300, .kilopascal).description == "300 kPa")
     }
 }
-
-import Foundation

@@ -1,7 +1,7 @@
 import AcceptanceCore
-import ModbusCore
 import Foundation
 import Harness
+import ModbusCore
 import ModbusTransport
 import Simulation
 import Testing
@@ -16,10 +16,16 @@ func temporaryDirectory() -> String {
 }
 
 /// Runs leak-test on the simulated rack the way `acceptance run` does, without a terminal.
-func runLeakTest(scenario: String = "nominal", parameters: [String: String] = [:], observer: any RunObserver = SilentObserver())
-    async throws -> (RunRecord, PreparedRun) {
-    var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
-                                                                         fixtures: "\(repositoryRoot)/Fixtures"))
+func runLeakTest(
+    scenario: String = "nominal", parameters: [String: String] = [:], observer: any RunObserver = SilentObserver()
+)
+    async throws -> (RunRecord, PreparedRun)
+{
+    var request = RunRequest(
+        procedure: "leak-test",
+        workspace: Workspace(
+            procedures: "\(repositoryRoot)/Procedures",
+            fixtures: "\(repositoryRoot)/Fixtures"))
     request.scenario = scenario
     request.parameters = parameters
     request.reportsDirectory = temporaryDirectory()
@@ -47,7 +53,8 @@ struct EndToEndTests {
         #expect(record.cleanupCompleted)
         // The record on disk is the record returned, and says where each value came from.
         let folder = try #require(prepared.folder)
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder.file("record.json"))))
+        let json = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: folder.file("record.json"))))
         let object = try #require(json as? [String: Any])
         #expect(object["verdict"] as? String == "PASS")
         #expect((object["procedure"] as? [String: Any])?["sha256"] as? String == prepared.settings.procedure.sha256)
@@ -142,14 +149,19 @@ struct ConsoleTests {
         let path = temporaryDirectory() + "/console.txt"
         let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         #expect(descriptor >= 0)
-        var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
-                                                                             fixtures: "\(repositoryRoot)/Fixtures"))
+        var request = RunRequest(
+            procedure: "leak-test",
+            workspace: Workspace(
+                procedures: "\(repositoryRoot)/Procedures",
+                fixtures: "\(repositoryRoot)/Fixtures"))
         request.reportsDirectory = temporaryDirectory()
         request.scenario = "loop-leak"
         let prepared = try await PreparedRun.prepare(request)
-        let reporter = ConsoleReporter(style: .plain, output: ConsoleOutput(descriptor: descriptor), clock: prepared.clock,
-                                       header: .init(scenario: "loop-leak", simulated: true, timeScale: nil,
-                                                     folder: prepared.folder?.path))
+        let reporter = ConsoleReporter(
+            style: .plain, output: ConsoleOutput(descriptor: descriptor), clock: prepared.clock,
+            header: .init(
+                scenario: "loop-leak", simulated: true, timeScale: nil,
+                folder: prepared.folder?.path))
         let record = await prepared.run(console: AutomaticOperator(), observer: reporter, stop: StopController())
         close(descriptor)
         let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -172,11 +184,16 @@ struct SecondVendorTests {
     /// no copy of the fixtures, no edit of the rack profile.
     static let coolflow = ["cdu": "coolflow-cdu-2000"]
 
-    @Test(arguments: [(SimulatorTransport.memory, "nominal", Verdict.pass), (.tcp, "nominal", .pass),
-                      (.memory, "loop-leak", .fail), (.tcp, "cdu-silent", .error)])
+    @Test(arguments: [
+        (SimulatorTransport.memory, "nominal", Verdict.pass), (.tcp, "nominal", .pass),
+        (.memory, "loop-leak", .fail), (.tcp, "cdu-silent", .error),
+    ])
     func leakTestRunsUnchanged(transport: SimulatorTransport, scenario: String, expected: Verdict) async throws {
-        var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
-                                                                             fixtures: "\(repositoryRoot)/Fixtures"))
+        var request = RunRequest(
+            procedure: "leak-test",
+            workspace: Workspace(
+                procedures: "\(repositoryRoot)/Procedures",
+                fixtures: "\(repositoryRoot)/Fixtures"))
         request.models = Self.coolflow
         request.scenario = scenario
         request.simulatorTransport = transport
@@ -184,7 +201,8 @@ struct SecondVendorTests {
         let prepared = try await PreparedRun.prepare(request)
         #expect(prepared.configuration.profile(of: "cdu")?.model == "coolflow-cdu-2000")
         #expect(prepared.configuration.profiles["reference-cdu"] == nil, "the rack profile's CDU is not loaded")
-        let record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+        let record = await prepared.run(
+            console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
         #expect(record.verdict == expected, "\(record.message ?? "")")
         if expected == .pass {
             let decay = try #require(measurement(record, "Pressure decay over hold"))
@@ -193,8 +211,9 @@ struct SecondVendorTests {
     }
 
     @Test func theSimulatorServesEveryPointOfTheNewProfile() throws {
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures",
-                                                       protocols: testProtocols, models: Self.coolflow)
+        let configuration = try RackConfiguration.load(
+            rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures",
+            protocols: testProtocols, models: Self.coolflow)
         let profile = try #require(configuration.profiles["coolflow-cdu-2000"])
         let cdu = SimulatedCDU(name: "cdu", profile: profile, scenario: .nominal, clock: SimulationClock())
         #expect(cdu.unsimulatedPoints.isEmpty)
@@ -209,13 +228,17 @@ struct SecondVendorTests {
 struct ProtocolFaultTests {
     @Test(arguments: [SimulatorTransport.memory, .tcp])
     func aFlakyControllerStillPassesAndEveryRetryIsRecorded(transport: SimulatorTransport) async throws {
-        var request = RunRequest(procedure: "leak-test", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
-                                                                             fixtures: "\(repositoryRoot)/Fixtures"))
+        var request = RunRequest(
+            procedure: "leak-test",
+            workspace: Workspace(
+                procedures: "\(repositoryRoot)/Procedures",
+                fixtures: "\(repositoryRoot)/Fixtures"))
         request.scenario = "cdu-flaky"
         request.simulatorTransport = transport
         request.reportsDirectory = temporaryDirectory()
         let prepared = try await PreparedRun.prepare(request)
-        let record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+        let record = await prepared.run(
+            console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
         #expect(record.verdict == .pass, "\(record.message ?? "")")
         let retries = record.steps.flatMap { $0.retries ?? [] }
         #expect(retries.contains { $0.contains("Modbus exception 0x06 (server device busy)") })
@@ -231,19 +254,24 @@ struct PowerShelfModbusTests {
     func sixSuppliesAnswerByUnitIdAndShareTheLoad(transport: SimulatorTransport) async throws {
         let directory = temporaryDirectory()
         try """
-            name: psu-fault
-            power_shelf: {load: 18 kW}
-            faults:
-              - {at: 0 s, device: psu3, fault: supply-failure}
-            """.write(toFile: "\(directory)/psu-fault.yaml", atomically: true, encoding: .utf8)
+        name: psu-fault
+        power_shelf: {load: 18 kW}
+        faults:
+          - {at: 0 s, device: psu3, fault: supply-failure}
+        """.write(toFile: "\(directory)/psu-fault.yaml", atomically: true, encoding: .utf8)
         let fixtures = directory + "/fixtures"
         try FileManager.default.copyItem(atPath: "\(repositoryRoot)/Fixtures", toPath: fixtures)
-        try FileManager.default.copyItem(atPath: "\(directory)/psu-fault.yaml", toPath: "\(fixtures)/scenarios/psu-fault.yaml")
-        var request = RunRequest(procedure: "", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
-                                                                    fixtures: fixtures))
+        try FileManager.default.copyItem(
+            atPath: "\(directory)/psu-fault.yaml", toPath: "\(fixtures)/scenarios/psu-fault.yaml")
+        var request = RunRequest(
+            procedure: "",
+            workspace: Workspace(
+                procedures: "\(repositoryRoot)/Procedures",
+                fixtures: fixtures))
         request.scenario = "psu-fault"
         request.simulatorTransport = transport
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols)
+        let configuration = try RackConfiguration.load(
+            rackID: "gb200-nvl72", fixtures: fixtures, protocols: testProtocols)
         let plan = try DevicePlan.make(request: request, configuration: configuration)
         let names = (1...6).flatMap { ["psu\($0).serial_number", "psu\($0).output_power", "psu\($0).output_fault"] }
         let (read, endpoints) = try await plan.withDevices(events: DiscardingTransportEvents()) { bus, connected in
@@ -274,7 +302,9 @@ struct StationFileTests {
         let directory = "\(repositoryRoot)/Fixtures/stations"
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".yaml") }
         #expect(files.count >= 3)
-        for file in files { _ = try StationConfiguration.load(path: "\(directory)/\(file)", connectors: Transports.connectors) }
+        for file in files {
+            _ = try StationConfiguration.load(path: "\(directory)/\(file)", connectors: Transports.connectors)
+        }
         let rtu = try StationConfiguration.load(path: "\(directory)/line-3-rtu.yaml", connectors: Transports.connectors)
         #expect(rtu.bindings.count == 7)
         let psu1 = try #require(rtu.bindings["psu1"] as? ModbusBinding)
@@ -288,16 +318,20 @@ struct StationFileTests {
     @Test func onePortHasOneSetOfLineSettings() async throws {
         let path = temporaryDirectory() + "/conflict.yaml"
         try """
-            station: s
-            rack: gb200-nvl72
-            devices:
-              psu1: {modbus: {rtu: /dev/ttyUSB1, baud: 19200, unit: 192}}
-              psu2: {modbus: {rtu: /dev/ttyUSB1, baud: 9600, unit: 193}}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        var request = RunRequest(procedure: "", workspace: Workspace(procedures: "\(repositoryRoot)/Procedures",
-                                                                    fixtures: "\(repositoryRoot)/Fixtures"))
+        station: s
+        rack: gb200-nvl72
+        devices:
+          psu1: {modbus: {rtu: /dev/ttyUSB1, baud: 19200, unit: 192}}
+          psu2: {modbus: {rtu: /dev/ttyUSB1, baud: 9600, unit: 193}}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        var request = RunRequest(
+            procedure: "",
+            workspace: Workspace(
+                procedures: "\(repositoryRoot)/Procedures",
+                fixtures: "\(repositoryRoot)/Fixtures"))
         request.station = path
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
+        let configuration = try RackConfiguration.load(
+            rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         do {
             let plan = try DevicePlan.make(request: request, configuration: configuration)
             try await plan.withDevices(events: DiscardingTransportEvents()) { _, _ in }
@@ -310,11 +344,11 @@ struct StationFileTests {
     @Test func mistakesInAStationAreNamedWithPositions() throws {
         let path = temporaryDirectory() + "/station.yaml"
         try """
-            station: s
-            devices:
-              cdu:
-                modbus: {tcp: 10.0.4.20, unit: 300, retries: 20}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        station: s
+        devices:
+          cdu:
+            modbus: {tcp: 10.0.4.20, unit: 300, retries: 20}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         do {
             _ = try StationConfiguration.load(path: path, connectors: Transports.connectors)
             Issue.record("a bad station loaded")

@@ -1,15 +1,19 @@
+import AcceptanceCore
 import Foundation
 import Testing
-import AcceptanceCore
+
 @testable import ModbusCore
 
 @Suite("Point encoding")
 struct PointCodecTests {
-    func point(_ type: RegisterType, _ order: WordOrder = .abcd, scale: Double = 1, offset: Double = 0,
-               unit: PhysicalUnit? = nil, table: ModbusTable = .holdingRegister, states: [Int: String] = [:],
-               bit: Int? = nil) -> PointDefinition {
-        PointDefinition(name: "p", table: table, address: 10, type: type, wordOrder: order, scale: scale, offset: offset,
-                        unit: unit, access: .readWrite, states: states, bit: bit)
+    func point(
+        _ type: RegisterType, _ order: WordOrder = .abcd, scale: Double = 1, offset: Double = 0,
+        unit: PhysicalUnit? = nil, table: ModbusTable = .holdingRegister, states: [Int: String] = [:],
+        bit: Int? = nil
+    ) -> PointDefinition {
+        PointDefinition(
+            name: "p", table: table, address: 10, type: type, wordOrder: order, scale: scale, offset: offset,
+            unit: unit, access: .readWrite, states: states, bit: bit)
     }
 
     // Reference encodings worked out by hand from the Modbus byte order names: A is the most significant byte.
@@ -34,8 +38,10 @@ struct PointCodecTests {
         #expect(try PointCodec.encode(.number(Double(0x1234_5678)), for: definition) == registers)
     }
 
-    @Test(arguments: [(WordOrder.abcd, [UInt16(0xFFFF), 0xFFFE]), (.cdab, [0xFFFE, 0xFFFF]),
-                      (.badc, [0xFFFF, 0xFEFF]), (.dcba, [0xFEFF, 0xFFFF])])
+    @Test(arguments: [
+        (WordOrder.abcd, [UInt16(0xFFFF), 0xFFFE]), (.cdab, [0xFFFE, 0xFFFF]),
+        (.badc, [0xFFFF, 0xFEFF]), (.dcba, [0xFEFF, 0xFFFF]),
+    ])
     func int32NegativeInEveryWordOrder(order: WordOrder, registers: [UInt16]) throws {
         let definition = point(.int32, order)
         #expect(try PointCodec.decode(registers, for: definition) == .number(-2))
@@ -81,7 +87,9 @@ struct PointCodecTests {
 
     @Test func refusesValuesThatDoNotFit() {
         let small = point(.int16, scale: 0.1, unit: .kilopascal)
-        #expect(throws: PointCodecError.self) { try PointCodec.encode(.quantity(Quantity(4000, .kilopascal)), for: small) }
+        #expect(throws: PointCodecError.self) {
+            try PointCodec.encode(.quantity(Quantity(4000, .kilopascal)), for: small)
+        }
         #expect(throws: PointCodecError.self) { try PointCodec.encode(.quantity(Quantity(20, .celsius)), for: small) }
         #expect(throws: PointCodecError.self) { try PointCodec.encode(.number(20), for: small) }
         #expect(throws: PointCodecError.self) { try PointCodec.encode(.number(-1), for: point(.uint16)) }
@@ -111,11 +119,11 @@ struct PointCodecTests {
         #expect(try PointCodec.decode([0x534E, 0x2D31, 0x3233, 0x0000], for: serial) == .text("SN-123"))
         let path = NSTemporaryDirectory() + "fixed-\(UUID().uuidString).yaml"
         try """
-            model: m
-            points:
-              volts: {table: holding-register, address: 0, type: uint16, fraction_bits: 10, unit: V, access: read-only}
-              name: {table: holding-register, address: 1, type: string, length: 2}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        model: m
+        points:
+          volts: {table: holding-register, address: 0, type: uint16, fraction_bits: 10, unit: V, access: read-only}
+          name: {table: holding-register, address: 1, type: string, length: 2}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         let profile = try DeviceProfile.load(path: path, protocols: DeviceProtocols([ModbusProfileSyntax()]))
         let volts = try #require(profile.point(named: "volts"))
         // 50.0 V with 10 fraction bits is raw 51200.

@@ -1,6 +1,6 @@
 import AcceptanceCore
-import ModbusCore
 import Foundation
+import ModbusCore
 import ModbusTransport
 import Simulation
 import Synchronization
@@ -11,7 +11,8 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().path
 
 func referenceProfile() throws -> DeviceProfile {
-    let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
+    let configuration = try RackConfiguration.load(
+        rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
     return try #require(configuration.profiles["reference-cdu"])
 }
 
@@ -49,7 +50,9 @@ struct LoopbackTests {
         let wire = try await client.readInputRegisters(startingAt: 0, count: 9)
         let memory = try await cdu.readInputRegisters(startingAt: 0, count: 9)
         #expect(wire == memory)
-        #expect(try await client.readDiscreteInputs(startingAt: 0, count: 5) == cdu.readDiscreteInputs(startingAt: 0, count: 5))
+        #expect(
+            try await client.readDiscreteInputs(startingAt: 0, count: 5)
+                == cdu.readDiscreteInputs(startingAt: 0, count: 5))
         try await client.writeRegisters(startingAt: 0, values: [1])  // mode = manual
         try await client.writeCoils(startingAt: 0, values: [true])  // pump on
         #expect(try await client.readHoldingRegisters(startingAt: 0, count: 1) == [1])
@@ -76,10 +79,11 @@ struct LoopbackTests {
     @Test func aClosedPortIsAConnectionErrorNamingAddressPortAndCause() async throws {
         let port = freeLoopbackPort()
         let retries = Mutex<[TransportEvent]>([])
-        let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
-                                          policy: RetryPolicy(retries: 2, backoff: .milliseconds(10)),
-                                          clock: SimulationClock(), device: "cdu",
-                                          events: TransportEventHandler { retry in retries.withLock { $0.append(retry) } })
+        let client = RetryingModbusClient(
+            try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
+            policy: RetryPolicy(retries: 2, backoff: .milliseconds(10)),
+            clock: SimulationClock(), device: "cdu",
+            events: TransportEventHandler { retry in retries.withLock { $0.append(retry) } })
         do {
             _ = try await client.readInputRegisters(startingAt: 0, count: 1)
             Issue.record("a closed port answered")
@@ -98,7 +102,8 @@ struct LoopbackTests {
         defer { server.stop() }
         var settings = ModbusSettings()
         settings.responseTimeout = .milliseconds(200)
-        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, settings: settings)
+        let client = try LibModbusClient(
+            endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, settings: settings)
         let start = ContinuousClock.now
         do throws(ModbusError) {
             _ = try await client.readInputRegisters(startingAt: 0, count: 1)
@@ -119,11 +124,13 @@ struct LoopbackTests {
         settings.responseTimeout = .milliseconds(200)
         let retries = Mutex<[TransportEvent]>([])
         // Backoff on the wall clock, so the restart below happens while the client is retrying.
-        let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1,
-                                                              settings: settings),
-                                          policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)),
-                                          clock: WallClock(), device: "cdu",
-                                          events: TransportEventHandler { retry in retries.withLock { $0.append(retry) } })
+        let client = RetryingModbusClient(
+            try LibModbusClient(
+                endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1,
+                settings: settings),
+            policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)),
+            clock: WallClock(), device: "cdu",
+            events: TransportEventHandler { retry in retries.withLock { $0.append(retry) } })
         _ = try await client.readInputRegisters(startingAt: 0, count: 1)
         await server?.shutdown()
         server = nil

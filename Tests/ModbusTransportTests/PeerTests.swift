@@ -1,16 +1,18 @@
 import AcceptanceCore
-import ModbusCore
 import Foundation
-@testable import ModbusTransport
+import ModbusCore
 import Simulation
 import TestSupport
 import Testing
+
+@testable import ModbusTransport
 
 // Interop with peers we did not write: pymodbus (server, TCP and RTU) and mbpoll (client). `.ci/setup` installs
 // them; a missing peer fails the test with the command that installs it.
 
 func executable(_ name: String, install: String) throws -> String {
-    for directory in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
+    for directory in ["/usr/bin", "/usr/local/bin", "/bin"]
+    where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
         return "\(directory)/\(name)"
     }
     throw PeerMissing(description: "\(name) is not installed: run `bash .ci/setup` (\(install))")
@@ -44,8 +46,9 @@ final class PeerProcess: @unchecked Sendable {
             if !process.isRunning { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw PeerMissing(description: "\(path) \(arguments) did not start: "
-            + ((try? String(contentsOfFile: output, encoding: .utf8)) ?? ""))
+        throw PeerMissing(
+            description: "\(path) \(arguments) did not start: "
+                + ((try? String(contentsOfFile: output, encoding: .utf8)) ?? ""))
     }
 
     /// Kills the peer (pymodbus's asyncio server ignores SIGTERM) and waits a bounded time for it to go.
@@ -63,18 +66,18 @@ let peerScript = "\(repositoryRoot)/Tests/ModbusTransportTests/Peers/pymodbus_se
 func peerProfile() throws -> DeviceProfile {
     let path = NSTemporaryDirectory() + "peer-device-\(UUID().uuidString).yaml"
     try """
-        model: peer-image
-        kind: test
-        points:
-          pressure: {table: holding-register, address: 0, type: int16, scale: 0.1, unit: kPa, access: read-write}
-          count_abcd: {table: holding-register, address: 2, type: uint32, word_order: ABCD}
-          count_cdab: {table: holding-register, address: 4, type: uint32, word_order: CDAB}
-          power_abcd: {table: holding-register, address: 6, type: float32, word_order: ABCD, unit: W}
-          power_cdab: {table: holding-register, address: 8, type: float32, word_order: CDAB, unit: W}
-          setpoint_cdab: {table: holding-register, address: 10, type: float32, word_order: CDAB, unit: W, access: read-write}
-          offset_abcd: {table: holding-register, address: 12, type: int32, word_order: ABCD, access: read-write}
-          level: {table: holding-register, address: 14, type: int16, scale: 0.1, unit: kPa, access: read-write}
-        """.write(toFile: path, atomically: true, encoding: .utf8)
+    model: peer-image
+    kind: test
+    points:
+      pressure: {table: holding-register, address: 0, type: int16, scale: 0.1, unit: kPa, access: read-write}
+      count_abcd: {table: holding-register, address: 2, type: uint32, word_order: ABCD}
+      count_cdab: {table: holding-register, address: 4, type: uint32, word_order: CDAB}
+      power_abcd: {table: holding-register, address: 6, type: float32, word_order: ABCD, unit: W}
+      power_cdab: {table: holding-register, address: 8, type: float32, word_order: CDAB, unit: W}
+      setpoint_cdab: {table: holding-register, address: 10, type: float32, word_order: CDAB, unit: W, access: read-write}
+      offset_abcd: {table: holding-register, address: 12, type: int32, word_order: ABCD, access: read-write}
+      level: {table: holding-register, address: 14, type: int16, scale: 0.1, unit: kPa, access: read-write}
+    """.write(toFile: path, atomically: true, encoding: .utf8)
     return try DeviceProfile.load(path: path, protocols: testProtocols)
 }
 
@@ -87,7 +90,8 @@ func pymodbusRead(port: Int, address: Int, count: Int) async throws -> [Int] {
         """
     let (status, output) = try await runProgram(try python(), ["-c", script])
     #expect(status == 0, "\(output)")
-    let inner = output.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    let inner = output.trimmingCharacters(in: .whitespacesAndNewlines).trimmingCharacters(
+        in: CharacterSet(charactersIn: "[]"))
     return inner.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
 }
 
@@ -95,7 +99,8 @@ func assertRead(_ device: ModbusPointDevice, _ profile: DeviceProfile) async thr
     let values = try await device.read(profile.points)
     func number(_ name: String) -> Double? {
         guard let index = profile.points.firstIndex(where: { $0.name == name }) else { return nil }
-        return values[index].quantity?.value ?? { if case let .number(n) = values[index] { return n } else { return nil } }()
+        return values[index].quantity?.value
+            ?? { if case let .number(n) = values[index] { return n } else { return nil } }()
     }
     #expect(abs((number("pressure") ?? 0) - -123.4) < 1e-9)
     #expect(values[0].quantity?.unit == .kilopascal)
@@ -113,9 +118,10 @@ struct PeerTests {
         defer { server.stop() }
         let profile = try peerProfile()
         // The Python server may take a moment to listen after it says READY: retry the first connection.
-        let client = RetryingModbusClient(try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
-                                          policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)), clock: WallClock(),
-                                          device: "peer", events: DiscardingTransportEvents())
+        let client = RetryingModbusClient(
+            try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),
+            policy: RetryPolicy(retries: 5, backoff: .milliseconds(100)), clock: WallClock(),
+            device: "peer", events: DiscardingTransportEvents())
         let device = ModbusPointDevice(name: "peer", profile: profile, client: client)
         try await assertRead(device, profile)
 
@@ -133,16 +139,19 @@ struct PeerTests {
         let socat = try executable("socat", install: "apt-get install socat")
         let directory = NSTemporaryDirectory() + "pty-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let serverEnd = "\(directory)/server", clientEnd = "\(directory)/client"
-        let pair = try await PeerProcess(socat, ["-d", "-d", "pty,raw,echo=0,link=\(serverEnd)", "pty,raw,echo=0,link=\(clientEnd)"],
-                                         readyWhen: "starting data transfer loop")
+        let serverEnd = "\(directory)/server"
+        let clientEnd = "\(directory)/client"
+        let pair = try await PeerProcess(
+            socat, ["-d", "-d", "pty,raw,echo=0,link=\(serverEnd)", "pty,raw,echo=0,link=\(clientEnd)"],
+            readyWhen: "starting data transfer loop")
         defer { pair.stop() }
         let server = try await PeerProcess(try python(), [peerScript, "rtu", serverEnd], readyWhen: "READY")
         defer { server.stop() }
         let profile = try peerProfile()
         // A pty ignores framing, and pyserial cannot set parity on one: 8N1 here (a real line would be 8E1).
         let client = RetryingModbusClient(
-            try LibModbusClient(endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1), unit: 1),
+            try LibModbusClient(
+                endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1), unit: 1),
             policy: RetryPolicy(retries: 5, backoff: .milliseconds(200)), clock: WallClock(), device: "peer",
             events: DiscardingTransportEvents())
         try await assertRead(ModbusPointDevice(name: "peer", profile: profile, client: client), profile)
@@ -156,8 +165,12 @@ struct PeerTests {
         defer { server.stop() }
         let port = "\(server.port)"
         // Raw input registers as mbpoll prints them (hex) are the simulator's encoding of its values.
-        let (status, output) = try await runProgram(mbpoll, ["-m", "tcp", "-a", "1", "-0", "-r", "0", "-c", "9", "-t", "3:hex",
-                                                             "-1", "-p", port, "127.0.0.1"])
+        let (status, output) = try await runProgram(
+            mbpoll,
+            [
+                "-m", "tcp", "-a", "1", "-0", "-r", "0", "-c", "9", "-t", "3:hex",
+                "-1", "-p", port, "127.0.0.1",
+            ])
         #expect(status == 0, "\(output)")
         let polled = output.split(separator: "\n").compactMap { line -> UInt16? in
             guard line.hasPrefix("["), let hex = line.split(separator: "0x").last else { return nil }
@@ -169,8 +182,10 @@ struct PeerTests {
 
         // A setpoint written with mbpoll changes what the simulated CDU does.
         for arguments in [["-r", "0", "-t", "4", "1"], ["-r", "1", "-t", "4", "900"], ["-r", "0", "-t", "0", "1"]] {
-            let (written, text) = try await runProgram(mbpoll, ["-m", "tcp", "-a", "1", "-0"] + arguments.dropLast()
-                + ["-p", port, "127.0.0.1"] + [arguments.last ?? ""])
+            let (written, text) = try await runProgram(
+                mbpoll,
+                ["-m", "tcp", "-a", "1", "-0"] + arguments.dropLast()
+                    + ["-p", port, "127.0.0.1"] + [arguments.last ?? ""])
             #expect(written == 0, "\(text)")
         }
         let before = cdu.snapshot().pumpPressure
@@ -189,19 +204,27 @@ struct RTUShelfTests {
         let mbpoll = try executable("mbpoll", install: "apt-get install mbpoll")
         let directory = NSTemporaryDirectory() + "rtu-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let serverEnd = "\(directory)/shelf", clientEnd = "\(directory)/station"
-        let pair = try await PeerProcess(socat, ["-d", "-d", "pty,raw,echo=0,link=\(serverEnd)", "pty,raw,echo=0,link=\(clientEnd)"],
-                                         readyWhen: "starting data transfer loop")
+        let serverEnd = "\(directory)/shelf"
+        let clientEnd = "\(directory)/station"
+        let pair = try await PeerProcess(
+            socat, ["-d", "-d", "pty,raw,echo=0,link=\(serverEnd)", "pty,raw,echo=0,link=\(clientEnd)"],
+            readyWhen: "starting data transfer loop")
         defer { pair.stop() }
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
+        let configuration = try RackConfiguration.load(
+            rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         let rack = try SimulatedRack(configuration: configuration, scenario: .nominal, clock: SimulationClock())
-        let router = UnitRouter(devices: Dictionary(uniqueKeysWithValues: rack.psus.values.map { ($0.address, $0.device) }))
+        let router = UnitRouter(
+            devices: Dictionary(uniqueKeysWithValues: rack.psus.values.map { ($0.address, $0.device) }))
         let server = try ModbusRTUServer(device: serverEnd, backend: router)
         defer { server.stop() }
 
         // An independent client: mbpoll reads unit 192's model string and unit 195's output power (2 fraction bits).
-        let (status, output) = try await runProgram(mbpoll, ["-m", "rtu", "-a", "192", "-b", "19200", "-P", "none", "-0",
-                                                             "-r", "0", "-c", "8", "-t", "4:hex", "-1", clientEnd])
+        let (status, output) = try await runProgram(
+            mbpoll,
+            [
+                "-m", "rtu", "-a", "192", "-b", "19200", "-P", "none", "-0",
+                "-r", "0", "-c", "8", "-t", "4:hex", "-1", clientEnd,
+            ])
         #expect(status == 0, "\(output)")
         let words = output.split(separator: "\n").compactMap { line -> UInt16? in
             guard line.hasPrefix("["), let hex = line.split(separator: "0x").last else { return nil }
@@ -209,17 +232,23 @@ struct RTUShelfTests {
         }
         let text = String(decoding: words.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }, as: UTF8.self)
         #expect(text == "ORV3-PSU-5K5-SIM")
-        let (powerStatus, powerOutput) = try await runProgram(mbpoll, ["-m", "rtu", "-a", "195", "-b", "19200", "-P", "none",
-                                                                       "-0", "-r", "38", "-c", "1", "-t", "4", "-1", clientEnd])
+        let (powerStatus, powerOutput) = try await runProgram(
+            mbpoll,
+            [
+                "-m", "rtu", "-a", "195", "-b", "19200", "-P", "none",
+                "-0", "-r", "38", "-c", "1", "-t", "4", "-1", clientEnd,
+            ])
         #expect(powerStatus == 0)
         #expect(powerOutput.contains("[38]: \t12000"), "3000 W in quarter-watts: \(powerOutput)")
 
         // The harness: six libmodbus clients sharing one line, each addressing its supply.
-        let line = try ModbusLine(endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1))
+        let line = try ModbusLine(
+            endpoint: .rtu(device: clientEnd, baud: 19200, parity: .none, dataBits: 8, stopBits: 1))
         let profile = try #require(configuration.profiles["orv3-psu"])
         let points = ["serial_number", "output_power", "output_on"].compactMap { profile.point(named: $0) }
         for unit in UInt8(192)...197 {
-            let device = ModbusPointDevice(name: "psu", profile: profile, client: LibModbusClient(line: line, unit: unit))
+            let device = ModbusPointDevice(
+                name: "psu", profile: profile, client: LibModbusClient(line: line, unit: unit))
             let values = try await device.read(points)
             #expect(values[0] == .text("SIMPSU-000\(unit - 191)"))
             #expect(values[1] == .quantity(Quantity(3_000, .watt)))
@@ -244,12 +273,14 @@ struct HostileRequestTests {
     }
 
     func rack() throws -> SimulatedRack {
-        let configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
+        let configuration = try RackConfiguration.load(
+            rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         return try SimulatedRack(configuration: configuration, scenario: .nominal, clock: SimulationClock())
     }
 
     @Test func rtuFramesThatLieAboutTheirLengthGetExceptions() throws {
-        let backend = UnitRouter(devices: Dictionary(uniqueKeysWithValues: try rack().psus.values.map { ($0.address, $0.device) }))
+        let backend = UnitRouter(
+            devices: Dictionary(uniqueKeysWithValues: try rack().psus.values.map { ($0.address, $0.device) }))
         // Quantity 2, byte count 0: must not read past the frame.
         let short = framed([192, 0x10, 0x00, 0x40, 0x00, 0x02, 0x00])
         #expect(ModbusRTUServer.response(to: short, backend: backend) == [192, 0x90, 0x03])
@@ -288,11 +319,13 @@ struct HostileRequestTests {
         try FileManager.default.createDirectory(atPath: "\(directory)/racks", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: "\(repositoryRoot)/Fixtures/devices", toPath: "\(directory)/devices")
         try """
-            id: dup
-            devices:
-              psu1: {model: orv3-psu, address: 193}
-              psu2: {model: orv3-psu, address: 193}
-            """.write(toFile: "\(directory)/racks/dup.yaml", atomically: true, encoding: .utf8)
-        #expect(throws: DiagnosticsError.self) { try RackConfiguration.load(rackID: "dup", fixtures: directory, protocols: testProtocols) }
+        id: dup
+        devices:
+          psu1: {model: orv3-psu, address: 193}
+          psu2: {model: orv3-psu, address: 193}
+        """.write(toFile: "\(directory)/racks/dup.yaml", atomically: true, encoding: .utf8)
+        #expect(throws: DiagnosticsError.self) {
+            try RackConfiguration.load(rackID: "dup", fixtures: directory, protocols: testProtocols)
+        }
     }
 }

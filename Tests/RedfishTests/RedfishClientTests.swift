@@ -1,13 +1,14 @@
 import AcceptanceCore
-import RedfishCore
 import AsyncHTTPClient
 import Foundation
+import RedfishCore
 import RedfishServer
-@testable import RedfishTransport
-@testable import Simulation
 import Synchronization
 import TestSupport
 import Testing
+
+@testable import RedfishTransport
+@testable import Simulation
 
 @Suite("Redfish client against the simulated BMC, in memory")
 struct RedfishClientMemoryTests {
@@ -28,13 +29,15 @@ struct RedfishClientMemoryTests {
     @Test func withoutCredentialsTheBMCSays401() async throws {
         let rack = try simulatedRack()
         let service = try #require(rack.services["compute01"])
-        let anonymous = try #require(await service.respond(to: RedfishRequest(method: .get, path: "/redfish/v1/Systems")))
+        let anonymous = try #require(
+            await service.respond(to: RedfishRequest(method: .get, path: "/redfish/v1/Systems")))
         #expect(anonymous.status == 401)
         let root = try #require(await service.respond(to: RedfishRequest(method: .get, path: "/redfish/v1/")))
         #expect(root.status == 200, "the service root is open, as the specification requires")
         let wrong = RedfishClient(
-            endpoint: RedfishEndpoint(name: "compute01", baseURL: "memory://compute01",
-                                      credentials: RedfishCredentials(username: "admin", password: "wrong")),
+            endpoint: RedfishEndpoint(
+                name: "compute01", baseURL: "memory://compute01",
+                credentials: RedfishCredentials(username: "admin", password: "wrong")),
             transport: InMemoryRedfishTransport(service: service, label: "compute01"), clock: SimulationClock())
         do {
             try await wrong.open()
@@ -70,8 +73,9 @@ struct RedfishClientMemoryTests {
         let clock = SimulationClock()
         let rack = try simulatedRack(settings, clock: clock)
         let retries = Mutex<[String]>([])
-        let client = try memoryClient("switch02", rack, clock: clock,
-                                      events: TransportEventHandler { event in retries.withLock { $0.append(event.message) } })
+        let client = try memoryClient(
+            "switch02", rack, clock: clock,
+            events: TransportEventHandler { event in retries.withLock { $0.append(event.message) } })
         let root = try await client.get("/redfish/v1/Systems/System_0")
         #expect(root.json["Id"]?.string == "System_0")
         #expect(clock.now() == .seconds(14), "two waits of the 7 s the BMC asked for, on the injected clock")
@@ -105,14 +109,16 @@ struct RedfishClientMemoryTests {
         let clock = SimulationClock()
         let rack = try simulatedRack(clock: clock)
         let client = try memoryClient("compute03", rack, clock: clock)
-        try await client.perform(action: "ComputerSystem.Reset", on: "/redfish/v1/Systems/System_0",
-                                 parameters: ["ResetType": "On"])
+        try await client.perform(
+            action: "ComputerSystem.Reset", on: "/redfish/v1/Systems/System_0",
+            parameters: ["ResetType": "On"])
         #expect(rack.model.powerState(of: "compute03") == .poweringOn)
         clock.advance(to: .seconds(25))
         #expect(rack.model.powerState(of: "compute03") == .on)
         do {
-            try await client.perform(action: "ComputerSystem.Reset", on: "/redfish/v1/Systems/System_0",
-                                     parameters: ["ResetType": "Nmi"])
+            try await client.perform(
+                action: "ComputerSystem.Reset", on: "/redfish/v1/Systems/System_0",
+                parameters: ["ResetType": "Nmi"])
             Issue.record("a reset type the BMC does not allow was sent")
         } catch {
             #expect(error.description.contains("allows On, ForceOn"))
@@ -143,11 +149,13 @@ struct RedfishClientMemoryTests {
     @Test func aMockupFolderIsServedAsItsTree() async throws {
         let tree = try MockupTree(folder: shared("conformance/redfish/mockups/public-rackmount1"))
         #expect(tree.resources.count > 100)
-        let service = SimulatedRedfishService(tree: tree, clock: SimulationClock(),
-                                              behaviour: RedfishServiceBehaviour(username: "u", password: "p"))
+        let service = SimulatedRedfishService(
+            tree: tree, clock: SimulationClock(),
+            behaviour: RedfishServiceBehaviour(username: "u", password: "p"))
         let client = RedfishClient(
-            endpoint: RedfishEndpoint(name: "mockup", baseURL: "memory://mockup", authentication: .basic,
-                                      credentials: RedfishCredentials(username: "u", password: "p")),
+            endpoint: RedfishEndpoint(
+                name: "mockup", baseURL: "memory://mockup", authentication: .basic,
+                credentials: RedfishCredentials(username: "u", password: "p")),
             transport: InMemoryRedfishTransport(service: service, label: "mockup"), clock: SimulationClock())
         let systems = try await client.members(of: "/redfish/v1/Systems")
         #expect(!systems.isEmpty)
@@ -156,8 +164,10 @@ struct RedfishClientMemoryTests {
 
 @Suite("Redfish client over HTTPS to the simulated BMCs (Hummingbird, AsyncHTTPClient)")
 struct RedfishClientHTTPSTests {
-    func withServer<T: Sendable>(_ rack: SimulatedRedfishRack, devices: [String] = ["compute01"],
-                                 _ body: (RedfishHTTPServer, HTTPClient) async throws -> T) async throws -> T {
+    func withServer<T: Sendable>(
+        _ rack: SimulatedRedfishRack, devices: [String] = ["compute01"],
+        _ body: (RedfishHTTPServer, HTTPClient) async throws -> T
+    ) async throws -> T {
         let services = rack.services.filter { devices.contains($0.key) }
         let server = try await RedfishHTTPServer.start(services: services, tls: true)
         let http = RedfishHTTP.makeClient()
@@ -178,11 +188,14 @@ struct RedfishClientHTTPSTests {
         try await withServer(rack) { server, http in
             let url = try #require(server.url(of: "compute01"))
             let certificate = try #require(server.certificate)
-            let pinned = RedfishClient(endpoint: endpoint("compute01", rack, url: url, trust: .pinned(sha256: certificate.sha256)),
-                                       transport: try AsyncHTTPTransport(endpoint: endpoint("compute01", rack, url: url,
-                                                                                            trust: .pinned(sha256: certificate.sha256)),
-                                                                         client: http),
-                                       clock: WallClock())
+            let pinned = RedfishClient(
+                endpoint: endpoint("compute01", rack, url: url, trust: .pinned(sha256: certificate.sha256)),
+                transport: try AsyncHTTPTransport(
+                    endpoint: endpoint(
+                        "compute01", rack, url: url,
+                        trust: .pinned(sha256: certificate.sha256)),
+                    client: http),
+                clock: WallClock())
             #expect(try await pinned.get("/redfish/v1/Systems/System_0").json["PowerState"]?.string == "Off")
             await pinned.close()
 
@@ -190,8 +203,9 @@ struct RedfishClientHTTPSTests {
             let before = service.requestCount
             let wrongPin = String(repeating: "ab", count: 32)
             let wrong = endpoint("compute01", rack, url: url, trust: .pinned(sha256: wrongPin))
-            let client = RedfishClient(endpoint: wrong, transport: try AsyncHTTPTransport(endpoint: wrong, client: http),
-                                       clock: WallClock())
+            let client = RedfishClient(
+                endpoint: wrong, transport: try AsyncHTTPTransport(endpoint: wrong, client: http),
+                clock: WallClock())
             do throws(RedfishError) {
                 try await client.open()
                 Issue.record("a certificate that is not the pinned one was trusted")
@@ -212,8 +226,9 @@ struct RedfishClientHTTPSTests {
         try await withServer(rack) { server, http in
             let url = try #require(server.url(of: "compute01"))
             let strict = endpoint("compute01", rack, url: url, trust: .system)
-            let client = RedfishClient(endpoint: strict, transport: try AsyncHTTPTransport(endpoint: strict, client: http),
-                                       clock: WallClock())
+            let client = RedfishClient(
+                endpoint: strict, transport: try AsyncHTTPTransport(endpoint: strict, client: http),
+                clock: WallClock())
             do throws(RedfishError) {
                 _ = try await client.get("/redfish/v1/Systems")
                 Issue.record("an untrusted certificate was accepted")
@@ -225,8 +240,9 @@ struct RedfishClientHTTPSTests {
             }
             let loose = endpoint("compute01", rack, url: url, trust: .insecure)
             #expect(loose.summary.contains("INSECURE"))
-            let insecure = RedfishClient(endpoint: loose, transport: try AsyncHTTPTransport(endpoint: loose, client: http),
-                                         clock: WallClock())
+            let insecure = RedfishClient(
+                endpoint: loose, transport: try AsyncHTTPTransport(endpoint: loose, client: http),
+                clock: WallClock())
             #expect(try await insecure.members(of: "/redfish/v1/Systems") == ["/redfish/v1/Systems/System_0"])
             await insecure.close()
         }
@@ -239,8 +255,9 @@ struct RedfishClientHTTPSTests {
             let path = temporaryDirectory() + "/ca.pem"
             try #require(server.certificate).certificatePEM.write(toFile: path, atomically: true, encoding: .utf8)
             let trusted = endpoint("compute01", rack, url: url, trust: .caFile(path))
-            let client = RedfishClient(endpoint: trusted, transport: try AsyncHTTPTransport(endpoint: trusted, client: http),
-                                       clock: WallClock())
+            let client = RedfishClient(
+                endpoint: trusted, transport: try AsyncHTTPTransport(endpoint: trusted, client: http),
+                clock: WallClock())
             #expect(try await client.get("/redfish/v1/Chassis/Chassis_0").json["Id"]?.string == "Chassis_0")
             await client.close()
         }
@@ -248,20 +265,24 @@ struct RedfishClientHTTPSTests {
 
     @Test func aSilentBMCIsAConnectionErrorNamingIt() async throws {
         let port = freePort()
-        let dead = RedfishEndpoint(name: "compute05", baseURL: "https://127.0.0.1:\(port)",
-                                   credentials: RedfishCredentials(username: "a", password: "b"), trust: .insecure,
-                                   timeout: .seconds(2), retry: RetryPolicy(retries: 1, backoff: .milliseconds(10)))
+        let dead = RedfishEndpoint(
+            name: "compute05", baseURL: "https://127.0.0.1:\(port)",
+            credentials: RedfishCredentials(username: "a", password: "b"), trust: .insecure,
+            timeout: .seconds(2), retry: RetryPolicy(retries: 1, backoff: .milliseconds(10)))
         let http = RedfishHTTP.makeClient()
         let retries = Mutex(0)
-        let client = RedfishClient(endpoint: dead, transport: try AsyncHTTPTransport(endpoint: dead, client: http),
-                                   clock: WallClock(), events: TransportEventHandler { _ in retries.withLock { $0 += 1 } })
+        let client = RedfishClient(
+            endpoint: dead, transport: try AsyncHTTPTransport(endpoint: dead, client: http),
+            clock: WallClock(), events: TransportEventHandler { _ in retries.withLock { $0 += 1 } })
         do {
             _ = try await client.get("/redfish/v1")
             Issue.record("a closed port answered")
         } catch {
             #expect(error.isNoResponse)
             // The client logs in first: the failed request is the session POST, named with the BMC and the URL.
-            #expect(error.description.hasPrefix("compute05: POST https://127.0.0.1:\(port)/redfish/v1/SessionService/Sessions"))
+            #expect(
+                error.description.hasPrefix(
+                    "compute05: POST https://127.0.0.1:\(port)/redfish/v1/SessionService/Sessions"))
             #expect(error.description.contains("refused"))
         }
         #expect(retries.withLock { $0 } == 1)

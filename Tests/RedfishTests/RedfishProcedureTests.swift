@@ -1,7 +1,7 @@
 import AcceptanceCore
-import RedfishCore
 import Foundation
 import Harness
+import RedfishCore
 import RedfishServer
 import RedfishTransport
 import Simulation
@@ -10,9 +10,11 @@ import Testing
 
 let workspace = Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures")
 
-func run(_ procedure: String, scenario: String = "nominal", transport: SimulatorTransport = .memory,
-         station: String? = nil, timeScale: Double? = nil, parameters: [String: String] = [:],
-         reports: String = temporaryDirectory()) async throws -> RunRecord {
+func run(
+    _ procedure: String, scenario: String = "nominal", transport: SimulatorTransport = .memory,
+    station: String? = nil, timeScale: Double? = nil, parameters: [String: String] = [:],
+    reports: String = temporaryDirectory()
+) async throws -> RunRecord {
     var request = RunRequest(procedure: procedure, workspace: workspace)
     request.scenario = scenario
     request.simulatorTransport = transport
@@ -46,11 +48,13 @@ struct RedfishProcedureTests {
         let serials = try #require(member(record, step: "Processor serial numbers recorded", device: "compute11"))
         let recorded = serials.measurements.filter { $0.name.hasPrefix("compute11.") && $0.name.hasSuffix("_serial") }
         #expect(recorded.count == 6, "4 GPU and 2 CPU serials for compute11, under its own name")
-        let gpus = record.steps.first { $0.name == "Processor serial numbers recorded" }?.members?
+        let gpus =
+            record.steps.first { $0.name == "Processor serial numbers recorded" }?.members?
             .flatMap(\.measurements).filter { $0.name.contains(".gpu") } ?? []
         #expect(gpus.count == 72)
         #expect(Set(gpus.compactMap(\.text)).count == 72, "72 distinct GPU serials")
-        let firmware = try #require(member(record, step: "Compute tray firmware matches the release", device: "compute01"))
+        let firmware = try #require(
+            member(record, step: "Compute tray firmware matches the release", device: "compute01"))
         #expect(firmware.measurements.contains { $0.name == "compute01.bios_version" && $0.limits == "= 01.04.03" })
     }
 
@@ -67,8 +71,9 @@ struct RedfishProcedureTests {
         let presence = try #require(gpu.steps.first { $0.name == "4 GPUs and 2 CPUs present in every compute tray" })
         #expect(presence.verdict == .fail)
         #expect(presence.members?.filter { $0.verdict == .fail }.map(\.device) == ["compute11"])
-        #expect(member(gpu, step: presence.name, device: "compute11")?.measurements
-            .contains { $0.name == "compute11.gpu3_state" && $0.text == "Absent" } == true)
+        #expect(
+            member(gpu, step: presence.name, device: "compute11")?.measurements
+                .contains { $0.name == "compute11.gpu3_state" && $0.text == "Absent" } == true)
 
         let firmware = try await run("bmc-inventory", scenario: "firmware-mismatch")
         #expect(firmware.verdict == .fail)
@@ -79,15 +84,17 @@ struct RedfishProcedureTests {
         #expect(stuck.verdict == .fail)
         let on = try #require(stuck.steps.first { $0.name == "Compute trays On" })
         #expect(on.members?.filter { $0.verdict == .fail }.map(\.device) == ["compute09"])
-        #expect(stuck.cleanupCompleted == false || stuck.steps(in: .cleanup).allSatisfy { $0.verdict != .skipped },
-                "cleanup ran")
+        #expect(
+            stuck.cleanupCompleted == false || stuck.steps(in: .cleanup).allSatisfy { $0.verdict != .skipped },
+            "cleanup ran")
 
         let supply = try await run("psu-redundancy", scenario: "supply-failed")
         #expect(supply.verdict == .fail)
         let healthy = try #require(supply.steps.first { $0.name == "Every supply fitted and healthy" })
         #expect(healthy.members?.filter { $0.verdict == .fail }.map(\.device) == ["shelf03"])
-        #expect(supply.steps.first { $0.name == "Power on compute trays" }?.verdict == .skipped,
-                "nothing is switched on with a failed supply")
+        #expect(
+            supply.steps.first { $0.name == "Power on compute trays" }?.verdict == .skipped,
+            "nothing is switched on with a failed supply")
 
         let alarm = try await run("psu-redundancy", scenario: "no-redundancy-alarm")
         #expect(alarm.verdict == .fail)
@@ -149,7 +156,9 @@ struct RedfishStationTests {
             setenv(passwordVariable, password, 1)
             let trustLine = trust.replacingOccurrences(of: "PIN", with: server.certificate?.sha256 ?? "")
             var text = "station: test-line\nrack: gb200-nvl72\ngroups:\n"
-            for (group, prefix) in [("compute_trays", "compute"), ("switch_trays", "switch"), ("power_shelves", "shelf")] {
+            for (group, prefix) in [
+                ("compute_trays", "compute"), ("switch_trays", "switch"), ("power_shelves", "shelf"),
+            ] {
                 let urls = server.listeners.filter { $0.device.hasPrefix(prefix) }.map(\.url)
                 text += """
                       \(group):
@@ -198,7 +207,9 @@ struct RedfishStationTests {
         line.stop()
         #expect(record.verdict == .pass, "\(record.message ?? "")")
         let warnings = try #require(record.warnings)
-        #expect(warnings.filter { $0.contains("certificate verification is OFF") }.count == 27, "one per BMC the procedure uses")
+        #expect(
+            warnings.filter { $0.contains("certificate verification is OFF") }.count == 27,
+            "one per BMC the procedure uses")
         #expect(warnings.contains { $0.hasPrefix("compute01: certificate verification is OFF") })
         #expect(record.endpoints?["switch09"]?.contains("INSECURE") == true)
     }
@@ -217,12 +228,14 @@ struct RedfishStationTests {
             let path = "\(reports)/\(file)"
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
-                  let data = FileManager.default.contents(atPath: path) else { continue }
+                let data = FileManager.default.contents(atPath: path)
+            else { continue }
             let text = String(decoding: data, as: UTF8.self)
             scanned += 1
             #expect(!text.contains(password), "\(file) contains the BMC password")
             #expect(!text.contains(basic), "\(file) contains the Basic credentials")
-            #expect(!text.contains(line.passwordVariable) || file.hasSuffix("record.json") == false
+            #expect(
+                !text.contains(line.passwordVariable) || file.hasSuffix("record.json") == false
                     || !text.contains(password))
         }
         #expect(scanned >= 2, "record.json and journal.jsonl were scanned")

@@ -1,9 +1,10 @@
 import AcceptanceCore
 import Foundation
 import Harness
-@testable import Reports
 import TestSupport
 import Testing
+
+@testable import Reports
 
 let workspace = Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures")
 
@@ -21,23 +22,25 @@ struct Keys {
         approverKey = approver.privatePath
         keyring = "\(directory)/keyring.yaml"
         try """
-            keys:
-              - name: line-1 station
-                role: station
-                public_key: station.pub.pem
-                valid_from: 2026-01-01T00:00:00Z
-                valid_until: \(validUntil)
-            \(revokedSince.map { "    revoked_since: \($0)" } ?? "")
-              - name: QA lead
-                role: approver
-                public_key: qa.pub.pem
-            """.write(toFile: keyring, atomically: true, encoding: .utf8)
+        keys:
+          - name: line-1 station
+            role: station
+            public_key: station.pub.pem
+            valid_from: 2026-01-01T00:00:00Z
+            valid_until: \(validUntil)
+        \(revokedSince.map { "    revoked_since: \($0)" } ?? "")
+          - name: QA lead
+            role: approver
+            public_key: qa.pub.pem
+        """.write(toFile: keyring, atomically: true, encoding: .utf8)
     }
 }
 
 /// Runs a procedure on the simulated rack and makes its bundle.
-func bundle(_ procedure: String = "leak-test", scenario: String = "nominal", key: String?, rack: String? = nil,
-            parameters: [String: String] = [:]) async throws -> (RunRecord, String) {
+func bundle(
+    _ procedure: String = "leak-test", scenario: String = "nominal", key: String?, rack: String? = nil,
+    parameters: [String: String] = [:]
+) async throws -> (RunRecord, String) {
     var request = RunRequest(procedure: procedure, workspace: workspace)
     request.scenario = scenario
     request.reportsDirectory = temporaryDirectory()
@@ -45,8 +48,9 @@ func bundle(_ procedure: String = "leak-test", scenario: String = "nominal", key
     request.parameters = parameters
     if let rack { request.inputs = ["rack_serial": rack] }
     let prepared = try await PreparedRun.prepare(request)
-    let (record, outcome) = await prepared.runAndBundle(console: AutomaticOperator(), observer: SilentObserver(),
-                                                        stop: StopController())
+    let (record, outcome) = await prepared.runAndBundle(
+        console: AutomaticOperator(), observer: SilentObserver(),
+        stop: StopController())
     let folder = try #require(prepared.folder?.path)
     switch outcome {
     case .failed(let reason)?: Issue.record("bundle not made: \(reason)")
@@ -70,7 +74,10 @@ struct BundleTests {
         let (record, folder) = try await bundle(key: keys.stationKey)
         #expect(record.verdict == .pass)
         let files = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
-        for name in ["attestation.dsse.json", "journal.jsonl", "junit.xml", "ocp.jsonl", "record.json", "report.html", "verify.sh"] {
+        for name in [
+            "attestation.dsse.json", "journal.jsonl", "junit.xml", "ocp.jsonl", "record.json", "report.html",
+            "verify.sh",
+        ] {
             #expect(files.contains(name), "\(name) missing from the bundle")
         }
         #expect(files.contains { $0.hasPrefix("series-") && $0.hasSuffix(".csv") })
@@ -78,7 +85,8 @@ struct BundleTests {
         #expect(result.verified, "\(result.failures)")
         #expect(result.runID == record.runID)
         // The script shipped in the bundle, with stock openssl and jq.
-        let (status, output) = try await runProgram(try program("sh"), ["verify.sh", keys.stationPublic], directory: folder)
+        let (status, output) = try await runProgram(
+            try program("sh"), ["verify.sh", keys.stationPublic], directory: folder)
         #expect(status == 0, "\(output)")
         #expect(output.contains("VERIFIED"))
         // Measurements say how they were judged.
@@ -86,7 +94,9 @@ struct BundleTests {
         #expect(decay.comparator == "<=")
         #expect(decay.of == "cdu.loop_pressure")
         #expect(decay.statistic == "drop")
-        #expect(record.steps.flatMap(\.measurements).first { $0.name == "Loop pressure at start of hold" }?.comparator == "between")
+        #expect(
+            record.steps.flatMap(\.measurements).first { $0.name == "Loop pressure at start of hold" }?.comparator
+                == "between")
         // The record names the harness build and the release of the procedure.
         #expect(record.harness?.version == HarnessVersion.current)
         #expect(record.harness?.binarySHA256?.count == 64)
@@ -130,14 +140,16 @@ struct BundleTests {
         // Another bundle's (genuine) signature swapped in.
         let own = try Data(contentsOf: URL(fileURLWithPath: "\(folder)/attestation.dsse.json"))
         try FileManager.default.removeItem(atPath: "\(folder)/attestation.dsse.json")
-        try FileManager.default.copyItem(atPath: "\(other)/attestation.dsse.json", toPath: "\(folder)/attestation.dsse.json")
+        try FileManager.default.copyItem(
+            atPath: "\(other)/attestation.dsse.json", toPath: "\(folder)/attestation.dsse.json")
         try await bothReject("another bundle's attestation", mentioning: "record.json")
         try own.write(to: URL(fileURLWithPath: "\(folder)/attestation.dsse.json"))
         // The statement edited (PASSED turned into something else) breaks the signature.
         let envelope = try DSSEEnvelope.parse([UInt8](own), file: "attestation")
         var forged = envelope
-        forged.payload = Array(String(decoding: envelope.payload, as: UTF8.self)
-            .replacingOccurrences(of: "\"verdict\":\"PASS\"", with: "\"verdict\":\"FAIL\"").utf8)
+        forged.payload = Array(
+            String(decoding: envelope.payload, as: UTF8.self)
+                .replacingOccurrences(of: "\"verdict\":\"PASS\"", with: "\"verdict\":\"FAIL\"").utf8)
         #expect(forged.payload != envelope.payload)
         try Data(forged.json.utf8).write(to: URL(fileURLWithPath: "\(folder)/attestation.dsse.json"))
         try await bothReject("an edited statement", mentioning: "signature")
@@ -153,11 +165,13 @@ struct BundleTests {
         #expect(result.failures.contains { $0.contains("expired at 2026-02-01") })
         let revoked = try Keys(revokedSince: "2026-03-01T00:00:00Z")
         let (_, revokedFolder) = try await bundle(key: revoked.stationKey)
-        #expect(BundleVerifier.verify(folder: revokedFolder, keyring: try Keyring.load(path: revoked.keyring))
-            .failures.contains { $0.contains("revoked") })
+        #expect(
+            BundleVerifier.verify(folder: revokedFolder, keyring: try Keyring.load(path: revoked.keyring))
+                .failures.contains { $0.contains("revoked") })
         let stranger = try Keys()
-        #expect(BundleVerifier.verify(folder: revokedFolder, keyring: try Keyring.load(path: stranger.keyring))
-            .failures.contains { $0.contains("is not in the keyring") })
+        #expect(
+            BundleVerifier.verify(folder: revokedFolder, keyring: try Keyring.load(path: stranger.keyring))
+                .failures.contains { $0.contains("is not in the keyring") })
     }
 
     @Test func aStationWithoutAKeyWritesAnUnsignedBundleThatNeverVerifies() async throws {
@@ -189,14 +203,20 @@ struct BundleTests {
         stat(generated.stationKey, &info)
         #expect(info.st_mode & 0o777 == 0o600, "keys generate writes the private key 0600")
         // OpenSSL reads both files and agrees on the keyid.
-        let (status, der) = try await runProgram(try program("openssl"), ["pkey", "-pubin", "-in", generated.stationPublic,
-                                                                           "-outform", "DER", "-out", "\(generated.directory)/spki.der"])
+        let (status, der) = try await runProgram(
+            try program("openssl"),
+            [
+                "pkey", "-pubin", "-in", generated.stationPublic,
+                "-outform", "DER", "-out", "\(generated.directory)/spki.der",
+            ])
         #expect(status == 0, "\(der)")
         let spki = try Data(contentsOf: URL(fileURLWithPath: "\(generated.directory)/spki.der"))
-        #expect(SigningKeys.keyID(try SigningKeys.loadPublic(generated.stationPublic))
-            == (try ReportBundle.sha256(file: "\(generated.directory)/spki.der")))
+        #expect(
+            SigningKeys.keyID(try SigningKeys.loadPublic(generated.stationPublic))
+                == (try ReportBundle.sha256(file: "\(generated.directory)/spki.der")))
         #expect(spki.count == 44)
-        let (checked, _) = try await runProgram(try program("openssl"), ["pkey", "-in", generated.stationKey, "-noout"])
+        let (checked, _) = try await runProgram(
+            try program("openssl"), ["pkey", "-in", generated.stationKey, "-noout"])
         #expect(checked == 0, "OpenSSL reads the PKCS#8 private key")
     }
 
@@ -204,27 +224,40 @@ struct BundleTests {
         let keys = try Keys()
         let keyring = try Keyring.load(path: keys.keyring)
         let (_, folder) = try await bundle(key: keys.stationKey)
-        try BundleVerifier.approve(folder: folder, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "J. Smith",
-                                   meaning: "reviewed and approved")
+        try BundleVerifier.approve(
+            folder: folder, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "J. Smith",
+            meaning: "reviewed and approved")
         let result = BundleVerifier.verify(folder: folder, keyring: keyring)
         #expect(result.verified, "\(result.failures)")
-        #expect(result.checks.contains { $0.passed && $0.text.contains("reviewed and approved") && $0.text.contains("QA lead") })
+        #expect(
+            result.checks.contains {
+                $0.passed && $0.text.contains("reviewed and approved") && $0.text.contains("QA lead")
+            })
         #expect(throws: ReportBundle.BundleError.self) {
-            try BundleVerifier.approve(folder: folder, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "x", meaning: "y")
+            try BundleVerifier.approve(
+                folder: folder, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "x", meaning: "y")
         }
         // A station key cannot approve, not even the bundle it signed.
         let (_, second) = try await bundle(key: keys.stationKey)
-        try BundleVerifier.approve(folder: second, key: try SigningKeys.loadPrivate(keys.stationKey), approver: "station",
-                                   meaning: "self-approved")
-        #expect(BundleVerifier.verify(folder: second, keyring: keyring).failures.contains { $0.contains("only approver keys approve") })
+        try BundleVerifier.approve(
+            folder: second, key: try SigningKeys.loadPrivate(keys.stationKey), approver: "station",
+            meaning: "self-approved")
+        #expect(
+            BundleVerifier.verify(folder: second, keyring: keyring).failures.contains {
+                $0.contains("only approver keys approve")
+            })
         // A symbolic link in a bundle is never accepted, even to a file with the attested content.
         let (_, linked) = try await bundle(key: keys.stationKey)
         let junit = "\(linked)/junit.xml"
         try FileManager.default.moveItem(atPath: junit, toPath: "\(linked)/../moved-junit.xml")
         try FileManager.default.createSymbolicLink(atPath: junit, withDestinationPath: "\(linked)/../moved-junit.xml")
-        #expect(BundleVerifier.verify(folder: linked, keyring: keyring).failures.contains { $0.contains("not a regular file") })
+        #expect(
+            BundleVerifier.verify(folder: linked, keyring: keyring).failures.contains {
+                $0.contains("not a regular file")
+            })
         // verify.sh still verifies the station's signature with the approval beside it.
-        let (status, output) = try await runProgram(try program("sh"), ["verify.sh", keys.stationPublic], directory: folder)
+        let (status, output) = try await runProgram(
+            try program("sh"), ["verify.sh", keys.stationPublic], directory: folder)
         #expect(status == 0, "\(output)")
     }
 }

@@ -1,29 +1,35 @@
 import AcceptanceCore
 import Foundation
 import Harness
-@testable import Reports
 import TestSupport
 import Testing
 
+@testable import Reports
+
 @Suite("Reports against peers: OCP schemas, Chromium, the archive")
 struct ReportPeerTests {
-    @Test(arguments: [("leak-test", "nominal"), ("leak-test", "loop-leak"), ("leak-test", "cdu-silent"),
-                      ("bmc-inventory", "gpu-missing"), ("power-on", "tray-stuck")])
+    @Test(arguments: [
+        ("leak-test", "nominal"), ("leak-test", "loop-leak"), ("leak-test", "cdu-silent"),
+        ("bmc-inventory", "gpu-missing"), ("power-on", "tray-stuck"),
+    ])
     func ocpStreamValidatesAgainstTheOCPSchemas(procedure: String, scenario: String) async throws {
         let (record, folder) = try await bundle(procedure, scenario: scenario, key: nil)
-        let (status, output) = try await runProgram(try program("python3"), [
-            "\(repositoryRoot)/Tests/ReportsTests/Peers/ocp_validate.py", "\(folder)/ocp.jsonl",
-            shared("conformance/ocp-tv"),
-        ])
+        let (status, output) = try await runProgram(
+            try program("python3"),
+            [
+                "\(repositoryRoot)/Tests/ReportsTests/Peers/ocp_validate.py", "\(folder)/ocp.jsonl",
+                shared("conformance/ocp-tv"),
+            ])
         #expect(status == 0, "\(procedure)/\(scenario): \(output.suffix(3000))")
         #expect(output.contains(" 0 error(s)"))
         let lines = try String(contentsOfFile: "\(folder)/ocp.jsonl", encoding: .utf8).split(separator: "\n")
         let end = try JSONValue.parse(Array(try #require(lines.last).utf8))
-        let expected = switch record.verdict {
-        case .pass: "PASS"
-        case .fail: "FAIL"
-        default: "NOT_APPLICABLE"
-        }
+        let expected =
+            switch record.verdict {
+            case .pass: "PASS"
+            case .fail: "FAIL"
+            default: "NOT_APPLICABLE"
+            }
         #expect(end["testRunArtifact"]?["testRunEnd"]?["result"]?.string == expected)
         if scenario == "loop-leak" {
             #expect(lines.contains { $0.contains("\"measurementSeriesElement\"") })
@@ -36,14 +42,17 @@ struct ReportPeerTests {
         #expect(record.verdict == .fail)
         let html = try String(contentsOfFile: "\(folder)/report.html", encoding: .utf8)
         #expect(!html.contains("<script"), "no scripts")
-        #expect(!html.contains("http://") || html.contains("xmlns=\"http://www.w3.org/2000/svg\""), "no external resources")
+        #expect(
+            !html.contains("http://") || html.contains("xmlns=\"http://www.w3.org/2000/svg\""), "no external resources")
         #expect(html.contains("Pressure decay over hold ≤ 2 kPa: stays above"))
         // Render it as a person would see it, in headless Chromium, and look at the pixels.
         let png = temporaryDirectory() + "/report.png"
-        let (status, output) = try await runProgram(try program("chromium"), [
-            "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,1400",
-            "--screenshot=\(png)", "file://\(folder)/report.html",
-        ])
+        let (status, output) = try await runProgram(
+            try program("chromium"),
+            [
+                "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,1400",
+                "--screenshot=\(png)", "file://\(folder)/report.html",
+            ])
         #expect(status == 0, "\(output.suffix(2000))")
         let script = """
             import sys
@@ -100,9 +109,13 @@ struct ReportPeerTests {
         #expect(try archive.list(.init(procedure: "leak-detectors")).count == 1)
         #expect(try archive.list(.init(since: Date().addingTimeInterval(86_400))).isEmpty)
         // Adding again changes nothing; an approval added later is stored beside it.
-        try BundleVerifier.approve(folder: leak, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "QA",
-                                   meaning: "reviewed and approved")
-        guard case let .alreadyArchived(_, newFiles) = try archive.add(bundle: leak, keyring: keyring, allowSimulated: true) else {
+        try BundleVerifier.approve(
+            folder: leak, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "QA",
+            meaning: "reviewed and approved")
+        guard
+            case let .alreadyArchived(_, newFiles) = try archive.add(
+                bundle: leak, keyring: keyring, allowSimulated: true)
+        else {
             Issue.record("a bundle was archived twice")
             return
         }
@@ -113,7 +126,9 @@ struct ReportPeerTests {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: record))
         bytes[10] ^= 0x20
         try bytes.write(to: URL(fileURLWithPath: record))
-        #expect(throws: ReportArchive.ArchiveError.self) { try archive.add(bundle: inventory, keyring: keyring, allowSimulated: true) }
+        #expect(throws: ReportArchive.ArchiveError.self) {
+            try archive.add(bundle: inventory, keyring: keyring, allowSimulated: true)
+        }
         do {
             _ = try archive.add(bundle: inventory, keyring: keyring, allowSimulated: true)
         } catch {

@@ -1,7 +1,8 @@
 import AcceptanceCore
-import ModbusCore
 import Foundation
+import ModbusCore
 import Testing
+
 @testable import Simulation
 
 @Suite("CDU physics")
@@ -25,7 +26,8 @@ struct CDUModelTests {
     }
 
     @Test func pumpPressureGrowsWithSpeedSquared() throws {
-        var slow = quiet(), fast = quiet()
+        var slow = quiet()
+        var fast = quiet()
         try manual(&slow, speed: 50)
         try manual(&fast, speed: 100)
         let slowHead = pressure(&slow, "supply_pressure") - 150
@@ -113,12 +115,17 @@ struct CDUModelTests {
     @Test func rejectsValuesARealControllerRejects() {
         var model = quiet()
         #expect(throws: CDUCommandError.self) { try model.command("mode", .text("turbo")) }
-        #expect(throws: CDUCommandError.self) { try model.command("pump_speed_setpoint", .quantity(Quantity(140, .percent))) }
-        #expect(throws: CDUCommandError.self) { try model.command("loop_pressure", .quantity(Quantity(1, .kilopascal))) }
+        #expect(throws: CDUCommandError.self) {
+            try model.command("pump_speed_setpoint", .quantity(Quantity(140, .percent)))
+        }
+        #expect(throws: CDUCommandError.self) {
+            try model.command("loop_pressure", .quantity(Quantity(1, .kilopascal)))
+        }
     }
 
     @Test func noiseIsRepeatableForASeed() {
-        var a = CDUModel(), b = CDUModel()
+        var a = CDUModel()
+        var b = CDUModel()
         let first = (0..<20).map { _ in a.reading("loop_pressure")?.quantity?.value ?? 0 }
         let second = (0..<20).map { _ in b.reading("loop_pressure")?.quantity?.value ?? 0 }
         #expect(first == second)

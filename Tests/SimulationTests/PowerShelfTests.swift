@@ -1,6 +1,7 @@
 import AcceptanceCore
 import ModbusCore
 import Testing
+
 @testable import Simulation
 
 @Suite("Power shelf physics")

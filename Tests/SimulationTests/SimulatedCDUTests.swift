@@ -1,7 +1,8 @@
 import AcceptanceCore
-import ModbusCore
 import Foundation
+import ModbusCore
 import Testing
+
 @testable import Simulation
 
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -13,7 +14,8 @@ struct SimulatedCDUTests {
     let profile: DeviceProfile
 
     init() throws {
-        configuration = try RackConfiguration.load(rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
+        configuration = try RackConfiguration.load(
+            rackID: "gb200-nvl72", fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
         profile = try #require(configuration.profiles["reference-cdu"])
     }
 
@@ -111,13 +113,13 @@ struct SimulatedCDUTests {
     @Test func badScenariosAreReportedWithPositions() throws {
         let path = NSTemporaryDirectory() + "scenario-\(UUID().uuidString).yaml"
         try """
-            name: bad
-            cdu:
-              leak_rate: 3 °C
-              pump_hed: 100 kPa
-            faults:
-              - {at: 5 min, fault: explode}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        name: bad
+        cdu:
+          leak_rate: 3 °C
+          pump_hed: 100 kPa
+        faults:
+          - {at: 5 min, fault: explode}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         do {
             _ = try Scenario.load(path: path)
             Issue.record("a bad scenario loaded")
@@ -127,6 +129,8 @@ struct SimulatedCDUTests {
             #expect(text.contains(":4:3: error: unknown key 'pump_hed'"))
             #expect(text.contains("unknown fault 'explode'"))
         }
-        #expect(throws: DiagnosticsError.self) { try Scenario.load(named: "no-such", in: "\(repositoryRoot)/Fixtures/scenarios") }
+        #expect(throws: DiagnosticsError.self) {
+            try Scenario.load(named: "no-such", in: "\(repositoryRoot)/Fixtures/scenarios")
+        }
     }
 }

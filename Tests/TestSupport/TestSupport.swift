@@ -28,15 +28,18 @@ public struct PeerMissing: Error, CustomStringConvertible {
 /// A program on PATH (pip's console scripts live in pyenv's shims, apt's in /usr/bin).
 public func program(_ name: String) throws -> String {
     let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin:/bin"
-    for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
+    for directory in path.split(separator: ":")
+    where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
         return "\(directory)/\(name)"
     }
     throw PeerMissing(description: "\(name) is not installed: run `bash .ci/setup`")
 }
 
 /// Runs a program to completion (bounded, killed if it overstays), returning its exit status and output.
-public func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil,
-                       directory: String? = nil, seconds: Double = 60) async throws -> (Int32, String) {
+public func runProgram(
+    _ path: String, _ arguments: [String], environment: [String: String]? = nil,
+    directory: String? = nil, seconds: Double = 60
+) async throws -> (Int32, String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments

@@ -12,8 +12,10 @@ enum Judging {
     }
 
     /// Records a value and judges it against inclusive limits, in the value's (or the requested) unit.
-    static func judge(name: String, _ measured: Value, unit: PhysicalUnit?, limits: Limits, isInterval: Bool,
-                      values: [String: Value]) throws -> MeasurementRecord {
+    static func judge(
+        name: String, _ measured: Value, unit: PhysicalUnit?, limits: Limits, isInterval: Bool,
+        values: [String: Value]
+    ) throws -> MeasurementRecord {
         func convert(_ quantity: Quantity, _ target: PhysicalUnit) throws -> Quantity {
             do {
                 return isInterval ? try quantity.convertedInterval(to: target) : try quantity.converted(to: target)

@@ -26,8 +26,10 @@ public struct RunSettings: Sendable {
     /// The harness's version and executable digest, for the record.
     public var harness: RunRecord.HarnessInfo?
 
-    public init(runID: String, procedure: Procedure, parameters: [String: Quantity], inputs: [String: String] = [:],
-                station: String, operatorName: String? = nil, scenario: String? = nil) {
+    public init(
+        runID: String, procedure: Procedure, parameters: [String: Quantity], inputs: [String: String] = [:],
+        station: String, operatorName: String? = nil, scenario: String? = nil
+    ) {
         self.runID = runID
         self.procedure = procedure
         self.parameters = parameters
@@ -39,7 +41,8 @@ public struct RunSettings: Sendable {
 
     /// A run id that sorts by time and names the procedure: `20261125T010203Z-leak-test-3f9a`.
     public static func makeRunID(procedure: String, date: Date = Date()) -> String {
-        let stamp = Timestamp.string(date).replacingOccurrences(of: "-", with: "").replacingOccurrences(of: ":", with: "")
+        let stamp = Timestamp.string(date).replacingOccurrences(of: "-", with: "").replacingOccurrences(
+            of: ":", with: "")
         let compact = String(stamp.prefix(15)) + "Z"
         let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16).leftPadded(to: 4)
         return "\(compact)-\(procedure)-\(suffix)"

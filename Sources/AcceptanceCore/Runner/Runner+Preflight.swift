@@ -12,8 +12,9 @@ extension Runner {
                     problems.append("--input \(name)=\(value) does not match the pattern \(pattern)")
                 }
             } else if !console.isInteractive, settings.simulatedInputs[name] == nil {
-                problems.append("the prompt for '\(name)' needs a value and no operator can answer: "
-                    + "pass --input \(name)=VALUE\(name == "rack_serial" ? " (or --rack-serial)" : "")")
+                problems.append(
+                    "the prompt for '\(name)' needs a value and no operator can answer: "
+                        + "pass --input \(name)=VALUE\(name == "rack_serial" ? " (or --rack-serial)" : "")")
             }
         }
         problems += timeProblems()
@@ -45,7 +46,8 @@ extension Runner {
         let failures = outcomes.compactMap { $0 }
         guard !failures.isEmpty else { return nil }
         let sorted = failures.sorted { $0.device < $1.device }
-        var message = "before anything was actuated, \(sorted.count) device\(sorted.count == 1 ? "" : "s") could not be "
+        var message =
+            "before anything was actuated, \(sorted.count) device\(sorted.count == 1 ? "" : "s") could not be "
             + "reached: " + sorted.prefix(5).map { "\($0.device): \($0.reason)" }.joined(separator: "; ")
         if sorted.count > 5 { message += "; and \(sorted.count - 5) more" }
         return message
@@ -81,9 +83,12 @@ extension Runner {
                 _ = check(poll, "poll", step, positive: true)
             case let .sample(_, every, length, _, _):
                 if let interval = check(every, "every", step, positive: true), let total = check(length, "for", step),
-                   interval > .zero {
+                    interval > .zero
+                {
                     if interval > total {
-                        problems.append("\(step.name): the interval (\(every.source)) is longer than the sampling (\(length.source))")
+                        problems.append(
+                            "\(step.name): the interval (\(every.source)) is longer than the sampling (\(length.source))"
+                        )
                     } else if total / interval > 1_000_000 {
                         problems.append("\(step.name): more than 1,000,000 samples; sample less often")
                     }

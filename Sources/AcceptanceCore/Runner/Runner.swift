@@ -30,9 +30,11 @@ public final class Runner: Sendable {
     let state: Mutex<State>
     private let wallStart = ContinuousClock.now
 
-    public init(settings: RunSettings, bus: DeviceBus, clock: any RunClock, console: any OperatorConsole,
-                observer: any RunObserver = SilentObserver(), folder: RunFolder? = nil, stop: StopController = StopController(),
-                transportEvents: TransportEventLog = TransportEventLog()) {
+    public init(
+        settings: RunSettings, bus: DeviceBus, clock: any RunClock, console: any OperatorConsole,
+        observer: any RunObserver = SilentObserver(), folder: RunFolder? = nil, stop: StopController = StopController(),
+        transportEvents: TransportEventLog = TransportEventLog()
+    ) {
         self.transportEvents = transportEvents
         self.settings = settings
         self.bus = bus
@@ -47,14 +49,16 @@ public final class Runner: Sendable {
         let procedure = settings.procedure
         let record = RunRecord(
             runID: settings.runID,
-            procedure: .init(id: procedure.id, title: procedure.title, version: procedure.version,
-                             file: (procedure.file as NSString).lastPathComponent, sha256: procedure.sha256),
+            procedure: .init(
+                id: procedure.id, title: procedure.title, version: procedure.version,
+                file: (procedure.file as NSString).lastPathComponent, sha256: procedure.sha256),
             parameters: settings.parameters.mapValues(\.description).merging(settings.textParameters) { $1 },
             rackProfile: procedure.rack,
             rackSerial: settings.inputs["rack_serial"], operator: settings.operatorName, station: settings.station,
             scenario: settings.scenario, inputs: [:],
-            clock: .init(kind: clock.kind, timeScale: clock.timeScale, elapsedSeconds: 0,
-                         wallSeconds: 0),
+            clock: .init(
+                kind: clock.kind, timeScale: clock.timeScale, elapsedSeconds: 0,
+                wallSeconds: 0),
             started: Timestamp.string(clock.date(at: clock.now())), ended: nil, verdict: .pass, message: nil,
             cleanupCompleted: false, steps: [])
         var withTransport = record
@@ -111,7 +115,8 @@ public final class Runner: Sendable {
             }
             return finish(verdict: .error, message: problem, cleanupCompleted: false)
         case .stopped:
-            let message = "stopped by \(stop.reason?.rawValue ?? "the operator") while connecting, before anything was actuated"
+            let message =
+                "stopped by \(stop.reason?.rawValue ?? "the operator") while connecting, before anything was actuated"
             for step in procedure.allSteps {
                 record(skipped(step, because: "not run: \(message)"))
             }
@@ -142,15 +147,17 @@ public final class Runner: Sendable {
         var message = firstProblem.map(Self.summary)
         if let stopReason {
             let during = state.withLock { state in state.record.steps.first { $0.verdict == .aborted }?.name }
-            message = "stopped by \(stopReason == .operatorAbort ? "the operator" : stopReason.rawValue)"
+            message =
+                "stopped by \(stopReason == .operatorAbort ? "the operator" : stopReason.rawValue)"
                 + (during.map { " during '\($0)'" } ?? "")
         }
 
-        let reason = switch verdict {
-        case .pass: "procedure complete"
-        case .aborted: "run stopped"
-        default: "procedure ended with \(verdict)"
-        }
+        let reason =
+            switch verdict {
+            case .pass: "procedure complete"
+            case .aborted: "run stopped"
+            default: "procedure ended with \(verdict)"
+            }
         emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
         emit(.cleanupStarted(reason: reason))
         // Cleanup runs in its own task so that cancelling whoever called `run()` cannot cut it short: it must
@@ -166,7 +173,9 @@ public final class Runner: Sendable {
         let cleanupCompleted = cleanupVerdict == .pass
         if verdict == .pass, cleanupVerdict != .pass {
             verdict = cleanupVerdict
-            let failed = state.withLock { state in state.record.steps.first { $0.group == .cleanup && $0.verdict != .pass } }
+            let failed = state.withLock { state in
+                state.record.steps.first { $0.group == .cleanup && $0.verdict != .pass }
+            }
             message = "cleanup did not complete: " + (failed.map(Self.summary) ?? "")
         } else if !cleanupCompleted {
             message = (message.map { "\($0); " } ?? "") + "cleanup did not complete"
@@ -196,7 +205,9 @@ public final class Runner: Sendable {
                         record(skipped(remaining, because: "not run: the run was stopped"))
                     }
                     if group == .setup {
-                        for remaining in settings.procedure.main { record(skipped(remaining, because: "not run: the run was stopped")) }
+                        for remaining in settings.procedure.main {
+                            record(skipped(remaining, because: "not run: the run was stopped"))
+                        }
                     }
                     return stop.reason ?? .interrupt
                 }
@@ -204,7 +215,9 @@ public final class Runner: Sendable {
                 if result.verdict != .pass {
                     let reason = result.verdict == .aborted ? (stop.reason ?? .operatorAbort) : nil
                     for remaining in steps[(index + 1)...] {
-                        record(skipped(remaining, because: "skipped after \(step.id) (\(step.name)) ended \(result.verdict)"))
+                        record(
+                            skipped(
+                                remaining, because: "skipped after \(step.id) (\(step.name)) ended \(result.verdict)"))
                     }
                     if group == .setup {
                         for remaining in settings.procedure.main {
@@ -219,8 +232,9 @@ public final class Runner: Sendable {
     }
 
     func skipped(_ step: Step, because message: String) -> StepRecord {
-        StepRecord(id: step.id, group: step.group, number: step.number, name: step.name, kind: step.kind.keyword,
-                   verdict: .skipped, measurements: [], message: message, source: step.location.description)
+        StepRecord(
+            id: step.id, group: step.group, number: step.number, name: step.name, kind: step.kind.keyword,
+            verdict: .skipped, measurements: [], message: message, source: step.location.description)
     }
 
     func record(_ stepRecord: StepRecord) {
@@ -271,7 +285,8 @@ public final class Runner: Sendable {
     /// Serial numbers (points named `serial`, `serial_number` or `*_serial`) and firmware versions (`*_version`)
     /// read anywhere in the run, by `device.point`.
     static func partsAndFirmware(_ steps: [StepRecord]) -> (parts: [String: String], firmware: [String: String]) {
-        var parts: [String: String] = [:], firmware: [String: String] = [:]
+        var parts: [String: String] = [:]
+        var firmware: [String: String] = [:]
         let readings = steps.flatMap(\.measurements) + steps.flatMap { ($0.members ?? []).flatMap(\.measurements) }
         for measurement in readings {
             guard let text = measurement.text, let dot = measurement.name.firstIndex(of: ".") else { continue }
@@ -301,10 +316,11 @@ public final class Runner: Sendable {
         let started = clock.now()
         takeTransportEvents()
         state.withLock { $0.retries.removeAll() }
-        var stepRecord = StepRecord(id: step.id, group: step.group, number: step.number, name: step.name,
-                                    kind: step.kind.keyword, verdict: .pass,
-                                    started: Timestamp.string(clock.date(at: started)), measurements: [],
-                                    source: step.location.description)
+        var stepRecord = StepRecord(
+            id: step.id, group: step.group, number: step.number, name: step.name,
+            kind: step.kind.keyword, verdict: .pass,
+            started: Timestamp.string(clock.date(at: started)), measurements: [],
+            source: step.location.description)
         do {
             let result = try await step.executor.execute(StepContext(step: step, bus: bus, run: self))
             stepRecord.verdict = result.verdict
@@ -319,7 +335,8 @@ public final class Runner: Sendable {
             stepRecord.message = "stopped by \(stop.reason?.rawValue ?? "the operator") while running"
         } catch let error as DeviceError where error.isCancellation {
             stepRecord.verdict = .aborted
-            stepRecord.message = "stopped by \(stop.reason?.rawValue ?? "the operator") while waiting for \(error.device)"
+            stepRecord.message =
+                "stopped by \(stop.reason?.rawValue ?? "the operator") while waiting for \(error.device)"
         } catch let error as DeviceError {
             stepRecord.verdict = .error
             stepRecord.error = error.description
@@ -347,7 +364,9 @@ public final class Runner: Sendable {
         record(stepRecord)
         emit(.stepFinished(step, stepRecord), after: heldStart)
         if let journal = folder?.journal {
-            do { try journal.syncIfDue() } catch { state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } } }
+            do { try journal.syncIfDue() } catch {
+                state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
+            }
         }
         return stepRecord
     }

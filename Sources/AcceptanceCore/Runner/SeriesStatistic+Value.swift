@@ -15,7 +15,8 @@ extension SeriesStatistic {
             let minutes = times.map { $0 / 60 }
             let meanT = minutes.reduce(0, +) / Double(minutes.count)
             let meanV = values.reduce(0, +) / Double(values.count)
-            var numerator = 0.0, denominator = 0.0
+            var numerator = 0.0
+            var denominator = 0.0
             for (t, v) in zip(minutes, values) {
                 numerator += (t - meanT) * (v - meanV)
                 denominator += (t - meanT) * (t - meanT)

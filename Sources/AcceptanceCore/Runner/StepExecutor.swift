@@ -65,18 +65,20 @@ struct OperatorDeclined: Error, CustomStringConvertible {
 extension Step {
     /// The executor for this step: its kind's, run once per member for a `for_each` step.
     var executor: any StepExecutor {
-        let single: any StepExecutor = switch kind {
-        case let .prompt(text, input, pattern): PromptStep(text: text, input: input, pattern: pattern)
-        case let .set(point, value): SetStep(point: point, value: value)
-        case let .measure(expression, limits, unit): MeasureStep(expression: expression, limits: limits, unit: unit)
-        case let .wait(duration): WaitStep(duration: duration)
-        case let .waitUntil(condition, timeout, poll): WaitUntilStep(condition: condition, timeout: timeout, poll: poll)
-        case let .sample(points, every, duration, measurements, failIf):
-            SampleStep(points: points, every: every, duration: duration, measurements: measurements, failIf: failIf)
-        case let .check(condition): CheckStep(condition: condition)
-        case let .action(action, value): ActionStep(action: action, value: value)
-        case let .firmware(points, release): FirmwareStep(points: points, release: release)
-        }
+        let single: any StepExecutor =
+            switch kind {
+            case let .prompt(text, input, pattern): PromptStep(text: text, input: input, pattern: pattern)
+            case let .set(point, value): SetStep(point: point, value: value)
+            case let .measure(expression, limits, unit): MeasureStep(expression: expression, limits: limits, unit: unit)
+            case let .wait(duration): WaitStep(duration: duration)
+            case let .waitUntil(condition, timeout, poll):
+                WaitUntilStep(condition: condition, timeout: timeout, poll: poll)
+            case let .sample(points, every, duration, measurements, failIf):
+                SampleStep(points: points, every: every, duration: duration, measurements: measurements, failIf: failIf)
+            case let .check(condition): CheckStep(condition: condition)
+            case let .action(action, value): ActionStep(action: action, value: value)
+            case let .firmware(points, release): FirmwareStep(points: points, release: release)
+            }
         guard let each = forEach else { return single }
         return ForEachStep(each: each, member: single)
     }

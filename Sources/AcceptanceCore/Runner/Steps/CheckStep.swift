@@ -7,8 +7,9 @@ struct CheckStep: StepExecutor {
         let holds = try condition.evaluate(values)
         let readings = describeReadings(condition, values)
         guard case .bool(true) = holds else {
-            return StepResult(verdict: .fail, measurements: readingMeasurements(condition, values),
-                              message: "not true: \(condition.source)\(readings)")
+            return StepResult(
+                verdict: .fail, measurements: readingMeasurements(condition, values),
+                message: "not true: \(condition.source)\(readings)")
         }
         return StepResult(measurements: readingMeasurements(condition, values), message: "holds\(readings)")
     }

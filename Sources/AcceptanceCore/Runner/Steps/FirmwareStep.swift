@@ -10,28 +10,38 @@ struct FirmwareStep: StepExecutor {
             throw StationError(description: "release must be text")
         }
         guard let manifest = context.run.settings.firmwareManifests[releaseName] else {
-            throw StationError(description: "no firmware manifest for release '\(releaseName)' (Fixtures/firmware/\(releaseName).yaml)")
+            throw StationError(
+                description: "no firmware manifest for release '\(releaseName)' (Fixtures/firmware/\(releaseName).yaml)"
+            )
         }
         var result = StepResult()
         var mismatches: [String] = []
         for reference in points {
             guard let (device, point) = bus.configuration.resolve(reference, aliases: bus.aliases),
-                  let model = bus.configuration.profile(of: device)?.model else { continue }
+                let model = bus.configuration.profile(of: device)?.model
+            else { continue }
             let name = ForEachStep.memberName(reference, bus)
             guard let expected = manifest.version(model: model, point: point.name) else {
-                throw StationError(description: "manifest '\(releaseName)' (\(manifest.file)) has no \(point.name) for \(model)")
+                throw StationError(
+                    description: "manifest '\(releaseName)' (\(manifest.file)) has no \(point.name) for \(model)")
             }
             let found = values[reference]
             let actual: String? = if case let .text(text)? = found { text } else { nil }
             let verdict: Verdict = actual == expected ? .pass : .fail
-            if verdict == .fail { mismatches.append("\(name) is \(actual ?? found?.description ?? "unreadable"), release wants \(expected)") }
-            var recorded = MeasurementRecord(name: name, value: nil, text: actual ?? found?.description,
-                                             unit: nil, limits: "= \(expected)", verdict: verdict)
+            if verdict == .fail {
+                mismatches.append(
+                    "\(name) is \(actual ?? found?.description ?? "unreadable"), release wants \(expected)")
+            }
+            var recorded = MeasurementRecord(
+                name: name, value: nil, text: actual ?? found?.description,
+                unit: nil, limits: "= \(expected)", verdict: verdict)
             recorded.comparator = "=="
             result.measurements.append(recorded)
         }
         result.verdict = mismatches.isEmpty ? .pass : .fail
-        result.message = mismatches.isEmpty ? "\(points.count) version\(points.count == 1 ? "" : "s") match \(releaseName)"
+        result.message =
+            mismatches.isEmpty
+            ? "\(points.count) version\(points.count == 1 ? "" : "s") match \(releaseName)"
             : mismatches.joined(separator: "; ")
         return result
     }

@@ -5,7 +5,9 @@ struct ForEachStep: StepExecutor {
     let member: any StepExecutor
 
     func execute(_ context: StepContext) async throws -> StepResult {
-        let bus = context.bus, step = context.step, clock = context.clock
+        let bus = context.bus
+        let step = context.step
+        let clock = context.clock
         guard let group = bus.configuration.rack.group(named: each.group) else {
             throw StationError(description: "no device group '\(each.group)'")
         }
@@ -13,22 +15,28 @@ struct ForEachStep: StepExecutor {
         let started = clock.now()
         var done = 0
         let records = try await BoundedConcurrency.map(members, limit: each.concurrency) { name in
-            try await runMember(StepContext(step: step, bus: bus.aliasing(each.alias, to: name), run: context.run),
-                                member: name)
+            try await runMember(
+                StepContext(step: step, bus: bus.aliasing(each.alias, to: name), run: context.run),
+                member: name)
         } onEach: { record in
             done += 1
             let elapsed = (clock.now() - started).seconds
-            context.progress(elapsed: elapsed, total: elapsed,
-                             detail: "\(done) of \(members.count) \(group.name) done, last \(record.device) \(record.verdict)")
+            context.progress(
+                elapsed: elapsed, total: elapsed,
+                detail: "\(done) of \(members.count) \(group.name) done, last \(record.device) \(record.verdict)")
         }
         var result = StepResult(members: records)
         result.verdict = records.map(\.verdict).reduce(.pass, Verdict.worst)
         let counts = Dictionary(grouping: records, by: \.verdict).mapValues(\.count)
-        let tally = [Verdict.pass, .fail, .error, .aborted].compactMap { verdict in counts[verdict].map { "\($0) \(verdict)" } }
+        let tally = [Verdict.pass, .fail, .error, .aborted].compactMap { verdict in
+            counts[verdict].map { "\($0) \(verdict)" }
+        }
         let bad = records.filter { $0.verdict != .pass }
         var message = "\(records.count) \(group.name): \(tally.joined(separator: ", "))"
         if !bad.isEmpty {
-            message += " — " + bad.prefix(6).map { "\($0.device): \($0.error ?? $0.message ?? $0.verdict.rawValue)" }
+            message +=
+                " — "
+                + bad.prefix(6).map { "\($0.device): \($0.error ?? $0.message ?? $0.verdict.rawValue)" }
                 .joined(separator: "; ")
             if bad.count > 6 { message += "; and \(bad.count - 6) more" }
         }

@@ -7,8 +7,9 @@ struct MeasureStep: StepExecutor {
     func execute(_ context: StepContext) async throws -> StepResult {
         let values = try await context.values(for: [expression] + [limits.low, limits.high].compactMap { $0 })
         let measured = try expression.evaluate(values)
-        let measurement = try Judging.judge(name: context.step.name, measured, unit: unit, limits: limits,
-                                            isInterval: false, values: values)
+        let measurement = try Judging.judge(
+            name: context.step.name, measured, unit: unit, limits: limits,
+            isInterval: false, values: values)
         return StepResult(verdict: measurement.verdict, measurements: [measurement])
     }
 }

@@ -9,7 +9,9 @@ struct PromptStep: StepExecutor {
     let pattern: String?
 
     func execute(_ context: StepContext) async throws -> StepResult {
-        let console = context.run.console, settings = context.run.settings, step = context.step
+        let console = context.run.console
+        let settings = context.run.settings
+        let step = context.step
         guard let input else {
             if console.isInteractive {
                 guard try await console.confirm(text, step: step) else { throw OperatorDeclined(step: step.name) }
@@ -41,7 +43,8 @@ struct PromptStep: StepExecutor {
             throw StationError(description: "\(input) '\(value)' does not match \(pattern)")
         }
         context.run.setEnvironment(input, .text(value))
-        return StepResult(measurements: [MeasurementRecord(name: input, value: nil, text: value, unit: nil, verdict: .pass)],
-                          message: "\(input) = \(value)", confirmedBy: confirmedBy)
+        return StepResult(
+            measurements: [MeasurementRecord(name: input, value: nil, text: value, unit: nil, verdict: .pass)],
+            message: "\(input) = \(value)", confirmedBy: confirmedBy)
     }
 }

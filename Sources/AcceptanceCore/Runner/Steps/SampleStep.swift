@@ -11,17 +11,22 @@ struct SampleStep: StepExecutor {
     let failIf: Expression?
 
     func execute(_ context: StepContext) async throws -> StepResult {
-        let step = context.step, bus = context.bus, clock = context.clock, folder = context.run.folder
+        let step = context.step
+        let bus = context.bus
+        let clock = context.clock
+        let folder = context.run.folder
         let environment = try await context.values(for: [])
         let interval = try context.duration(every, environment)
         let length = try context.duration(duration, environment)
         guard interval > .zero else { throw StationError(description: "sample interval must be above zero") }
         let samples = (length.seconds / interval.seconds + 1e-9).rounded(.down) + 1
         guard samples <= 1_000_000 else {
-            throw StationError(description: "\(Quantity.format(samples)) samples is too many: sample less often or for less time")
+            throw StationError(
+                description: "\(Quantity.format(samples)) samples is too many: sample less often or for less time")
         }
         guard interval <= length else {
-            throw StationError(description: "the interval (\(every.source)) is longer than the sampling (\(duration.source))")
+            throw StationError(
+                description: "the interval (\(every.source)) is longer than the sampling (\(duration.source))")
         }
         // Every interval from the start, and always one at the very end, so the series spans the whole duration.
         var offsets = (0..<Int(samples)).map { interval * $0 }
@@ -32,13 +37,15 @@ struct SampleStep: StepExecutor {
         let start = clock.now()
         let fileName = "series-\(step.group.rawValue)-\(step.number).csv"
         func seriesRecord() -> SeriesRecord {
-            SeriesRecord(file: fileName, points: points, units: units.map { $0?.symbol ?? "" }, samples: times.count,
-                         intervalSeconds: interval.seconds)
+            SeriesRecord(
+                file: fileName, points: points, units: units.map { $0?.symbol ?? "" }, samples: times.count,
+                intervalSeconds: interval.seconds)
         }
         do {
             for (index, offset) in offsets.enumerated() {
                 try await clock.sleep(until: start + offset)
-                let guardPoints = failIf.map { $0.references.filter { environment[$0] == nil && !points.contains($0) } } ?? []
+                let guardPoints =
+                    failIf.map { $0.references.filter { environment[$0] == nil && !points.contains($0) } } ?? []
                 let read = try await bus.read(points + guardPoints)
                 let elapsed = (clock.now() - start).seconds
                 var row: [Double] = []
@@ -56,7 +63,8 @@ struct SampleStep: StepExecutor {
                 }
                 times.append(elapsed)
                 for (column, value) in row.enumerated() { columns[column].append(value) }
-                context.emit(.sample(step, index: index, elapsed: elapsed, values: row, units: units.map { $0?.symbol ?? "" }))
+                context.emit(
+                    .sample(step, index: index, elapsed: elapsed, values: row, units: units.map { $0?.symbol ?? "" }))
                 let latest = points.indices.map { column in
                     "\(points[column]) = \(Quantity.format(row[column]))\(units[column].map { " \($0.symbol)" } ?? "")"
                 }.joined(separator: ", ")
@@ -64,10 +72,11 @@ struct SampleStep: StepExecutor {
                 if let failIf, case .bool(true) = try failIf.evaluate(environment.merging(read) { $1 }) {
                     try writeSeries(folder, fileName, points: points, units: units, times: times, columns: columns)
                     let values = environment.merging(read) { $1 }
-                    return StepResult(verdict: .fail, measurements: readingMeasurements(failIf, values),
-                                      message: "stopped after \(Quantity.format(elapsed)) s: \(failIf.source)"
-                                          + describeReadings(failIf, values),
-                                      series: folder == nil ? nil : seriesRecord())
+                    return StepResult(
+                        verdict: .fail, measurements: readingMeasurements(failIf, values),
+                        message: "stopped after \(Quantity.format(elapsed)) s: \(failIf.source)"
+                            + describeReadings(failIf, values),
+                        series: folder == nil ? nil : seriesRecord())
                 }
             }
         } catch {
@@ -82,8 +91,9 @@ struct SampleStep: StepExecutor {
             guard let column = points.firstIndex(of: measurement.point) else { continue }
             let statistic = measurement.statistic.value(times: times, values: columns[column])
             guard statistic.isFinite else {
-                throw StationError(description: "\(measurement.name): the \(measurement.statistic.rawValue) of "
-                    + "\(measurement.point) is undefined (\(times.count) sample(s) or missing readings)")
+                throw StationError(
+                    description: "\(measurement.name): the \(measurement.statistic.rawValue) of "
+                        + "\(measurement.point) is undefined (\(times.count) sample(s) or missing readings)")
             }
             let value: Value
             if let unit = units[column] {
@@ -93,24 +103,30 @@ struct SampleStep: StepExecutor {
                 value = .number(statistic)
             }
             let isInterval = [.delta, .drop, .slope].contains(measurement.statistic)
-            let judged = try Judging.judge(name: measurement.name, value, unit: measurement.unit, limits: measurement.limits,
-                                   isInterval: isInterval, values: environment)
+            let judged = try Judging.judge(
+                name: measurement.name, value, unit: measurement.unit, limits: measurement.limits,
+                isInterval: isInterval, values: environment)
             verdict = Verdict.worst(verdict, judged.verdict)
             var recorded = judged
             recorded.of = measurement.point
             recorded.statistic = measurement.statistic.rawValue
             results.append(recorded)
         }
-        return StepResult(verdict: verdict, measurements: results,
-                          message: "\(times.count) samples over \(Quantity.format(length.seconds)) s",
-                          series: folder == nil ? nil : seriesRecord())
+        return StepResult(
+            verdict: verdict, measurements: results,
+            message: "\(times.count) samples over \(Quantity.format(length.seconds)) s",
+            series: folder == nil ? nil : seriesRecord())
     }
 
     /// The series as CSV beside the journal: time, then one column per point with its unit.
-    func writeSeries(_ folder: RunFolder?, _ name: String, points: [String], units: [PhysicalUnit?], times: [Double],
-                     columns: [[Double]]) throws {
+    func writeSeries(
+        _ folder: RunFolder?, _ name: String, points: [String], units: [PhysicalUnit?], times: [Double],
+        columns: [[Double]]
+    ) throws {
         guard let folder else { return }
-        var csv = "t_s," + zip(points, units).map { point, unit in "\(point) [\(unit?.symbol ?? "1")]" }
+        var csv =
+            "t_s,"
+            + zip(points, units).map { point, unit in "\(point) [\(unit?.symbol ?? "1")]" }
             .joined(separator: ",") + "\n"
         for (row, time) in times.enumerated() {
             csv += JSONLine.exact(time)

@@ -17,15 +17,19 @@ struct WaitUntilStep: StepExecutor {
             let readings = describeReadings(condition, values)
             if case .bool(true) = try condition.evaluate(values) {
                 var measurements = readingMeasurements(condition, values)
-                measurements.append(MeasurementRecord(name: "time to condition", value: elapsed.seconds, unit: "s",
-                                                      verdict: .pass))
-                return StepResult(measurements: measurements,
-                                  message: "held after \(Quantity.format(elapsed.seconds)) s\(readings)")
+                measurements.append(
+                    MeasurementRecord(
+                        name: "time to condition", value: elapsed.seconds, unit: "s",
+                        verdict: .pass))
+                return StepResult(
+                    measurements: measurements,
+                    message: "held after \(Quantity.format(elapsed.seconds)) s\(readings)")
             }
             context.progress(elapsed: elapsed.seconds, total: limit.seconds, detail: readings)
             if elapsed >= limit {
-                return StepResult(verdict: .fail, measurements: readingMeasurements(condition, values),
-                                  message: "not reached within \(timeout.source): \(condition.source)\(readings)")
+                return StepResult(
+                    verdict: .fail, measurements: readingMeasurements(condition, values),
+                    message: "not reached within \(timeout.source): \(condition.source)\(readings)")
             }
             try await clock.sleep(until: min(clock.now() + interval, start + limit))
         }
