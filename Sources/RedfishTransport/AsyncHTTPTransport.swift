@@ -12,22 +12,27 @@ import RedfishCore
 /// One `HTTPClient` for every BMC of a run, with a scoped lifetime: `withClient` shuts it down when the body ends,
 /// however it ends. Timeouts are per request, from each endpoint's configuration.
 public enum RedfishHTTP {
+    /// Runs `body` with an HTTP client on an event loop of its own, then shuts the client down and the loop with it,
+    /// returning only when every connection the client made is closed. (AsyncHTTPClient's own shutdown starts
+    /// closing idle TLS connections and returns before their sockets are gone; the loop's shutdown closes them.)
     public static func withClient<T: Sendable>(
-        _ body: (HTTPClient) async throws -> T
-    ) async throws -> T {
-        let client = makeClient()
-        let result: Result<T, any Error>
-        do {
-            result = .success(try await body(client))
-        } catch {
-            result = .failure(error)
-        }
+        _ body: (HTTPClient) async -> T
+    ) async -> T {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = makeClient(eventLoopGroup: group)
+        let result = await body(client)
         try? await client.shutdown()
-        return try result.get()
+        try? await group.shutdownGracefully()
+        return result
     }
 
-    /// A client whose owner must call `shutdown()`: for lifetimes that are not one scope (a prepared run).
-    public static func makeClient() -> HTTPClient {
+    /// A client whose owner must call `shutdown()` (tests that drive the client by hand). Runs on the shared event
+    /// loops unless given a group of its own.
+    public static func makeClient(
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    )
+        -> HTTPClient
+    {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled
@@ -37,7 +42,7 @@ public enum RedfishHTTP {
         configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 4)
         // A refused port fails at once; the client's own retry policy (on the run's clock) decides what happens next.
         configuration.connectionPool.retryConnectionEstablishment = false
-        return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+        return HTTPClient(eventLoopGroup: eventLoopGroup, configuration: configuration)
     }
 }
 
@@ -85,8 +90,7 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
             throw RedfishTransportFailure(.connection("no host in \(endpoint.baseURL)"))
         }
         let certificate = try await CertificateProbe.presentedCertificate(
-            host: host, port: port,
-            timeout: endpoint.timeout)
+            host: host, port: port, timeout: endpoint.timeout, on: client.eventLoopGroup.next())
         let presented: String
         do {
             presented = SHA256.hash(data: try certificate.toDERBytes()).map { String(format: "%02x", $0) }.joined()
@@ -187,7 +191,7 @@ final class PinnedConfiguration: Sendable {
 /// Opens a TLS connection only to see the certificate a server presents, then closes it.
 enum CertificateProbe {
     static func presentedCertificate(
-        host: String, port: Int, timeout: Duration
+        host: String, port: Int, timeout: Duration, on loop: any EventLoop
     ) async throws(RedfishTransportFailure)
         -> NIOSSLCertificate
     {
@@ -199,7 +203,6 @@ enum CertificateProbe {
         } catch {
             throw RedfishTransportFailure(.tls("\(error)"))
         }
-        let loop = MultiThreadedEventLoopGroup.singleton.next()
         let result = OnceCompleted(promise: loop.makePromise(of: NIOSSLCertificate?.self))
         let amount = TimeAmount.nanoseconds(Int64(timeout.seconds * 1e9))
         let bootstrap = ClientBootstrap(group: loop)
@@ -222,7 +225,9 @@ enum CertificateProbe {
             let timer = loop.scheduleTask(in: amount) { result.complete(nil) }
             certificate = try await result.promise.futureResult.get()
             timer.cancel()
-            try? await channel.close().get()
+            // Closed and gone before the probe returns: the close future alone can complete before the socket is.
+            channel.close(promise: nil)
+            try? await channel.closeFuture.get()
         } catch {
             // Every promise is completed, whatever happened (NIO traps on a leaked one).
             result.complete(nil)

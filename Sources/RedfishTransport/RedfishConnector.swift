@@ -252,7 +252,19 @@ public struct RedfishConnector: DeviceConnector {
             if case .http? = (device.binding as? RedfishBinding)?.carrier { return true }
             return false
         }
-        let http = needsHTTP ? RedfishHTTP.makeClient() : nil
+        if needsHTTP {
+            return try await RedfishHTTP.withClient { http in
+                await Self.withClients(devices, http: http, context: context, body)
+            }.get()
+        }
+        return try await Self.withClients(devices, http: nil, context: context, body).get()
+    }
+
+    /// Makes a client per device, runs `body`, and closes every client (deleting its session) before returning.
+    static func withClients<Result: Sendable>(
+        _ devices: [BoundDevice], http: HTTPClient?, context: ConnectionContext,
+        _ body: (ConnectedDevices) async -> Result
+    ) async -> Swift.Result<Result, ConnectionError> {
         var clients: [RedfishClient] = []
         var connected = ConnectedDevices()
         var failure: ConnectionError?
@@ -268,20 +280,19 @@ public struct RedfishConnector: DeviceConnector {
                 break
             }
         }
-        // Sessions are deleted before the client that carries them is shut down, and both are awaited.
+        // Sessions are deleted before the HTTP client that carries them is shut down.
         func closeAll() async {
             await withTaskGroup(of: Void.self) { group in
                 for client in clients { group.addTask { await client.close() } }
             }
-            try? await http?.shutdown()
         }
         if let failure {
             await closeAll()
-            throw failure
+            return .failure(failure)
         }
         let result = await body(connected)
         await closeAll()
-        return result
+        return .success(result)
     }
 }
 
