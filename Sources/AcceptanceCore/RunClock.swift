@@ -112,7 +112,12 @@ public final class SimulationClock: RunClock {
     public let timeScale: Double?
     private let current: Mutex<Duration>
 
-    public init(originDate: Date = Date(), timeScale: Double? = nil) {
+    /// Real time, for pacing: how long a paced sleep waits between steps of the simulated clock.
+    private let pacer: Pacer
+
+    /// - Parameter pacer: the real-time clock paced sleeps wait on (tests pass a manual one).
+    public init(originDate: Date = Date(), timeScale: Double? = nil, pacer: some Clock<Duration> = ContinuousClock()) {
+        self.pacer = Pacer(pacer)
         self.originDate = originDate
         self.timeScale = timeScale.flatMap { $0 > 0 && $0.isFinite ? $0 : nil }
         current = Mutex(.zero)
@@ -135,8 +140,7 @@ public final class SimulationClock: RunClock {
         // Paced: advance in small wall-clock slices so progress is visible and cancellation is prompt. Each sleeper
         // moves the clock to where wall time since its own start says it should be, never past its deadline, so
         // many concurrent sleepers (a for_each step's members) advance it at the paced rate, not many times faster.
-        let wall = ContinuousClock()
-        let startWall = wall.now
+        let startWall = pacer.now()
         let startReading = now()
         while true {
             let remaining = (deadline - now()).seconds
@@ -146,9 +150,21 @@ public final class SimulationClock: RunClock {
                 advance(to: deadline)
                 return
             }
-            try await wall.sleep(for: .seconds(sliceSeconds))
-            let target = min(startReading + .seconds((wall.now - startWall).seconds * timeScale), deadline)
+            try await pacer.sleep(.seconds(sliceSeconds))
+            let target = min(startReading + .seconds((pacer.now() - startWall).seconds * timeScale), deadline)
             current.withLock { $0 = max($0, target) }
         }
+    }
+}
+
+/// Any `Clock` of durations, as the simulation clock paces itself on it: elapsed time since it was made, and sleeps.
+struct Pacer: Sendable {
+    let now: @Sendable () -> Duration
+    let sleep: @Sendable (Duration) async throws -> Void
+
+    init<C: Clock<Duration>>(_ clock: C) {
+        let start = clock.now
+        now = { start.duration(to: clock.now) }
+        sleep = { try await clock.sleep(for: $0) }
     }
 }

@@ -227,6 +227,8 @@ public struct RunRecord: Sendable, Codable {
     public var endpoints: [String: String]?
     /// The model (device profile) of each device the run used, as fitted at the station (`cdu: coolflow-cdu-2000`).
     public var models: [String: String]?
+    /// Requests retried outside any step: while connecting (a BMC busy at login) or between steps.
+    public var retries: [String]?
     /// Station settings an auditor must see: certificate verification switched off, an unsigned station.
     public var warnings: [String]?
     /// The harness that ran: its version and the SHA-256 of its executable.
@@ -251,7 +253,7 @@ public struct RunRecord: Sendable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case endpoints, models, warnings, harness, parts, firmware
+        case endpoints, models, retries, warnings, harness, parts, firmware
         case schema
         case runID = "run_id"
         case procedure, parameters

@@ -95,7 +95,9 @@ enum SimulatedBindings {
                     var endpoint = redfishEndpoint(name, rack)
                     endpoint.baseURL = url
                     endpoint.trust = .pinned(sha256: certificate.sha256)
-                    endpoint.timeout = .seconds(2)
+                    // The simulator shares this process's CPU with the run (and, in CI, with other tests): its answers
+                    // can be slow for reasons that say nothing about a BMC, so it gets a station's usual patience.
+                    endpoint.timeout = .seconds(10)
                     bindings[name] = RedfishBinding(carrier: .http(endpoint, credentials: nil))
                 }
             }

@@ -425,16 +425,71 @@ struct RunnerTests {
 @Suite("Simulation clock pacing")
 struct SimulationClockPacingTests {
     @Test func concurrentPacedSleepersAdvanceAtThePacedRateNotFaster() async throws {
-        // Ten members of a for_each step each sleep 1 simulated second at 10× real time: that is 0.1 s of wall time,
+        // Ten members of a for_each step each sleep 1 simulated second at 10× real time: that is 0.1 s of real time,
         // however many sleep at once (each used to add its own slice, so ten sleepers ran the clock ten times fast).
-        let clock = SimulationClock(timeScale: 10)
-        let start = ContinuousClock.now
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<10 { group.addTask { try await clock.sleep(until: .seconds(1)) } }
-            try await group.waitForAll()
+        // Real time here is a manual clock the test moves, so the check does not depend on the machine's load.
+        let wall = ManualClock()
+        let clock = SimulationClock(timeScale: 10, pacer: wall)
+        let sleepers = Task {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<10 { group.addTask { try await clock.sleep(until: .seconds(1)) } }
+                try await group.waitForAll()
+            }
         }
-        let wall = (ContinuousClock.now - start).seconds
+        await wall.waitForSleepers(10)
+        wall.advance(by: .milliseconds(50))
+        await wall.waitForSleepers(10)
+        #expect(clock.now() == .milliseconds(500), "50 ms of real time at 10× is 0.5 simulated seconds, whoever slept")
+        wall.advance(by: .milliseconds(50))
+        try await sleepers.value
         #expect(clock.now() == .seconds(1))
-        #expect(wall >= 0.09, "1 simulated second at 10× took only \(wall) s of wall time")
+    }
+}
+
+/// A clock of real time that moves only when a test says so: sleepers wait until it is advanced past their deadline.
+final class ManualClock: Clock, Sendable {
+    struct Instant: InstantProtocol {
+        var offset: Duration
+        func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
+        func duration(to other: Instant) -> Duration { other.offset - offset }
+        static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
+    }
+
+    private struct State {
+        var now = Duration.zero
+        var sleepers: [(deadline: Duration, continuation: CheckedContinuation<Void, Never>)] = []
+    }
+
+    private let state = Mutex(State())
+
+    var now: Instant { Instant(offset: state.withLock { $0.now }) }
+    var minimumResolution: Duration { .nanoseconds(1) }
+
+    func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
+        await withCheckedContinuation { continuation in
+            let due = state.withLock { state -> Bool in
+                if deadline.offset <= state.now { return true }
+                state.sleepers.append((deadline.offset, continuation))
+                return false
+            }
+            if due { continuation.resume() }
+        }
+    }
+
+    /// Moves time on and wakes every sleeper whose deadline has come.
+    func advance(by duration: Duration) {
+        let woken = state.withLock { state in
+            state.now += duration
+            let now = state.now
+            let due = state.sleepers.filter { $0.deadline <= now }.map(\.continuation)
+            state.sleepers.removeAll { $0.deadline <= now }
+            return due
+        }
+        for continuation in woken { continuation.resume() }
+    }
+
+    /// Returns once `count` tasks are asleep on this clock.
+    func waitForSleepers(_ count: Int) async {
+        while state.withLock({ $0.sleepers.count }) < count { await Task.yield() }
     }
 }

@@ -104,15 +104,15 @@ struct LoopbackTests {
         settings.responseTimeout = .milliseconds(200)
         let client = try LibModbusClient(
             endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1, settings: settings)
-        let start = ContinuousClock.now
+        // The kind is the behaviour: a timeout (the response timeout ran out), not a refusal or a reset. How long it
+        // takes is not asserted here: a loaded machine stretches it (the benchmark measures timing).
         do throws(ModbusError) {
             _ = try await client.readInputRegisters(startingAt: 0, count: 1)
             Issue.record("a silent device answered")
         } catch {
             #expect(error.kind == .timeout)
+            #expect(error.description.hasPrefix("no response to read input registers (0x04) at address 0"))
         }
-        let waited = ContinuousClock.now - start
-        #expect(waited >= .milliseconds(150) && waited < .seconds(2))
     }
 
     @Test func aDeviceThatComesBackWithinTheRetryBudgetIsReadAgain() async throws {

@@ -111,7 +111,16 @@ struct RedfishProcedureTests {
 
     @Test func busyBMCsPassWithTheirRetriesRecorded() async throws {
         let record = try await run("leak-detectors", scenario: "bmc-flaky")
-        #expect(record.verdict == .pass)
+        #expect(record.verdict == .pass, "\(record.message ?? "")")
+        // switch02 answers its first two requests (the login, while connecting) with 503 and Retry-After: 1 s.
+        let retries = (record.retries ?? []) + record.steps.flatMap { $0.retries ?? [] }
+        let switch02 = retries.filter { $0.hasPrefix("switch02: ") }
+        #expect(switch02.count == 2, "\(retries)")
+        #expect(switch02.first?.contains("retry 1 of 2 in 1 s") == true && switch02.first?.contains("503") == true)
+        #expect(switch02.last?.contains("retry 2 of 2") == true)
+        #expect(
+            !retries.contains { $0.hasPrefix("compute03: ") },
+            "slow is not failed: compute03 answers within its timeout")
     }
 
     @Test func aRackWithSixShelvesRunsTheSameProcedures() async throws {

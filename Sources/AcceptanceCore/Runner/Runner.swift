@@ -243,7 +243,10 @@ public final class Runner: Sendable {
 
     func finish(verdict: Verdict, message: String?, cleanupCompleted: Bool) -> RunRecord {
         stop.finish()
+        takeTransportEvents()
         var record = state.withLock { state -> RunRecord in
+            if !state.retries.isEmpty { state.record.retries = (state.record.retries ?? []) + state.retries }
+            state.retries.removeAll()
             let now = clock.now()
             state.record.ended = Timestamp.string(clock.date(at: now))
             state.record.clock.elapsedSeconds = now.seconds
@@ -305,17 +308,21 @@ public final class Runner: Sendable {
     func runStep(_ step: Step) async -> StepRecord {
         // A step that only reads, at one instant, journals its start together with its end (one write): a crash
         // in between loses nothing. Steps that move the rack or take time journal their start at once.
-        var heldStart: JSONLine?
+        var heldStart: (event: RunEvent, at: Duration)?
         switch step.kind {
         case .check, .measure:
             observer.handle(.stepStarted(step))
-            if folder != nil { heldStart = journalLine(.stepStarted(step)) }
+            if folder != nil { heldStart = (.stepStarted(step), clock.now()) }
         default:
             emit(.stepStarted(step))
         }
         let started = clock.now()
         takeTransportEvents()
-        state.withLock { $0.retries.removeAll() }
+        // Retries since the last step (while connecting, or between steps) belong to the run, not to this step.
+        state.withLock { state in
+            if !state.retries.isEmpty { state.record.retries = (state.record.retries ?? []) + state.retries }
+            state.retries.removeAll()
+        }
         var stepRecord = StepRecord(
             id: step.id, group: step.group, number: step.number, name: step.name,
             kind: step.kind.keyword, verdict: .pass,
@@ -356,7 +363,10 @@ public final class Runner: Sendable {
             stepRecord.error = "journal: \(failure)"
         }
         takeTransportEvents()
-        let retries = state.withLock { $0.retries }
+        let retries = state.withLock { state in
+            defer { state.retries.removeAll() }
+            return state.retries
+        }
         if !retries.isEmpty { stepRecord.retries = retries }
         let ended = clock.now()
         stepRecord.ended = Timestamp.string(clock.date(at: ended))
