@@ -2,8 +2,6 @@ import AcceptanceCore
 import ArgumentParser
 import Foundation
 import Harness
-import ModbusCore
-import RedfishCore
 import RedfishServer
 
 struct SimulateCommand: AsyncParsableCommand {
