@@ -26,12 +26,9 @@ public struct Expression: Sendable, CustomStringConvertible {
 
     public var description: String { source }
 
-    /// Every name the expression reads, in order of first use.
-    public var references: [String] {
-        var names: [String] = []
-        root.collectNames(into: &names)
-        return names
-    }
+    /// Every name the expression reads, in order of first use (found once, when the expression is made: steps ask
+    /// for them every time they run).
+    public let references: [String]
 
     public static func parse(_ source: String) throws(ExpressionError) -> Expression {
         var parser = ExpressionParser(tokens: try ExpressionLexer.tokenize(source), end: source.count)
@@ -44,6 +41,9 @@ public struct Expression: Sendable, CustomStringConvertible {
         self.source = source
         self.root = root
         self.location = location
+        var names: [String] = []
+        root.collectNames(into: &names)
+        references = names
     }
 
     /// A constant, for defaults written in code.

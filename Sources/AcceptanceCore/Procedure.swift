@@ -85,17 +85,68 @@ public struct Step: Sendable {
         }
     }
 
-    public var name: String
-    public var group: StepGroup
+    /// The step as written, shared by every copy: a step goes into every event and record about it, and copying
+    /// one reference is cheaper than copying each of its fields (a trivial step costs a few microseconds in all).
+    private final class Definition: Sendable {
+        let name: String
+        let group: StepGroup
+        let number: Int
+        let kind: Kind
+        let location: SourceLocation
+        let forEach: ForEach?
+        let manualAction: String?
+        let id: String
+        let source: String
+
+        init(
+            name: String, group: StepGroup, number: Int, kind: Kind, location: SourceLocation, forEach: ForEach?,
+            manualAction: String?
+        ) {
+            self.name = name
+            self.group = group
+            self.number = number
+            self.kind = kind
+            self.location = location
+            self.forEach = forEach
+            self.manualAction = manualAction
+            id = "\(group.rawValue).\(number)"
+            source = location.description
+        }
+    }
+
+    private let definition: Definition
+
+    public var name: String { definition.name }
+    public var group: StepGroup { definition.group }
     /// Position within its group, from 1.
-    public var number: Int
-    public var kind: Kind
-    public var location: SourceLocation
+    public var number: Int { definition.number }
+    public var kind: Kind { definition.kind }
+    public var location: SourceLocation { definition.location }
     /// Run once per member of a device group, in parallel.
-    public var forEach: ForEach?
+    public var forEach: ForEach? { definition.forEach }
     /// For a prompt: what the operator physically does (`remove-supply 1`), so a simulated rack can do the same when
     /// the prompt is confirmed. Recorded, never sent to real hardware.
-    public var manualAction: String?
+    public var manualAction: String? { definition.manualAction }
+    /// `main.3`: stable within a procedure version. (Made once: the runner writes it into every line about the step.)
+    public var id: String { definition.id }
+    /// `Procedures/leak-test.yaml:31:5`, where the step is written.
+    public var source: String { definition.source }
+
+    public init(
+        name: String, group: StepGroup, number: Int, kind: Kind, location: SourceLocation, forEach: ForEach? = nil,
+        manualAction: String? = nil
+    ) {
+        definition = Definition(
+            name: name, group: group, number: number, kind: kind, location: location, forEach: forEach,
+            manualAction: manualAction)
+    }
+
+    /// The same step with another kind (its expressions bound and checked).
+    public func with(kind: Kind) -> Step {
+        Step(
+            name: name, group: group, number: number, kind: kind, location: location, forEach: forEach,
+            manualAction: manualAction)
+    }
 
     /// `for_each: compute_trays` (with `as: tray`, default `each`): the step runs once per member, with
     /// `each.point` naming that member's point, at most `concurrency` members at a time.
@@ -110,9 +161,6 @@ public struct Step: Sendable {
             self.concurrency = concurrency
         }
     }
-
-    /// `main.3`: stable within a procedure version.
-    public var id: String { "\(group.rawValue).\(number)" }
 
     /// Does this step change the rack (as opposed to reading it or talking to the operator)?
     public var actuates: Bool {

@@ -225,7 +225,7 @@ struct ProcedureChecker {
             if let input, procedure.parameter(named: input) != nil {
                 error("input '\(input)' has the name of a parameter", at: step.location)
             }
-            step.kind = .prompt(text: text, input: input, pattern: pattern)
+            step = step.with(kind: .prompt(text: text, input: input, pattern: pattern))
         case let .set(reference, value):
             let point = checkPoint(reference, step: step)
             if let point, point.access != .readWrite {
@@ -234,7 +234,7 @@ struct ProcedureChecker {
                     at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
             }
             let (bound, _) = bind(value, expecting: point?.valueType, what: "value for \(reference)")
-            step.kind = .set(point: reference, value: bound)
+            step = step.with(kind: .set(point: reference, value: bound))
         case let .measure(expression, limits, unit):
             let (bound, type) = bind(expression, what: "measure")
             if let unit, case let .quantity(dimension) = type, unit.dimension != dimension {
@@ -242,16 +242,18 @@ struct ProcedureChecker {
                     "unit \(unit) is a \(unit.dimension), but '\(expression.source)' is a \(dimension)",
                     at: step.location)
             }
-            step.kind = .measure(
-                expression: bound, limits: checkLimits(limits, for: type, what: "'\(expression.source)'"),
-                unit: unit)
+            step = step.with(
+                kind: .measure(
+                    expression: bound, limits: checkLimits(limits, for: type, what: "'\(expression.source)'"),
+                    unit: unit))
         case let .wait(duration):
-            step.kind = .wait(checkTime(duration, what: "wait"))
+            step = step.with(kind: .wait(checkTime(duration, what: "wait")))
         case let .waitUntil(condition, timeout, poll):
             let (bound, _) = bind(condition, expecting: .bool, what: "wait-until")
-            step.kind = .waitUntil(
-                condition: bound, timeout: checkTime(timeout, what: "timeout"),
-                poll: checkTime(poll, what: "poll"))
+            step = step.with(
+                kind: .waitUntil(
+                    condition: bound, timeout: checkTime(timeout, what: "timeout"),
+                    poll: checkTime(poll, what: "poll")))
         case let .sample(points, every, duration, measurements, failIf):
             var types: [String: ValueType] = [:]
             for reference in points {
@@ -283,12 +285,13 @@ struct ProcedureChecker {
                 measurement.limits = checkLimits(measurement.limits, for: type, what: measurement.name)
                 checked.append(measurement)
             }
-            step.kind = .sample(
-                points: points, every: checkTime(every, what: "every"),
-                duration: checkTime(duration, what: "for"), measurements: checked,
-                failIf: failIf.map { bind($0, expecting: .bool, what: "fail_if").0 })
+            step = step.with(
+                kind: .sample(
+                    points: points, every: checkTime(every, what: "every"),
+                    duration: checkTime(duration, what: "for"), measurements: checked,
+                    failIf: failIf.map { bind($0, expecting: .bool, what: "fail_if").0 }))
         case let .check(condition):
-            step.kind = .check(bind(condition, expecting: .bool, what: "check").0)
+            step = step.with(kind: .check(bind(condition, expecting: .bool, what: "check").0))
         case let .action(reference, value):
             let location = referenceLocations["\(step.id):\(reference)"] ?? step.location
             guard let configuration else { break }
@@ -313,7 +316,7 @@ struct ProcedureChecker {
                     at: location)
             case (let parameter?, let value?):
                 let (bound, _) = bind(value, expecting: .text(choices: action.values), what: "\(parameter)")
-                step.kind = .action(action: reference, value: bound)
+                step = step.with(kind: .action(action: reference, value: bound))
             }
         case let .firmware(points, release):
             for reference in points {
@@ -325,8 +328,9 @@ struct ProcedureChecker {
                         at: referenceLocations["\(step.id):\(reference)"] ?? step.location)
                 }
             }
-            step.kind = .firmware(
-                points: points, release: bind(release, expecting: .text(choices: nil), what: "release").0)
+            step = step.with(
+                kind: .firmware(
+                    points: points, release: bind(release, expecting: .text(choices: nil), what: "release").0))
         }
         return step
     }

@@ -447,10 +447,9 @@ struct ProcedureParser {
         } else if let stray = field("as") ?? field("concurrency") {
             reader.error("'as' and 'concurrency' go with 'for_each'", at: stray)
         }
-        var step = Step(name: name ?? kindName, group: group, number: number, kind: kind, location: location)
-        step.forEach = forEach
-        step.manualAction = field("manual_action").flatMap { reader.scalar($0, "manual_action") }
-        return step
+        return Step(
+            name: name ?? kindName, group: group, number: number, kind: kind, location: location, forEach: forEach,
+            manualAction: field("manual_action").flatMap { reader.scalar($0, "manual_action") })
     }
 
     mutating func parseSeriesMeasurement(_ node: Node, sampled: [String]) -> SeriesMeasurement? {

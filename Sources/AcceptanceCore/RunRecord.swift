@@ -289,28 +289,31 @@ public enum Timestamp {
         }
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        var bytes = [UInt8](repeating: 0, count: 24)
-        func put(_ value: Int, _ width: Int, at offset: Int) {
-            var value = value
-            for index in stride(from: offset + width - 1, through: offset, by: -1) {
-                bytes[index] = UInt8(48 + value % 10)
-                value /= 10
+        // Written straight into the string's own storage: no array in between (the journal stamps every event).
+        return String(unsafeUninitializedCapacity: 24) { bytes in
+            func put(_ value: Int, _ width: Int, at offset: Int) {
+                var value = value
+                for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                    bytes[index] = UInt8(48 + value % 10)
+                    value /= 10
+                }
             }
+            put(Int(parts.tm_year) + 1900, 4, at: 0)
+            bytes[4] = 45  // -
+            put(Int(parts.tm_mon) + 1, 2, at: 5)
+            bytes[7] = 45
+            put(Int(parts.tm_mday), 2, at: 8)
+            bytes[10] = 84  // T
+            put(Int(parts.tm_hour), 2, at: 11)
+            bytes[13] = 58  // :
+            put(Int(parts.tm_min), 2, at: 14)
+            bytes[16] = 58
+            put(Int(parts.tm_sec), 2, at: 17)
+            bytes[19] = 46  // .
+            put(millis, 3, at: 20)
+            bytes[23] = 90  // Z
+            return 24
         }
-        put(Int(parts.tm_year) + 1900, 4, at: 0)
-        bytes[4] = 45  // -
-        put(Int(parts.tm_mon) + 1, 2, at: 5)
-        bytes[7] = 45
-        put(Int(parts.tm_mday), 2, at: 8)
-        bytes[10] = 84  // T
-        put(Int(parts.tm_hour), 2, at: 11)
-        bytes[13] = 58  // :
-        put(Int(parts.tm_min), 2, at: 14)
-        bytes[16] = 58
-        put(Int(parts.tm_sec), 2, at: 17)
-        bytes[19] = 46  // .
-        put(millis, 3, at: 20)
-        bytes[23] = 90  // Z
-        return String(decoding: bytes, as: UTF8.self)
     }
+
 }

@@ -11,6 +11,7 @@ import ModbusTransport
 import RedfishCore
 import Reports
 import Simulation
+import Synchronization
 
 let root = Workspace.locate()
 let scratch = NSTemporaryDirectory() + "acceptance-bench-\(getpid())"
@@ -22,7 +23,10 @@ func median(_ values: [Double]) -> Double {
     return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
 }
 
-func wallSeconds(_ body: () async throws -> Void) async rethrows -> Double {
+/// Wall seconds `body` takes, run in the caller's isolation (no hop).
+func wallSeconds(
+    isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> Void
+) async rethrows -> Double {
     let start = ContinuousClock.now
     try await body()
     return (ContinuousClock.now - start).seconds
@@ -30,310 +34,334 @@ func wallSeconds(_ body: () async throws -> Void) async rethrows -> Double {
 
 func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
 
+/// Sections to run (`acceptance-bench runner modbus`); all of them without arguments.
+let selected = Set(CommandLine.arguments.dropFirst())
+let sections = ["leak", "runner", "modbus", "redfish", "bundle"]
+if let unknown = selected.first(where: { !sections.contains($0) }) {
+    print("unknown section '\(unknown)'; sections: \(sections.joined(separator: ", "))")
+    exit(64)
+}
+func wants(_ section: String) -> Bool { selected.isEmpty || selected.contains(section) }
+
 #if DEBUG
 print("warning: this is a debug build; run `swift run -c release acceptance-bench` for figures worth quoting\n")
 #endif
 
-// 1. Simulated seconds per wall second: the whole leak-test (10 min hold), record and journal written.
-print("leak-test on the simulated rack (default parameters: 10 min hold, 601 samples)")
-var ratios: [Double] = []
-var walls: [Double] = []
-var simulated = 0.0
-for index in 0..<21 {
-    var request = RunRequest(procedure: "leak-test", workspace: root)
-    request.reportsDirectory = "\(scratch)/leak"
-    let prepared = try await PreparedRun.prepare(request)
-    var record: RunRecord?
-    let wall = await wallSeconds {
-        record = await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
-    }
-    guard let record, record.verdict == .pass else {
-        print("  run \(index) did not pass: \(record?.message ?? "?")")
-        exit(1)
-    }
-    if index == 0 { continue }  // warm-up
-    simulated = record.clock.elapsedSeconds
-    walls.append(wall)
-    ratios.append(record.clock.elapsedSeconds / wall)
-}
-let speedup = median(ratios)
-print(
-    "  runs: \(walls.count)   wall median: \(format(median(walls) * 1000, 2)) ms   simulated: \(format(simulated, 0)) s"
-)
-print(
-    "  simulated seconds per wall second: \(format(speedup, 0))×   (target ≥ 10000×: \(speedup >= 10_000 ? "met" : "NOT met"))"
-)
-
-// 2. Runner overhead per step: 10,000 trivial checks, with and without the journal.
-print("\nrunner overhead: a procedure of 10,000 trivial checks")
-let stepCount = 10_000
-var yaml = """
-    id: bench-trivial
-    title: 10,000 trivial checks
-    version: 1.0.0
-    rack: gb200-nvl72
-    main:
-
-    """
-for _ in 0..<stepCount { yaml += "  - check: 1 s < 2 s\n" }
-let procedurePath = "\(scratch)/bench-trivial.yaml"
-try yaml.write(toFile: procedurePath, atomically: true, encoding: .utf8)
-let (procedure, configuration) = try ProcedureLoader(fixtures: root.fixtures, protocols: Transports.protocols).load(
-    path: procedurePath)
-
-/// Median µs per step over five runs (after a warm-up), and the share spent writing record.json at the end.
-func perStep(journal: Bool) async throws -> (total: Double, record: Double) {
-    var totals: [Double] = []
-    var records: [Double] = []
-    for run in 0..<6 {
-        let clock = SimulationClock()
-        let runID = "trivial-\(journal)-\(run)"
-        let folder = journal ? try RunFolder(reportsDirectory: "\(scratch)/trivial", runID: runID) : nil
-        let settings = RunSettings(runID: runID, procedure: procedure, parameters: [:], station: "bench")
-        // The trivial checks read no device: an empty bus.
-        let runner = Runner(
-            settings: settings, bus: DeviceBus(configuration: configuration, devices: [:]), clock: clock,
-            console: AutomaticOperator(), folder: folder)
-        var finished: RunRecord?
-        let wall = await wallSeconds { finished = await runner.run() }
-        guard let finished, finished.steps.count == stepCount else {
-            print("  expected \(stepCount) steps")
+if wants("leak") {
+    // 1. Simulated seconds per wall second: the whole leak-test (10 min hold), record and journal written.
+    print("leak-test on the simulated rack (default parameters: 10 min hold, 601 samples)")
+    var ratios: [Double] = []
+    var walls: [Double] = []
+    var simulated = 0.0
+    for index in 0..<21 {
+        var request = RunRequest(procedure: "leak-test", workspace: root)
+        request.reportsDirectory = "\(scratch)/leak"
+        let prepared = try await PreparedRun.prepare(request)
+        var record: RunRecord?
+        let wall = await wallSeconds {
+            record = await prepared.run(
+                console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+        }
+        guard let record, record.verdict == .pass else {
+            print("  run \(index) did not pass: \(record?.message ?? "?")")
             exit(1)
         }
-        guard run > 0 else { continue }
-        totals.append(wall / Double(stepCount) * 1e6)
-        if let folder {
-            // The same encoding the runner did once at the end, timed on its own.
-            let recordWrite = try await wallSeconds { try folder.writeRecord(finished) }
-            records.append(recordWrite / Double(stepCount) * 1e6)
-        }
+        if index == 0 { continue }  // warm-up
+        simulated = record.clock.elapsedSeconds
+        walls.append(wall)
+        ratios.append(record.clock.elapsedSeconds / wall)
     }
-    return (median(totals), records.isEmpty ? 0 : median(records))
-}
-
-let inMemory = try await perStep(journal: false).total
-let (withFolder, recordShare) = try await perStep(journal: true)
-let journalled = withFolder - recordShare
-func verdict(_ value: Double, _ target: Double) -> String { value <= target ? "met" : "NOT met" }
-print(
-    "  runner alone (no run folder):                     \(format(inMemory, 2)) µs/step   target ≤ 4 µs: "
-        + verdict(inMemory, 4))
-print(
-    "  runner + journal.jsonl written as it goes:        \(format(journalled, 2)) µs/step   target ≤ 4 µs: "
-        + verdict(journalled, 4))
-print(
-    "  + record.json encoded once at the end of the run: \(format(recordShare, 2)) µs/step   "
-        + "(total \(format(withFolder, 2)) µs/step)")
-if let openHTF = OpenHTFPeer.microsecondsPerPhase(root: root) {
+    let speedup = median(ratios)
     print(
-        "  OpenHTF \(openHTF.version), a test of 2,000 no-op phases: \(format(openHTF.perPhase, 1)) µs/phase   "
-            + "(\(format(openHTF.perPhase / max(journalled, 0.001), 0))× the runner with its journal)")
-} else {
-    print("  OpenHTF: not installed (python3 -m pip install openhtf) — no side-by-side figure")
+        "  runs: \(walls.count)   wall median: \(format(median(walls) * 1000, 2)) ms   simulated: \(format(simulated, 0)) s"
+    )
+    print(
+        "  simulated seconds per wall second: \(format(speedup, 0))×   (target ≥ 10000×: \(speedup >= 10_000 ? "met" : "NOT met"))"
+    )
 }
 
-// 3. Modbus TCP: the harness client against a plain libmodbus loop, the same libmodbus server, in the same run.
-print("\nModbus TCP on loopback: read 10 holding registers 10,000 times (libmodbus server, fixed register image)")
+if wants("runner") {
+    // 2. Runner overhead per step: 10,000 trivial checks, with and without the journal.
+    print("\nrunner overhead: a procedure of 10,000 trivial checks")
+    let stepCount = 10_000
+    var yaml = """
+        id: bench-trivial
+        title: 10,000 trivial checks
+        version: 1.0.0
+        rack: gb200-nvl72
+        main:
 
-/// A register image that answers at once: the benchmark measures the clients and the wire, not the simulator.
-struct FixedImage: ModbusServerBackend {
-    func read(_ table: ModbusTable, startingAt address: UInt16, count: Int, unit: UInt8) -> ModbusServerAnswer {
-        .values((0..<count).map { UInt16(truncatingIfNeeded: Int(address) + $0) })
+        """
+    for _ in 0..<stepCount { yaml += "  - check: 1 s < 2 s\n" }
+    let procedurePath = "\(scratch)/bench-trivial.yaml"
+    try yaml.write(toFile: procedurePath, atomically: true, encoding: .utf8)
+    let (procedure, configuration) = try ProcedureLoader(fixtures: root.fixtures, protocols: Transports.protocols).load(
+        path: procedurePath)
+
+    /// Median µs per step over five runs (after a warm-up): the steps alone (from the run's start to the start of
+    /// cleanup, journal lines written as they go), and the whole run with record.json encoded and the journal
+    /// flushed at the end.
+    func perStep(journal: Bool) async throws -> (steps: Double, total: Double) {
+        var steps: [Double] = []
+        var totals: [Double] = []
+        for run in 0..<6 {
+            let clock = SimulationClock()
+            let runID = "trivial-\(journal)-\(run)"
+            let folder = journal ? try RunFolder(reportsDirectory: "\(scratch)/trivial", runID: runID) : nil
+            let settings = RunSettings(runID: runID, procedure: procedure, parameters: [:], station: "bench")
+            let marks = StepMarks()
+            // The trivial checks read no device: an empty bus.
+            let runner = Runner(
+                settings: settings, bus: DeviceBus(configuration: configuration, devices: [:]), clock: clock,
+                console: AutomaticOperator(), observer: marks, folder: folder)
+            var finished: RunRecord?
+            let wall = await wallSeconds { finished = await runner.run() }
+            guard let finished, finished.steps.count == stepCount, let stepsWall = marks.stepsSeconds else {
+                print("  expected \(stepCount) steps")
+                exit(1)
+            }
+            guard run > 0 else { continue }
+            steps.append(stepsWall / Double(stepCount) * 1e6)
+            totals.append(wall / Double(stepCount) * 1e6)
+        }
+        return (median(steps), median(totals))
     }
-    func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8) -> ModbusServerAnswer {
-        .done
+
+    let inMemory = try await perStep(journal: false).steps
+    let (journalled, withFolder) = try await perStep(journal: true)
+    let recordShare = withFolder - journalled
+    func verdict(_ value: Double, _ target: Double) -> String { value <= target ? "met" : "NOT met" }
+    print(
+        "  runner alone (no run folder):                     \(format(inMemory, 2)) µs/step   target ≤ 4 µs: "
+            + verdict(inMemory, 4))
+    print(
+        "  runner + journal.jsonl written as it goes:        \(format(journalled, 2)) µs/step   target ≤ 4 µs: "
+            + verdict(journalled, 4))
+    print(
+        "  + record.json encoded and journal flushed at the end: \(format(recordShare, 2)) µs/step   "
+            + "(whole run \(format(withFolder, 2)) µs/step)")
+    if let openHTF = OpenHTFPeer.microsecondsPerPhase(root: root) {
+        print(
+            "  OpenHTF \(openHTF.version), a test of 2,000 no-op phases: \(format(openHTF.perPhase, 1)) µs/phase   "
+                + "(\(format(openHTF.perPhase / max(journalled, 0.001), 0))× the runner with its journal)")
+    } else {
+        print("  OpenHTF: not installed (python3 -m pip install openhtf) — no side-by-side figure")
     }
 }
 
-let server = try ModbusTCPServer(port: 0, backend: FixedImage())
-defer { server.stop() }
-let iterations = 10_000
-var harnessRates: [Double] = []
-var pinnedRates: [Double] = []
-var plainRates: [Double] = []
-let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1)
-_ = try await client.readHoldingRegisters(startingAt: 0, count: 10)  // connect, warm up
-for _ in 0..<5 {
-    // Alternate the two so that machine noise falls on both alike.
-    let plain = try await LibModbusBaseline.readHoldingRegisters(
-        host: "127.0.0.1", port: server.port, address: 0,
-        count: 10, iterations: iterations)
-    plainRates.append(Double(iterations) / plain.seconds)
-    let harness = try await harnessReads(client, iterations: iterations)
-    harnessRates.append(Double(iterations) / harness)
-    let pinned = try await pinnedHarnessReads(client, iterations: iterations)
-    pinnedRates.append(Double(iterations) / pinned)
-}
-let plainMedian = median(plainRates)
-let harnessMedian = median(harnessRates)
-let pinnedMedian = median(pinnedRates)
-func ratio(_ rate: Double) -> String {
-    "\(format(rate / plainMedian, 3))  (target ≥ 0.95: \(rate / plainMedian >= 0.95 ? "met" : "NOT met"))"
-}
-print("  plain libmodbus loop:                          \(format(plainMedian, 0)) transactions/s")
-print(
-    "  harness client, from the cooperative pool:     \(format(harnessMedian, 0)) transactions/s   ratio \(ratio(harnessMedian))"
-)
-print(
-    "  harness client, loop on the connection thread: \(format(pinnedMedian, 0)) transactions/s   ratio \(ratio(pinnedMedian))"
-)
-print("  (medians of 5 alternating runs)")
+if wants("modbus") {
+    // 3. Modbus TCP: the harness client against a plain libmodbus loop, the same libmodbus server, in the same run.
+    print("\nModbus TCP on loopback: read 10 holding registers 10,000 times (libmodbus server, fixed register image)")
 
-// 4. Redfish sweep: bmc-inventory over 27 tray BMCs and 8 shelf controllers, each answering every request 50 ms late,
-// over HTTPS (pinned) on loopback. The for_each steps ask every member in parallel; the same procedure with
-// `concurrency: 1` asks them one after another.
-print("\nRedfish: bmc-inventory over HTTPS on loopback, every BMC answering 50 ms late")
-let benchFixtures = "\(scratch)/Fixtures"
-let benchProcedures = "\(scratch)/Procedures"
-try FileManager.default.copyItem(atPath: root.fixtures, toPath: benchFixtures)
-try FileManager.default.createDirectory(atPath: benchProcedures, withIntermediateDirectories: true)
-try """
-name: bench-latency
-description: Every BMC and shelf controller answers 50 ms late.
-inputs:
-  rack_serial: BENCH-RACK-0001
-redfish:
-  latency: 50 ms
-""".write(toFile: "\(benchFixtures)/scenarios/bench-latency.yaml", atomically: true, encoding: .utf8)
-let inventory = try String(contentsOfFile: "\(root.procedures)/bmc-inventory.yaml", encoding: .utf8)
-try inventory.write(toFile: "\(benchProcedures)/bmc-inventory.yaml", atomically: true, encoding: .utf8)
-try inventory.replacingOccurrences(of: "id: bmc-inventory", with: "id: bmc-inventory-serial")
-    .replacingOccurrences(of: "    for_each: ", with: "    concurrency: 1\n    for_each: ")
-    .write(toFile: "\(benchProcedures)/bmc-inventory-serial.yaml", atomically: true, encoding: .utf8)
-
-/// Wall time of each step, from its start and finish events.
-final class StepWallTimes: RunObserver, @unchecked Sendable {
-    // Events arrive from the runner's tasks; the lock orders them.
-    private let lock = NSLock()
-    private var started: [String: ContinuousClock.Instant] = [:]
-    private var seconds: [String: Double] = [:]
-
-    func handle(_ event: RunEvent) {
-        lock.lock()
-        defer { lock.unlock() }
-        switch event {
-        case let .stepStarted(step): started[step.id] = .now
-        case let .stepFinished(step, _): seconds[step.id] = started[step.id].map { (ContinuousClock.now - $0).seconds }
-        default: break
+    /// A register image that answers at once: the benchmark measures the clients and the wire, not the simulator.
+    struct FixedImage: ModbusServerBackend {
+        func read(_ table: ModbusTable, startingAt address: UInt16, count: Int, unit: UInt8) -> ModbusServerAnswer {
+            .values((0..<count).map { UInt16(truncatingIfNeeded: Int(address) + $0) })
+        }
+        func write(
+            _ table: ModbusTable, startingAt address: UInt16, values: [UInt16], unit: UInt8
+        ) -> ModbusServerAnswer {
+            .done
         }
     }
 
-    subscript(id: String) -> Double { lock.withLock { seconds[id] ?? .nan } }
-}
-
-func sweep(_ procedure: String) async throws -> (RunRecord, StepWallTimes, Double) {
-    var request = RunRequest(
-        procedure: procedure, workspace: Workspace(procedures: benchProcedures, fixtures: benchFixtures))
-    request.scenario = "bench-latency"
-    request.simulatorTransport = .tcp
-    request.timeScale = 1
-    request.reportsDirectory = "\(scratch)/redfish"
-    let prepared = try await PreparedRun.prepare(request)
-    let times = StepWallTimes()
-    var record: RunRecord?
-    let wall = await wallSeconds {
-        record = await prepared.run(console: AutomaticOperator(), observer: times, stop: StopController())
+    let server = try ModbusTCPServer(port: 0, backend: FixedImage())
+    defer { server.stop() }
+    let iterations = 10_000
+    var harnessRates: [Double] = []
+    var pinnedRates: [Double] = []
+    var plainRates: [Double] = []
+    let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1)
+    _ = try await client.readHoldingRegisters(startingAt: 0, count: 10)  // connect, warm up
+    for _ in 0..<5 {
+        // Alternate the two so that machine noise falls on both alike.
+        let plain = try await LibModbusBaseline.readHoldingRegisters(
+            host: "127.0.0.1", port: server.port, address: 0,
+            count: 10, iterations: iterations)
+        plainRates.append(Double(iterations) / plain.seconds)
+        let harness = try await harnessReads(client, iterations: iterations)
+        harnessRates.append(Double(iterations) / harness)
+        let pinned = try await pinnedHarnessReads(client, iterations: iterations)
+        pinnedRates.append(Double(iterations) / pinned)
     }
-    guard let record else { throw CancellationError() }
-    return (record, times, wall)
-}
-
-let (parallel, parallelTimes, parallelWall) = try await sweep("bmc-inventory")
-let (serial, serialTimes, serialWall) = try await sweep("bmc-inventory-serial")
-guard parallel.verdict == .pass, serial.verdict == .pass else {
-    print("  a sweep did not pass: \(parallel.message ?? "") \(serial.message ?? "")")
-    exit(1)
-}
-print("  wall time per step                            members   parallel   one at a time")
-for step in parallel.steps where step.members != nil {
-    let name = step.name.padding(toLength: 44, withPad: " ", startingAt: 0)
+    let plainMedian = median(plainRates)
+    let harnessMedian = median(harnessRates)
+    let pinnedMedian = median(pinnedRates)
+    func ratio(_ rate: Double) -> String {
+        "\(format(rate / plainMedian, 3))  (target ≥ 0.95: \(rate / plainMedian >= 0.95 ? "met" : "NOT met"))"
+    }
+    print("  plain libmodbus loop:                          \(format(plainMedian, 0)) transactions/s")
     print(
-        "  \(name)  \(String(format: "%5d", step.members?.count ?? 0))   \(String(format: "%6.0f", parallelTimes[step.id] * 1000)) ms"
-            + "   \(String(format: "%7.0f", serialTimes[step.id] * 1000)) ms")
+        "  harness client, from the cooperative pool:     \(format(harnessMedian, 0)) transactions/s   ratio \(ratio(harnessMedian))"
+    )
+    print(
+        "  harness client, loop on the connection thread: \(format(pinnedMedian, 0)) transactions/s   ratio \(ratio(pinnedMedian))"
+    )
+    print("  (medians of 5 alternating runs)")
 }
-let oneBMC = serialTimes[parallel.steps.first { $0.name == "Compute tray BMCs answer" }?.id ?? ""] / 18
-let sweepTime = parallelTimes[parallel.steps.first { $0.name == "Compute tray BMCs answer" }?.id ?? ""]
-print("  one BMC (one request, 50 ms late), averaged over the one-at-a-time sweep: \(format(oneBMC * 1000, 0)) ms")
-print(
-    "  all 18 compute trays in parallel: \(format(sweepTime * 1000, 0)) ms = \(format(sweepTime / oneBMC, 2)) × one BMC "
-        + "(target: about one BMC, not 18: \(sweepTime / oneBMC < 3 ? "met" : "NOT met"))")
-print(
-    "  whole run incl. logins and logouts, 27 BMCs + 8 shelves: parallel \(format(parallelWall, 2)) s, "
-        + "one at a time \(format(serialWall, 2)) s")
 
-// 5. Report bundles: sign and verify a bundle whose series is 10 MB.
-print("\nReport bundle with a 10 MB series: sign (hash every file, Ed25519 over the statement) and verify")
-let bundleKeys = "\(scratch)/keys"
-let generated = try SigningKeys.generate(into: bundleKeys, name: "bench")
-var leakRequest = RunRequest(procedure: "leak-test", workspace: root)
-leakRequest.reportsDirectory = "\(scratch)/bundle"
-let leakRun = try await PreparedRun.prepare(leakRequest)
-let leakRecord = await leakRun.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
-guard let bundleFolder = leakRun.folder?.path, let series = leakRecord.steps.compactMap(\.series).first else {
-    print("  no run folder")
-    exit(1)
-}
-// Replace the hold's series with 10 MB of samples (the same columns), as a 3-day hold at 1 s would give.
-var big = "t_s,cdu.loop_pressure [kPa],cdu.supply_temperature [°C]\n"
-var row = 0
-while big.utf8.count < 10_000_000 {
-    big +=
-        "\(row),\(String(format: "%.4f", 300 - Double(row) * 1e-4)),\(String(format: "%.3f", 30 + sin(Double(row) / 500)))\n"
-    row += 1
-}
-try big.write(toFile: "\(bundleFolder)/\(series.file)", atomically: true, encoding: .utf8)
-let signer = BundleSigner(key: try SigningKeys.loadPrivate(generated.privatePath), identity: "bench station")
-let inputs = BundleInputs(
-    procedureFile: "\(root.procedures)/leak-test.yaml", configurationFile: nil,
-    harnessVersion: HarnessVersion.current, harnessBinarySHA256: nil)
-let size = (try? FileManager.default.attributesOfItem(atPath: "\(bundleFolder)/\(series.file)")[.size] as? Int) ?? 0
-// Once: the derived files (junit.xml, ocp.jsonl with every sample, report.html with the plots, verify.sh).
-let makeTime = try await wallSeconds {
-    try ReportBundle.make(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
-}
-var signTimes: [Double] = []
-var verifyTimes: [Double] = []
-let trust = Keyring(
-    entries: [
-        Keyring.Entry(
-            name: "bench", role: "station",
-            key: try SigningKeys.loadPublic(generated.publicPath))
-    ], file: "bench")
-for _ in 0..<5 {
-    signTimes.append(
-        try await wallSeconds {
-            try ReportBundle.sign(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
-        })
-    var verified = false
-    verifyTimes.append(
-        await wallSeconds { verified = BundleVerifier.verify(folder: bundleFolder, keyring: trust).verified })
-    guard verified else {
-        print("  the bundle did not verify")
+if wants("redfish") {
+    // 4. Redfish sweep: bmc-inventory over 27 tray BMCs and 8 shelf controllers, each answering every request 50 ms late,
+    // over HTTPS (pinned) on loopback. The for_each steps ask every member in parallel; the same procedure with
+    // `concurrency: 1` asks them one after another.
+    print("\nRedfish: bmc-inventory over HTTPS on loopback, every BMC answering 50 ms late")
+    let benchFixtures = "\(scratch)/Fixtures"
+    let benchProcedures = "\(scratch)/Procedures"
+    try FileManager.default.copyItem(atPath: root.fixtures, toPath: benchFixtures)
+    try FileManager.default.createDirectory(atPath: benchProcedures, withIntermediateDirectories: true)
+    try """
+    name: bench-latency
+    description: Every BMC and shelf controller answers 50 ms late.
+    inputs:
+      rack_serial: BENCH-RACK-0001
+    redfish:
+      latency: 50 ms
+    """.write(toFile: "\(benchFixtures)/scenarios/bench-latency.yaml", atomically: true, encoding: .utf8)
+    let inventory = try String(contentsOfFile: "\(root.procedures)/bmc-inventory.yaml", encoding: .utf8)
+    try inventory.write(toFile: "\(benchProcedures)/bmc-inventory.yaml", atomically: true, encoding: .utf8)
+    try inventory.replacingOccurrences(of: "id: bmc-inventory", with: "id: bmc-inventory-serial")
+        .replacingOccurrences(of: "    for_each: ", with: "    concurrency: 1\n    for_each: ")
+        .write(toFile: "\(benchProcedures)/bmc-inventory-serial.yaml", atomically: true, encoding: .utf8)
+
+    /// Wall time of each step, from its start and finish events.
+    final class StepWallTimes: RunObserver, @unchecked Sendable {
+        // Events arrive from the runner's tasks; the lock orders them.
+        private let lock = NSLock()
+        private var started: [String: ContinuousClock.Instant] = [:]
+        private var seconds: [String: Double] = [:]
+
+        func handle(_ event: RunEvent) {
+            lock.lock()
+            defer { lock.unlock() }
+            switch event {
+            case let .stepStarted(step): started[step.id] = .now
+            case let .stepFinished(step, _):
+                seconds[step.id] = started[step.id].map { (ContinuousClock.now - $0).seconds }
+            default: break
+            }
+        }
+
+        subscript(id: String) -> Double { lock.withLock { seconds[id] ?? .nan } }
+    }
+
+    func sweep(_ procedure: String) async throws -> (RunRecord, StepWallTimes, Double) {
+        var request = RunRequest(
+            procedure: procedure, workspace: Workspace(procedures: benchProcedures, fixtures: benchFixtures))
+        request.scenario = "bench-latency"
+        request.simulatorTransport = .tcp
+        request.timeScale = 1
+        request.reportsDirectory = "\(scratch)/redfish"
+        let prepared = try await PreparedRun.prepare(request)
+        let times = StepWallTimes()
+        var record: RunRecord?
+        let wall = await wallSeconds {
+            record = await prepared.run(console: AutomaticOperator(), observer: times, stop: StopController())
+        }
+        guard let record else { throw CancellationError() }
+        return (record, times, wall)
+    }
+
+    let (parallel, parallelTimes, parallelWall) = try await sweep("bmc-inventory")
+    let (serial, serialTimes, serialWall) = try await sweep("bmc-inventory-serial")
+    guard parallel.verdict == .pass, serial.verdict == .pass else {
+        print("  a sweep did not pass: \(parallel.message ?? "") \(serial.message ?? "")")
         exit(1)
     }
+    print("  wall time per step                            members   parallel   one at a time")
+    for step in parallel.steps where step.members != nil {
+        let name = step.name.padding(toLength: 44, withPad: " ", startingAt: 0)
+        print(
+            "  \(name)  \(String(format: "%5d", step.members?.count ?? 0))   \(String(format: "%6.0f", parallelTimes[step.id] * 1000)) ms"
+                + "   \(String(format: "%7.0f", serialTimes[step.id] * 1000)) ms")
+    }
+    let oneBMC = serialTimes[parallel.steps.first { $0.name == "Compute tray BMCs answer" }?.id ?? ""] / 18
+    let sweepTime = parallelTimes[parallel.steps.first { $0.name == "Compute tray BMCs answer" }?.id ?? ""]
+    print("  one BMC (one request, 50 ms late), averaged over the one-at-a-time sweep: \(format(oneBMC * 1000, 0)) ms")
+    print(
+        "  all 18 compute trays in parallel: \(format(sweepTime * 1000, 0)) ms = \(format(sweepTime / oneBMC, 2)) × one BMC "
+            + "(target: about one BMC, not 18: \(sweepTime / oneBMC < 3 ? "met" : "NOT met"))")
+    print(
+        "  whole run incl. logins and logouts, 27 BMCs + 8 shelves: parallel \(format(parallelWall, 2)) s, "
+            + "one at a time \(format(serialWall, 2)) s")
 }
-let signMedian = median(signTimes)
-let verifyMedian = median(verifyTimes)
-print(
-    "  series file \(format(Double(size) / 1e6, 1)) MB (\(row) rows), bundle of \(try ReportBundle.subjectFiles(in: bundleFolder).count) files"
-)
-print("  writing junit.xml, ocp.jsonl (every sample), report.html and verify.sh once: \(format(makeTime * 1000, 0)) ms")
-print(
-    "  sign:   \(format(signMedian * 1000, 0)) ms   verify: \(format(verifyMedian * 1000, 0)) ms   "
-        + "together \(format((signMedian + verifyMedian) * 1000, 0)) ms (target < 1000 ms: \(signMedian + verifyMedian < 1 ? "met" : "NOT met"))"
-)
-let verifyScriptStart = ContinuousClock.now
-let process = Process()
-process.executableURL = URL(fileURLWithPath: "/bin/sh")
-process.arguments = ["verify.sh", generated.publicPath]
-process.currentDirectoryURL = URL(fileURLWithPath: bundleFolder)
-process.standardOutput = FileHandle.nullDevice
-try process.run()
-process.waitUntilExit()
-print(
-    "  verify.sh (stock openssl + jq, for comparison): \(format((ContinuousClock.now - verifyScriptStart).seconds * 1000, 0)) ms, "
-        + "exit \(process.terminationStatus)")
-print("  (medians of 5)")
+
+if wants("bundle") {
+    // 5. Report bundles: sign and verify a bundle whose series is 10 MB.
+    print("\nReport bundle with a 10 MB series: sign (hash every file, Ed25519 over the statement) and verify")
+    let bundleKeys = "\(scratch)/keys"
+    let generated = try SigningKeys.generate(into: bundleKeys, name: "bench")
+    var leakRequest = RunRequest(procedure: "leak-test", workspace: root)
+    leakRequest.reportsDirectory = "\(scratch)/bundle"
+    let leakRun = try await PreparedRun.prepare(leakRequest)
+    let leakRecord = await leakRun.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+    guard let bundleFolder = leakRun.folder?.path, let series = leakRecord.steps.compactMap(\.series).first else {
+        print("  no run folder")
+        exit(1)
+    }
+    // Replace the hold's series with 10 MB of samples (the same columns), as a 3-day hold at 1 s would give.
+    var big = "t_s,cdu.loop_pressure [kPa],cdu.supply_temperature [°C]\n"
+    var row = 0
+    while big.utf8.count < 10_000_000 {
+        big +=
+            "\(row),\(String(format: "%.4f", 300 - Double(row) * 1e-4)),\(String(format: "%.3f", 30 + sin(Double(row) / 500)))\n"
+        row += 1
+    }
+    try big.write(toFile: "\(bundleFolder)/\(series.file)", atomically: true, encoding: .utf8)
+    let signer = BundleSigner(key: try SigningKeys.loadPrivate(generated.privatePath), identity: "bench station")
+    let inputs = BundleInputs(
+        procedureFile: "\(root.procedures)/leak-test.yaml", configurationFile: nil,
+        harnessVersion: HarnessVersion.current, harnessBinarySHA256: nil)
+    let size = (try? FileManager.default.attributesOfItem(atPath: "\(bundleFolder)/\(series.file)")[.size] as? Int) ?? 0
+    // Once: the derived files (junit.xml, ocp.jsonl with every sample, report.html with the plots, verify.sh).
+    let makeTime = try await wallSeconds {
+        try ReportBundle.make(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
+    }
+    var signTimes: [Double] = []
+    var verifyTimes: [Double] = []
+    let trust = Keyring(
+        entries: [
+            Keyring.Entry(
+                name: "bench", role: "station",
+                key: try SigningKeys.loadPublic(generated.publicPath))
+        ], file: "bench")
+    for _ in 0..<5 {
+        signTimes.append(
+            try await wallSeconds {
+                try ReportBundle.sign(folder: bundleFolder, record: leakRecord, inputs: inputs, signer: signer)
+            })
+        var verified = false
+        verifyTimes.append(
+            await wallSeconds { verified = BundleVerifier.verify(folder: bundleFolder, keyring: trust).verified })
+        guard verified else {
+            print("  the bundle did not verify")
+            exit(1)
+        }
+    }
+    let signMedian = median(signTimes)
+    let verifyMedian = median(verifyTimes)
+    print(
+        "  series file \(format(Double(size) / 1e6, 1)) MB (\(row) rows), bundle of \(try ReportBundle.subjectFiles(in: bundleFolder).count) files"
+    )
+    print(
+        "  writing junit.xml, ocp.jsonl (every sample), report.html and verify.sh once: \(format(makeTime * 1000, 0)) ms"
+    )
+    print(
+        "  sign:   \(format(signMedian * 1000, 0)) ms   verify: \(format(verifyMedian * 1000, 0)) ms   "
+            + "together \(format((signMedian + verifyMedian) * 1000, 0)) ms (target < 1000 ms: \(signMedian + verifyMedian < 1 ? "met" : "NOT met"))"
+    )
+    let verifyScriptStart = ContinuousClock.now
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["verify.sh", generated.publicPath]
+    process.currentDirectoryURL = URL(fileURLWithPath: bundleFolder)
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    print(
+        "  verify.sh (stock openssl + jq, for comparison): \(format((ContinuousClock.now - verifyScriptStart).seconds * 1000, 0)) ms, "
+            + "exit \(process.terminationStatus)")
+    print("  (medians of 5)")
+}
 
 /// OpenHTF (PyPI `openhtf`), the peer for the runner's cost per step: its cost per no-op phase, measured by
 /// `Peers/openhtf_phases.py` in the same run, when it is installed.
@@ -365,5 +393,26 @@ enum OpenHTFPeer {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { return nil }
         return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init)
+    }
+}
+
+/// Wall-clock marks a benchmark reads from a run's events: when it started, and when its steps were done (cleanup
+/// starting), so the steps are timed without the record written at the end.
+final class StepMarks: RunObserver {
+    private let marks = Mutex<(start: ContinuousClock.Instant?, stepsDone: ContinuousClock.Instant?)>((nil, nil))
+
+    func handle(_ event: RunEvent) {
+        switch event {
+        case .runStarted: marks.withLock { $0.start = .now }
+        case .cleanupStarted: marks.withLock { $0.stepsDone = .now }
+        default: break
+        }
+    }
+
+    var stepsSeconds: Double? {
+        marks.withLock { marks in
+            guard let start = marks.start, let done = marks.stepsDone else { return nil }
+            return (done - start).seconds
+        }
     }
 }

@@ -4,37 +4,44 @@ import Foundation
 /// line format is beside the events, in `RunEvent.describe(into:)`).
 extension Runner {
     /// Sends an event to the observer and appends it to the journal, after a `held` event (one that happened
-    /// earlier, at its own clock reading) if any, in one write. Sequence numbers are given as the lines are
-    /// written, so the journal's order is always theirs.
-    func emit(_ event: RunEvent, after held: (event: RunEvent, at: Duration)? = nil) {
+    /// earlier, at its own clock reading) if any, in one write. The journal numbers the lines as it writes them, so
+    /// its order is always theirs.
+    func emit(_ event: RunEvent, after held: HeldEvent? = nil) {
         if !transportEvents.isEmpty { takeTransportEvents() }
         observer.handle(event)
         // Progress is for the live console line; the journal has the samples and results themselves.
         if case .progress = event { return }
         guard let journal = folder?.journal else { return }
+        let now = clock.now()
         do {
-            if let held {
-                try journal.append([journalLine(held.event, at: held.at), journalLine(event)])
-            } else {
-                try journal.append([journalLine(event)])
+            try journal.append(count: held == nil ? 1 : 2) { index, line in
+                if let held, index == 0 {
+                    describe(held.event, at: held.at, into: &line)
+                } else {
+                    describe(event, at: now, into: &line)
+                }
             }
         } catch {
             state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
         }
     }
 
-    func journalLine(_ event: RunEvent, at now: Duration? = nil) -> JSONLine {
-        let now = now ?? clock.now()
-        var line = JSONLine()
-        let sequence = state.withLock { state -> Int in
-            state.sequence += 1
-            return state.sequence
-        }
-        line.add("seq", sequence)
-        line.add("time", Timestamp.string(clock.date(at: now)))
-        line.add("clock_s", now.seconds)
+    /// An event's journal line after its sequence number: when (calendar and clock), then the event's own fields.
+    func describe(_ event: RunEvent, at reading: Duration, into line: inout JSONLine) {
+        line.add("time", stamp(reading))
+        line.add("clock_s", reading.seconds)
         event.describe(into: &line)
-        return line
+    }
+
+    /// The calendar time of a clock reading as the record and journal write it. Formatted once per millisecond:
+    /// steps that take no time (every check on a simulated clock) share one string.
+    func stamp(_ reading: Duration) -> String {
+        let date = clock.date(at: reading)
+        let millisecond = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        if let cached = lastStamp.withLock({ $0.millisecond == millisecond ? $0.text : nil }) { return cached }
+        let text = Timestamp.string(date)
+        lastStamp.withLock { $0 = FormattedTimestamp(millisecond: millisecond, text: text) }
+        return text
     }
 
     /// Takes what the transports reported since last time: each retry goes to the journal and the console, and on
@@ -49,4 +56,18 @@ extension Runner {
             }
         }
     }
+}
+
+/// An event that happened earlier, journaled later with its own clock reading (a reading step's start, written with
+/// its end).
+struct HeldEvent: Sendable {
+    var event: RunEvent
+    var at: Duration
+}
+
+/// A timestamp and the millisecond it stands for. (A struct, not a tuple: generic code over tuples looks their
+/// metadata up at run time, on every step.)
+struct FormattedTimestamp: Sendable {
+    var millisecond: Int64
+    var text: String
 }

@@ -22,12 +22,13 @@ public final class Runner: Sendable {
         /// Parameter and input values visible to expressions.
         var environment: [String: Value]
         var journalFailure: RecordWriteError?
-        var sequence = 0
         /// Retries reported since the current step began.
         var retries: [String] = []
     }
 
     let state: Mutex<State>
+    /// The last timestamp formatted, by millisecond.
+    let lastStamp = Mutex(FormattedTimestamp(millisecond: .min, text: ""))
     private let wallStart = ContinuousClock.now
 
     public init(
@@ -308,26 +309,28 @@ public final class Runner: Sendable {
     func runStep(_ step: Step) async -> StepRecord {
         // A step that only reads, at one instant, journals its start together with its end (one write): a crash
         // in between loses nothing. Steps that move the rack or take time journal their start at once.
-        var heldStart: (event: RunEvent, at: Duration)?
+        var heldStart: HeldEvent?
+        let startedEvent = RunEvent.stepStarted(step)
         switch step.kind {
         case .check, .measure:
-            observer.handle(.stepStarted(step))
-            if folder != nil { heldStart = (.stepStarted(step), clock.now()) }
+            observer.handle(startedEvent)
+            if folder != nil { heldStart = HeldEvent(event: startedEvent, at: clock.now()) }
         default:
-            emit(.stepStarted(step))
+            emit(startedEvent)
         }
         let started = clock.now()
-        takeTransportEvents()
+        if !transportEvents.isEmpty { takeTransportEvents() }
         // Retries since the last step (while connecting, or between steps) belong to the run, not to this step.
         state.withLock { state in
-            if !state.retries.isEmpty { state.record.retries = (state.record.retries ?? []) + state.retries }
+            guard !state.retries.isEmpty else { return }
+            state.record.retries = (state.record.retries ?? []) + state.retries
             state.retries.removeAll()
         }
         var stepRecord = StepRecord(
             id: step.id, group: step.group, number: step.number, name: step.name,
             kind: step.kind.keyword, verdict: .pass,
-            started: Timestamp.string(clock.date(at: started)), measurements: [],
-            source: step.location.description)
+            started: stamp(started), measurements: [],
+            source: step.source)
         do {
             let result = try await step.executor.execute(StepContext(step: step, bus: bus, run: self))
             stepRecord.verdict = result.verdict
@@ -358,18 +361,19 @@ public final class Runner: Sendable {
             stepRecord.verdict = .error
             stepRecord.error = "\(error)"
         }
-        if let failure = state.withLock({ $0.journalFailure }), stepRecord.verdict == .pass {
-            stepRecord.verdict = .error
-            stepRecord.error = "journal: \(failure)"
-        }
-        takeTransportEvents()
+        if !transportEvents.isEmpty { takeTransportEvents() }
+        let failure = state.withLock { $0.journalFailure }
         let retries = state.withLock { state in
             defer { state.retries.removeAll() }
             return state.retries
         }
+        if let failure, stepRecord.verdict == .pass {
+            stepRecord.verdict = .error
+            stepRecord.error = "journal: \(failure)"
+        }
         if !retries.isEmpty { stepRecord.retries = retries }
         let ended = clock.now()
-        stepRecord.ended = Timestamp.string(clock.date(at: ended))
+        stepRecord.ended = stamp(ended)
         stepRecord.durationSeconds = (ended - started).seconds
         record(stepRecord)
         emit(.stepFinished(step, stepRecord), after: heldStart)
