@@ -23,53 +23,78 @@ public struct JSONLine: Sendable {
 
     private var isEmpty: Bool { bytes.count == 1 }
 
-    private mutating func key(_ key: String) {
+    private mutating func key(_ key: StaticString) {
         if !isEmpty { bytes.append(UInt8(ascii: ",")) }
         bytes.append(UInt8(ascii: "\""))
-        JSONLine.appendUTF8(key, to: &bytes)
+        key.withUTF8Buffer { bytes.append(contentsOf: $0) }
         bytes.append(UInt8(ascii: "\""))
         bytes.append(UInt8(ascii: ":"))
     }
 
-    /// A string's UTF-8, copied in one go where the string is contiguous (native strings are).
-    static func appendUTF8(_ text: String, to buffer: inout [UInt8]) {
-        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { buffer.append(contentsOf: $0) }
-        if copied == nil { buffer.append(contentsOf: text.utf8) }
+    /// A key that is not known when the code is written (a point's name), quoted and escaped like any text.
+    private mutating func key(named key: String) {
+        if !isEmpty { bytes.append(UInt8(ascii: ",")) }
+        JSONLine.appendQuoted(key, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
     }
 
-    public mutating func add(_ key: String, _ value: String?) {
+    /// A text value under a key known only at run time.
+    public mutating func add(named key: String, _ value: String?) {
+        guard let value else { return }
+        self.key(named: key)
+        JSONLine.appendQuoted(value, to: &bytes)
+    }
+
+    /// A number under a key known only at run time.
+    public mutating func add(named key: String, _ value: Double?) {
+        guard let value else { return }
+        self.key(named: key)
+        appendNumber(value)
+    }
+
+    private mutating func appendNumber(_ value: Double) {
+        if value == value.rounded(), abs(value) < 1e15 {
+            JSONLine.appendDecimal(Int(value), to: &bytes)
+        } else {
+            JSONLine.appendUTF8(value.isFinite ? JSONLine.exact(value) : "null", to: &bytes)
+        }
+    }
+
+    /// A string's UTF-8, copied in one go where the string is contiguous (native strings are).
+    static func appendUTF8(_ text: String, to buffer: inout [UInt8]) {
+        var text = text
+        text.withUTF8 { buffer.append(contentsOf: $0) }
+    }
+
+    public mutating func add(_ key: StaticString, _ value: String?) {
         guard let value else { return }
         self.key(key)
         JSONLine.appendQuoted(value, to: &bytes)
     }
 
-    public mutating func add(_ key: String, _ value: Double?) {
+    public mutating func add(_ key: StaticString, _ value: Double?) {
         guard let value else { return }
         self.key(key)
-        if value == value.rounded(), abs(value) < 1e15 {
-            JSONLine.appendDecimal(Int(value), to: &bytes)
-        } else {
-            bytes.append(contentsOf: (value.isFinite ? JSONLine.exact(value) : "null").utf8)
-        }
+        appendNumber(value)
     }
 
-    public mutating func add(_ key: String, _ value: Int) {
+    public mutating func add(_ key: StaticString, _ value: Int) {
         self.key(key)
         JSONLine.appendDecimal(value, to: &bytes)
     }
 
-    public mutating func add(_ key: String, _ value: Bool) {
+    public mutating func add(_ key: StaticString, _ value: Bool) {
         self.key(key)
         JSONLine.appendUTF8(value ? "true" : "false", to: &bytes)
     }
 
     /// A nested object.
-    public mutating func add(_ key: String, object: JSONLine) {
+    public mutating func add(_ key: StaticString, object: JSONLine) {
         self.key(key)
         object.appendFinished(to: &bytes)
     }
 
-    public mutating func add(_ key: String, array: [JSONLine]) {
+    public mutating func add(_ key: StaticString, array: [JSONLine]) {
         self.key(key)
         bytes.append(UInt8(ascii: "["))
         for (index, element) in array.enumerated() {
@@ -131,18 +156,14 @@ public struct JSONLine: Sendable {
 
     static func appendQuoted(_ value: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
-        // Most strings need no escaping: copy them whole.
-        let plain: Bool? = value.utf8.withContiguousStorageIfAvailable { utf8 in
+        // Most strings need no escaping: copy them whole (small strings too: `withUTF8` gives their bytes in place).
+        var text = value
+        let plain = text.withUTF8 { utf8 -> Bool in
             guard !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) else { return false }
             bytes.append(contentsOf: utf8)
             return true
         }
-        if plain == true {
-            bytes.append(UInt8(ascii: "\""))
-            return
-        }
-        if plain == nil, !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
-            bytes.append(contentsOf: value.utf8)
+        if plain {
             bytes.append(UInt8(ascii: "\""))
             return
         }

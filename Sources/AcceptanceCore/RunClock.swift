@@ -110,7 +110,9 @@ public final class SimulationClock: RunClock {
     public let originDate: Date
     /// Simulated seconds per wall second; nil for as fast as possible.
     public let timeScale: Double?
-    private let current: Mutex<Duration>
+    /// The reading, in whole nanoseconds (a deadline between two is rounded up, so a sleeper always wakes at or
+    /// after it). Atomic: the runner reads the clock several times a step.
+    private let current = Atomic<Int64>(0)
 
     /// Real time, for pacing: how long a paced sleep waits between steps of the simulated clock.
     private let pacer: Pacer
@@ -120,14 +122,30 @@ public final class SimulationClock: RunClock {
         self.pacer = Pacer(pacer)
         self.originDate = originDate
         self.timeScale = timeScale.flatMap { $0 > 0 && $0.isFinite ? $0 : nil }
-        current = Mutex(.zero)
     }
 
-    public var now: RunInstant { RunInstant(sinceOrigin: current.withLock { $0 }) }
+    public var now: RunInstant { RunInstant(sinceOrigin: .nanoseconds(current.load(ordering: .acquiring))) }
 
-    /// Moves time forward without waiting (for tests and for the simulator's own scheduling).
+    /// Moves time forward without waiting (for tests and for the simulator's own scheduling); never backwards.
     public func advance(to reading: Duration) {
-        current.withLock { $0 = max($0, reading) }
+        let target = Self.nanosecondsRoundedUp(reading)
+        var seen = current.load(ordering: .relaxed)
+        while seen < target {
+            let (exchanged, original) = current.compareExchange(
+                expected: seen, desired: target, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            seen = original
+        }
+    }
+
+    /// A duration in whole nanoseconds, rounded up, saturating at about ±292 years.
+    static func nanosecondsRoundedUp(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let limit = Int64.max / 1_000_000_000 - 1
+        guard seconds < limit else { return Int64.max }
+        guard seconds > -limit else { return Int64.min }
+        let (whole, fraction) = attoseconds.quotientAndRemainder(dividingBy: 1_000_000_000)
+        return seconds * 1_000_000_000 + whole + (fraction > 0 ? 1 : 0)
     }
 
     public func sleep(until instant: RunInstant, tolerance: Duration? = nil) async throws {
@@ -151,8 +169,7 @@ public final class SimulationClock: RunClock {
                 return
             }
             try await pacer.sleep(.seconds(sliceSeconds))
-            let target = min(startReading + .seconds((pacer.now() - startWall).seconds * timeScale), deadline)
-            current.withLock { $0 = max($0, target) }
+            advance(to: min(startReading + .seconds((pacer.now() - startWall).seconds * timeScale), deadline))
         }
     }
 }

@@ -30,7 +30,9 @@ extension RunEvent {
             line.add("station", record.station)
             line.add("scenario", record.scenario)
             var parameters = JSONLine()
-            for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) { parameters.add(name, value) }
+            for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {
+                parameters.add(named: name, value)
+            }
             line.add("parameters", object: parameters)
         case let .groupStarted(group, count):
             line.add("event", "group_started")
@@ -51,12 +53,12 @@ extension RunEvent {
             if case let .sample(points, _, _, _, _) = step.kind {
                 var object = JSONLine()
                 for (offset, point) in points.enumerated() where offset < values.count {
-                    object.add(point, values[offset])
+                    object.add(named: point, values[offset])
                 }
                 line.add("values", object: object)
                 var unitObject = JSONLine()
                 for (offset, point) in points.enumerated() where offset < units.count {
-                    unitObject.add(point, units[offset])
+                    unitObject.add(named: point, units[offset])
                 }
                 line.add("units", object: unitObject)
             }

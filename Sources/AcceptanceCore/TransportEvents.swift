@@ -34,6 +34,8 @@ public struct DiscardingTransportEvents: TransportEventSink {
 /// connected and handed to the runner, so no event is lost and no client needs to know the runner.
 public final class TransportEventLog: TransportEventSink {
     private let pending = Mutex<[TransportEvent]>([])
+    /// How many are pending, readable without the lock (the runner asks before every event it emits).
+    private let count = Atomic<Int>(0)
     /// Called for each event as it happens (the runner journals it at once); set when the log is made.
     private let onEvent: (@Sendable (TransportEvent) -> Void)?
 
@@ -42,20 +44,26 @@ public final class TransportEventLog: TransportEventSink {
     }
 
     public func record(_ event: TransportEvent) {
-        pending.withLock { $0.append(event) }
+        pending.withLock { pending in
+            pending.append(event)
+            count.store(pending.count, ordering: .releasing)
+        }
         onEvent?(event)
     }
 
     /// The events since the last call, oldest first.
     public func take() -> [TransportEvent] {
         pending.withLock { events in
-            defer { events.removeAll(keepingCapacity: true) }
+            defer {
+                events.removeAll(keepingCapacity: true)
+                count.store(0, ordering: .releasing)
+            }
             return events
         }
     }
 
-    /// Whether any event is waiting (cheap: no copy).
-    public var isEmpty: Bool { pending.withLock { $0.isEmpty } }
+    /// Whether any event is waiting (an atomic read: no lock, no copy).
+    public var isEmpty: Bool { count.load(ordering: .acquiring) == 0 }
 }
 
 /// Hands each transport event to a closure (tests, and tools that print retries as they happen).

@@ -114,7 +114,8 @@ public struct ModbusPointDevice: PointDevice {
                 let layout = layouts[index]
                 let from = Int(layout.address) - block.start
                 do {
-                    values[index] = try PointCodec.decode(registers[from..<(from + layout.registerCount)], for: point)
+                    values[index] = try PointCodec.decode(
+                        registers[from..<(from + layout.registerCount)], for: point, layout: layout)
                 } catch {
                     throw DeviceError(
                         device: name, endpoint: endpoint, operation: .reading, points: [point.name],
@@ -134,7 +135,7 @@ public struct ModbusPointDevice: PointDevice {
         }
         let registers: [UInt16]
         do {
-            registers = try PointCodec.encode(value, for: point)
+            registers = try PointCodec.encode(value, for: point, layout: layout)
         } catch {
             throw DeviceError(
                 device: name, endpoint: endpoint, operation: .writing, points: [point.name],

@@ -28,7 +28,15 @@ public enum PointCodec {
     ) throws(PointCodecError)
         -> Value
     {
-        let layout = try Self.layout(of: point)
+        try decode(registers, for: point, layout: try Self.layout(of: point))
+    }
+
+    /// `decode` for a point whose layout the caller already has (no cast of its address on every read).
+    public static func decode(
+        _ registers: some Collection<UInt16>, for point: PointDefinition, layout: ModbusPoint
+    )
+        throws(PointCodecError) -> Value
+    {
         let registers = Array(registers)
         guard registers.count == layout.registerCount else {
             throw PointCodecError(
@@ -43,7 +51,7 @@ public enum PointCodec {
         }
         let raw: Double
         if let missing = layout.missing, layout.type != .bool, layout.type != .bitfield,
-            (try? rawValue(registers, point)) == missing
+            rawValue(registers, layout) == missing
         {
             return .missing
         }
@@ -76,8 +84,7 @@ public enum PointCodec {
     }
 
     /// The raw number in the registers, before scale and offset.
-    static func rawValue(_ registers: [UInt16], _ point: PointDefinition) throws(PointCodecError) -> Double {
-        let layout = try Self.layout(of: point)
+    static func rawValue(_ registers: [UInt16], _ layout: ModbusPoint) -> Double {
         return switch layout.type {
         case .uint16, .bitfield, .bool, .string: Double(orderedWord(registers[0], layout.wordOrder))
         case .int16: Double(Int16(bitPattern: orderedWord(registers[0], layout.wordOrder)))
@@ -89,13 +96,21 @@ public enum PointCodec {
 
     /// The raw registers (for bit tables: one register, 0 or 1) that represent `value` for `point`.
     public static func encode(_ value: Value, for point: PointDefinition) throws(PointCodecError) -> [UInt16] {
-        let layout = try Self.layout(of: point)
+        try encode(value, for: point, layout: try Self.layout(of: point))
+    }
+
+    /// `encode` for a point whose layout the caller already has.
+    public static func encode(
+        _ value: Value, for point: PointDefinition, layout: ModbusPoint
+    ) throws(PointCodecError)
+        -> [UInt16]
+    {
         func fail(_ message: String) -> PointCodecError { PointCodecError(point: point.name, message: message) }
         if value == .missing {
             guard let missing = layout.missing else {
                 throw fail("has no 'missing' sentinel to report no reading with")
             }
-            return try encodeRaw(missing, point)
+            return try encodeRaw(missing, point, layout)
         }
         if layout.type == .string {
             guard case let .text(text) = value else { throw fail("needs text, not \(value)") }
@@ -117,7 +132,7 @@ public enum PointCodec {
             default:
                 throw fail("needs one of \(point.stateNames.joined(separator: ", ")), not \(value)")
             }
-            return try encodeRaw(Double(raw), point)
+            return try encodeRaw(Double(raw), point, layout)
         }
         switch (layout.type, value) {
         case let (.bool, .bool(isSet)):
@@ -144,11 +159,14 @@ public enum PointCodec {
         default:
             throw fail("needs a number, not \(value)")
         }
-        return try encodeRaw((engineering - layout.offset) / layout.scale, point)
+        return try encodeRaw((engineering - layout.offset) / layout.scale, point, layout)
     }
 
-    static func encodeRaw(_ raw: Double, _ point: PointDefinition) throws(PointCodecError) -> [UInt16] {
-        let layout = try Self.layout(of: point)
+    static func encodeRaw(
+        _ raw: Double, _ point: PointDefinition, _ layout: ModbusPoint
+    ) throws(PointCodecError)
+        -> [UInt16]
+    {
         func outOfRange(_ range: String) -> PointCodecError {
             PointCodecError(
                 point: point.name,

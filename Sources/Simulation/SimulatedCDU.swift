@@ -228,7 +228,7 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
             if encoded[pointIndex] == nil {
                 // A sensor the model does not have reads as the profile's "no reading" sentinel, if it has one.
                 let value = state.model.reading(point.name) ?? (registers.missing != nil ? .missing : nil)
-                guard let value, let registers = try? PointCodec.encode(value, for: point)
+                guard let value, let registers = try? PointCodec.encode(value, for: point, layout: modbus[pointIndex])
                 else { throw error(.exception(.illegalDataAddress), function, address, count) }
                 encoded[pointIndex] = registers
             }
@@ -277,7 +277,8 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
                 throw error(.exception(.illegalDataAddress), function, address, values.count)
             }
             do {
-                let value = try PointCodec.decode(values[offset..<(offset + count)], for: point)
+                let value = try PointCodec.decode(
+                    values[offset..<(offset + count)], for: point, layout: modbus[pointIndex])
                 try state.model.command(point.name, value)
             } catch {
                 throw self.error(.exception(.illegalDataValue), function, address, values.count)

@@ -35,8 +35,6 @@ extension Runner {
     /// match its pin, or that refuses the login, stops the run here, with the rack untouched.
     func connectDevices() async -> String? {
         let devices = usedDevices.compactMap { bus.devices[$0] }
-        // A few at a time: each connection's timeout should measure that device, not a queue of 27 TLS handshakes
-        // waiting for this station's CPU (on a busy station PC, or a loaded CI machine serving its own simulator).
         let outcomes = await BoundedConcurrency.map(devices, limit: Self.connectConcurrency) { device -> DeviceError? in
             do throws(DeviceError) {
                 try await device.connect()
@@ -55,8 +53,8 @@ extension Runner {
         return message
     }
 
-    /// How many devices connect (log in, check their pins) at once.
-    static let connectConcurrency = 8
+    /// How many devices connect (log in, check their pins) at once: a rack's BMCs, all of them.
+    static let connectConcurrency = 32
 
     /// The longest wait, timeout or hold a step may have: longer is a mistake, not a test.
     static let longestTime = Duration.seconds(7 * 24 * 3600)

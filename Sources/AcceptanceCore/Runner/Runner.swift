@@ -362,20 +362,22 @@ public final class Runner: Sendable {
             stepRecord.error = "\(error)"
         }
         if !transportEvents.isEmpty { takeTransportEvents() }
-        let failure = state.withLock { $0.journalFailure }
-        let retries = state.withLock { state in
-            defer { state.retries.removeAll() }
-            return state.retries
-        }
-        if let failure, stepRecord.verdict == .pass {
-            stepRecord.verdict = .error
-            stepRecord.error = "journal: \(failure)"
-        }
-        if !retries.isEmpty { stepRecord.retries = retries }
         let ended = clock.now()
         stepRecord.ended = stamp(ended)
         stepRecord.durationSeconds = (ended - started).seconds
-        record(stepRecord)
+        // One lock for the end of a step: a journal that failed makes a pass an ERROR, the step's retries go on it,
+        // and the step joins the record.
+        state.withLock { state in
+            if let failure = state.journalFailure, stepRecord.verdict == .pass {
+                stepRecord.verdict = .error
+                stepRecord.error = "journal: \(failure)"
+            }
+            if !state.retries.isEmpty {
+                stepRecord.retries = state.retries
+                state.retries.removeAll()
+            }
+            state.record.steps.append(stepRecord)
+        }
         emit(.stepFinished(step, stepRecord), after: heldStart)
         if let journal = folder?.journal {
             do { try journal.syncIfDue() } catch {
