@@ -6,13 +6,15 @@ extension Runner {
     /// Sends an event to the observer and appends it to the journal, after a `held` event (one that happened
     /// earlier, at its own clock reading) if any, in one write. The journal numbers the lines as it writes them, so
     /// its order is always theirs.
-    func emit(_ event: RunEvent, after held: HeldEvent? = nil) {
+    /// - Parameter at: the clock reading the event happened at, with its timestamp, when the caller has them already
+    ///   (a step's end); otherwise the clock is read now.
+    func emit(_ event: RunEvent, at reading: StampedReading? = nil, after held: HeldEvent? = nil) {
         if !transportEvents.isEmpty { takeTransportEvents() }
         observer.handle(event)
         // Progress is for the live console line; the journal has the samples and results themselves.
         if case .progress = event { return }
         guard let journal = folder?.journal else { return }
-        let now = clock.now()
+        let now = reading ?? StampedReading(clock.now())
         do {
             try journal.append(count: held == nil ? 1 : 2) { index, line in
                 if let held, index == 0 {
@@ -27,9 +29,9 @@ extension Runner {
     }
 
     /// An event's journal line after its sequence number: when (calendar and clock), then the event's own fields.
-    func describe(_ event: RunEvent, at reading: Duration, into line: inout JSONLine) {
-        line.add("time", stamp(reading))
-        line.add("clock_s", reading.seconds)
+    func describe(_ event: RunEvent, at reading: StampedReading, into line: inout JSONLine) {
+        line.add("time", reading.stamp ?? stamp(reading.reading))
+        line.add("clock_s", reading.reading.seconds)
         event.describe(into: &line)
     }
 
@@ -62,7 +64,18 @@ extension Runner {
 /// its end).
 struct HeldEvent: Sendable {
     var event: RunEvent
-    var at: Duration
+    var at: StampedReading
+}
+
+/// A clock reading, with its calendar timestamp if it has been formatted already.
+struct StampedReading: Sendable {
+    var reading: Duration
+    var stamp: String?
+
+    init(_ reading: Duration, stamp: String? = nil) {
+        self.reading = reading
+        self.stamp = stamp
+    }
 }
 
 /// A timestamp and the millisecond it stands for. (A struct, not a tuple: generic code over tuples looks their

@@ -314,11 +314,11 @@ public final class Runner: Sendable {
         switch step.kind {
         case .check, .measure:
             observer.handle(startedEvent)
-            if folder != nil { heldStart = HeldEvent(event: startedEvent, at: clock.now()) }
+            if folder != nil { heldStart = HeldEvent(event: startedEvent, at: StampedReading(clock.now())) }
         default:
             emit(startedEvent)
         }
-        let started = clock.now()
+        let started = heldStart?.at.reading ?? clock.now()
         if !transportEvents.isEmpty { takeTransportEvents() }
         // Retries since the last step (while connecting, or between steps) belong to the run, not to this step.
         state.withLock { state in
@@ -378,7 +378,11 @@ public final class Runner: Sendable {
             }
             state.record.steps.append(stepRecord)
         }
-        emit(.stepFinished(step, stepRecord), after: heldStart)
+        if var held = heldStart {
+            held.at.stamp = stepRecord.started
+            heldStart = held
+        }
+        emit(.stepFinished(step, stepRecord), at: StampedReading(ended, stamp: stepRecord.ended), after: heldStart)
         if let journal = folder?.journal {
             do { try journal.syncIfDue() } catch {
                 state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
