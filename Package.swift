@@ -126,6 +126,7 @@ let package = Package(
             dependencies: [
                 "AcceptanceCore", "Simulation", "ModbusCore", "ModbusTransport", "RedfishCore", "RedfishTransport",
                 "RedfishServer", "Reports", .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(

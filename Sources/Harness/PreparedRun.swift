@@ -1,4 +1,5 @@
 import AcceptanceCore
+import Crypto
 import Foundation
 import Reports
 import Simulation
@@ -157,14 +158,13 @@ public struct PreparedRun: Sendable {
     {
         let record = await run(console: console, observer: observer, stop: stop)
         guard let folder else { return (record, nil) }
+        // The key read when the run was prepared: a key file changed or removed during the run changes nothing.
         var signer: BundleSigner?
-        if let signingKeyPath = inputs.signingKeyPath {
+        if let raw = inputs.signingKey {
             do {
-                let key = try SigningKeys.loadPrivate(signingKeyPath)
                 signer = BundleSigner(
-                    key: key,
-                    identity: "station \(record.station)"
-                        + (record.operator.map { ", operator \($0)" } ?? ""))
+                    key: try Curve25519.Signing.PrivateKey(rawRepresentation: raw),
+                    identity: "station \(record.station)" + (record.operator.map { ", operator \($0)" } ?? ""))
             } catch {
                 return (record, .failed("signing key: \(error)"))
             }

@@ -21,6 +21,8 @@ public struct RunInputs: Sendable {
     public let textParameters: [String: String]
     /// The key that signs the bundle (checked: readable by its owner only), if any.
     public let signingKeyPath: String?
+    /// That key, read once when the run is prepared (its raw bytes: the key type is not `Sendable`).
+    let signingKey: Data?
 
     /// The station file or the scenario file: what the attestation names as the run's configuration.
     public let configurationFile: String?
@@ -68,9 +70,10 @@ public struct RunInputs: Sendable {
         let manifests = try FirmwareManifests.load(from: request.workspace.fixtures)
         // The signing key is checked before anything runs: a key readable by others is refused, not used.
         let keyPath = request.signingKey ?? station?.signingKey
+        var signingKey: Data?
         if let keyPath {
             do {
-                _ = try SigningKeys.loadPrivate(keyPath)
+                signingKey = try SigningKeys.loadPrivate(keyPath).rawRepresentation
             } catch {
                 throw .unsupported("signing key: \(error)")
             }
@@ -85,7 +88,7 @@ public struct RunInputs: Sendable {
             procedure: procedure, procedureFile: path, configuration: configuration,
             warnings: checked.diagnostics.filter { $0.severity == .warning }, station: station,
             scenario: scenario, manifests: manifests, parameters: parameters, textParameters: texts,
-            signingKeyPath: keyPath,
+            signingKeyPath: keyPath, signingKey: signingKey,
             configurationFile: station?.file ?? "\(request.workspace.scenarios)/\(request.scenario).yaml")
     }
 }
