@@ -147,7 +147,8 @@ let package = Package(
         // Helpers several test targets share: scratch folders, free ports, running peer programs.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // The core's own tests load Modbus and Redfish profiles as a station would, so they list both syntaxes.
-        .testTarget(name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore"]),
+        .testTarget(
+            name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore", "TestSupport"]),
         .testTarget(name: "ModbusCoreTests", dependencies: ["ModbusCore", "AcceptanceCore"]),
         .testTarget(
             name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore"]),

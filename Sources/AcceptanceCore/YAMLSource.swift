@@ -211,6 +211,26 @@ public struct YAMLReader {
         }
     }
 
+    /// A point's unit, by symbol (`kPa`, `°C`, `L/min`); an unknown one is an error at the node.
+    public mutating func unit(_ node: Node) -> PhysicalUnit? {
+        guard let symbol = scalar(node, "unit") else { return nil }
+        guard let unit = PhysicalUnit.named(symbol) else {
+            self.error("unknown unit '\(symbol)'", at: node)
+            return nil
+        }
+        return unit
+    }
+
+    /// A point's access, `read-only` or `read-write`; anything else is an error at the node.
+    public mutating func access(_ node: Node) -> PointAccess? {
+        guard let text = scalar(node, "access") else { return nil }
+        guard let access = PointAccess(rawValue: text) else {
+            self.error("access must be read-only or read-write", at: node)
+            return nil
+        }
+        return access
+    }
+
     /// The column where the text of a scalar starts (after an opening quote).
     public func textPosition(of node: Node) -> (line: Int, column: Int) {
         let (line, column) = position(of: node)

@@ -37,7 +37,6 @@ public struct StationConfiguration: Sendable {
         let source = YAMLSource.load(path: path, into: &sink)
         var reader = YAMLReader(sink: sink)
         var station = StationConfiguration(id: "", file: path)
-        let transportKeys = connectors.all.map(\.stationKey)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "station") {
             reader.rejectUnknownKeys(
                 entries,
@@ -56,16 +55,12 @@ public struct StationConfiguration: Sendable {
                 case "operator": station.operatorName = reader.scalar(value, "operator")
                 case "rack": station.rack = reader.scalar(value, "rack")
                 case "devices":
-                    for (name, keyNode, device) in reader.mapping(value, "devices") ?? [] {
-                        guard let fields = reader.mapping(device, "device '\(name)'") else { continue }
-                        reader.rejectUnknownKeys(fields, allowed: ["model"] + transportKeys, in: "device '\(name)'")
-                        if let model = parseModel(fields, reader: &reader) { station.models[name] = model }
+                    for (name, keyNode, node) in reader.mapping(value, "devices") ?? [] {
                         guard
-                            let (connector, node) = transport(
-                                fields, connectors: connectors, what: "device '\(name)'",
-                                at: keyNode, reader: &reader)
+                            let (connector, settings) = entry(
+                                name, "device", keyNode, node, into: &station, connectors: connectors, reader: &reader)
                         else { continue }
-                        if let binding = connector.parseBinding(node, device: name, file: path, reader: &reader) {
+                        if let binding = connector.parseBinding(settings, device: name, file: path, reader: &reader) {
                             station.bindings[name] = binding
                         }
                     }
@@ -75,15 +70,13 @@ public struct StationConfiguration: Sendable {
                     }
                 case "groups":
                     for (name, keyNode, node) in reader.mapping(value, "groups") ?? [] {
-                        guard let fields = reader.mapping(node, "group '\(name)'") else { continue }
-                        reader.rejectUnknownKeys(fields, allowed: ["model"] + transportKeys, in: "group '\(name)'")
-                        if let model = parseModel(fields, reader: &reader) { station.models[name] = model }
                         guard
-                            let (connector, node) = transport(
-                                fields, connectors: connectors, what: "group '\(name)'",
-                                at: keyNode, reader: &reader)
+                            let (connector, settings) = entry(
+                                name, "group", keyNode, node, into: &station, connectors: connectors, reader: &reader)
                         else { continue }
-                        if let bindings = connector.parseGroupBinding(node, group: name, file: path, reader: &reader) {
+                        if let bindings = connector.parseGroupBinding(
+                            settings, group: name, file: path, reader: &reader)
+                        {
                             station.groupBindings[name] = bindings
                         }
                     }
@@ -94,6 +87,19 @@ public struct StationConfiguration: Sendable {
         }
         if reader.sink.hasErrors || source?.root == nil { throw DiagnosticsError(reader.sink.diagnostics) }
         return station
+    }
+
+    /// A device's or group's entry: its fitted `model`, if any, and the one transport it names with that transport's
+    /// settings.
+    static func entry(
+        _ name: String, _ what: String, _ keyNode: Node, _ node: Node, into station: inout StationConfiguration,
+        connectors: DeviceConnectors, reader: inout YAMLReader
+    ) -> (any DeviceConnector, Node)? {
+        guard let fields = reader.mapping(node, "\(what) '\(name)'") else { return nil }
+        let transportKeys = connectors.all.map(\.stationKey)
+        reader.rejectUnknownKeys(fields, allowed: ["model"] + transportKeys, in: "\(what) '\(name)'")
+        if let model = parseModel(fields, reader: &reader) { station.models[name] = model }
+        return transport(fields, connectors: connectors, what: "\(what) '\(name)'", at: keyNode, reader: &reader)
     }
 
     static func parseModel(_ fields: [(key: String, keyNode: Node, value: Node)], reader: inout YAMLReader) -> String? {

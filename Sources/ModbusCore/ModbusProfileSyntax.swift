@@ -104,18 +104,9 @@ public struct ModbusProfileSyntax: DeviceProtocolSyntax {
                     }
                 }
             case "unit":
-                guard let symbol = reader.scalar(valueNode, "unit") else { break }
-                if let unit = PhysicalUnit.named(symbol) {
-                    point.unit = unit
-                } else {
-                    reader.error("unknown unit '\(symbol)'", at: valueNode)
-                }
+                if let unit = reader.unit(valueNode) { point.unit = unit }
             case "access":
-                guard let text = reader.scalar(valueNode, "access") else { break }
-                guard let access = PointAccess(rawValue: text) else {
-                    reader.error("access must be read-only or read-write", at: valueNode)
-                    break
-                }
+                guard let access = reader.access(valueNode) else { break }
                 if access == .readWrite, !table.isWritable {
                     reader.error("a \(table) cannot be written; access must be read-only", at: valueNode)
                 }

@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Synchronization
 
@@ -15,18 +14,26 @@ public final class ConnectionThread: TaskExecutor, Sendable {
         }
 
         let jobs = Mutex<[Job]>([])
-        let available = DispatchSemaphore(value: 0)
+        /// Wakes the connection's own thread when a job arrives; only that thread ever waits on it.
+        let available = NSCondition()
         /// The thread's identity, to tell when a caller already runs on it.
         let identity = Mutex<pthread_t?>(nil)
 
         func submit(_ job: Job) {
             jobs.withLock { $0.append(job) }
+            available.lock()
             available.signal()
+            available.unlock()
         }
 
+        /// The next job, waiting for one on the connection's thread (never on Swift's cooperative pool).
         func next() -> Job? {
-            available.wait()
-            return jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+            available.lock()
+            defer { available.unlock() }
+            while true {
+                if let job = jobs.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { return job }
+                available.wait()
+            }
         }
     }
 

@@ -128,19 +128,9 @@ extension DeviceProfile {
                 location.type = type
                 typeGiven = true
             case "unit":
-                guard let symbol = reader.scalar(valueNode, "unit") else { break }
-                if let unit = PhysicalUnit.named(symbol) {
-                    point.unit = unit
-                } else {
-                    reader.error("unknown unit '\(symbol)'", at: valueNode)
-                }
+                if let unit = reader.unit(valueNode) { point.unit = unit }
             case "access":
-                guard let text = reader.scalar(valueNode, "access") else { break }
-                if let access = PointAccess(rawValue: text) {
-                    point.access = access
-                } else {
-                    reader.error("access must be read-only or read-write", at: valueNode)
-                }
+                if let access = reader.access(valueNode) { point.access = access }
             case "states":
                 guard let items = reader.sequence(valueNode, "states") else { break }
                 for (index, item) in items.enumerated() {
