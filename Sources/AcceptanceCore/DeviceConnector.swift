@@ -84,6 +84,9 @@ public protocol DeviceConnector: Sendable {
     /// Checks a binding before anything is connected (credentials that can be read), returning the binding to
     /// connect with and warnings to show. The default accepts it as it is.
     func prepare(_ device: BoundDevice, source: String) throws(ConnectionError) -> (BoundDevice, warnings: [String])
+    /// Checks the devices a run will connect over this transport together (two on one port must agree on its
+    /// settings), before anything is opened. The default accepts them.
+    func validate(_ devices: [BoundDevice]) throws(ConnectionError)
     /// Connects `devices`, runs `body` with them, and closes every connection, session and client it opened before
     /// returning, whatever `body` did.
     func withDevices<Result: Sendable>(
@@ -109,6 +112,8 @@ extension DeviceConnector {
     ) throws(ConnectionError) -> (BoundDevice, warnings: [String]) {
         (device, [])
     }
+
+    public func validate(_ devices: [BoundDevice]) throws(ConnectionError) {}
 }
 
 /// The transports a build knows, as the harness lists them.

@@ -30,25 +30,40 @@ public struct DiscardingTransportEvents: TransportEventSink {
     public func record(_ event: TransportEvent) {}
 }
 
-/// The transport events of one run, kept in order until the runner takes them: made before any device is
-/// connected and handed to the runner, so no event is lost and no client needs to know the runner.
+/// The transport events of one run, kept in order until the runner takes them (for the step they happened in, and
+/// the console): made before any device is connected and handed to the runner, so no event is lost and no client
+/// needs to know the runner. Given the run's journal, it writes each event there the moment it happens, so a crash
+/// during a long step loses no retry.
 public final class TransportEventLog: TransportEventSink {
     private let pending = Mutex<[TransportEvent]>([])
     /// How many are pending, readable without the lock (the runner asks before every event it emits).
     private let count = Atomic<Int>(0)
-    /// Called for each event as it happens (the runner journals it at once); set when the log is made.
-    private let onEvent: (@Sendable (TransportEvent) -> Void)?
+    /// Where events are journaled as they happen, and the clock that dates them; nil leaves journaling to the runner.
+    private let journal: Journal?
+    private let clock: (any RunClock)?
 
-    public init(onEvent: (@Sendable (TransportEvent) -> Void)? = nil) {
-        self.onEvent = onEvent
+    public init(journal: Journal? = nil, clock: (any RunClock)? = nil) {
+        self.journal = journal
+        self.clock = clock
     }
+
+    /// Whether this log writes its events to the journal itself.
+    public var journalsEvents: Bool { journal != nil }
 
     public func record(_ event: TransportEvent) {
         pending.withLock { pending in
             pending.append(event)
             count.store(pending.count, ordering: .releasing)
         }
-        onEvent?(event)
+        guard let journal else { return }
+        let reading = clock?.now() ?? .zero
+        let time = clock.map { Timestamp.string($0.date(at: reading)) }
+        // A journal that cannot be written is the runner's to report, at its next write.
+        try? journal.append(count: 1) { _, line in
+            line.add("time", time)
+            line.add("clock_s", reading.seconds)
+            RunEvent.retry(device: event.device, message: event.message).describe(into: &line)
+        }
     }
 
     /// The events since the last call, oldest first.

@@ -96,9 +96,12 @@ public struct DevicePlan: Sendable {
                 guard let binding = station.binding(of: name, in: configuration.rack),
                     let profile = configuration.profile(of: name)
                 else { continue }
-                guard binding.protocolName == profile.protocolName,
-                    let connector = connectors.connector(forProtocol: profile.protocolName)
-                else {
+                guard let connector = connectors.connector(forProtocol: profile.protocolName) else {
+                    throw .unsupported(
+                        "'\(name)' is a '\(profile.protocolName)' device (\(profile.file)) and this build has no "
+                            + "transport for it")
+                }
+                guard binding.protocolName == profile.protocolName else {
                     throw .unsupported(
                         "station '\(station.id)' binds '\(name)' over \(binding.protocolName), but its profile "
                             + "\(profile.model) is a '\(profile.protocolName)' one")
@@ -120,6 +123,13 @@ public struct DevicePlan: Sendable {
                 devices.append(BoundDevice(name: name, profile: profile, binding: binding))
             }
         }
+        for connector in connectors.all {
+            do {
+                try connector.validate(devices.filter { $0.profile.protocolName == connector.syntax.name })
+            } catch {
+                throw .unsupported(error.description)
+            }
+        }
         return DevicePlan(
             configuration: configuration, source: source, clock: clock, devices: devices, warnings: warnings)
     }
@@ -134,9 +144,12 @@ public struct DevicePlan: Sendable {
         let configuration = configuration
         switch source {
         case .station, .simulated(_, .memory):
+            let simulated = rack != nil
             do {
                 return try await connectors.withDevices(devices, context: context) { connected in
-                    await body(DeviceBus(configuration: configuration, devices: connected.devices), connected)
+                    var shown = connected
+                    if simulated { shown.endpoints = connected.endpoints.mapValues { "simulated, \($0)" } }
+                    return await body(DeviceBus(configuration: configuration, devices: connected.devices), shown)
                 }
             } catch {
                 throw .unsupported(error.description)

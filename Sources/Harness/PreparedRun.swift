@@ -60,8 +60,9 @@ public struct PreparedRun: Sendable {
     public let folder: RunFolder?
     /// Where each device will be reached, for the console header.
     public let endpoints: [String: String]
-    /// Retries and other transport events, made before any client so none is lost.
-    let transportEvents = TransportEventLog()
+    /// Retries and other transport events, made before any client (with the run's journal, so each is written the
+    /// moment it happens) and handed to the runner.
+    let transportEvents: TransportEventLog
     let bundleInputs: BundleInputs
 
     public var configuration: RackConfiguration { inputs.configuration }
@@ -130,6 +131,7 @@ public struct PreparedRun: Sendable {
         }
         return PreparedRun(
             inputs: inputs, settings: settings, plan: plan, folder: folder, endpoints: plan.endpoints,
+            transportEvents: TransportEventLog(journal: folder?.journal, clock: plan.clock),
             bundleInputs: BundleInputs(
                 procedureFile: inputs.procedureFile,
                 configurationFile: inputs.configurationFile,

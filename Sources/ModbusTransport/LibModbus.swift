@@ -75,8 +75,9 @@ final class LibModbusConnection: @unchecked Sendable {
         guard modbus_set_response_timeout(context, responseSeconds, responseMicros) == 0,
             modbus_set_byte_timeout(context, byteSeconds, byteMicros) == 0
         else {
+            // Every stored property is set: `deinit` runs and frees the context (freeing it here too would free it
+            // twice).
             let code = errno
-            modbus_free(context)
             throw ModbusError(
                 .invalidRequest(
                     "timeouts \(settings.responseTimeout) / \(settings.byteTimeout) rejected "

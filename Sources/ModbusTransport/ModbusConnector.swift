@@ -137,6 +137,40 @@ public struct ModbusConnector: DeviceConnector {
         return host.isEmpty ? nil : (host, port)
     }
 
+    /// The port (host:port, or serial device) a binding's line is on; nil in memory.
+    static func port(of binding: ModbusBinding) -> String? {
+        guard case let .endpoint(endpoint) = binding.line else { return nil }
+        return switch endpoint {
+        case let .tcp(host, port): "\(host):\(port)"
+        case let .rtu(path, _, _, _, _): path
+        }
+    }
+
+    /// Why two bindings on one port cannot share it (one bus has one set of line settings and timeouts), or nil.
+    static func conflict(_ binding: ModbusBinding, _ other: ModbusBinding, port: String) -> String? {
+        guard case let .endpoint(mine) = binding.line, case let .endpoint(theirs) = other.line else { return nil }
+        if mine != theirs { return "share \(port) with different line settings (\(mine) and \(theirs))" }
+        if binding.settings != other.settings {
+            return "share \(port) with different timeouts or retries; one bus has one set of them"
+        }
+        return nil
+    }
+
+    /// Devices on one port must agree on its settings: checked when the run is prepared, before anything opens.
+    public func validate(_ devices: [BoundDevice]) throws(ConnectionError) {
+        var owners: [String: (name: String, binding: ModbusBinding)] = [:]
+        for device in devices {
+            guard let binding = device.binding as? ModbusBinding, let port = Self.port(of: binding) else { continue }
+            if let existing = owners[port] {
+                if let problem = Self.conflict(binding, existing.binding, port: port) {
+                    throw ConnectionError(device: nil, "'\(device.name)' and '\(existing.name)' \(problem)")
+                }
+            } else {
+                owners[port] = (device.name, binding)
+            }
+        }
+    }
+
     public func withDevices<Result: Sendable>(
         _ devices: [BoundDevice], context: ConnectionContext,
         _ body: (ConnectedDevices) async -> Result
@@ -158,16 +192,8 @@ public struct ModbusConnector: DeviceConnector {
                     case let .tcp(host, port): "\(host):\(port)"
                     case let .rtu(path, _, _, _, _): path
                     }
-                if let existing = lines[port] {
-                    guard case .endpoint(endpoint) = existing.binding.line,
-                        existing.binding.settings == binding.settings
-                    else {
-                        throw ConnectionError(
-                            device: device.name,
-                            "'\(device.name)' and '\(existing.owner)' share \(port) but "
-                                + "give it different settings (\(binding.summary) vs \(existing.binding.summary)); one bus has "
-                                + "one set of line settings and timeouts")
-                    }
+                if let existing = lines[port], let problem = Self.conflict(binding, existing.binding, port: port) {
+                    throw ConnectionError(device: nil, "'\(device.name)' and '\(existing.owner)' \(problem)")
                 }
                 let line: ModbusLine
                 if let existing = lines[port]?.line {

@@ -9,7 +9,8 @@ extension Runner {
     /// - Parameter at: the clock reading the event happened at, with its timestamp, when the caller has them already
     ///   (a step's end); otherwise the clock is read now.
     func emit(_ event: RunEvent, at reading: StampedReading? = nil, after held: HeldEvent? = nil) {
-        if !transportEvents.isEmpty { takeTransportEvents() }
+        var held = held
+        if !transportEvents.isEmpty { takeTransportEvents(after: &held) }
         observer.handle(event)
         // Progress is for the live console line; the journal has the samples and results themselves.
         if case .progress = event { return }
@@ -50,14 +51,28 @@ extension Runner {
     /// the running step. Called before every event the runner emits and when a step ends, so a retry is journaled
     /// no later than the next progress tick.
     func takeTransportEvents() {
+        var none: HeldEvent?
+        takeTransportEvents(after: &none)
+    }
+
+    /// `takeTransportEvents`, journaling a held event (a reading step's start) first if there is one, so the journal
+    /// keeps the order things happened in. Events the log journaled itself as they happened are only announced.
+    func takeTransportEvents(after held: inout HeldEvent?) {
         for event in transportEvents.take() {
             switch event.kind {
             case .retry:
                 state.withLock { $0.retries.append("\(event.device): \(event.message)") }
-                emit(.retry(device: event.device, message: event.message))
+                let retry = RunEvent.retry(device: event.device, message: event.message)
+                if transportEvents.journalsEvents {
+                    observer.handle(retry)
+                } else {
+                    emit(retry, after: held)
+                    held = nil
+                }
             }
         }
     }
+
 }
 
 /// An event that happened earlier, journaled later with its own clock reading (a reading step's start, written with

@@ -332,6 +332,7 @@ public final class Runner: Sendable {
             started: stamp(started), measurements: [],
             source: step.source)
         do {
+            try Task.checkCancellation()
             let result = try await step.executor.execute(StepContext(step: step, bus: bus, run: self))
             stepRecord.verdict = result.verdict
             stepRecord.measurements = result.measurements
@@ -361,7 +362,7 @@ public final class Runner: Sendable {
             stepRecord.verdict = .error
             stepRecord.error = "\(error)"
         }
-        if !transportEvents.isEmpty { takeTransportEvents() }
+        if !transportEvents.isEmpty { takeTransportEvents(after: &heldStart) }
         let ended = clock.now()
         stepRecord.ended = stamp(ended)
         stepRecord.durationSeconds = (ended - started).seconds
