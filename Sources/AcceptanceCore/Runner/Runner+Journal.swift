@@ -9,8 +9,17 @@ extension Runner {
     /// - Parameter at: the clock reading the event happened at, with its timestamp, when the caller has them already
     ///   (a step's end); otherwise the clock is read now.
     func emit(_ event: RunEvent, at reading: StampedReading? = nil, after held: HeldEvent? = nil) {
-        var held = held
-        if !transportEvents.isEmpty { takeTransportEvents(after: &held) }
+        if !transportEvents.isEmpty {
+            // Rare: retries came in. The held event is journaled before them, and not again.
+            var pending = held
+            takeTransportEvents(after: &pending)
+            write(event, at: reading, after: pending)
+        } else {
+            write(event, at: reading, after: held)
+        }
+    }
+
+    private func write(_ event: RunEvent, at reading: StampedReading?, after held: HeldEvent?) {
         observer.handle(event)
         // Progress is for the live console line; the journal has the samples and results themselves.
         if case .progress = event { return }
@@ -19,7 +28,7 @@ extension Runner {
         do {
             try journal.append(count: held == nil ? 1 : 2) { index, line in
                 if let held, index == 0 {
-                    describe(held.event, at: held.at, into: &line)
+                    describe(.stepStarted(held.step), at: held.at, into: &line)
                 } else {
                     describe(event, at: now, into: &line)
                 }
@@ -75,10 +84,10 @@ extension Runner {
 
 }
 
-/// An event that happened earlier, journaled later with its own clock reading (a reading step's start, written with
-/// its end).
+/// A reading step's start, journaled later with its own clock reading, together with the step's end. (The step,
+/// not a whole event: an event is large, and this is passed along on every trivial step.)
 struct HeldEvent: Sendable {
-    var event: RunEvent
+    var step: Step
     var at: StampedReading
 }
 

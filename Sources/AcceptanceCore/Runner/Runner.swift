@@ -314,7 +314,7 @@ public final class Runner: Sendable {
         switch step.kind {
         case .check, .measure:
             observer.handle(startedEvent)
-            if folder != nil { heldStart = HeldEvent(event: startedEvent, at: StampedReading(clock.now())) }
+            if folder != nil { heldStart = HeldEvent(step: step, at: StampedReading(clock.now())) }
         default:
             emit(startedEvent)
         }
@@ -379,10 +379,7 @@ public final class Runner: Sendable {
             }
             state.record.steps.append(stepRecord)
         }
-        if var held = heldStart {
-            held.at.stamp = stepRecord.started
-            heldStart = held
-        }
+        heldStart?.at.stamp = stepRecord.started
         emit(.stepFinished(step, stepRecord), at: StampedReading(ended, stamp: stepRecord.ended), after: heldStart)
         if let journal = folder?.journal {
             do { try journal.syncIfDue() } catch {
