@@ -248,17 +248,6 @@ public final class Journal: Sendable {
         if let failure { throw failure }
     }
 
-    /// Appends finished lines with a single `write(2)`, as they are (no numbering).
-    public func append(_ lines: [JSONLine]) throws(RecordWriteError) {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(512)
-        for line in lines {
-            line.appendFinished(to: &bytes)
-            bytes.append(UInt8(ascii: "\n"))
-        }
-        if let failure = writer.withLock({ _ in Self.write(descriptor, bytes, path: path) }) { throw failure }
-    }
-
     /// Writes all of `bytes`, retrying after interrupts and short writes.
     private static func write(_ descriptor: Int32, _ bytes: [UInt8], path: String) -> RecordWriteError? {
         bytes.withUnsafeBytes { buffer -> RecordWriteError? in
