@@ -62,26 +62,39 @@ public struct DiagnosticsError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Collects diagnostics against one source file so that loading can report every problem at once.
+///
+/// Reporting is constant time (duplicates are found through a set), and a file reports at most
+/// `maximumDiagnostics` problems, then one line saying the rest were not shown: a file of 100,000 misspelt keys
+/// loads in linear time and does not bury the terminal.
 public struct DiagnosticSink: Sendable {
     public let file: String
     public let lines: [Substring]
     public private(set) var diagnostics: [Diagnostic] = []
+    private var seen: Set<Diagnostic> = []
+    /// Problems found after the limit: counted, not kept.
+    public private(set) var suppressed = 0
+    public private(set) var hasErrors = false
+    public static let maximumDiagnostics = 200
 
     public init(file: String, text: String) {
         self.file = file
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
     }
 
-    public var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
-
     public func location(line: Int, column: Int) -> SourceLocation {
         SourceLocation(file: file, line: line, column: column)
     }
 
+    /// The text of a line, cut to a screenful: a 10 MB line is named, not echoed back.
     public func sourceLine(_ line: Int) -> String? {
         guard line >= 1, line <= lines.count else { return nil }
-        return String(lines[line - 1]).trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
+        let text = lines[line - 1]
+        let shown =
+            text.count > Self.maximumSourceLine ? String(text.prefix(Self.maximumSourceLine)) + " …" : String(text)
+        return shown.trimmingCharacters(in: CharacterSet(charactersIn: "\r"))
     }
+
+    static let maximumSourceLine = 240
 
     public mutating func error(_ message: String, line: Int, column: Int) {
         report(.error, message, line: line, column: column)
@@ -92,13 +105,24 @@ public struct DiagnosticSink: Sendable {
     }
 
     public mutating func report(_ severity: Diagnostic.Severity, _ message: String, line: Int, column: Int) {
-        let diagnostic = Diagnostic(
-            severity, at: location(line: line, column: column), message,
-            sourceLine: sourceLine(line))
-        if !diagnostics.contains(diagnostic) { diagnostics.append(diagnostic) }
+        append(
+            Diagnostic(
+                severity, at: location(line: line, column: column), message,
+                sourceLine: sourceLine(line)))
     }
 
     public mutating func append(_ diagnostic: Diagnostic) {
-        if !diagnostics.contains(diagnostic) { diagnostics.append(diagnostic) }
+        if diagnostic.severity == .error { hasErrors = true }
+        if diagnostics.count >= Self.maximumDiagnostics {
+            if !seen.contains(diagnostic) { suppressed += 1 }
+            if suppressed == 1, diagnostics.count == Self.maximumDiagnostics {
+                diagnostics.append(
+                    Diagnostic(
+                        .error, at: diagnostic.location,
+                        "more than \(Self.maximumDiagnostics) problems in this file; the rest are not shown"))
+            }
+            return
+        }
+        if seen.insert(diagnostic).inserted { diagnostics.append(diagnostic) }
     }
 }

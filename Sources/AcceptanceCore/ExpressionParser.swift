@@ -62,9 +62,22 @@ struct ExpressionParser {
     var tokens: [ExpressionToken]
     var position = 0
     let end: Int
-    /// Nesting so far; bounded so that hostile input cannot exhaust the stack.
+    /// Nesting so far, counting every operator of a chain (`a + b + c` is a tree two deep) as well as brackets,
+    /// calls and prefixes; bounded so that the tree the evaluator and type checker walk recursively stays shallow
+    /// whatever the input (a flat chain of 3,000 `+` overflowed the stack before).
     var depth = 0
     static let maximumDepth = 64
+
+    /// One more level of nesting at `offset`, or an error saying the expression is too deep.
+    mutating func deepen(at offset: Int) throws(ExpressionError) {
+        depth += 1
+        guard depth <= Self.maximumDepth else {
+            throw ExpressionError(
+                "expression nests deeper than \(Self.maximumDepth) levels (operators in a chain count as levels); "
+                    + "split it with parameters",
+                at: offset)
+        }
+    }
 
     init(tokens: [ExpressionToken], end: Int) {
         self.tokens = tokens
@@ -86,17 +99,17 @@ struct ExpressionParser {
     }
 
     mutating func parseExpression() throws(ExpressionError) -> ExpressionNode {
-        depth += 1
+        try deepen(at: peek?.offset ?? end)
         defer { depth -= 1 }
-        guard depth <= Self.maximumDepth else {
-            throw ExpressionError("expression nests deeper than \(Self.maximumDepth) levels", at: peek?.offset ?? end)
-        }
         return try parseOr()
     }
 
     mutating func parseOr() throws(ExpressionError) -> ExpressionNode {
         var lhs = try parseAnd()
+        let start = depth
+        defer { depth = start }
         while isWord(peek, "or", "||"), let token = advance() {
+            try deepen(at: token.offset)
             lhs = .binary(.or, lhs, try parseAnd(), offset: token.offset)
         }
         return lhs
@@ -104,7 +117,10 @@ struct ExpressionParser {
 
     mutating func parseAnd() throws(ExpressionError) -> ExpressionNode {
         var lhs = try parseNot()
+        let start = depth
+        defer { depth = start }
         while isWord(peek, "and", "&&"), let token = advance() {
+            try deepen(at: token.offset)
             lhs = .binary(.and, lhs, try parseNot(), offset: token.offset)
         }
         return lhs
@@ -112,11 +128,8 @@ struct ExpressionParser {
 
     mutating func parseNot() throws(ExpressionError) -> ExpressionNode {
         if isWord(peek, "not", "!"), let token = advance() {
-            depth += 1
+            try deepen(at: token.offset)
             defer { depth -= 1 }
-            guard depth <= Self.maximumDepth else {
-                throw ExpressionError("expression nests deeper than \(Self.maximumDepth) levels", at: token.offset)
-            }
             return .unary(.not, try parseNot(), offset: token.offset)
         }
         return try parseComparison()
@@ -140,8 +153,11 @@ struct ExpressionParser {
 
     mutating func parseAdditive() throws(ExpressionError) -> ExpressionNode {
         var lhs = try parseMultiplicative()
+        let start = depth
+        defer { depth = start }
         while let token = peek, case let .symbol(symbol) = token.kind, symbol == "+" || symbol == "-" {
             position += 1
+            try deepen(at: token.offset)
             lhs = .binary(symbol == "+" ? .add : .subtract, lhs, try parseMultiplicative(), offset: token.offset)
         }
         return lhs
@@ -149,8 +165,11 @@ struct ExpressionParser {
 
     mutating func parseMultiplicative() throws(ExpressionError) -> ExpressionNode {
         var lhs = try parseUnary()
+        let start = depth
+        defer { depth = start }
         while let token = peek, case let .symbol(symbol) = token.kind, symbol == "*" || symbol == "/" {
             position += 1
+            try deepen(at: token.offset)
             lhs = .binary(symbol == "*" ? .multiply : .divide, lhs, try parseUnary(), offset: token.offset)
         }
         return lhs
@@ -159,11 +178,8 @@ struct ExpressionParser {
     mutating func parseUnary() throws(ExpressionError) -> ExpressionNode {
         if let token = peek, case .symbol("-") = token.kind {
             position += 1
-            depth += 1
+            try deepen(at: token.offset)
             defer { depth -= 1 }
-            guard depth <= Self.maximumDepth else {
-                throw ExpressionError("expression nests deeper than \(Self.maximumDepth) levels", at: token.offset)
-            }
             return .unary(.negate, try parseUnary(), offset: token.offset)
         }
         return try parsePrimary()

@@ -9,6 +9,8 @@ struct ProcedureChecker {
     let referenceLocations: [String: SourceLocation]
     /// While checking a `for_each` step: its member name and a member device standing for all of them.
     var aliases: [String: String] = [:]
+    /// The operator inputs' names, found once: looked up for every name in every expression.
+    let inputNames: Set<String>
 
     init(
         procedure: Procedure, configuration: RackConfiguration?, sink: DiagnosticSink,
@@ -18,6 +20,7 @@ struct ProcedureChecker {
         self.configuration = configuration
         self.sink = sink
         self.referenceLocations = referenceLocations
+        self.inputNames = Set(procedure.inputs.map(\.name))
     }
 
     mutating func error(_ message: String, at location: SourceLocation?) {
@@ -34,7 +37,7 @@ struct ProcedureChecker {
         if let parameter = procedure.parameter(named: name) {
             return parameter.text != nil ? .text(choices: nil) : .quantity(parameter.defaultValue.dimension)
         }
-        if procedure.inputs.contains(where: { $0.name == name }) { return .text(choices: nil) }
+        if inputNames.contains(name) { return .text(choices: nil) }
         guard name.contains("."), let configuration else { return nil }
         if let (_, point) = configuration.resolve(name, aliases: aliases) { return point.valueType }
         // An unknown point; the binder reports it (with a suggestion added below).

@@ -12,6 +12,37 @@ public struct YAMLSource {
     public let root: Node?
 
     public static func load(path: String, into sink: inout DiagnosticSink) -> YAMLSource? {
+        guard let (_, text) = read(path: path, into: &sink) else { return nil }
+        return parse(text, path: path, into: &sink)
+    }
+
+    /// The bytes and text of a file the tool is asked to read, or an error in `sink`: only regular files (symlinks
+    /// to them are fine: a FIFO would block the read forever, a device never end), of a size a person could have
+    /// written, in UTF-8.
+    public static func read(path: String, into sink: inout DiagnosticSink) -> (Data, String)? {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
+            sink.error("cannot read file", line: 1, column: 1)
+            return nil
+        }
+        let type = attributes[.type] as? FileAttributeType
+        guard type == .typeRegular else {
+            let kind =
+                switch type {
+                case .typeDirectory?: "a folder"
+                case .typeCharacterSpecial?, .typeBlockSpecial?: "a device"
+                case .typeSocket?: "a socket"
+                default: "a FIFO or other special file"
+                }
+            sink.error("not a regular file: it is \(kind)", line: 1, column: 1)
+            return nil
+        }
+        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= YAMLLimits.maximumFileBytes else {
+            sink.error(
+                "file is \(size) bytes; acceptance YAML files are limited to \(YAMLLimits.maximumFileBytes) bytes",
+                line: 1, column: 1)
+            return nil
+        }
         guard let data = FileManager.default.contents(atPath: path) else {
             sink.error("cannot read file", line: 1, column: 1)
             return nil
@@ -20,7 +51,7 @@ public struct YAMLSource {
             sink.error("file is not valid UTF-8", line: 1, column: 1)
             return nil
         }
-        return parse(text, path: path, into: &sink)
+        return (data, text)
     }
 
     public static func parse(_ text: String, path: String, into sink: inout DiagnosticSink) -> YAMLSource {
@@ -30,6 +61,18 @@ public struct YAMLSource {
         }
         guard meaningful else {
             sink.error("file is empty", line: 1, column: 1)
+            return YAMLSource(path: path, text: text, root: nil)
+        }
+        guard text.utf8.count <= YAMLLimits.maximumFileBytes else {
+            sink.error(
+                "file is \(text.utf8.count) bytes; acceptance YAML files are limited to \(YAMLLimits.maximumFileBytes) bytes",
+                line: 1, column: 1)
+            return YAMLSource(path: path, text: text, root: nil)
+        }
+        if let (line, column) = YAMLLimits.firstAlias(in: text) {
+            sink.error(
+                "YAML aliases ('*name') are not allowed: they can expand without bound; write the value out",
+                line: line, column: column)
             return YAMLSource(path: path, text: text, root: nil)
         }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
