@@ -67,6 +67,7 @@ public struct ModbusException: RawRepresentable, Sendable, Hashable, CustomStrin
     public static let serverDeviceFailure = ModbusException(rawValue: 0x04)
     public static let acknowledge = ModbusException(rawValue: 0x05)
     public static let serverDeviceBusy = ModbusException(rawValue: 0x06)
+    public static let negativeAcknowledge = ModbusException(rawValue: 0x07)
     public static let memoryParityError = ModbusException(rawValue: 0x08)
     public static let gatewayPathUnavailable = ModbusException(rawValue: 0x0A)
     public static let gatewayTargetFailedToRespond = ModbusException(rawValue: 0x0B)
@@ -79,10 +80,11 @@ public struct ModbusException: RawRepresentable, Sendable, Hashable, CustomStrin
         case .serverDeviceFailure: "server device failure"
         case .acknowledge: "acknowledge"
         case .serverDeviceBusy: "server device busy"
+        case .negativeAcknowledge: "negative acknowledge: the device cannot perform this function now"
         case .memoryParityError: "memory parity error"
         case .gatewayPathUnavailable: "gateway path unavailable"
         case .gatewayTargetFailedToRespond: "gateway target device failed to respond"
-        default: "unknown exception"
+        default: "a code the Modbus specification does not define"
         }
     }
 
@@ -98,6 +100,9 @@ public struct ModbusError: TransportError {
         case exception(ModbusException)
         /// No answer within the response timeout.
         case timeout
+        /// Part of an answer (these bytes, up to the last non-zero one: trailing zeros cannot be told from bytes that
+        /// never came), then nothing more within the response timeout.
+        case incomplete([UInt8])
         /// The connection could not be made or was lost; `errno` and its text when the system gave one.
         case connection(code: Int32?, message: String)
         /// The answer was malformed or did not match the request.
@@ -126,7 +131,7 @@ public struct ModbusError: TransportError {
     /// No answer at all: a timeout, a lost connection, or a gateway saying the device behind it did not answer.
     public var isNoResponse: Bool {
         switch kind {
-        case .timeout, .connection: true
+        case .timeout, .incomplete, .connection: true
         case .exception(.gatewayPathUnavailable), .exception(.gatewayTargetFailedToRespond): true
         default: false
         }
@@ -139,6 +144,11 @@ public struct ModbusError: TransportError {
         switch kind {
         case let .exception(exception): return "\(exception) answering \(what)"
         case .timeout: return "no response to \(what)"
+        case let .incomplete(bytes):
+            let shown = bytes.prefix(16).map { String($0, radix: 16, uppercase: true).leftPadded(to: 2) }
+            return
+                "incomplete reply (at least \(bytes.count) bytes: \(shown.joined(separator: " "))\(bytes.count > 16 ? " …" : ""), "
+                + "then nothing within the response timeout) to \(what)"
         case let .connection(code?, message): return "connection failed (errno \(code): \(message)) during \(what)"
         case let .connection(nil, message): return "connection failed (\(message)) during \(what)"
         case let .badResponse(message): return "bad response (\(message)) to \(what)"

@@ -5,7 +5,7 @@ extension RetryPolicy {
     /// address, illegal value) will answer the same again; one that timed out, dropped the line or was busy may not.
     public static func isRetryable(_ error: ModbusError) -> Bool {
         switch error.kind {
-        case .timeout, .connection, .badResponse: true
+        case .timeout, .incomplete, .connection, .badResponse: true
         case .exception(.serverDeviceBusy), .exception(.acknowledge): true
         // A gateway saying the device behind it did not answer: as good as a timeout.
         case .exception(.gatewayPathUnavailable), .exception(.gatewayTargetFailedToRespond): true

@@ -70,18 +70,20 @@ final class LibModbusConnection: @unchecked Sendable {
         isSerial = { if case .rtu = endpoint { return true } else { return false } }()
         rs485 = isSerial && settings.rs485
         modbus_set_slave(context, Int32(unit))
+        self.unit = unit
         let (responseSeconds, responseMicros) = timeoutParts(settings.responseTimeout)
-        let (byteSeconds, byteMicros) = timeoutParts(settings.byteTimeout)
+        // No per-byte timeout: the response timeout then bounds the whole reply (libmodbus restarts its select()
+        // timer per byte otherwise, so 250 bytes each 450 ms apart took 116 s with a 1 s response timeout).
         guard modbus_set_response_timeout(context, responseSeconds, responseMicros) == 0,
-            modbus_set_byte_timeout(context, byteSeconds, byteMicros) == 0
+            modbus_set_byte_timeout(context, 0, 0) == 0
         else {
             // Every stored property is set: `deinit` runs and frees the context (freeing it here too would free it
             // twice).
             let code = errno
             throw ModbusError(
                 .invalidRequest(
-                    "timeouts \(settings.responseTimeout) / \(settings.byteTimeout) rejected "
-                        + "(errno \(code)); they must be above zero"), function: .readHoldingRegisters, address: 0,
+                    "response timeout \(settings.responseTimeout) rejected (errno \(code)); it must be above zero"),
+                function: .readHoldingRegisters, address: 0,
                 count: 0,
                 endpoint: label)
         }
@@ -126,7 +128,9 @@ final class LibModbusConnection: @unchecked Sendable {
 
     /// Addresses the next transactions to `unit` (`modbus_set_slave`), for devices sharing one line.
     func address(_ unit: UInt8) -> Bool {
-        modbus_set_slave(context, Int32(unit)) == 0
+        guard modbus_set_slave(context, Int32(unit)) == 0 else { return false }
+        self.unit = unit
+        return true
     }
 
     /// Calls `modbus_close`; the next transaction reconnects.
@@ -135,64 +139,115 @@ final class LibModbusConnection: @unchecked Sendable {
         isConnected = false
     }
 
-    /// Reads registers (bits as 0/1) with `modbus_read_bits`, `modbus_read_input_bits`, `modbus_read_registers` or
-    /// `modbus_read_input_registers`.
+    /// The unit the next transactions are addressed to.
+    private var unit: UInt8 = 1
+    /// The last Modbus TCP transaction id sent on this connection (never 0, so a reply's first bytes show).
+    private var transaction: UInt16 = 0
+
+    /// Reads `count` registers (bits as 0/1) from `table`.
     func read(_ table: ModbusTable, startingAt address: UInt16, count: Int) throws(ModbusError) -> [UInt16] {
-        let function = ModbusFunction.read(table)
-        try connectIfNeeded(for: function, address, count)
-        let result: Int32
-        let code: Int32
-        var values: [UInt16]
-        switch table {
-        case .coil, .discreteInput:
-            var bits = [UInt8](repeating: 0, count: count)
-            result =
-                table == .coil
-                ? modbus_read_bits(context, Int32(address), Int32(count), &bits)
-                : modbus_read_input_bits(context, Int32(address), Int32(count), &bits)
-            code = errno
-            values = bits.map { UInt16($0) }
-        case .holdingRegister, .inputRegister:
-            values = [UInt16](repeating: 0, count: count)
-            result =
-                table == .holdingRegister
-                ? modbus_read_registers(context, Int32(address), Int32(count), &values)
-                : modbus_read_input_registers(context, Int32(address), Int32(count), &values)
-            code = errno
+        let request: ModbusRequest
+        do { request = try ModbusRequest.read(table, address: address, count: count) } catch {
+            var error = error
+            error.endpoint = endpoint
+            throw error
         }
-        guard result == Int32(count) else {
-            if result >= 0 {
-                throw recover(
-                    after: ModbusError(
-                        .badResponse("\(result) values instead of \(count)"), function: function,
-                        address: address, count: count, endpoint: endpoint))
-            }
-            throw recover(after: modbusError(code, function, address, count, endpoint))
+        guard case let .values(values) = try exchange(request) else {
+            throw ModbusError(
+                .badResponse("a write confirmation in reply to a read"), function: request.function,
+                address: address, count: count, endpoint: endpoint)
         }
         return values
     }
 
-    /// Writes coils or registers: one with `modbus_write_bit` / `modbus_write_register` (0x05 / 0x06, which some
-    /// devices insist on), several with `modbus_write_bits` / `modbus_write_registers` (0x0F / 0x10).
+    /// Writes coils or registers: one with 0x05 / 0x06 (which some devices insist on), several with 0x0F / 0x10.
     func write(_ table: ModbusTable, startingAt address: UInt16, values: [UInt16]) throws(ModbusError) {
-        let single = values.count == 1
-        let function: ModbusFunction =
-            table == .coil
-            ? (single ? .writeSingleCoil : .writeMultipleCoils)
-            : (single ? .writeSingleRegister : .writeMultipleRegisters)
-        try connectIfNeeded(for: function, address, values.count)
-        let result: Int32
-        switch (table, single) {
-        case (.coil, true): result = modbus_write_bit(context, Int32(address), values[0] == 0 ? 0 : 1)
-        case (.coil, false):
-            let bits = values.map { UInt8($0 == 0 ? 0 : 1) }
-            result = modbus_write_bits(context, Int32(address), Int32(bits.count), bits)
-        case (_, true): result = modbus_write_register(context, Int32(address), values[0])
-        case (_, false): result = modbus_write_registers(context, Int32(address), Int32(values.count), values)
+        let request: ModbusRequest
+        do { request = try ModbusRequest.write(table, address: address, values: values) } catch {
+            var error = error
+            error.endpoint = endpoint
+            throw error
         }
-        guard result == Int32(values.count) else {
-            throw recover(after: modbusError(errno, function, address, values.count, endpoint))
+        _ = try exchange(request)
+    }
+
+    /// One transaction: the request is framed by ModbusCore (TCP: sent on libmodbus's socket, with a transaction id
+    /// of our own, because libmodbus 3.1.6 sends raw requests with id 0; RTU: `modbus_send_raw_request`, which adds
+    /// the CRC), the reply is read by `modbus_receive_confirmation` and then checked field by field by
+    /// `ModbusReply.parse`, which is stricter than libmodbus (it let protocol id 7, another unit's reply and an MBAP
+    /// length of 65535 through).
+    ///
+    /// The byte timeout is disabled, so libmodbus's response timeout bounds the *whole* reply: a device dripping one
+    /// byte every 450 ms cannot stretch a transaction past it.
+    private func exchange(_ request: ModbusRequest) throws(ModbusError) -> ModbusReply {
+        let function = request.function
+        let address = request.address
+        let count = request.count
+        func failure(_ kind: ModbusError.Kind) -> ModbusError {
+            ModbusError(kind, function: function, address: address, count: count, endpoint: endpoint)
         }
+        try connectIfNeeded(for: function, address, count)
+        let framing: ModbusFraming
+        if isSerial {
+            let raw = [unit] + request.pdu
+            if modbus_send_raw_request(context, raw, Int32(raw.count)) < 0 {
+                throw recover(after: modbusError(errno, function, address, count, endpoint))
+            }
+            framing = .rtu
+        } else {
+            transaction = transaction == UInt16.max ? 1 : transaction + 1
+            let frame = request.tcpFrame(transaction: transaction, unit: unit)
+            if let code = sendAll(frame) {
+                throw recover(after: modbusError(code, function, address, count, endpoint))
+            }
+            framing = .tcp(transaction: transaction)
+        }
+        var buffer = [UInt8](repeating: 0, count: Self.bufferSize)
+        let length = modbus_receive_confirmation(context, &buffer)
+        let code = errno
+        if length < 0 {
+            if code == ETIMEDOUT {
+                // The buffer was zeroed and every reply starts with a non-zero byte (our transaction id, or the unit):
+                // whatever is not zero arrived before the deadline.
+                let received = (buffer.lastIndex { $0 != 0 }).map { Array(buffer[...$0]) } ?? []
+                throw recover(after: failure(received.isEmpty ? .timeout : .incomplete(received)))
+            }
+            throw recover(after: modbusError(code, function, address, count, endpoint))
+        }
+        if length == 0 {
+            // libmodbus's RTU backend drops frames from another address without saying which.
+            throw recover(
+                after: failure(.badResponse("reply from unit \(buffer[0]); the request went to unit \(unit)")))
+        }
+        let reply: ModbusReply
+        do {
+            reply = try ModbusReply.parse(
+                Array(buffer[..<Int(length)]), framing: framing, unit: unit, request: request)
+        } catch {
+            throw recover(after: failure(.badResponse(error.message)))
+        }
+        if case let .exception(exception) = reply { throw failure(.exception(exception)) }
+        return reply
+    }
+
+    /// Larger than any Modbus frame (260 bytes on TCP, 256 on RTU).
+    private static let bufferSize = 512
+
+    /// Sends a whole frame on the TCP socket; the errno if that failed.
+    private func sendAll(_ frame: [UInt8]) -> Int32? {
+        let socket = modbus_get_socket(context)
+        var sent = 0
+        while sent < frame.count {
+            let result = frame.withUnsafeBytes { bytes in
+                send(socket, bytes.baseAddress?.advanced(by: sent), frame.count - sent, Int32(MSG_NOSIGNAL))
+            }
+            if result < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            sent += result
+        }
+        return nil
     }
 }
 

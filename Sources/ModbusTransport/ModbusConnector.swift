@@ -51,15 +51,21 @@ public struct ModbusConnector: DeviceConnector {
         func field(_ key: String) -> Node? { fields.first { $0.key == key }?.value }
         func duration(_ key: String) -> Duration? {
             guard let node = field(key), let quantity = reader.quantity(node, key) else { return nil }
-            guard let duration = quantity.duration, key == "backoff" ? duration >= .zero : duration > .zero else {
-                reader.error("\(key) must be a time above zero, such as '1 s' or '500 ms'", at: node)
+            guard let duration = quantity.duration, key == "backoff" ? duration >= .zero : duration > .zero,
+                duration <= .seconds(60)
+            else {
+                reader.error("\(key) must be a time above zero and at most 60 s, such as '1 s' or '500 ms'", at: node)
                 return nil
             }
             return duration
         }
         var settings = ModbusSettings()
         if let value = duration("response_timeout") { settings.responseTimeout = value }
-        if let value = duration("byte_timeout") { settings.byteTimeout = value }
+        if let node = field("byte_timeout") {
+            reader.error(
+                "byte_timeout is no longer used: response_timeout bounds the whole reply, however slowly its bytes "
+                    + "arrive; remove it", at: node)
+        }
         if let value = duration("backoff") { settings.retry.backoff = value }
         if let node = field("retries"), let retries = reader.integer(node, "retries") {
             if (0...10).contains(retries) {

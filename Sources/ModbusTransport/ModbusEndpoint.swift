@@ -30,10 +30,9 @@ public enum ModbusEndpoint: Sendable, Hashable, CustomStringConvertible {
 
 /// Per-device timing and retry policy, from the station file.
 public struct ModbusSettings: Sendable, Hashable {
-    /// How long to wait for an answer before the transaction times out.
+    /// How long one transaction may take from request to the last byte of the reply: a total deadline, however
+    /// slowly the bytes arrive.
     public var responseTimeout: Duration = .seconds(1)
-    /// Longest gap allowed between bytes of one answer.
-    public var byteTimeout: Duration = .milliseconds(500)
     /// What to do when a transaction fails (applied by `RetryingModbusClient`).
     public var retry = RetryPolicy()
     /// RS-485 mode for RTU adapters that need it set.
