@@ -42,8 +42,11 @@ public struct DeviceError: Error, Sendable, CustomStringConvertible {
     /// True when the device did not answer at all (as opposed to answering wrongly).
     public var isNoResponse: Bool { cause?.isNoResponse ?? false }
 
+    /// Shown to the operator: the reason often quotes the device (a BMC's message), so it is escaped and bounded.
     public var description: String {
-        "device '\(device)' (\(endpoint)) \(operation.rawValue) \(points.joined(separator: ", ")): \(reason)"
+        let reason = self.reason.escapingControlCharacters
+        let shown = reason.count > 2000 ? String(reason.prefix(2000)) + "… [cut]" : reason
+        return "device '\(device)' (\(endpoint)) \(operation.rawValue) \(points.joined(separator: ", ")): \(shown)"
     }
 }
 
@@ -125,9 +128,31 @@ public struct DeviceBus: Sendable {
         for deviceName in deviceOrder {
             guard let device = devices[deviceName], let requested = byDevice[deviceName] else { continue }
             let read = try await device.read(requested.map(\.1))
-            for (index, (reference, _)) in requested.enumerated() { values[reference] = read[index] }
+            guard read.count == requested.count else {
+                throw DeviceError(
+                    device: deviceName, endpoint: device.endpoint, operation: .reading,
+                    points: requested.map(\.0), reason: "\(read.count) values for \(requested.count) points")
+            }
+            for (index, (reference, _)) in requested.enumerated() { values[reference] = Self.bounded(read[index]) }
         }
         return values
+    }
+
+    /// The longest text kept from a device (a serial number, a firmware version, a state's name). A BMC answering an
+    /// 8 MB serial number grew the journal to 226 MB; now every text value is cut here, once for every transport,
+    /// and says that it was cut and how long it was.
+    public static let maximumTextBytes = 1024
+
+    /// `value`, with control characters in text escaped (see `escapingControlCharacters`), and text cut to
+    /// `maximumTextBytes` (on a character boundary) and marked as cut.
+    public static func bounded(_ value: Value) -> Value {
+        guard case let .text(raw) = value else { return value }
+        let text = raw.escapingControlCharacters
+        guard text.utf8.count > maximumTextBytes else { return .text(text) }
+        var kept = Substring(String(decoding: text.utf8.prefix(maximumTextBytes), as: UTF8.self))
+        // A character cut in half decodes as U+FFFD (3 bytes): drop characters until it fits, whole.
+        while kept.utf8.count > maximumTextBytes || kept.last == "\u{FFFD}" { kept = kept.dropLast() }
+        return .text("\(kept)… [cut by the station: the device sent \(raw.utf8.count) bytes]")
     }
 
     public func write(_ reference: String, _ value: Value) async throws {

@@ -36,9 +36,10 @@ public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// `file:line:column: error: message`, then the line and a caret under the column.
     public var description: String {
-        var text = "\(location): \(severity.rawValue): \(message)"
+        // Messages quote the file (an unknown key, a bad value): shown escaped, like anything else from a file.
+        var text = "\(location): \(severity.rawValue): \(message.escapingControlCharacters)"
         if let sourceLine {
-            let shown = sourceLine.replacingOccurrences(of: "\t", with: " ")
+            let shown = sourceLine.replacingOccurrences(of: "\t", with: " ").escapingControlCharacters
             let caretColumn = max(0, min(location.column - 1, shown.count))
             text += "\n    \(shown)\n    \(String(repeating: " ", count: caretColumn))^"
         }

@@ -5,6 +5,17 @@ import Synchronization
 public struct TransportEvent: Sendable, Hashable {
     public enum Kind: String, Sendable, Hashable {
         case retry
+        /// Something the device did that the record must show though the run goes on (a session location off the
+        /// BMC, a value cut to its bound).
+        case warning
+    }
+
+    /// The event as the journal and the console show it.
+    public var runEvent: RunEvent {
+        switch kind {
+        case .retry: .retry(device: device, message: message)
+        case .warning: .notice("\(device): \(message)")
+        }
     }
 
     public var kind: Kind
@@ -62,7 +73,7 @@ public final class TransportEventLog: TransportEventSink {
         try? journal.append(count: 1) { _, line in
             line.add("time", time)
             line.add("clock_s", reading.seconds)
-            RunEvent.retry(device: event.device, message: event.message).describe(into: &line)
+            event.runEvent.describe(into: &line)
         }
     }
 

@@ -144,10 +144,11 @@ public final class ConsoleReporter: RunObserver {
     public func handle(_ event: RunEvent) {
         switch event {
         case let .runStarted(record):
-            print(style.bold("━━ \(record.procedure.id) \(record.procedure.version) · \(record.procedure.title)"))
+            let title = record.procedure.title.escapingControlCharacters
+            print(style.bold("━━ \(record.procedure.id) \(record.procedure.version) · \(title)"))
             print(
                 "   rack profile \(record.rackProfile) · station \(record.station)"
-                    + (record.operator.map { " · operator \($0)" } ?? ""))
+                    + (record.operator.map { " · operator \($0.escapingControlCharacters)" } ?? ""))
             if header.simulated {
                 let pace = header.timeScale.map { "\(Quantity.format($0))× real time" } ?? "as fast as the steps allow"
                 print(
@@ -158,7 +159,7 @@ public final class ConsoleReporter: RunObserver {
                     "   station clock sped up \(Quantity.format(scale))× (for a simulator at the same pace); times shown are simulated"
                 )
             }
-            for line in Self.endpointLines(header.endpoints) { print("   \(line)") }
+            for line in Self.endpointLines(header.endpoints) { print("   \(line.escapingControlCharacters)") }
             print("   run \(record.runID)" + (header.folder.map { " · journal \($0)/journal.jsonl" } ?? ""))
         case let .groupStarted(group, count):
             if group != .cleanup {
@@ -178,26 +179,29 @@ public final class ConsoleReporter: RunObserver {
                 return true
             }
             guard due else { return }
-            let line = "  ⋯      \(step.name)  \(Self.clockText(elapsed)) / \(Self.clockText(total))  \(detail)"
+            let line =
+                "  ⋯      \(step.name.escapingControlCharacters)  \(Self.clockText(elapsed)) / "
+                + "\(Self.clockText(total))  \(detail.escapingControlCharacters)"
             output.write("\r\u{1B}[2K" + style.dim(String(line.prefix(160))))
         case let .stepFinished(step, record):
             printStep(step, record)
         case let .notice(text):
-            print(style.paint("  ! \(text)", "1;33"))
+            print(style.paint("  ! \(text.escapingControlCharacters)", "1;33"))
         case let .retry(device, message):
-            print(style.paint("  ↻ \(device): \(message)", "33"))
+            print(style.paint("  ↻ \(device): \(message.escapingControlCharacters)", "33"))
         case let .runFinished(record):
             printVerdict(record)
         }
     }
 
     func printStep(_ step: Step, _ record: StepRecord) {
-        let name = record.name.count > 42 ? String(record.name.prefix(41)) + "…" : record.name
+        let fullName = record.name.escapingControlCharacters
+        let name = fullName.count > 42 ? String(fullName.prefix(41)) + "…" : fullName
         let paddedName = name.padding(toLength: 42, withPad: " ", startingAt: 0)
         var lines: [String] = []
         let shown = record.measurements
         var summary = ""
-        if let error = record.error {
+        if let error = record.error?.escapingControlCharacters {
             summary = style.paint(error, "33")
         } else if !shown.isEmpty, record.verdict != .skipped {
             let first = shown[0]
@@ -206,12 +210,14 @@ public final class ConsoleReporter: RunObserver {
                 lines.append(String(repeating: " ", count: 62) + measurementText(measurement, single: false))
             }
             let judged = record.measurements.contains { $0.displayLimits != nil && $0.verdict == .fail }
-            if record.verdict == .fail, let message = record.message, !message.isEmpty, !judged {
+            if record.verdict == .fail, let message = record.message?.escapingControlCharacters, !message.isEmpty,
+                !judged
+            {
                 lines.append(String(repeating: " ", count: 62) + style.paint(message, "31"))
-            } else if step.kind.keyword == "sample", let message = record.message {
+            } else if step.kind.keyword == "sample", let message = record.message?.escapingControlCharacters {
                 lines.append(String(repeating: " ", count: 62) + style.dim(message))
             }
-        } else if let message = record.message {
+        } else if let message = record.message?.escapingControlCharacters {
             summary =
                 record.verdict == .pass || record.verdict == .skipped ? style.dim(message) : style.paint(message, "31")
         }
@@ -220,7 +226,8 @@ public final class ConsoleReporter: RunObserver {
     }
 
     func measurementText(_ measurement: MeasurementRecord, single: Bool) -> String {
-        var text = single ? measurement.displayValue : "\(measurement.name) = \(measurement.displayValue)"
+        let value = measurement.displayValue.escapingControlCharacters
+        var text = single ? value : "\(measurement.name.escapingControlCharacters) = \(value)"
         if let limits = measurement.displayLimits {
             text += style.dim("  limit \(limits)")
             if measurement.verdict == .fail { text = style.paint(text + "  ✗ out of limits", "31") }
@@ -263,12 +270,14 @@ public final class ConsoleReporter: RunObserver {
             case .skipped: ""
             }
         print("  VERDICT: \(big)  \(meaning)")
-        print("  \(record.procedure.id) \(record.procedure.version) · rack \(record.rackSerial ?? "(no serial)")")
-        if let message = record.message, record.verdict != .pass { print("  " + message) }
+        let serial = record.rackSerial?.escapingControlCharacters ?? "(no serial)"
+        print("  \(record.procedure.id) \(record.procedure.version) · rack \(serial)")
+        if let message = record.message?.escapingControlCharacters, record.verdict != .pass { print("  " + message) }
         let judged = record.steps.flatMap(\.measurements).filter { $0.displayLimits != nil }
         for measurement in judged where record.verdict == .pass || measurement.verdict == .fail {
             print(
-                "  \(measurement.verdict == .pass ? "✓" : "✗") \(measurement.name): \(measurement.displayValue) "
+                "  \(measurement.verdict == .pass ? "✓" : "✗") \(measurement.name.escapingControlCharacters): "
+                    + "\(measurement.displayValue.escapingControlCharacters) "
                     + "(limit \(measurement.displayLimits ?? ""))")
         }
         if record.clock.kind == .simulated {

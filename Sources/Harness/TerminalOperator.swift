@@ -88,10 +88,16 @@ public struct TerminalOperator: OperatorConsole {
 
     public var isInteractive: Bool { true }
 
+    /// A prompt's text as shown: its own line breaks kept (indented), every other control character escaped.
+    static func shown(_ text: String) -> String {
+        text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n", omittingEmptySubsequences: false)
+            .map { String($0).escapingControlCharacters }.joined(separator: "\n    ")
+    }
+
     public func confirm(_ text: String, step: Step) async throws -> Bool {
         LineReader.shared.discardTypeAhead()
         output.write(
-            "\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + text.trimmingCharacters(in: .whitespacesAndNewlines)
+            "\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + Self.shown(text)
                 + "\n    Press Enter when done (or type 'abort' and Enter to stop the run): ")
         while true {
             guard let line = try await LineReader.shared.next() else { return false }
@@ -108,11 +114,10 @@ public struct TerminalOperator: OperatorConsole {
     ) async throws -> String {
         LineReader.shared.discardTypeAhead()
         if let problem {
-            output.write("    " + style.paint(problem, "33") + "\n    \(input): ")
+            output.write("    " + style.paint(problem.escapingControlCharacters, "33") + "\n    \(input): ")
         } else {
             output.write(
-                "\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + text.trimmingCharacters(in: .whitespacesAndNewlines)
-                    + "\n    \(input): ")
+                "\n  " + style.paint("▶ OPERATOR", "1;36") + "  " + Self.shown(text) + "\n    \(input): ")
         }
         guard let line = try await LineReader.shared.next() else { throw CancellationError() }
         return line

@@ -130,7 +130,7 @@ public struct RedfishError: TransportError {
         var text = "\(method.rawValue) \(url): "
         switch kind {
         case let .connection(reason): text += "no connection (\(reason))"
-        case .timeout: text += "no answer within the timeout"
+        case .timeout: text += "no complete answer within the timeout (connect, headers and body)"
         case let .tls(reason): text += "TLS failed (\(reason))"
         case let .pinMismatch(expected, presented):
             text += "certificate fingerprint \(presented) is not the pinned \(expected); refusing to talk to this BMC"

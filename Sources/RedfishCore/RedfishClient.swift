@@ -136,10 +136,17 @@ public final class RedfishClient: Sendable {
             }
             return (state.token, state.sessionPath)
         }
-        guard let token, let path else { return }
+        guard let token, let path, Self.isPathOnThisBMC(path) else { return }
         let request = RedfishRequest(method: .delete, path: path, headers: ["x-auth-token": token])
-        _ = try? await transport.send(request, timeout: endpoint.timeout)
+        // Logging out is housekeeping: sent even when the run was stopped (a task of its own does not inherit the
+        // cancellation), and bounded by a deadline of its own so a BMC that stalls cannot hold the end of a run.
+        let transport = self.transport
+        let deadline = min(endpoint.timeout, Self.logoutDeadline)
+        await Task { _ = try? await transport.send(request, timeout: deadline) }.value
     }
+
+    /// The longest a logout may take.
+    static let logoutDeadline = Duration.seconds(5)
 
     public var hasSession: Bool { state.withLock { $0.token != nil } }
 
@@ -203,7 +210,26 @@ public final class RedfishClient: Sendable {
         }
         var location = response.header("location")
         if location == nil, let json = try? JSONValue.parse(response.body) { location = json["@odata.id"]?.string }
-        return Session(token: token, path: location.map(Self.pathOnly))
+        var path = location.map(Self.pathOnly)
+        if let where_ = path, !Self.isPathOnThisBMC(where_) {
+            // `Location: @other-host:port/...` would make the logout (with its token) go to another host: the session
+            // is used but never deleted through that location; it times out on the BMC.
+            events.record(
+                TransportEvent(
+                    .warning, device: endpoint.name,
+                    message: "the BMC gave its session a location off this BMC ('\(String(where_.prefix(120)))'); "
+                        + "it will not be logged out there"))
+            path = nil
+        }
+        return Session(token: token, path: path)
+    }
+
+    /// A path on this BMC: absolute, not protocol-relative, no backslashes, no spaces or control characters. Paths
+    /// from the station's profile and from the BMC itself (targets, links, session locations) must pass before they
+    /// are followed, so no answer can send the token or the Basic credentials to another host.
+    static func isPathOnThisBMC(_ path: String) -> Bool {
+        path.hasPrefix("/") && !path.hasPrefix("//") && !path.contains("\\")
+            && !path.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F })
     }
 
     static let sessionsPath = "/redfish/v1/SessionService/Sessions"
@@ -238,9 +264,7 @@ public final class RedfishClient: Sendable {
     ) async throws(RedfishError) -> RedfishResponse {
         // Paths come from the station's profile and from the BMC (targets, links): only a path on this BMC is
         // followed, so a hostile answer cannot send the session token or Basic credentials to another host.
-        guard path.hasPrefix("/"), !path.hasPrefix("//"), !path.contains("\\"),
-            !path.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F })
-        else {
+        guard Self.isPathOnThisBMC(path) else {
             throw error(
                 method, String(path.prefix(200)), .invalidResponse("not a path on this BMC; refusing to follow it"))
         }

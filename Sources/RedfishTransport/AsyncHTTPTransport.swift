@@ -123,16 +123,42 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
         } else {
             http.tlsConfiguration = tls
         }
-        do {
-            let response = try await client.execute(http, timeout: .nanoseconds(Int64(timeout.seconds * 1e9)))
-            let body = try await response.body.collect(upTo: 16 * 1024 * 1024)
+        // One total deadline for the whole exchange: connecting, the TLS handshake, the headers *and* the body.
+        // AsyncHTTPClient's own deadline ends when the headers arrive; a BMC that then sends one body byte every 2 s
+        // would hold the request forever. A timer on the client's event loop cancels the exchange at the deadline.
+        let nanoseconds = Int64(min(timeout.seconds, 3600) * 1e9)
+        let deadline = NIODeadline.now() + .nanoseconds(nanoseconds)
+        let client = self.client
+        let exchange = Task { () async throws -> RedfishResponse in
+            let response = try await client.execute(http, deadline: deadline)
+            let body = try await response.body.collect(upTo: Self.maximumBody)
             var headers: [String: String] = [:]
             for header in response.headers { headers[header.name.lowercased()] = header.value }
             return RedfishResponse(status: Int(response.status.code), headers: headers, body: Array(buffer: body))
-        } catch {
+        }
+        let expired = NIOLockedValueBox(false)
+        let timer = client.eventLoopGroup.next().scheduleTask(deadline: deadline) {
+            expired.withLockedValue { $0 = true }
+            exchange.cancel()
+        }
+        defer { timer.cancel() }
+        let result = await withTaskCancellationHandler {
+            await exchange.result
+        } onCancel: {
+            exchange.cancel()
+        }
+        switch result {
+        case let .success(response): return response
+        case let .failure(error):
+            if expired.withLockedValue({ $0 }) {
+                throw RedfishTransportFailure(.timeout)
+            }
             throw RedfishTransportFailure(Self.classify(error), neverSent: Self.neverSent(error))
         }
     }
+
+    /// The largest answer read from a BMC (a whole collection expanded fits in far less).
+    static let maximumBody = 16 * 1024 * 1024
 
     /// Errors that happen before a request can have been sent: connecting, resolving, the TLS handshake.
     static func neverSent(_ error: any Error) -> Bool {
@@ -169,6 +195,9 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
         }
         if let io = error as? IOError {
             return .connection("\(String(cString: strerror(io.errnoCode))) (errno \(io.errnoCode))")
+        }
+        if error is NIOTooManyBytesError {
+            return .invalidResponse("the answer is larger than \(maximumBody / 1024 / 1024) MB; refused")
         }
         let text = "\(error)"
         if text.contains("refused") { return .connection("connection refused") }

@@ -100,8 +100,10 @@ public enum JUnitReport {
             case ">": out += "&gt;"
             case "\"" where quotes: out += "&quot;"
             case "\n" where quotes: out += "&#10;"
-            // XML 1.0 has no place for most control characters.
-            case _ where scalar.value < 0x20 && scalar != "\n" && scalar != "\t" && scalar != "\r": out += "?"
+            case "\n", "\t": out.unicodeScalars.append(scalar)
+            // XML 1.0 has no place for most control characters, and a report must not carry terminal escapes or
+            // bidirectional overrides from a device: shown as visible escapes (`\e`, `\x07`, `\u{202e}`).
+            case _ where String.needsEscape(scalar): out += String(scalar).escapingControlCharacters
             case "\u{FFFE}", "\u{FFFF}": out += "?"
             default: out.unicodeScalars.append(scalar)
             }

@@ -37,13 +37,13 @@ struct ReadCommand: AsyncParsableCommand {
                         ConsoleOutput.standardOutput.write("\(point) = \(value)    (\(register))\n")
                     } catch {
                         failed = true
-                        ConsoleOutput.standardError.write("\(point): \(error)\n")
+                        ConsoleOutput.standardError.write("\(point): \("\(error)".escapingControlCharacters)\n")
                     }
                 }
                 return failed
             }
         } catch {
-            ConsoleOutput.standardError.write("error: \(error)\n")
+            ConsoleOutput.standardError.write("error: \("\(error)".escapingControlCharacters)\n")
             throw ExitCode(Verdict.error.exitCode)
         }
         if failed { throw ExitCode(Verdict.error.exitCode) }

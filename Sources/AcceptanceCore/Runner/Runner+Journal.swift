@@ -68,16 +68,14 @@ extension Runner {
     /// keeps the order things happened in. Events the log journaled itself as they happened are only announced.
     func takeTransportEvents(after held: inout HeldEvent?) {
         for event in transportEvents.take() {
-            switch event.kind {
-            case .retry:
+            if event.kind == .retry {
                 state.withLock { $0.retries.append("\(event.device): \(event.message)") }
-                let retry = RunEvent.retry(device: event.device, message: event.message)
-                if transportEvents.journalsEvents {
-                    observer.handle(retry)
-                } else {
-                    emit(retry, after: held)
-                    held = nil
-                }
+            }
+            if transportEvents.journalsEvents {
+                observer.handle(event.runEvent)
+            } else {
+                emit(event.runEvent, after: held)
+                held = nil
             }
         }
     }
