@@ -53,6 +53,13 @@ public struct DSSEEnvelope: Sendable {
         public var description: String
     }
 
+    /// DSSE allows standard or URL-safe base64, padded or not (as verify.sh reads it).
+    static func decodeBase64(_ text: String) -> Data? {
+        var standard = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while standard.utf8.count % 4 != 0 { standard += "=" }
+        return Data(base64Encoded: standard)
+    }
+
     public static func parse(_ bytes: [UInt8], file: String) throws(FormatError) -> DSSEEnvelope {
         let json: JSONValue
         do {
@@ -61,13 +68,13 @@ public struct DSSEEnvelope: Sendable {
             throw FormatError(description: "\(file) is not JSON: \(error.message)")
         }
         guard let type = json["payloadType"]?.string, let encoded = json["payload"]?.string,
-            let payload = Data(base64Encoded: encoded), let list = json["signatures"]?.array
+            let payload = decodeBase64(encoded), let list = json["signatures"]?.array
         else {
             throw FormatError(description: "\(file) is not a DSSE envelope (payloadType, payload, signatures)")
         }
         var signatures: [Signature] = []
         for item in list {
-            guard let sig = item["sig"]?.string, let bytes = Data(base64Encoded: sig) else {
+            guard let sig = item["sig"]?.string, let bytes = decodeBase64(sig) else {
                 throw FormatError(description: "\(file): a signature without a base64 'sig'")
             }
             signatures.append(Signature(keyID: item["keyid"]?.string ?? "", signature: [UInt8](bytes)))

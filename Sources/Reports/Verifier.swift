@@ -36,6 +36,20 @@ public enum BundleVerifier {
     ) -> BundleVerification {
         var result = BundleVerification()
         let attestationPath = "\(folder)/\(ReportBundle.attestationFile)"
+        // Not followed or opened unless it is a plain file (a FIFO would block the read forever).
+        if let type = (try? FileManager.default.attributesOfItem(atPath: attestationPath))?[.type]
+            as? FileAttributeType,
+            type != .typeRegular
+        {
+            let kind =
+                switch type {
+                case .typeSymbolicLink: "a symbolic link"
+                case .typeDirectory: "a folder"
+                default: "a FIFO, socket or device"
+                }
+            result.fail("\(ReportBundle.attestationFile) in \(folder) is \(kind), not a file: refused")
+            return result
+        }
         guard let bytes = FileManager.default.contents(atPath: attestationPath) else {
             result.fail("no \(ReportBundle.attestationFile) in \(folder): not a report bundle")
             return result
@@ -66,7 +80,17 @@ public enum BundleVerifier {
         result.procedure = predicate?["procedure"]?.string
         result.procedureVersion = predicate?["procedureVersion"]?.string
         result.started = predicate?["started"]?.string
-        result.simulated = predicate?["simulated"]?.bool ?? false
+        // Strictly a JSON boolean: `"simulated": "true"` (a string) once counted as a real rack.
+        switch predicate?["simulated"] {
+        case nil: result.simulated = false
+        case let value?:
+            if let flag = value.bool {
+                result.simulated = flag
+            } else {
+                result.simulated = true
+                result.fail("predicate.simulated is \(value.serialized), not true or false: refused")
+            }
+        }
         result.statementSHA256 = SHA256.hash(data: envelope.payload).map { String(format: "%02x", $0) }.joined()
 
         // 1. Signature, signer, key validity.
@@ -74,6 +98,13 @@ public enum BundleVerifier {
         if envelope.signatures.isEmpty {
             result.fail(
                 "UNSIGNED: the bundle carries no signature (the station had no key); nothing proves who made it")
+        } else if envelope.signatures.count > 1 {
+            // One rule in both verifiers (verify.sh applies it too): exactly one signature, by a trusted station key.
+            // A second signature, even garbage beside a genuine one, is not something a station writes.
+            let ids = envelope.signatures.map { String($0.keyID.prefix(16)) + "…" }.joined(separator: ", ")
+            result.fail(
+                "signatures: the envelope carries \(envelope.signatures.count) (keyids \(ids)); a bundle has exactly "
+                    + "one, by its station's key")
         } else if let keyring {
             let known = envelope.signatures.compactMap { signature in keyring.entry(keyID: signature.keyID) }
             if let entry = known.first, entry.role != "station" {

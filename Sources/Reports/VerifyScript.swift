@@ -36,8 +36,11 @@ enum VerifyScript {
         jq -e 'type=="object" and (.payload|type)=="string" and (.signatures|type)=="array"' $E >/dev/null 2>&1 ||
           die "$E is not a DSSE envelope"
         [ "$(jq -r .payloadType $E)" = "$PT" ] || die "payloadType is $(jq -c .payloadType $E), expected \"$PT\""
-        [ "$(jq --arg k "$KEYID" '[.signatures[] | select(.keyid==$k)] | length' $E)" = 1 ] ||
-          die "keyid: no single signature by this key (envelope keyids: $(jq -r '[.signatures[].keyid] | join(" ")' $E))"
+        # One rule, as `acceptance verify` applies it: exactly one signature, by this (the station's) key.
+        [ "$(jq '.signatures | length' $E)" = 1 ] ||
+          die "signatures: the envelope carries $(jq '.signatures | length' $E); a bundle has exactly one, by its station's key"
+        [ "$(jq -r '.signatures[0].keyid | strings' $E)" = "$KEYID" ] ||
+          die "keyid: the signature is not by this key (envelope keyid: $(jq -r '.signatures[0].keyid' $E))"
         jq -j .payload $E | b64d > "$T/body"
         jq -j --arg k "$KEYID" '.signatures[] | select(.keyid==$k) | .sig' $E | b64d > "$T/sig"
         printf 'DSSEv1 %s %s %s ' "${#PT}" "$PT" "$(len "$T/body")" > "$T/pae"   # PT is ASCII: chars = bytes

@@ -157,6 +157,96 @@ struct BundleTests {
         #expect(BundleVerifier.verify(folder: folder, keyring: keyring).verified)
     }
 
+    /// Case 9: the two verifiers once disagreed on a genuine signature with a second one beside it. One rule now,
+    /// in both: exactly one signature, by a trusted station key. Every forged envelope here is refused by both, and
+    /// the genuine one (also re-encoded as URL-safe base64, which DSSE allows) is accepted by both.
+    @Test func bothVerifiersAgreeOnEveryForgedEnvelope() async throws {
+        let keys = try Keys()
+        let keyring = try Keyring.load(path: keys.keyring)
+        let (_, folder) = try await bundle(key: keys.stationKey)
+        let path = "\(folder)/attestation.dsse.json"
+        let own = try Data(contentsOf: URL(fileURLWithPath: path))
+        let genuine = try DSSEEnvelope.parse([UInt8](own), file: "attestation")
+        let signature = try #require(genuine.signatures.first)
+        func verdicts(_ what: String) async throws -> (tool: Bool, script: Bool) {
+            let tool = BundleVerifier.verify(folder: folder, keyring: keyring).verified
+            let (status, output) = try await trustedVerify(folder, key: keys.stationPublic)
+            #expect(tool == (status == 0), "\(what): acceptance verify \(tool), verify.sh \(status)\n\(output)")
+            return (tool, status == 0)
+        }
+        func write(_ envelope: DSSEEnvelope) throws {
+            try? FileManager.default.removeItem(atPath: path)
+            try Data(envelope.json.utf8).write(to: URL(fileURLWithPath: path))
+        }
+        let garbage = DSSEEnvelope.Signature(keyID: signature.keyID, signature: Array(repeating: 7, count: 64))
+        let stranger = DSSEEnvelope.Signature(keyID: String(repeating: "ab", count: 32), signature: signature.signature)
+        let forged: [(String, [DSSEEnvelope.Signature])] = [
+            ("genuine plus garbage under the same keyid", [signature, garbage]),
+            ("garbage then genuine", [garbage, signature]),
+            ("genuine plus an unknown key's signature", [signature, stranger]),
+            ("the genuine signature twice", [signature, signature]),
+            ("garbage only", [garbage]),
+            ("an unknown keyid only", [stranger]),
+            (
+                "a truncated signature",
+                [DSSEEnvelope.Signature(keyID: signature.keyID, signature: Array(signature.signature.prefix(63)))]
+            ),
+            ("no signature", []),
+        ]
+        for (what, signatures) in forged {
+            var envelope = genuine
+            envelope.signatures = signatures
+            try write(envelope)
+            let (tool, script) = try await verdicts(what)
+            #expect(!tool && !script, "\(what) was accepted")
+        }
+        // The attestation as a symbolic link to the genuine file, and as a folder: refused by both, with what it is.
+        let elsewhere = temporaryDirectory() + "/attestation.dsse.json"
+        try own.write(to: URL(fileURLWithPath: elsewhere))
+        try? FileManager.default.removeItem(atPath: path)
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: elsewhere)
+        #expect(try await verdicts("a symbolic link") == (false, false))
+        #expect(
+            BundleVerifier.verify(folder: folder, keyring: keyring).failures.first?.contains("symbolic link") == true)
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        #expect(try await verdicts("a folder") == (false, false))
+        #expect(BundleVerifier.verify(folder: folder, keyring: keyring).failures.first?.contains("a folder") == true)
+        try FileManager.default.removeItem(atPath: path)
+        // URL-safe base64 without padding: the same envelope, accepted by both.
+        var text = String(decoding: own, as: UTF8.self)
+        let payload = Data(genuine.payload).base64EncodedString()
+        let urlSafe = payload.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        text = text.replacingOccurrences(of: payload, with: urlSafe)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(try await verdicts("URL-safe base64") == (true, true))
+        try own.write(to: URL(fileURLWithPath: path))
+        #expect(try await verdicts("the genuine envelope") == (true, true))
+    }
+
+    /// Case 10: `"simulated": "true"` (a string) counted as a real rack in `archive add`.
+    @Test func aSimulatedFlagThatIsNotABooleanIsRefused() async throws {
+        let keys = try Keys()
+        let keyring = try Keyring.load(path: keys.keyring)
+        let (_, folder) = try await bundle(key: keys.stationKey)
+        let path = "\(folder)/attestation.dsse.json"
+        let genuine = try DSSEEnvelope.parse([UInt8](try Data(contentsOf: URL(fileURLWithPath: path))), file: "a")
+        let text = String(decoding: genuine.payload, as: UTF8.self)
+        #expect(text.contains("\"simulated\":true"))
+        let key = try SigningKeys.loadPrivate(keys.stationKey)
+        let resigned = try DSSEEnvelope.sign(
+            payload: Array(text.replacingOccurrences(of: "\"simulated\":true", with: "\"simulated\":\"true\"").utf8),
+            type: DSSEEnvelope.inToto, key: key)
+        try Data(resigned.json.utf8).write(to: URL(fileURLWithPath: path))
+        let result = BundleVerifier.verify(folder: folder, keyring: keyring)
+        #expect(!result.verified)
+        #expect(result.simulated)
+        #expect(result.failures.contains { $0.contains("predicate.simulated is \"true\", not true or false") })
+        let archive = try ReportArchive(directory: temporaryDirectory())
+        #expect(throws: ReportArchive.ArchiveError.self) { try archive.add(bundle: folder, keyring: keyring) }
+    }
+
     @Test func keysAreCheckedAgainstTheKeyringAndItsDates() async throws {
         let expired = try Keys(validUntil: "2026-02-01T00:00:00Z")
         let (_, folder) = try await bundle(key: expired.stationKey)
