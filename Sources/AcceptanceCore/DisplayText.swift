@@ -1,3 +1,5 @@
+import Foundation
+
 extension String {
     /// The text with every character that could steer a terminal or hide text shown as a visible escape: C0 and C1
     /// controls and DEL (`\e`, `\n`, `\t`, `\x07`, `\x9b`), and the Unicode bidirectional overrides and isolates
@@ -33,5 +35,53 @@ extension String {
         case 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C: true
         default: false
         }
+    }
+}
+
+/// What went wrong with a file operation, in the system's words: Foundation's file errors wrap the `errno` they came
+/// from in a generic "operation could not be completed (NSCocoaErrorDomain error 512)", which says nothing; this
+/// digs the underlying error out ("File too large", "Not a directory", "No space left on device").
+public func describeFileError(_ error: any Error) -> String {
+    let nsError = error as NSError
+    if nsError.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(nsError.code))) }
+    if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError {
+        return describeFileError(underlying)
+    }
+    switch nsError.code {
+    case NSFileWriteOutOfSpaceError: return "no space left on the disk"
+    case NSFileWriteNoPermissionError, NSFileReadNoPermissionError: return "permission denied"
+    case NSFileNoSuchFileError, NSFileReadNoSuchFileError: return "no such file or folder"
+    case NSFileWriteFileExistsError: return "a file of that name exists already"
+    default: return nsError.localizedDescription
+    }
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file beside it, flushed, then renamed over it), so a reader never
+/// sees half a file; on failure the temporary file is removed and the error is the system's own ("File too large",
+/// "No space left on device"), not Foundation's generic code 512.
+public func writeFileAtomically(_ bytes: some Collection<UInt8>, to path: String) throws(RecordWriteError) {
+    let temporary = path + ".partial-\(getpid())"
+    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else { throw RecordWriteError(path: path, reason: String(cString: strerror(errno))) }
+    let data = Array(bytes)
+    var offset = 0
+    var failure: Int32?
+    data.withUnsafeBytes { buffer in
+        while offset < buffer.count, let base = buffer.baseAddress {
+            let written = write(descriptor, base + offset, buffer.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                failure = errno
+                return
+            }
+            offset += written
+        }
+    }
+    if failure == nil, fsync(descriptor) != 0 { failure = errno }
+    close(descriptor)
+    if failure == nil, rename(temporary, path) != 0 { failure = errno }
+    if let failure {
+        unlink(temporary)
+        throw RecordWriteError(path: path, reason: String(cString: strerror(failure)))
     }
 }

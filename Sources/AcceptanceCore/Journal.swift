@@ -243,7 +243,16 @@ public final class Journal: Sendable {
                 writer.output.append(UInt8(ascii: "\n"))
                 writer.scratch = line.takeStorage()
             }
-            return Self.write(descriptor, writer.output, path: path)
+            // Where the file ended before this write: a write that fails part way (a full disk, a file size limit)
+            // is cut back to here, so the journal never ends in half a line and the next reader can parse every
+            // event up to the last whole one. The lines' numbers are given back for the next attempt.
+            let start = lseek(descriptor, 0, SEEK_END)
+            let failure = Self.write(descriptor, writer.output, path: path)
+            if failure != nil {
+                if start >= 0 { _ = ftruncate(descriptor, start) }
+                writer.sequence -= count
+            }
+            return failure
         }
         if let failure { throw failure }
     }
@@ -295,7 +304,7 @@ public struct RunFolder: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: reportsDirectory, withIntermediateDirectories: true)
         } catch {
-            throw RecordWriteError(path: reportsDirectory, reason: error.localizedDescription)
+            throw RecordWriteError(path: reportsDirectory, reason: describeFileError(error))
         }
         guard mkdir(path, 0o755) == 0 else {
             throw RecordWriteError(
@@ -311,12 +320,7 @@ public struct RunFolder: Sendable {
 
     /// Writes a file atomically (temporary file, then rename), so a reader never sees half a record.
     public func writeAtomically(_ name: String, _ data: Data) throws(RecordWriteError) {
-        let target = file(name)
-        do {
-            try data.write(to: URL(fileURLWithPath: target), options: .atomic)
-        } catch {
-            throw RecordWriteError(path: target, reason: error.localizedDescription)
-        }
+        try writeFileAtomically(data, to: file(name))
     }
 
     public func writeRecord(_ record: RunRecord) throws(RecordWriteError) {

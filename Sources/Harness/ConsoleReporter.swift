@@ -299,7 +299,14 @@ public final class ConsoleReporter: RunObserver {
                 style.paint(
                     "  CLEANUP DID NOT COMPLETE: the rack may NOT be in a safe state. Check it by hand.", "1;31"))
         }
-        if let folder = header.folder { print("  Record: \(folder)/record.json") }
+        if let folder = header.folder {
+            if FileManager.default.fileExists(atPath: "\(folder)/record.json") {
+                print("  Record: \(folder)/record.json")
+            } else {
+                print(
+                    style.paint("  NO RECORD WAS WRITTEN (see above); the journal is \(folder)/journal.jsonl", "1;31"))
+            }
+        }
         print(rule)
     }
 }

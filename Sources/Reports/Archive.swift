@@ -110,7 +110,7 @@ public final class ReportArchive: Sendable {
         } catch let error as ReportBundle.BundleError {
             throw ArchiveError(description: "refused \(folder): \(error.description)")
         } catch {
-            throw ArchiveError(description: "cannot copy \(folder) into the archive: \(error.localizedDescription)")
+            throw ArchiveError(description: "cannot copy \(folder) into the archive: \(describeFileError(error))")
         }
         let verification = BundleVerifier.verify(folder: staging, keyring: keyring)
         guard verification.verified else {
@@ -203,7 +203,7 @@ public final class ReportArchive: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw ArchiveError(description: "cannot create \(directory): \(error.localizedDescription)")
+            throw ArchiveError(description: "cannot create \(directory): \(describeFileError(error))")
         }
         // link(2) fails if the target exists: a concurrent add of the same content keeps the first copy.
         if link(path, target) != 0, errno != EEXIST {
@@ -317,7 +317,7 @@ public final class ReportArchive: Sendable {
         } catch let error as ArchiveError {
             throw error
         } catch {
-            throw ArchiveError(description: "cannot export to \(folder): \(error.localizedDescription)")
+            throw ArchiveError(description: "cannot export to \(folder): \(describeFileError(error))")
         }
         return run
     }

@@ -72,8 +72,7 @@ public enum ReportBundle {
             try write(folder, "report.html", HTMLReport.html(record, series: series, signature: signature))
             try write(folder, "verify.sh", VerifyScript.text)
         } catch {
-            throw BundleError(
-                description: "cannot write the report files into \(folder): \(error.localizedDescription)")
+            throw BundleError(description: "cannot write the report files: \(error)")
         }
         return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
     }
@@ -110,7 +109,7 @@ public enum ReportBundle {
         do {
             try write(folder, attestationFile, envelope.json)
         } catch {
-            throw BundleError(description: "cannot write \(attestationFile): \(error.localizedDescription)")
+            throw BundleError(description: "cannot write \(attestationFile): \(describeFileError(error))")
         }
         return envelope
     }
@@ -122,8 +121,8 @@ public enum ReportBundle {
         var meaning: String
     }
 
-    static func write(_ folder: String, _ name: String, _ text: String) throws {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: "\(folder)/\(name)"), options: .atomic)
+    static func write(_ folder: String, _ name: String, _ text: String) throws(RecordWriteError) {
+        try writeFileAtomically(text.utf8, to: "\(folder)/\(name)")
     }
 
     /// Every file of the bundle that the attestation covers: all but the attestation and a later approval.
@@ -162,7 +161,7 @@ public enum ReportBundle {
             do {
                 chunk = try handle.read(upToCount: 1 << 20)
             } catch {
-                throw BundleError(description: "cannot read \(path): \(error.localizedDescription)")
+                throw BundleError(description: "cannot read \(path): \(describeFileError(error))")
             }
             guard let chunk, !chunk.isEmpty else { break }
             hasher.update(data: chunk)

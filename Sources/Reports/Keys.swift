@@ -1,3 +1,4 @@
+import AcceptanceCore
 import Crypto
 import Foundation
 
@@ -117,7 +118,7 @@ public enum SigningKeys {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw .unreadable(directory, "\(error.localizedDescription)")
+            throw .unreadable(directory, describeFileError(error))
         }
         // Created 0600 from the start: the secret is never on disk with wider permissions.
         let fd = open(privatePath, O_WRONLY | O_CREAT | O_EXCL, 0o600)

@@ -297,7 +297,7 @@ public enum BundleVerifier {
         do {
             try Data(envelope.json.utf8).write(to: URL(fileURLWithPath: path), options: .withoutOverwriting)
         } catch {
-            throw ReportBundle.BundleError(description: "cannot write \(path): \(error.localizedDescription)")
+            throw ReportBundle.BundleError(description: "cannot write \(path): \(describeFileError(error))")
         }
     }
 }

@@ -1,3 +1,4 @@
+import AcceptanceCore
 import ArgumentParser
 import Harness
 
@@ -17,6 +18,12 @@ struct Acceptance: AsyncParsableCommand {
             ArchiveCommand.self,
         ]
     )
+
+    /// Signals are caught before anything else happens (see `SignalTrap.installEarly`), then the command runs.
+    static func main() async {
+        SignalTrap.installEarly(exitCode: Verdict.aborted.exitCode)
+        await main(nil)
+    }
 }
 
 /// Where procedures and fixtures come from, shared by every command.

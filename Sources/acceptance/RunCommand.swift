@@ -70,6 +70,11 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // The run's own handlers, before anything is created: a stop from here on ends in an ABORTED record (or, while
+        // the run is being prepared, in nothing created at all) instead of an empty run folder.
+        let style = ConsoleStyle.detect()
+        let stop = StopController()
+        let trap = SignalTrap(stop: stop, style: style)
         var request = devices.request(
             procedure: procedure,
             workspace: Workspace.locate(
@@ -100,9 +105,6 @@ struct RunCommand: AsyncParsableCommand {
             ConsoleOutput.standardError.write("WARNING: \(warning)\n")
         }
 
-        let style = ConsoleStyle.detect()
-        let stop = StopController()
-        let trap = SignalTrap(stop: stop, style: style)
         let interactive = !yes && isatty(STDIN_FILENO) == 1
         let console: any OperatorConsole = interactive ? TerminalOperator(style: style) : AutomaticOperator()
         let reporter = ConsoleReporter(

@@ -42,12 +42,12 @@ final class Running: @unchecked Sendable {
     let stdoutPath: String
     let stderrPath: String
 
-    init(_ arguments: [String], directory: String) throws {
+    init(_ arguments: [String], directory: String, executable: String? = nil) throws {
         stdoutPath = directory + "/stdout.txt"
         stderrPath = directory + "/stderr.txt"
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: try binary())
+        process.executableURL = URL(fileURLWithPath: try executable ?? binary())
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
         process.standardInput = FileHandle.nullDevice

@@ -150,8 +150,8 @@ public struct RawConnection: Sendable {
     }
 }
 
-/// A Modbus TCP device that answers reads of holding and input registers (each register holds 0x0102 + its
-/// address) and writes (echoed), misbehaving as `script` says for each request.
+/// A Modbus TCP device that answers reads (each register holds `register(address)`, 0x0102 + its address unless
+/// told otherwise; every bit is 0) and writes (echoed), misbehaving as `script` says for each request.
 public final class HostileModbusDevice: Sendable {
     /// What the device does with one request.
     public enum Behaviour: Sendable {
@@ -173,7 +173,10 @@ public final class HostileModbusDevice: Sendable {
     /// How many requests arrived.
     public var requests: Int { counter.withLock { $0 } }
 
-    public init(script: @escaping @Sendable (_ index: Int, _ request: [UInt8]) -> Behaviour) throws {
+    public init(
+        register: @escaping @Sendable (UInt16) -> UInt16 = { 0x0102 &+ $0 },
+        script: @escaping @Sendable (_ index: Int, _ request: [UInt8]) -> Behaviour
+    ) throws {
         let counter = Locked(0)
         self.counter = counter
         server = try RawTCPServer { connection in
@@ -185,7 +188,7 @@ public final class HostileModbusDevice: Sendable {
                     defer { count += 1 }
                     return count
                 }
-                let reply = Self.honestReply(to: request)
+                let reply = Self.honestReply(to: request, register: register)
                 switch script(index, request) {
                 case .honest: connection.write(reply)
                 case let .drip(byteCount, interval):
@@ -207,7 +210,9 @@ public final class HostileModbusDevice: Sendable {
     }
 
     /// The reply a correct device gives (MBAP header included).
-    public static func honestReply(to request: [UInt8]) -> [UInt8] {
+    public static func honestReply(
+        to request: [UInt8], register: (UInt16) -> UInt16 = { 0x0102 &+ $0 }
+    ) -> [UInt8] {
         let function = request[7]
         let field = Int(request[10]) << 8 | Int(request[11])
         let address = Int(request[8]) << 8 | Int(request[9])
@@ -216,11 +221,11 @@ public final class HostileModbusDevice: Sendable {
         case 0x03, 0x04:
             pdu = [function, UInt8(field * 2)]
             for offset in 0..<field {
-                let value = 0x0102 + address + offset
-                pdu += [UInt8((value >> 8) & 0xFF), UInt8(value & 0xFF)]
+                let value = register(UInt16(truncatingIfNeeded: address + offset))
+                pdu += [UInt8(value >> 8), UInt8(value & 0xFF)]
             }
         case 0x01, 0x02:
-            pdu = [function, UInt8((field + 7) / 8)] + Array(repeating: 0x55, count: (field + 7) / 8)
+            pdu = [function, UInt8((field + 7) / 8)] + Array(repeating: 0, count: (field + 7) / 8)
         default:
             pdu = Array(request[7..<12])
         }

@@ -34,7 +34,24 @@ extension Runner {
                 }
             }
         } catch {
-            state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
+            noteJournalFailure(error)
+        }
+    }
+
+    /// The first time the journal cannot be written: remembered for the record and said once on the console. The run
+    /// goes on (the rack is still judged by what its devices did, and cleaned up); only a PASS becomes an ERROR at the
+    /// end, since a run whose evidence is incomplete proves nothing.
+    func noteJournalFailure(_ error: RecordWriteError) {
+        let first = state.withLock { state -> Bool in
+            guard state.journalFailure == nil else { return false }
+            state.journalFailure = error
+            return true
+        }
+        if first {
+            observer.handle(
+                .notice(
+                    "the journal can no longer be written (\(error)); the run goes on and cleanup still runs, "
+                        + "but this run's evidence is incomplete"))
         }
     }
 

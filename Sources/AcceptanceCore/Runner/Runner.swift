@@ -366,13 +366,10 @@ public final class Runner: Sendable {
         let ended = clock.now()
         stepRecord.ended = stamp(ended)
         stepRecord.durationSeconds = (ended - started).seconds
-        // One lock for the end of a step: a journal that failed makes a pass an ERROR, the step's retries go on it,
-        // and the step joins the record.
+        // One lock for the end of a step: the step's retries go on it, and it joins the record. A journal that
+        // cannot be written does not change the step: it is judged by what the devices did (a cleanup step that
+        // reopened the valve did reopen it); the run's record says the journal is incomplete.
         state.withLock { state in
-            if let failure = state.journalFailure, stepRecord.verdict == .pass {
-                stepRecord.verdict = .error
-                stepRecord.error = "journal: \(failure)"
-            }
             if !state.retries.isEmpty {
                 stepRecord.retries = state.retries
                 state.retries.removeAll()
@@ -382,9 +379,7 @@ public final class Runner: Sendable {
         heldStart?.at.stamp = stepRecord.started
         emit(.stepFinished(step, stepRecord), at: StampedReading(ended, stamp: stepRecord.ended), after: heldStart)
         if let journal = folder?.journal {
-            do { try journal.syncIfDue() } catch {
-                state.withLock { if $0.journalFailure == nil { $0.journalFailure = error } }
-            }
+            do { try journal.syncIfDue() } catch { noteJournalFailure(error) }
         }
         return stepRecord
     }

@@ -1,0 +1,102 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Whole runs of the command line against hostile conditions (issue 10, cases 3, 12 and 13).
+@Suite("Runs under hostile conditions", .serialized)
+struct HostileRunTests {
+    /// Case 13: Ctrl-C in the first 0.3 s killed the process outright (exit 130), and from 0.2 s left a run folder
+    /// with an empty journal and no record. Now the handlers are installed first: every outcome is either nothing
+    /// created (exit 3, saying so) or a run folder with its record.
+    @Test func aStopInTheFirstMomentsNeverLeavesAnEmptyRunFolder() async throws {
+        for delay in [0, 5, 15, 30, 50, 80, 120] {
+            let reports = temporaryDirectory()
+            let running = try Running(["run", "leak-test", "--report-dir", reports], directory: temporaryDirectory())
+            try await Task.sleep(for: .milliseconds(delay))
+            running.signal(SIGINT)
+            let status = try await running.wait()
+            #expect(running.process.terminationReason == .exit, "\(delay) ms: killed by the signal")
+            #expect(status == 3 || status == 0, "\(delay) ms: exit \(status)\n\(running.stdout)\(running.stderr)")
+            let folders = (try? FileManager.default.contentsOfDirectory(atPath: reports)) ?? []
+            for folder in folders {
+                #expect(
+                    FileManager.default.fileExists(atPath: "\(reports)/\(folder)/record.json"),
+                    "\(delay) ms: a run folder without a record")
+            }
+            if folders.isEmpty {
+                #expect(running.stderr.contains("before anything was created or actuated"), "\(delay) ms")
+            }
+        }
+    }
+
+    /// Case 12: a disk that fills mid-run (here a file size limit, the same EFBIG/ENOSPC path). The CDU received
+    /// every cleanup command, yet every cleanup step was an ERROR and the journal ended in half a line. Now cleanup
+    /// is judged by what the devices did, the console says separately that the journal could not be written, and
+    /// the journal parses up to its last whole event.
+    @Test func aDiskThatFillsMidRunLeavesAWholeJournalAndAJudgedCleanup() async throws {
+        let reports = temporaryDirectory()
+        let script = "trap '' XFSZ; ulimit -f 24; exec \"$0\" run leak-test --report-dir \"$1\""
+        let running = try Running(
+            ["-c", script, try binary(), reports], directory: temporaryDirectory(), executable: "/bin/sh")
+        let status = try await running.wait()
+        #expect(status == 2, "\(running.stdout)\(running.stderr)")
+        #expect(running.stdout.contains("the journal can no longer be written"))
+        #expect(running.stdout.contains("Cleanup completed: the rack was returned to its safe state."))
+        #expect(!running.stdout.contains("may NOT be in a safe state"))
+        #expect(!running.stdout.contains("NSCocoaErrorDomain"))
+        #expect(running.stdout.contains("File too large"))
+        let cleanupLines = running.stdout.components(separatedBy: "CLEANUP").last ?? ""
+        #expect(!cleanupLines.contains("journal:"), "cleanup steps are not marked for the journal")
+        let folder = try runFolder(in: reports)
+        let journal = try String(contentsOfFile: folder + "/journal.jsonl", encoding: .utf8)
+        #expect(journal.hasSuffix("\n"), "no torn last line")
+        var sequence = 0
+        for line in journal.split(separator: "\n") {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            sequence += 1
+            #expect(object["seq"] as? Int == sequence)
+        }
+        #expect(sequence > 20)
+    }
+
+    /// Case 3, end to end: a CDU that starts dripping its replies (one byte every 450 ms, 250 announced) in the middle
+    /// of a run. Ctrl-C acts within 2 s, and cleanup (four commands the device never confirms) ends within its own
+    /// bounded deadlines: on main one transaction took 116 s and cleanup 8 minutes.
+    @Test func ctrlCAgainstADrippingDeviceActsAtOnceAndCleanupIsBounded() async throws {
+        let dripping = Locked(false)
+        let device = try HostileModbusDevice(register: { _ in 0 }) { _, _ in
+            dripping.withLock { $0 } ? .drip(byteCount: 250, interval: .milliseconds(450)) : .honest
+        }
+        defer { device.stop() }
+        let reports = temporaryDirectory()
+        let running = try Running(
+            [
+                "run", "leak-test", "--station",
+                try stationFile(port: device.port, retries: 1, backoff: "100 ms", timeout: "500 ms"),
+                "--rack-serial", "NVL72-TEST-01", "--report-dir", reports,
+            ], directory: temporaryDirectory())
+        // Main has begun once the CDU was switched to manual and the run polls for it (it stays automatic).
+        let folder = try await { () async throws -> String in
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                if let folder = try? runFolder(in: reports) { return folder }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            throw CLIError(message: "no run folder")
+        }()
+        _ = try await waitFor(folder + "/journal.jsonl") { $0.contains("CDU reports manual") }
+        dripping.withLock { $0 = true }
+        try await Task.sleep(for: .milliseconds(700))
+        let stopped = ContinuousClock.now
+        running.signal(SIGINT)
+        _ = try await waitFor(folder + "/journal.jsonl", seconds: 10) { $0.contains("\"cleanup_started\"") }
+        #expect(ContinuousClock.now - stopped < .seconds(2), "the stop acted within 2 s")
+        let status = try await running.wait(seconds: 60)
+        // Four cleanup steps, each at most (1 retry + 1) × 500 ms + 100 ms against a device that never answers whole.
+        #expect(ContinuousClock.now - stopped < .seconds(15))
+        #expect(status == 3, "\(running.stdout)")
+        #expect(running.stdout.contains("VERDICT:  ABORTED"))
+        #expect(running.stdout.contains("CLEANUP DID NOT COMPLETE"))
+        #expect(running.stdout.contains("incomplete reply"))
+    }
+}
