@@ -64,9 +64,11 @@ struct HostileRunTests {
     /// bounded deadlines: on main one transaction took 116 s and cleanup 8 minutes.
     @Test func ctrlCAgainstADrippingDeviceActsAtOnceAndCleanupIsBounded() async throws {
         let dripping = Locked(false)
-        let device = try HostileModbusDevice(register: { _ in 0 }) { _, _ in
-            dripping.withLock { $0 } ? .drip(byteCount: 250, interval: .milliseconds(450)) : .honest
-        }
+        let device = try HostileModbusDevice(
+            register: { _ in 0 },
+            script: { _, _ in
+                dripping.withLock { $0 } ? .drip(byteCount: 250, interval: .milliseconds(450)) : .honest
+            })
         defer { device.stop() }
         let reports = temporaryDirectory()
         let running = try Running(
