@@ -41,15 +41,7 @@ public enum JSONValue: Sendable, Hashable {
 
     /// Parses JSON text; the error says where the parser gave up.
     public static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch let DecodingError.dataCorrupted(context) {
-            throw JSONParseError(
-                message: (context.underlyingError as? NSError)?
-                    .userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription)
-        } catch {
-            throw JSONParseError(message: "not valid JSON")
-        }
+        try JSONParser.parse(Array(bytes))
     }
 
     /// Compact JSON with sorted keys.
@@ -137,7 +129,7 @@ extension JSONValue: Codable {
     }
 }
 
-public struct JSONParseError: Error, Sendable, CustomStringConvertible {
+public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     public var description: String { message }
 }
