@@ -96,8 +96,7 @@ public struct DeviceProfile: Sendable {
 
     /// Loads `Fixtures/devices/<model>.yaml`, reporting every problem at once.
     public static func load(path: String, protocols: DeviceProtocols) throws(DiagnosticsError) -> DeviceProfile {
-        var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
-        let source = YAMLSource.load(path: path, into: &sink)
+        let (sink, source) = YAMLSource.open(path: path)
         var reader = YAMLReader(sink: sink)
         let profile = source?.treeForChecking.flatMap { parse($0, file: path, protocols: protocols, reader: &reader) }
         guard let profile, !reader.sink.hasErrors else {
@@ -259,8 +258,7 @@ public struct RackProfile: Sendable {
     }
 
     public static func load(path: String) throws(DiagnosticsError) -> RackProfile {
-        var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
-        let source = YAMLSource.load(path: path, into: &sink)
+        let (sink, source) = YAMLSource.open(path: path)
         var reader = YAMLReader(sink: sink)
         var rack = RackProfile(id: "", title: "", devices: [], file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "rack profile") {

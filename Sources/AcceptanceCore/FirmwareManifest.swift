@@ -20,8 +20,7 @@ public struct FirmwareManifest: Sendable {
     public func version(model: String, point: String) -> String? { versions[model]?[point] }
 
     public static func load(path: String) throws(DiagnosticsError) -> FirmwareManifest {
-        var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
-        let source = YAMLSource.load(path: path, into: &sink)
+        let (sink, source) = YAMLSource.open(path: path)
         var reader = YAMLReader(sink: sink)
         var manifest = FirmwareManifest(release: "", description: "", versions: [:], file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "firmware manifest") {

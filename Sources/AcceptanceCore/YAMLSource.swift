@@ -11,6 +11,15 @@ public struct YAMLSource {
     public let text: String
     public let root: Node?
 
+    /// Reads (once, safely: see `read`) and parses a file, with a sink holding its text for diagnostics.
+    public static func open(path: String) -> (DiagnosticSink, YAMLSource?) {
+        var unread = DiagnosticSink(file: path, text: "")
+        guard let (_, text) = read(path: path, into: &unread) else { return (unread, nil) }
+        var sink = DiagnosticSink(file: path, text: text)
+        let source = parse(text, path: path, into: &sink)
+        return (sink, source)
+    }
+
     public static func load(path: String, into sink: inout DiagnosticSink) -> YAMLSource? {
         guard let (_, text) = read(path: path, into: &sink) else { return nil }
         return parse(text, path: path, into: &sink)

@@ -33,8 +33,7 @@ public struct StationConfiguration: Sendable {
     /// Loads a station file, binding each device through the transport its key names (`modbus:`, `redfish:`).
     public static func load(path: String, connectors: DeviceConnectors) throws(DiagnosticsError) -> StationConfiguration
     {
-        var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
-        let source = YAMLSource.load(path: path, into: &sink)
+        let (sink, source) = YAMLSource.open(path: path)
         var reader = YAMLReader(sink: sink)
         var station = StationConfiguration(id: "", file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "station") {

@@ -63,8 +63,7 @@ public struct Keyring {
     public func entry(keyID: String) -> Entry? { entries.first { $0.keyID == keyID } }
 
     public static func load(path: String) throws(DiagnosticsError) -> Keyring {
-        var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
-        let source = YAMLSource.load(path: path, into: &sink)
+        let (sink, source) = YAMLSource.open(path: path)
         var reader = YAMLReader(sink: sink)
         var keyring = Keyring(entries: [], file: path)
         let directory = (path as NSString).deletingLastPathComponent

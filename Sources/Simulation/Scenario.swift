@@ -101,8 +101,7 @@ public struct Scenario: Sendable {
     }
 
     public static func load(path: String) throws(DiagnosticsError) -> Scenario {
-        var sink = DiagnosticSink(file: path, text: (try? String(contentsOfFile: path, encoding: .utf8)) ?? "")
-        let source = YAMLSource.load(path: path, into: &sink)
+        let (sink, source) = YAMLSource.open(path: path)
         var reader = YAMLReader(sink: sink)
         var scenario = Scenario(name: ((path as NSString).lastPathComponent as NSString).deletingPathExtension)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "scenario") {
