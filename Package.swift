@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "acceptance", targets: ["acceptance"]),
         .executable(name: "acceptance-bench", targets: ["acceptance-bench"]),
+        .executable(name: "acceptance-fuzz", targets: ["acceptance-fuzz"]),
         .library(name: "AcceptanceCore", targets: ["AcceptanceCore"]),
         .library(name: "Simulation", targets: ["Simulation"]),
         .library(name: "Harness", targets: ["Harness"]),
@@ -136,6 +137,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Fuzz entry points (YAML loaders, expressions, Modbus replies, Redfish JSON, bundle verification) and the
+        // libFuzzer driver; the test suite replays Tests/FuzzCorpus through the same functions.
+        .target(
+            name: "FuzzTargets",
+            dependencies: [
+                "AcceptanceCore", "ModbusCore", "RedfishCore", "Reports", "Simulation",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(name: "acceptance-fuzz", dependencies: ["FuzzTargets"]),
         // Benchmarks; Peers/ holds the scripts that measure the peers named beside our figures (OpenHTF).
         .executableTarget(
             name: "acceptance-bench",
@@ -149,6 +160,7 @@ let package = Package(
         // The core's own tests load Modbus and Redfish profiles as a station would, so they list both syntaxes.
         .testTarget(
             name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore", "TestSupport"]),
+        .testTarget(name: "FuzzTargetTests", dependencies: ["FuzzTargets", "TestSupport"]),
         .testTarget(name: "ModbusCoreTests", dependencies: ["ModbusCore", "AcceptanceCore"]),
         .testTarget(
             name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore"]),
