@@ -313,6 +313,11 @@ public struct RackProfile: Sendable {
                             continue
                         }
                         if !(1...99).contains(count) { reader.error("count must be 1 to 99", at: countNode) }
+                        if prefix.isEmpty || !prefix.allSatisfy({ $0.isLetter || $0 == "_" }) {
+                            reader.error(
+                                "prefix must be a name of letters (member names are prefix01, prefix02, ...), "
+                                    + "not '\(prefix)'", at: field("prefix") ?? keyNode)
+                        }
                         let group = DeviceGroup(
                             name: name, model: model, prefix: prefix, count: min(max(count, 1), 99),
                             description: field("description").flatMap { reader.scalar($0, "description") } ?? name)

@@ -134,9 +134,30 @@ struct ProcedureChecker {
             error(
                 "\(what) must be a time such as '30 s' or '10 min', but '\(expression.source)' is \(type)",
                 at: expression.location)
+        } else if type == .quantity(.time) {
+            // A time made of literals and parameters is known now: one beyond any step's reach (`wait: 1e30 h`) or
+            // below zero is refused here, not found out at run time.
+            var values: [String: Value] = [:]
+            for name in bound.references {
+                guard let parameter = procedure.parameter(named: name), parameter.text == nil else { return bound }
+                values[name] = .quantity(parameter.defaultValue)
+            }
+            if case let .quantity(quantity)? = try? bound.evaluate(values), let seconds = quantity.duration?.seconds {
+                if seconds < 0 {
+                    error("\(what) is \(quantity), below zero", at: expression.location)
+                } else if seconds > Self.longestStepTime {
+                    error(
+                        "\(what) is \(quantity); no step may take longer than 7 days", at: expression.location)
+                }
+            } else if case let .quantity(quantity)? = try? bound.evaluate(values), quantity.duration == nil {
+                error("\(what) is \(quantity), beyond any time a run can measure", at: expression.location)
+            }
         }
         return bound
     }
+
+    /// The longest wait, timeout, poll interval or sampling period a procedure may ask for, in seconds.
+    static let longestStepTime = 7.0 * 24 * 3600
 
     mutating func checkPoint(_ reference: String, step: Step) -> PointDefinition? {
         let location = referenceLocations["\(step.id):\(reference)"] ?? step.location

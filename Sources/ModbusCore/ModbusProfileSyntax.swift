@@ -89,8 +89,10 @@ public struct ModbusProfileSyntax: DeviceProtocolSyntax {
                 }
             case "scale":
                 if let scale = reader.double(valueNode, "scale") {
-                    if scale == 0 || !scale.isFinite {
-                        reader.error("scale must be a non-zero number", at: valueNode)
+                    // Subnormal scales (1e-320) lose every digit of a reading: refused with zero and infinities.
+                    if !scale.isNormal || abs(scale) < 1e-12 || abs(scale) > 1e12 {
+                        reader.error(
+                            "scale must be a number between 1e-12 and 1e12 in size, not \(scale)", at: valueNode)
                     } else {
                         modbus.scale = scale
                     }
@@ -121,7 +123,14 @@ public struct ModbusProfileSyntax: DeviceProtocolSyntax {
                         reader.error("state keys are raw register values (0, 1, 2, ...), not '\(raw)'", at: rawNode)
                         continue
                     }
-                    if let stateName = reader.scalar(stateNode, "state name") { point.states[rawValue] = stateName }
+                    guard let stateName = reader.scalar(stateNode, "state name") else { continue }
+                    if let other = point.states.first(where: { $0.value == stateName }) {
+                        reader.error(
+                            "state '\(stateName)' is already the name of \(other.key): a reading could not be told apart",
+                            at: stateNode)
+                        continue
+                    }
+                    point.states[rawValue] = stateName
                 }
             case "length":
                 if let length = reader.integer(valueNode, "length") {

@@ -134,7 +134,12 @@ extension DeviceProfile {
             case "states":
                 guard let items = reader.sequence(valueNode, "states") else { break }
                 for (index, item) in items.enumerated() {
-                    if let state = reader.scalar(item, "state") { point.states[index] = state }
+                    guard let state = reader.scalar(item, "state") else { continue }
+                    if point.states.values.contains(state) {
+                        reader.error("state '\(state)' is listed twice", at: item)
+                        continue
+                    }
+                    point.states[index] = state
                 }
             case "if_absent":
                 location.ifAbsent = reader.scalar(valueNode, "if_absent")

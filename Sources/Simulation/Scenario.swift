@@ -180,6 +180,10 @@ public struct Scenario: Sendable {
             reader.error("a fault needs 'at', a simulated time such as '5 min'", at: node)
             return nil
         }
+        guard seconds >= 0, seconds <= 7 * 24 * 3600 else {
+            reader.error("'at' is a time from the start of the run, 0 to 7 days, not \(at)", at: atNode)
+            return nil
+        }
         let device = field("device").flatMap { reader.scalar($0, "device") } ?? "cdu"
         guard let kindNode = field("fault"), let kindName = reader.scalar(kindNode, "fault") else {
             reader.error("a fault needs 'fault': " + faultNames, at: node)

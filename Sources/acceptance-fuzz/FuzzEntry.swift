@@ -9,6 +9,23 @@ import FuzzTargets
 #if FUZZING
 let selected: FuzzTarget? = ProcessInfo.processInfo.environment["ACCEPTANCE_FUZZ_TARGET"].flatMap(FuzzTarget.init)
 
+/// libFuzzer's driver, entered from our own `main` (SwiftPM names an executable's entry point itself).
+@_silgen_name("LLVMFuzzerRunDriver")
+func runDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+@main
+struct FuzzDriver {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv = CommandLine.unsafeArgv
+        exit(runDriver(&argc, &argv, fuzzOne))
+    }
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
     guard let target = selected else {

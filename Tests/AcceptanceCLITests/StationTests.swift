@@ -76,7 +76,8 @@ struct StationTests {
     }
 
     @Test func aClosedPortIsAnErrorNamingDeviceAddressPortAndCause() async throws {
-        let port = freePort()
+        let closed = try ClosedPort()
+        let port = closed.port
         let reports = temporaryDirectory()
         let result = try await run([
             "run", "leak-test", "--station",
@@ -97,6 +98,7 @@ struct StationTests {
         #expect(
             !retries.isEmpty && retries.allSatisfy { $0.contains("retry 1 of 1") },
             "one retry each, no more: \(retries)")
+        withExtendedLifetime(closed) {}
     }
 
     /// A station whose CDU is another vendor's says so with `model:`; the simulator stands in for that station's rack

@@ -142,6 +142,8 @@ struct RunnerTests {
             ProcedureLoaderTests.header + """
                 main:
                   - check: dev.pressure > 1 kPa
+                  - set: dev.valve
+                    value: open
                 cleanup:
                   - check: dev.valve == closed
                     name: Valve shut
@@ -181,7 +183,32 @@ struct RunnerTests {
         #expect(record.verdict == .aborted)
         #expect(verdicts(record, .setup) == [.aborted])
         #expect(verdicts(record, .main) == [.skipped, .skipped, .skipped, .skipped])
-        #expect(device.writes.map(\.0) == ["valve"], "only cleanup wrote")
+        // Nothing was actuated, so there is nothing to return the rack from: cleanup is not run.
+        #expect(device.writes.isEmpty)
+        #expect(verdicts(record, .cleanup) == [.skipped, .skipped])
+        #expect(record.steps.last?.message == "not needed: nothing was actuated")
+        #expect(record.cleanupCompleted)
+    }
+
+    /// An unreachable device (nothing ever written to it) no longer gets cleanup retries and a warning that the rack
+    /// may not be safe.
+    @Test func aRunThatNeverActuatedSkipsCleanup() async throws {
+        let yaml =
+            ProcedureLoaderTests.header + """
+                main:
+                  - check: dev.pressure > 1 kPa
+                  - set: dev.valve
+                    value: open
+                cleanup:
+                  - set: dev.valve
+                    value: closed
+                """
+        let (runner, device) = try makeRunner(yaml, values: ["pressure": .missing])
+        let record = await runner.run()
+        #expect(record.verdict == .error)
+        #expect(device.writes.isEmpty)
+        #expect(verdicts(record, .cleanup) == [.skipped])
+        #expect(record.cleanupCompleted)
     }
 
     static let serialProcedure =
@@ -321,6 +348,11 @@ struct RunnerTests {
     ])
     func absurdTimesAreAnErrorBeforeAnythingMoves(step: String) async throws {
         let yaml = ProcedureLoaderTests.header + "main:\n  - set: dev.valve\n    value: closed\n  - " + step + "\n"
+        // Times made of literals are refused when the procedure is checked; the rest in preflight.
+        if step.hasPrefix("wait:") {
+            #expect(throws: DiagnosticsError.self) { try makeRunner(yaml) }
+            return
+        }
         let (runner, device) = try makeRunner(yaml)
         let record = await runner.run()
         #expect(record.verdict == .error, "\(record.message ?? "")")

@@ -264,7 +264,8 @@ struct RedfishClientHTTPSTests {
     }
 
     @Test func aSilentBMCIsAConnectionErrorNamingIt() async throws {
-        let port = freePort()
+        let closed = try ClosedPort()
+        let port = closed.port
         let dead = RedfishEndpoint(
             name: "compute05", baseURL: "https://127.0.0.1:\(port)",
             credentials: RedfishCredentials(username: "a", password: "b"), trust: .insecure,
@@ -287,5 +288,6 @@ struct RedfishClientHTTPSTests {
         }
         #expect(retries.withLock { $0 } == 1)
         try await http.shutdown()
+        withExtendedLifetime(closed) {}
     }
 }

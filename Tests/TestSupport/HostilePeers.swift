@@ -18,7 +18,7 @@ public final class Locked<Value: Sendable>: Sendable {
 public final class RawTCPServer: Sendable {
     public let port: Int
     private let listener: Int32
-    private let state = Locked<(stopped: Bool, connections: [Int32])>((false, []))
+    private let state = Locked<(stopped: Bool, connections: [Int32], listenerClosed: Bool)>((false, [], false))
 
     public init(serve: @escaping @Sendable (RawConnection) -> Void) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -42,7 +42,16 @@ public final class RawTCPServer: Sendable {
         port = Int(UInt16(bigEndian: address.sin_port))
         listener = fd
         let state = self.state
+        // Every descriptor is closed by the thread that uses it, once it is done: `stop()` only shuts sockets down
+        // (which wakes those threads). Closing from `stop()` let a number be reused while a thread still wrote to it,
+        // and one test's device answered another test's client.
         Thread.detachNewThread {
+            defer {
+                state.withLock { state in
+                    state.listenerClosed = true
+                    close(fd)
+                }
+            }
             while true {
                 let client = accept(fd, nil, nil)
                 if client < 0 {
@@ -60,36 +69,29 @@ public final class RawTCPServer: Sendable {
                 }
                 Thread.detachNewThread {
                     serve(RawConnection(fd: client))
-                    let owned = state.withLock { state -> Bool in
-                        guard let index = state.connections.firstIndex(of: client) else { return false }
-                        state.connections.remove(at: index)
-                        return true
+                    state.withLock { state in
+                        state.connections.removeAll { $0 == client }
+                        close(client)
                     }
-                    if owned { close(client) }
                 }
             }
         }
     }
 
-    /// Closes the listener and every open connection.
+    /// Shuts the listener and every open connection down; their threads then close them.
     public func stop() {
-        let connections = state.withLock { state -> [Int32] in
-            guard !state.stopped else { return [] }
+        // Under the lock that closing takes, so no descriptor shut down here can have been closed (and its number
+        // reused) already.
+        let listener = self.listener
+        state.withLock { state in
+            guard !state.stopped else { return }
             state.stopped = true
-            defer { state.connections.removeAll() }
-            return state.connections
-        }
-        shutdown(listener, Int32(SHUT_RDWR))
-        for connection in connections {
-            shutdown(connection, Int32(SHUT_RDWR))
-            close(connection)
+            if !state.listenerClosed { shutdown(listener, Int32(SHUT_RDWR)) }
+            for connection in state.connections { shutdown(connection, Int32(SHUT_RDWR)) }
         }
     }
 
-    deinit {
-        stop()
-        close(listener)
-    }
+    deinit { stop() }
 }
 
 /// One accepted connection, for a `RawTCPServer`'s handler.
@@ -332,4 +334,33 @@ public func rawExchange(port: Int, _ bytes: [UInt8], replyLength: Int, seconds: 
     let connection = RawConnection(fd: fd)
     guard connection.write(bytes) else { return nil }
     return connection.read(replyLength, seconds: seconds)
+}
+
+/// A loopback port held bound but not listening: connecting to it is refused, and no other socket (another test's
+/// server on port 0) can be given it while this lives. `freePort()` only promises the port was free a moment ago.
+public final class ClosedPort: Sendable {
+    public let port: Int
+    private let fd: Int32
+
+    public init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard fd >= 0, bound == 0 else {
+            close(fd)
+            throw PeerMissing(description: "cannot hold a closed port")
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.fd = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(fd) }
 }

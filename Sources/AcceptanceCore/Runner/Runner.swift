@@ -159,6 +159,21 @@ public final class Runner: Sendable {
             case .aborted: "run stopped"
             default: "procedure ended with \(verdict)"
             }
+        // Cleanup returns the rack from what this run did to it. If no step that moves the rack (a `set`, an action)
+        // ever started, there is nothing to return: an unreachable CDU used to get 35 s of cleanup retries and a
+        // "may NOT be in a safe state" though nothing had been written to it.
+        let actuated = state.withLock { state in
+            state.record.steps.contains {
+                $0.group != .cleanup && ($0.kind == "set" || $0.kind == "action") && $0.verdict != .skipped
+            }
+        }
+        guard actuated || procedure.cleanup.isEmpty else {
+            emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
+            for step in procedure.cleanup {
+                record(skipped(step, because: "not needed: nothing was actuated"))
+            }
+            return finish(verdict: verdict, message: message, cleanupCompleted: true)
+        }
         emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
         emit(.cleanupStarted(reason: reason))
         // Cleanup runs in its own task so that cancelling whoever called `run()` cannot cut it short: it must
