@@ -43,9 +43,12 @@ extension String {
 /// digs the underlying error out ("File too large", "Not a directory", "No space left on device").
 public func describeFileError(_ error: any Error) -> String {
     let nsError = error as NSError
+    if let posix = error as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
     if nsError.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(nsError.code))) }
-    if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError {
-        return describeFileError(underlying)
+    if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? any Error {
+        let reason = describeFileError(underlying)
+        if let path = nsError.userInfo[NSFilePathErrorKey] as? String { return "\(path): \(reason)" }
+        return reason
     }
     switch nsError.code {
     case NSFileWriteOutOfSpaceError: return "no space left on the disk"

@@ -49,11 +49,14 @@ public struct Workspace: Sendable {
             guard manager.fileExists(atPath: idOrPath) else { throw .procedureNotFound(idOrPath, known: knownIDs()) }
             return idOrPath
         }
-        for candidate in ["\(procedures)/\(idOrPath).yaml", "\(procedures)/\(idOrPath).yml"]
-        where manager.fileExists(atPath: candidate) {
-            return candidate
+        for candidate in ["\(procedures)/\(idOrPath).yaml", "\(procedures)/\(idOrPath).yml"] {
+            if manager.fileExists(atPath: candidate) { return candidate }
+            // A link whose target is gone: say so, rather than "no procedure 'x'; did you mean 'x'?".
+            if let target = try? manager.destinationOfSymbolicLink(atPath: candidate) {
+                throw .input("\(candidate) is a symbolic link to \(target), which does not exist")
+            }
         }
-        throw .procedureNotFound(idOrPath, known: knownIDs())
+        throw .procedureNotFound(idOrPath, known: knownIDs().filter { $0 != idOrPath })
     }
 
     func knownIDs() -> [String] {

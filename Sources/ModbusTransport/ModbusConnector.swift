@@ -139,8 +139,17 @@ public struct ModbusConnector: DeviceConnector {
             (1...65535).contains(port)
         else { return nil }
         var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return host.isEmpty ? nil : (host, port)
+        // An IPv6 address goes in brackets, whole: `[::1]:1502`. A half bracket or a bare IPv6 address (whose
+        // last group would be read as the port) is refused.
+        if host.hasPrefix("[") || host.hasSuffix("]") {
+            guard host.hasPrefix("["), host.hasSuffix("]"), host.count > 2 else { return nil }
+            host = String(host.dropFirst().dropLast())
+            guard host.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }), host.contains(":") else { return nil }
+        } else if host.contains(":") || host.contains("[") || host.contains("]") {
+            return nil
+        }
+        guard !host.isEmpty, !host.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "@" }) else { return nil }
+        return (host, port)
     }
 
     /// The port (host:port, or serial device) a binding's line is on; nil in memory.

@@ -46,7 +46,11 @@ public final class ReportArchive: Sendable {
         self.directory = directory
         do {
             try FileManager.default.createDirectory(atPath: "\(directory)/objects", withIntermediateDirectories: true)
-            database = try DatabaseQueue(path: "\(directory)/index.sqlite")
+            // Several `archive add`s at once (two stations, two shells) wait for each other instead of failing with
+            // "database is locked".
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(30)
+            database = try DatabaseQueue(path: "\(directory)/index.sqlite", configuration: configuration)
             var migrator = DatabaseMigrator()
             migrator.registerMigration("v1") { db in
                 try db.create(table: "run") { table in
@@ -69,9 +73,20 @@ public final class ReportArchive: Sendable {
                     table.primaryKey(["attestation_sha256", "name"])
                 }
             }
-            try migrator.migrate(database)
+            // Two processes opening a new archive at once both see it unmigrated; the second's CREATE TABLE then
+            // fails once the first has committed. Trying again finds the migration applied.
+            var attempt = 0
+            while true {
+                do {
+                    try migrator.migrate(database)
+                    break
+                } catch {
+                    attempt += 1
+                    if attempt >= 3 { throw error }
+                }
+            }
         } catch {
-            throw ArchiveError(description: "cannot open the archive at \(directory): \(error)")
+            throw ArchiveError(description: "cannot open the archive at \(directory): \(describeFileError(error))")
         }
     }
 

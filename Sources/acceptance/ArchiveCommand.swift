@@ -109,6 +109,8 @@ struct ArchiveCommand: ParsableCommand {
             let runs: [ReportArchive.Run]
             do {
                 runs = try options.open().list(.init(rack: rack, procedure: procedure, verdict: verdict, since: date))
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(2)
@@ -153,6 +155,8 @@ struct ArchiveCommand: ParsableCommand {
                     text += "  \(file.sha256.prefix(16))…  \(String(format: "%10d", file.size))  \(file.name)\n"
                 }
                 ConsoleOutput.standardOutput.write(text)
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(1)
@@ -179,6 +183,8 @@ struct ArchiveCommand: ParsableCommand {
                     "exported \(exported.runID) to \(folder); check it with "
                         + "`acceptance verify \(folder) --keyring KEYRING` or `sh \(folder)/verify.sh KEY.pub.pem \(folder)`\n"
                 )
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(1)

@@ -38,7 +38,9 @@ struct ValidateCommand: ParsableCommand {
                 fitted = loaded.models.merging(fitted) { $1 }
                 counts = loaded.groupCounts
             } catch {
-                throw ValidationError(error.description)
+                // A mistake in the station file is a file error like any other (exit 1), not a usage error.
+                ConsoleOutput.standardError.write("\(error)\n")
+                throw ExitCode(1)
             }
         }
         let loader = ProcedureLoader(

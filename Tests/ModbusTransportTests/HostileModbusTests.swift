@@ -1,9 +1,10 @@
 import AcceptanceCore
 import Foundation
 import ModbusCore
-import ModbusTransport
 import TestSupport
 import Testing
+
+@testable import ModbusTransport
 
 /// A hostile Modbus TCP device on loopback (issue 10, cases 3 and 11): every transaction has a total deadline, and a
 /// reply is credited to a device only if every field of it matches the request.
@@ -166,5 +167,21 @@ struct HostileModbusTests {
             #expect(error.description.contains("negative acknowledge"))
         }
         #expect(ModbusException(rawValue: 0x0C).description.contains("does not define"))
+    }
+}
+
+@Suite("Station addresses")
+struct StationAddressTests {
+    @Test(arguments: [
+        ("10.0.4.20:502", "10.0.4.20", 502), ("localhost:1502", "localhost", 1502), ("[::1]:1502", "::1", 1502),
+    ])
+    func wellFormedAddressesParse(_ text: String, _ host: String, _ port: Int) throws {
+        let parsed = try #require(ModbusConnector.parseHostPort(text))
+        #expect(parsed.host == host && parsed.port == port)
+    }
+
+    @Test(arguments: ["[::1:1502", "::1:1502", "[]:502", "host:0", "host:65536", ":502", "a b:502", "[::1]x:502"])
+    func malformedAddressesAreRefused(_ text: String) {
+        #expect(ModbusConnector.parseHostPort(text) == nil, "\(text)")
     }
 }

@@ -247,6 +247,36 @@ struct BundleTests {
         #expect(throws: ReportArchive.ArchiveError.self) { try archive.add(bundle: folder, keyring: keyring) }
     }
 
+    /// Two `archive add`s at once (two stations, two shells) used to fail one with "database is locked".
+    @Test func simultaneousAddsToOneArchiveBothSucceed() async throws {
+        let keys = try Keys()
+        let keyringPath = keys.keyring
+        var folders: [String] = []
+        for serial in ["NVL72-A-000001", "NVL72-B-000002", "NVL72-C-000003", "NVL72-D-000004"] {
+            folders.append(try await bundle(key: keys.stationKey, rack: serial).1)
+        }
+        let directory = temporaryDirectory()
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for folder in folders {
+                group.addTask {
+                    // Each its own connection, as separate processes would have.
+                    do {
+                        let archive = try ReportArchive(directory: directory)
+                        let keyring = try Keyring.load(path: keyringPath)
+                        _ = try archive.add(bundle: folder, keyring: keyring, allowSimulated: true)
+                        return true
+                    } catch {
+                        Issue.record("\(error)")
+                        return false
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(outcomes == [true, true, true, true])
+        #expect(try ReportArchive(directory: directory).list(.init()).count == 4)
+    }
+
     @Test func keysAreCheckedAgainstTheKeyringAndItsDates() async throws {
         let expired = try Keys(validUntil: "2026-02-01T00:00:00Z")
         let (_, folder) = try await bundle(key: expired.stationKey)
