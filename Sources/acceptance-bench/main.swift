@@ -36,7 +36,7 @@ func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.
 
 /// Sections to run (`acceptance-bench runner modbus`); all of them without arguments.
 let selected = Set(CommandLine.arguments.dropFirst())
-let sections = ["leak", "runner", "modbus", "redfish", "bundle"]
+let sections = ["leak", "runner", "modbus", "redfish", "bundle", "load"]
 if let unknown = selected.first(where: { !sections.contains($0) }) {
     print("unknown section '\(unknown)'; sections: \(sections.joined(separator: ", "))")
     exit(64)
@@ -285,6 +285,51 @@ if wants("redfish") {
             + "one at a time \(format(serialWall, 2)) s")
 }
 
+if wants("load") {
+    // 5. Loading is linear (issue 10): a 10,000-step procedure checked against the rack (62 s before), and a file
+    //    of 100,000 misspelt keys (over 60 s before). Beside it, PyYAML's C loader parsing the same file (parse
+    //    only: no checking, no diagnostics) as the reference for "as fast as YAML goes".
+    print("loading large procedure files (validate = parse + check against the rack profiles)")
+    var steps = "id: big\ntitle: Big\nversion: 1.0.0\nrack: gb200-nvl72\nparameters:\n  p: {default: 300 kPa}\nmain:\n"
+    for index in 0..<2_500 {
+        steps += """
+              - prompt: Scan \(index)
+                input: serial_\(index)
+              - check: cdu.loop_pressure > p - 1 kPa and serial_\(index) == "x"
+              - measure: cdu.loop_pressure
+                limits: {low: p - 10 kPa, high: p + 50 kPa}
+              - set: cdu.isolation_valve
+                value: open
+
+            """
+    }
+    var keys = "id: keys\ntitle: Keys\nversion: 1.0.0\nrack: gb200-nvl72\nmain: []\n"
+    for index in 0..<100_000 { keys += "unknown_key_\(index): 1\n" }
+    let loader = ProcedureLoader(fixtures: root.fixtures, protocols: Transports.protocols)
+    for (name, text) in [("10,000 steps", steps), ("100,000 unknown keys", keys)] {
+        let path = "\(scratch)/load-\(name.filter(\.isNumber)).yaml"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        var times: [Double] = []
+        var diagnostics = 0
+        for _ in 0..<5 {
+            times.append(
+                await wallSeconds {
+                    diagnostics = loader.check(path: path).diagnostics.count
+                })
+        }
+        let peer = Python.run([
+            "-c",
+            "import sys,time,yaml;t=time.perf_counter();yaml.load(open(sys.argv[1]),Loader=yaml.CSafeLoader);"
+                + "print(time.perf_counter()-t)", path,
+        ]).flatMap(Double.init)
+        print(
+            "  \(name) (\(text.utf8.count / 1024) kB): validate median \(format(median(times) * 1000, 0)) ms, "
+                + "\(diagnostics) diagnostics shown   |   PyYAML CSafeLoader parse only: "
+                + (peer.map { "\(format($0 * 1000, 0)) ms" } ?? "not installed"))
+    }
+    print("  (target: a 10,000-step procedure validates in well under a second)\n")
+}
+
 if wants("bundle") {
     // 5. Report bundles: sign and verify a bundle whose series is 10 MB.
     print("\nReport bundle with a 10 MB series: sign (hash every file, Ed25519 over the statement) and verify")
@@ -370,12 +415,15 @@ enum OpenHTFPeer {
         let script = URL(fileURLWithPath: root.fixtures).deletingLastPathComponent()
             .appendingPathComponent("Sources/acceptance-bench/Peers/openhtf_phases.py").path
         guard FileManager.default.fileExists(atPath: script),
-            let version = run(["-c", "import importlib.metadata as m; print(m.version('openhtf'))"]),
-            let output = run([script, "2000", "3"]), let perPhase = Double(output)
+            let version = Python.run(["-c", "import importlib.metadata as m; print(m.version('openhtf'))"]),
+            let output = Python.run([script, "2000", "3"]), let perPhase = Double(output)
         else { return nil }
         return (version, perPhase)
     }
+}
 
+/// Peers written in Python (OpenHTF, PyYAML), run with the python3 on PATH.
+enum Python {
     /// The last line python3 prints, or nil if it fails.
     static func run(_ arguments: [String]) -> String? {
         let process = Process()

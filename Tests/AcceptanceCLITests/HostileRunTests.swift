@@ -101,4 +101,86 @@ struct HostileRunTests {
         #expect(running.stdout.contains("CLEANUP DID NOT COMPLETE"))
         #expect(running.stdout.contains("incomplete reply"))
     }
+
+    /// Case 2, end to end: a BMC that starts sending its bodies one byte every 2 s while a run waits on it. Ctrl-C
+    /// acts within 2 s; cleanup (a ForceOff the BMC answers as slowly) and the logout end within their own deadlines,
+    /// and the record and bundle are written. On main the logout hung and the process never exited.
+    @Test func ctrlCAgainstASlowBMCActsAtOnceAndTheRunEnds() async throws {
+        let slow = Locked(false)
+        let system = """
+            {"@odata.id": "/redfish/v1/Systems/System_0", "Id": "System_0", "PowerState": "Off",
+             "Actions": {"#ComputerSystem.Reset": {
+               "target": "/redfish/v1/Systems/System_0/Actions/ComputerSystem.Reset",
+               "ResetType@Redfish.AllowableValues": ["On", "ForceOff"]}}}
+            """
+        let bmc = try HostileHTTPServer { request in
+            var answer: HostileHTTPServer.Answer
+            switch (request.method, request.path) {
+            case ("POST", "/redfish/v1/SessionService/Sessions"):
+                return .json(
+                    "{}", status: "201 Created",
+                    headers: [("X-Auth-Token", "t0k3n"), ("Location", "/redfish/v1/SessionService/Sessions/1")])
+            case ("GET", "/redfish/v1/Systems/System_0"): answer = .json(system)
+            default: answer = .json("{}")
+            }
+            if slow.withLock({ $0 }) { answer.drip = .seconds(2) }
+            return answer
+        }
+        defer { bmc.stop() }
+        let directory = temporaryDirectory()
+        let procedure = directory + "/slow-bmc.yaml"
+        try """
+        id: slow-bmc
+        title: One tray on, against a BMC that stalls
+        version: 1.0.0
+        rack: gb200-nvl72
+        main:
+          - action: compute01.reset
+            value: On
+          - wait-until: compute01.power_state == On
+            timeout: 10 min
+            poll: 1 s
+            name: Tray on
+        cleanup:
+          - action: compute01.reset
+            value: ForceOff
+            name: Tray off
+        """.write(toFile: procedure, atomically: true, encoding: .utf8)
+        let station = directory + "/station.yaml"
+        try """
+        station: hostile-bmc
+        rack: gb200-nvl72
+        devices:
+          compute01:
+            redfish: {url: "http://127.0.0.1:\(bmc.port)", auth: session, username_env: HOSTILE_BMC_USER,
+                      password_env: HOSTILE_BMC_PASSWORD, timeout: 1 s, retries: 1}
+        """.write(toFile: station, atomically: true, encoding: .utf8)
+        setenv("HOSTILE_BMC_USER", "u", 1)
+        setenv("HOSTILE_BMC_PASSWORD", "p", 1)
+        let reports = temporaryDirectory()
+        let running = try Running(
+            ["run", procedure, "--station", station, "--report-dir", reports], directory: temporaryDirectory())
+        let folder = try await { () async throws -> String in
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                if let folder = try? runFolder(in: reports) { return folder }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            throw CLIError(message: "no run folder: \(running.stdout)\(running.stderr)")
+        }()
+        _ = try await waitFor(folder + "/journal.jsonl") { $0.contains("\"step\":\"main.2\"") }
+        slow.withLock { $0 = true }
+        try await Task.sleep(for: .milliseconds(1200))
+        let stopped = ContinuousClock.now
+        running.signal(SIGINT)
+        _ = try await waitFor(folder + "/journal.jsonl", seconds: 10) { $0.contains("\"cleanup_started\"") }
+        #expect(ContinuousClock.now - stopped < .seconds(2), "the stop acted within 2 s")
+        let status = try await running.wait(seconds: 60)
+        // Cleanup: the action's resource read and its POST, each within (1 retry + 1) × 1 s; the logout within 1 s.
+        #expect(ContinuousClock.now - stopped < .seconds(15))
+        #expect(status == 3, "\(running.stdout)\(running.stderr)")
+        #expect(running.stdout.contains("VERDICT:  ABORTED"))
+        #expect(FileManager.default.fileExists(atPath: folder + "/record.json"))
+        #expect(bmc.requests.contains { $0.method == "DELETE" }, "the session was logged out")
+    }
 }
