@@ -39,8 +39,11 @@ public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
         // Messages quote the file (an unknown key, a bad value): shown escaped, like anything else from a file.
         var text = "\(location): \(severity.rawValue): \(message.escapingControlCharacters)"
         if let sourceLine {
-            let shown = sourceLine.replacingOccurrences(of: "\t", with: " ").escapingControlCharacters
-            let caretColumn = max(0, min(location.column - 1, shown.count))
+            let plain = sourceLine.replacingOccurrences(of: "\t", with: " ")
+            let shown = plain.escapingControlCharacters
+            // The caret under the same character once escapes have widened what comes before it.
+            let before = String(plain.prefix(max(0, location.column - 1))).escapingControlCharacters
+            let caretColumn = max(0, min(before.count, shown.count))
             text += "\n    \(shown)\n    \(String(repeating: " ", count: caretColumn))^"
         }
         return text
@@ -115,12 +118,16 @@ public struct DiagnosticSink: Sendable {
     public mutating func append(_ diagnostic: Diagnostic) {
         if diagnostic.severity == .error { hasErrors = true }
         if diagnostics.count >= Self.maximumDiagnostics {
-            if !seen.contains(diagnostic) { suppressed += 1 }
-            if suppressed == 1, diagnostics.count == Self.maximumDiagnostics {
+            guard !seen.contains(diagnostic) else { return }
+            suppressed += 1
+            // One closing line, as severe as the worst problem it stands for (201 warnings are not an error).
+            if diagnostics.count == Self.maximumDiagnostics {
                 diagnostics.append(
                     Diagnostic(
-                        .error, at: diagnostic.location,
+                        diagnostic.severity, at: diagnostic.location,
                         "more than \(Self.maximumDiagnostics) problems in this file; the rest are not shown"))
+            } else if diagnostic.severity == .error, let last = diagnostics.indices.last {
+                diagnostics[last].severity = .error
             }
             return
         }

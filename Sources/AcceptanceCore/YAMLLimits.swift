@@ -58,13 +58,41 @@ private struct AliasScanner {
         while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
     }
 
+    /// Indentation of the line starting at `offset` and whether it is blank (or only a comment).
+    func lineShape(at offset: Int) -> (indent: Int, blank: Bool) {
+        var cursor = offset
+        while cursor < bytes.count, bytes[cursor] == UInt8(ascii: " ") { cursor += 1 }
+        let blank =
+            cursor >= bytes.count || bytes[cursor] == UInt8(ascii: "\n") || bytes[cursor] == UInt8(ascii: "\r")
+            || bytes[cursor] == UInt8(ascii: "#")
+        return (cursor - offset, blank)
+    }
+
+    static func endsName(_ byte: UInt8) -> Bool {
+        isBlank(byte) || byte == UInt8(ascii: ",") || byte == UInt8(ascii: "[") || byte == UInt8(ascii: "]")
+            || byte == UInt8(ascii: "{") || byte == UInt8(ascii: "}")
+    }
+
     mutating func run() -> (line: Int, column: Int)? {
         var atNodeStart = true
+        // While inside a plain scalar in block context: the indentation of the line it began on. A following line
+        // indented further continues the scalar (YAML folds it in), so a `*` there is text, not an alias.
+        var plainIndent: Int?
         while index < bytes.count {
             let current = bytes[index]
             switch current {
             case UInt8(ascii: "\n"):
                 newline()
+                if let indent = plainIndent, flowDepth == 0 {
+                    let shape = lineShape(at: index)
+                    if !shape.blank, shape.indent > indent {
+                        index += shape.indent
+                        atNodeStart = false
+                        continue
+                    }
+                    if shape.blank { continue }
+                }
+                plainIndent = nil
                 atNodeStart = true
             case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"):
                 index += 1
@@ -73,28 +101,35 @@ private struct AliasScanner {
             case UInt8(ascii: "*") where atNodeStart:
                 return (line, index - lineStart + 1)
             case UInt8(ascii: "&") where atNodeStart, UInt8(ascii: "!") where atNodeStart:
-                // An anchor or a tag: the node itself follows.
-                while index < bytes.count, !Self.isBlank(bytes[index]) { index += 1 }
+                // An anchor or a tag: the node itself follows. Its name ends at a blank or a flow indicator, as
+                // libyaml reads it (`&z,*a` is an anchor and then an alias).
+                index += 1
+                while index < bytes.count, !Self.endsName(bytes[index]) { index += 1 }
             case UInt8(ascii: "\"") where atNodeStart:
                 skipQuoted(double: true)
                 atNodeStart = false
+                plainIndent = nil
             case UInt8(ascii: "'") where atNodeStart:
                 skipQuoted(double: false)
                 atNodeStart = false
+                plainIndent = nil
             case UInt8(ascii: "|") where atNodeStart && flowDepth == 0,
                 UInt8(ascii: ">") where atNodeStart && flowDepth == 0:
                 skipBlockScalar()
                 atNodeStart = true
+                plainIndent = nil
             case UInt8(ascii: "-") where atNodeStart && Self.isBlank(byte(at: index + 1)),
                 UInt8(ascii: "?") where atNodeStart && Self.isBlank(byte(at: index + 1)):
                 index += 1
             case UInt8(ascii: ":") where Self.isBlank(byte(at: index + 1)) || flowDepth > 0:
                 index += 1
                 atNodeStart = true
+                plainIndent = nil
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 flowDepth += 1
                 index += 1
                 atNodeStart = true
+                plainIndent = nil
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
                 flowDepth = max(0, flowDepth - 1)
                 index += 1
@@ -104,6 +139,7 @@ private struct AliasScanner {
                 atNodeStart = true
             default:
                 // Plain text: nothing in it starts a node until an indicator above.
+                if atNodeStart, flowDepth == 0 { plainIndent = indentation }
                 index += 1
                 atNodeStart = false
             }
@@ -122,7 +158,13 @@ private struct AliasScanner {
                 continue
             }
             if double, current == UInt8(ascii: "\\") {
-                index += 2
+                index += 1
+                // An escaped line break still ends the line (the line numbers after it must stay right).
+                if index < bytes.count, bytes[index] == UInt8(ascii: "\n") {
+                    newline()
+                } else {
+                    index += 1
+                }
                 continue
             }
             if current == quote {
@@ -137,21 +179,27 @@ private struct AliasScanner {
         }
     }
 
-    /// Skips a block scalar: the rest of its header line, then every line that is blank or indented further than
-    /// the line the header is on.
+    /// Skips a block scalar as YAML bounds it: the rest of its header line, then its content, whose indentation is
+    /// that of its first non-blank line (which must be deeper than the header line's); the scalar ends at the first
+    /// non-blank line indented less than that.
     mutating func skipBlockScalar() {
-        let parent = indentation
+        let header = indentation
         skipToEndOfLine()
+        var content: Int?
         while index < bytes.count {
             newline()
-            var offset = index
-            while offset < bytes.count, bytes[offset] == UInt8(ascii: " ") { offset += 1 }
-            let blank =
-                offset >= bytes.count || bytes[offset] == UInt8(ascii: "\n") || bytes[offset] == UInt8(ascii: "\r")
-            if !blank && offset - index <= parent {
-                // The next node: leave the scanner at the start of its line.
-                return
+            let shape = lineShape(at: index)
+            let empty =
+                shape.blank && !(index + shape.indent < bytes.count && bytes[index + shape.indent] == UInt8(ascii: "#"))
+            if empty {
+                skipToEndOfLine()
+                continue
             }
+            if content == nil {
+                guard shape.indent > header else { return }
+                content = shape.indent
+            }
+            if let content, shape.indent < content { return }
             skipToEndOfLine()
         }
     }

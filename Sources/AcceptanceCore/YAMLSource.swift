@@ -29,23 +29,24 @@ public struct YAMLSource {
     /// to them are fine: a FIFO would block the read forever, a device never end), of a size a person could have
     /// written, in UTF-8.
     public static func read(path: String, into sink: inout DiagnosticSink) -> (Data, String)? {
-        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else {
-            sink.error("cannot read file", line: 1, column: 1)
+        // stat(2) follows symbolic links: a link to a regular file is fine, a link to a FIFO is not.
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            sink.error("cannot read file: \(String(cString: strerror(errno)))", line: 1, column: 1)
             return nil
         }
-        let type = attributes[.type] as? FileAttributeType
-        guard type == .typeRegular else {
+        guard status.st_mode & S_IFMT == S_IFREG else {
             let kind =
-                switch type {
-                case .typeDirectory?: "a folder"
-                case .typeCharacterSpecial?, .typeBlockSpecial?: "a device"
-                case .typeSocket?: "a socket"
-                default: "a FIFO or other special file"
+                switch status.st_mode & S_IFMT {
+                case S_IFDIR: "a folder"
+                case S_IFCHR, S_IFBLK: "a device"
+                case S_IFSOCK: "a socket"
+                default: "a FIFO"
                 }
             sink.error("not a regular file: it is \(kind)", line: 1, column: 1)
             return nil
         }
-        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        let size = Int(status.st_size)
         guard size <= YAMLLimits.maximumFileBytes else {
             sink.error(
                 "file is \(size) bytes; acceptance YAML files are limited to \(YAMLLimits.maximumFileBytes) bytes",

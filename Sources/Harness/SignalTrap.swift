@@ -8,9 +8,9 @@ import Synchronization
 /// While cleanup runs, further signals only print that cleanup is in progress.
 public final class SignalTrap: Sendable {
     /// Installed first thing in `main`, before arguments are parsed or anything is created: until a command installs
-    /// a `SignalTrap`, SIGINT, SIGTERM and SIGHUP end the process at once with `exitCode` and a line saying nothing
-    /// was created or actuated (the default action killed it without a word, and a signal while a run folder was
-    /// being made left an empty journal). One set of signal sources serves the whole process (libdispatch hands a
+    /// a `SignalTrap`, SIGINT, SIGTERM and SIGHUP end the process at once with `exitCode` and a line saying so (the
+    /// default action killed it without a word, and a signal while a run folder was being made left an empty
+    /// journal; `run` takes the signals over before it creates anything). One set of signal sources serves the whole process (libdispatch hands a
     /// signal to one source only); a trap takes the signals over under the same lock the early exit takes, so a
     /// signal is either handled here before the command has created anything, or by the command's trap.
     public static func installEarly(exitCode: Int32) {
@@ -73,8 +73,10 @@ final class SignalRouter: Sendable {
             if let earlyExit { state.earlyExit = earlyExit }
             guard state.sources == nil else { return }
             // A console that went away (a dead `| tee`, a dropped SSH session) must not kill the run before cleanup:
-            // writes to it then fail quietly instead of raising SIGPIPE.
+            // writes to it then fail quietly instead of raising SIGPIPE. Likewise a file size limit (`ulimit -f`,
+            // systemd's LimitFSIZE) must fail the write (EFBIG), which the journal survives, not kill the process.
             signal(SIGPIPE, SIG_IGN)
+            signal(SIGXFSZ, SIG_IGN)
             var sources: [DispatchSourceSignal] = []
             for (number, reason) in [
                 (SIGINT, StopReason.interrupt), (SIGTERM, StopReason.terminate), (SIGHUP, StopReason.hangup),
@@ -94,8 +96,7 @@ final class SignalRouter: Sendable {
             if let handler = state.handler { return handler.handle }
             if let code = state.earlyExit {
                 // Under the lock: no trap can claim the signals (and go on to create things) while this exits.
-                ConsoleOutput.standardError.write(
-                    "\nstopped (\(reason.rawValue)) before anything was created or actuated\n")
+                ConsoleOutput.standardError.write("\nstopped by \(reason.rawValue)\n")
                 exit(code)
             }
             return nil

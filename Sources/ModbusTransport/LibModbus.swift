@@ -141,7 +141,8 @@ final class LibModbusConnection: @unchecked Sendable {
 
     /// The unit the next transactions are addressed to.
     private var unit: UInt8 = 1
-    /// The last Modbus TCP transaction id sent on this connection (never 0, so a reply's first bytes show).
+    /// The last Modbus TCP transaction id sent on this connection: 0x0100 and up, so the first byte of every reply
+    /// is non-zero and a partial reply shows in the zeroed receive buffer.
     private var transaction: UInt16 = 0
 
     /// Reads `count` registers (bits as 0/1) from `table`.
@@ -195,7 +196,7 @@ final class LibModbusConnection: @unchecked Sendable {
             }
             framing = .rtu
         } else {
-            transaction = transaction == UInt16.max ? 1 : transaction + 1
+            transaction = transaction < 0x0100 || transaction == UInt16.max ? 0x0100 : transaction + 1
             let frame = request.tcpFrame(transaction: transaction, unit: unit)
             if let code = sendAll(frame) {
                 throw recover(after: modbusError(code, function, address, count, endpoint))
@@ -207,8 +208,9 @@ final class LibModbusConnection: @unchecked Sendable {
         let code = errno
         if length < 0 {
             if code == ETIMEDOUT {
-                // The buffer was zeroed and every reply starts with a non-zero byte (our transaction id, or the unit):
-                // whatever is not zero arrived before the deadline.
+                // The buffer was zeroed and every reply starts with a non-zero byte (our transaction id's high byte, or
+                // the unit): up to the last non-zero byte, this arrived before the deadline (trailing zeros cannot be
+                // told from bytes that never came, hence "at least").
                 let received = (buffer.lastIndex { $0 != 0 }).map { Array(buffer[...$0]) } ?? []
                 throw recover(after: failure(received.isEmpty ? .timeout : .incomplete(received)))
             }

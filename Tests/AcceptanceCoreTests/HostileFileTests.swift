@@ -48,6 +48,12 @@ struct HostileFileTests {
         #expect(alias("a: &k x\n? *k\n: 1\n") == [2, 3])
         #expect(alias("a: &k x\nb: [1, *k]\n") == [2, 8])
         #expect(alias("a: &k x\n- {b: *k}\n") == [2, 7])
+        // An anchor ends at a flow indicator, as libyaml reads it: `&z,*a` hides nothing.
+        #expect(alias("a: &a x\nb: &b [&z,*a,*a]\n") == [2, 11])
+        // A block scalar ends at the first line indented less than its content, not less than its header line.
+        #expect(alias("x:\n  - t: |\n      z\n    l1: &b [*a, *a]\n") == [4, 13])
+        // Line numbers stay right after an escaped line break in double quotes.
+        #expect(alias("a: \"one \\\n two\"\nb: *a\n") == [3, 4])
     }
 
     /// A `*` that is not an alias is left alone: in expressions, quoted text, comments and block scalars.
@@ -61,6 +67,9 @@ struct HostileFileTests {
             "- >\n    *folded*\n- x\n",
             "value: \"multi\n  *line*\"\n",
             "urls: [https://a:1, \"*x\"]\n",
+            // A plain scalar continued on a deeper line may begin that line with `*` (YAML folds it in).
+            "- check: cdu.flow_rate > nominal_flow\n    * 0.9\n- x\n",
+            "key: a\n  *b continues\nnext: 1\n",
         ]
         for text in texts { #expect(YAMLLimits.firstAlias(in: text) == nil, "\(text)") }
         // Every shipped YAML file loads, and none uses an alias.
@@ -126,6 +135,16 @@ struct HostileFileTests {
         let folderResult = ProcedureLoader(fixtures: bench.directory, protocols: testProtocols)
             .check(path: bench.directory)
         #expect(folderResult.diagnostics.first?.message.contains("not a regular file") == true)
+    }
+
+    @Test func aSymbolicLinkToAFileIsReadLikeTheFile() throws {
+        let bench = try TestBench()
+        let target = try bench.write(Self.header + "main:\n  - check: dev.pressure > 1 kPa\n", name: "real.yaml")
+        let link = bench.directory + "/linked.yaml"
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        let result = ProcedureLoader(fixtures: bench.directory, protocols: testProtocols).check(path: link)
+        #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
+        #expect(result.procedure?.main.count == 1)
     }
 
     @Test func aTenMegabyteLineIsNotEchoedBack() throws {

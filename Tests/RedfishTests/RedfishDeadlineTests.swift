@@ -58,7 +58,7 @@ struct RedfishDeadlineTests {
             #expect(error.description.contains("no complete answer within the timeout"))
         }
         // (1 retry + 1) × 1 s + 100 ms, plus handshakes on a busy machine: never the 2 s per byte it was.
-        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(ContinuousClock.now - start < .seconds(20))
         await client.close()
         try await http.shutdown()
     }
@@ -85,11 +85,12 @@ struct RedfishDeadlineTests {
         let cancelled = ContinuousClock.now
         task.cancel()
         _ = await task.result
-        #expect(ContinuousClock.now - cancelled < .seconds(2))
+        // At once (the pending body alone would take 150 s); generous for a busy machine.
+        #expect(ContinuousClock.now - cancelled < .seconds(10))
         // The logout (a DELETE the BMC answers as slowly) has a deadline of its own, 5 s at most.
         let closing = ContinuousClock.now
         await client.close()
-        #expect(ContinuousClock.now - closing < .seconds(7))
+        #expect(ContinuousClock.now - closing < .seconds(15))
         #expect(bmc.requests.contains { $0.method == "DELETE" && $0.headers["x-auth-token"] == "t0ken" })
         try await http.shutdown()
     }

@@ -159,13 +159,16 @@ public final class Runner: Sendable {
             case .aborted: "run stopped"
             default: "procedure ended with \(verdict)"
             }
-        // Cleanup returns the rack from what this run did to it. If no step that moves the rack (a `set`, an action)
-        // ever started, there is nothing to return: an unreachable CDU used to get 35 s of cleanup retries and a
+        // Cleanup returns the rack from what this run did to it. If no step that moves the rack (a `set`, an action,
+        // a manual action) ever started, there is nothing to return: an unreachable CDU used to get 35 s of cleanup retries and a
         // "may NOT be in a safe state" though nothing had been written to it.
+        // A prompt that has the operator change the rack by hand (`manual_action`) moves it as surely as a write.
+        let moving = Set(
+            (procedure.setup + procedure.main).filter { step in
+                step.manualAction != nil || step.kind.keyword == "set" || step.kind.keyword == "action"
+            }.map(\.id))
         let actuated = state.withLock { state in
-            state.record.steps.contains {
-                $0.group != .cleanup && ($0.kind == "set" || $0.kind == "action") && $0.verdict != .skipped
-            }
+            state.record.steps.contains { $0.group != .cleanup && moving.contains($0.id) && $0.verdict != .skipped }
         }
         guard actuated || procedure.cleanup.isEmpty else {
             emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
