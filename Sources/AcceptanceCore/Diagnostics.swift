@@ -80,6 +80,9 @@ public struct DiagnosticSink: Sendable {
     public private(set) var hasErrors = false
     public static let maximumDiagnostics = 200
 
+    /// True once no more problems will be shown (callers can skip work that only decorates them).
+    public var isFull: Bool { diagnostics.count >= Self.maximumDiagnostics }
+
     public init(file: String, text: String) {
         self.file = file
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)

@@ -235,7 +235,9 @@ struct ProcedureParser {
     static let maximumSteps = 50_000
 
     mutating func parseSteps(_ node: Node, group: StepGroup) -> [Step] {
-        if case let .scalar(scalar) = node, scalar.string.isEmpty || scalar.tag.description.hasSuffix("null") {
+        if case let .scalar(scalar) = node, scalar.style == .plain,
+            ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+        {
             return []
         }
         guard let items = reader.sequence(node, "'\(group.rawValue)'") else { return [] }
