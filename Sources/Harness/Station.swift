@@ -24,6 +24,9 @@ public struct StationConfiguration: Sendable {
     public var archive: String?
     public var file: String
 
+    /// Where each device and group is bound in the file, for messages found later (a device the rack lacks).
+    public var locations: [String: SourceLocation] = [:]
+
     public init(id: String, description: String = "", file: String) {
         self.id = id
         self.description = description
@@ -55,6 +58,7 @@ public struct StationConfiguration: Sendable {
                 case "rack": station.rack = reader.scalar(value, "rack")
                 case "devices":
                     for (name, keyNode, node) in reader.mapping(value, "devices") ?? [] {
+                        station.locations[name] = reader.location(of: keyNode)
                         guard
                             let (connector, settings) = entry(
                                 name, "device", keyNode, node, into: &station, connectors: connectors, reader: &reader)
@@ -69,6 +73,7 @@ public struct StationConfiguration: Sendable {
                     }
                 case "groups":
                     for (name, keyNode, node) in reader.mapping(value, "groups") ?? [] {
+                        station.locations["group:\(name)"] = reader.location(of: keyNode)
                         guard
                             let (connector, settings) = entry(
                                 name, "group", keyNode, node, into: &station, connectors: connectors, reader: &reader)
@@ -147,17 +152,26 @@ public struct StationConfiguration: Sendable {
         if let stationRack = self.rack, stationRack != rack.id {
             problems.append("station '\(id)' is for rack '\(stationRack)', not '\(rack.id)'")
         }
+        // Each problem starts with where it is in the station file.
+        func at(_ key: String) -> String { locations[key].map { "\($0): " } ?? "\(file): " }
         for name in bindings.keys.sorted() where !rack.devices.contains(where: { $0.name == name }) {
-            problems.append("station '\(id)' binds '\(name)', which rack '\(rack.id)' does not have")
+            var text = "\(at(name))station '\(id)' binds '\(name)', which rack '\(rack.id)' does not have"
+            if let suggestion = closest(to: name, in: rack.devices.map(\.name)) {
+                text += "; did you mean '\(suggestion)'?"
+            }
+            problems.append(text)
         }
         for (group, list) in groupBindings.sorted(by: { $0.key < $1.key }) {
             guard let members = rack.group(named: group)?.members else {
-                problems.append("station '\(id)' binds group '\(group)', which rack '\(rack.id)' does not have")
+                problems.append(
+                    "\(at("group:\(group)"))station '\(id)' binds group '\(group)', which rack '\(rack.id)' does not have"
+                )
                 continue
             }
             if members.count > list.count {
                 problems.append(
-                    "station '\(id)' gives \(list.count) addresses for \(group), which has \(members.count) members")
+                    "\(at("group:\(group)"))station '\(id)' gives \(list.count) addresses for \(group), which has "
+                        + "\(members.count) members")
             }
         }
         return problems

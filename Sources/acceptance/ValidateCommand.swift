@@ -37,6 +37,17 @@ struct ValidateCommand: ParsableCommand {
                 let loaded = try StationConfiguration.load(named: station, workspace: location)
                 fitted = loaded.models.merging(fitted) { $1 }
                 counts = loaded.groupCounts
+                // Devices and groups the station binds that its rack lacks, with where they are in the file.
+                if let rackID = loaded.rack {
+                    let rack = try RackProfile.load(path: "\(location.fixtures)/racks/\(rackID).yaml")
+                    let problems = loaded.mismatches(with: rack)
+                    if !problems.isEmpty {
+                        for problem in problems { ConsoleOutput.standardError.write("\(problem)\n") }
+                        throw ExitCode(1)
+                    }
+                }
+            } catch let exit as ExitCode {
+                throw exit
             } catch {
                 // A mistake in the station file is a file error like any other (exit 1), not a usage error.
                 ConsoleOutput.standardError.write("\(error)\n")

@@ -204,4 +204,34 @@ struct HostileRunTests {
         #expect(FileManager.default.fileExists(atPath: folder + "/record.json"))
         #expect(bmc.requests.contains { $0.method == "DELETE" }, "the session was logged out")
     }
+
+    /// Station binding errors found after parsing (a device the rack lacks) name the file, line and column, and
+    /// `validate --station` finds them; a half-bracketed IPv6 address is refused at its column.
+    @Test func stationMistakesNameTheirPlace() async throws {
+        let station = temporaryDirectory() + "/station.yaml"
+        try """
+        station: s
+        rack: gb200-nvl72
+        devices:
+          cdu:
+            modbus: {tcp: 127.0.0.1:1502, unit: 1}
+          cdu2:
+            modbus: {tcp: 127.0.0.1:1502, unit: 2}
+        """.write(toFile: station, atomically: true, encoding: .utf8)
+        let validate = try await run(["validate", "--station", station])
+        #expect(validate.status == 1, "\(validate.stdout)\(validate.stderr)")
+        #expect(validate.stderr.contains("station.yaml:6:3: station 's' binds 'cdu2'"))
+        #expect(!validate.stderr.contains("Usage"))
+        let bracket = temporaryDirectory() + "/station.yaml"
+        try """
+        station: s
+        rack: gb200-nvl72
+        devices:
+          cdu:
+            modbus: {tcp: '[::1:1502', unit: 1}
+        """.write(toFile: bracket, atomically: true, encoding: .utf8)
+        let refused = try await run(["validate", "--station", bracket])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("station.yaml:5:19: error: tcp must be host:port"))
+    }
 }
