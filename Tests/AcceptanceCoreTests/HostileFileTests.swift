@@ -137,6 +137,30 @@ struct HostileFileTests {
         #expect(folderResult.diagnostics.first?.message.contains("not a regular file") == true)
     }
 
+    /// Profile values that loaded before and could only mislead: two raw values with one state name (a reading
+    /// could not be told apart), a subnormal scale (every reading 0), a group prefix that is not a name.
+    @Test func profileValuesThatCouldOnlyMisleadAreRefused() throws {
+        let bench = try TestBench()
+        let profile = try bench.write(
+            """
+            model: m
+            points:
+              a: {table: holding-register, address: 0, type: uint16, states: {0: closed, 1: closed}}
+              b: {table: input-register, address: 1, type: int16, scale: 1e-320}
+            """, name: "profile.yaml")
+        do {
+            _ = try DeviceProfile.load(path: profile, protocols: testProtocols)
+            Issue.record("accepted")
+        } catch {
+            let messages = error.diagnostics.map(\.message)
+            #expect(messages.contains { $0.contains("state 'closed' is already the name of 0") })
+            #expect(messages.contains { $0.contains("scale must be a number between 1e-12 and 1e12") })
+        }
+        let rack = try bench.write(
+            "id: r\ngroups:\n  trays: {model: test-device, prefix: '', count: 2}\n", name: "rack.yaml")
+        #expect(throws: DiagnosticsError.self) { try RackProfile.load(path: rack) }
+    }
+
     @Test func aSymbolicLinkToAFileIsReadLikeTheFile() throws {
         let bench = try TestBench()
         let target = try bench.write(Self.header + "main:\n  - check: dev.pressure > 1 kPa\n", name: "real.yaml")

@@ -121,6 +121,24 @@ struct RedfishDeadlineTests {
         try await http.shutdown()
     }
 
+    /// An answer over 16 MB is refused, saying so (it was `NIOTooManyBytesError(maxBytes: Optional(16777216))`).
+    @Test func anOversizedAnswerSaysWhatWasWrong() async throws {
+        let body = Array("{\"x\": \"".utf8) + Array(repeating: UInt8(ascii: "a"), count: 17 << 20) + Array("\"}".utf8)
+        let bmc = try HostileHTTPServer { _ in
+            HostileHTTPServer.Answer(headers: [("Content-Type", "application/json")], body: body)
+        }
+        defer { bmc.stop() }
+        let http = RedfishHTTP.makeClient()
+        let client = try client("http://127.0.0.1:\(bmc.port)", http: http, timeout: .seconds(30))
+        do {
+            _ = try await client.get("/redfish/v1")
+            Issue.record("a 17 MB answer was accepted")
+        } catch {
+            #expect(error.description.contains("larger than 16 MB"), "\(error)")
+        }
+        try await http.shutdown()
+    }
+
     /// Case 6 and 8: an 8 MB serial number with terminal escapes in it reaches the run cut to 1 kB and escaped.
     @Test func anEightMegabyteSerialIsCutAndEscaped() async throws {
         let serial = "\u{1B}]0;owned\u{07}\u{1B}[2J" + String(repeating: "S", count: 8 << 20)
