@@ -53,11 +53,15 @@ public struct YAMLSource {
                 line: 1, column: 1)
             return nil
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            sink.error("cannot read file", line: 1, column: 1)
+        let bytes: [UInt8]
+        do {
+            bytes = try readFile(path, limit: YAMLLimits.maximumFileBytes)
+        } catch {
+            sink.error("cannot read file: \(error.reason)", line: 1, column: 1)
             return nil
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        let data = Data(bytes)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
             sink.error("file is not valid UTF-8", line: 1, column: 1)
             return nil
         }

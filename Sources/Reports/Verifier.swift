@@ -50,7 +50,7 @@ public enum BundleVerifier {
             result.fail("\(ReportBundle.attestationFile) in \(folder) is \(kind), not a file: refused")
             return result
         }
-        guard let bytes = FileManager.default.contents(atPath: attestationPath) else {
+        guard let bytes = try? readFile(attestationPath, limit: 64 << 20) else {
             result.fail("no \(ReportBundle.attestationFile) in \(folder): not a report bundle")
             return result
         }
@@ -201,7 +201,7 @@ public enum BundleVerifier {
     }
 
     static func checkApproval(folder: String, keyring: Keyring?, into result: inout BundleVerification) {
-        guard let bytes = FileManager.default.contents(atPath: "\(folder)/\(ReportBundle.approvalFile)"),
+        guard let bytes = try? readFile("\(folder)/\(ReportBundle.approvalFile)", limit: 1 << 20),
             let envelope = try? DSSEEnvelope.parse([UInt8](bytes), file: ReportBundle.approvalFile),
             envelope.payloadType == DSSEEnvelope.inToto,
             let statement = try? JSONValue.parse(envelope.payload),
