@@ -36,11 +36,6 @@ private func modbusError(
     return ModbusError(kind, function: function, address: address, count: count, endpoint: endpoint)
 }
 
-private func timeoutParts(_ duration: Duration) -> (UInt32, UInt32) {
-    let micros = max(0, min(Int64(duration.seconds * 1e6), Int64(UInt32.max) * 1_000_000))
-    return (UInt32(micros / 1_000_000), UInt32(micros % 1_000_000))
-}
-
 /// One client connection's `modbus_t`: created and configured in `init`, freed in `deinit`.
 ///
 /// `@unchecked Sendable` because it crosses into its `ConnectionThread` once and is then only called there; libmodbus
@@ -71,7 +66,7 @@ final class LibModbusConnection: @unchecked Sendable {
         rs485 = isSerial && settings.rs485
         modbus_set_slave(context, Int32(unit))
         self.unit = unit
-        let (responseSeconds, responseMicros) = timeoutParts(settings.responseTimeout)
+        let (responseSeconds, responseMicros) = SocketIO.timeoutParts(settings.responseTimeout)
         // No per-byte timeout: the response timeout then bounds the whole reply (libmodbus restarts its select()
         // timer per byte otherwise, so 250 bytes each 450 ms apart took 116 s with a 1 s response timeout).
         guard modbus_set_response_timeout(context, responseSeconds, responseMicros) == 0,
@@ -235,53 +230,10 @@ final class LibModbusConnection: @unchecked Sendable {
     /// Larger than any Modbus frame (260 bytes on TCP, 256 on RTU).
     private static let bufferSize = 512
 
-    /// Sends a whole frame on the TCP socket; the errno if that failed.
+    /// Sends a whole frame on the connection's TCP socket; the errno if that failed.
     private func sendAll(_ frame: [UInt8]) -> Int32? {
-        let socket = modbus_get_socket(context)
-        var sent = 0
-        while sent < frame.count {
-            let result = frame.withUnsafeBytes { bytes in
-                send(socket, bytes.baseAddress?.advanced(by: sent), frame.count - sent, Int32(MSG_NOSIGNAL))
-            }
-            if result < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            sent += result
-        }
-        return nil
+        SocketIO.sendAll(frame, on: modbus_get_socket(context))
     }
-}
-
-/// A Modbus TCP server on its own thread, answering from a `ModbusServerBackend`: libmodbus's `modbus_receive`
-/// and `modbus_reply`, several clients at once through `select`.
-public final class ModbusTCPServer: Sendable {
-    /// The port it listens on (the one the system chose, if asked for port 0).
-    public let port: Int
-    public let host: String
-    private let loop: ServerLoop
-
-    /// Binds and starts serving. Listens on `host` only (loopback by default).
-    public init(host: String = "127.0.0.1", port: Int, backend: any ModbusServerBackend) throws(ModbusError) {
-        loop = try ServerLoop(host: host, port: port, backend: backend)
-        self.port = loop.port
-        self.host = host
-        let loop = self.loop
-        let thread = Thread { loop.run() }
-        thread.name = "acceptance.modbus-server.\(port)"
-        thread.start()
-    }
-
-    /// Asks the server to stop without waiting (for `defer` and `deinit`); `shutdown()` waits.
-    public func stop() { loop.requestStop() }
-
-    /// Stops serving, closes every connection and the listener, and returns when the server thread has finished.
-    public func shutdown() async {
-        loop.requestStop()
-        await loop.finished.wait()
-    }
-
-    deinit { loop.requestStop() }
 }
 
 /// The server's libmodbus state.
@@ -289,7 +241,7 @@ public final class ModbusTCPServer: Sendable {
 /// `@unchecked Sendable`: the context, mapping and client sockets are used only by the server thread in `run()`;
 /// `requestStop()` only writes a byte to the wake-up pipe; the thread frees nothing (deinit does, once the thread has
 /// let go of the loop).
-private final class ServerLoop: @unchecked Sendable {
+final class ServerLoop: @unchecked Sendable {
     let context: OpaquePointer
     let mapping: UnsafeMutablePointer<modbus_mapping_t>
     let listener: Int32
@@ -495,19 +447,6 @@ private final class ServerLoop: @unchecked Sendable {
             return false
         }
         return true
-    }
-}
-
-/// A flag that can be set once, from any thread.
-private final class ManagedAtomicFlag: Sendable {
-    private let state = Mutex(false)
-
-    /// Sets the flag; true if this call set it.
-    func setOnce() -> Bool {
-        state.withLock { isSet in
-            defer { isSet = true }
-            return !isSet
-        }
     }
 }
 

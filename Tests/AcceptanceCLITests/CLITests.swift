@@ -98,6 +98,16 @@ func runFolder(in reports: String) throws -> String {
     return "\(reports)/\(entry)"
 }
 
+/// The run folder under `reports`, once the run has made it (polling, bounded).
+func runFolderAppearing(in reports: String, seconds: Double = 30) async throws -> String {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if let folder = try? runFolder(in: reports) { return folder }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw CLIError(message: "no run folder in \(reports) after \(Int(seconds)) s")
+}
+
 func sampleCount(_ journal: String) -> Int {
     journal.split(separator: "\n").filter { $0.contains("\"event\":\"sample\"") }.count
 }

@@ -16,6 +16,15 @@ func journalTime(of event: String, in journal: String) -> Date? {
     return nil
 }
 
+/// From the run's own journal: cleanup began within 2 s of the stop, and the run finished within 10 s of it.
+func expectStopTimings(folder: String, stopped: Date) throws {
+    let journal = try String(contentsOfFile: folder + "/journal.jsonl", encoding: .utf8)
+    let cleanup = try #require(journalTime(of: "cleanup_started", in: journal))
+    let finished = try #require(journalTime(of: "run_finished", in: journal))
+    #expect(cleanup.timeIntervalSince(stopped) < 2, "the stop acted within 2 s")
+    #expect(finished.timeIntervalSince(stopped) < 10)
+}
+
 /// Whole runs of the command line against hostile conditions (issue 10, cases 3, 12 and 13).
 @Suite("Runs under hostile conditions", .serialized)
 struct HostileRunTests {
@@ -93,14 +102,7 @@ struct HostileRunTests {
                 "--rack-serial", "NVL72-TEST-01", "--report-dir", reports,
             ], directory: temporaryDirectory())
         // Main has begun once the CDU was switched to manual and the run polls for it (it stays automatic).
-        let folder = try await { () async throws -> String in
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline {
-                if let folder = try? runFolder(in: reports) { return folder }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            throw CLIError(message: "no run folder")
-        }()
+        let folder = try await runFolderAppearing(in: reports)
         _ = try await waitFor(folder + "/journal.jsonl") { $0.contains("CDU reports manual") }
         dripping.withLock { $0 = true }
         try await Task.sleep(for: .milliseconds(700))
@@ -109,11 +111,7 @@ struct HostileRunTests {
         let status = try await running.wait(seconds: 60)
         // Timed by the run's own journal: the stop acted within 2 s; then four cleanup steps, each at most
         // (1 retry + 1) × 500 ms + 100 ms against a device that never answers whole.
-        let journal = try String(contentsOfFile: folder + "/journal.jsonl", encoding: .utf8)
-        let cleanup = try #require(journalTime(of: "cleanup_started", in: journal))
-        let finished = try #require(journalTime(of: "run_finished", in: journal))
-        #expect(cleanup.timeIntervalSince(stopped) < 2, "the stop acted within 2 s")
-        #expect(finished.timeIntervalSince(stopped) < 10)
+        try expectStopTimings(folder: folder, stopped: stopped)
         #expect(status == 3, "\(running.stdout)")
         #expect(running.stdout.contains("VERDICT:  ABORTED"))
         #expect(running.stdout.contains("CLEANUP DID NOT COMPLETE"))
@@ -178,14 +176,7 @@ struct HostileRunTests {
         let reports = temporaryDirectory()
         let running = try Running(
             ["run", procedure, "--station", station, "--report-dir", reports], directory: temporaryDirectory())
-        let folder = try await { () async throws -> String in
-            let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline {
-                if let folder = try? runFolder(in: reports) { return folder }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-            throw CLIError(message: "no run folder: \(running.stdout)\(running.stderr)")
-        }()
+        let folder = try await runFolderAppearing(in: reports)
         _ = try await waitFor(folder + "/journal.jsonl") { $0.contains("\"step\":\"main.2\"") }
         slow.withLock { $0 = true }
         try await Task.sleep(for: .milliseconds(1200))
@@ -194,11 +185,7 @@ struct HostileRunTests {
         let status = try await running.wait(seconds: 60)
         // Timed by the run's own journal. Cleanup: the action's resource read and its POST, each within
         // (1 retry + 1) × 1 s; the logout after the record within 1 s more.
-        let journal = try String(contentsOfFile: folder + "/journal.jsonl", encoding: .utf8)
-        let cleanup = try #require(journalTime(of: "cleanup_started", in: journal))
-        let finished = try #require(journalTime(of: "run_finished", in: journal))
-        #expect(cleanup.timeIntervalSince(stopped) < 2, "the stop acted within 2 s")
-        #expect(finished.timeIntervalSince(stopped) < 10)
+        try expectStopTimings(folder: folder, stopped: stopped)
         #expect(status == 3, "\(running.stdout)\(running.stderr)")
         #expect(running.stdout.contains("VERDICT:  ABORTED"))
         #expect(FileManager.default.fileExists(atPath: folder + "/record.json"))
