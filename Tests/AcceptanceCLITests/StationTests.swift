@@ -21,19 +21,30 @@ func stationFile(port: Int, retries: Int = 5, backoff: String = "1 s", timeout: 
 
 /// `acceptance simulate` on a port, waited for until it says where it listens.
 func startSimulator(port: Int, scenario: String = "nominal", scale: String = "20") async throws -> Running {
+    try await startSimulatorOnAnyPort(port: port, scenario: scenario, scale: scale).simulator
+}
+
+/// `acceptance simulate` with its CDU on `port`, or on a port the system chooses (0, the default): a port chosen
+/// in advance with `freePort()` can be taken by another test's server before the simulator binds it. Returns the
+/// simulator and the CDU's port, read from what it prints.
+func startSimulatorOnAnyPort(
+    port: Int = 0, scenario: String = "nominal", scale: String = "20"
+) async throws -> (simulator: Running, port: Int) {
     let simulator = try Running(
         ["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario],
         directory: temporaryDirectory())
-    _ = try await waitFor(simulator.stdoutPath) { $0.contains("127.0.0.1:\(port)") }
-    return simulator
+    let text = try await waitFor(simulator.stdoutPath) { $0.contains("cdu  Modbus TCP 127.0.0.1:") }
+    guard let line = text.split(separator: "\n").first(where: { $0.contains("cdu  Modbus TCP 127.0.0.1:") }),
+        let portText = line.split(separator: ":").last?.split(separator: " ").first, let chosen = Int(portText)
+    else { throw CLIError(message: "the simulator did not say its port: \(text)") }
+    return (simulator, chosen)
 }
 
 @Suite("Stations: real Modbus TCP against `acceptance simulate`", .serialized)
 struct StationTests {
     @Test(arguments: [("nominal", Int32(0)), ("loop-leak", 1)])
     func leakTestOverModbusTCP(scenario: String, expected: Int32) async throws {
-        let port = freePort()
-        let simulator = try await startSimulator(port: port, scenario: scenario)
+        let (simulator, port) = try await startSimulatorOnAnyPort(scenario: scenario)
         defer { simulator.signal(SIGTERM) }
         let reports = temporaryDirectory()
         let result = try await run([
@@ -54,8 +65,7 @@ struct StationTests {
     }
 
     @Test func technicianToolsReadAndWriteThroughAStation() async throws {
-        let port = freePort()
-        let simulator = try await startSimulator(port: port, scale: "1")
+        let (simulator, port) = try await startSimulatorOnAnyPort(scale: "1")
         defer { simulator.signal(SIGTERM) }
         let station = try stationFile(port: port)
         let points = try await run(["points", "cdu"])
@@ -165,8 +175,7 @@ struct StationTests {
     }
 
     @Test func aSimulatorRestartedWithinTheRetryBudgetLetsTheRunContinue() async throws {
-        let port = freePort()
-        var simulator = try await startSimulator(port: port)
+        var (simulator, port) = try await startSimulatorOnAnyPort()
         let reports = temporaryDirectory()
         let running = try Running(
             [
