@@ -13,7 +13,7 @@ struct RedfishDeadlineTests {
 
     func client(
         _ url: String, http: HTTPClient, authentication: RedfishAuthentication = .basic,
-        timeout: Duration = .seconds(1), retries: Int = 1, events: any TransportEventSink = DiscardingTransportEvents()
+        timeout: Duration = .seconds(10), retries: Int = 1, events: any TransportEventSink = DiscardingTransportEvents()
     ) throws -> RedfishClient {
         let endpoint = RedfishEndpoint(
             name: "compute01", baseURL: url, authentication: authentication,
@@ -48,7 +48,7 @@ struct RedfishDeadlineTests {
         }
         defer { tunnel?.stop() }
         let http = RedfishHTTP.makeClient()
-        let client = try client(url, http: http)
+        let client = try client(url, http: http, timeout: .seconds(1))
         let start = ContinuousClock.now
         do {
             _ = try await client.get("/redfish/v1")
