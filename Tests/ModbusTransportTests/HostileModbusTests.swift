@@ -25,7 +25,7 @@ struct HostileModbusTests {
     @Test func aDrippingDeviceCannotStretchATransaction() async throws {
         let device = try HostileModbusDevice { _, _ in .drip(byteCount: 250, interval: .milliseconds(450)) }
         defer { device.stop() }
-        let client = try client(device)
+        let client = try client(device, timeout: .seconds(1))
         let start = ContinuousClock.now
         do {
             _ = try await client.readHoldingRegisters(startingAt: 0, count: 1)
@@ -52,7 +52,7 @@ struct HostileModbusTests {
             .drip(byteCount: UInt8(truncatingIfNeeded: 250), interval: .milliseconds(30))
         }
         defer { device.stop() }
-        let client = try client(device)
+        let client = try client(device, timeout: .seconds(1))
         let start = ContinuousClock.now
         do {
             _ = try await client.readHoldingRegisters(startingAt: 0, count: 125)
@@ -75,7 +75,7 @@ struct HostileModbusTests {
         let device = try HostileModbusDevice { _, _ in .drip(byteCount: 250, interval: .milliseconds(450)) }
         defer { device.stop() }
         let retrying = RetryingModbusClient(
-            try client(device), policy: RetryPolicy(retries: 10, backoff: .milliseconds(500)), clock: WallClock(),
+            try client(device, timeout: .seconds(1)), policy: RetryPolicy(retries: 10, backoff: .milliseconds(500)), clock: WallClock(),
             device: "cdu",
             events: DiscardingTransportEvents())
         let task = Task { try await retrying.readHoldingRegisters(startingAt: 0, count: 1) }
