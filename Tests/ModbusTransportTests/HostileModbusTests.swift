@@ -75,7 +75,8 @@ struct HostileModbusTests {
         let device = try HostileModbusDevice { _, _ in .drip(byteCount: 250, interval: .milliseconds(450)) }
         defer { device.stop() }
         let retrying = RetryingModbusClient(
-            try client(device, timeout: .seconds(1)), policy: RetryPolicy(retries: 10, backoff: .milliseconds(500)), clock: WallClock(),
+            try client(device, timeout: .seconds(1)), policy: RetryPolicy(retries: 10, backoff: .milliseconds(500)),
+            clock: WallClock(),
             device: "cdu",
             events: DiscardingTransportEvents())
         let task = Task { try await retrying.readHoldingRegisters(startingAt: 0, count: 1) }
