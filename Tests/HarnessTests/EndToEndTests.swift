@@ -178,6 +178,37 @@ struct ConsoleTests {
     }
 }
 
+/// Case 8 of issue 10: what a device or a file says reaches the operator's screen escaped. A BMC's text could clear
+/// the screen, set the window title, or draw a forged verdict on a line of its own.
+@Suite("Console escapes")
+struct ConsoleEscapeTests {
+    @Test func deviceAndFileTextCannotSteerTheTerminal() throws {
+        let path = temporaryDirectory() + "/console.txt"
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        #expect(descriptor >= 0)
+        let reporter = ConsoleReporter(
+            style: .plain, output: ConsoleOutput(descriptor: descriptor), clock: SimulationClock(),
+            header: .init(scenario: nil, simulated: false, timeScale: nil, folder: nil))
+        let hostile = "\u{1B}[2J\u{1B}]0;pwned\u{07}ok\n  VERDICT:  PASS   the rack met every limit\u{202E}"
+        let step = Step(
+            name: "Read serial \u{1B}[8m", group: .main, number: 1,
+            kind: .check(Expression.constant(.bool(true), source: "true")),
+            location: SourceLocation(file: "p.yaml", line: 1, column: 1))
+        var record = StepRecord(
+            id: "main.1", group: .main, number: 1, name: step.name, kind: "check", verdict: .error, measurements: [],
+            message: hostile, source: "p.yaml:1:1")
+        record.error = "device 'compute01' said: " + hostile
+        reporter.handle(.stepFinished(step, record))
+        reporter.handle(.notice("compute01: " + hostile))
+        reporter.handle(.retry(device: "compute01", message: hostile))
+        close(descriptor)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(!text.unicodeScalars.contains { $0 == "\u{1B}" || $0 == "\u{07}" || $0 == "\u{202E}" })
+        #expect(text.contains("\\e[2J\\e]0;pwned\\x07ok\\n  VERDICT:  PASS"))
+        #expect(!text.split(separator: "\n").contains { $0.hasPrefix("  VERDICT:") }, "no forged verdict line")
+    }
+}
+
 @Suite("A second vendor's CDU: a new profile, no new code")
 struct SecondVendorTests {
     /// The CoolFlow CDU-2000 profile (float32 CDAB, bar, status bitfield) fitted instead of the rack's reference CDU:
