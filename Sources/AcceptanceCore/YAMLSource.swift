@@ -20,11 +20,6 @@ public struct YAMLSource {
         return (sink, source)
     }
 
-    public static func load(path: String, into sink: inout DiagnosticSink) -> YAMLSource? {
-        guard let (_, text) = read(path: path, into: &sink) else { return nil }
-        return parse(text, path: path, into: &sink)
-    }
-
     /// The bytes and text of a file the tool is asked to read, or an error in `sink`: only regular files (symlinks
     /// to them are fine: a FIFO would block the read forever, a device never end), of a size a person could have
     /// written, in UTF-8.

@@ -122,15 +122,15 @@ struct HostileFileTests {
         let big = bench.directory + "/big.yaml"
         try Data(repeating: UInt8(ascii: "#"), count: YAMLLimits.maximumFileBytes + 1).write(
             to: URL(fileURLWithPath: big))
-        var sink = DiagnosticSink(file: big, text: "")
-        #expect(YAMLSource.load(path: big, into: &sink) == nil)
+        let (sink, source) = YAMLSource.open(path: big)
+        #expect(source == nil)
         #expect(sink.diagnostics.first?.message.contains("limited to \(YAMLLimits.maximumFileBytes) bytes") == true)
 
         // A FIFO would block a plain read forever.
         let fifo = bench.directory + "/fifo.yaml"
         #expect(mkfifo(fifo, 0o600) == 0)
-        var fifoSink = DiagnosticSink(file: fifo, text: "")
-        #expect(YAMLSource.load(path: fifo, into: &fifoSink) == nil)
+        let (fifoSink, fifoSource) = YAMLSource.open(path: fifo)
+        #expect(fifoSource == nil)
         #expect(fifoSink.diagnostics.first?.message.contains("not a regular file") == true)
         let folderResult = ProcedureLoader(fixtures: bench.directory, protocols: testProtocols)
             .check(path: bench.directory)
