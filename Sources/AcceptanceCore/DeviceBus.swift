@@ -155,6 +155,11 @@ public struct DeviceBus: Sendable {
         return .text("\(kept)… [cut by the station: the device sent \(raw.utf8.count) bytes]")
     }
 
+    /// The device a `device.point` or `device.action` names (a `for_each` member's alias resolved).
+    public func deviceName(of reference: String) -> String? {
+        configuration.split(reference, aliases: aliases)?.0
+    }
+
     public func write(_ reference: String, _ value: Value) async throws {
         let (device, point) = try target(reference)
         try await device.write(point, value)

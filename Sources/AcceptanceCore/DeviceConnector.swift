@@ -7,6 +7,15 @@ public protocol DeviceBinding: Sendable {
     var protocolName: String { get }
     /// Where the device is, for the console header and the record: `Modbus 10.0.4.20:502 unit 1`.
     var summary: String { get }
+    /// Whether the safety supervisor opens a connection of its own to the device, beside the run's: where one
+    /// connection answers one request at a time (Modbus TCP), so a step waiting on a slow answer would hold a poll
+    /// up. A client that pools connections (Redfish over HTTP) already sends a poll on another connection; a serial
+    /// line has one master. Those are shared.
+    var supervisorConnectsSeparately: Bool { get }
+}
+
+extension DeviceBinding {
+    public var supervisorConnectsSeparately: Bool { false }
 }
 
 /// A device of the rack, the profile that describes it and the binding that reaches it.

@@ -71,6 +71,8 @@ public struct DeviceProfile: Sendable {
     public var actions: [ActionDefinition] = []
     /// The transport's device-wide settings, if it has any.
     public var settings: (any DeviceSettings)?
+    /// Where the device must be left, and how to tell: every run ends by checking it on each device it actuated.
+    public var safeState: SafeState?
     public var file: String
 
     public init(
@@ -92,7 +94,7 @@ public struct DeviceProfile: Sendable {
     public func point(named name: String) -> PointDefinition? { points.first { $0.name == name } }
     public func action(named name: String) -> ActionDefinition? { actions.first { $0.name == name } }
 
-    static let commonKeys = ["model", "vendor", "kind", "description", "protocol", "points", "actions"]
+    static let commonKeys = ["model", "vendor", "kind", "description", "protocol", "points", "actions", "safe_state"]
 
     /// Loads `Fixtures/devices/<model>.yaml`, reporting every problem at once.
     public static func load(path: String, protocols: DeviceProtocols) throws(DiagnosticsError) -> DeviceProfile {
@@ -131,8 +133,10 @@ public struct DeviceProfile: Sendable {
         var profile = DeviceProfile(model: "", protocolName: syntax.name, points: [], file: file)
         var pointsNode: Node?
         var actionsNode: Node?
+        var safeStateNode: Node?
         for (key, _, value) in entries {
             switch key {
+            case "safe_state": safeStateNode = value
             case "model": profile.model = reader.scalar(value, "model") ?? ""
             case "vendor": profile.vendor = reader.scalar(value, "vendor") ?? ""
             case "kind": profile.kind = reader.scalar(value, "kind") ?? ""
@@ -165,6 +169,13 @@ public struct DeviceProfile: Sendable {
             }
         }
         syntax.check(profile.points, entries: pointEntries, reader: &reader)
+        if let safeStateNode, let definition = SafeStateDefinition.parse(safeStateNode, reader: &reader) {
+            var problems: [Diagnostic] = []
+            profile.safeState = definition.bind(to: profile, into: &problems)
+            for problem in problems {
+                reader.sink.error(problem.message, line: problem.location.line, column: problem.location.column)
+            }
+        }
         return profile
     }
 }
@@ -201,6 +212,8 @@ public struct RackProfile: Sendable {
     public var title: String
     public var devices: [DeviceInstance]
     public var groups: [DeviceGroup] = []
+    /// The rack's hazards, watched during every run (bound in `RackConfiguration`).
+    public var interlocks: [InterlockDefinition] = []
     public var file: String
 
     public func group(named name: String) -> DeviceGroup? { groups.first { $0.name == name } }
@@ -263,7 +276,7 @@ public struct RackProfile: Sendable {
         var rack = RackProfile(id: "", title: "", devices: [], file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "rack profile") {
             reader.rejectUnknownKeys(
-                entries, allowed: ["id", "title", "description", "devices", "groups"], in: "rack profile")
+                entries, allowed: ["id", "title", "description", "devices", "groups", "interlocks"], in: "rack profile")
             for (key, _, value) in entries {
                 switch key {
                 case "id": rack.id = reader.scalar(value, "id") ?? ""
@@ -324,6 +337,7 @@ public struct RackProfile: Sendable {
                         rack.groups.append(group)
                         rack.devices += instances(of: group)
                     }
+                case "interlocks": rack.interlocks = InterlockDefinition.parseAll(value, reader: &reader)
                 default: break
                 }
             }
@@ -351,10 +365,13 @@ public struct RackProfile: Sendable {
 public struct RackConfiguration: Sendable {
     public var rack: RackProfile
     public var profiles: [String: DeviceProfile]
+    /// The rack profile's interlocks, bound (a station may override them: `bindInterlocks(_:overrides:)`).
+    public var interlocks: [Interlock] = []
 
-    public init(rack: RackProfile, profiles: [String: DeviceProfile]) {
+    public init(rack: RackProfile, profiles: [String: DeviceProfile], interlocks: [Interlock] = []) {
         self.rack = rack
         self.profiles = profiles
+        self.interlocks = interlocks
     }
 
     /// Loads a rack profile and every device profile it names from `fixtures/devices/`, with the group sizes
@@ -398,7 +415,11 @@ public struct RackConfiguration: Sendable {
             }
         }
         if !problems.isEmpty { throw DiagnosticsError(problems) }
-        return RackConfiguration(rack: rack, profiles: profiles)
+        var configuration = RackConfiguration(rack: rack, profiles: profiles)
+        let (interlocks, interlockProblems) = configuration.bindInterlocks(rack.interlocks)
+        if !interlockProblems.isEmpty { throw DiagnosticsError(interlockProblems) }
+        configuration.interlocks = interlocks
+        return configuration
     }
 
     /// The device instance and point for `device.point`; `aliases` maps a `for_each` step's member name

@@ -67,15 +67,25 @@ public struct Expression: Sendable, CustomStringConvertible {
     ///
     /// A bare name that is not a known value but is a state of an enumerated point it is compared with or assigned
     /// to (`cdu.mode == manual`) becomes that state. `expected` is the type the result will be used as.
+    ///
+    /// `groups` gives the members of a device group (`compute_trays`): `any(compute_trays.coldplate_leak == Critical)`
+    /// becomes the condition for each member, joined with `or` (`all`: `and`), so it reads every member's point.
     public func bind(
-        expecting expected: ValueType? = nil, types: @escaping (String) -> ValueType?
+        expecting expected: ValueType? = nil, types: @escaping (String) -> ValueType?,
+        groups: @escaping (String) -> [String]? = { _ in nil }
     )
         -> (expression: Expression, type: ValueType, errors: [ExpressionError])
     {
-        var checker = TypeChecker(types: types)
+        var checker = TypeChecker(types: types, groups: groups)
         let (node, type) = checker.check(root, context: expected)
         if let expected { checker.checkState(node, against: expected) }
         return (Expression(source: source, root: node, location: location), type, checker.errors)
+    }
+
+    /// The expression with every name passed through `rename`: a device profile's own condition
+    /// (`pump_enable == off`) read as one device's (`cdu.pump_enable == off`).
+    public func renaming(_ rename: (String) -> String) -> Expression {
+        Expression(source: source, root: root.renaming(rename), location: location)
     }
 
     /// Computes the value given every referenced name's current value.

@@ -43,6 +43,17 @@ indirect enum ExpressionNode: Sendable {
         }
     }
 
+    /// The same tree with every name passed through `rename` (a group's points read as one member's).
+    func renaming(_ rename: (String) -> String) -> ExpressionNode {
+        switch self {
+        case .literal: self
+        case let .name(name, offset): .name(rename(name), offset: offset)
+        case let .unary(op, operand, offset): .unary(op, operand.renaming(rename), offset: offset)
+        case let .binary(op, lhs, rhs, offset): .binary(op, lhs.renaming(rename), rhs.renaming(rename), offset: offset)
+        case let .call(name, arguments, offset): .call(name, arguments.map { $0.renaming(rename) }, offset: offset)
+        }
+    }
+
     func collectNames(into names: inout [String]) {
         switch self {
         case .literal: break

@@ -2,9 +2,56 @@ import Foundation
 
 struct TypeChecker {
     let types: (String) -> ValueType?
+    /// The members of a device group, by the group's name.
+    var groups: (String) -> [String]? = { _ in nil }
     var errors: [ExpressionError] = []
 
-    static let functions = ["abs", "min", "max"]
+    static let functions = ["abs", "min", "max", "any", "all"]
+
+    init(types: @escaping (String) -> ValueType?, groups: @escaping (String) -> [String]? = { _ in nil }) {
+        self.types = types
+        self.groups = groups
+    }
+
+    /// The device group a `group.point` name reads, if its first part is a group.
+    func group(of name: String) -> String? {
+        guard let dot = name.firstIndex(of: ".") else { return nil }
+        let group = String(name[..<dot])
+        return groups(group) == nil ? nil : group
+    }
+
+    /// `any(group.point == X)` / `all(...)`: the condition once per member of the group, joined with `or` / `and`.
+    /// Only the first member's errors are reported (they are the same for every member).
+    mutating func quantify(_ name: String, _ arguments: [ExpressionNode], offset: Int) -> (ExpressionNode, ValueType) {
+        guard arguments.count == 1, let condition = arguments.first else {
+            return (.call(name, arguments, offset: offset), fail("\(name) takes one condition", at: offset))
+        }
+        var names: [String] = []
+        condition.collectNames(into: &names)
+        let used = Set(names.compactMap { group(of: $0) })
+        guard used.count == 1, let group = used.first, let members = groups(group), !members.isEmpty else {
+            let message =
+                used.isEmpty
+                ? "\(name)(...) reads the points of one device group, such as compute_trays.coldplate_leak"
+                : "\(name)(...) reads one device group, not \(used.sorted().joined(separator: " and "))"
+            return (.call(name, arguments, offset: offset), fail(message, at: offset))
+        }
+        let prefix = group + "."
+        var joined: ExpressionNode?
+        var type = ValueType.bool
+        for (index, member) in members.enumerated() {
+            let kept = errors.count
+            let (node, memberType) = check(
+                condition.renaming { $0.hasPrefix(prefix) ? member + "." + $0.dropFirst(prefix.count) : $0 },
+                context: .bool)
+            if index > 0 { errors.removeSubrange(kept...) }
+            if index == 0, memberType != .bool, memberType != .unknown {
+                type = fail("\(name)(...) needs a true/false condition, not \(memberType)", at: condition.offset)
+            }
+            joined = joined.map { .binary(name == "any" ? .or : .and, $0, node, offset: offset) } ?? node
+        }
+        return (joined ?? condition, type)
+    }
 
     mutating func fail(_ message: String, at offset: Int) -> ValueType {
         errors.append(ExpressionError(message, at: offset))
@@ -25,6 +72,9 @@ struct TypeChecker {
                 return (.literal(.bool(state), offset: offset), .bool)
             }
             var message = name.contains(".") ? "unknown point '\(name)'" : "unknown name '\(name)'"
+            if let group = group(of: name) {
+                message = "'\(name)' reads every member of \(group): say which, inside any(...) or all(...)"
+            }
             if case let .text(choices?)? = context {
                 message += "; expected one of \(choices.joined(separator: ", "))"
             }
@@ -58,6 +108,8 @@ struct TypeChecker {
                 .binary(op, left, right, offset: offset),
                 binaryType(op, leftType, rightType, offset: offset)
             )
+        case let .call(name, arguments, offset) where name == "any" || name == "all":
+            return quantify(name, arguments, offset: offset)
         case let .call(name, arguments, offset):
             var checked: [ExpressionNode] = []
             var argumentTypes: [ValueType] = []

@@ -51,7 +51,9 @@ struct ProcedureChecker {
         // Without the rack's profiles (they failed to load, and said why), points cannot be checked: say nothing more.
         if configuration == nil { return (expression, .unknown) }
         let checker = self
-        let (bound, type, errors) = expression.bind(expecting: expected) { checker.type(of: $0) }
+        let rack = configuration?.rack
+        let (bound, type, errors) = expression.bind(
+            expecting: expected, types: { checker.type(of: $0) }, groups: { rack?.group(named: $0)?.members })
         for error in errors {
             var message = "\(what): \(error.message)"
             if message.contains("unknown point"), let configuration {

@@ -186,16 +186,7 @@ struct ProcedureParser {
     }
 
     mutating func expression(_ node: Node, _ what: String) -> Expression? {
-        guard let text = reader.scalar(node, what) else { return nil }
-        let (line, column) = reader.textPosition(of: node)
-        do {
-            var expression = try Expression.parse(text)
-            expression.location = reader.sink.location(line: line, column: column)
-            return expression
-        } catch {
-            reader.sink.error("\(what): \(error.message)", line: line, column: column + error.offset)
-            return nil
-        }
+        reader.expression(node, what)
     }
 
     mutating func parseLimits(_ node: Node) -> Limits? {

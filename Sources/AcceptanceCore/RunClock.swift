@@ -33,10 +33,40 @@ public protocol RunClock: Clock where Instant == RunInstant {
     /// Clock seconds per wall second when it runs faster or slower than real time; nil for real time, or for
     /// simulated time that runs as fast as it can.
     var timeScale: Double? { get }
+    /// An observer's sleep (the safety supervisor's polls): returns when the clock reaches `deadline`. On a simulated
+    /// clock an observer never moves time itself, and time does not pass its deadline until it has woken and done its
+    /// work (until its next `observe` or `endObserving`), so a poll due at 3:00 reads the rack at 3:00 however fast
+    /// the steps make time run. On real time it is an ordinary sleep.
+    func observe(until deadline: Duration, as observer: ClockObserver) async throws
+    /// The observer is at work from now on (before its task has even started): time waits for its first `observe`.
+    func beginObserving(_ observer: ClockObserver)
+    /// The observer is done: time no longer waits for it.
+    func endObserving(_ observer: ClockObserver)
+}
+
+/// Who is observing a clock (one per interlock).
+public struct ClockObserver: Hashable, Sendable {
+    let id: Int
+    /// The observer the current task works for: time waits for every observer at work except one whose own work is
+    /// sleeping on the clock (a read of a simulated device that takes time to answer must not wait for itself).
+    @TaskLocal public static var current: ClockObserver?
+    private static let counter = Atomic<Int>(0)
+
+    public init() {
+        id = Self.counter.add(1, ordering: .relaxed).newValue
+    }
 }
 
 extension RunClock {
     public var minimumResolution: Duration { .nanoseconds(1) }
+
+    public func observe(until deadline: Duration, as observer: ClockObserver) async throws {
+        try await sleep(until: deadline)
+    }
+
+    public func beginObserving(_ observer: ClockObserver) {}
+
+    public func endObserving(_ observer: ClockObserver) {}
 
     /// Time elapsed since the clock's origin.
     public func now() -> Duration { now.sinceOrigin }
@@ -152,7 +182,7 @@ public final class SimulationClock: RunClock {
         let deadline = instant.sinceOrigin
         try Task.checkCancellation()
         guard let timeScale else {
-            advance(to: deadline)
+            try await advanceWakingObservers(to: deadline)
             return
         }
         // Paced: advance in small wall-clock slices so progress is visible and cancellation is prompt. Each sleeper
@@ -165,12 +195,183 @@ public final class SimulationClock: RunClock {
             guard remaining > 0 else { return }
             let sliceSeconds = min(remaining / timeScale, 0.05)
             guard sliceSeconds >= 1e-6 else {
-                advance(to: deadline)
+                try await advanceWakingObservers(to: deadline)
                 return
             }
             try await pacer.sleep(.seconds(sliceSeconds))
-            advance(to: min(startReading + .seconds((pacer.now() - startWall).seconds * timeScale), deadline))
+            try await advanceWakingObservers(
+                to: min(startReading + .seconds((pacer.now() - startWall).seconds * timeScale), deadline))
         }
+    }
+
+    // MARK: Observers
+
+    typealias Waiter = CheckedContinuation<Void, any Error>
+
+    /// Observers waiting for their deadline, observers at work, and sleepers waiting for observers to finish.
+    struct Observers {
+        var parked: [ClockObserver: (deadline: Int64, continuation: Waiter)] = [:]
+        var busy: Set<ClockObserver> = []
+        /// Observers at work whose work is itself sleeping on the clock.
+        var sleeping: Set<ClockObserver> = []
+        var waiters: [Int: (observers: Set<ClockObserver>, continuation: Waiter)] = [:]
+        var nextWaiter = 0
+
+        /// Sleepers whose observers are all done now, removed.
+        mutating func releasedWaiters() -> [Waiter] {
+            let done = waiters.filter { $0.value.observers.isDisjoint(with: busy) }
+            for key in done.keys { waiters.removeValue(forKey: key) }
+            return done.map(\.value.continuation)
+        }
+    }
+
+    private let observers = Mutex(Observers())
+
+    /// How long (real time) a sleeper waits for observers at work before going on without them. Observers read
+    /// devices: in memory that takes microseconds, over loopback milliseconds. The bound matters when an observer's
+    /// read waits on the very sleeper that would wait for it (a device both use, answering after a simulated delay):
+    /// time then goes on rather than stopping.
+    static let observerGrace = Duration.milliseconds(250)
+
+    /// Moves the clock to `deadline`, stopping at each observer's deadline on the way to let it do its work.
+    func advanceWakingObservers(to deadline: Duration) async throws {
+        let target = Self.nanosecondsRoundedUp(deadline)
+        let me = ClockObserver.current
+        // An observer whose own work sleeps (a read of a slow simulated device) is waiting on time, not working:
+        // time must not wait for it meanwhile (two such observers would wait for each other).
+        if let me {
+            let released = observers.withLock { state -> [Waiter] in
+                guard state.busy.remove(me) != nil else { return [] }
+                state.sleeping.insert(me)
+                return state.releasedWaiters()
+            }
+            for waiter in released { waiter.resume() }
+        }
+        defer {
+            if let me {
+                observers.withLock { state in
+                    if state.sleeping.remove(me) != nil { state.busy.insert(me) }
+                }
+            }
+        }
+        // Observers that did not finish within the grace period: this sleeper goes on without them.
+        var late = Set<ClockObserver>()
+        while true {
+            try Task.checkCancellation()
+            let step = observers.withLock { state -> (woken: [Waiter], waitFor: Set<ClockObserver>) in
+                // Observers still at work (woken earlier, reading): time waits for them before it moves on.
+                let atWork = state.busy.subtracting(late)
+                if !atWork.isEmpty, current.load(ordering: .acquiring) < target { return ([], atWork) }
+                guard let next = state.parked.values.map(\.deadline).min(), next <= target else {
+                    advance(to: .nanoseconds(target))
+                    return ([], [])
+                }
+                advance(to: .nanoseconds(next))
+                let reached = current.load(ordering: .acquiring)
+                let due = state.parked.filter { $0.value.deadline <= reached }
+                for observer in due.keys {
+                    state.parked.removeValue(forKey: observer)
+                    state.busy.insert(observer)
+                }
+                return (due.values.map(\.continuation), Set(due.keys))
+            }
+            for continuation in step.woken { continuation.resume() }
+            if step.waitFor.isEmpty { return }
+            late.formUnion(try await waitForObservers(step.waitFor))
+        }
+    }
+
+    /// Returns once none of `watched` is at work (each has parked again or ended), or after `observerGrace` with
+    /// those still at work.
+    private func waitForObservers(_ watched: Set<ClockObserver>) async throws -> Set<ClockObserver> {
+        let id = observers.withLock { state -> Int in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        let timedOut = try await withThrowingTaskGroup(of: Bool.self) { group -> Bool in
+            group.addTask {
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { (continuation: Waiter) in
+                        let ready = self.observers.withLock { state -> Bool in
+                            if watched.isDisjoint(with: state.busy) || Task.isCancelled { return true }
+                            state.waiters[id] = (watched, continuation)
+                            return false
+                        }
+                        if ready { continuation.resume() }
+                    }
+                } onCancel: {
+                    let waiter = self.observers.withLock { state -> Waiter? in
+                        state.waiters.removeValue(forKey: id)?.continuation
+                    }
+                    waiter?.resume(throwing: CancellationError())
+                }
+                return false
+            }
+            group.addTask {
+                try await self.pacer.sleep(Self.observerGrace)
+                return true
+            }
+            let first: Bool? = try await group.next()
+            group.cancelAll()
+            return first == true
+        }
+        try Task.checkCancellation()
+        // Only observers still at work when the grace ran out are late (one that finished may have been woken again
+        // by another sleeper since).
+        guard timedOut else { return [] }
+        let stillBusy: Set<ClockObserver> = observers.withLock { state in state.busy.intersection(watched) }
+        return stillBusy
+    }
+
+    public func observe(until deadline: Duration, as observer: ClockObserver) async throws {
+        let target = Self.nanosecondsRoundedUp(deadline)
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: Waiter) in
+                let outcome = observers.withLock { state -> (released: [Waiter], now: Bool) in
+                    if Task.isCancelled {
+                        state.busy.remove(observer)
+                        return (state.releasedWaiters(), true)
+                    }
+                    if current.load(ordering: .acquiring) >= target {
+                        // Already due: it stays at work.
+                        state.busy.insert(observer)
+                        return ([], true)
+                    }
+                    state.busy.remove(observer)
+                    state.sleeping.remove(observer)
+                    state.parked[observer] = (target, continuation)
+                    return (state.releasedWaiters(), false)
+                }
+                for waiter in outcome.released { waiter.resume() }
+                if outcome.now {
+                    if Task.isCancelled {
+                        continuation.resume(throwing: CancellationError())
+                    } else {
+                        continuation.resume()
+                    }
+                }
+            }
+        } onCancel: {
+            let parked = observers.withLock { state -> Waiter? in
+                state.parked.removeValue(forKey: observer)?.continuation
+            }
+            parked?.resume(throwing: CancellationError())
+        }
+    }
+
+    public func beginObserving(_ observer: ClockObserver) {
+        observers.withLock { _ = $0.busy.insert(observer) }
+    }
+
+    public func endObserving(_ observer: ClockObserver) {
+        let (parked, released) = observers.withLock { state -> (Waiter?, [Waiter]) in
+            let parked = state.parked.removeValue(forKey: observer)?.continuation
+            state.busy.remove(observer)
+            state.sleeping.remove(observer)
+            return (parked, state.releasedWaiters())
+        }
+        parked?.resume(throwing: CancellationError())
+        for waiter in released { waiter.resume() }
     }
 }
 

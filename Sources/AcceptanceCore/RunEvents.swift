@@ -13,6 +13,15 @@ public enum RunEvent: Sendable {
     case notice(String)
     /// A device transaction failed and is being retried (the run goes on if a retry succeeds).
     case retry(device: String, message: String)
+    /// The run is about to move a device (a write or an action): journaled before it is sent, so a station killed
+    /// at any moment leaves the journal knowing which devices it may have moved and what it commanded last.
+    case actuated(device: String, command: String, step: String?)
+    /// The safety supervisor started watching these interlocks.
+    case supervisorStarted([Interlock])
+    /// An interlock tripped; its reaction has run.
+    case interlockTripped(InterlockTrip)
+    /// The safe-state check at the end of the run.
+    case safeStateChecked(SafeStateRecord)
     case runFinished(RunRecord)
 }
 
@@ -105,6 +114,67 @@ extension RunEvent {
             line.add("event", "retry")
             line.add("device", device)
             line.add("message", message)
+        case let .actuated(device, command, step):
+            line.add("event", "actuated")
+            line.add("device", device)
+            line.add("command", command)
+            line.add("step", step)
+        case let .supervisorStarted(interlocks):
+            line.add("event", "supervisor_started")
+            line.add(
+                "interlocks",
+                array: interlocks.map { interlock in
+                    var object = JSONLine()
+                    object.add("name", interlock.name)
+                    object.add("trip_if", interlock.condition.source)
+                    object.add("poll_s", interlock.poll.seconds)
+                    object.add("stale_after_s", interlock.staleAfter.seconds)
+                    return object
+                })
+        case let .interlockTripped(trip):
+            line.add("event", "interlock")
+            line.add("interlock", trip.interlock)
+            line.add("cause", trip.cause.rawValue)
+            line.add("condition", trip.condition)
+            line.add("at", trip.at)
+            line.add("tripped_clock_s", trip.clockSeconds)
+            line.add("reacted_clock_s", trip.reactedClockSeconds)
+            line.add(
+                "readings",
+                array: trip.readings.map { reading in
+                    var object = JSONLine()
+                    object.add("reading", reading)
+                    return object
+                })
+            line.add(
+                "culprits",
+                array: trip.culprits.map { culprit in
+                    var object = JSONLine()
+                    object.add("device", culprit)
+                    return object
+                })
+            line.add(
+                "reaction",
+                array: trip.reaction.map { result in
+                    var object = JSONLine()
+                    object.add("action", result.action)
+                    object.add("succeeded", result.succeeded)
+                    object.add("error", result.error)
+                    return object
+                })
+        case let .safeStateChecked(check):
+            line.add("event", "safe_state")
+            line.add("verified", check.verified)
+            line.add(
+                "devices",
+                array: check.devices.map { device in
+                    var object = JSONLine()
+                    object.add("device", device.device)
+                    object.add("check", device.check)
+                    object.add("outcome", device.outcome.rawValue)
+                    object.add("message", device.message)
+                    return object
+                })
         case let .runFinished(record):
             line.add("event", "run_finished")
             line.add("verdict", record.verdict.rawValue)

@@ -236,6 +236,13 @@ public struct RunRecord: Sendable, Codable {
     /// Serial numbers the procedure read (`compute11.gpu3_serial`), and firmware versions (`compute07.bios_version`).
     public var parts: [String: String]?
     public var firmware: [String: String]?
+    /// The interlocks watched (or waived) during the run, and any trip.
+    public var interlocks: [InterlockRecord]?
+    /// The safe-state check at the end of the run.
+    public var safeState: SafeStateRecord?
+    /// Why the run ended as it did when the station itself stopped (`station stopped unexpectedly`), and the
+    /// recovery that wrote this record afterwards.
+    public var recovery: RecoveryRecord?
 
     public struct HarnessInfo: Sendable, Codable, Hashable {
         public var version: String
@@ -253,7 +260,8 @@ public struct RunRecord: Sendable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case endpoints, models, retries, warnings, harness, parts, firmware
+        case endpoints, models, retries, warnings, harness, parts, firmware, interlocks, recovery
+        case safeState = "safe_state"
         case schema
         case runID = "run_id"
         case procedure, parameters

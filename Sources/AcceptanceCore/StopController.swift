@@ -8,6 +8,8 @@ public enum StopReason: String, Sendable, Hashable {
     case hangup = "SIGHUP"
     /// The operator declined a prompt.
     case operatorAbort = "operator"
+    /// An interlock tripped: the rack is unsafe (or its sensor is lost), and the run ends FAIL (ERROR) naming it.
+    case interlock
 }
 
 /// Turns Ctrl-C and SIGTERM into an orderly stop: the running step is cancelled, then cleanup runs.

@@ -288,6 +288,34 @@ public struct YAMLReader {
         return access
     }
 
+    /// An expression written in a scalar, located in the file (its errors point at their column).
+    public mutating func expression(_ node: Node, _ what: String) -> Expression? {
+        guard let text = scalar(node, what) else { return nil }
+        let (line, column) = textPosition(of: node)
+        do {
+            var expression = try Expression.parse(text)
+            expression.location = sink.location(line: line, column: column)
+            return expression
+        } catch {
+            sink.error("\(what): \(error.message)", line: line, column: column + error.offset)
+            return nil
+        }
+    }
+
+    /// A time such as `1 s` or `500 ms`, above zero and at most `longest`.
+    public mutating func duration(_ node: Node, _ what: String, longest: Duration = .seconds(3600)) -> Duration? {
+        guard let quantity = quantity(node, what) else { return nil }
+        guard let duration = quantity.duration else {
+            error("\(what) must be a time such as '1 s' or '500 ms', not \(quantity)", at: node)
+            return nil
+        }
+        guard duration > .zero, duration <= longest else {
+            error("\(what) must be above zero and at most \(Quantity.format(longest.seconds)) s", at: node)
+            return nil
+        }
+        return duration
+    }
+
     /// The column where the text of a scalar starts (after an opening quote).
     public func textPosition(of node: Node) -> (line: Int, column: Int) {
         let (line, column) = position(of: node)

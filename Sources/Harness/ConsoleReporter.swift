@@ -189,6 +189,40 @@ public final class ConsoleReporter: RunObserver {
             print(style.paint("  ! \(text.escapingControlCharacters)", "1;33"))
         case let .retry(device, message):
             print(style.paint("  ↻ \(device): \(message.escapingControlCharacters)", "33"))
+        case .actuated:
+            break
+        case let .supervisorStarted(interlocks):
+            print(
+                "   interlocks watched: "
+                    + interlocks.map { "\($0.name) every \(Quantity.format($0.poll.seconds)) s" }.joined(
+                        separator: ", "))
+        case let .interlockTripped(trip):
+            print("")
+            print(style.paint("  ⚠ INTERLOCK \(trip.interlock.escapingControlCharacters) TRIPPED", "1;37;41"))
+            print(style.paint("    \(trip.summary.escapingControlCharacters)", "1;31"))
+            for result in trip.reaction {
+                let mark = result.succeeded ? "✓" : "✗"
+                let text =
+                    "    \(mark) \(result.action.escapingControlCharacters)"
+                    + (result.error.map { ": \($0.escapingControlCharacters)" } ?? "")
+                print(result.succeeded ? text : style.paint(text, "1;31"))
+            }
+        case let .safeStateChecked(check):
+            print("\n" + style.bold("SAFE STATE"))
+            for device in check.devices {
+                let readings = device.readings.joined(separator: ", ").escapingControlCharacters
+                let line =
+                    "  \(device.outcome.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)) "
+                    + "\(device.device.escapingControlCharacters)  \(device.check.escapingControlCharacters)"
+                    + (readings.isEmpty ? "" : "  (\(readings))")
+                    + (device.message.map { "  \($0.escapingControlCharacters)" } ?? "")
+                switch device.outcome {
+                case .verified: print(style.paint(line, "32"))
+                case .driven: print(style.paint(line, "33"))
+                case .unsafe: print(style.paint(line, "1;31"))
+                case .undeclared: print(style.dim(line))
+                }
+            }
         case let .runFinished(record):
             printVerdict(record)
         }
@@ -261,9 +295,11 @@ public final class ConsoleReporter: RunObserver {
             case .aborted: style.paint(" ABORTED ", "1;37;45")
             case .skipped: record.verdict.rawValue
             }
+        let tripped = record.interlocks?.contains { $0.trip?.cause == .condition } == true
         let meaning =
             switch record.verdict {
             case .pass: "the rack met every limit"
+            case .fail where tripped: "the rack tripped a SAFETY INTERLOCK: it is unsafe as built"
             case .fail: "the rack FAILED a limit"
             case .error: "the station could not complete the test; this is not a verdict on the rack: fix and retest"
             case .aborted: "the run was stopped before it finished; retest"
@@ -286,6 +322,16 @@ public final class ConsoleReporter: RunObserver {
                     + "\(Self.durationText(record.clock.wallSeconds)) of wall time (simulated clock).")
         } else {
             print("  Took \(Self.durationText(record.clock.elapsedSeconds)).")
+        }
+        if let trip = record.interlocks?.compactMap(\.trip).first, record.message?.contains(trip.summary) != true {
+            print(style.paint("  ⚠ \(trip.summary.escapingControlCharacters)", "1;31"))
+        }
+        if let safe = record.safeState {
+            if safe.verified {
+                print(style.paint("  \(safe.summary.escapingControlCharacters)", "32"))
+            } else {
+                print(style.paint("  \(safe.summary.escapingControlCharacters). MAKE IT SAFE BY HAND.", "1;31"))
+            }
         }
         let cleanupSteps = record.steps(in: .cleanup)
         if record.steps.allSatisfy({ $0.verdict == .skipped })

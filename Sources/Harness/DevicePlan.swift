@@ -140,17 +140,34 @@ public struct DevicePlan: Sendable {
         events: any TransportEventSink, connectors: DeviceConnectors = Transports.connectors,
         _ body: (DeviceBus, ConnectedDevices) async -> Result
     ) async throws(HarnessError) -> Result {
+        try await withDevices(events: events, supervised: [], connectors: connectors) { bus, _, connected in
+            await body(bus, connected)
+        }
+    }
+
+    /// `withDevices`, with a second bus for the safety supervisor: the `supervised` devices on connections of their
+    /// own where one connection answers one request at a time (Modbus TCP), so a step waiting on a slow answer never
+    /// delays a poll. A device on a serial line (one master) is shared with the steps.
+    public func withDevices<Result: Sendable>(
+        events: any TransportEventSink, supervised: Set<String>, connectors: DeviceConnectors = Transports.connectors,
+        _ body: (DeviceBus, DeviceBus, ConnectedDevices) async -> Result
+    ) async throws(HarnessError) -> Result {
         let context = ConnectionContext(clock: clock, events: events, source: stationID)
         let configuration = configuration
+        func run(_ bound: [BoundDevice], shown prefix: String?) async throws(ConnectionError) -> Result {
+            try await Self.connect(bound, supervised: supervised, connectors: connectors, context: context) {
+                connected, watched in
+                var shown = connected
+                if let prefix { shown.endpoints = connected.endpoints.mapValues { "\(prefix)\($0)" } }
+                return await body(
+                    DeviceBus(configuration: configuration, devices: connected.devices),
+                    DeviceBus(configuration: configuration, devices: watched), shown)
+            }
+        }
         switch source {
         case .station, .simulated(_, .memory):
-            let simulated = rack != nil
             do {
-                return try await connectors.withDevices(devices, context: context) { connected in
-                    var shown = connected
-                    if simulated { shown.endpoints = connected.endpoints.mapValues { "simulated, \($0)" } }
-                    return await body(DeviceBus(configuration: configuration, devices: connected.devices), shown)
-                }
+                return try await run(devices, shown: rack != nil ? "simulated, " : nil)
             } catch {
                 throw .unsupported(error.description)
             }
@@ -158,13 +175,7 @@ public struct DevicePlan: Sendable {
             let devices = devices
             let outcome = try await SimulatedBindings.withLoopback(rack, serving: devices) { served in
                 do throws(ConnectionError) {
-                    return Swift.Result<Result, ConnectionError>.success(
-                        try await connectors.withDevices(served, context: context) { connected in
-                            var shown = connected
-                            shown.endpoints = connected.endpoints.mapValues { "simulated, \($0)" }
-                            return await body(
-                                DeviceBus(configuration: configuration, devices: connected.devices), shown)
-                        })
+                    return Swift.Result<Result, ConnectionError>.success(try await run(served, shown: "simulated, "))
                 } catch {
                     return .failure(error)
                 }
@@ -175,5 +186,28 @@ public struct DevicePlan: Sendable {
                 throw .unsupported(error.description)
             }
         }
+    }
+
+    /// Connects `devices`, then the supervised ones a second time where their binding allows it, and runs `body`
+    /// with both; everything is closed before returning.
+    static func connect<Result: Sendable>(
+        _ devices: [BoundDevice], supervised: Set<String>, connectors: DeviceConnectors, context: ConnectionContext,
+        _ body: (ConnectedDevices, [String: any PointDevice]) async -> Result
+    ) async throws(ConnectionError) -> Result {
+        try await connectors.withDevices(devices, context: context) { connected in
+            let shared = connected.devices.filter { supervised.contains($0.key) }
+            let second = devices.filter { supervised.contains($0.name) && $0.binding.supervisorConnectsSeparately }
+            guard !second.isEmpty else {
+                return Swift.Result<Result, ConnectionError>.success(await body(connected, shared))
+            }
+            do throws(ConnectionError) {
+                return .success(
+                    try await connectors.withDevices(second, context: context) { own in
+                        await body(connected, shared.merging(own.devices) { $1 })
+                    })
+            } catch {
+                return .failure(error)
+            }
+        }.get()
     }
 }

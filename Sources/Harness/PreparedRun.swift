@@ -78,7 +78,8 @@ public struct PreparedRun: Sendable {
         _ request: RunRequest, recordToDisk: Bool = true
     ) async throws(HarnessError) -> PreparedRun {
         let inputs = try RunInputs.load(request)
-        let needed = inputs.usedDevices
+        // The interlocks' devices are bound too: the supervisor watches them even when no step uses them.
+        let needed = inputs.usedDevices + inputs.watchedDevices.filter { !inputs.usedDevices.contains($0) }
         let plan: DevicePlan
         if let station = inputs.station {
             plan = try DevicePlan.make(
@@ -92,6 +93,19 @@ public struct PreparedRun: Sendable {
                 source: .simulated(rack, request.simulatorTransport), clock: clock, only: Set(needed))
         }
         let bound = Set(plan.devices.map(\.name))
+        let unwatched = inputs.watchedDevices.filter { !bound.contains($0) }
+        if !unwatched.isEmpty {
+            let blind = inputs.interlocks.filter { interlock in
+                !Set(interlock.devices + interlock.reaction.map(\.device)).isDisjoint(with: unwatched)
+            }
+            throw .unsupported(
+                "station '\(plan.stationID)' does not connect \(unwatched.prefix(5).joined(separator: ", "))"
+                    + (unwatched.count > 5 ? " and \(unwatched.count - 5) more" : "")
+                    + ", which interlock\(blind.count == 1 ? "" : "s") "
+                    + blind.map { "'\($0.name)'" }.joined(separator: ", ") + " must watch or move; bind "
+                    + (unwatched.count == 1 ? "it" : "them") + " in the station, or waive the interlock by name with a "
+                    + "reason (waive: {\(blind.first?.name ?? "name"): reason})")
+        }
         let missing = needed.filter { !bound.contains($0) }
         if !missing.isEmpty {
             throw .unsupported(
@@ -122,6 +136,13 @@ public struct PreparedRun: Sendable {
         settings.warnings = plan.warnings
         settings.endpoints = plan.endpoints
         settings.models = Dictionary(uniqueKeysWithValues: plan.devices.map { ($0.name, $0.profile.model) })
+        settings.interlocks = inputs.interlocks
+        for (interlock, reason) in inputs.waived {
+            settings.waivers[interlock.name] = reason
+            settings.waivedDescriptions[interlock.name] = interlock.description
+            settings.waivedConditions[interlock.name] = interlock.condition.source
+            settings.warnings.append("interlock '\(interlock.name)' WAIVED by the station: \(reason)")
+        }
         settings.harness = RunRecord.HarnessInfo(
             version: HarnessVersion.current, binarySHA256: HarnessVersion.binarySHA256)
         if inputs.signingKeyPath == nil {
@@ -187,13 +208,14 @@ public struct PreparedRun: Sendable {
         let next = rack.map { SimulatedTechnician(rack: $0.redfish, next: observer) as any RunObserver } ?? observer
         let events = transportEvents
         do {
-            return try await plan.withDevices(events: events) { bus, connected in
+            return try await plan.withDevices(events: events, supervised: Set(inputs.watchedDevices)) {
+                bus, watching, connected in
                 var settings = self.settings
                 settings.endpoints.merge(connected.endpoints) { $1 }
                 settings.warnings += connected.warnings
                 let runner = Runner(
                     settings: settings, bus: bus, clock: clock, console: console, observer: next,
-                    folder: folder, stop: stop, transportEvents: events)
+                    folder: folder, stop: stop, transportEvents: events, supervisorBus: watching)
                 return await runner.run()
             }
         } catch {

@@ -26,6 +26,20 @@ public struct RunInputs: Sendable {
 
     /// The station file or the scenario file: what the attestation names as the run's configuration.
     public let configurationFile: String?
+    /// The interlocks to watch: the rack's with the station's changes, less those it waives.
+    public let interlocks: [Interlock]
+    /// Interlocks the station waives, with its reasons, and what they would have watched.
+    public let waived: [(interlock: Interlock, reason: String)]
+
+    /// Every device the interlocks read or their reactions move.
+    public var watchedDevices: [String] {
+        var names = Set<String>()
+        for interlock in interlocks {
+            names.formUnion(interlock.devices)
+            names.formUnion(interlock.reaction.map(\.device))
+        }
+        return configuration.rack.devices.map(\.name).filter { names.contains($0) }
+    }
 
     /// The devices the procedure uses, group members included.
     public var usedDevices: [String] {
@@ -84,12 +98,35 @@ public struct RunInputs: Sendable {
                 "procedure '\(procedure.id)' asks for no input '\(name)'"
                     + (known.isEmpty ? "" : " (it asks for \(known.sorted().joined(separator: ", ")))"))
         }
+        let (interlocks, waived) = try Self.interlocks(configuration, station: station)
         return RunInputs(
             procedure: procedure, procedureFile: path, configuration: configuration,
             warnings: checked.diagnostics.filter { $0.severity == .warning }, station: station,
             scenario: scenario, manifests: manifests, parameters: parameters, textParameters: texts,
             signingKeyPath: keyPath, signingKey: signingKey,
-            configurationFile: station?.file ?? "\(request.workspace.scenarios)/\(request.scenario).yaml")
+            configurationFile: station?.file ?? "\(request.workspace.scenarios)/\(request.scenario).yaml",
+            interlocks: interlocks, waived: waived)
+    }
+
+    /// The rack's interlocks with the station's changes over them, less those it waives (each waiver must name one).
+    static func interlocks(
+        _ configuration: RackConfiguration, station: StationConfiguration?
+    ) throws(HarnessError) -> ([Interlock], [(interlock: Interlock, reason: String)]) {
+        guard let station else { return (configuration.interlocks, []) }
+        let (all, problems) = configuration.bindInterlocks(configuration.rack.interlocks, overrides: station.interlocks)
+        var diagnostics = problems
+        for (name, waiver) in station.waivers.sorted(by: { $0.key < $1.key })
+        where !all.contains(where: { $0.name == name }) {
+            diagnostics.append(
+                Diagnostic(
+                    at: waiver.location,
+                    "station '\(station.id)' waives interlock '\(name)', which rack '\(configuration.rack.id)' does not "
+                        + "have (it has \(all.map(\.name).joined(separator: ", ")))"))
+        }
+        if !diagnostics.isEmpty { throw .invalidFiles(DiagnosticsError(diagnostics)) }
+        let watched = all.filter { station.waivers[$0.name] == nil }
+        let waived = all.compactMap { interlock in station.waivers[interlock.name].map { (interlock, $0.reason) } }
+        return (watched, waived)
     }
 }
 

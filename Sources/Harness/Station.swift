@@ -24,6 +24,11 @@ public struct StationConfiguration: Sendable {
     public var archive: String?
     public var file: String
 
+    /// Interlocks this station changes (a faster poll) or adds, over the rack profile's.
+    public var interlocks: [InterlockDefinition] = []
+    /// Interlocks this station does not watch, by name, with the reason (it cannot reach their sensors), and where.
+    public var waivers: [String: (reason: String, location: SourceLocation)] = [:]
+
     /// Where each device and group is bound in the file, for messages found later (a device the rack lacks).
     public var locations: [String: SourceLocation] = [:]
 
@@ -44,7 +49,7 @@ public struct StationConfiguration: Sendable {
                 entries,
                 allowed: [
                     "station", "description", "operator", "rack", "devices", "groups",
-                    "settings", "signing_key", "archive",
+                    "settings", "signing_key", "archive", "interlocks", "waive",
                 ],
                 in: "station")
             for (key, _, value) in entries {
@@ -53,6 +58,18 @@ public struct StationConfiguration: Sendable {
                 case "signing_key":
                     station.signingKey = reader.scalar(value, "signing_key").map { relative($0, to: path) }
                 case "archive": station.archive = reader.scalar(value, "archive").map { relative($0, to: path) }
+                case "interlocks": station.interlocks = InterlockDefinition.parseAll(value, reader: &reader)
+                case "waive":
+                    for (name, keyNode, node) in reader.mapping(value, "waive") ?? [] {
+                        let reason = reader.scalar(node, "the reason for waiving '\(name)'") ?? ""
+                        if reason.trimmingCharacters(in: .whitespaces).isEmpty {
+                            reader.error(
+                                "waiving interlock '\(name)' needs a reason (it goes in every record and report)",
+                                at: keyNode)
+                            continue
+                        }
+                        station.waivers[name] = (reason, reader.location(of: keyNode))
+                    }
                 case "description": station.description = reader.scalar(value, "description") ?? ""
                 case "operator": station.operatorName = reader.scalar(value, "operator")
                 case "rack": station.rack = reader.scalar(value, "rack")

@@ -95,9 +95,23 @@ final class LibModbusConnection: @unchecked Sendable {
     /// Calls `modbus_connect` if not connected.
     func connectIfNeeded(for function: ModbusFunction, _ address: UInt16, _ count: Int) throws(ModbusError) {
         guard !isConnected else { return }
+        // libmodbus waits with select(), which cannot watch a descriptor numbered FD_SETSIZE or more (glibc aborts
+        // the process). A station with that many files open gets an error naming the limit, not a crash.
+        let probe = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if probe >= 0 { close(probe) }
+        let tooMany = ModbusError(
+            .connection(
+                code: EMFILE,
+                message: "this process has \(FD_SETSIZE) or more files open; libmodbus's select() cannot watch "
+                    + "another connection"), function: function, address: address, count: count, endpoint: endpoint)
+        guard probe < FD_SETSIZE - 1 else { throw tooMany }
         if modbus_connect(context) != 0 {
             let code = errno
             throw modbusError(code, function, address, count, endpoint)
+        }
+        if modbus_get_socket(context) >= FD_SETSIZE {
+            modbus_close(context)
+            throw tooMany
         }
         // RS-485 mode is an ioctl on the open port, so it can only be set once connected.
         if rs485, modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) != 0 {

@@ -23,6 +23,13 @@ public struct ModbusBinding: DeviceBinding {
 
     public var protocolName: String { ModbusProfileSyntax().name }
 
+    /// A TCP connection answers one request at a time: the supervisor has its own. A serial line has one master:
+    /// an RTU device is never opened twice. In memory nothing queues.
+    public var supervisorConnectsSeparately: Bool {
+        if case let .endpoint(endpoint) = line, case .tcp = endpoint { return true }
+        return false
+    }
+
     public var summary: String {
         switch line {
         case let .endpoint(endpoint): "Modbus \(endpoint) unit \(unit)"

@@ -352,6 +352,8 @@ public final class RedfishClient: Sendable {
     }
 
     func wait(_ delay: Duration, attempt: Int, reason: RedfishError) async throws(RedfishError) {
+        // A request cut short by a stop (the supervisor ended mid-read) is not retried, nor recorded as a retry.
+        if Task.isCancelled { throw RedfishError(bmc: label, method: reason.method, url: reason.url, kind: .cancelled) }
         let message =
             "retry \(attempt) of \(endpoint.retry.retries) in \(Quantity.format(delay.seconds)) s after: \(reason)"
         events.record(TransportEvent(.retry, device: endpoint.name, message: message))

@@ -50,6 +50,9 @@ public struct InMemoryRedfishTransport: RedfishHTTPTransport {
     ) async throws(RedfishTransportFailure) -> RedfishResponse {
         if Task.isCancelled { throw RedfishTransportFailure(.cancelled) }
         guard let response = await service.respond(to: request) else {
+            // A service that stopped answering because the caller was cancelled (a delayed answer cut short) did
+            // not refuse: no retry is due.
+            if Task.isCancelled { throw RedfishTransportFailure(.cancelled) }
             throw RedfishTransportFailure(.connection("connection refused"), neverSent: true)
         }
         if Task.isCancelled { throw RedfishTransportFailure(.cancelled) }

@@ -59,6 +59,7 @@ enum HTMLReport {
         for (name, value) in identity { out += "<tr><td>\(e(name))</td><td>\(e(value))</td></tr>\n" }
         out += "</table>\n"
         if let message = record.message { out += "<p><strong>\(e(message))</strong></p>\n" }
+        out += safety(record)
 
         let plotted = record.steps.filter { series[$0.id] != nil }
         if !plotted.isEmpty {
@@ -116,6 +117,57 @@ enum HTMLReport {
                 + "proves these files are the ones it produced.</div>\n"
         }
         out += "</body></html>\n"
+        return out
+    }
+
+    /// Interlocks watched (their trips and waivers) and the safe state measured at the end; what is not safe in red.
+    static func safety(_ record: RunRecord) -> String {
+        guard record.interlocks != nil || record.safeState != nil else { return "" }
+        var out = "<h2>Safety</h2>\n"
+        if let interlocks = record.interlocks {
+            out += "<table>\n<tr><th>Interlock</th><th>Trips if</th><th>Watched</th><th>Outcome</th></tr>\n"
+            for interlock in interlocks {
+                let watched =
+                    interlock.waived.map { "WAIVED by the station: \($0)" }
+                    ?? "every \(Quantity.format(interlock.pollSeconds ?? 0)) s, \(interlock.polls ?? 0) polls"
+                var outcome = "did not trip"
+                var verdict = "PASS"
+                if let trip = interlock.trip {
+                    verdict = trip.verdict.rawValue
+                    outcome =
+                        "\(trip.summary) at \(trip.at); reaction: "
+                        + trip.reaction.map { "\($0.action) \($0.succeeded ? "done" : "FAILED: \($0.error ?? "")")" }
+                        .joined(separator: "; ")
+                } else if interlock.waived != nil {
+                    verdict = "SKIPPED"
+                    outcome = "not watched"
+                }
+                out +=
+                    "<tr><td>\(e(interlock.name))<div class=\"member\">\(e(interlock.description))</div></td>"
+                    + "<td>\(e(interlock.condition))</td><td>\(e(watched))</td><td class=\"\(verdict)\">\(e(outcome))</td></tr>\n"
+            }
+            out += "</table>\n"
+        }
+        if let safe = record.safeState {
+            out +=
+                "<p class=\"\(safe.verified ? "PASS" : "FAIL")\"><strong>\(e(safe.summary))</strong> (\(e(safe.at)))</p>\n"
+            out += "<table>\n<tr><th>Device</th><th>Safe when</th><th>Outcome</th><th>Read back</th></tr>\n"
+            for device in safe.devices {
+                let verdict =
+                    switch device.outcome {
+                    case .verified, .driven: "PASS"
+                    case .unsafe: "FAIL"
+                    case .undeclared: "SKIPPED"
+                    }
+                let drove = (device.drove ?? []).map { "\($0.action) \($0.succeeded ? "done" : "FAILED")" }
+                out +=
+                    "<tr><td>\(e(device.device))</td><td>\(e(device.check))</td>"
+                    + "<td class=\"\(verdict)\">\(e(device.outcome.rawValue))"
+                    + (device.message.map { "<div class=\"member\">\(e($0))</div>" } ?? "") + "</td>"
+                    + "<td>\(e((device.readings + drove).joined(separator: "; ")))</td></tr>\n"
+            }
+            out += "</table>\n"
+        }
         return out
     }
 

@@ -15,6 +15,26 @@ public enum JUnitReport {
                     verdict: record.verdict, started: record.started, ended: record.ended,
                     error: record.message, source: record.procedure.file))
         }
+        // Safety outcomes are test cases of their own: an interlock that tripped, and the safe-state check.
+        for interlock in record.interlocks ?? [] {
+            guard let trip = interlock.trip else { continue }
+            steps.append(
+                StepRecord(
+                    id: "safety.interlock", group: .cleanup, number: 0, name: interlock.name, kind: "safety",
+                    verdict: trip.verdict, started: trip.at, message: trip.summary,
+                    error: trip.verdict == .error ? trip.summary : nil, source: "interlocks"))
+        }
+        if let safe = record.safeState {
+            steps.append(
+                StepRecord(
+                    id: "safety", group: .cleanup, number: 0, name: "safe state", kind: "safety",
+                    verdict: safe.verified ? .pass : .error, started: safe.at,
+                    message: safe.devices.map {
+                        "\($0.device): \($0.outcome.rawValue) (\($0.readings.joined(separator: ", ")))"
+                    }
+                    .joined(separator: "\n"),
+                    error: safe.verified ? nil : safe.summary, source: "safe_state"))
+        }
         let failures = steps.count { $0.verdict == .fail }
         let errors = steps.count { $0.verdict == .error || $0.verdict == .aborted }
         let skipped = steps.count { $0.verdict == .skipped }
@@ -44,7 +64,7 @@ public enum JUnitReport {
         out += "    </properties>\n"
         for step in steps {
             out +=
-                "    <testcase classname=\(attribute("\(record.procedure.id).\(step.group.rawValue)")) "
+                "    <testcase classname=\(attribute("\(record.procedure.id).\(step.kind == "safety" ? "safety" : step.group.rawValue)")) "
                 + "name=\(attribute("\(step.id) \(step.name)")) time=\"\(seconds(step.durationSeconds ?? 0))\">\n"
             let detail = details(step)
             switch step.verdict {

@@ -115,6 +115,63 @@ public enum OCPStream {
                 writer.step(id, end, ["testStepEnd": ["status": "COMPLETE"]])
             }
         }
+        // Safety: each interlock that tripped, and the safe-state check, as test steps after the procedure's.
+        var safetySteps:
+            [(name: String, at: String, passed: Bool, stationError: Bool, message: String, logs: [String])] = []
+        for interlock in record.interlocks ?? [] {
+            if let waived = interlock.waived {
+                writer.emit(
+                    started,
+                    [
+                        "testRunArtifact": [
+                            "log": [
+                                "severity": "WARNING",
+                                "message": .string("interlock \(interlock.name) waived: \(waived)"),
+                            ]
+                        ]
+                    ])
+            }
+            guard let trip = interlock.trip else { continue }
+            safetySteps.append(
+                (
+                    "interlock \(interlock.name)", trip.at, false, trip.cause == .stale, trip.summary,
+                    trip.reaction.map { "reaction \($0.action): \($0.succeeded ? "done" : "FAILED \($0.error ?? "")")" }
+                ))
+        }
+        if let safe = record.safeState {
+            safetySteps.append(
+                (
+                    "safe state", safe.at, safe.verified, false, safe.summary,
+                    safe.devices.map {
+                        "\($0.device): \($0.outcome.rawValue) [\($0.check)] \($0.readings.joined(separator: ", "))"
+                    }
+                ))
+        }
+        for (offset, step) in safetySteps.enumerated() {
+            let id = "safety-\(offset)"
+            writer.emit(
+                step.at,
+                ["testStepArtifact": ["testStepId": .string(id), "testStepStart": ["name": .string(step.name)]]])
+            for line in step.logs {
+                writer.step(
+                    id, step.at, ["log": ["severity": step.passed ? "INFO" : "WARNING", "message": .string(line)]])
+            }
+            if step.stationError {
+                writer.step(
+                    id, step.at, ["error": ["symptom": "interlock-sensor-lost", "message": .string(step.message)]])
+                writer.step(id, step.at, ["testStepEnd": ["status": "ERROR"]])
+            } else {
+                writer.step(
+                    id, step.at,
+                    [
+                        "diagnosis": [
+                            "verdict": .string(step.passed ? "safety-pass" : "safety-fail"),
+                            "type": .string(step.passed ? "PASS" : "FAIL"), "message": .string(step.message),
+                        ]
+                    ])
+                writer.step(id, step.at, ["testStepEnd": ["status": "COMPLETE"]])
+            }
+        }
         let (status, result): (String, String) =
             switch record.verdict {
             case .pass, .skipped: ("COMPLETE", "PASS")

@@ -103,6 +103,46 @@ public struct TrayBMCTree: RenderedRedfishTree {
         "cpld_version": "CPLD_0", "nvswitch_version": "NVSwitch_Firmware",
     ]
 
+    static let detectorIDs = ["ColdPlate", "Manifold"]
+
+    static func leakDetection(_ leaks: [String: String]) -> JSONValue {
+        let health =
+            leaks.values.contains("Critical") ? "Critical" : leaks.values.contains("Warning") ? "Warning" : "OK"
+        return Redfish.resource(
+            "\(chassis)/ThermalSubsystem/LeakDetection", type: "LeakDetection.v1_2_0.LeakDetection",
+            id: "LeakDetection", name: "Leak Detection",
+            [
+                "Status": Redfish.status("Enabled", health),
+                "LeakDetectors": Redfish.link(detectors),
+            ])
+    }
+
+    static func detector(_ id: String, state: String) -> JSONValue {
+        let path = "\(detectors)/\(id)"
+        return Redfish.resource(
+            path, type: "LeakDetector.v1_6_0.LeakDetector", id: id,
+            name: id == "ColdPlate" ? "Cold plate leak detector" : "Manifold leak detector",
+            [
+                "DetectorState": .string(state), "LeakDetectorType": "Moisture",
+                "Status": Redfish.status("Enabled", state),
+            ])
+    }
+
+    /// One resource. The leak detection roll-up and the detectors (what the safety supervisor polls on every tray)
+    /// are rendered on their own; anything else from the whole tree.
+    public func resource(at path: String) -> JSONValue? {
+        if path == "\(Self.chassis)/ThermalSubsystem/LeakDetection" {
+            guard model.tray(named: name) != nil else { return nil }
+            return Self.leakDetection(model.leakStates(of: name))
+        }
+        if path.hasPrefix(Self.detectors + "/") {
+            let id = String(path.dropFirst(Self.detectors.count + 1))
+            guard Self.detectorIDs.contains(id), model.tray(named: name) != nil else { return nil }
+            return Self.detector(id, state: model.leakStates(of: name)[id] ?? "OK")
+        }
+        return resources()[path]
+    }
+
     public func resources() -> [String: JSONValue] {
         guard let tray = model.tray(named: name), let power = model.powerState(of: name) else { return [:] }
         let leaks = model.leakStates(of: name)
@@ -178,27 +218,12 @@ public struct TrayBMCTree: RenderedRedfishTree {
                 "Status": Redfish.status("Enabled", health),
                 "LeakDetection": Redfish.link("\(Self.chassis)/ThermalSubsystem/LeakDetection"),
             ])
-        r["\(Self.chassis)/ThermalSubsystem/LeakDetection"] = Redfish.resource(
-            "\(Self.chassis)/ThermalSubsystem/LeakDetection", type: "LeakDetection.v1_2_0.LeakDetection",
-            id: "LeakDetection", name: "Leak Detection",
-            [
-                "Status": Redfish.status("Enabled", health),
-                "LeakDetectors": Redfish.link(Self.detectors),
-            ])
-        let detectorIDs = ["ColdPlate", "Manifold"]
+        r["\(Self.chassis)/ThermalSubsystem/LeakDetection"] = Self.leakDetection(leaks)
         r[Self.detectors] = Redfish.collection(
             Self.detectors, type: "LeakDetectorCollection", name: "Leak Detectors",
-            members: detectorIDs.map { "\(Self.detectors)/\($0)" })
-        for id in detectorIDs {
-            let state = leaks[id] ?? "OK"
-            let path = "\(Self.detectors)/\(id)"
-            r[path] = Redfish.resource(
-                path, type: "LeakDetector.v1_6_0.LeakDetector", id: id,
-                name: id == "ColdPlate" ? "Cold plate leak detector" : "Manifold leak detector",
-                [
-                    "DetectorState": .string(state), "LeakDetectorType": "Moisture",
-                    "Status": Redfish.status("Enabled", state),
-                ])
+            members: Self.detectorIDs.map { "\(Self.detectors)/\($0)" })
+        for id in Self.detectorIDs {
+            r["\(Self.detectors)/\(id)"] = Self.detector(id, state: leaks[id] ?? "OK")
         }
         r["/redfish/v1/Managers"] = Redfish.collection(
             "/redfish/v1/Managers", type: "ManagerCollection",

@@ -16,7 +16,10 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 struct TestBench {
     let directory: String
 
-    init() throws {
+    /// - Parameters:
+    ///   - rack: more of the rack profile (its `interlocks:`).
+    ///   - device: more of the device profile (its `safe_state:`).
+    init(rack: String = "", device: String = "") throws {
         directory = NSTemporaryDirectory() + "acceptance-tests-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: "\(directory)/racks", withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(directory)/devices", withIntermediateDirectories: true)
@@ -25,6 +28,7 @@ struct TestBench {
         title: Test rack
         devices:
           dev: {model: test-device}
+        \(rack)
         """.write(toFile: "\(directory)/racks/test-rack.yaml", atomically: true, encoding: .utf8)
         try """
         model: test-device
@@ -36,6 +40,7 @@ struct TestBench {
           valve: {table: coil, address: 0, access: read-write, states: {0: closed, 1: open}}
           alarm: {table: discrete-input, address: 0}
           mode: {table: holding-register, address: 1, type: uint16, access: read-write, states: {0: auto, 1: manual}}
+        \(device)
         """.write(toFile: "\(directory)/devices/test-device.yaml", atomically: true, encoding: .utf8)
     }
 
@@ -66,6 +71,12 @@ final class FakeDevice: PointDevice {
         var reads = 0
         var failing: Set<String> = []
         var failingWrites: Set<String> = []
+        /// Points that take this long (on the clock) to answer: a slow device.
+        var slow: [String: Duration] = [:]
+        /// From this clock time on, reads of these points never answer (until a 60 s transport timeout).
+        var silentFrom: (time: Double, points: Set<String>)?
+        /// Every point read, with the clock time the read began.
+        var readLog: [(point: String, time: Double)] = []
     }
 
     let state = Mutex(State())
@@ -83,6 +94,29 @@ final class FakeDevice: PointDevice {
     var writes: [(String, Value)] { state.withLock { $0.writes } }
 
     func read(_ points: [PointDefinition]) async throws(DeviceError) -> [Value] {
+        let start = clock.now().seconds
+        let (delay, silent) = state.withLock { state -> (Duration, Bool) in
+            for point in points { state.readLog.append((point.name, start)) }
+            let delay = points.compactMap { state.slow[$0.name] }.max() ?? .zero
+            var silent = false
+            if let from = state.silentFrom, start >= from.time {
+                silent = points.contains { from.points.contains($0.name) }
+            }
+            return (delay, silent)
+        }
+        if silent {
+            try? await clock.sleep(until: clock.now() + .seconds(60))
+            throw DeviceError(
+                device: name, endpoint: endpoint, operation: .reading, points: points.map(\.name),
+                reason: "no response within 60 s", cause: FakeTransportError.noAnswer)
+        }
+        if delay > .zero {
+            do { try await clock.sleep(until: clock.now() + delay) } catch {
+                throw DeviceError(
+                    device: name, endpoint: endpoint, operation: .reading, points: points.map(\.name),
+                    reason: "stopped", cause: FakeTransportError.stopped)
+            }
+        }
         let now = clock.now().seconds
         return try state.withLock { state throws(DeviceError) -> [Value] in
             state.reads += 1

@@ -104,10 +104,13 @@ struct EndToEndTests {
     @Test func aTrippedLeakSensorFails() async throws {
         let (record, _) = try await runLeakTest(scenario: "leak-sensor")
         #expect(record.verdict == .fail)
-        // The sensor trips 4 minutes in: the hold stops there, and cleanup depressurises the loop at once.
-        let hold = try #require(record.steps.first { $0.verdict == .fail })
-        #expect(hold.name == "Hold")
-        #expect(hold.message?.contains("cdu.leak_detected") == true)
+        // The sensor trips 4 minutes in: the cdu-leak interlock (polled every second, apart from the step) stops
+        // the hold there, and cleanup depressurises the loop at once.
+        let trip = try #require(record.interlocks?.first { $0.name == "cdu-leak" }?.trip)
+        #expect(trip.readings == ["cdu.leak_detected = true"])
+        #expect(record.message?.contains("interlock 'cdu-leak' tripped") == true)
+        let hold = try #require(record.steps.first { $0.name == "Hold" })
+        #expect(hold.verdict == .aborted)
         #expect(record.clock.elapsedSeconds < 300)
         #expect(record.steps(in: .cleanup).allSatisfy { $0.verdict == .pass })
     }

@@ -25,6 +25,13 @@ public struct RunSettings: Sendable {
     public var models: [String: String] = [:]
     /// The harness's version and executable digest, for the record.
     public var harness: RunRecord.HarnessInfo?
+    /// The interlocks the supervisor watches (the rack's, with the station's changes, less those waived).
+    public var interlocks: [Interlock] = []
+    /// Interlocks the station waived, by name, with its reason: in the record and the report.
+    public var waivers: [String: String] = [:]
+    /// What each waived interlock would have watched, for the record.
+    public var waivedDescriptions: [String: String] = [:]
+    public var waivedConditions: [String: String] = [:]
 
     public init(
         runID: String, procedure: Procedure, parameters: [String: Quantity], inputs: [String: String] = [:],

@@ -34,7 +34,18 @@ extension Runner {
     /// Connects every device the procedure uses before anything is actuated: a BMC whose certificate does not
     /// match its pin, or that refuses the login, stops the run here, with the rack untouched.
     func connectDevices() async -> String? {
-        let devices = usedDevices.compactMap { bus.devices[$0] }
+        // The interlocks' devices are connected even when no step uses them (leak-test watches the cold plates),
+        // on the supervisor's own connections when it has them.
+        let watched = interlockDevices
+        var devices = usedDevices.compactMap { bus.devices[$0] }
+        if separateSupervisor {
+            devices += watched.compactMap { supervisorBus.devices[$0] }
+        } else {
+            let used = Set(usedDevices)
+            devices += watched.filter { !used.contains($0) }.compactMap { bus.devices[$0] }
+        }
+        var missing = watched.filter { supervisorBus.devices[$0] == nil }
+        missing.sort()
         let outcomes = await BoundedConcurrency.map(devices, limit: Self.connectConcurrency) { device -> DeviceError? in
             do throws(DeviceError) {
                 try await device.connect()
@@ -43,13 +54,30 @@ extension Runner {
                 return error
             }
         }
-        let failures = outcomes.compactMap { $0 }
+        var failures = outcomes.compactMap { $0 }
+        for name in missing {
+            failures.append(
+                DeviceError(
+                    device: name, endpoint: "-", operation: .reading, points: [],
+                    reason: "the station does not connect it"))
+        }
         guard !failures.isEmpty else { return nil }
-        let sorted = failures.sorted { $0.device < $1.device }
+        var seen = Set<String>()
+        let sorted = failures.sorted { $0.device < $1.device }.filter { seen.insert($0.device).inserted }
         var message =
             "before anything was actuated, \(sorted.count) device\(sorted.count == 1 ? "" : "s") could not be "
             + "reached: " + sorted.prefix(5).map { "\($0.device): \($0.reason)" }.joined(separator: "; ")
         if sorted.count > 5 { message += "; and \(sorted.count - 5) more" }
+        let failed = Set(sorted.map(\.device))
+        let blind = settings.interlocks.filter { interlock in
+            !failed.isDisjoint(with: interlock.devices) || !failed.isDisjoint(with: interlock.reaction.map(\.device))
+        }
+        if !blind.isEmpty {
+            message +=
+                ". Interlock\(blind.count == 1 ? "" : "s") \(blind.map { "'\($0.name)'" }.joined(separator: ", ")) "
+                + "cannot be watched without \(blind.count == 1 ? "it" : "them"): the run is refused unless the station "
+                + "waives \(blind.count == 1 ? "it" : "them") by name (waive: {\(blind[0].name): reason})"
+        }
         return message
     }
 

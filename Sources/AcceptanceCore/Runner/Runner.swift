@@ -16,6 +16,10 @@ public final class Runner: Sendable {
     public let stop: StopController
     /// Retries and other transport events, reported by the run's clients as they happen.
     public let transportEvents: TransportEventLog
+    /// The devices as the safety supervisor reaches them: its own connections where the transport allows a second
+    /// one, so a step waiting on a slow device never delays a poll.
+    public let supervisorBus: DeviceBus
+    let separateSupervisor: Bool
 
     struct State {
         var record: RunRecord
@@ -24,6 +28,11 @@ public final class Runner: Sendable {
         var journalFailure: RecordWriteError?
         /// Retries reported since the current step began.
         var retries: [String] = []
+        /// Devices the run moved (or tried to), in the order first moved, with the commands sent to each.
+        var actuated: [String: [String]] = [:]
+        var actuatedOrder: [String] = []
+        /// Interlocks that tripped.
+        var trips: [InterlockTrip] = []
     }
 
     let state: Mutex<State>
@@ -34,9 +43,11 @@ public final class Runner: Sendable {
     public init(
         settings: RunSettings, bus: DeviceBus, clock: any RunClock, console: any OperatorConsole,
         observer: any RunObserver = SilentObserver(), folder: RunFolder? = nil, stop: StopController = StopController(),
-        transportEvents: TransportEventLog = TransportEventLog()
+        transportEvents: TransportEventLog = TransportEventLog(), supervisorBus: DeviceBus? = nil
     ) {
         self.transportEvents = transportEvents
+        self.supervisorBus = supervisorBus ?? bus
+        self.separateSupervisor = supervisorBus != nil
         self.settings = settings
         self.bus = bus
         self.clock = clock
@@ -124,6 +135,9 @@ public final class Runner: Sendable {
             return finish(verdict: .aborted, message: message, cleanupCompleted: false)
         }
 
+        // From here until the safe-state check, the supervisor watches the interlocks apart from the steps.
+        let watching = startSupervisor()
+
         // Setup and main run in a child task that a stop request cancels.
         let stopReason = await withTaskGroup(of: StopReason?.self) { group -> StopReason? in
             group.addTask { await self.runSetupAndMain() }
@@ -146,7 +160,14 @@ public final class Runner: Sendable {
             state.record.steps.first { $0.group != .cleanup && $0.verdict != .pass && $0.verdict != .skipped }
         }
         var message = firstProblem.map(Self.summary)
-        if let stopReason {
+        if stopReason == .interlock, let trip = state.withLock({ $0.trips.first }) {
+            // Not an abort: the rack did something unsafe (FAIL), or the station lost the sensor (ERROR).
+            verdict = state.withLock { state in
+                state.record.steps.filter { $0.group != .cleanup && $0.verdict != .aborted }.map(\.verdict)
+                    .reduce(trip.verdict, Verdict.worst)
+            }
+            message = trip.summary
+        } else if let stopReason {
             let during = state.withLock { state in state.record.steps.first { $0.verdict == .aborted }?.name }
             message =
                 "stopped by \(stopReason == .operatorAbort ? "the operator" : stopReason.rawValue)"
@@ -169,13 +190,15 @@ public final class Runner: Sendable {
             }.map(\.id))
         let actuated = state.withLock { state in
             state.record.steps.contains { $0.group != .cleanup && moving.contains($0.id) && $0.verdict != .skipped }
+                || !state.trips.isEmpty
         }
         guard actuated || procedure.cleanup.isEmpty else {
             emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
             for step in procedure.cleanup {
                 record(skipped(step, because: "not needed: nothing was actuated"))
             }
-            return finish(verdict: verdict, message: message, cleanupCompleted: true)
+            return await finishSafely(
+                verdict: verdict, message: message, cleanupCompleted: true, watching: watching)
         }
         emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
         emit(.cleanupStarted(reason: reason))
@@ -199,6 +222,37 @@ public final class Runner: Sendable {
         } else if !cleanupCompleted {
             message = (message.map { "\($0); " } ?? "") + "cleanup did not complete"
         }
+        return await finishSafely(
+            verdict: verdict, message: message, cleanupCompleted: cleanupCompleted, watching: watching)
+    }
+
+    /// Ends a run that connected its devices: the safe-state check (the supervisor still watching), then the
+    /// supervisor stopped, trips found during cleanup counted, and the record written.
+    func finishSafely(
+        verdict: Verdict, message: String?, cleanupCompleted: Bool, watching: (Supervisor, Task<Void, Never>)?
+    ) async -> RunRecord {
+        var verdict = verdict
+        var message = message
+        let safe = await checkSafeState()
+        if let (_, task) = watching {
+            task.cancel()
+            await task.value
+        }
+        // A trip while cleanup ran (the steps had already stopped) still decides the verdict.
+        let trips = state.withLock { $0.trips }
+        if let trip = trips.first, message?.contains(trip.summary) != true {
+            if verdict == .pass || verdict == .aborted && trip.verdict == .fail { verdict = trip.verdict }
+            message = (message.map { "\($0); " } ?? "") + trip.summary
+        }
+        if !safe.verified {
+            verdict = Verdict.worst(verdict, .error)
+            message = (message.map { "\($0); " } ?? "") + safe.summary
+        }
+        state.withLock { state in
+            state.record.safeState = safe
+        }
+        let interlocks = interlockRecords(watching?.0)
+        state.withLock { $0.record.interlocks = interlocks }
         return finish(verdict: verdict, message: message, cleanupCompleted: cleanupCompleted)
     }
 
@@ -262,6 +316,10 @@ public final class Runner: Sendable {
 
     func finish(verdict: Verdict, message: String?, cleanupCompleted: Bool) -> RunRecord {
         stop.finish()
+        if state.withLock({ $0.record.interlocks == nil }) {
+            let interlocks = interlockRecords(nil)
+            state.withLock { $0.record.interlocks = interlocks }
+        }
         takeTransportEvents()
         var record = state.withLock { state -> RunRecord in
             if !state.retries.isEmpty { state.record.retries = (state.record.retries ?? []) + state.retries }

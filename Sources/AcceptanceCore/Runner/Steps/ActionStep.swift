@@ -13,6 +13,7 @@ struct ActionStep: StepExecutor {
             text = name
         }
         try Task.checkCancellation()
+        context.run.noteActuation(action, on: context.bus, text ?? "", step: context.step)
         try await context.bus.perform(action, value: text)
         return StepResult(message: "\(action)\(text.map { " \($0)" } ?? "") accepted")
     }

@@ -6,6 +6,7 @@ struct SetStep: StepExecutor {
     func execute(_ context: StepContext) async throws -> StepResult {
         let written = try value.evaluate(try await context.values(for: [value]))
         try Task.checkCancellation()
+        context.run.noteActuation(point, on: context.bus, "← \(written)", step: context.step)
         try await context.bus.write(point, written)
         return StepResult(message: "\(point) ← \(written)")
     }

@@ -1,0 +1,155 @@
+import Foundation
+
+/// The run's safety: what it moved (journaled before each move), the supervisor that watches the interlocks, and
+/// the safe-state check that ends every run.
+extension Runner {
+    /// Journals that a device is about to be moved, and remembers it for the safe-state check. Called before the
+    /// write or action is sent: a station killed while it is on the wire still knows the device may have moved.
+    func noteActuation(_ reference: String, on bus: DeviceBus, _ what: String, step: Step?) {
+        let device = bus.deviceName(of: reference) ?? String(reference.prefix { $0 != "." })
+        let member = reference.split(separator: ".").last.map(String.init) ?? reference
+        noteActuation(device: device, command: "\(device).\(member)\(what.isEmpty ? "" : " \(what)")", step: step?.id)
+    }
+
+    func noteActuation(device: String, command: String, step: String?) {
+        state.withLock { state in
+            if state.actuated[device] == nil { state.actuatedOrder.append(device) }
+            state.actuated[device, default: []].append(command)
+        }
+        emit(.actuated(device: device, command: command, step: step))
+    }
+
+    /// Every device an interlock reads or its reaction moves, in the rack's order.
+    var interlockDevices: [String] {
+        var names = Set<String>()
+        for interlock in settings.interlocks {
+            names.formUnion(interlock.devices)
+            names.formUnion(interlock.reaction.map(\.device))
+        }
+        return bus.configuration.rack.devices.map(\.name).filter { names.contains($0) }
+    }
+
+    /// Starts watching the interlocks, on the supervisor's own connections. A trip is journaled and recorded, and
+    /// stops the steps (the runner then cleans up).
+    func startSupervisor() -> (Supervisor, Task<Void, Never>)? {
+        guard !settings.interlocks.isEmpty else { return nil }
+        emit(.supervisorStarted(settings.interlocks))
+        let supervisor = Supervisor(
+            interlocks: settings.interlocks, bus: supervisorBus, clock: clock, stamp: { [self] in stamp($0) },
+            onTrip: { [self] trip in
+                for action in trip.reaction {
+                    let device = String(action.action.prefix { $0 != "." })
+                    state.withLock { state in
+                        if state.actuated[device] == nil { state.actuatedOrder.append(device) }
+                        state.actuated[device, default: []].append(action.action)
+                    }
+                }
+                state.withLock { $0.trips.append(trip) }
+                emit(.interlockTripped(trip))
+                stop.requestStop(.interlock)
+            })
+        return (supervisor, supervisor.start())
+    }
+
+    /// Reads back every device the run moved against its profile's safe state. A device not shown safe is driven
+    /// there (its profile's `drive`) and read again until its `settle` time runs out. Never cancelled: the rack must
+    /// be known safe (or known not to be) before the run ends.
+    func checkSafeState() async -> SafeStateRecord {
+        let devices = state.withLock { $0.actuatedOrder }
+        let bus = self.bus
+        let clock = self.clock
+        let checked = await Task { () -> [SafeStateRecord.Device] in
+            var results: [SafeStateRecord.Device] = []
+            for device in devices {
+                guard let safe = bus.configuration.profile(of: device)?.safeState else {
+                    results.append(
+                        .init(
+                            device: device, check: "-", outcome: .undeclared, readings: [],
+                            message: "its profile declares no safe_state"))
+                    continue
+                }
+                let check = safe.check(for: device)
+                var (holds, readings) = await Self.evaluate(check, on: bus)
+                if holds {
+                    results.append(.init(device: device, check: check.source, outcome: .verified, readings: readings))
+                    continue
+                }
+                // A device that does not answer cannot be driven or shown safe either (cleanup already tried): it
+                // is reported at once, so a run against a dead link still ends in bounded time.
+                if readings.contains(where: { $0.hasPrefix("cannot read") }) {
+                    results.append(
+                        .init(
+                            device: device, check: check.source, outcome: .unsafe, readings: readings,
+                            message: "it does not answer: check it by hand"))
+                    continue
+                }
+                var drove: [InterlockTrip.ActionResult] = []
+                for action in safe.actions(for: device) {
+                    do {
+                        try await action.apply(on: bus)
+                        drove.append(.init(action: action.description, succeeded: true, error: nil))
+                    } catch {
+                        drove.append(.init(action: action.description, succeeded: false, error: "\(error)"))
+                    }
+                }
+                // The device is given its settle time to show the state, unless driving it failed (waiting will not
+                // help) or it stops answering.
+                (holds, readings) = await Self.evaluate(check, on: bus)
+                // Driving that failed (a BMC that does not answer) will not be helped by waiting either.
+                let readable = !readings.contains { $0.hasPrefix("cannot read") }
+                let driven = drove.allSatisfy { $0.succeeded }
+                let deadline = clock.now() + safe.settle
+                while !holds, readable, driven, clock.now() < deadline {
+                    do { try await clock.sleep(until: min(clock.now() + .seconds(1), deadline)) } catch { break }
+                    (holds, readings) = await Self.evaluate(check, on: bus)
+                }
+                results.append(
+                    .init(
+                        device: device, check: check.source, outcome: holds ? .driven : .unsafe, readings: readings,
+                        drove: drove,
+                        message: holds
+                            ? "not safe after cleanup; driven to its safe state"
+                            : "not shown safe \(Quantity.format(safe.settle.seconds)) s after being driven"))
+            }
+            return results
+        }.value
+        let record = SafeStateRecord(
+            verified: !checked.contains { $0.outcome == .unsafe }, at: stamp(clock.now()), devices: checked)
+        emit(.safeStateChecked(record))
+        return record
+    }
+
+    /// Evaluates a check, with the readings behind it; a device that cannot be read is not shown safe.
+    static func evaluate(_ check: Expression, on bus: DeviceBus) async -> (Bool, [String]) {
+        do {
+            let values = try await bus.read(check.references.filter { $0.contains(".") })
+            let readings = check.references.compactMap { name in values[name].map { "\(name) = \($0)" } }
+            do {
+                return (try check.evaluate(values) == .bool(true), readings)
+            } catch {
+                return (false, readings + [error.message])
+            }
+        } catch {
+            return (false, ["cannot read: \(error)"])
+        }
+    }
+
+    /// The interlocks for the record: watched ones with their poll counts and trips, and waived ones.
+    func interlockRecords(_ supervisor: Supervisor?) -> [InterlockRecord]? {
+        let trips = state.withLock { $0.trips }
+        var records = settings.interlocks.map { interlock in
+            InterlockRecord(
+                name: interlock.name, description: interlock.description, condition: interlock.condition.source,
+                pollSeconds: interlock.poll.seconds, staleAfterSeconds: interlock.staleAfter.seconds,
+                polls: supervisor?.polls(of: interlock.name).count,
+                trip: trips.first { $0.interlock == interlock.name })
+        }
+        for (name, reason) in settings.waivers.sorted(by: { $0.key < $1.key }) {
+            records.append(
+                InterlockRecord(
+                    name: name, description: settings.waivedDescriptions[name] ?? name,
+                    condition: settings.waivedConditions[name] ?? "", waived: reason))
+        }
+        return records.isEmpty ? nil : records
+    }
+}
