@@ -191,6 +191,11 @@ public struct RecordWriteError: Error, Sendable, CustomStringConvertible {
     public var path: String
     public var reason: String
     public var description: String { "cannot write \(path): \(reason)" }
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
 }
 
 /// The append-only event log of a run, `journal.jsonl`.
@@ -313,6 +318,16 @@ public struct RunFolder: Sendable {
                     ? "a run folder of that name exists already"
                     : String(cString: strerror(errno)))
         }
+        journal = try Journal(path: (path as NSString).appendingPathComponent("journal.jsonl"))
+    }
+
+    /// Reopens the folder of a run that did not finish (its journal appended to, never rewritten), for recovery.
+    public init(existing path: String) throws(RecordWriteError) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw RecordWriteError(path: path, reason: "no such run folder")
+        }
+        self.path = path
         journal = try Journal(path: (path as NSString).appendingPathComponent("journal.jsonl"))
     }
 

@@ -88,6 +88,11 @@ extension RunEvent {
                 object.add("low", measurement.low)
                 object.add("high", measurement.high)
                 object.add("verdict", measurement.verdict.rawValue)
+                // What recovery needs to rebuild the measurement whole from the journal alone.
+                object.add("limits", measurement.limits)
+                object.add("comparator", measurement.comparator)
+                object.add("of", measurement.of)
+                object.add("statistic", measurement.statistic)
                 return object
             }
             line.add("measurements", array: record.measurements.map(measurementLine))
@@ -134,6 +139,7 @@ extension RunEvent {
         case let .interlockTripped(trip):
             line.add("event", "interlock")
             line.add("interlock", trip.interlock)
+            line.add("description", trip.description)
             line.add("cause", trip.cause.rawValue)
             line.add("condition", trip.condition)
             line.add("at", trip.at)

@@ -334,7 +334,11 @@ public final class ConsoleReporter: RunObserver {
             }
         }
         let cleanupSteps = record.steps(in: .cleanup)
-        if record.steps.allSatisfy({ $0.verdict == .skipped })
+        if record.recovery != nil {
+            print(
+                "  Cleanup did not run: the station stopped. Recovery drove what the run had moved to its safe state"
+                    + (record.safeState?.verified == true ? " and read it back." : "; it is NOT shown safe."))
+        } else if record.steps.allSatisfy({ $0.verdict == .skipped })
             || (cleanupSteps.allSatisfy({ $0.verdict == .skipped }) && !cleanupSteps.isEmpty)
         {
             print("  Cleanup not needed: nothing was actuated.")

@@ -44,6 +44,10 @@ public struct RunRequest: Sendable {
     public var models: [String: String] = [:]
     /// The Ed25519 private key that signs the bundle (a station's `signing_key` otherwise).
     public var signingKey: String?
+    /// The station state folder (`StationState.defaultDirectory()` for the command line): a run at a station
+    /// takes the station there, and is refused while a run it did not finish waits for recovery. Nil: no claim (the
+    /// library's tests, and the built-in simulated rack, which has no state to recover).
+    public var stateDirectory: String?
 
     public init(procedure: String, workspace: Workspace) {
         self.procedure = procedure
@@ -64,6 +68,8 @@ public struct PreparedRun: Sendable {
     /// moment it happens) and handed to the runner.
     let transportEvents: TransportEventLog
     let bundleInputs: BundleInputs
+    /// The station, held for the run (nil for the simulated rack, or without a state folder).
+    let claim: StationClaim?
 
     public var configuration: RackConfiguration { inputs.configuration }
     /// The simulated rack, when the run is against the simulator (nil with a station).
@@ -91,6 +97,11 @@ public struct PreparedRun: Sendable {
             plan = try DevicePlan.make(
                 configuration: inputs.configuration,
                 source: .simulated(rack, request.simulatorTransport), clock: clock, only: Set(needed))
+        }
+        // At a station, nothing is bound to a rack another command is moving, or that a run left unrecovered.
+        var claim: StationClaim?
+        if let directory = request.stateDirectory, inputs.station != nil {
+            claim = try StationClaim.takeForActuation(station: plan.stationID, in: directory)
         }
         let bound = Set(plan.devices.map(\.name))
         let unwatched = inputs.watchedDevices.filter { !bound.contains($0) }
@@ -125,6 +136,29 @@ public struct PreparedRun: Sendable {
                 }
             }
         }
+        if let claim, let folder, let station = inputs.station {
+            try claim.begin(
+                UnfinishedRun(
+                    runID: runID, station: plan.stationID, stationFile: Self.absolute(station.file),
+                    procedureFile: Self.absolute(inputs.procedureFile), folder: Self.absolute(folder.path),
+                    procedures: Self.absolute(request.workspace.procedures),
+                    fixtures: Self.absolute(request.workspace.fixtures), parameters: request.parameters,
+                    inputs: request.inputs, operatorName: request.operatorName,
+                    signingKey: request.signingKey.map(Self.absolute), timeScale: request.timeScale,
+                    started: Timestamp.string(Date()), pid: getpid(), host: ProcessInfo.processInfo.hostName))
+        }
+        return make(inputs: inputs, plan: plan, folder: folder, runID: runID, request: request, claim: claim)
+    }
+
+    static func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// The run's settings and bundle inputs, for a run just prepared or one being recovered.
+    static func make(
+        inputs: RunInputs, plan: DevicePlan, folder: RunFolder?, runID: String, request: RunRequest,
+        claim: StationClaim?
+    ) -> PreparedRun {
         var settings = RunSettings(
             runID: runID, procedure: inputs.procedure, parameters: inputs.parameters,
             inputs: request.inputs, station: plan.stationID,
@@ -157,7 +191,8 @@ public struct PreparedRun: Sendable {
                 procedureFile: inputs.procedureFile,
                 configurationFile: inputs.configurationFile,
                 harnessVersion: HarnessVersion.current,
-                harnessBinarySHA256: HarnessVersion.binarySHA256))
+                harnessBinarySHA256: HarnessVersion.binarySHA256),
+            claim: claim)
     }
 
     /// Transport warnings the operator must see before the run (certificate verification off).
@@ -180,25 +215,35 @@ public struct PreparedRun: Sendable {
         -> (RunRecord, BundleOutcome?)
     {
         let record = await run(console: console, observer: observer, stop: stop)
-        guard let folder else { return (record, nil) }
-        // The key read when the run was prepared: a key file changed or removed during the run changes nothing.
+        let bundle = self.bundle(record)
+        // The run has ended, its rack checked and its record written: nothing is left for recovery. (Without a
+        // record on disk the marker stays, so `acceptance recover` writes one from the journal.)
+        if let folder, FileManager.default.fileExists(atPath: folder.file("record.json")) { claim?.end() }
+        return (record, bundle)
+    }
+
+    /// Turns the run folder into a report bundle, signed with the key read when the run was prepared (a key file
+    /// changed or removed during the run changes nothing).
+    func bundle(_ record: RunRecord, identity extra: String? = nil) -> BundleOutcome? {
+        guard let folder else { return nil }
         var signer: BundleSigner?
         if let raw = inputs.signingKey {
             do {
                 signer = BundleSigner(
                     key: try Curve25519.Signing.PrivateKey(rawRepresentation: raw),
-                    identity: "station \(record.station)" + (record.operator.map { ", operator \($0)" } ?? ""))
+                    identity: "station \(record.station)" + (record.operator.map { ", operator \($0)" } ?? "")
+                        + (extra.map { ", \($0)" } ?? ""))
             } catch {
-                return (record, .failed("signing key: \(error)"))
+                return .failed("signing key: \(error)")
             }
         }
         do {
             try ReportBundle.make(folder: folder.path, record: record, inputs: bundleInputs, signer: signer)
         } catch {
-            return (record, .failed(error.description))
+            return .failed(error.description)
         }
-        if let signer { return (record, .signed(folder: folder.path, keyID: SigningKeys.keyID(signer.key.publicKey))) }
-        return (record, .unsigned(folder: folder.path))
+        if let signer { return .signed(folder: folder.path, keyID: SigningKeys.keyID(signer.key.publicKey)) }
+        return .unsigned(folder: folder.path)
     }
 
     /// Connects the devices, runs to the end, and closes every connection, session, client and loopback server

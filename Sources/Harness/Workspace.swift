@@ -72,6 +72,8 @@ public enum HarnessError: Error, Sendable, CustomStringConvertible {
     case input(String)
     case unsupported(String)
     case record(RecordWriteError)
+    /// The station has a run it did not finish: nothing may move the rack until it is recovered.
+    case unfinishedRun(UnfinishedRun)
 
     public var description: String {
         switch self {
@@ -84,6 +86,10 @@ public enum HarnessError: Error, Sendable, CustomStringConvertible {
         case let .input(message): return message
         case let .unsupported(message): return message
         case let .record(error): return error.description
+        case let .unfinishedRun(run):
+            return "station '\(run.station)' did not finish run \(run.summary): the rack may still be pressurised "
+                + "or powered. Nothing moves it until it is recovered: acceptance recover --station \(run.stationFile) "
+                + "(drives the devices that run moved to their safe state, checks it, and writes that run's record)"
         }
     }
 }

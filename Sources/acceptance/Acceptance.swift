@@ -14,7 +14,8 @@ struct Acceptance: AsyncParsableCommand {
         version: HarnessVersion.current,
         subcommands: [
             RunCommand.self, ValidateCommand.self, ListCommand.self, SimulateCommand.self, PointsCommand.self,
-            ReadCommand.self, WriteCommand.self, KeysCommand.self, VerifyCommand.self, ApproveCommand.self,
+            ReadCommand.self, WriteCommand.self, RecoverCommand.self, KeysCommand.self, VerifyCommand.self,
+            ApproveCommand.self,
             ArchiveCommand.self,
         ]
     )

@@ -1,5 +1,6 @@
 import AcceptanceCore
 import ArgumentParser
+import Foundation
 import Harness
 
 /// Which devices the technician tools talk to: a station's, or the built-in simulated rack.
@@ -61,6 +62,31 @@ struct DeviceOptions: ParsableArguments {
         } catch {
             throw ValidationError(error.description)
         }
+    }
+}
+
+extension DevicePlan {
+    /// The station held for a command that moves the rack: refused while a run is moving it or a run it did not
+    /// finish waits for `acceptance recover`. Nil for the built-in simulated rack.
+    func claimForActuation() throws -> StationClaim? {
+        guard rack == nil else { return nil }
+        do {
+            return try StationClaim.takeForActuation(station: stationID, in: StationState.defaultDirectory())
+        } catch {
+            ConsoleOutput.standardError.write("error: \(error)\n")
+            throw ExitCode(Verdict.error.exitCode)
+        }
+    }
+
+    /// Says so when the station has a run it did not finish (reading moves nothing, so it goes on).
+    func warnIfUnfinished() {
+        guard rack == nil else { return }
+        let directory = StationState.defaultDirectory()
+        guard let run = (try? StationState.unfinished(station: stationID, in: directory)) ?? nil,
+            !StationState.isBusy(station: stationID, in: directory)
+        else { return }
+        ConsoleOutput.standardError.write(
+            "WARNING: \(HarnessError.unfinishedRun(run).description)\n")
     }
 }
 

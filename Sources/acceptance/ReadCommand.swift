@@ -26,6 +26,7 @@ struct ReadCommand: AsyncParsableCommand {
                 throw .unsupported(message)
             }
         }
+        plan.warnIfUnfinished()
         let failed: Bool
         do {
             failed = try await plan.withDevices(events: DiscardingTransportEvents()) { bus, _ in

@@ -87,6 +87,7 @@ struct RunCommand: AsyncParsableCommand {
         request.timeScale = timeScale
         request.reportsDirectory = reportDir
         request.signingKey = signingKey
+        request.stateDirectory = StationState.defaultDirectory()
 
         let prepared: PreparedRun
         do {

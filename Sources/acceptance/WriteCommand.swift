@@ -32,6 +32,7 @@ struct WriteCommand: AsyncParsableCommand {
         let plan = try devices.plan(workspace: location, points: [point]) { configuration throws(HarnessError) in
             parsed = try PointTool.value(value, for: point, in: configuration)
         }
+        let claim = try plan.claimForActuation()
         let device = String(point.prefix { $0 != "." })
         if plan.rack == nil, !yes {
             let target = plan.endpoints[device] ?? device
@@ -58,6 +59,7 @@ struct WriteCommand: AsyncParsableCommand {
         } catch {
             failure = "\(error)"
         }
+        withExtendedLifetime(claim) {}
         if let failure {
             ConsoleOutput.standardError.write("\(point): \(failure)\n")
             throw ExitCode(Verdict.error.exitCode)

@@ -42,7 +42,11 @@ final class Running: @unchecked Sendable {
     let stdoutPath: String
     let stderrPath: String
 
-    init(_ arguments: [String], directory: String, executable: String? = nil) throws {
+    /// Each process gets a station state folder of its own (`ACCEPTANCE_STATE_DIR`) unless `environment` names one:
+    /// tests that use one station id at once must not find each other's runs.
+    init(
+        _ arguments: [String], directory: String, executable: String? = nil, environment: [String: String] = [:]
+    ) throws {
         stdoutPath = directory + "/stdout.txt"
         stderrPath = directory + "/stderr.txt"
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
@@ -50,6 +54,10 @@ final class Running: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: try executable ?? binary())
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
+        var variables = ProcessInfo.processInfo.environment
+        variables["ACCEPTANCE_STATE_DIR"] = directory + "/state"
+        variables.merge(environment) { $1 }
+        process.environment = variables
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
@@ -75,8 +83,10 @@ final class Running: @unchecked Sendable {
     func signal(_ number: Int32) { kill(process.processIdentifier, number) }
 }
 
-func run(_ arguments: [String]) async throws -> (status: Int32, stdout: String, stderr: String) {
-    let running = try Running(arguments, directory: temporaryDirectory())
+func run(
+    _ arguments: [String], environment: [String: String] = [:]
+) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let running = try Running(arguments, directory: temporaryDirectory(), environment: environment)
     let status = try await running.wait()
     return (status, running.stdout, running.stderr)
 }

@@ -33,10 +33,11 @@ func startSimulator(port: Int, scenario: String = "nominal", scale: String = "20
 /// in advance with `freePort()` can be taken by another test's server before the simulator binds it. Returns the
 /// simulator and the CDU's port, read from what it prints.
 func startSimulatorOnAnyPort(
-    port: Int = 0, scenario: String = "nominal", scale: String = "20"
+    port: Int = 0, scenario: String = "nominal", scale: String = "20", redfish: Bool = true
 ) async throws -> (simulator: Running, port: Int) {
     let simulator = try Running(
-        ["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario],
+        ["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario]
+            + (redfish ? [] : ["--redfish-port", "-1"]),
         directory: temporaryDirectory())
     let text = try await waitFor(simulator.stdoutPath) { $0.contains("cdu  Modbus TCP 127.0.0.1:") }
     guard let line = text.split(separator: "\n").first(where: { $0.contains("cdu  Modbus TCP 127.0.0.1:") }),

@@ -26,7 +26,7 @@ struct SupervisorTests {
         """
 
     func makeRunner(
-        _ yaml: String, timeScale: Double? = nil,
+        _ yaml: String, timeScale: Double? = nil, folder: RunFolder? = nil,
         dynamic: @escaping @Sendable (String, Double) -> Value? = { _, _ in nil },
         configure: (FakeDevice) -> Void
     ) throws -> (Runner, FakeDevice) {
@@ -45,7 +45,7 @@ struct SupervisorTests {
         settings.interlocks = configuration.interlocks
         let runner = Runner(
             settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]), clock: clock,
-            console: AutomaticOperator())
+            console: AutomaticOperator(), folder: folder)
         return (runner, device)
     }
 

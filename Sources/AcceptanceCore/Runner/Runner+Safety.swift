@@ -54,7 +54,9 @@ extension Runner {
     /// Reads back every device the run moved against its profile's safe state. A device not shown safe is driven
     /// there (its profile's `drive`) and read again until its `settle` time runs out. Never cancelled: the rack must
     /// be known safe (or known not to be) before the run ends.
-    func checkSafeState() async -> SafeStateRecord {
+    /// - Parameter driveFirst: drive every device to its safe state before the first reading (recovery after a
+    ///   crash: nobody knows what the rack did since), instead of only those read back unsafe.
+    func checkSafeState(driveFirst: Bool = false) async -> SafeStateRecord {
         let devices = state.withLock { $0.actuatedOrder }
         let bus = self.bus
         let clock = self.clock
@@ -69,7 +71,7 @@ extension Runner {
                     continue
                 }
                 let check = safe.check(for: device)
-                var (holds, readings) = await Self.evaluate(check, on: bus)
+                var (holds, readings) = driveFirst ? (false, []) : await Self.evaluate(check, on: bus)
                 if holds {
                     results.append(.init(device: device, check: check.source, outcome: .verified, readings: readings))
                     continue
@@ -108,7 +110,9 @@ extension Runner {
                         device: device, check: check.source, outcome: holds ? .driven : .unsafe, readings: readings,
                         drove: drove,
                         message: holds
-                            ? "not safe after cleanup; driven to its safe state"
+                            ? (driveFirst
+                                ? "driven to its safe state and read back"
+                                : "not safe after cleanup; driven to its safe state")
                             : "not shown safe \(Quantity.format(safe.settle.seconds)) s after being driven"))
             }
             return results

@@ -314,7 +314,10 @@ public final class Runner: Sendable {
         state.withLock { $0.record.steps.append(stepRecord) }
     }
 
-    func finish(verdict: Verdict, message: String?, cleanupCompleted: Bool) -> RunRecord {
+    /// - Parameter adjust: last changes to the record before it is written (recovery sets when the run ended).
+    func finish(
+        verdict: Verdict, message: String?, cleanupCompleted: Bool, adjust: (inout RunRecord) -> Void = { _ in }
+    ) -> RunRecord {
         stop.finish()
         if state.withLock({ $0.record.interlocks == nil }) {
             let interlocks = interlockRecords(nil)
@@ -336,6 +339,7 @@ public final class Runner: Sendable {
                 return nil
             }
             if let serial = state.record.inputs["rack_serial"] { state.record.rackSerial = serial }
+            adjust(&state.record)
             let (parts, firmware) = Self.partsAndFirmware(state.record.steps)
             state.record.parts = parts.isEmpty ? nil : parts
             state.record.firmware = firmware.isEmpty ? nil : firmware

@@ -35,7 +35,7 @@ struct SampleStep: StepExecutor {
         var columns = [[Double]](repeating: [], count: points.count)
         var units = [PhysicalUnit?](repeating: nil, count: points.count)
         let start = clock.now()
-        let fileName = "series-\(step.group.rawValue)-\(step.number).csv"
+        let fileName = Self.seriesFile(of: step)
         func seriesRecord() -> SeriesRecord {
             SeriesRecord(
                 file: fileName, points: points, units: units.map { $0?.symbol ?? "" }, samples: times.count,
@@ -70,7 +70,9 @@ struct SampleStep: StepExecutor {
                 }.joined(separator: ", ")
                 context.progress(elapsed: elapsed, total: length.seconds, detail: latest)
                 if let failIf, case .bool(true) = try failIf.evaluate(environment.merging(read) { $1 }) {
-                    try writeSeries(folder, fileName, points: points, units: units, times: times, columns: columns)
+                    try Self.writeSeries(
+                        folder, fileName, points: points, units: units.map { $0?.symbol ?? "" }, times: times,
+                        columns: columns)
                     let values = environment.merging(read) { $1 }
                     return StepResult(
                         verdict: .fail, measurements: readingMeasurements(failIf, values),
@@ -81,10 +83,12 @@ struct SampleStep: StepExecutor {
             }
         } catch {
             // Keep what was sampled: the CSV beside the journal shows the series up to the interruption.
-            try? writeSeries(folder, fileName, points: points, units: units, times: times, columns: columns)
+            try? Self.writeSeries(
+                folder, fileName, points: points, units: units.map { $0?.symbol ?? "" }, times: times, columns: columns)
             throw error
         }
-        try writeSeries(folder, fileName, points: points, units: units, times: times, columns: columns)
+        try Self.writeSeries(
+            folder, fileName, points: points, units: units.map { $0?.symbol ?? "" }, times: times, columns: columns)
         var results: [MeasurementRecord] = []
         var verdict = Verdict.pass
         for measurement in measurements {
@@ -118,15 +122,18 @@ struct SampleStep: StepExecutor {
             series: folder == nil ? nil : seriesRecord())
     }
 
+    /// The CSV file a step's series is written to.
+    static func seriesFile(of step: Step) -> String { "series-\(step.group.rawValue)-\(step.number).csv" }
+
     /// The series as CSV beside the journal: time, then one column per point with its unit.
-    func writeSeries(
-        _ folder: RunFolder?, _ name: String, points: [String], units: [PhysicalUnit?], times: [Double],
+    static func writeSeries(
+        _ folder: RunFolder?, _ name: String, points: [String], units: [String], times: [Double],
         columns: [[Double]]
     ) throws {
         guard let folder else { return }
         var csv =
             "t_s,"
-            + zip(points, units).map { point, unit in "\(point) [\(unit?.symbol ?? "1")]" }
+            + zip(points, units).map { point, unit in "\(point) [\(unit.isEmpty ? "1" : unit)]" }
             .joined(separator: ",") + "\n"
         for (row, time) in times.enumerated() {
             csv += JSONLine.exact(time)
