@@ -186,7 +186,8 @@ let package = Package(
                 "Harness", "Simulation", "AcceptanceCore", "ModbusCore", "ModbusTransport",
             ]),
         // Runs the built `acceptance` binary as a technician would (the dependency builds it; nothing imports it).
-        .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance", "TestSupport"]),
+        // Peers/ holds the script that plays the technician at a pseudo-terminal (Python's pty).
+        .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance", "TestSupport"], exclude: ["Peers"]),
     ],
     swiftLanguageModes: [.v6]
 )

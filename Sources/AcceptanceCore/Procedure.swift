@@ -95,13 +95,15 @@ public struct Step: Sendable {
         let location: SourceLocation
         let forEach: ForEach?
         let manualAction: String?
+        let hazard: Hazard?
         let id: String
         let source: String
 
         init(
             name: String, group: StepGroup, number: Int, kind: Kind, location: SourceLocation, forEach: ForEach?,
-            manualAction: String?
+            manualAction: String?, hazard: Hazard?
         ) {
+            self.hazard = hazard
             self.name = name
             self.group = group
             self.number = number
@@ -127,6 +129,8 @@ public struct Step: Sendable {
     /// For a prompt: what the operator physically does (`remove-supply 1`), so a simulated rack can do the same when
     /// the prompt is confirmed. Recorded, never sent to real hardware.
     public var manualAction: String? { definition.manualAction }
+    /// What can go wrong when this step runs (`pressurises the loop to 300 kPa`): it waits for identified operators.
+    public var hazard: Hazard? { definition.hazard }
     /// `main.3`: stable within a procedure version. (Made once: the runner writes it into every line about the step.)
     public var id: String { definition.id }
     /// `Procedures/leak-test.yaml:31:5`, where the step is written.
@@ -134,18 +138,30 @@ public struct Step: Sendable {
 
     public init(
         name: String, group: StepGroup, number: Int, kind: Kind, location: SourceLocation, forEach: ForEach? = nil,
-        manualAction: String? = nil
+        manualAction: String? = nil, hazard: Hazard? = nil
     ) {
         definition = Definition(
             name: name, group: group, number: number, kind: kind, location: location, forEach: forEach,
-            manualAction: manualAction)
+            manualAction: manualAction, hazard: hazard)
+    }
+
+    /// `hazard: <what can go wrong>` with `confirm_by: N`: the step does not start until N different, identified
+    /// operators have accepted the hazard (`--yes` confirms none on a real station).
+    public struct Hazard: Sendable, Hashable {
+        public var text: String
+        public var confirmBy: Int
+
+        public init(text: String, confirmBy: Int = 1) {
+            self.text = text
+            self.confirmBy = confirmBy
+        }
     }
 
     /// The same step with another kind (its expressions bound and checked).
     public func with(kind: Kind) -> Step {
         Step(
             name: name, group: group, number: number, kind: kind, location: location, forEach: forEach,
-            manualAction: manualAction)
+            manualAction: manualAction, hazard: hazard)
     }
 
     /// `for_each: compute_trays` (with `as: tray`, default `each`): the step runs once per member, with

@@ -106,7 +106,7 @@ struct ProcedureParser {
         "main", "cleanup",
     ]
     static let stepKinds = ["prompt", "set", "measure", "wait", "wait-until", "sample", "check", "action", "firmware"]
-    static let commonStepKeys = ["name", "note", "for_each", "as", "concurrency"]
+    static let commonStepKeys = ["name", "note", "for_each", "as", "concurrency", "hazard", "confirm_by"]
     static let kindKeys: [String: [String]] = [
         "prompt": ["input", "pattern", "manual_action"],
         "set": ["value"],
@@ -375,9 +375,29 @@ struct ProcedureParser {
         } else if let stray = field("as") ?? field("concurrency") {
             reader.error("'as' and 'concurrency' go with 'for_each'", at: stray)
         }
+        var hazard: Step.Hazard?
+        if let hazardNode = field("hazard"), let text = reader.scalar(hazardNode, "hazard") {
+            if text.trimmingCharacters(in: .whitespaces).isEmpty {
+                reader.error("'hazard' says what can go wrong (pressurises the loop to 300 kPa)", at: hazardNode)
+            } else if group == .cleanup {
+                reader.error(
+                    "cleanup must run with nobody at the station (after Ctrl-C, a trip): a cleanup step cannot wait "
+                        + "for a hazard confirmation", at: hazardNode)
+            }
+            hazard = Step.Hazard(text: text.trimmingCharacters(in: .whitespacesAndNewlines))
+            if let countNode = field("confirm_by"), let count = reader.integer(countNode, "confirm_by") {
+                if (1...3).contains(count) {
+                    hazard?.confirmBy = count
+                } else {
+                    reader.error("confirm_by is how many different operators confirm: 1 to 3", at: countNode)
+                }
+            }
+        } else if let stray = field("confirm_by") {
+            reader.error("'confirm_by' goes with 'hazard'", at: stray)
+        }
         return Step(
             name: name ?? kindName, group: group, number: number, kind: kind, location: location, forEach: forEach,
-            manualAction: field("manual_action").flatMap { reader.scalar($0, "manual_action") })
+            manualAction: field("manual_action").flatMap { reader.scalar($0, "manual_action") }, hazard: hazard)
     }
 
     mutating func parseSeriesMeasurement(_ node: Node, sampled: [String]) -> SeriesMeasurement? {

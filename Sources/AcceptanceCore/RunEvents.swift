@@ -8,6 +8,8 @@ public enum RunEvent: Sendable {
     /// One sample of a series: clock seconds since the step started, values in the units of `units`.
     case sample(Step, index: Int, elapsed: Double, values: [Double], units: [String])
     case stepFinished(Step, StepRecord)
+    /// Operators accepted a hazardous step's hazard; the step starts now.
+    case hazardConfirmed(Step, HazardRecord)
     /// Cleanup is starting; the reason it runs (always, but the operator should know why now).
     case cleanupStarted(reason: String)
     case notice(String)
@@ -79,6 +81,13 @@ extension RunEvent {
             line.add("message", record.message)
             line.add("error", record.error)
             line.add("confirmed_by", record.confirmedBy)
+            if let hazard = record.hazard {
+                var object = JSONLine()
+                object.add("hazard", hazard.hazard)
+                object.add("required", hazard.required)
+                object.add("confirmations", array: hazard.confirmations.map(Self.confirmationLine))
+                line.add("hazard", object: object)
+            }
             func measurementLine(_ measurement: MeasurementRecord) -> JSONLine {
                 var object = JSONLine()
                 object.add("name", measurement.name)
@@ -106,6 +115,21 @@ extension RunEvent {
                         object.add("message", member.message)
                         object.add("error", member.error)
                         object.add("measurements", array: member.measurements.map(measurementLine))
+                        return object
+                    })
+            }
+        case let .hazardConfirmed(step, hazard):
+            line.add("event", "hazard_confirmed")
+            line.add("step", step.id)
+            line.add("hazard", hazard.hazard)
+            line.add("required", hazard.required)
+            line.add("confirmations", array: hazard.confirmations.map(Self.confirmationLine))
+            if let refused = hazard.refused {
+                line.add(
+                    "refused",
+                    array: refused.map { reason in
+                        var object = JSONLine()
+                        object.add("reason", reason)
                         return object
                     })
             }
@@ -190,6 +214,16 @@ extension RunEvent {
     }
 }
 
+extension RunEvent {
+    static func confirmationLine(_ confirmation: HazardRecord.Confirmation) -> JSONLine {
+        var object = JSONLine()
+        object.add("operator", confirmation.operator)
+        object.add("at", confirmation.at)
+        object.add("automatic", confirmation.automatic)
+        return object
+    }
+}
+
 /// Receives run events; the console and tests implement it.
 public protocol RunObserver: Sendable {
     func handle(_ event: RunEvent)
@@ -210,11 +244,39 @@ public protocol OperatorConsole: Sendable {
     func confirm(_ text: String, step: Step) async throws -> Bool
     /// Asks for a value; the answer is checked against the pattern by the runner, which may ask again.
     func ask(_ text: String, input: String, pattern: String?, step: Step, problem: String?) async throws -> String
+    /// Shows a hazardous step's hazard and asks an operator to accept it with their id (confirmation `number` of
+    /// `required`, each by a different operator); `problem` says why the last answer was refused. Throws
+    /// `OperatorDeclined` if the operator refuses, `HazardNotConfirmed` if nobody can answer.
+    func confirmHazard(
+        _ hazard: String, step: Step, number: Int, required: Int, problem: String?
+    ) async throws -> String
 }
 
-/// Confirms every prompt without a person, as `--yes` or a missing terminal does. The record says so.
+extension OperatorConsole {
+    /// Nobody to accept a hazard: the step does not run.
+    public func confirmHazard(
+        _ hazard: String, step: Step, number: Int, required: Int, problem: String?
+    ) async throws -> String {
+        throw HazardNotConfirmed(step: step.name, hazard: hazard)
+    }
+}
+
+/// Confirms every prompt without a person, as `--yes` or a missing terminal does. The record says so. A hazard is
+/// never confirmed without a person: it goes to `hazards` (the terminal, when there is one), or the step does not run.
 public struct AutomaticOperator: OperatorConsole {
-    public init() {}
+    let hazards: (any OperatorConsole)?
+
+    public init(hazards: (any OperatorConsole)? = nil) {
+        self.hazards = hazards
+    }
+
+    public func confirmHazard(
+        _ hazard: String, step: Step, number: Int, required: Int, problem: String?
+    ) async throws -> String {
+        guard let hazards else { throw HazardNotConfirmed(step: step.name, hazard: hazard) }
+        return try await hazards.confirmHazard(hazard, step: step, number: number, required: required, problem: problem)
+    }
+
     public var isInteractive: Bool { false }
     public func confirm(_ text: String, step: Step) async throws -> Bool { true }
     public func ask(

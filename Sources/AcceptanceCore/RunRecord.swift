@@ -128,6 +128,8 @@ public struct StepRecord: Sendable, Codable, Hashable {
     public var source: String
     /// For a `for_each` step: each member's own outcome.
     public var members: [MemberRecord]?
+    /// For a hazardous step: the hazard and who accepted it.
+    public var hazard: HazardRecord?
 
     public init(
         id: String, group: StepGroup, number: Int, name: String, kind: String, verdict: Verdict,
@@ -151,7 +153,7 @@ public struct StepRecord: Sendable, Codable, Hashable {
     enum CodingKeys: String, CodingKey {
         case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, retries,
             source
-        case members
+        case members, hazard
         case durationSeconds = "duration_s"
         case confirmedBy = "confirmed_by"
     }

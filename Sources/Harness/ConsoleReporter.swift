@@ -191,6 +191,10 @@ public final class ConsoleReporter: RunObserver {
             print(style.paint("  ↻ \(device): \(message.escapingControlCharacters)", "33"))
         case .actuated:
             break
+        case let .hazardConfirmed(step, hazard):
+            print(
+                style.paint("  ⚠ HAZARD ", "1;33") + "\(step.name.escapingControlCharacters): "
+                    + "\(hazard.hazard.escapingControlCharacters), \(hazard.summary.escapingControlCharacters)")
         case let .supervisorStarted(interlocks):
             print(
                 "   interlocks watched: "

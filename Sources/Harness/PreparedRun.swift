@@ -171,6 +171,14 @@ public struct PreparedRun: Sendable {
         settings.endpoints = plan.endpoints
         settings.models = Dictionary(uniqueKeysWithValues: plan.devices.map { ($0.name, $0.profile.model) })
         settings.interlocks = inputs.interlocks
+        if inputs.station == nil {
+            settings.automaticHazards = "simulated rack"
+        } else if let station = inputs.station, let reason = station.automaticHazards {
+            settings.automaticHazards = "station '\(station.id)': \(reason)"
+            settings.warnings.append(
+                "hazardous steps are confirmed without a person when nobody is at a terminal (station '\(station.id)': "
+                    + "\(reason))")
+        }
         for (interlock, reason) in inputs.waived {
             settings.waivers[interlock.name] = reason
             settings.waivedDescriptions[interlock.name] = interlock.description

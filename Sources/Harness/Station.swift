@@ -28,6 +28,9 @@ public struct StationConfiguration: Sendable {
     public var interlocks: [InterlockDefinition] = []
     /// Interlocks this station does not watch, by name, with the reason (it cannot reach their sensors), and where.
     public var waivers: [String: (reason: String, location: SourceLocation)] = [:]
+    /// A bench station whose "rack" cannot hurt anyone (a simulator on this machine) may confirm hazardous steps
+    /// without a person when nobody is at a terminal, with this reason, in every record. Never on a line station.
+    public var automaticHazards: String?
 
     /// Where each device and group is bound in the file, for messages found later (a device the rack lacks).
     public var locations: [String: SourceLocation] = [:]
@@ -49,7 +52,7 @@ public struct StationConfiguration: Sendable {
                 entries,
                 allowed: [
                     "station", "description", "operator", "rack", "devices", "groups",
-                    "settings", "signing_key", "archive", "interlocks", "waive",
+                    "settings", "signing_key", "archive", "interlocks", "waive", "confirm_hazards_automatically",
                 ],
                 in: "station")
             for (key, _, value) in entries {
@@ -69,6 +72,15 @@ public struct StationConfiguration: Sendable {
                             continue
                         }
                         station.waivers[name] = (reason, reader.location(of: keyNode))
+                    }
+                case "confirm_hazards_automatically":
+                    let reason = reader.scalar(value, "confirm_hazards_automatically") ?? ""
+                    if reason.trimmingCharacters(in: .whitespaces).isEmpty {
+                        reader.error(
+                            "confirm_hazards_automatically needs the reason nobody can be hurt at this station (it goes "
+                                + "in every record)", at: value)
+                    } else {
+                        station.automaticHazards = reason
                     }
                 case "description": station.description = reader.scalar(value, "description") ?? ""
                 case "operator": station.operatorName = reader.scalar(value, "operator")

@@ -109,6 +109,29 @@ public struct TerminalOperator: OperatorConsole {
         }
     }
 
+    /// A hazard, in bold on red, and the operator's id to accept it; 'abort' refuses it and stops the run.
+    public func confirmHazard(
+        _ hazard: String, step: Step, number: Int, required: Int, problem: String?
+    ) async throws -> String {
+        LineReader.shared.discardTypeAhead()
+        let who = required == 1 ? "Operator" : number == 1 ? "First operator" : "Operator \(number) of \(required)"
+        if let problem {
+            output.write("    " + style.paint(problem.escapingControlCharacters, "33") + "\n")
+        } else if number == 1 {
+            output.write(
+                "\n  " + style.paint("⚠ HAZARD", "1;37;41") + "  " + style.bold(step.name.escapingControlCharacters)
+                    + "\n    " + Self.shown(hazard)
+                    + (required > 1 ? "\n    \(required) different operators must each confirm with their id." : "")
+                    + "\n")
+        }
+        output.write("    \(who): type your operator id to accept this hazard (or 'abort' to stop the run): ")
+        guard let line = try await LineReader.shared.next() else { throw CancellationError() }
+        if ["abort", "q", "quit", "no", "n"].contains(line.trimmingCharacters(in: .whitespaces).lowercased()) {
+            throw OperatorDeclined(step: step.name)
+        }
+        return line
+    }
+
     public func ask(
         _ text: String, input: String, pattern: String?, step: Step, problem: String?
     ) async throws -> String {

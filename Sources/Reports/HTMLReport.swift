@@ -77,7 +77,14 @@ enum HTMLReport {
             + "<th>Limits</th><th>Notes</th></tr>\n"
         for step in record.steps {
             let rows = step.measurements
-            let note = [step.error, step.message].compactMap { $0 }.joined(separator: " · ")
+            // A hazardous step says what the hazard was and who accepted it, when.
+            let hazard = step.hazard.map { hazard in
+                "HAZARD: \(hazard.hazard), "
+                    + (hazard.confirmations.first?.automatic.map { "confirmed automatically (\($0))" }
+                        ?? "confirmed by "
+                        + hazard.confirmations.map { "\($0.operator) at \($0.at)" }.joined(separator: " and "))
+            }
+            let note = [hazard, step.error, step.message].compactMap { $0 }.joined(separator: " · ")
             if rows.isEmpty {
                 out +=
                     "<tr><td>\(e(step.id)) \(e(step.name))</td><td class=\"\(step.verdict.rawValue)\">\(step.verdict.rawValue)</td>"
@@ -147,6 +154,17 @@ enum HTMLReport {
                     + "<td>\(e(interlock.condition))</td><td>\(e(watched))</td><td class=\"\(verdict)\">\(e(outcome))</td></tr>\n"
             }
             out += "</table>\n"
+        }
+        if let recovery = record.recovery {
+            out +=
+                "<p class=\"ABORTED\"><strong>The station stopped unexpectedly.</strong> Recovered "
+                + e(recovery.recoveredAt) + (recovery.recoveredBy.map { " by \(e($0))" } ?? "")
+                + "; the last event its journal holds: " + e(recovery.lastJournalEvent ?? "none")
+                + ". Last commands sent: "
+                + e(
+                    recovery.lastCommanded.sorted { $0.key < $1.key }.map { "\($0.value.last ?? "-")" }
+                        .joined(separator: "; "))
+                + ". The record was written from the journal.</p>\n"
         }
         if let safe = record.safeState {
             out +=

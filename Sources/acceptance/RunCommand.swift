@@ -36,7 +36,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("operator"), help: "Operator name for the record.")
     var operatorName: String?
 
-    @Flag(name: .shortAndLong, help: "Confirm every prompt automatically (the record says so).")
+    @Flag(
+        name: .shortAndLong,
+        help: """
+            Confirm every prompt automatically (the record says so). Hazardous steps still ask identified \
+            operators on a real station.
+            """)
     var yes = false
 
     @Option(help: "Ed25519 private key (PKCS#8 PEM, mode 0600) that signs the report bundle (default: the station's).")
@@ -106,8 +111,12 @@ struct RunCommand: AsyncParsableCommand {
             ConsoleOutput.standardError.write("WARNING: \(warning)\n")
         }
 
-        let interactive = !yes && isatty(STDIN_FILENO) == 1
-        let console: any OperatorConsole = interactive ? TerminalOperator(style: style) : AutomaticOperator()
+        let terminal = isatty(STDIN_FILENO) == 1
+        // --yes confirms prompts, never a hazard on a real station: a terminal still asks for operators' ids.
+        let console: any OperatorConsole =
+            !yes && terminal
+            ? TerminalOperator(style: style)
+            : AutomaticOperator(hazards: terminal ? TerminalOperator(style: style) : nil)
         let reporter = ConsoleReporter(
             style: style, clock: prepared.clock,
             header: .init(

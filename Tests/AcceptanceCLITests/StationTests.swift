@@ -3,7 +3,8 @@ import TestSupport
 import Testing
 
 func stationFile(
-    port: Int, retries: Int = 5, backoff: String = "1 s", timeout: String = "500 ms", more: String = ""
+    port: Int, retries: Int = 5, backoff: String = "1 s", timeout: String = "500 ms", more: String = "",
+    automaticHazards: Bool = true
 ) throws -> String {
     let path = temporaryDirectory() + "/station.yaml"
     try """
@@ -19,6 +20,7 @@ func stationFile(
           backoff: \(backoff)
     waive:
       coldplate-leak: this bench has the CDU only, no tray BMCs
+    \(automaticHazards ? "confirm_hazards_automatically: the rack is acceptance simulate on this machine" : "")
     \(more)
     """.write(toFile: path, atomically: true, encoding: .utf8)
     return path
@@ -131,6 +133,7 @@ struct StationTests {
             modbus: {tcp: 127.0.0.1:\(port), unit: 1, response_timeout: 500 ms, retries: 5, backoff: 1 s}
         waive:
           coldplate-leak: this bench has the CDU only, no tray BMCs
+        confirm_hazards_automatically: the rack is acceptance simulate on this machine
         """.write(toFile: station, atomically: true, encoding: .utf8)
         let points = try await run(["points", "cdu", "--station", station])
         #expect(points.status == 0, "\(points.stderr)")

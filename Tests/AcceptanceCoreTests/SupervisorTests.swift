@@ -27,6 +27,7 @@ struct SupervisorTests {
 
     func makeRunner(
         _ yaml: String, timeScale: Double? = nil, folder: RunFolder? = nil,
+        console: any OperatorConsole = AutomaticOperator(), automaticHazards: String? = nil,
         dynamic: @escaping @Sendable (String, Double) -> Value? = { _, _ in nil },
         configure: (FakeDevice) -> Void
     ) throws -> (Runner, FakeDevice) {
@@ -43,9 +44,10 @@ struct SupervisorTests {
         var settings = RunSettings(
             runID: "test-run", procedure: procedure, parameters: try procedure.resolveParameters([:]), station: "test")
         settings.interlocks = configuration.interlocks
+        settings.automaticHazards = automaticHazards
         let runner = Runner(
             settings: settings, bus: DeviceBus(configuration: configuration, devices: ["dev": device]), clock: clock,
-            console: AutomaticOperator(), folder: folder)
+            console: console, folder: folder)
         return (runner, device)
     }
 

@@ -19,6 +19,8 @@ public struct JournalReplay: Sendable {
         public var startedClock: Double?
         public var finished: StepRecord?
         public var samples: [Sample] = []
+        /// Operators who accepted the step's hazard before it started.
+        public var hazard: HazardRecord?
     }
 
     public var path: String
@@ -90,6 +92,9 @@ public struct JournalReplay: Sendable {
             }
             guard let index = steps.lastIndex(where: { $0.id == id && $0.finished == nil }) else { return }
             steps[index].finished = Self.stepRecord(event, started: steps[index].started)
+        case "hazard_confirmed":
+            guard let id = event["step"]?.string, let index = steps.lastIndex(where: { $0.id == id }) else { return }
+            steps[index].hazard = Self.hazard(event)
         case "cleanup_started":
             cleanupStarted = true
         case "actuated":
@@ -135,6 +140,7 @@ public struct JournalReplay: Sendable {
             message: event["message"]?.string, error: event["error"]?.string, source: "")
         record.durationSeconds = event["duration_s"]?.number
         record.confirmedBy = event["confirmed_by"]?.string
+        if let hazard = event["hazard"] { record.hazard = Self.hazard(hazard) }
         if let members = event["members"]?.array {
             record.members = members.map { member in
                 MemberRecord(
@@ -145,6 +151,17 @@ public struct JournalReplay: Sendable {
             }
         }
         return record
+    }
+
+    static func hazard(_ object: JSONValue) -> HazardRecord {
+        HazardRecord(
+            hazard: object["hazard"]?.string ?? "",
+            required: object["required"]?.number.map { Int($0) } ?? 1,
+            confirmations: (object["confirmations"]?.array ?? []).map { confirmation in
+                HazardRecord.Confirmation(
+                    operator: confirmation["operator"]?.string ?? "?", at: confirmation["at"]?.string ?? "",
+                    automatic: confirmation["automatic"]?.string)
+            })
     }
 
     static func trip(_ event: JSONValue) -> InterlockTrip? {

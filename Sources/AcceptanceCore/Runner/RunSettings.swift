@@ -32,6 +32,9 @@ public struct RunSettings: Sendable {
     /// What each waived interlock would have watched, for the record.
     public var waivedDescriptions: [String: String] = [:]
     public var waivedConditions: [String: String] = [:]
+    /// Why hazards may be confirmed without a person when nobody is at a terminal (`simulated rack`, a bench
+    /// station's declaration); nil on a real station, where only identified operators confirm them.
+    public var automaticHazards: String?
 
     public init(
         runID: String, procedure: Procedure, parameters: [String: Quantity], inputs: [String: String] = [:],

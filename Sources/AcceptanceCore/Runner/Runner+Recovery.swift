@@ -52,6 +52,7 @@ extension Runner {
             if events.finished == nil, let started = events.startedClock {
                 record.durationSeconds = max(0, replay.lastClock - started)
             }
+            if record.hazard == nil { record.hazard = events.hazard }
             if let step {
                 record.group = step.group
                 record.number = step.number

@@ -123,6 +123,55 @@ extension Runner {
         return record
     }
 
+    /// Waits for the operators a hazardous step needs: each identified by an id, each a different person. Automatic
+    /// only where nobody is at a terminal and the rack is simulated (or a bench station declares it), and recorded so.
+    func confirmHazard(_ step: Step, _ hazard: Step.Hazard) async throws -> HazardRecord {
+        var record = HazardRecord(hazard: hazard.text, required: hazard.confirmBy)
+        if let reason = settings.automaticHazards, !console.isInteractive {
+            let at = stamp(clock.now())
+            record.confirmations = (0..<hazard.confirmBy).map { _ in
+                HazardRecord.Confirmation(operator: "automatic", at: at, automatic: reason)
+            }
+        } else {
+            var problem: String?
+            var refused: [String] = []
+            while record.confirmations.count < hazard.confirmBy {
+                try Task.checkCancellation()
+                let answer = try await console.confirmHazard(
+                    hazard.text, step: step, number: record.confirmations.count + 1, required: hazard.confirmBy,
+                    problem: problem
+                ).trimmingCharacters(in: .whitespaces)
+                if let reason = Self.operatorIDProblem(answer) {
+                    problem = reason
+                } else if record.confirmations.contains(where: { $0.operator.lowercased() == answer.lowercased() }) {
+                    problem = "operator \(answer) has confirmed already: a second, different operator must confirm"
+                } else {
+                    record.confirmations.append(.init(operator: answer, at: stamp(clock.now())))
+                    problem = nil
+                    continue
+                }
+                refused.append(problem ?? "")
+                if refused.count >= 10 {
+                    throw HazardNotConfirmed(step: step.name, hazard: hazard.text + "; refused 10 answers")
+                }
+            }
+            if !refused.isEmpty { record.refused = refused }
+        }
+        emit(.hazardConfirmed(step, record))
+        return record
+    }
+
+    /// Why an answer is not an operator id (a badge number or login: 2 to 32 letters, digits, '.', '_', '-').
+    static func operatorIDProblem(_ answer: String) -> String? {
+        let allowed = answer.unicodeScalars.allSatisfy { scalar in
+            CharacterSet.alphanumerics.contains(scalar) || "._-".unicodeScalars.contains(scalar)
+        }
+        guard (2...32).contains(answer.count), allowed else {
+            return "an operator id is 2 to 32 letters, digits, '.', '_' or '-' (your badge number)"
+        }
+        return nil
+    }
+
     /// Evaluates a check, with the readings behind it; a device that cannot be read is not shown safe.
     static func evaluate(_ check: Expression, on bus: DeviceBus) async -> (Bool, [String]) {
         do {

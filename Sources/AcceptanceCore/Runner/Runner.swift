@@ -183,14 +183,14 @@ public final class Runner: Sendable {
         // Cleanup returns the rack from what this run did to it. If no step that moves the rack (a `set`, an action,
         // a manual action) ever started, there is nothing to return: an unreachable CDU used to get 35 s of cleanup retries and a
         // "may NOT be in a safe state" though nothing had been written to it.
-        // A prompt that has the operator change the rack by hand (`manual_action`) moves it as surely as a write.
-        let moving = Set(
-            (procedure.setup + procedure.main).filter { step in
-                step.manualAction != nil || step.kind.keyword == "set" || step.kind.keyword == "action"
-            }.map(\.id))
+        // A write or action counts once it was journaled as sent (a hazardous step refused before it wrote moved
+        // nothing); a prompt that has the operator change the rack by hand (`manual_action`) moves it as surely.
+        let byHand = Set((procedure.setup + procedure.main).filter { $0.manualAction != nil }.map(\.id))
         let actuated = state.withLock { state in
-            state.record.steps.contains { $0.group != .cleanup && moving.contains($0.id) && $0.verdict != .skipped }
-                || !state.trips.isEmpty
+            !state.actuated.isEmpty || !state.trips.isEmpty
+                || state.record.steps.contains {
+                    $0.group != .cleanup && byHand.contains($0.id) && $0.verdict != .skipped
+                }
         }
         guard actuated || procedure.cleanup.isEmpty else {
             emit(.groupStarted(.cleanup, stepCount: procedure.cleanup.count))
@@ -413,6 +413,7 @@ public final class Runner: Sendable {
             source: step.source)
         do {
             try Task.checkCancellation()
+            if let hazard = step.hazard { stepRecord.hazard = try await confirmHazard(step, hazard) }
             let result = try await step.executor.execute(StepContext(step: step, bus: bus, run: self))
             stepRecord.verdict = result.verdict
             stepRecord.measurements = result.measurements

@@ -57,9 +57,12 @@ struct StationError: Error, CustomStringConvertible {
 }
 
 /// The operator said no to a prompt: the run stops.
-struct OperatorDeclined: Error, CustomStringConvertible {
-    var step: String
-    var description: String { "the operator declined '\(step)'" }
+/// The operator refused a prompt or a hazard: the run stops (ABORTED) and cleans up.
+public struct OperatorDeclined: Error, Sendable, CustomStringConvertible {
+    public var step: String
+    public var description: String { "the operator declined '\(step)'" }
+
+    public init(step: String) { self.step = step }
 }
 
 extension Step {

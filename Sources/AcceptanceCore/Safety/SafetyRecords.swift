@@ -103,3 +103,56 @@ public struct RecoveryRecord: Sendable, Codable, Hashable {
         case lastCommanded = "last_commanded"
     }
 }
+
+/// A hazardous step's confirmations, in the record (and so under the bundle's signature): who accepted the hazard,
+/// when, and whether a person did (`automatic` says why not: the simulated rack, a bench station's declaration).
+public struct HazardRecord: Sendable, Codable, Hashable {
+    public struct Confirmation: Sendable, Codable, Hashable {
+        /// The operator's id as they typed it (a badge number), or `automatic`.
+        public var `operator`: String
+        public var at: String
+        /// Why nobody confirmed it by hand, when nobody did.
+        public var automatic: String?
+
+        public init(operator: String, at: String, automatic: String? = nil) {
+            self.operator = `operator`
+            self.at = at
+            self.automatic = automatic
+        }
+    }
+
+    public var hazard: String
+    /// How many different operators had to confirm.
+    public var required: Int
+    public var confirmations: [Confirmation]
+    /// Answers refused on the way (the same operator twice, an id that is not one).
+    public var refused: [String]?
+
+    public init(hazard: String, required: Int, confirmations: [Confirmation] = [], refused: [String]? = nil) {
+        self.hazard = hazard
+        self.required = required
+        self.confirmations = confirmations
+        self.refused = refused
+    }
+
+    /// `confirmed by 4711 and 0815`, `confirmed automatically (simulated rack)`.
+    public var summary: String {
+        if let reason = confirmations.first?.automatic { return "confirmed automatically (\(reason))" }
+        return "confirmed by " + confirmations.map(\.operator).joined(separator: " and ")
+    }
+}
+
+/// A hazardous step nobody could confirm: no person at a terminal on a real station (`--yes` confirms no hazard).
+public struct HazardNotConfirmed: Error, Sendable, CustomStringConvertible {
+    public var step: String
+    public var hazard: String
+    public var description: String {
+        "'\(step)' is hazardous (\(hazard)) and needs an identified operator at a terminal to confirm it; --yes and "
+            + "a run without a terminal confirm no hazard on a real station. Nothing was done"
+    }
+
+    public init(step: String, hazard: String) {
+        self.step = step
+        self.hazard = hazard
+    }
+}
