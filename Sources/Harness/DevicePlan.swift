@@ -19,6 +19,9 @@ public struct DevicePlan: Sendable {
     public let devices: [BoundDevice]
     /// Settings an operator and an auditor must see, found while binding.
     public let warnings: [String]
+    /// How long the run's clients wait for a simulated BMC served on loopback (real time: the simulator shares the
+    /// machine with the run, so it gets a station's usual patience unless a test asks for less).
+    public var loopbackPatience: Duration = .seconds(10)
 
     /// The simulated rack, when there is no station.
     public var rack: SimulatedRack? {
@@ -173,7 +176,8 @@ public struct DevicePlan: Sendable {
             }
         case let .simulated(rack, .tcp):
             let devices = devices
-            let outcome = try await SimulatedBindings.withLoopback(rack, serving: devices) { served in
+            let outcome = try await SimulatedBindings.withLoopback(rack, serving: devices, patience: loopbackPatience) {
+                served in
                 do throws(ConnectionError) {
                     return Swift.Result<Result, ConnectionError>.success(try await run(served, shown: "simulated, "))
                 } catch {

@@ -48,6 +48,8 @@ public struct RunRequest: Sendable {
     /// takes the station there, and is refused while a run it did not finish waits for recovery. Nil: no claim (the
     /// library's tests, and the built-in simulated rack, which has no state to recover).
     public var stateDirectory: String?
+    /// How long clients wait for the simulated rack's BMCs on loopback (`--sim-transport tcp`); nil: 10 s.
+    public var loopbackPatience: Duration?
 
     public init(procedure: String, workspace: Workspace) {
         self.procedure = procedure
@@ -86,7 +88,7 @@ public struct PreparedRun: Sendable {
         let inputs = try RunInputs.load(request)
         // The interlocks' devices are bound too: the supervisor watches them even when no step uses them.
         let needed = inputs.usedDevices + inputs.watchedDevices.filter { !inputs.usedDevices.contains($0) }
-        let plan: DevicePlan
+        var plan: DevicePlan
         if let station = inputs.station {
             plan = try DevicePlan.make(
                 configuration: inputs.configuration, source: .station(station),
@@ -97,6 +99,7 @@ public struct PreparedRun: Sendable {
             plan = try DevicePlan.make(
                 configuration: inputs.configuration,
                 source: .simulated(rack, request.simulatorTransport), clock: clock, only: Set(needed))
+            if let patience = request.loopbackPatience { plan.loopbackPatience = patience }
         }
         // At a station, nothing is bound to a rack another command is moving, or that a run left unrecovered.
         var claim: StationClaim?

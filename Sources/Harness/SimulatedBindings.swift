@@ -43,7 +43,8 @@ enum SimulatedBindings {
     /// Serves `devices` of the simulated rack on loopback, runs `body` with bindings that reach them there, and
     /// stops every server (awaiting each) before returning.
     static func withLoopback<Result: Sendable>(
-        _ rack: SimulatedRack, serving devices: [BoundDevice], _ body: ([BoundDevice]) async -> Result
+        _ rack: SimulatedRack, serving devices: [BoundDevice], patience: Duration = .seconds(10),
+        _ body: ([BoundDevice]) async -> Result
     ) async throws(HarnessError) -> Result {
         let names = Set(devices.map(\.name))
         var settings = modbusSettings
@@ -97,7 +98,7 @@ enum SimulatedBindings {
                     endpoint.trust = .pinned(sha256: certificate.sha256)
                     // The simulator shares this process's CPU with the run (and, in CI, with other tests): its answers
                     // can be slow for reasons that say nothing about a BMC, so it gets a station's usual patience.
-                    endpoint.timeout = .seconds(10)
+                    endpoint.timeout = patience
                     bindings[name] = RedfishBinding(carrier: .http(endpoint, credentials: nil))
                 }
             }

@@ -41,6 +41,40 @@ public struct SimulatorService: Sendable {
         }
     }
 
+    /// A station file that reaches this simulator as it is serving now (every port it chose), for `simulate
+    /// --station-out`: the CDU and supplies over Modbus TCP, every BMC by URL with the certificate file as its CA.
+    /// Hazards are confirmed without a person when nobody is at a terminal (nothing here can leak or carry current).
+    /// - Parameter credentialsFile: a `username:password` file (mode 0600) the BMCs' logins are read from.
+    public func stationFile(
+        id: String = "simulator", rack rackID: String = "gb200-nvl72", caFile: String?, credentialsFile: String
+    ) -> String {
+        var text = """
+            # Written by `acceptance simulate --station-out`: reaches the simulator on this machine, as it serves now.
+            station: \(id)
+            description: The built-in simulated rack, served by acceptance simulate on 127.0.0.1.
+            rack: \(rackID)
+            confirm_hazards_automatically: the rack is `acceptance simulate` on this machine
+            devices:
+
+            """
+        for endpoint in endpoints where !endpoint.host.hasPrefix("rtu:") {
+            text +=
+                "  \(endpoint.device):\n    modbus: {tcp: \(endpoint.host):\(endpoint.port), unit: \(endpoint.unit), "
+                + "response_timeout: 1 s, retries: 3, backoff: 1 s}\n"
+        }
+        guard let redfish else { return text }
+        text += "groups:\n"
+        for (group, prefix) in [("compute_trays", "compute"), ("switch_trays", "switch"), ("power_shelves", "shelf")] {
+            let urls = redfish.listeners.filter { $0.device.hasPrefix(prefix) }.sorted { $0.device < $1.device }
+            guard !urls.isEmpty else { continue }
+            text += "  \(group):\n    redfish:\n      urls: [\(urls.map(\.url).joined(separator: ", "))]\n"
+            text += "      auth: session\n      credentials_file: \(credentialsFile)\n"
+            if let caFile, redfish.certificate != nil { text += "      ca_file: \(caFile)\n" }
+            text += "      timeout: 5 s\n      retries: 2\n      backoff: 500 ms\n"
+        }
+        return text
+    }
+
     /// Serves a DMTF mockup folder (as published, `index.json` per resource) on one port, read-only.
     public static func serveMockup(
         _ folder: String, port: Int, tls: Bool, username: String, password: String

@@ -75,6 +75,21 @@ public struct RedfishResponse: Sendable {
 public protocol RedfishService: Sendable {
     /// The answer; nil when the service is unreachable (a silent BMC): the server then refuses the connection.
     func respond(to request: RedfishRequest) async -> RedfishResponse?
+    /// What an HTTP server serving this service does to the wire instead of answering the next request, if anything
+    /// (a simulated BMC's injected fault). Taken once per request.
+    func takeWireFault() -> RedfishWireFault?
+}
+
+extension RedfishService {
+    public func takeWireFault() -> RedfishWireFault? { nil }
+}
+
+/// A fault on the wire, below Redfish: what a hung or rebooting BMC does to a client's connection.
+public enum RedfishWireFault: Sendable, Hashable {
+    /// The request is held this long (real time) before it is answered: longer than the client waits, a timeout.
+    case hold(Duration)
+    /// The connection is closed part way through the answer.
+    case drop
 }
 
 /// A Redfish request that did not get the answer it needed. Names the BMC, the method and the URL, and carries the

@@ -202,12 +202,31 @@ public final class RedfishHTTPServer: Sendable {
     }
 }
 
-/// Hands each HTTP request to the service and its answer back.
+/// Hands each HTTP request to the service and its answer back, unless the service has a wire fault for it.
 struct ServiceResponder: HTTPResponder {
     typealias Context = BasicRequestContext
     let service: any RedfishService
+    /// Real time, for holding a request longer than the client waits (a hung BMC).
+    var holdClock = ContinuousClock()
+
+    /// Thrown part way through an answer, so the connection closes with the answer cut short.
+    struct Dropped: Error {}
 
     func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+        switch service.takeWireFault() {
+        case let .hold(duration)?:
+            try? await holdClock.sleep(for: duration)
+        case .drop?:
+            // Headers promise a body; a few bytes of it go out and the connection closes.
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(contentLength: 4096) { writer in
+                    try await writer.write(ByteBuffer(string: #"{"@odata.id": "/redfish/v1/Sys"#))
+                    throw Dropped()
+                })
+        case nil:
+            break
+        }
         let body = try await request.body.collect(upTo: 1 << 20)
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }

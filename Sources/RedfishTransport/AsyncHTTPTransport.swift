@@ -183,6 +183,11 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
             default: return .connection("\(client)")
             }
         }
+        // The answer cut off part way (the BMC rebooted, a switch dropped the connection): a lost connection, which
+        // a GET may retry, not a malformed answer.
+        if let parser = error as? HTTPParserError, parser == .invalidEOFState {
+            return .connection("the BMC closed the connection part way through its answer")
+        }
         if let ssl = error as? NIOSSLError {
             return .tls("\(ssl)")
         }

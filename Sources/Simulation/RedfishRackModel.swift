@@ -216,6 +216,14 @@ public final class RedfishRackModel: Sendable {
         "PowerCycle",
     ]
 
+    /// A leak detector of a tray changes state at a simulated time (a fault injected while the rack runs).
+    public func injectLeak(device: String, detector: String, state leakState: String, at time: Double) {
+        state.withLock { state in
+            guard let index = state.trays.firstIndex(where: { $0.name == device }) else { return }
+            state.trays[index].leaks.append((detector, leakState, time))
+        }
+    }
+
     /// Each leak detector's state now.
     public func leakStates(of name: String) -> [String: String] {
         let time = now

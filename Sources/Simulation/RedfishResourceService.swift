@@ -63,6 +63,8 @@ public final class SimulatedRedfishService: RedfishService {
         var nextSession = 1
         var unavailableLeft: Int
         var requests = 0
+        /// Wire faults injected for the next requests, in order (served over HTTP only).
+        var wireFaults: [RedfishWireFault] = []
     }
 
     private let state: Mutex<State>
@@ -72,6 +74,21 @@ public final class SimulatedRedfishService: RedfishService {
         self.clock = clock
         self.behaviour = behaviour
         state = Mutex(State(unavailableLeft: behaviour.unavailableCount))
+    }
+
+    /// Injects faults while the BMC runs: the next `count` requests answered 503 (with `Retry-After`).
+    public func injectUnavailable(count: Int) {
+        state.withLock { $0.unavailableLeft += count }
+    }
+
+    /// Injects wire faults for the next requests, one each (a server on the wire applies them; in memory they do
+    /// not apply).
+    public func injectWireFaults(_ faults: [RedfishWireFault]) {
+        state.withLock { $0.wireFaults += faults }
+    }
+
+    public func takeWireFault() -> RedfishWireFault? {
+        state.withLock { $0.wireFaults.isEmpty ? nil : $0.wireFaults.removeFirst() }
     }
 
     /// Requests answered so far (tests, benchmarks).

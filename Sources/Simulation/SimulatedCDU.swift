@@ -88,6 +88,16 @@ public final class SimulatedDevice<Physics: SimulatedPhysics>: ModbusClient, Mod
         }
     }
 
+    /// Schedules a fault while the device runs (the fault matrix injects them as steps start): it fires at simulated
+    /// time `at`, in order with the scenario's own.
+    public func inject(_ kind: ScheduledFault.Kind, at time: Double) {
+        state.withLock { state in
+            let fault = ScheduledFault(at: time, device: name, kind: kind)
+            let index = state.faults.firstIndex { $0.at > time } ?? state.faults.count
+            state.faults.insert(fault, at: index)
+        }
+    }
+
     /// Number of Modbus transactions served.
     public var transactionCount: Int { state.withLock { $0.transactions } }
 

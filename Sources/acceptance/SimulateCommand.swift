@@ -46,6 +46,13 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Write the simulator's certificate (PEM) here, for a station's ca_file.")
     var caOut = "/tmp/acceptance-simulator-ca.pem"
 
+    @Option(
+        help: """
+            Write a station file that reaches this simulator (every port it chose) here: \
+            acceptance run leak-test --station FILE.
+            """)
+    var stationOut: String?
+
     @Option(help: "Serve this DMTF mockup folder (index.json per resource) on --redfish-port instead of the rack.")
     var mockup: String?
 
@@ -138,6 +145,26 @@ struct SimulateCommand: AsyncParsableCommand {
                 } catch {
                     text += "  could not write the certificate to \(caOut): \(error.localizedDescription)\n"
                 }
+            }
+        }
+        if let stationOut {
+            do {
+                // The BMCs' login beside it, readable by this user only, as a station's credentials file must be.
+                let credentials = stationOut + ".credentials"
+                guard
+                    FileManager.default.createFile(
+                        atPath: credentials, contents: Data("\(username):\(password)\n".utf8),
+                        attributes: [.posixPermissions: 0o600])
+                else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: credentials]) }
+                try service.stationFile(
+                    rack: rackID, caFile: service.redfish?.certificate == nil ? nil : caOut,
+                    credentialsFile: credentials
+                ).write(toFile: stationOut, atomically: true, encoding: .utf8)
+                text += "  station file written to \(stationOut) (acceptance run ... --station \(stationOut))\n"
+            } catch {
+                ConsoleOutput.standardError.write("error: cannot write \(stationOut): \(error.localizedDescription)\n")
+                await service.shutdown()
+                throw ExitCode(Verdict.error.exitCode)
             }
         }
         text += "Ctrl-C to stop.\n"

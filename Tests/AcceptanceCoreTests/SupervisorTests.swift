@@ -91,8 +91,8 @@ struct SupervisorTests {
                   - set: dev.valve
                     value: open
                 """
-        // Paced (200× real time), so time passes by itself and the bound cuts the read short, as on a station.
-        let (runner, device) = try makeRunner(yaml, timeScale: 200) {
+        // Paced (50× real time), so time passes by itself and the bound cuts the read short, as on a station.
+        let (runner, device) = try makeRunner(yaml, timeScale: 50) {
             $0.state.withLock { $0.silentFrom = (20, ["alarm"]) }
         }
         let record = await runner.run()
@@ -101,8 +101,9 @@ struct SupervisorTests {
         #expect(trip.cause == .stale)
         // Quiet from 20 s, bound 3 s after the last good poll (19 s, or earlier if a busy machine delayed polls): the
         // trip is due by 22 s, not when the 60 s transport timeout ends at 80 s. Paced time moves in slices of 50 ms
-        // of real time (10 simulated seconds each): allow a busy machine two.
-        #expect(trip.clockSeconds >= 20 && trip.clockSeconds < 42, "tripped at \(trip.clockSeconds) s")
+        // of real time (2.5 simulated seconds each); a machine busy with the rest of the suite can hold the supervisor
+        // up for a while longer: anything well before 80 s shows the bound, not the transport, ended the read.
+        #expect(trip.clockSeconds >= 20 && trip.clockSeconds < 60, "tripped at \(trip.clockSeconds) s")
         #expect(trip.reaction.map(\.action) == ["dev.valve ← open"] && trip.reaction.allSatisfy { $0.succeeded })
         #expect(record.message?.contains("interlock 'alarm' lost its sensor") == true)
         #expect(device.writes.contains { $0.0 == "valve" && $0.1 == .text("open") })

@@ -1,5 +1,13 @@
 import Foundation
 
+/// A safe-state check's reading: whether it holds, what was read, and whether the device did not answer at all (as
+/// opposed to answering with an error: a Modbus exception, a 503).
+struct SafeReading: Sendable {
+    var holds: Bool
+    var readings: [String] = []
+    var unreachable = false
+}
+
 /// The run's safety: what it moved (journaled before each move), the supervisor that watches the interlocks, and
 /// the safe-state check that ends every run.
 extension Runner {
@@ -71,49 +79,45 @@ extension Runner {
                     continue
                 }
                 let check = safe.check(for: device)
-                var (holds, readings) = driveFirst ? (false, []) : await Self.evaluate(check, on: bus)
-                if holds {
-                    results.append(.init(device: device, check: check.source, outcome: .verified, readings: readings))
+                var reading = driveFirst ? SafeReading(holds: false) : await Self.evaluate(check, on: bus)
+                if reading.holds {
+                    results.append(
+                        .init(device: device, check: check.source, outcome: .verified, readings: reading.readings))
                     continue
                 }
-                // A device that does not answer cannot be driven or shown safe either (cleanup already tried): it
-                // is reported at once, so a run against a dead link still ends in bounded time.
-                if readings.contains(where: { $0.hasPrefix("cannot read") }) {
+                // A device that does not answer at all cannot be driven or shown safe either (cleanup already tried):
+                // it is reported at once, so a run against a dead link still ends in bounded time.
+                if reading.unreachable {
                     results.append(
                         .init(
-                            device: device, check: check.source, outcome: .unsafe, readings: readings,
+                            device: device, check: check.source, outcome: .unsafe, readings: reading.readings,
                             message: "it does not answer: check it by hand"))
                     continue
                 }
-                var drove: [InterlockTrip.ActionResult] = []
-                for action in safe.actions(for: device) {
-                    do {
-                        try await action.apply(on: bus)
-                        drove.append(.init(action: action.description, succeeded: true, error: nil))
-                    } catch {
-                        drove.append(.init(action: action.description, succeeded: false, error: "\(error)"))
-                    }
-                }
-                // The device is given its settle time to show the state, unless driving it failed (waiting will not
-                // help) or it stops answering.
-                (holds, readings) = await Self.evaluate(check, on: bus)
-                // Driving that failed (a BMC that does not answer) will not be helped by waiting either.
-                let readable = !readings.contains { $0.hasPrefix("cannot read") }
-                let driven = drove.allSatisfy { $0.succeeded }
+                // Drive it, and read it back until its settle time runs out. A device that answers but refuses (a
+                // Modbus exception, a busy BMC) is driven again each second: it may be back a moment later.
+                var drove = await Self.drive(safe.actions(for: device), on: bus)
+                reading = await Self.evaluate(check, on: bus)
                 let deadline = clock.now() + safe.settle
-                while !holds, readable, driven, clock.now() < deadline {
+                while !reading.holds, !reading.unreachable, !drove.unreachable, clock.now() < deadline {
                     do { try await clock.sleep(until: min(clock.now() + .seconds(1), deadline)) } catch { break }
-                    (holds, readings) = await Self.evaluate(check, on: bus)
+                    if drove.results.contains(where: { !$0.succeeded }) {
+                        drove = await Self.drive(safe.actions(for: device), on: bus)
+                    }
+                    reading = await Self.evaluate(check, on: bus)
                 }
+                let holds = reading.holds
                 results.append(
                     .init(
-                        device: device, check: check.source, outcome: holds ? .driven : .unsafe, readings: readings,
-                        drove: drove,
+                        device: device, check: check.source, outcome: holds ? .driven : .unsafe,
+                        readings: reading.readings, drove: drove.results,
                         message: holds
                             ? (driveFirst
                                 ? "driven to its safe state and read back"
                                 : "not safe after cleanup; driven to its safe state")
-                            : "not shown safe \(Quantity.format(safe.settle.seconds)) s after being driven"))
+                            : reading.unreachable || drove.unreachable
+                                ? "it stopped answering while being driven: check it by hand"
+                                : "not shown safe \(Quantity.format(safe.settle.seconds)) s after being driven"))
             }
             return results
         }.value
@@ -173,18 +177,38 @@ extension Runner {
     }
 
     /// Evaluates a check, with the readings behind it; a device that cannot be read is not shown safe.
-    static func evaluate(_ check: Expression, on bus: DeviceBus) async -> (Bool, [String]) {
+    static func evaluate(_ check: Expression, on bus: DeviceBus) async -> SafeReading {
         do {
             let values = try await bus.read(check.references.filter { $0.contains(".") })
             let readings = check.references.compactMap { name in values[name].map { "\(name) = \($0)" } }
             do {
-                return (try check.evaluate(values) == .bool(true), readings)
+                return SafeReading(holds: try check.evaluate(values) == .bool(true), readings: readings)
             } catch {
-                return (false, readings + [error.message])
+                return SafeReading(holds: false, readings: readings + [error.message])
             }
         } catch {
-            return (false, ["cannot read: \(error)"])
+            return SafeReading(
+                holds: false, readings: ["cannot read: \(error)"],
+                unreachable: (error as? DeviceError)?.isNoResponse ?? true)
         }
+    }
+
+    /// Sends a device's safe-state drive, every action whatever the one before did.
+    static func drive(
+        _ actions: [SafetyAction], on bus: DeviceBus
+    ) async -> (results: [InterlockTrip.ActionResult], unreachable: Bool) {
+        var results: [InterlockTrip.ActionResult] = []
+        var unreachable = false
+        for action in actions {
+            do {
+                try await action.apply(on: bus)
+                results.append(.init(action: action.description, succeeded: true, error: nil))
+            } catch {
+                results.append(.init(action: action.description, succeeded: false, error: "\(error)"))
+                if (error as? DeviceError)?.isNoResponse ?? true { unreachable = true }
+            }
+        }
+        return (results, unreachable)
     }
 
     /// The interlocks for the record: watched ones with their poll counts and trips, and waived ones.
