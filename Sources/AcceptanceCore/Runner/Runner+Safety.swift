@@ -20,11 +20,16 @@ extension Runner {
     }
 
     func noteActuation(device: String, command: String, step: String?) {
+        remember(device: device, command: command)
+        emit(.actuated(device: device, command: command, step: step))
+    }
+
+    /// Remembers a command sent to a device, for the safe-state check (which devices, in the order first moved).
+    func remember(device: String, command: String) {
         state.withLock { state in
             if state.actuated[device] == nil { state.actuatedOrder.append(device) }
             state.actuated[device, default: []].append(command)
         }
-        emit(.actuated(device: device, command: command, step: step))
     }
 
     /// Every device an interlock reads or its reaction moves, in the rack's order.
@@ -46,11 +51,7 @@ extension Runner {
             interlocks: settings.interlocks, bus: supervisorBus, clock: clock, stamp: { [self] in stamp($0) },
             onTrip: { [self] trip in
                 for action in trip.reaction {
-                    let device = String(action.action.prefix { $0 != "." })
-                    state.withLock { state in
-                        if state.actuated[device] == nil { state.actuatedOrder.append(device) }
-                        state.actuated[device, default: []].append(action.action)
-                    }
+                    remember(device: String(action.action.prefix { $0 != "." }), command: action.action)
                 }
                 state.withLock { $0.trips.append(trip) }
                 emit(.interlockTripped(trip))

@@ -63,17 +63,7 @@ public struct SafeState: Sendable {
 
     /// The actions that drive `device` to this state.
     public func actions(for device: String) -> [SafetyAction] {
-        drive.map { step in
-            switch step.kind {
-            case .set:
-                SafetyAction(device: device, operation: .write(point: step.name, value: step.value ?? .bool(false)))
-            case .action:
-                SafetyAction(
-                    device: device,
-                    operation: .perform(
-                        action: step.name, value: step.value.flatMap { if case let .text(t) = $0 { t } else { nil } }))
-            }
-        }
+        drive.map { step in SafetyAction(device: device, kind: step.kind, member: step.name, value: step.value) }
     }
 
     /// The check as read on `device` (`cdu.pump_enable == off`).
@@ -272,16 +262,22 @@ extension RackConfiguration {
         guard let value = bindValue(action, profile: profile, qualified: action.target, into: &problems) else {
             return []
         }
-        return devices.map { device in
-            switch action.kind {
-            case .set:
-                SafetyAction(device: device, operation: .write(point: member, value: value ?? .bool(false)))
-            case .action:
-                SafetyAction(
-                    device: device,
-                    operation: .perform(
-                        action: member, value: value.flatMap { if case let .text(t) = $0 { t } else { nil } }))
-            }
+        return devices.map { device in SafetyAction(device: device, kind: action.kind, member: member, value: value) }
+    }
+}
+
+extension SafetyAction {
+    /// A bound `{set: point, value: ...}` or `{action: name, value: ...}` on one device: the one way a safe state's
+    /// drive and an interlock's reaction become actions.
+    init(device: String, kind: SafetyActionDefinition.Kind, member: String, value: Value?) {
+        switch kind {
+        case .set:
+            self.init(device: device, operation: .write(point: member, value: value ?? .bool(false)))
+        case .action:
+            self.init(
+                device: device,
+                operation: .perform(
+                    action: member, value: value.flatMap { if case let .text(t) = $0 { t } else { nil } }))
         }
     }
 }
