@@ -109,9 +109,14 @@ final class LibModbusConnection: @unchecked Sendable {
             let code = errno
             throw modbusError(code, function, address, count, endpoint)
         }
-        if modbus_get_socket(context) >= FD_SETSIZE {
-            modbus_close(context)
-            throw tooMany
+        let socket = modbus_get_socket(context)
+        if socket >= FD_SETSIZE {
+            // Numbered too high for libmodbus's select(): moved to the lowest free number, if one is low enough.
+            guard let low = lowDescriptor(socket) else {
+                modbus_close(context)
+                throw tooMany
+            }
+            modbus_set_socket(context, low)
         }
         // RS-485 mode is an ioctl on the open port, so it can only be set once connected.
         if rs485, modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) != 0 {
@@ -338,30 +343,34 @@ final class ServerLoop: @unchecked Sendable {
         }
         var request = [UInt8](repeating: 0, count: Int(MODBUS_TCP_MAX_ADU_LENGTH))
         while true {
-            var readable = fd_set()
-            acceptance_fd_zero(&readable)
-            acceptance_fd_set(listener, &readable)
-            acceptance_fd_set(wake.read, &readable)
-            for client in clients { acceptance_fd_set(client, &readable) }
-            let highest = ([listener, wake.read] + clients).max() ?? listener
-            let ready = select(highest + 1, &readable, nil, nil, nil)
+            // poll(), not select(): the listener and the wake pipe may be numbered above FD_SETSIZE in a process with
+            // many files open (glibc aborts the process on FD_SET of such a descriptor).
+            var watched = ([listener, wake.read] + clients).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&watched, nfds_t(watched.count), -1)
             if ready < 0 {
                 if errno == EINTR { continue }
                 return
             }
-            if acceptance_fd_isset(wake.read, &readable) != 0 { return }
-            if acceptance_fd_isset(listener, &readable) != 0 {
+            func isReadable(_ index: Int) -> Bool { watched[index].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 }
+            if isReadable(1) { return }
+            let polled = clients
+            if isReadable(0) {
                 let client = accept(listener, nil, nil)
                 if client < 0 {
                     // Out of descriptors or similar: back off rather than spin on a listener that stays readable.
                     usleep(10_000)
-                } else if client >= FD_SETSIZE || clients.count >= 64 {
-                    close(client)  // select() cannot watch it, or too many clients: refuse.
-                } else {
+                } else if clients.count >= 64 {
+                    close(client)  // Too many clients: refused.
+                } else if client < FD_SETSIZE {
                     clients.append(client)
+                } else if let low = lowDescriptor(client) {
+                    clients.append(low)
+                } else {
+                    // libmodbus's own receive select()s on the client, which cannot watch a descriptor this high.
+                    close(client)
                 }
             }
-            for client in clients where acceptance_fd_isset(client, &readable) != 0 {
+            for (offset, client) in polled.enumerated() where isReadable(offset + 2) {
                 modbus_set_socket(context, client)
                 let length = modbus_receive(context, &request)
                 if length > 0, answer(request, length: Int(length)) {
@@ -496,4 +505,18 @@ public enum LibModbusBaseline {
         }
         return try result.get()
     }
+}
+
+/// Moves a descriptor numbered FD_SETSIZE or above (libmodbus's select() cannot watch it; glibc aborts the process if
+/// asked to) to the lowest free number, closing the original. Nil, with the original closed, if every lower number is
+/// in use.
+private func lowDescriptor(_ descriptor: Int32) -> Int32? {
+    let low = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+    close(descriptor)
+    guard low >= 0 else { return nil }
+    guard low < FD_SETSIZE else {
+        close(low)
+        return nil
+    }
+    return low
 }
