@@ -183,7 +183,7 @@ let package = Package(
         .testTarget(
             name: "HarnessTests",
             dependencies: [
-                "Harness", "Simulation", "AcceptanceCore", "ModbusCore", "ModbusTransport",
+                "Harness", "Simulation", "AcceptanceCore", "ModbusCore", "ModbusTransport", "TestSupport",
             ]),
         // Runs the built `acceptance` binary as a technician would (the dependency builds it; nothing imports it).
         // Peers/ holds the script that plays the technician at a pseudo-terminal (Python's pty).

@@ -3,6 +3,7 @@ import Foundation
 import Harness
 import Simulation
 import Synchronization
+import TestSupport
 import Testing
 
 /// The faults the matrix injects, each at the moment a step starts.
@@ -120,7 +121,9 @@ struct FaultMatrixTests {
         let stop = StopController()
         let injector = FaultInjector(
             target: step.id, fault: fault, rack: rack, stop: stop, device: device, clock: prepared.clock)
-        let record = await prepared.run(console: AutomaticOperator(), observer: injector, stop: stop)
+        let record = await loopbackRacks.withSlot {
+            await prepared.run(console: AutomaticOperator(), observer: injector, stop: stop)
+        }
         return (record, prepared, injector)
     }
 

@@ -1,6 +1,7 @@
 import AcceptanceCore
 import Foundation
 import Harness
+import TestSupport
 import Testing
 
 /// The sockets this process holds, from `/proc/self/fd` and the kernel's TCP tables: for each, its local and remote
@@ -111,7 +112,9 @@ struct LifetimeTests {
                 let stop = StopController()
                 let observer: any RunObserver =
                     variant.stopAt.map { StopWhenStepStarts(name: $0, stop: stop) } ?? SilentObserver()
-                let record = await prepared.run(console: AutomaticOperator(), observer: observer, stop: stop)
+                let record = await loopbackRacks.withSlot {
+                    await prepared.run(console: AutomaticOperator(), observer: observer, stop: stop)
+                }
                 let expected: Verdict =
                     switch variant.ending {
                     case .pass: .pass

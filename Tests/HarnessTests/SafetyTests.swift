@@ -2,6 +2,7 @@ import AcceptanceCore
 import Foundation
 import Harness
 import Simulation
+import TestSupport
 import Testing
 
 /// The safety supervisor on the simulated rack: interlocks watched apart from the steps, their reactions, and the
@@ -21,8 +22,9 @@ struct SafetyTests {
         request.reportsDirectory = temporaryDirectory()
         request.simulatorTransport = transport
         let prepared = try await PreparedRun.prepare(request)
-        let record = await prepared.run(
-            console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+        let record = await loopbackRacks.withSlot {
+            await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+        }
         return (record, prepared)
     }
 

@@ -24,7 +24,12 @@ func run(
     request.reportsDirectory = reports
     request.inputs = ["rack_serial": "TEST-RACK-0001"]
     let prepared = try await PreparedRun.prepare(request)
-    return await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+    guard transport == .tcp else {
+        return await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+    }
+    return await loopbackRacks.withSlot {
+        await prepared.run(console: AutomaticOperator(), observer: SilentObserver(), stop: StopController())
+    }
 }
 
 func member(_ record: RunRecord, step: String, device: String) -> MemberRecord? {
