@@ -94,9 +94,8 @@ final class FaultInjector: RunObserver {
 /// Every step of leak-test and power-on, each with every fault, on the simulated rack over loopback (Modbus TCP
 /// through libmodbus, the supervisor on its own connection; the BMCs over HTTPS): the rack must end in its safe
 /// state, the run's safe-state check must say so, and the simulated rack itself must agree. Prints the table.
-/// The two matrices run one after the other: each run serves a whole rack on loopback, and the suite already holds
-/// other racks' servers; libmodbus cannot use a descriptor numbered 1024 or more.
-@Suite("Fault matrix: every step × every fault ends safe", .serialized)
+/// Each cell serves a whole rack on loopback, so it takes one of the test process's rack slots (`loopbackRacks`).
+@Suite("Fault matrix: every step × every fault ends safe")
 struct FaultMatrixTests {
     struct Cell: Sendable {
         var step: String
