@@ -97,14 +97,12 @@ final class LibModbusConnection: @unchecked Sendable {
         guard !isConnected else { return }
         // libmodbus waits with select(), which cannot watch a descriptor numbered FD_SETSIZE or more (glibc aborts
         // the process). A station with that many files open gets an error naming the limit, not a crash.
-        let probe = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        if probe >= 0 { close(probe) }
         let tooMany = ModbusError(
             .connection(
                 code: EMFILE,
                 message: "this process has \(FD_SETSIZE) or more files open; libmodbus's select() cannot watch "
                     + "another connection"), function: function, address: address, count: count, endpoint: endpoint)
-        guard probe < FD_SETSIZE - 1 else { throw tooMany }
+        guard SocketIO.lowDescriptorFree else { throw tooMany }
         if modbus_connect(context) != 0 {
             let code = errno
             throw modbusError(code, function, address, count, endpoint)
@@ -112,7 +110,7 @@ final class LibModbusConnection: @unchecked Sendable {
         let socket = modbus_get_socket(context)
         if socket >= FD_SETSIZE {
             // Numbered too high for libmodbus's select(): moved to the lowest free number, if one is low enough.
-            guard let low = lowDescriptor(socket) else {
+            guard let low = SocketIO.lowDescriptor(socket) else {
                 modbus_close(context)
                 throw tooMany
             }
@@ -354,21 +352,8 @@ final class ServerLoop: @unchecked Sendable {
             func isReadable(_ index: Int) -> Bool { watched[index].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 }
             if isReadable(1) { return }
             let polled = clients
-            if isReadable(0) {
-                let client = accept(listener, nil, nil)
-                if client < 0 {
-                    // Out of descriptors or similar: back off rather than spin on a listener that stays readable.
-                    usleep(10_000)
-                } else if clients.count >= 64 {
-                    close(client)  // Too many clients: refused.
-                } else if client < FD_SETSIZE {
-                    clients.append(client)
-                } else if let low = lowDescriptor(client) {
-                    clients.append(low)
-                } else {
-                    // libmodbus's own receive select()s on the client, which cannot watch a descriptor this high.
-                    close(client)
-                }
+            if isReadable(0), let client = SocketIO.accept(on: listener, holding: clients.count) {
+                clients.append(client)
             }
             for (offset, client) in polled.enumerated() where isReadable(offset + 2) {
                 modbus_set_socket(context, client)
@@ -505,18 +490,4 @@ public enum LibModbusBaseline {
         }
         return try result.get()
     }
-}
-
-/// Moves a descriptor numbered FD_SETSIZE or above (libmodbus's select() cannot watch it; glibc aborts the process if
-/// asked to) to the lowest free number, closing the original. Nil, with the original closed, if every lower number is
-/// in use.
-private func lowDescriptor(_ descriptor: Int32) -> Int32? {
-    let low = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
-    close(descriptor)
-    guard low >= 0 else { return nil }
-    guard low < FD_SETSIZE else {
-        close(low)
-        return nil
-    }
-    return low
 }

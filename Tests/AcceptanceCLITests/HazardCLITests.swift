@@ -44,7 +44,7 @@ struct HazardCLITests {
         let home = temporaryDirectory()
         let file = "\(home)/hazard-check.yaml"
         try Self.procedure.write(toFile: file, atomically: true, encoding: .utf8)
-        let (simulator, port) = try await startSimulatorOnAnyPort(scale: "20", redfish: false)
+        let (simulator, port) = try await startSimulatorOnAnyPort(scale: "20")
         defer { simulator.signal(SIGTERM) }
         let station = try stationFile(port: port, automaticHazards: false)
         let state = ["ACCEPTANCE_STATE_DIR": "\(home)/state"]

@@ -29,7 +29,7 @@ struct RecoveryTests {
         keys:
           - {name: line-1, role: station, public_key: keys/line1.pub.pem, valid_from: 2026-01-01T00:00:00Z}
         """.write(toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
-        let (simulator, port) = try await startSimulatorOnAnyPort(scale: "20", redfish: false)
+        let (simulator, port) = try await startSimulatorOnAnyPort(scale: "20")
         defer { simulator.signal(SIGTERM) }
         let station = try stationFile(port: port, more: "signing_key: \(home)/keys/line1.key.pem")
         let reports = "\(home)/reports"

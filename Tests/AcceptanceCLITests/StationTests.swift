@@ -35,11 +35,12 @@ func startSimulator(port: Int, scenario: String = "nominal", scale: String = "20
 /// in advance with `freePort()` can be taken by another test's server before the simulator binds it. Returns the
 /// simulator and the CDU's port, read from what it prints.
 func startSimulatorOnAnyPort(
-    port: Int = 0, scenario: String = "nominal", scale: String = "20", redfish: Bool = true
+    port: Int = 0, scenario: String = "nominal", scale: String = "20", redfish: Bool = false
 ) async throws -> (simulator: Running, port: Int) {
     let simulator = try Running(
         ["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario]
-            + (redfish ? [] : ["--redfish-port", "-1"]),
+            // The BMCs on ports the system chooses (a fixed 8443 collides with any simulator left running).
+            + (redfish ? ["--redfish-port", "0"] : ["--redfish-port", "-1"]),
         directory: temporaryDirectory())
     let text = try await waitFor(simulator.stdoutPath) { $0.contains("cdu  Modbus TCP 127.0.0.1:") }
     guard let line = text.split(separator: "\n").first(where: { $0.contains("cdu  Modbus TCP 127.0.0.1:") }),
