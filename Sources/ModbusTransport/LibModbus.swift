@@ -44,8 +44,12 @@ final class LibModbusConnection: @unchecked Sendable {
     private let context: OpaquePointer
     let endpoint: String
     private var isConnected = false
+    /// For TCP: where to connect (the socket is made here, not by libmodbus; see `SocketIO.connectTCP`).
+    private let tcp: (host: String, port: Int)?
+    private let responseTimeout: Duration
 
     init(endpoint: ModbusEndpoint, unit: UInt8, settings: ModbusSettings, label: String) throws(ModbusError) {
+        LowDescriptors.reserve()
         self.endpoint = label
         let created: OpaquePointer?
         switch endpoint {
@@ -62,6 +66,8 @@ final class LibModbusConnection: @unchecked Sendable {
                 function: .readHoldingRegisters, address: 0, count: 0, endpoint: label)
         }
         context = created
+        if case let .tcp(host, port) = endpoint { tcp = (host, port) } else { tcp = nil }
+        responseTimeout = settings.responseTimeout
         isSerial = { if case .rtu = endpoint { return true } else { return false } }()
         rs485 = isSerial && settings.rs485
         modbus_set_slave(context, Int32(unit))
@@ -88,38 +94,43 @@ final class LibModbusConnection: @unchecked Sendable {
     private let rs485: Bool
 
     deinit {
-        modbus_close(context)
+        closeSocket()
         modbus_free(context)
+    }
+
+    /// Closes the connection: a TCP socket made here is closed here (it may hold a reserved descriptor number);
+    /// libmodbus closes a serial port.
+    private func closeSocket() {
+        if tcp != nil {
+            let socket = modbus_get_socket(context)
+            if socket >= 0 { SocketIO.closeLow(socket) }
+            modbus_set_socket(context, -1)
+        } else {
+            modbus_close(context)
+        }
     }
 
     /// Calls `modbus_connect` if not connected.
     func connectIfNeeded(for function: ModbusFunction, _ address: UInt16, _ count: Int) throws(ModbusError) {
         guard !isConnected else { return }
         // libmodbus waits with select(), which cannot watch a descriptor numbered FD_SETSIZE or more (glibc aborts
-        // the process). A station with that many files open gets an error naming the limit, not a crash.
-        let tooMany = ModbusError(
-            .connection(
-                code: EMFILE,
-                message: "this process has \(FD_SETSIZE) or more files open; libmodbus's select() cannot watch "
-                    + "another connection"), function: function, address: address, count: count, endpoint: endpoint)
-        guard SocketIO.lowDescriptorFree else { throw tooMany }
-        if modbus_connect(context) != 0 {
+        // the process): a TCP socket is made and connected here, on a low number, and handed to libmodbus.
+        if let tcp {
+            switch SocketIO.connectTCP(host: tcp.host, port: tcp.port, timeout: responseTimeout) {
+            case let .success(socket): modbus_set_socket(context, socket)
+            case let .failure(failure):
+                throw ModbusError(
+                    .connection(code: failure.code, message: failure.message), function: function, address: address,
+                    count: count, endpoint: endpoint)
+            }
+        } else if modbus_connect(context) != 0 {
             let code = errno
             throw modbusError(code, function, address, count, endpoint)
-        }
-        let socket = modbus_get_socket(context)
-        if socket >= FD_SETSIZE {
-            // Numbered too high for libmodbus's select(): moved to the lowest free number, if one is low enough.
-            guard let low = SocketIO.lowDescriptor(socket) else {
-                modbus_close(context)
-                throw tooMany
-            }
-            modbus_set_socket(context, low)
         }
         // RS-485 mode is an ioctl on the open port, so it can only be set once connected.
         if rs485, modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) != 0 {
             let code = errno
-            modbus_close(context)
+            closeSocket()
             throw ModbusError(
                 .connection(
                     code: code,
@@ -145,9 +156,9 @@ final class LibModbusConnection: @unchecked Sendable {
         return true
     }
 
-    /// Calls `modbus_close`; the next transaction reconnects.
+    /// Closes the connection; the next transaction reconnects.
     func disconnect() {
-        modbus_close(context)
+        closeSocket()
         isConnected = false
     }
 
@@ -270,6 +281,7 @@ final class ServerLoop: @unchecked Sendable {
     var clients: [Int32] = []
 
     init(host: String, port: Int, backend: any ModbusServerBackend) throws(ModbusError) {
+        LowDescriptors.reserve()
         func fail(_ message: String, _ code: Int32) -> ModbusError {
             ModbusError(
                 .connection(code: code, message: "\(message): \(String(cString: strerror(code)))"),
@@ -313,7 +325,7 @@ final class ServerLoop: @unchecked Sendable {
     }
 
     deinit {
-        for client in clients { close(client) }
+        for client in clients { SocketIO.closeLow(client) }
         if !listenerClosed { close(listener) }
         close(wake.read)
         close(wake.write)
@@ -333,7 +345,7 @@ final class ServerLoop: @unchecked Sendable {
     func run() {
         defer {
             // Stopped: refuse new connections at once and drop the current ones, before anyone is told.
-            for client in clients { close(client) }
+            for client in clients { SocketIO.closeLow(client) }
             clients.removeAll()
             close(listener)
             listenerClosed = true
@@ -363,7 +375,7 @@ final class ServerLoop: @unchecked Sendable {
                 }
                 if length != 0 {
                     // A read error, or the device dropping the connection on purpose.
-                    close(client)
+                    SocketIO.closeLow(client)
                     clients.removeAll { $0 == client }
                 }
             }

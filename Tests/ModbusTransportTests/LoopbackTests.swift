@@ -178,3 +178,32 @@ struct LoopbackTests {
         }
     }
 }
+
+/// A process holding more than FD_SETSIZE (1024) files: every descriptor a new socket could get is numbered too high
+/// for the select() libmodbus waits with (glibc aborts the process on FD_SET of one). Server and client still talk:
+/// the server waits with poll(), and both move their sockets onto low numbers held in reserve.
+@Suite("Modbus TCP in a process with over a thousand files open", .serialized)
+struct ManyFilesTests {
+    @Test func aConnectionStillWorksWhenEveryLowDescriptorIsTaken() async throws {
+        let clock = SimulationClock()
+        let cdu = try quietCDU(clock: clock)
+        let server = try ModbusTCPServer(port: 0, backend: cdu)
+        defer { server.stop() }
+        // Take every free number below 1100: what a test process serving racks by the dozen, or a line station
+        // with many bays, holds.
+        var held: [Int32] = []
+        defer { for descriptor in held { close(descriptor) } }
+        while true {
+            let descriptor = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { break }
+            held.append(descriptor)
+            if descriptor >= 1100 { break }
+        }
+        #expect((held.last ?? 0) >= 1100)
+        let client = try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: server.port), unit: 1)
+        let wire = try await client.readInputRegisters(startingAt: 0, count: 9)
+        #expect(wire == (try await cdu.readInputRegisters(startingAt: 0, count: 9)))
+        try await client.writeCoils(startingAt: 0, values: [true])
+        #expect(cdu.snapshot().pumpEnabled)
+    }
+}
