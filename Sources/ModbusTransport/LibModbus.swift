@@ -98,8 +98,7 @@ final class LibModbusConnection: @unchecked Sendable {
         modbus_free(context)
     }
 
-    /// Closes the connection: a TCP socket made here is closed here (it may hold a reserved descriptor number);
-    /// libmodbus closes a serial port.
+    /// Closes the connection: our TCP socket (maybe on a reserved number) ourselves, a serial port through libmodbus.
     private func closeSocket() {
         if tcp != nil {
             let socket = modbus_get_socket(context)
@@ -110,18 +109,14 @@ final class LibModbusConnection: @unchecked Sendable {
         }
     }
 
-    /// Calls `modbus_connect` if not connected.
+    /// Connects if not connected.
     func connectIfNeeded(for function: ModbusFunction, _ address: UInt16, _ count: Int) throws(ModbusError) {
         guard !isConnected else { return }
-        // libmodbus waits with select(), which cannot watch a descriptor numbered FD_SETSIZE or more (glibc aborts
-        // the process): a TCP socket is made and connected here, on a low number, and handed to libmodbus.
+        // libmodbus's select() cannot watch descriptor 1024+ (glibc aborts): our socket, on a low number, is handed over.
         if let tcp {
             switch SocketIO.connectTCP(host: tcp.host, port: tcp.port, timeout: responseTimeout) {
             case let .success(socket): modbus_set_socket(context, socket)
-            case let .failure(failure):
-                throw ModbusError(
-                    .connection(code: failure.code, message: failure.message), function: function, address: address,
-                    count: count, endpoint: endpoint)
+            case let .failure(failure): throw failure.error(function, address, count, endpoint)
             }
         } else if modbus_connect(context) != 0 {
             let code = errno

@@ -1,4 +1,5 @@
 import Foundation
+import ModbusCore
 import Synchronization
 
 /// What the libmodbus wrapper needs beside libmodbus: plain socket writes and small helpers. Nothing here touches a
@@ -84,6 +85,13 @@ enum SocketIO {
     struct ConnectFailure: Error {
         var code: Int32
         var message: String
+
+        /// The failure as the transaction that needed the connection reports it.
+        func error(_ function: ModbusFunction, _ address: UInt16, _ count: Int, _ endpoint: String) -> ModbusError {
+            ModbusError(
+                .connection(code: code, message: message), function: function, address: address, count: count,
+                endpoint: endpoint)
+        }
     }
 
     /// Accepts a client on a server's listener, for libmodbus to serve: nil if refused (too many clients, or no
