@@ -104,6 +104,17 @@ public struct JSONLine: Sendable {
         bytes.append(UInt8(ascii: "]"))
     }
 
+    /// An array of one-key objects, one per text (`"readings": [{"reading": "cdu.leak_detected = true"}]`).
+    public mutating func add(_ key: StaticString, objects texts: [String], each name: StaticString) {
+        add(
+            key,
+            array: texts.map { text in
+                var object = JSONLine()
+                object.add(name, text)
+                return object
+            })
+    }
+
     /// The object's text, closed.
     public var finished: String {
         var text = bytes

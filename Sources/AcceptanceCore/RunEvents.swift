@@ -124,15 +124,7 @@ extension RunEvent {
             line.add("hazard", hazard.hazard)
             line.add("required", hazard.required)
             line.add("confirmations", array: hazard.confirmations.map(Self.confirmationLine))
-            if let refused = hazard.refused {
-                line.add(
-                    "refused",
-                    array: refused.map { reason in
-                        var object = JSONLine()
-                        object.add("reason", reason)
-                        return object
-                    })
-            }
+            if let refused = hazard.refused { line.add("refused", objects: refused, each: "reason") }
         case let .cleanupStarted(reason):
             line.add("event", "cleanup_started")
             line.add("reason", reason)
@@ -169,20 +161,8 @@ extension RunEvent {
             line.add("at", trip.at)
             line.add("tripped_clock_s", trip.clockSeconds)
             line.add("reacted_clock_s", trip.reactedClockSeconds)
-            line.add(
-                "readings",
-                array: trip.readings.map { reading in
-                    var object = JSONLine()
-                    object.add("reading", reading)
-                    return object
-                })
-            line.add(
-                "culprits",
-                array: trip.culprits.map { culprit in
-                    var object = JSONLine()
-                    object.add("device", culprit)
-                    return object
-                })
+            line.add("readings", objects: trip.readings, each: "reading")
+            line.add("culprits", objects: trip.culprits, each: "device")
             line.add(
                 "reaction",
                 array: trip.reaction.map { result in
