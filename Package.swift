@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "RedfishTransport", targets: ["RedfishTransport"]),
         .library(name: "RedfishServer", targets: ["RedfishServer"]),
         .library(name: "Reports", targets: ["Reports"]),
+        .library(name: "InstrumentCore", targets: ["InstrumentCore"]),
+        .library(name: "InstrumentTransport", targets: ["InstrumentTransport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -102,6 +104,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Instruments without I/O: SCPI instrument profiles (`protocol: scpi`), SCPI instruments as devices (error
+        // queue read after every command), and USBTMC/USB488 as bytes and a session over a link protocol.
+        .target(
+            name: "InstrumentCore",
+            dependencies: ["AcceptanceCore", .product(name: "Yams", package: "Yams")]
+        ),
+        // libusb-1.0, as a system library: headers, linking and a shim for the variadic libusb_set_option.
+        .systemLibrary(
+            name: "CLibUSB",
+            pkgConfig: "libusb-1.0",
+            providers: [.apt(["libusb-1.0-0-dev"])]
+        ),
+        // Instruments reached for real: USBTMC through libusb and raw SCPI over TCP (LAN instruments, port 5025), each
+        // on its own thread; station bindings by USB identity or address; listing what is attached. Only LibUSB.swift
+        // touches libusb's pointers.
+        .target(
+            name: "InstrumentTransport",
+            dependencies: ["AcceptanceCore", "InstrumentCore", "CLibUSB", .product(name: "Yams", package: "Yams")]
+        ),
         // Report bundles: junit.xml, ocp.jsonl, report.html, verify.sh, a DSSE/in-toto attestation signed with Ed25519;
         // keys, keyrings, verification, approval, and the archive (SQLite through GRDB).
         .target(
@@ -113,11 +134,12 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
-        // The simulated rack: CDU physics, scenarios, in-memory Modbus devices.
+        // The simulated rack: CDU physics, scenarios, in-memory Modbus devices, simulated instruments.
         .target(
             name: "Simulation",
             dependencies: [
-                "AcceptanceCore", "ModbusCore", "RedfishCore", .product(name: "Yams", package: "Yams"),
+                "AcceptanceCore", "ModbusCore", "RedfishCore", "InstrumentCore",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -126,7 +148,9 @@ let package = Package(
             name: "Harness",
             dependencies: [
                 "AcceptanceCore", "Simulation", "ModbusCore", "ModbusTransport", "RedfishCore", "RedfishTransport",
-                "RedfishServer", "Reports", .product(name: "Yams", package: "Yams"),
+                "RedfishServer", "Reports", "InstrumentCore", "InstrumentTransport",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -152,6 +176,7 @@ let package = Package(
             name: "acceptance-bench",
             dependencies: [
                 "Harness", "AcceptanceCore", "Simulation", "ModbusCore", "ModbusTransport", "RedfishCore", "Reports",
+                "InstrumentCore", "InstrumentTransport",
             ],
             exclude: ["Peers"]
         ),
@@ -159,15 +184,18 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // The core's own tests load Modbus and Redfish profiles as a station would, so they list both syntaxes.
         .testTarget(
-            name: "AcceptanceCoreTests", dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore", "TestSupport"]),
+            name: "AcceptanceCoreTests",
+            dependencies: ["AcceptanceCore", "ModbusCore", "RedfishCore", "InstrumentCore", "TestSupport"]),
+        .testTarget(name: "InstrumentTests", dependencies: ["InstrumentCore", "AcceptanceCore"]),
         .testTarget(name: "FuzzTargetTests", dependencies: ["FuzzTargets", "TestSupport"]),
         .testTarget(name: "ModbusCoreTests", dependencies: ["ModbusCore", "AcceptanceCore"]),
         .testTarget(
-            name: "SimulationTests", dependencies: ["Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore"]),
+            name: "SimulationTests",
+            dependencies: ["Simulation", "AcceptanceCore", "ModbusCore", "RedfishCore", "InstrumentCore"]),
         .testTarget(
             name: "ModbusTransportTests",
             dependencies: [
-                "ModbusTransport", "ModbusCore", "RedfishCore", "Simulation",
+                "ModbusTransport", "ModbusCore", "RedfishCore", "Simulation", "InstrumentCore",
                 "AcceptanceCore", "TestSupport",
             ],
             exclude: ["Peers"]),

@@ -52,6 +52,8 @@ public struct ConnectedDevices: Sendable {
     public var endpoints: [String: String]
     /// Settings an operator and an auditor must see (certificate verification off, clear-text credentials).
     public var warnings: [String]
+    /// The instruments among them, as they identified themselves when connected.
+    public var instruments: [String: InstrumentRecord] = [:]
 
     public init(devices: [String: any PointDevice] = [:], endpoints: [String: String] = [:], warnings: [String] = []) {
         self.devices = devices
@@ -63,6 +65,7 @@ public struct ConnectedDevices: Sendable {
         devices.merge(other.devices) { $1 }
         endpoints.merge(other.endpoints) { $1 }
         warnings += other.warnings
+        instruments.merge(other.instruments) { $1 }
     }
 }
 

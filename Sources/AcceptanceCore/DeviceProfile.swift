@@ -190,6 +190,8 @@ public struct RackProfile: Sendable {
         public var address: Int?
         /// The group it belongs to (`compute_trays`), if any.
         public var group: String?
+        /// A station instrument (a DMM, a reference gauge) that measures the rack, not a part of it.
+        public var isInstrument = false
     }
 
     /// Identical devices a step can run `for_each` member: 18 compute trays are `compute01` ... `compute18`.
@@ -276,13 +278,14 @@ public struct RackProfile: Sendable {
         var rack = RackProfile(id: "", title: "", devices: [], file: path)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "rack profile") {
             reader.rejectUnknownKeys(
-                entries, allowed: ["id", "title", "description", "devices", "groups", "interlocks"], in: "rack profile")
+                entries, allowed: ["id", "title", "description", "devices", "instruments", "groups", "interlocks"],
+                in: "rack profile")
             for (key, _, value) in entries {
                 switch key {
                 case "id": rack.id = reader.scalar(value, "id") ?? ""
                 case "title": rack.title = reader.scalar(value, "title") ?? ""
-                case "devices":
-                    for (name, keyNode, deviceNode) in reader.mapping(value, "devices") ?? [] {
+                case "devices", "instruments":
+                    for (name, keyNode, deviceNode) in reader.mapping(value, key) ?? [] {
                         guard let fields = reader.mapping(deviceNode, "device '\(name)'") else { continue }
                         reader.rejectUnknownKeys(
                             fields, allowed: ["model", "description", "address"], in: "device '\(name)'")
@@ -308,7 +311,7 @@ public struct RackProfile: Sendable {
                         rack.devices.append(
                             DeviceInstance(
                                 name: name, model: model, description: description,
-                                address: address))
+                                address: address, isInstrument: key == "instruments"))
                     }
                 case "groups":
                     for (name, keyNode, groupNode) in reader.mapping(value, "groups") ?? [] {

@@ -229,6 +229,8 @@ public struct RunRecord: Sendable, Codable {
     public var endpoints: [String: String]?
     /// The model (device profile) of each device the run used, as fitted at the station (`cdu: coolflow-cdu-2000`).
     public var models: [String: String]?
+    /// The station instruments the run used: identity from `*IDN?`, connection and calibration.
+    public var instruments: [InstrumentRecord]?
     /// Requests retried outside any step: while connecting (a BMC busy at login) or between steps.
     public var retries: [String]?
     /// Station settings an auditor must see: certificate verification switched off, an unsigned station.
@@ -262,7 +264,7 @@ public struct RunRecord: Sendable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case endpoints, models, retries, warnings, harness, parts, firmware, interlocks, recovery
+        case endpoints, models, instruments, retries, warnings, harness, parts, firmware, interlocks, recovery
         case safeState = "safe_state"
         case schema
         case runID = "run_id"

@@ -1,3 +1,4 @@
+import AcceptanceCore
 import Foundation
 import ModbusCore
 

@@ -21,6 +21,8 @@ public struct RunSettings: Sendable {
     public var warnings: [String] = []
     /// How each device is reached, for the record (no credentials).
     public var endpoints: [String: String] = [:]
+    /// The instruments the run uses, as they identified themselves, with their calibration.
+    public var instruments: [InstrumentRecord] = []
     /// The model (profile) of each device used, as fitted.
     public var models: [String: String] = [:]
     /// The harness's version and executable digest, for the record.

@@ -76,6 +76,7 @@ public final class Runner: Sendable {
         var withTransport = record
         if !settings.endpoints.isEmpty { withTransport.endpoints = settings.endpoints }
         if !settings.models.isEmpty { withTransport.models = settings.models }
+        if !settings.instruments.isEmpty { withTransport.instruments = settings.instruments }
         if !settings.warnings.isEmpty { withTransport.warnings = settings.warnings }
         withTransport.harness = settings.harness
         state = Mutex(State(record: withTransport, environment: environment))

@@ -1,7 +1,8 @@
 import Foundation
 import Synchronization
 
-/// A thread of its own for one connection's blocking calls, so libmodbus never blocks Swift's cooperative pool.
+/// A thread of its own for one connection's blocking calls (libmodbus, libusb), so they never block Swift's
+/// cooperative pool.
 ///
 /// Jobs run one at a time, in order. It is also a `TaskExecutor`: a task that prefers it (`withTaskExecutorPreference`)
 /// runs on this thread, so a loop of transactions makes its blocking calls inline, with no thread hand-off each.
@@ -39,7 +40,7 @@ public final class ConnectionThread: TaskExecutor, Sendable {
 
     private let queue = Queue()
 
-    init(name: String) {
+    public init(name: String) {
         let queue = self.queue
         // No wait for the thread to start: until it has, nothing can run on it, so `isCurrent` is rightly false.
         let thread = Thread {
@@ -57,7 +58,7 @@ public final class ConnectionThread: TaskExecutor, Sendable {
     }
 
     /// Whether the calling code runs on this connection's thread (a task that prefers this executor).
-    var isCurrent: Bool {
+    public var isCurrent: Bool {
         guard let thread = queue.identity.withLock({ $0 }) else { return false }
         return pthread_equal(thread, pthread_self()) != 0
     }
@@ -70,7 +71,7 @@ public final class ConnectionThread: TaskExecutor, Sendable {
     }
 
     /// Runs `body` on the connection's thread and returns its result.
-    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    public func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
             queue.submit(.work { continuation.resume(returning: body()) })
         }
@@ -78,11 +79,13 @@ public final class ConnectionThread: TaskExecutor, Sendable {
 }
 
 /// The end of a server thread, awaited by async code without holding a thread of the cooperative pool.
-final class ThreadCompletion: Sendable {
+public final class ThreadCompletion: Sendable {
+    public init() {}
+
     private let state = Mutex<(isFinished: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     /// Called by the thread as its last act.
-    func finish() {
+    public func finish() {
         let waiters = state.withLock { state in
             state.isFinished = true
             defer { state.waiters.removeAll() }
@@ -92,7 +95,7 @@ final class ThreadCompletion: Sendable {
     }
 
     /// Returns once `finish()` has been called (at once if it already has).
-    func wait() async {
+    public func wait() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let isFinished = state.withLock { state -> Bool in
                 if state.isFinished { return true }
