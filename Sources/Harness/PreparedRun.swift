@@ -50,6 +50,8 @@ public struct RunRequest: Sendable {
     public var stateDirectory: String?
     /// How long clients wait for the simulated rack's BMCs on loopback (`--sim-transport tcp`); nil: 10 s.
     public var loopbackPatience: Duration?
+    /// Runs even with an instrument whose calibration is past due (or not recorded), saying so in the record.
+    public var allowUncalibrated = false
 
     public init(procedure: String, workspace: Workspace) {
         self.procedure = procedure
@@ -72,6 +74,24 @@ public struct PreparedRun: Sendable {
     let bundleInputs: BundleInputs
     /// The station, held for the run (nil for the simulated rack, or without a state folder).
     let claim: StationClaim?
+    /// Whether a run with an instrument out of calibration goes ahead (recorded).
+    var allowUncalibrated = false
+
+    /// Each instrument the run uses whose calibration does not hold today (past due, or none recorded at the
+    /// station), by name. The simulated bench has no calibration to hold.
+    public func calibrationProblems(on date: Date = Date()) -> [String: String] {
+        guard let station = inputs.station else { return [:] }
+        var problems: [String: String] = [:]
+        let instruments = Set(configuration.rack.devices.filter(\.isInstrument).map(\.name))
+        for device in plan.devices where instruments.contains(device.name) {
+            if let calibration = station.calibrations[device.name] {
+                if let problem = calibration.problem(on: date) { problems[device.name] = problem }
+            } else {
+                problems[device.name] = "station '\(station.id)' records no calibration for it"
+            }
+        }
+        return problems
+    }
 
     public var configuration: RackConfiguration { inputs.configuration }
     /// The simulated rack, when the run is against the simulator (nil with a station).
@@ -195,7 +215,7 @@ public struct PreparedRun: Sendable {
                 "UNSIGNED: no signing key (station signing_key or --signing-key); the report bundle "
                     + "will carry no signature and cannot be verified or archived")
         }
-        return PreparedRun(
+        var prepared = PreparedRun(
             inputs: inputs, settings: settings, plan: plan, folder: folder, endpoints: plan.endpoints,
             transportEvents: TransportEventLog(journal: folder?.journal, clock: plan.clock),
             bundleInputs: BundleInputs(
@@ -204,6 +224,8 @@ public struct PreparedRun: Sendable {
                 harnessVersion: HarnessVersion.current,
                 harnessBinarySHA256: HarnessVersion.binarySHA256),
             claim: claim)
+        prepared.allowUncalibrated = request.allowUncalibrated
+        return prepared
     }
 
     /// Transport warnings the operator must see before the run (certificate verification off).
@@ -263,12 +285,34 @@ public struct PreparedRun: Sendable {
     public func run(console: any OperatorConsole, observer: any RunObserver, stop: StopController) async -> RunRecord {
         let next = rack.map { SimulatedTechnician(rack: $0.redfish, next: observer) as any RunObserver } ?? observer
         let events = transportEvents
+        let calibration = calibrationProblems()
+        if !calibration.isEmpty, !allowUncalibrated {
+            let runner = Runner(
+                settings: settings, bus: DeviceBus(configuration: configuration, devices: [:]), clock: clock,
+                console: console, observer: next, folder: folder, stop: stop, transportEvents: events)
+            return runner.refuse(
+                because: "before anything was actuated: "
+                    + calibration.map { "instrument '\($0.key)' is not calibrated: \($0.value)" }
+                    .joined(separator: "; ") + " (--allow-uncalibrated runs anyway and says so in the record)")
+        }
         do {
             return try await plan.withDevices(events: events, supervised: Set(inputs.watchedDevices)) {
                 bus, watching, connected in
                 var settings = self.settings
                 settings.endpoints.merge(connected.endpoints) { $1 }
                 settings.warnings += connected.warnings
+                settings.instruments = connected.instruments.values.sorted { $0.name < $1.name }.map { instrument in
+                    var instrument = instrument
+                    let calibrationRecord = inputs.station?.calibrations[instrument.name]
+                    instrument.calibrationCertificate = calibrationRecord?.certificate
+                    instrument.calibrationDue = calibrationRecord?.due
+                    instrument.calibrationProblem = calibration[instrument.name]
+                    return instrument
+                }
+                for (name, problem) in calibration.sorted(by: { $0.key < $1.key }) {
+                    settings.warnings.append(
+                        "UNCALIBRATED: instrument '\(name)' \(problem); run with --allow-uncalibrated")
+                }
                 let runner = Runner(
                     settings: settings, bus: bus, clock: clock, console: console, observer: next,
                     folder: folder, stop: stop, transportEvents: events, supervisorBus: watching)

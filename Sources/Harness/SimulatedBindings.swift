@@ -1,4 +1,5 @@
 import AcceptanceCore
+import InstrumentTransport
 import ModbusCore
 import ModbusTransport
 import RedfishCore
@@ -36,6 +37,9 @@ enum SimulatedBindings {
         }
         for (name, service) in rack.redfish.services {
             bindings[name] = RedfishBinding(carrier: .memory(service, redfishEndpoint(name, rack)))
+        }
+        for (name, instrument) in rack.instruments {
+            bindings[name] = InstrumentBinding(line: .memory(instrument))
         }
         return bindings
     }
@@ -105,6 +109,10 @@ enum SimulatedBindings {
         } catch {
             await stopAll()
             throw error
+        }
+        // Instruments have no loopback USB: they answer in memory (`acceptance simulate` serves them over USB).
+        for (name, instrument) in rack.instruments where names.contains(name) {
+            bindings[name] = InstrumentBinding(line: .memory(instrument))
         }
         let served = devices.compactMap { device -> BoundDevice? in
             bindings[device.name].map { BoundDevice(name: device.name, profile: device.profile, binding: $0) }

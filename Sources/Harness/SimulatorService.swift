@@ -21,8 +21,49 @@ public struct SimulatorService: Sendable {
     public let rack: SimulatedRack
     let servers: [ModbusTCPServer]
     let rtuServer: ModbusRTUServer?
+    /// The instruments' profiles, by name.
+    let profiles: [String: DeviceProfile]
     /// The BMCs and shelf controllers over HTTP(S), when asked for.
     public private(set) var redfish: RedfishHTTPServer?
+    /// The bench instruments as raw SCPI sockets, when asked for.
+    public private(set) var instruments: [SCPISocketServer] = []
+
+    /// One served instrument as an emulated USB device presents it: the USB identity a station binds it by, and the
+    /// SCPI socket the device forwards its messages to.
+    public struct BenchInstrument: Sendable, Codable {
+        public var name: String
+        public var profile: String
+        /// `2a8d:0101`.
+        public var usb: String
+        public var serial: String
+        public var scpi: String
+    }
+
+    /// Serves every simulated instrument as raw SCPI on consecutive loopback ports from `firstPort` (0: free ports).
+    public mutating func serveInstruments(firstPort: Int) async throws(HarnessError) {
+        for (offset, (_, instrument)) in rack.instruments.sorted(by: { $0.key < $1.key }).enumerated() {
+            do {
+                instruments.append(
+                    try await SCPISocketServer.start(instrument, port: firstPort == 0 ? 0 : firstPort + offset))
+            } catch {
+                for server in instruments { await server.shutdown() }
+                instruments = []
+                throw error
+            }
+        }
+    }
+
+    /// The served instruments, for the emulated USB devices (`--bench-out`) and the station file.
+    public var bench: [BenchInstrument] {
+        instruments.map { server in
+            let instrument = server.instrument
+            let profile = profiles[instrument.name]
+            return BenchInstrument(
+                name: instrument.name, profile: profile?.model ?? "",
+                usb: profile?.scpiSettings.usbID ?? "1209:0001", serial: instrument.identity.serial,
+                scpi: "127.0.0.1:\(server.port)")
+        }
+    }
 
     /// Serves every simulated BMC and shelf controller on consecutive ports from `firstPort` (0: free ports), over
     /// HTTPS with a certificate made now (its fingerprint is what a station pins), or plain HTTP.
@@ -45,8 +86,11 @@ public struct SimulatorService: Sendable {
     /// --station-out`: the CDU and supplies over Modbus TCP, every BMC by URL with the certificate file as its CA.
     /// Hazards are confirmed without a person when nobody is at a terminal (nothing here can leak or carry current).
     /// - Parameter credentialsFile: a `username:password` file (mode 0600) the BMCs' logins are read from.
+    /// - Parameter instrumentsOverUSB: bind the instruments by USB identity (for emulated USB devices forwarding to
+    ///   the SCPI sockets) rather than by their sockets.
     public func stationFile(
-        id: String = "simulator", rack rackID: String = "gb200-nvl72", caFile: String?, credentialsFile: String
+        id: String = "simulator", rack rackID: String = "gb200-nvl72", caFile: String?, credentialsFile: String,
+        instrumentsOverUSB: Bool = false
     ) -> String {
         var text = """
             # Written by `acceptance simulate --station-out`: reaches the simulator on this machine, as it serves now.
@@ -61,6 +105,16 @@ public struct SimulatorService: Sendable {
             text +=
                 "  \(endpoint.device):\n    modbus: {tcp: \(endpoint.host):\(endpoint.port), unit: \(endpoint.unit), "
                 + "response_timeout: 1 s, retries: 3, backoff: 1 s}\n"
+        }
+        if !bench.isEmpty {
+            // On their SCPI sockets, or over USB through emulated devices (umockdev) that forward to those sockets.
+            let due = Timestamp.string(Date().addingTimeInterval(365 * 86_400)).prefix(10)
+            text += "instruments:\n"
+            for instrument in bench {
+                let place = instrumentsOverUSB ? "usb: \(instrument.usb)" : "tcp: \(instrument.scpi)"
+                text += "  \(instrument.name):\n    scpi: {\(place), serial: \(instrument.serial)}\n"
+                text += "    calibration: {certificate: SIMULATED-\(instrument.serial), due: \(due)}\n"
+            }
         }
         guard let redfish else { return text }
         text += "groups:\n"
@@ -166,11 +220,15 @@ public struct SimulatorService: Sendable {
                 throw .unsupported("cannot serve the simulated rack: \(error)")
             }
         }
-        return SimulatorService(endpoints: endpoints, rack: rack, servers: servers, rtuServer: rtuServer)
+        var profiles: [String: DeviceProfile] = [:]
+        for name in rack.instruments.keys { profiles[name] = configuration.profile(of: name) }
+        return SimulatorService(
+            endpoints: endpoints, rack: rack, servers: servers, rtuServer: rtuServer, profiles: profiles)
     }
 
     /// Stops every server and returns when each has closed its port or line.
     public func shutdown() async {
+        for server in instruments { await server.shutdown() }
         for server in servers { await server.shutdown() }
         await rtuServer?.shutdown()
         await redfish?.shutdown()

@@ -1,5 +1,6 @@
 import AcceptanceCore
 import Foundation
+import InstrumentCore
 import Yams
 
 /// A test station: which transport reaches each device instance of the rack (with timeouts, retries and where
@@ -32,6 +33,9 @@ public struct StationConfiguration: Sendable {
     /// without a person when nobody is at a terminal, with this reason, in every record. Never on a line station.
     public var automaticHazards: String?
 
+    /// Each instrument's calibration, by instrument name (`instruments:` in the station file).
+    public var calibrations: [String: Calibration] = [:]
+
     /// Where each device and group is bound in the file, for messages found later (a device the rack lacks).
     public var locations: [String: SourceLocation] = [:]
 
@@ -51,7 +55,7 @@ public struct StationConfiguration: Sendable {
             reader.rejectUnknownKeys(
                 entries,
                 allowed: [
-                    "station", "description", "operator", "rack", "devices", "groups",
+                    "station", "description", "operator", "rack", "devices", "instruments", "groups",
                     "settings", "signing_key", "archive", "interlocks", "waive", "confirm_hazards_automatically",
                 ],
                 in: "station")
@@ -96,6 +100,27 @@ public struct StationConfiguration: Sendable {
                             station.bindings[name] = binding
                         }
                     }
+                case "instruments":
+                    for (name, keyNode, node) in reader.mapping(value, "instruments") ?? [] {
+                        station.locations[name] = reader.location(of: keyNode)
+                        if let fields = reader.mapping(node, "instrument '\(name)'") {
+                            if let calibration = fields.first(where: { $0.key == "calibration" }) {
+                                station.calibrations[name] = Calibration.parse(calibration.value, reader: &reader)
+                            } else {
+                                reader.error(
+                                    "instrument '\(name)' needs its calibration: {certificate: <id>, due: YYYY-MM-DD}",
+                                    at: keyNode)
+                            }
+                        }
+                        guard
+                            let (connector, settings) = entry(
+                                name, "instrument", keyNode, node, into: &station, connectors: connectors,
+                                reader: &reader, extraKeys: ["calibration"])
+                        else { continue }
+                        if let binding = connector.parseBinding(settings, device: name, file: path, reader: &reader) {
+                            station.bindings[name] = binding
+                        }
+                    }
                 case "settings":
                     for (name, _, node) in reader.mapping(value, "settings") ?? [] {
                         if let count = reader.integer(node, name) { station.groupCounts[name] = count }
@@ -126,11 +151,11 @@ public struct StationConfiguration: Sendable {
     /// settings.
     static func entry(
         _ name: String, _ what: String, _ keyNode: Node, _ node: Node, into station: inout StationConfiguration,
-        connectors: DeviceConnectors, reader: inout YAMLReader
+        connectors: DeviceConnectors, reader: inout YAMLReader, extraKeys: [String] = []
     ) -> (any DeviceConnector, Node)? {
         guard let fields = reader.mapping(node, "\(what) '\(name)'") else { return nil }
         let transportKeys = connectors.all.map(\.stationKey)
-        reader.rejectUnknownKeys(fields, allowed: ["model"] + transportKeys, in: "\(what) '\(name)'")
+        reader.rejectUnknownKeys(fields, allowed: ["model"] + extraKeys + transportKeys, in: "\(what) '\(name)'")
         if let model = parseModel(fields, reader: &reader) { station.models[name] = model }
         return transport(fields, connectors: connectors, what: "\(what) '\(name)'", at: keyNode, reader: &reader)
     }
@@ -230,4 +255,63 @@ enum FirmwareManifests {
 /// A path from a station file, relative to the file's folder unless absolute.
 func relative(_ path: String, to file: String) -> String {
     path.hasPrefix("/") ? path : ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent(path)
+}
+
+/// An instrument's calibration as its certificate says: the certificate's id and the date it is due again.
+public struct Calibration: Sendable, Hashable {
+    public var certificate: String
+    /// `2027-03-01`.
+    public var due: String
+    /// The first moment it is past due: the start of the day after `due`, UTC.
+    public var expires: Date
+
+    /// `{certificate: CAL-2026-0311, due: 2027-03-01}`.
+    static func parse(_ node: Node, reader: inout YAMLReader) -> Calibration? {
+        guard let fields = reader.mapping(node, "calibration") else { return nil }
+        reader.rejectUnknownKeys(fields, allowed: ["certificate", "due"], in: "calibration")
+        let certificate = fields.first { $0.key == "certificate" }.flatMap { reader.scalar($0.value, "certificate") }
+        let dueNode = fields.first { $0.key == "due" }?.value
+        let due = dueNode.flatMap { reader.scalar($0, "due") }
+        guard let certificate, !certificate.trimmingCharacters(in: .whitespaces).isEmpty, let due, let dueNode else {
+            reader.error("calibration needs 'certificate' (its id) and 'due' (YYYY-MM-DD)", at: node)
+            return nil
+        }
+        guard let day = Self.day(due) else {
+            reader.error("due must be a date, YYYY-MM-DD, such as 2027-03-01; not '\(due)'", at: dueNode)
+            return nil
+        }
+        return Calibration(certificate: certificate, due: due, expires: day.addingTimeInterval(86_400))
+    }
+
+    /// Midnight UTC of a YYYY-MM-DD date; nil for anything else.
+    static func day(_ text: String) -> Date? {
+        guard text.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) != nil else { return nil }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        guard let date = formatter.date(from: text), formatter.string(from: date) == text else { return nil }
+        return date
+    }
+
+    /// Why it does not hold on `date`, or nil.
+    public func problem(on date: Date) -> String? {
+        date >= expires ? "calibration \(certificate) was due \(due)" : nil
+    }
+}
+
+/// The instrument profiles in `Fixtures/devices/` that name the USB vendor:product they enumerate with.
+public enum InstrumentProfiles {
+    /// Profile model by `vendor:product`; profiles that do not load are left out.
+    public static func byUSBID(fixtures: String) -> [String: String] {
+        let folder = "\(fixtures)/devices"
+        var found: [String: String] = [:]
+        for file in ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+        where file.hasSuffix(".yaml") {
+            guard let profile = try? DeviceProfile.load(path: "\(folder)/\(file)", protocols: Transports.protocols),
+                let usb = profile.scpiSettings.usbID
+            else { continue }
+            found[usb] = profile.model
+        }
+        return found
+    }
 }

@@ -1,4 +1,5 @@
 import AcceptanceCore
+import InstrumentTransport
 import ModbusTransport
 import RedfishTransport
 
@@ -8,6 +9,7 @@ public enum Transports {
     public static let connectors = DeviceConnectors([
         ModbusConnector(),
         RedfishConnector(),
+        InstrumentConnector(),
     ])
 
     /// How each transport's devices are written in device profiles.

@@ -217,6 +217,24 @@ public enum ReportBundle {
             // A run on the simulated rack is never evidence about a real rack, whatever serial was typed in.
             "simulated": .bool(record.scenario != nil),
         ]
+        // The instruments that measured the rack, as the signature covers them: identity and calibration.
+        if let instruments = record.instruments, !instruments.isEmpty {
+            predicate["instruments"] = .array(
+                instruments.map { instrument in
+                    var entry: [String: JSONValue] = [
+                        "name": .string(instrument.name), "manufacturer": .string(instrument.manufacturer),
+                        "model": .string(instrument.model), "serial": .string(instrument.serial),
+                        "firmware": .string(instrument.firmware), "connection": .string(instrument.connection),
+                        "simulated": .bool(instrument.simulated),
+                    ]
+                    if let due = instrument.calibrationDue { entry["calibrationDue"] = .string(due) }
+                    if let certificate = instrument.calibrationCertificate {
+                        entry["calibrationCertificate"] = .string(certificate)
+                    }
+                    if let problem = instrument.calibrationProblem { entry["uncalibrated"] = .string(problem) }
+                    return .object(entry)
+                })
+        }
         if let signature {
             predicate["signer"] = [
                 "identity": .string(signature.identity), "keyid": .string(signature.keyID),

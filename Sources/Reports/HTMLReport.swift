@@ -55,6 +55,7 @@ enum HTMLReport {
         for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {
             identity.append(("Parameter \(name)", value))
         }
+        for instrument in record.instruments ?? [] { identity.append(("Instrument", instrument.summary)) }
         for warning in record.warnings ?? [] { identity.append(("Warning", warning)) }
         for (name, value) in identity { out += "<tr><td>\(e(name))</td><td>\(e(value))</td></tr>\n" }
         out += "</table>\n"

@@ -274,6 +274,23 @@ public enum OCPStream {
         if let serial = record.rackSerial { rack["serialNumber"] = .string(serial) }
         var hardwareList: [JSONValue] = [.object(rack)]
         hardwareList += hardware.keys.sorted().compactMap { hardware[$0].map { .object($0) } }
+        // The station's instruments that measured the rack: identity from *IDN?, calibration in the location.
+        for instrument in record.instruments ?? [] {
+            var calibration = "simulated, not calibrated"
+            if !instrument.simulated {
+                calibration =
+                    instrument.calibrationProblem.map { "NOT CALIBRATED: \($0)" }
+                    ?? "calibration \(instrument.calibrationCertificate ?? "?") due \(instrument.calibrationDue ?? "?")"
+            }
+            hardwareList.append([
+                "hardwareInfoId": .string("instrument.\(instrument.name)"),
+                "name": .string("station instrument \(instrument.name)"),
+                "manufacturer": .string(instrument.manufacturer), "partNumber": .string(instrument.model),
+                "partType": "station instrument", "serialNumber": .string(instrument.serial),
+                "version": .string(instrument.firmware),
+                "location": .string("\(instrument.connection); \(calibration)"),
+            ])
+        }
         var info: [String: JSONValue] = [
             "dutInfoId": .string(record.rackSerial ?? record.runID),
             "name": .string("rack \(record.rackSerial ?? "(no serial)") (\(record.rackProfile))"),

@@ -34,6 +34,10 @@ public struct CDUSettings: Sendable, Hashable {
     public var modeChangeDelay = 2.0
     /// Pressure sensor noise, standard deviation (kPa).
     public var pressureNoise = 0.03
+    /// The CDU's own loop-pressure transducer: a fixed error (kPa) and a drift (kPa/min of running time). The true
+    /// pressure (what a reference gauge reads) is unaffected.
+    public var pressureOffset = 0.0
+    public var pressureDrift = 0.0
     public var seed: UInt64 = 1
 
     public init() {}
@@ -202,7 +206,10 @@ public struct CDUModel: SimulatedPhysics {
     /// The value of a standard point, or nil if the model has no such point.
     public mutating func reading(_ name: String) -> Value? {
         switch name {
-        case "loop_pressure": .quantity(Quantity(loopPressure + noise(), .kilopascal))
+        case "loop_pressure":
+            .quantity(
+                Quantity(
+                    loopPressure + settings.pressureOffset + settings.pressureDrift * time / 60 + noise(), .kilopascal))
         case "supply_pressure": .quantity(Quantity(pumpPressure + noise(), .kilopascal))
         case "return_pressure":
             .quantity(

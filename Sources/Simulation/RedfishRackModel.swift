@@ -276,7 +276,24 @@ public final class RedfishRackModel: Sendable {
         return Double(healthy) * Self.supplyCapacityWatts >= demand
     }
 
+    /// The DC busbar regulates to 50 V and droops with the load the shelves carry; it is down when they cannot.
+    public static let busbarNominalVolts = 50.0
+    public static let busbarDroopVoltsPerWatt = 1.5e-6
+
+    /// The busbar voltage now, as an independent meter on the bar reads it.
+    public func busbarVoltage() -> Double {
+        let time = now
+        return state.withLock { state in busbar(state, at: time) }
+    }
+
+    func busbar(_ state: State, at time: Double) -> Double {
+        guard railsUp(state, at: time) else { return 0 }
+        return Self.busbarNominalVolts - Self.busbarDroopVoltsPerWatt * load(state, at: time)
+    }
+
     public struct ShelfReading: Sendable {
+        /// The output voltage the shelf's controller reports: the busbar, through its own (slightly wrong) sensor.
+        public var outputVolts = 0.0
         public var name: String
         public var number: Int
         /// Per supply: fitted, delivering, output watts.
@@ -311,10 +328,13 @@ public final class RedfishRackModel: Sendable {
                 id += 1
                 return (id, event.at, event.id, event.message, event.severity)
             }
-            return ShelfReading(
+            var reading = ShelfReading(
                 name: shelf.name, number: number, supplies: supplies, outputWatts: output,
                 inputWatts: output / Self.efficiency, redundancyLost: lost,
                 alarm: lost && !shelf.alarmBroken, events: events, firmware: shelf.firmware)
+            // Each controller's voltage sensor is a little off (±0.15 %), never by as much as 1 %.
+            reading.outputVolts = busbar(state, at: time) * (1 + 0.0015 * Double(number % 3 - 1))
+            return reading
         }
     }
 

@@ -53,6 +53,8 @@ public struct Scenario: Sendable {
     public var inputs: [String: String] = [:]
     /// The BMCs and power-shelf controllers: versions, timings and faults.
     public var redfish = RedfishSettings()
+    /// Faults of the simulated bench instruments, by instrument name (`gauge: {offset: 2 kPa}`).
+    public var instruments: [String: InstrumentFaults] = [:]
 
     public init(name: String, description: String = "", cdu: CDUSettings = CDUSettings(), faults: [ScheduledFault] = [])
     {
@@ -95,6 +97,8 @@ public struct Scenario: Sendable {
             "facility_supply_temperature": (.celsius, \.facilitySupplyTemperature),
             "automatic_speed": (.percent, \.automaticSpeed),
             "pressure_noise": (.kilopascal, \.pressureNoise),
+            "pressure_offset": (.kilopascal, \.pressureOffset),
+            "pressure_drift": (PhysicalUnit.kilopascal.per(.minute), \.pressureDrift),
             "valve_travel": (.second, \.valveTravel),
             "mode_change_delay": (.second, \.modeChangeDelay),
         ]
@@ -106,7 +110,8 @@ public struct Scenario: Sendable {
         var scenario = Scenario(name: ((path as NSString).lastPathComponent as NSString).deletingPathExtension)
         if let root = source?.treeForChecking, let entries = reader.mapping(root, "scenario") {
             reader.rejectUnknownKeys(
-                entries, allowed: ["name", "description", "inputs", "cdu", "power_shelf", "faults", "redfish"],
+                entries,
+                allowed: ["name", "description", "inputs", "cdu", "power_shelf", "faults", "redfish", "instruments"],
                 in: "scenario")
             for (key, _, value) in entries {
                 switch key {
@@ -114,6 +119,10 @@ public struct Scenario: Sendable {
                 case "description": scenario.description = reader.scalar(value, "description") ?? ""
                 case "cdu": scenario.cdu = parseCDU(value, reader: &reader)
                 case "redfish": scenario.redfish = RedfishSettings.parse(value, reader: &reader)
+                case "instruments":
+                    for (name, _, node) in reader.mapping(value, "instruments") ?? [] {
+                        scenario.instruments[name] = InstrumentFaults.parse(node, name: name, reader: &reader)
+                    }
                 case "power_shelf":
                     for (key, _, field) in reader.mapping(value, "power_shelf") ?? [] {
                         guard key == "load" else {

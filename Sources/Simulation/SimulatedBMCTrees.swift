@@ -378,6 +378,12 @@ public struct PowerShelfTree: RenderedRedfishTree {
                     "OutputPowerWatts": [
                         "Reading": .number(supply.watts.rounded()), "DataSourceUri": .string("\(path)/Metrics"),
                     ],
+                    "RailVoltage": [
+                        [
+                            "Reading": .number(supply.healthy ? (reading.outputVolts * 100).rounded() / 100 : 0),
+                            "DataSourceUri": .string("\(path)/Metrics"),
+                        ]
+                    ],
                     "Status": Redfish.status(supply.present ? "Enabled" : "Absent", supply.present ? "OK" : nil),
                 ])
         }

@@ -1,5 +1,6 @@
 import AcceptanceCore
 import Foundation
+import InstrumentCore
 import ModbusCore
 import RedfishCore
 import Synchronization
@@ -362,6 +363,8 @@ public struct SimulatedRack: Sendable {
     public let scenario: Scenario
     /// The BMCs and power-shelf controllers, served as Redfish.
     public let redfish: SimulatedRedfishRack
+    /// The station's bench instruments (a DMM on the busbar, a reference gauge on the CDU loop), by name.
+    public let instruments: [String: SimulatedInstrument]
 
     public struct UnsupportedDevice: Error, Sendable, CustomStringConvertible {
         public var device: String
@@ -400,8 +403,11 @@ public struct SimulatedRack: Sendable {
             clock: clock)
         for instance in configuration.rack.devices {
             guard let profile = configuration.profiles[instance.model] else { continue }
-            // Redfish devices are the Redfish rack's; the harness connects to them like to real BMCs.
-            if profile.protocolName == RedfishProfileSyntax().name { continue }
+            // Redfish devices are the Redfish rack's; the harness connects to them like to real BMCs. Instruments
+            // measure the rack once it is built.
+            if profile.protocolName == RedfishProfileSyntax().name || profile.protocolName == SCPIProfileSyntax().name {
+                continue
+            }
             switch profile.kind {
             case "psu":
                 let index = supplies.firstIndex(of: instance) ?? 0
@@ -449,9 +455,13 @@ public struct SimulatedRack: Sendable {
         if redfishSettings.powerShelves == nil {
             redfishSettings.powerShelves = configuration.rack.group(named: "power_shelves")?.count
         }
-        redfish = SimulatedRedfishRack(
+        let redfish = SimulatedRedfishRack(
             scenario: redfishSettings, clock: clock, manifest: manifest,
             username: redfishCredentials?.username ?? "admin",
             password: redfishCredentials?.password)
+        self.redfish = redfish
+        instruments = try Self.bench(
+            configuration: configuration, scenario: scenario, clock: clock, cdu: cdus.values.first, redfish: redfish)
     }
+
 }

@@ -47,6 +47,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Ed25519 private key (PKCS#8 PEM, mode 0600) that signs the report bundle (default: the station's).")
     var signingKey: String?
 
+    @Flag(
+        help: """
+            Run even when an instrument's calibration is past due (or not recorded): the record, report and             attestation say UNCALIBRATED.
+            """)
+    var allowUncalibrated = false
+
     @OptionGroup var devices: DeviceOptions
 
     @Option(help: "Pace simulated time at this many simulated seconds per wall second (default: as fast as possible).")
@@ -93,6 +99,7 @@ struct RunCommand: AsyncParsableCommand {
         request.reportsDirectory = reportDir
         request.signingKey = signingKey
         request.stateDirectory = StationState.defaultDirectory()
+        request.allowUncalibrated = allowUncalibrated
 
         let prepared: PreparedRun
         do {

@@ -40,6 +40,25 @@ struct SimulateCommand: AsyncParsableCommand {
         help: "First Redfish port (one per BMC and shelf, in name order; 0 picks free ports; -1 serves none).")
     var redfishPort = 8443
 
+    // Unconditional, so `--scpi-port -1` is read as a value.
+    @Option(
+        parsing: .unconditional,
+        help: """
+            First port for the bench instruments (DMM, reference gauge) as raw SCPI sockets, like LAN instruments' \
+            port 5025 (one per instrument, in name order; 0 picks free ports; -1 serves none).
+            """)
+    var scpiPort = 5025
+
+    @Flag(
+        help: """
+            In the --station-out file, bind the instruments by USB identity, for emulated USB devices (umockdev) \
+            that forward to the SCPI sockets, instead of by their sockets.
+            """)
+    var benchUSB = false
+
+    @Option(help: "Write the served instruments (name, USB vendor:product, serial, SCPI socket) here, as JSON.")
+    var benchOut: String?
+
     @Flag(help: "Serve Redfish over plain HTTP instead of HTTPS.")
     var plainHTTP = false
 
@@ -67,6 +86,8 @@ struct SimulateCommand: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard (-1...65000).contains(redfishPort) else { throw ValidationError("--redfish-port must be -1 to 65000") }
+        guard (-1...65000).contains(scpiPort) else { throw ValidationError("--scpi-port must be -1 to 65000") }
+        if benchOut != nil, scpiPort < 0 { throw ValidationError("--bench-out needs --scpi-port (0 picks free ports)") }
         guard (0.001...10_000).contains(timeScale) else { throw ValidationError("--time-scale must be 0.001 to 10000") }
         _ = try FittedModels.parse(models)
     }
@@ -113,6 +134,7 @@ struct SimulateCommand: AsyncParsableCommand {
                 timeScale: timeScale, rtuDevice: rtu, fitting: fitted,
                 redfishCredentials: (username, password))
             if redfishPort >= 0 { try await service.serveRedfish(firstPort: redfishPort, tls: !plainHTTP) }
+            if scpiPort >= 0 { try await service.serveInstruments(firstPort: scpiPort) }
         } catch {
             ConsoleOutput.standardError.write("error: \(error)\n")
             throw ExitCode(Verdict.error.exitCode)
@@ -147,6 +169,23 @@ struct SimulateCommand: AsyncParsableCommand {
                 }
             }
         }
+        for instrument in service.bench {
+            text +=
+                "  \(instrument.name)  SCPI \(instrument.scpi)  as USB \(instrument.usb) serial \(instrument.serial)"
+            text += "  (\(instrument.profile))\n"
+        }
+        if let benchOut {
+            do {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(service.bench).write(to: URL(fileURLWithPath: benchOut))
+                text += "  instruments written to \(benchOut)\n"
+            } catch {
+                ConsoleOutput.standardError.write("error: cannot write \(benchOut): \(error.localizedDescription)\n")
+                await service.shutdown()
+                throw ExitCode(Verdict.error.exitCode)
+            }
+        }
         if let stationOut {
             do {
                 // The BMCs' login beside it, readable by this user only, as a station's credentials file must be.
@@ -158,7 +197,7 @@ struct SimulateCommand: AsyncParsableCommand {
                 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: credentials]) }
                 try service.stationFile(
                     rack: rackID, caFile: service.redfish?.certificate == nil ? nil : caOut,
-                    credentialsFile: credentials
+                    credentialsFile: credentials, instrumentsOverUSB: benchUSB
                 ).write(toFile: stationOut, atomically: true, encoding: .utf8)
                 text += "  station file written to \(stationOut) (acceptance run ... --station \(stationOut))\n"
             } catch {

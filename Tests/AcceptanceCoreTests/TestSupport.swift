@@ -1,4 +1,5 @@
 import Foundation
+import InstrumentCore
 import ModbusCore
 import RedfishCore
 import Synchronization
@@ -6,7 +7,7 @@ import Synchronization
 @testable import AcceptanceCore
 
 /// The device protocols the fixtures use, as the harness lists them.
-let testProtocols = DeviceProtocols([ModbusProfileSyntax(), RedfishProfileSyntax()])
+let testProtocols = DeviceProtocols([ModbusProfileSyntax(), RedfishProfileSyntax(), SCPIProfileSyntax()])
 
 /// The repository root, for tests that read the real procedures and fixtures.
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

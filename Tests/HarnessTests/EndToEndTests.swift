@@ -59,7 +59,7 @@ struct EndToEndTests {
         #expect(object["verdict"] as? String == "PASS")
         #expect((object["procedure"] as? [String: Any])?["sha256"] as? String == prepared.settings.procedure.sha256)
         #expect((object["clock"] as? [String: Any])?["kind"] as? String == "simulated")
-        let csv = try String(contentsOfFile: folder.file("series-main-12.csv"), encoding: .utf8)
+        let csv = try String(contentsOfFile: folder.file("series-main-14.csv"), encoding: .utf8)
         #expect(csv.hasPrefix("t_s,cdu.loop_pressure [kPa],cdu.supply_temperature [°C]\n"))
         #expect(csv.split(separator: "\n").count == 602)
         // The CDU was handed back: automatic mode, valve open.

@@ -50,7 +50,7 @@ struct ReportPeerTests {
         let (status, output) = try await runProgram(
             try program("chromium"),
             [
-                "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,1400",
+                "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,2400",
                 "--screenshot=\(png)", "file://\(folder)/report.html",
             ])
         #expect(status == 0, "\(output.suffix(2000))")
