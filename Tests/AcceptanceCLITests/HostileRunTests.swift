@@ -94,11 +94,15 @@ struct HostileRunTests {
                 dripping.withLock { $0 } ? .drip(byteCount: 250, interval: .milliseconds(450)) : .honest
             })
         defer { device.stop() }
+        // The station's instruments are a simulator's bench; its CDU is the hostile device.
+        let (bench, benchPort) = try await startSimulatorOnAnyPort()
+        defer { bench.signal(SIGTERM) }
         let reports = temporaryDirectory()
         let running = try Running(
             [
                 "run", "leak-test", "--station",
-                try stationFile(port: device.port, retries: 1, backoff: "100 ms", timeout: "500 ms"),
+                try stationFile(
+                    port: device.port, retries: 1, backoff: "100 ms", timeout: "500 ms", bench: benchPort),
                 "--rack-serial", "NVL72-TEST-01", "--report-dir", reports,
             ], directory: temporaryDirectory())
         // Main has begun once the CDU was switched to manual and the run polls for it (it stays automatic).

@@ -19,6 +19,7 @@ struct KillMatrixTests {
         let process = try Running(
             [
                 "simulate", "--port", "0", "--redfish-port", redfish ? "0" : "-1", "--time-scale", "50",
+                "--scpi-port", "0",
                 "--ca-out", "\(directory)/ca.pem", "--station-out", "\(directory)/station.yaml",
             ], directory: directory)
         _ = try await waitFor(process.stdoutPath, seconds: 60) { $0.contains("station file written") }

@@ -1,10 +1,30 @@
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 
+/// The instruments of each simulator the tests started, by its CDU's port: the gauge's and the DMM's SCPI ports.
+let simulatorBenches = Mutex<[Int: (gauge: Int, dmm: Int)]>([:])
+
+/// The `instruments:` section binding a simulator's bench (by its CDU's port) over its SCPI sockets, if it has one.
+func benchSection(cduPort: Int) -> String {
+    guard let bench = simulatorBenches.withLock({ $0[cduPort] }) else { return "" }
+    return """
+        instruments:
+          gauge:
+            scpi: {tcp: 127.0.0.1:\(bench.gauge), serial: SIMGAUGE0002}
+            calibration: {certificate: SIMULATED-GAUGE, due: 2099-12-31}
+          dmm:
+            scpi: {tcp: 127.0.0.1:\(bench.dmm), serial: SIMDMM0001}
+            calibration: {certificate: SIMULATED-DMM, due: 2099-12-31}
+        """
+}
+
+/// A station with the CDU on `port`, and the instruments of the simulator whose CDU is on `bench` (the same
+/// simulator by default).
 func stationFile(
     port: Int, retries: Int = 5, backoff: String = "1 s", timeout: String = "500 ms", more: String = "",
-    automaticHazards: Bool = true
+    automaticHazards: Bool = true, bench: Int? = nil
 ) throws -> String {
     let path = temporaryDirectory() + "/station.yaml"
     try """
@@ -22,32 +42,45 @@ func stationFile(
       coldplate-leak: this bench has the CDU only, no tray BMCs
     \(automaticHazards ? "confirm_hazards_automatically: the rack is acceptance simulate on this machine" : "")
     \(more)
+    \(benchSection(cduPort: bench ?? port))
     """.write(toFile: path, atomically: true, encoding: .utf8)
     return path
 }
 
 /// `acceptance simulate` on a port, waited for until it says where it listens.
-func startSimulator(port: Int, scenario: String = "nominal", scale: String = "20") async throws -> Running {
-    try await startSimulatorOnAnyPort(port: port, scenario: scenario, scale: scale).simulator
+func startSimulator(
+    port: Int, scenario: String = "nominal", scale: String = "20", scpiPort: Int = 0
+) async throws -> Running {
+    try await startSimulatorOnAnyPort(port: port, scenario: scenario, scale: scale, scpiPort: scpiPort).simulator
 }
 
 /// `acceptance simulate` with its CDU on `port`, or on a port the system chooses (0, the default): a port chosen
 /// in advance with `freePort()` can be taken by another test's server before the simulator binds it. Returns the
 /// simulator and the CDU's port, read from what it prints.
 func startSimulatorOnAnyPort(
-    port: Int = 0, scenario: String = "nominal", scale: String = "20", redfish: Bool = false
+    port: Int = 0, scenario: String = "nominal", scale: String = "20", redfish: Bool = false, scpiPort: Int = 0
 ) async throws -> (simulator: Running, port: Int) {
     let simulator = try Running(
-        ["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario]
+        ["simulate", "--port", "\(port)", "--time-scale", scale, "--scenario", scenario, "--scpi-port", "\(scpiPort)"]
             // The BMCs on ports the system chooses (a fixed 8443 collides with any simulator left running).
             + (redfish ? ["--redfish-port", "0"] : ["--redfish-port", "-1"]),
         directory: temporaryDirectory())
-    let text = try await waitFor(simulator.stdoutPath) { $0.contains("cdu  Modbus TCP 127.0.0.1:") }
-    guard let line = text.split(separator: "\n").first(where: { $0.contains("cdu  Modbus TCP 127.0.0.1:") }),
-        let portText = line.split(separator: ":").last?.split(separator: " ").first, let chosen = Int(portText)
-    else { throw CLIError(message: "the simulator did not say its port: \(text)") }
+    let text = try await waitFor(simulator.stdoutPath) { $0.contains("Ctrl-C to stop") }
+    func listening(after marker: String) -> Int? {
+        guard let line = text.split(separator: "\n").first(where: { $0.contains(marker) }) else { return nil }
+        return line.split(separator: ":").dropFirst().first?.split(separator: " ").first.flatMap { Int($0) }
+    }
+    guard let chosen = listening(after: "cdu  Modbus TCP 127.0.0.1:") else {
+        throw CLIError(message: "the simulator did not say its port: \(text)")
+    }
+    if let gauge = listening(after: "gauge  SCPI 127.0.0.1:"), let dmm = listening(after: "dmm  SCPI 127.0.0.1:") {
+        simulatorBenches.withLock { $0[chosen] = (gauge, dmm) }
+    }
     return (simulator, chosen)
 }
+
+/// The gauge's SCPI port of the simulator whose CDU is on `cduPort`.
+func gaugePort(cduPort: Int) -> Int? { simulatorBenches.withLock { $0[cduPort]?.gauge } }
 
 @Suite("Stations: real Modbus TCP against `acceptance simulate`", .serialized)
 struct StationTests {
@@ -97,10 +130,13 @@ struct StationTests {
     @Test func aClosedPortIsAnErrorNamingDeviceAddressPortAndCause() async throws {
         let closed = try ClosedPort()
         let port = closed.port
+        // The station's instruments are there (a simulator's bench); only its CDU is not.
+        let (bench, benchPort) = try await startSimulatorOnAnyPort()
+        defer { bench.signal(SIGTERM) }
         let reports = temporaryDirectory()
         let result = try await run([
             "run", "leak-test", "--station",
-            try stationFile(port: port, retries: 1, backoff: "100 ms"),
+            try stationFile(port: port, retries: 1, backoff: "100 ms", bench: benchPort),
             "--rack-serial", "NVL72-TEST-01", "--report-dir", reports,
         ])
         #expect(result.status == 2, "\(result.stdout)")
@@ -124,10 +160,19 @@ struct StationTests {
     /// (`simulate --station`), and leak-test runs on it unchanged, with no copy of the fixtures.
     @Test func aStationFittingAnotherCDUModelRunsLeakTestAgainstTheSimulatorServingIt() async throws {
         let port = freePort()
+        // Both simulators serve their instruments from the same port (DMM, then the gauge on the next).
+        let scpi = freePort()
         let station = temporaryDirectory() + "/coolflow-station.yaml"
         try """
         station: coolflow-station
         rack: gb200-nvl72
+        instruments:
+          dmm:
+            scpi: {tcp: 127.0.0.1:\(scpi)}
+            calibration: {certificate: SIMULATED-DMM, due: 2099-12-31}
+          gauge:
+            scpi: {tcp: 127.0.0.1:\(scpi + 1)}
+            calibration: {certificate: SIMULATED-GAUGE, due: 2099-12-31}
         devices:
           cdu:
             model: coolflow-cdu-2000
@@ -145,7 +190,7 @@ struct StationTests {
 
         // The simulator serving the rack profile's CDU does not match what the station says is fitted.
         let reference = try Running(
-            ["simulate", "--port", "\(port)", "--time-scale", "20", "--redfish-port", "-1"],
+            ["simulate", "--port", "\(port)", "--time-scale", "20", "--redfish-port", "-1", "--scpi-port", "\(scpi)"],
             directory: temporaryDirectory())
         _ = try await waitFor(reference.stdoutPath) { $0.contains("127.0.0.1:\(port)") }
         let mismatched = try await run([
@@ -160,7 +205,7 @@ struct StationTests {
         let simulator = try Running(
             [
                 "simulate", "--station", station, "--port", "\(port)", "--time-scale", "20",
-                "--redfish-port", "-1",
+                "--redfish-port", "-1", "--scpi-port", "\(scpi)",
             ], directory: temporaryDirectory())
         defer { simulator.signal(SIGTERM) }
         let banner = try await waitFor(simulator.stdoutPath) { $0.contains("127.0.0.1:\(port)") }
@@ -212,7 +257,8 @@ struct StationTests {
         simulator.signal(SIGKILL)
         _ = try await simulator.wait()
         try await Task.sleep(for: .milliseconds(300))
-        simulator = try await startSimulator(port: port)
+        // Its instruments come back on the same ports too.
+        simulator = try await startSimulator(port: port, scpiPort: simulatorBenches.withLock { $0[port]?.dmm } ?? 0)
         defer { simulator.signal(SIGTERM) }
         let status = try await running.wait()
         #expect(status != 2, "the run continued instead of ending in ERROR: \(running.stdout)")
