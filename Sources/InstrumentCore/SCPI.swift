@@ -55,10 +55,11 @@ public struct SCPIMessage: Sendable, Hashable {
 
     public init(_ text: String) {
         self.text = text
-        // A query ends in '?' (possibly followed by arguments: `MEAS:VOLT:DC? 10,0.001`).
-        expectsAnswer =
-            text.split(separator: ";").last.map { $0.split(separator: " ").first?.hasSuffix("?") ?? false }
-            ?? false
+        // A message with a query in it (a header ending in '?', possibly with arguments: `MEAS:VOLT:DC? 10,0.001`,
+        // or among several: `*IDN?;*CLS`) has an answer to read.
+        expectsAnswer = text.split(separator: ";").contains { part in
+            part.split(separator: " ", omittingEmptySubsequences: true).first?.hasSuffix("?") ?? false
+        }
     }
 }
 

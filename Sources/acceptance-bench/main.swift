@@ -34,9 +34,15 @@ func wallSeconds(
 
 func format(_ value: Double, _ decimals: Int = 1) -> String { String(format: "%.\(decimals)f", value) }
 
+// The USB section runs this binary again under umockdev's preload, as a client of the emulated instrument.
+if CommandLine.arguments.count == 4, CommandLine.arguments[1] == "usb-client" {
+    await USBBench.client(resource: CommandLine.arguments[2], count: Int(CommandLine.arguments[3]) ?? 100)
+    exit(0)
+}
+
 /// Sections to run (`acceptance-bench runner modbus`); all of them without arguments.
 let selected = Set(CommandLine.arguments.dropFirst())
-let sections = ["leak", "runner", "modbus", "redfish", "bundle", "load"]
+let sections = ["leak", "runner", "modbus", "redfish", "bundle", "load", "usb"]
 if let unknown = selected.first(where: { !sections.contains($0) }) {
     print("unknown section '\(unknown)'; sections: \(sections.joined(separator: ", "))")
     exit(64)
@@ -408,6 +414,11 @@ if wants("bundle") {
     print("  (medians of 5)")
 }
 
+if wants("usb") {
+    // 7. SCPI queries per second over USBTMC, ours beside pyvisa-py and python-usbtmc, one emulated instrument.
+    try await USBBench.run(root: root)
+}
+
 /// OpenHTF (PyPI `openhtf`), the peer for the runner's cost per step: its cost per no-op phase, measured by
 /// `Peers/openhtf_phases.py` in the same run, when it is installed.
 enum OpenHTFPeer {
@@ -425,23 +436,27 @@ enum OpenHTFPeer {
 /// Peers written in Python (OpenHTF, PyYAML), run with the python3 on PATH.
 enum Python {
     /// The last line python3 prints, or nil if it fails.
-    static func run(_ arguments: [String]) -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3"] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return nil
-        }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init)
+    static func run(_ arguments: [String]) -> String? { lastLine("/usr/bin/env", ["python3"] + arguments) }
+}
+
+/// The last line a program prints (its errors discarded), or nil if it cannot start or fails.
+func lastLine(_ path: String, _ arguments: [String], environment: [String: String]? = nil) -> String? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    do {
+        try process.run()
+    } catch {
+        return nil
     }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { return nil }
+    return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init)
 }
 
 /// Wall-clock marks a benchmark reads from a run's events: when it started, and when its steps were done (cleanup

@@ -183,6 +183,72 @@ struct USBInstrumentTests {
         #expect((stats["faults_fired"] as? Int ?? 0) >= 1, "\(stats)")
     }
 
+    /// A procedure of the DMM alone: a setting written (so there is something to clean up), a soak sampled, and a
+    /// cleanup step that needs the DMM's own answer to a query (a stale voltage would fail it).
+    static let soak = """
+        id: dmm-soak
+        title: DMM soak
+        version: 1.0.0
+        rack: gb200-nvl72
+        main:
+          - set: dmm.nplc
+            value: 1
+            name: DMM to 1 PLC
+          - sample: [dmm.dc_voltage]
+            every: 1 s
+            for: 2 min
+            name: Busbar soak
+        cleanup:
+          - check: dmm.nplc == 1
+            name: DMM answers its own query after the fault
+        """
+
+    @Test(
+        "A hostile reply during a run ends the step in ERROR naming the instrument; cleanup gets fresh answers",
+        arguments: faults)
+    func hostileRepliesDuringARun(fault: String, expected: String) async throws {
+        let bench = try await EmulatedBench()
+        defer { bench.stop() }
+        let folder = temporaryDirectory()
+        try FileManager.default.createDirectory(atPath: folder + "/procedures", withIntermediateDirectories: true)
+        try Self.soak.write(toFile: folder + "/procedures/dmm-soak.yaml", atomically: true, encoding: .utf8)
+        let station = folder + "/dmm-bench.yaml"
+        try """
+        station: dmm-bench
+        rack: gb200-nvl72
+        instruments:
+          dmm:
+            scpi: {usb: 2a8d:0101, serial: SIMDMM0001}
+            calibration: {certificate: SIMULATED-DMM, due: 2099-12-31}
+        waive:
+          coldplate-leak: a DMM on the bench, no rack
+          cdu-leak: a DMM on the bench, no rack
+          loop-overpressure: a DMM on the bench, no rack
+        """.write(toFile: station, atomically: true, encoding: .utf8)
+        let reports = temporaryDirectory()
+        let running = try Running(
+            [
+                "run", "dmm-soak", "--procedures", folder + "/procedures", "--station", station, "--time-scale", "20",
+                "--report-dir", reports,
+            ], directory: temporaryDirectory(), environment: bench.environment)
+        let run = try await runFolderAppearing(in: reports)
+        _ = try await waitFor(run + "/journal.jsonl") { sampleCount($0) >= 2 }
+        try await bench.fault("SIMDMM0001", fault)
+        let status = try await running.wait(seconds: 60)
+        #expect(status == 2, "\(running.stdout)")
+        let record = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: run + "/record.json")))
+                as? [String: Any])
+        let steps = try #require(record["steps"] as? [[String: Any]])
+        let soak = try #require(steps.first { $0["name"] as? String == "Busbar soak" })
+        let error = soak["error"] as? String ?? ""
+        #expect(soak["verdict"] as? String == "ERROR")
+        #expect(error.contains("device 'dmm' (USB 2a8d:0101 serial SIMDMM0001") && error.contains(expected), "\(error)")
+        let cleanup = try #require(steps.first { $0["name"] as? String == "DMM answers its own query after the fault" })
+        #expect(cleanup["verdict"] as? String == "PASS", "\(cleanup)")
+        #expect(record["cleanup_completed"] as? Bool == true)
+    }
+
     @Test(
         "leak-test and busbar-voltage pass with their instruments over USB; the record lists each with its calibration")
     func proceduresOverUSB() async throws {

@@ -187,5 +187,7 @@ struct SCPIDeviceTests {
         #expect(SCPIMessage("MEAS:VOLT:DC? 10,0.001").expectsAnswer)
         #expect(!SCPIMessage("CONF:VOLT:DC 10").expectsAnswer)
         #expect(SCPIMessage("*CLS;*IDN?").expectsAnswer)
+        #expect(SCPIMessage("*IDN?;*CLS").expectsAnswer)
+        #expect(!SCPIMessage("*CLS; *RST").expectsAnswer)
     }
 }
