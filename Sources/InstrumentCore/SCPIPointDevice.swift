@@ -72,7 +72,18 @@ public final class SCPIPointDevice: PointDevice, Sendable {
     /// the queue is thrown, quoting the instrument; the queue is read to its end so the next exchange starts clean.
     func exchange(_ message: SCPIMessage) async throws(InstrumentError) -> String? {
         let errorQuery = SCPIMessage(settings.errorQuery)
-        let answers = try await port.transact([message, errorQuery], timeout: settings.timeout)
+        let answers: [String]
+        do {
+            answers = try await port.transact([message, errorQuery], timeout: settings.timeout)
+        } catch {
+            // A query the instrument rejects has no answer (IEEE 488.2): the read times out, and the reason is in
+            // its error queue, which is read now so that it is quoted here, not blamed on the next command.
+            guard error.kind != .gone, error.kind != .cancelled, let queued = await drainErrors(), !queued.isEmpty
+            else { throw error }
+            throw InstrumentError(
+                .instrument, command: message.text,
+                "the instrument reported " + queued.joined(separator: "; ") + " after it (\(error.description))")
+        }
         guard let errorAnswer = answers.last else {
             throw InstrumentError(.protocolError, command: settings.errorQuery, "no answer to the error query")
         }
@@ -95,6 +106,19 @@ public final class SCPIPointDevice: PointDevice, Sendable {
                 "the instrument reported " + errors.joined(separator: "; ") + " after it")
         }
         return message.expectsAnswer ? answers.first : nil
+    }
+
+    /// The error queue's entries, read to its end (at most 20); nil when it cannot be read.
+    func drainErrors() async -> [String]? {
+        var errors: [String] = []
+        for _ in 0..<20 {
+            guard let answer = try? await port.transact([SCPIMessage(settings.errorQuery)], timeout: settings.timeout),
+                let entry = answer.first, let (code, text) = SCPIReply.error(entry)
+            else { return nil }
+            if code == 0 { break }
+            errors.append("\(code),\"\(text)\"")
+        }
+        return errors
     }
 
     public func read(_ points: [PointDefinition]) async throws(DeviceError) -> [Value] {

@@ -1,5 +1,6 @@
 import AcceptanceCore
 import CLibUSB
+import Foundation
 import InstrumentCore
 
 // The only file that touches libusb's pointers. Each context, device list, configuration descriptor and device
@@ -140,7 +141,8 @@ final class LibUSBContext {
 final class LibUSBHandle {
     let handle: OpaquePointer
     private var claimed: UInt8?
-    private var reattach = false
+    /// The interface the kernel's driver was detached from, to give back.
+    private var detached: UInt8?
     private var isClosed = false
 
     init(_ device: OpaquePointer) throws(LibUSBError) {
@@ -172,27 +174,28 @@ final class LibUSBHandle {
         if libusb_kernel_driver_active(handle, Int32(interface)) == 1 {
             let status = libusb_detach_kernel_driver(handle, Int32(interface))
             guard status == 0 else { throw LibUSBError("detaching the kernel's usbtmc driver", status) }
-            reattach = true
+            detached = interface
         }
         let status = libusb_claim_interface(handle, Int32(interface))
         guard status == 0 else { throw LibUSBError("claiming interface \(interface)", status) }
         claimed = interface
     }
 
+    /// Releases the interface, gives the kernel its driver back (even when the claim failed after the detach), and
+    /// closes the handle. Once.
     func close() {
         guard !isClosed else { return }
         isClosed = true
-        if let claimed {
-            libusb_release_interface(handle, Int32(claimed))
-            if reattach { libusb_attach_kernel_driver(handle, Int32(claimed)) }
-        }
+        if let claimed { libusb_release_interface(handle, Int32(claimed)) }
+        if let detached { libusb_attach_kernel_driver(handle, Int32(detached)) }
         libusb_close(handle)
     }
 
     static func milliseconds(_ timeout: Duration) -> UInt32 {
         let (seconds, attoseconds) = timeout.components
-        let total = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        return UInt32(clamping: max(1, total))
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        guard !overflow, seconds >= 0 else { return seconds < 0 ? 1 : UInt32.max }
+        return UInt32(clamping: max(1, whole + attoseconds / 1_000_000_000_000_000))
     }
 
     func bulk(_ endpoint: UInt8, _ data: inout [UInt8], timeout: Duration) throws(LibUSBError) -> Int {
@@ -295,8 +298,16 @@ final class LibUSBTMCLink: USBTMCLink {
         let handle: LibUSBHandle
         do {
             handle = try LibUSBHandle(device)
+        } catch {
+            context.close()
+            throw .library(error)
+        }
+        do {
             try handle.claim(interface.number)
         } catch {
+            // Busy (another program has it), or the driver would not let go: the handle is closed before the
+            // context it belongs to.
+            handle.close()
             context.close()
             throw .library(error)
         }
@@ -317,6 +328,13 @@ final class LibUSBTMCLink: USBTMCLink {
     }
 
     var interfaceNumber: UInt8 { interface.number }
+
+    /// Pauses this instrument's own thread between polls of a pending abort or clear (never the cooperative pool).
+    func pause(_ duration: Duration) { Thread.sleep(forTimeInterval: max(0, min(duration.seconds, 1))) }
+
+    func now() -> Duration { ContinuousClock.now - Self.origin }
+
+    static let origin = ContinuousClock.now
 
     func address(of endpoint: USBTMCEndpoint) -> UInt8? {
         switch endpoint {

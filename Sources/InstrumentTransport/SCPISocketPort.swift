@@ -40,17 +40,26 @@ public final class SCPISocketPort: SCPIPort {
             for message in messages {
                 // A connection kept from earlier may have been closed by the instrument since (an idle timeout, a
                 // restart): one fresh connection is tried before the exchange counts as failed.
+                // Between exchanges nothing should arrive: a connection with something to read (the instrument
+                // closed it, or a late answer) is replaced before the message is sent.
+                if confined.descriptor >= 0 {
+                    var watched = pollfd(fd: confined.descriptor, events: Int16(POLLIN), revents: 0)
+                    if poll(&watched, 1, 0) != 0 { confined.close() }
+                }
                 for attempt in 1...2 {
                     let reused = confined.descriptor >= 0
+                    var sent = false
                     do throws(InstrumentError) {
                         if !reused { confined.descriptor = try Self.connect(host: host, port: port, timeout: timeout) }
                         try Self.send(confined.descriptor, Array((message.text + "\n").utf8), timeout: timeout)
+                        sent = true
                         if message.expectsAnswer { answers.append(try Self.line(confined, timeout: timeout)) }
                         break
                     } catch {
                         // Whatever the instrument still sends for this message must not answer the next one.
                         confined.close()
-                        if attempt == 1, reused, error.kind == .gone { continue }
+                        // Sent again only if it never left: a command the instrument took is not repeated.
+                        if attempt == 1, reused, !sent, error.kind == .gone { continue }
                         return .failure(error.about(message.text))
                     }
                 }

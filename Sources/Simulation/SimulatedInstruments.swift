@@ -14,7 +14,7 @@ public struct InstrumentFaults: Sendable, Hashable {
     public var absent = false
     /// From this simulated time on, it answers nothing.
     public var silentAt: Double?
-    /// At this simulated time, the next command leaves `error` in the error queue (and that reading is not taken).
+    /// From this simulated time, the next measurement leaves `error` in the error queue and has no answer.
     public var errorAt: Double?
     public var error = #"-222,"Data out of range""#
     /// From this simulated time on, it is gone (unplugged).
@@ -142,7 +142,16 @@ public final class SimulatedInstrument: SCPIPort, Sendable {
         }
         var answers: [String] = []
         for message in messages {
-            if let answer = handle(message.text), message.expectsAnswer { answers.append(answer) }
+            let answer = handle(message.text)
+            guard message.expectsAnswer else { continue }
+            guard let answer else {
+                // A query it rejected has no answer (IEEE 488.2): the client waits out its timeout.
+                do { try await clock.sleep(for: timeout) } catch {
+                    throw InstrumentError(.cancelled, command: message.text, "stopped")
+                }
+                throw InstrumentError(.timeout, command: message.text, "no answer within \(timeout)")
+            }
+            answers.append(answer)
         }
         return answers
     }
@@ -182,12 +191,12 @@ public final class SimulatedInstrument: SCPIPort, Sendable {
                 return state.errors.isEmpty ? #"+0,"No error""# : state.errors.removeFirst()
             default: break
             }
-            if let reading = measurement(header) {
+            if measurement(header) != nil {
                 if let errorAt = faults.errorAt, time >= errorAt, !state.errorFired {
                     state.errorFired = true
                     state.errors.append(faults.error)
+                    return nil
                 }
-                _ = reading
                 let value = measure() + offset + driftPerSecond * time
                 return String(format: "%+.8E", value)
             }
@@ -199,7 +208,7 @@ public final class SimulatedInstrument: SCPIPort, Sendable {
                 return state.settings[String(header.dropLast())] ?? "0"
             }
             state.errors.append(#"-113,"Undefined header""#)
-            return header.hasSuffix("?") ? nil : nil
+            return nil
         }
     }
 

@@ -132,6 +132,7 @@ struct USBInstrumentTests {
         #expect(ours.status == 0, "\(ours.stderr)")
         let voltage = try #require(Self.number(in: ours.stdout, after: "dmm.dc_voltage = "))
         let listed = try await run(["instruments"], environment: bench.environment)
+        #expect(listed.stdout.contains("*IDN? Simulated Instruments 34465A, serial SIMDMM0001, firmware 1.0.0"))
         for library in ["usbtmc", "pyvisa"] {
             let (status, output) = try await runProgram(
                 try program("python3"),
@@ -146,7 +147,6 @@ struct USBInstrumentTests {
             let answers = try #require(object["answers"] as? [String])
             #expect(answers.count == 3)
             #expect(answers.first == "Simulated Instruments,34465A,SIMDMM0001,1.0.0")
-            #expect(listed.stdout.contains("*IDN? Simulated Instruments 34465A, serial SIMDMM0001, firmware 1.0.0"))
             #expect(abs((Double(answers[1]) ?? 0) - voltage) < 0.0001, "\(library) read \(answers[1]), we \(voltage)")
             #expect(answers[2] == #"+0,"No error""#)
         }

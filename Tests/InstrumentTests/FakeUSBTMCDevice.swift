@@ -8,6 +8,14 @@ final class FakeUSBTMCDevice: USBTMCLink {
         case wrongTag, badInverse, short, oversized, stall, silent, gone
         /// The answer's header announces it all, but the first transfer carries only this many data bytes.
         case splitTransfer(Int)
+        /// Silent, and the answer is still being measured when the transfer is aborted: only a clear drops it.
+        case late
+        /// The REQUEST_DEV_DEP_MSG_IN is refused with a STALL (the query was taken; its answer waits).
+        case stallRequest
+        /// Every reply announces 0 bytes and no end of message.
+        case emptyForever
+        /// The header announces the answer, then only zero-length packets follow.
+        case emptyContinuation
     }
 
     let interfaceNumber: UInt8 = 0
@@ -21,12 +29,24 @@ final class FakeUSBTMCDevice: USBTMCLink {
     var halts: [USBTMCEndpoint] = []
     var bulkInTransfers = 0
     var continuation: [UInt8] = []
+    var clock = Duration.zero
+    var renEnabled = false
+    var interruptEndpoint = true
+    /// The status byte READ_STATUS_BYTE reports, and whether a service request waits on the interrupt endpoint.
+    var statusByte: UInt8 = 0x10
+    var pendingServiceRequest = false
+    var interrupt: [UInt8] = []
+
+    func now() -> Duration {
+        clock += .milliseconds(1)
+        return clock
+    }
 
     func address(of endpoint: USBTMCEndpoint) -> UInt8? {
         switch endpoint {
         case .bulkOut: 0x01
         case .bulkIn: 0x82
-        case .interruptIn: nil
+        case .interruptIn: interruptEndpoint ? 0x83 : nil
         }
     }
 
@@ -40,20 +60,38 @@ final class FakeUSBTMCDevice: USBTMCLink {
             let text = String(decoding: data[12..<(12 + size)], as: UTF8.self)
             received.append(text)
             if let reply = answer(text.trimmingCharacters(in: .newlines)) { queued += Array((reply + "\n").utf8) }
-        case 2: request = (data[1], size)
+        case 2:
+            if case .stallRequest? = fault {
+                fault = nil
+                throw .stall
+            }
+            request = (data[1], size)
         default: throw .stall
         }
     }
 
     func read(_ endpoint: USBTMCEndpoint, maxLength: Int, timeout: Duration) throws(USBLinkFailure) -> [UInt8] {
+        if endpoint == .interruptIn {
+            guard !interrupt.isEmpty else { throw .timeout }
+            let notification = Array(interrupt.prefix(2))
+            interrupt.removeFirst(min(2, interrupt.count))
+            return notification
+        }
         bulkInTransfers += 1
+        if case .emptyContinuation? = fault, request == nil { return [] }
         if !continuation.isEmpty {
             defer { continuation = [] }
             return continuation
         }
         guard let request else { throw .timeout }
         switch fault {
-        case .silent?: throw .timeout
+        case .silent?, .late?: throw .timeout
+        case .emptyForever?:
+            self.request = nil
+            return [2, request.tag, ~request.tag, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        case .emptyContinuation?:
+            self.request = nil
+            return [2, request.tag, ~request.tag, 0, 200, 0, 0, 0, 1, 0, 0, 0]
         case .stall?:
             fault = nil
             throw .stall
@@ -110,8 +148,13 @@ final class FakeUSBTMCDevice: USBTMCLink {
             // Only a transfer in progress can be aborted; its answer is thrown away.
             guard request?.tag == UInt8(truncatingIfNeeded: value) else { return [0x80, 0] }
             request = nil
-            queued = []
-            if case .silent? = fault { fault = nil }
+            switch fault {
+            case .late?: fault = nil  // the transfer ends, but the measurement goes on into the output queue
+            case .silent?:
+                fault = nil
+                queued = []
+            default: queued = []
+            }
             return [0x01, UInt8(truncatingIfNeeded: value)]
         case .checkAbortBulkInStatus?: return [0x01, 0, 0, 0, 0, 0, 0, 0]
         case .initiateAbortBulkOut?: return [0x01, UInt8(truncatingIfNeeded: value)]
@@ -133,7 +176,13 @@ final class FakeUSBTMCDevice: USBTMCLink {
             reply[14] = 0x06
             reply[15] = 0x0F
             return reply
-        case .renControl?: return [0x01]
+        case .renControl?:
+            renEnabled = value == 1
+            return [0x01]
+        case .readStatusByte?:
+            if pendingServiceRequest { interrupt += [0x81, 0x40] }
+            interrupt += [0x80 | UInt8(truncatingIfNeeded: value) & 0x7F, statusByte]
+            return [0x01, UInt8(truncatingIfNeeded: value), 0]
         default: throw .stall
         }
     }

@@ -24,21 +24,22 @@ final class TablePort: SCPIPort {
     var sent: [String] { state.withLock { $0.sent } }
 
     func transact(_ messages: [SCPIMessage], timeout: Duration) async throws(InstrumentError) -> [String] {
-        state.withLock { state in
+        try state.withLock { state -> Result<[String], InstrumentError> in
             var replies: [String] = []
             for message in messages {
                 state.sent.append(message.text)
                 if message.text == "SYST:ERR?" {
                     replies.append(state.errors.isEmpty ? #"+0,"No error""# : state.errors.removeFirst())
                 } else if refused.contains(message.text) {
+                    // A rejected query has no answer (IEEE 488.2): the client times out, and the error waits.
                     state.errors.append(#"-113,"Undefined header""#)
-                    if message.expectsAnswer { replies.append("") }
+                    if message.expectsAnswer { return .failure(InstrumentError(.timeout, "no answer")) }
                 } else if message.expectsAnswer {
                     replies.append(answers[message.text] ?? "")
                 }
             }
-            return replies
-        }
+            return .success(replies)
+        }.get()
     }
 
     func clear() async throws(InstrumentError) {}

@@ -132,11 +132,60 @@ struct USBTMCSessionTests {
         #expect(device.halts.contains(.bulkIn))
         #expect(try session.transact([SCPIMessage("*IDN?")], timeout: .seconds(1)) == ["ACME,DMM-1,SN1,1.0"])
         device.fault = .gone
-        do {
-            _ = try session.transact([SCPIMessage("*IDN?")], timeout: .seconds(1))
-        } catch {
-            #expect(error.kind == .gone)
-            #expect(error.isNoResponse)
+        let gone = #expect(throws: InstrumentError.self) {
+            try session.transact([SCPIMessage("*IDN?")], timeout: .seconds(1))
         }
+        #expect(gone?.kind == .gone && gone?.isNoResponse == true)
+    }
+
+    @Test("An answer still being measured when the transfer is aborted is cleared, not read by the next query")
+    func lateAnswerIsCleared() throws {
+        let (device, session) = Self.instrument()
+        device.fault = .late
+        #expect(throws: InstrumentError.self) {
+            try session.transact([SCPIMessage("MEAS:VOLT:DC?")], timeout: .milliseconds(10))
+        }
+        #expect(device.controls.contains { $0.request == USBTMC.Request.initiateClear.rawValue })
+        #expect(try session.transact([SCPIMessage("MEAS:VOLT:DC?")], timeout: .seconds(1)) == ["+5.02E+01"])
+    }
+
+    @Test("A refused request for the answer clears the device: the query's answer is not left for the next one")
+    func refusedRequest() throws {
+        let (device, session) = Self.instrument()
+        device.fault = .stallRequest
+        let error = #expect(throws: InstrumentError.self) {
+            try session.transact([SCPIMessage("MEAS:VOLT:DC?")], timeout: .seconds(1))
+        }
+        #expect(error?.description.contains("cleared") == true)
+        #expect(device.halts.contains(.bulkOut))
+        #expect(try session.transact([SCPIMessage("MEAS:VOLT:DC?")], timeout: .seconds(1)) == ["+5.02E+01"])
+    }
+
+    @Test(
+        "A device that never ends its answer (empty replies, empty packets) is cut off, not waited on forever",
+        arguments: [FakeUSBTMCDevice.Fault.emptyForever, .emptyContinuation])
+    func neverEnding(_ fault: FakeUSBTMCDevice.Fault) throws {
+        let (device, session) = Self.instrument()
+        device.fault = fault
+        let error = #expect(throws: InstrumentError.self) {
+            try session.transact([SCPIMessage("*IDN?")], timeout: .seconds(1))
+        }
+        #expect(error?.kind == .protocolError)
+        #expect(device.bulkInTransfers < 5, "cut off at once, not after a thousand requests")
+    }
+
+    @Test("READ_STATUS_BYTE reads the notification for its own bTag (past a waiting service request); REN_CONTROL")
+    func statusByteAndRemote() throws {
+        let (device, session) = Self.instrument()
+        device.pendingServiceRequest = true
+        #expect(try session.readStatusByte() == 0x10)
+        let request = try #require(device.controls.last { $0.request == USBTMC.Request.readStatusByte.rawValue })
+        #expect((2...127).contains(request.value))
+        device.interruptEndpoint = false
+        #expect(try session.readStatusByte() == 0)
+        try session.renControl(true)
+        #expect(device.renEnabled)
+        try session.renControl(false)
+        #expect(!device.renEnabled)
     }
 }
