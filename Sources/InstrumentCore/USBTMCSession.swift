@@ -294,7 +294,7 @@ public final class USBTMCSession {
     /// the device's input and output buffers are empty afterwards.
     public func clear() throws(InstrumentError) {
         let interface = UInt16(link.interfaceNumber)
-        do {
+        try handshake("clearing the instrument") {
             let reply = try control(USBTMC.toInterface, .initiateClear, index: interface, length: 1)
             guard reply.first == USBTMC.Status.success.rawValue else {
                 throw InstrumentError(
@@ -313,12 +313,25 @@ public final class USBTMCSession {
                 throw InstrumentError(.refused, "the instrument was still clearing after 50 polls (CHECK_CLEAR_STATUS)")
             }
             try link.clearHalt(.bulkOut)
-        } catch let failure as USBLinkFailure {
-            throw InstrumentError(failure == .gone ? .gone : .refused, "clearing the instrument failed: \(failure)")
+        }
+    }
+
+    /// Runs a class request's exchange, its link failures told as the instrument's: `what` failed, and how.
+    func handshake<T>(_ what: String, _ body: () throws -> T) throws(InstrumentError) -> T {
+        do {
+            return try body()
         } catch let error as InstrumentError {
             throw error
+        } catch let failure as USBLinkFailure {
+            let kind: InstrumentError.Kind =
+                switch failure {
+                case .gone: .gone
+                case .timeout: .timeout
+                default: .refused
+                }
+            throw InstrumentError(kind, "\(what) failed: \(failure)")
         } catch {
-            throw InstrumentError(.refused, "clearing the instrument failed: \(error)")
+            throw InstrumentError(.refused, "\(what) failed: \(error)")
         }
     }
 
@@ -341,18 +354,12 @@ public final class USBTMCSession {
 
     /// USB488 REN_CONTROL: remote enable on or off.
     public func renControl(_ enable: Bool) throws(InstrumentError) {
-        do {
+        try handshake("REN_CONTROL") {
             let reply = try control(
                 USBTMC.toInterface, .renControl, value: enable ? 1 : 0, index: UInt16(link.interfaceNumber), length: 1)
             guard reply.first == USBTMC.Status.success.rawValue else {
                 throw InstrumentError(.refused, "REN_CONTROL answered status \(reply.first ?? 0)")
             }
-        } catch let failure as USBLinkFailure {
-            throw InstrumentError(.refused, "REN_CONTROL failed: \(failure)")
-        } catch let error as InstrumentError {
-            throw error
-        } catch {
-            throw InstrumentError(.refused, "REN_CONTROL failed: \(error)")
         }
     }
 
@@ -360,7 +367,7 @@ public final class USBTMCSession {
     /// endpoint, from its notification.
     public func readStatusByte() throws(InstrumentError) -> UInt8 {
         let tag = UInt8(2 + (Int(nextTag()) % 126))
-        do {
+        return try handshake("READ_STATUS_BYTE") {
             let reply = try control(
                 USBTMC.toInterface, .readStatusByte, value: UInt16(tag), index: UInt16(link.interfaceNumber), length: 3)
             guard reply.count >= 3, reply[0] == USBTMC.Status.success.rawValue, reply[1] == tag else {
@@ -378,12 +385,6 @@ public final class USBTMCSession {
                 return notification[1]
             }
             throw InstrumentError(.protocolError, "READ_STATUS_BYTE: only service requests on the interrupt endpoint")
-        } catch let failure as USBLinkFailure {
-            throw InstrumentError(failure == .timeout ? .timeout : .refused, "READ_STATUS_BYTE failed: \(failure)")
-        } catch let error as InstrumentError {
-            throw error
-        } catch {
-            throw InstrumentError(.refused, "READ_STATUS_BYTE failed: \(error)")
         }
     }
 }

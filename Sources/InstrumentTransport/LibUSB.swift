@@ -198,23 +198,22 @@ final class LibUSBHandle {
         return UInt32(clamping: max(1, whole + attoseconds / 1_000_000_000_000_000))
     }
 
-    func bulk(_ endpoint: UInt8, _ data: inout [UInt8], timeout: Duration) throws(LibUSBError) -> Int {
+    /// A bulk or interrupt transfer on `endpoint` (its direction in bit 7); the bytes moved.
+    func transfer(
+        _ endpoint: UInt8, _ data: inout [UInt8], timeout: Duration, interrupt: Bool = false
+    ) throws(LibUSBError) -> Int {
         var transferred: Int32 = 0
-        let status = data.withUnsafeMutableBufferPointer {
-            libusb_bulk_transfer(
-                handle, endpoint, $0.baseAddress, Int32($0.count), &transferred, Self.milliseconds(timeout))
+        let length = Int32(clamping: data.count)
+        let status = data.withUnsafeMutableBufferPointer { buffer in
+            interrupt
+                ? libusb_interrupt_transfer(
+                    handle, endpoint, buffer.baseAddress, length, &transferred, Self.milliseconds(timeout))
+                : libusb_bulk_transfer(
+                    handle, endpoint, buffer.baseAddress, length, &transferred, Self.milliseconds(timeout))
         }
-        guard status == 0 else { throw LibUSBError("bulk transfer on endpoint 0x\(hex(endpoint))", status) }
-        return Int(transferred)
-    }
-
-    func interrupt(_ endpoint: UInt8, _ data: inout [UInt8], timeout: Duration) throws(LibUSBError) -> Int {
-        var transferred: Int32 = 0
-        let status = data.withUnsafeMutableBufferPointer {
-            libusb_interrupt_transfer(
-                handle, endpoint, $0.baseAddress, Int32($0.count), &transferred, Self.milliseconds(timeout))
+        guard status == 0 else {
+            throw LibUSBError("\(interrupt ? "interrupt" : "bulk") transfer on endpoint 0x\(hex(endpoint))", status)
         }
-        guard status == 0 else { throw LibUSBError("interrupt transfer on endpoint 0x\(hex(endpoint))", status) }
         return Int(transferred)
     }
 
@@ -348,7 +347,7 @@ final class LibUSBTMCLink: USBTMCLink {
         guard !isClosed else { throw .gone }
         var buffer = data
         do {
-            let sent = try handle.bulk(interface.bulkOut, &buffer, timeout: timeout)
+            let sent = try handle.transfer(interface.bulkOut, &buffer, timeout: timeout)
             guard sent == data.count else { throw USBLinkFailure.failed("sent \(sent) of \(data.count) bytes") }
         } catch let error as LibUSBError {
             throw error.failure
@@ -366,10 +365,7 @@ final class LibUSBTMCLink: USBTMCLink {
         let packet = endpoint == .bulkIn ? interface.bulkInMaxPacket : 64
         var buffer = [UInt8](repeating: 0, count: (maxLength + packet - 1) / packet * packet)
         do {
-            let count =
-                endpoint == .interruptIn
-                ? try handle.interrupt(address, &buffer, timeout: timeout)
-                : try handle.bulk(address, &buffer, timeout: timeout)
+            let count = try handle.transfer(address, &buffer, timeout: timeout, interrupt: endpoint == .interruptIn)
             return Array(buffer.prefix(count))
         } catch {
             throw error.failure
