@@ -176,11 +176,10 @@ struct HostileRunTests {
                       password_env: HOSTILE_BMC_PASSWORD, timeout: 1 s, retries: 1}
         waive: {coldplate-leak: one BMC only, cdu-leak: one BMC only, loop-overpressure: one BMC only}
         """.write(toFile: station, atomically: true, encoding: .utf8)
-        setenv("HOSTILE_BMC_USER", "u", 1)
-        setenv("HOSTILE_BMC_PASSWORD", "p", 1)
         let reports = temporaryDirectory()
         let running = try Running(
-            ["run", procedure, "--station", station, "--report-dir", reports], directory: temporaryDirectory())
+            ["run", procedure, "--station", station, "--report-dir", reports], directory: temporaryDirectory(),
+            environment: ["HOSTILE_BMC_USER": "u", "HOSTILE_BMC_PASSWORD": "p"])
         let folder = try await runFolderAppearing(in: reports)
         _ = try await waitFor(folder + "/journal.jsonl") { $0.contains("\"step\":\"main.2\"") }
         slow.withLock { $0 = true }

@@ -157,7 +157,12 @@ struct RedfishStationTests {
         let userVariable: String
         let passwordVariable: String
 
-        init(trust: String, clock: any RunClock = WallClock(timeScale: 200)) async throws {
+        /// The BMCs' login comes from a credentials file (0600), or, with `unsetVariables`, from an environment variable
+        /// that is never set (a test of the message naming it). Nothing here calls setenv: another test's process
+        /// spawn copying the environment at that moment would read freed memory.
+        init(
+            trust: String, clock: any RunClock = WallClock(timeScale: 200), unsetVariables: Bool = false
+        ) async throws {
             let password = "Pw-\(UUID().uuidString)"
             var settings = RedfishSettings()
             settings.powerOnSeconds = 20
@@ -166,8 +171,17 @@ struct RedfishStationTests {
             let suffix = UUID().uuidString.prefix(8).replacingOccurrences(of: "-", with: "")
             userVariable = "ACCEPTANCE_TEST_USER_\(suffix)"
             passwordVariable = "ACCEPTANCE_TEST_PASSWORD_\(suffix)"
-            setenv(userVariable, rack.credentials.username, 1)
-            setenv(passwordVariable, password, 1)
+            let credentials = temporaryDirectory() + "/bmc.credentials"
+            guard
+                FileManager.default.createFile(
+                    atPath: credentials, contents: Data("\(rack.credentials.username):\(password)\n".utf8),
+                    attributes: [.posixPermissions: 0o600])
+            else { throw CocoaError(.fileWriteUnknown) }
+            let login =
+                unsetVariables
+                // The user from a variable every process has (HOME), the password from one that is never set.
+                ? "username_env: HOME\n      password_env: \(passwordVariable)"
+                : "credentials_file: \(credentials)"
             let trustLine = trust.replacingOccurrences(of: "PIN", with: server.certificate?.sha256 ?? "")
             var text = "station: test-line\nrack: gb200-nvl72\n"
             // A BMC-only bench: no CDU, so no interlock that reads it or moves it can be watched.
@@ -184,8 +198,7 @@ struct RedfishStationTests {
                         redfish:
                           urls: [\(urls.joined(separator: ", "))]
                           auth: session
-                          username_env: \(userVariable)
-                          password_env: \(passwordVariable)
+                          \(login)
                           \(trustLine)
                           timeout: 3 s
                           retries: 1
@@ -268,8 +281,7 @@ struct RedfishStationTests {
     }
 
     @Test func missingCredentialsAreNamed() async throws {
-        let line = try await Line(trust: "pin_sha256: PIN")
-        unsetenv(line.passwordVariable)
+        let line = try await Line(trust: "pin_sha256: PIN", unsetVariables: true)
         var request = RunRequest(procedure: "leak-detectors", workspace: workspace)
         request.station = line.station
         do {
