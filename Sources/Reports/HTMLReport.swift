@@ -31,10 +31,13 @@ enum HTMLReport {
             .member{color:#57606a;font-size:12px} figure{margin:12px 0;page-break-inside:avoid} figcaption{color:#57606a}
             .signature{border:1px solid #d0d7de;padding:10px 14px;background:#f6f8fa} .unsigned{border-color:#cf222e;color:#cf222e}
             @media print{body{margin:0;max-width:none} .verdict{break-after:avoid} tr{break-inside:avoid}}
+            .deviation,.deviation td,.deviation th{color:#cf222e;border-color:#cf222e;font-weight:600}
+            .watermark{position:fixed;top:42%;left:0;right:0;text-align:center;transform:rotate(-30deg);font-size:120px;font-weight:800;letter-spacing:12px;color:rgba(207,34,46,.13);pointer-events:none;z-index:10}
             </style></head><body>
+            \(record.isSimulated ? "<div class=\"watermark\" id=\"simulated\">SIMULATED</div>" : "")
             <h1>\(e(record.procedure.title))</h1>
             <div>\(e(record.procedure.id)) \(e(record.procedure.version)) · run \(e(record.runID))</div>
-            <div class="verdict" id="verdict">\(e(record.verdict.rawValue))<small>\(e(verdictText(record)))</small></div>
+            <div class="verdict" id="verdict">\(e(record.verdict.rawValue))\(record.isSimulated ? " · SIMULATED" : "")<small>\(e(verdictText(record)))</small></div>
 
             """
         out += "<h2>Rack and station</h2>\n<table class=\"kv\">\n"
@@ -52,13 +55,26 @@ enum HTMLReport {
             ),
         ]
         if let scenario = record.scenario { identity.append(("Simulation scenario", "\(scenario) (SIMULATED rack)")) }
+        let deviated = Dictionary((record.deviations ?? []).map { ($0.parameter, $0) }) { first, _ in first }
         for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {
-            identity.append(("Parameter \(name)", value))
+            let mark = deviated[name].map { "  (DEVIATION: the procedure says \($0.procedureValue))" } ?? ""
+            identity.append(("Parameter \(name)", value + mark))
         }
         for instrument in record.instruments ?? [] { identity.append(("Instrument", instrument.summary)) }
         for warning in record.warnings ?? [] { identity.append(("Warning", warning)) }
         for (name, value) in identity { out += "<tr><td>\(e(name))</td><td>\(e(value))</td></tr>\n" }
         out += "</table>\n"
+        if let deviations = record.deviations, !deviations.isEmpty {
+            out +=
+                "<h2 class=\"deviation\">Deviations from the procedure</h2>\n<table class=\"deviation\" id=\"deviations\">\n"
+            out += "<tr><th>Limit</th><th>Procedure</th><th>This run</th><th>By</th><th>Reason</th></tr>\n"
+            for deviation in deviations {
+                out +=
+                    "<tr><td>\(e(deviation.parameter))</td><td>\(e(deviation.procedureValue))</td>"
+                    + "<td>\(e(deviation.value))</td><td>\(e(deviation.by))</td><td>\(e(deviation.reason))</td></tr>\n"
+            }
+            out += "</table>\n"
+        }
         if let message = record.message { out += "<p><strong>\(e(message))</strong></p>\n" }
         out += safety(record)
 
@@ -191,6 +207,11 @@ enum HTMLReport {
     }
 
     static func verdictText(_ record: RunRecord) -> String {
+        let text = judgement(record)
+        return record.isSimulated ? text + " SIMULATED rack: no real rack was tested." : text
+    }
+
+    static func judgement(_ record: RunRecord) -> String {
         switch record.verdict {
         case .pass: "The rack met every limit."
         case .fail: "The rack FAILED a limit."

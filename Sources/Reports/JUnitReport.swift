@@ -53,6 +53,8 @@ public enum JUnitReport {
             ("rack_serial", record.rackSerial ?? ""), ("station", record.station),
             ("operator", record.operator ?? ""), ("procedure_sha256", record.procedure.sha256),
             ("clock", record.clock.kind.rawValue),
+            // A dashboard must be able to tell a run on the built-in simulated rack from one on a real rack.
+            ("simulated", record.isSimulated ? "true" : "false"),
         ]
         if let scenario = record.scenario { properties.append(("scenario", scenario)) }
         for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {

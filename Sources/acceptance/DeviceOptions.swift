@@ -3,13 +3,21 @@ import ArgumentParser
 import Foundation
 import Harness
 
-/// Which devices the technician tools talk to: a station's, or the built-in simulated rack.
+/// Which devices the technician tools talk to: a station's (named, or the one this machine is configured as), or
+/// the built-in simulated rack.
 struct DeviceOptions: ParsableArguments {
-    @Option(help: "Station file (or name in Fixtures/stations); without it, the built-in simulated rack.")
+    @Option(
+        help: """
+            Station file (or name in Fixtures/stations). Default: ACCEPTANCE_STATION, else ./station.yaml, \
+            $XDG_CONFIG_HOME/acceptance/station.yaml, /etc/acceptance/station.yaml; with none, the simulated rack.
+            """)
     var station: String?
 
-    @Option(help: "Simulation scenario, for the simulated rack.")
-    var scenario = "nominal"
+    @Flag(help: "Use the built-in simulated rack even where a station is configured (if it allows that).")
+    var simulated = false
+
+    @Option(help: "Simulation scenario, for the simulated rack (default: nominal).")
+    var scenario: String?
 
     @Option(help: "How to reach the simulated rack: memory or tcp.")
     var simTransport = "memory"
@@ -20,6 +28,7 @@ struct DeviceOptions: ParsableArguments {
     var models: [String] = []
 
     func validate() throws {
+        if simulated, station != nil { throw ValidationError("--simulated and --station are two different racks") }
         guard SimulatorTransport(rawValue: simTransport) != nil else {
             throw ValidationError("--sim-transport must be memory or tcp")
         }
@@ -34,11 +43,41 @@ struct DeviceOptions: ParsableArguments {
         _ = try FittedModels.parse(models)
     }
 
-    /// A request for these devices (and, for `run`, a procedure).
-    func request(procedure: String = "", workspace: Workspace) -> RunRequest {
+    /// The station these options mean: the one named, else (unless --simulated) the one this machine is configured
+    /// as, with where that came from; nil for the built-in simulated rack. Simulator options with a configured
+    /// station, or --simulated where the station forbids it, are usage errors.
+    func resolvedStation(workspace: Workspace) throws -> StationDiscovery.Configured? {
+        if let station { return StationDiscovery.Configured(station: station, source: "--station") }
+        guard let configured = StationDiscovery.configured() else { return nil }
+        if simulated {
+            let loaded: StationConfiguration
+            do {
+                loaded = try StationConfiguration.load(named: configured.station, workspace: workspace)
+            } catch {
+                throw ValidationError("the station configured by \(configured.source) does not load: \(error)")
+            }
+            guard loaded.allowSimulated else {
+                throw ValidationError(
+                    "station '\(loaded.id)' (\(configured.source)) does not allow runs on the simulated rack "
+                        + "(allow_simulated: false)")
+            }
+            return nil
+        }
+        if scenario != nil || simTransport != "memory" || !models.isEmpty {
+            throw ValidationError(
+                "this machine is station \(configured.station) (\(configured.source)); --scenario, --sim-transport and "
+                    + "--model are for the simulated rack: add --simulated")
+        }
+        return configured
+    }
+
+    /// A request for these devices (and, for `run`, a procedure), for the station `resolvedStation` chose.
+    func request(
+        procedure: String = "", workspace: Workspace, station resolved: StationDiscovery.Configured?
+    ) -> RunRequest {
         var request = RunRequest(procedure: procedure, workspace: workspace)
-        request.station = station
-        request.scenario = scenario
+        request.station = resolved?.station
+        request.scenario = scenario ?? "nominal"
         request.simulatorTransport = SimulatorTransport(rawValue: simTransport) ?? .memory
         request.models = (try? FittedModels.parse(models)) ?? [:]
         return request
@@ -51,13 +90,14 @@ struct DeviceOptions: ParsableArguments {
     )
         throws -> DevicePlan
     {
+        let resolved = try resolvedStation(workspace: workspace)
+        let request = request(workspace: workspace, station: resolved)
         do throws(HarnessError) {
             let configuration = try PointTool.configuration(
-                rack: nil, station: station, models: request(workspace: workspace).models,
-                workspace: workspace)
+                rack: nil, station: resolved?.station, models: request.models, workspace: workspace)
             try check(configuration)
             return try DevicePlan.make(
-                request: request(workspace: workspace), configuration: configuration,
+                request: request, configuration: configuration,
                 only: Set(points.map { String($0.prefix { $0 != "." }) }))
         } catch {
             throw ValidationError(error.description)

@@ -56,6 +56,9 @@ final class Running: @unchecked Sendable {
         process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
         var variables = ProcessInfo.processInfo.environment
         variables["ACCEPTANCE_STATE_DIR"] = directory + "/state"
+        // No station configured on the machine running the tests leaks in: only the one a test sets.
+        variables["ACCEPTANCE_STATION"] = nil
+        variables["XDG_CONFIG_HOME"] = directory + "/config"
         variables.merge(environment) { $1 }
         process.environment = variables
         process.standardInput = FileHandle.nullDevice
