@@ -56,3 +56,30 @@ public struct InstrumentRecord: Sendable, Hashable, Codable {
         return text
     }
 }
+
+/// A limit of the procedure changed for one run (`--param max_decay=10kPa`): who, what, from, to and why. Recorded,
+/// shown in red, signed, and an archive wants an approver's signature on a bundle that has one.
+public struct DeviationRecord: Sendable, Hashable, Codable {
+    public var parameter: String
+    /// The procedure's value, and the one the run used.
+    public var procedureValue: String
+    public var value: String
+    public var reason: String
+    public var by: String
+
+    public init(parameter: String, procedureValue: String, value: String, reason: String, by: String) {
+        self.parameter = parameter
+        self.procedureValue = procedureValue
+        self.value = value
+        self.reason = reason
+        self.by = by
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case parameter, value, reason, by
+        case procedureValue = "procedure_value"
+    }
+
+    /// `max_decay 2 kPa → 10 kPa by J. Smith: retest after QD swap (QA-1234)`.
+    public var summary: String { "\(parameter) \(procedureValue) → \(value) by \(by): \(reason)" }
+}

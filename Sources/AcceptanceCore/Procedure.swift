@@ -199,6 +199,8 @@ public struct Parameter: Sendable {
     public var maximum: Quantity?
     public var description: String
     public var location: SourceLocation
+    /// Marked `limit: true`: a limit even where no `limits:` uses it (a release a firmware check compares with).
+    public var markedLimit = false
 }
 
 /// A scripted acceptance procedure, as loaded from `Procedures/<id>.yaml`.
@@ -278,6 +280,25 @@ public struct Procedure: Sendable {
             case let .firmware(points, release):
                 points.forEach(note)
                 release.references.forEach(note)
+            }
+        }
+        return names
+    }
+
+    /// The parameters that are limits: marked `limit: true`, or used in any step's or measurement's `limits:`.
+    /// Overriding one is a deviation from the procedure (refused, or recorded and approved); the rest are tunable.
+    public var limitParameters: Set<String> {
+        var names = Set(parameters.filter(\.markedLimit).map(\.name))
+        for step in allSteps {
+            var limits: [Limits] = []
+            switch step.kind {
+            case let .measure(_, stepLimits, _): limits.append(stepLimits)
+            case let .sample(_, _, _, measurements, _): limits += measurements.map(\.limits)
+            default: break
+            }
+            for reference in limits.flatMap({ [$0.low, $0.high].compactMap { $0 } }).flatMap(\.references)
+            where parameter(named: reference) != nil {
+                names.insert(reference)
             }
         }
         return names

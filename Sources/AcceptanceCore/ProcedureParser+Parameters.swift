@@ -13,7 +13,7 @@ extension ProcedureParser {
             var defaultNode: Node = value
             if case .mapping = value, let fields = reader.mapping(value, "parameter '\(name)'") {
                 reader.rejectUnknownKeys(
-                    fields, allowed: ["default", "min", "max", "description", "type", "pattern"],
+                    fields, allowed: ["default", "min", "max", "description", "type", "pattern", "limit"],
                     in: "parameter '\(name)'")
                 guard let found = fields.first(where: { $0.key == "default" })?.value else {
                     reader.error("parameter '\(name)' needs a 'default' with a unit", at: keyNode)
@@ -23,6 +23,7 @@ extension ProcedureParser {
                 for (key, _, field) in fields {
                     switch key {
                     case "description": parameter.description = reader.scalar(field, "description") ?? ""
+                    case "limit": parameter.markedLimit = reader.bool(field, "limit") ?? false
                     case "min": parameter.minimum = reader.quantity(field, "min of '\(name)'")
                     case "max": parameter.maximum = reader.quantity(field, "max of '\(name)'")
                     case "type":

@@ -231,6 +231,8 @@ public struct RunRecord: Sendable, Codable {
     public var models: [String: String]?
     /// The station instruments the run used: identity from `*IDN?`, connection and calibration.
     public var instruments: [InstrumentRecord]?
+    /// Limits of the procedure this run changed, each with who and why.
+    public var deviations: [DeviationRecord]?
     /// Requests retried outside any step: while connecting (a BMC busy at login) or between steps.
     public var retries: [String]?
     /// Station settings an auditor must see: certificate verification switched off, an unsigned station.
@@ -244,6 +246,9 @@ public struct RunRecord: Sendable, Codable {
     public var interlocks: [InterlockRecord]?
     /// The safe-state check at the end of the run.
     public var safeState: SafeStateRecord?
+
+    /// A run on the built-in simulated rack (it has a scenario): never evidence about a real rack.
+    public var isSimulated: Bool { scenario != nil }
     /// Why the run ended as it did when the station itself stopped (`station stopped unexpectedly`), and the
     /// recovery that wrote this record afterwards.
     public var recovery: RecoveryRecord?
@@ -264,7 +269,8 @@ public struct RunRecord: Sendable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case endpoints, models, instruments, retries, warnings, harness, parts, firmware, interlocks, recovery
+        case endpoints, models, instruments, deviations, retries, warnings, harness, parts, firmware, interlocks
+        case recovery
         case safeState = "safe_state"
         case schema
         case runID = "run_id"

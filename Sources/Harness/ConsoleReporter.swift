@@ -310,6 +310,14 @@ public final class ConsoleReporter: RunObserver {
             case .skipped: ""
             }
         print("  VERDICT: \(big)  \(meaning)")
+        if record.isSimulated {
+            print(
+                "  " + style.paint(" SIMULATED ", "1;37;44")
+                    + "  the built-in simulated rack (scenario '\(record.scenario ?? "")'): no real rack was tested")
+        }
+        for deviation in record.deviations ?? [] {
+            print("  " + style.paint("DEVIATION", "1;31") + " \(deviation.summary.escapingControlCharacters)")
+        }
         let serial = record.rackSerial?.escapingControlCharacters ?? "(no serial)"
         print("  \(record.procedure.id) \(record.procedure.version) · rack \(serial)")
         if let message = record.message?.escapingControlCharacters, record.verdict != .pass { print("  " + message) }

@@ -52,6 +52,8 @@ public struct RunRequest: Sendable {
     public var loopbackPatience: Duration?
     /// Runs even with an instrument whose calibration is past due (or not recorded), saying so in the record.
     public var allowUncalibrated = false
+    /// Why a limit is overridden (`--deviation-reason`): required at a station that allows deviations.
+    public var deviationReason: String?
 
     public init(procedure: String, workspace: Workspace) {
         self.procedure = procedure
@@ -194,6 +196,10 @@ public struct PreparedRun: Sendable {
         settings.endpoints = plan.endpoints
         settings.models = Dictionary(uniqueKeysWithValues: plan.devices.map { ($0.name, $0.profile.model) })
         settings.interlocks = inputs.interlocks
+        settings.deviations = inputs.deviations
+        for deviation in inputs.deviations {
+            settings.warnings.append("DEVIATION from the procedure: \(deviation.summary)")
+        }
         if inputs.station == nil {
             settings.automaticHazards = "simulated rack"
         } else if let station = inputs.station, let reason = station.automaticHazards {

@@ -30,6 +30,8 @@ public struct RunInputs: Sendable {
     public let interlocks: [Interlock]
     /// Interlocks the station waives, with its reasons, and what they would have watched.
     public let waived: [(interlock: Interlock, reason: String)]
+    /// Limits of the procedure this run changes.
+    public var deviations: [DeviationRecord] = []
 
     /// Every device the interlocks read or their reactions move.
     public var watchedDevices: [String] {
@@ -81,6 +83,7 @@ public struct RunInputs: Sendable {
         } catch {
             throw .parameter(error)
         }
+        let deviations = try Self.deviations(procedure, parameters, texts, request: request, station: station)
         let manifests = try FirmwareManifests.load(from: request.workspace.fixtures)
         // The signing key is checked before anything runs: a key readable by others is refused, not used.
         let keyPath = request.signingKey ?? station?.signingKey
@@ -105,7 +108,51 @@ public struct RunInputs: Sendable {
             scenario: scenario, manifests: manifests, parameters: parameters, textParameters: texts,
             signingKeyPath: keyPath, signingKey: signingKey,
             configurationFile: station?.file ?? "\(request.workspace.scenarios)/\(request.scenario).yaml",
-            interlocks: interlocks, waived: waived)
+            interlocks: interlocks, waived: waived, deviations: deviations)
+    }
+
+    /// The procedure's limits this run changes. At a station a changed limit is refused unless the station allows
+    /// deviations, and then it needs a reason; on the simulated rack it is allowed and still recorded.
+    static func deviations(
+        _ procedure: Procedure, _ values: [String: Quantity], _ texts: [String: String], request: RunRequest,
+        station: StationConfiguration?
+    ) throws(HarnessError) -> [DeviationRecord] {
+        let limits = procedure.limitParameters
+        var found: [DeviationRecord] = []
+        for name in request.parameters.keys.sorted() where limits.contains(name) {
+            guard let parameter = procedure.parameter(named: name) else { continue }
+            let before: String
+            let after: String
+            if let text = parameter.text {
+                before = text
+                after = texts[name] ?? text
+            } else {
+                let value = values[name] ?? parameter.defaultValue
+                let same = (try? value.converted(to: parameter.defaultValue.unit).value) == parameter.defaultValue.value
+                if same { continue }
+                before = parameter.defaultValue.description
+                after = value.description
+            }
+            if before == after { continue }
+            if let station {
+                guard station.allowDeviations else {
+                    throw .deviation(
+                        "'\(name)' is a limit of procedure '\(procedure.id)' (\(before)); station '\(station.id)' does not "
+                            + "allow deviations from a procedure's limits (allow_deviations: true in its station file)")
+                }
+                guard let reason = request.deviationReason?.trimmingCharacters(in: .whitespaces), !reason.isEmpty else {
+                    throw .deviation(
+                        "'\(name)' is a limit of procedure '\(procedure.id)' (\(before) → \(after)): a deviation needs "
+                            + "--deviation-reason (it goes in the record, the report and the signature)")
+                }
+            }
+            found.append(
+                DeviationRecord(
+                    parameter: name, procedureValue: before, value: after,
+                    reason: request.deviationReason ?? (station == nil ? "simulated rack" : ""),
+                    by: request.operatorName ?? station?.operatorName ?? "unknown"))
+        }
+        return found
     }
 
     /// The rack's interlocks with the station's changes over them, less those it waives (each waiver must name one).

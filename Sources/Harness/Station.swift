@@ -32,6 +32,12 @@ public struct StationConfiguration: Sendable {
     /// A bench station whose "rack" cannot hurt anyone (a simulator on this machine) may confirm hazardous steps
     /// without a person when nobody is at a terminal, with this reason, in every record. Never on a line station.
     public var automaticHazards: String?
+    /// Whether this station's machine may run on the built-in simulated rack (`--simulated`); a line station says
+    /// `allow_simulated: false`, so a simulated PASS can never be produced where real racks are tested.
+    public var allowSimulated = true
+    /// Whether a run here may change one of a procedure's limits (a recorded deviation, with a reason, that an
+    /// approver signs before the archive takes the bundle). Off unless the station says so.
+    public var allowDeviations = false
 
     /// Each instrument's calibration, by instrument name (`instruments:` in the station file).
     public var calibrations: [String: Calibration] = [:]
@@ -57,6 +63,7 @@ public struct StationConfiguration: Sendable {
                 allowed: [
                     "station", "description", "operator", "rack", "devices", "instruments", "groups",
                     "settings", "signing_key", "archive", "interlocks", "waive", "confirm_hazards_automatically",
+                    "allow_simulated", "allow_deviations",
                 ],
                 in: "station")
             for (key, _, value) in entries {
@@ -87,6 +94,8 @@ public struct StationConfiguration: Sendable {
                         station.automaticHazards = reason
                     }
                 case "description": station.description = reader.scalar(value, "description") ?? ""
+                case "allow_simulated": station.allowSimulated = reader.bool(value, "allow_simulated") ?? true
+                case "allow_deviations": station.allowDeviations = reader.bool(value, "allow_deviations") ?? false
                 case "operator": station.operatorName = reader.scalar(value, "operator")
                 case "rack": station.rack = reader.scalar(value, "rack")
                 case "devices":

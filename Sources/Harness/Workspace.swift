@@ -70,6 +70,8 @@ public enum HarnessError: Error, Sendable, CustomStringConvertible {
     case invalidFiles(DiagnosticsError)
     case parameter(ParameterError)
     case input(String)
+    /// A limit changed where that is not allowed, or without a reason: a usage error.
+    case deviation(String)
     case unsupported(String)
     case record(RecordWriteError)
     /// The station has a run it did not finish: nothing may move the rack until it is recovered.
@@ -84,6 +86,7 @@ public enum HarnessError: Error, Sendable, CustomStringConvertible {
         case let .invalidFiles(error): return error.description
         case let .parameter(error): return error.description
         case let .input(message): return message
+        case let .deviation(message): return message
         case let .unsupported(message): return message
         case let .record(error): return error.description
         case let .unfinishedRun(run):

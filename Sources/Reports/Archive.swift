@@ -137,6 +137,13 @@ public final class ReportArchive: Sendable {
                 description: "refused \(folder): it is a run on the SIMULATED rack, not evidence about a real one "
                     + "(archive it with --allow-simulated if you mean to)")
         }
+        // A run that changed a procedure's limit is evidence only once an approver has signed for the change.
+        guard verification.deviations.isEmpty || verification.approved else {
+            throw ArchiveError(
+                description: "refused \(folder): it deviates from the procedure's limits ("
+                    + verification.deviations.joined(separator: ", ")
+                    + ") and no approver has signed it: acceptance approve \(folder) --key APPROVER.key.pem")
+        }
         guard let statement = verification.statementSHA256, let runID = verification.runID,
             let procedure = verification.procedure, let started = verification.started
         else {

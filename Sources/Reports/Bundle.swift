@@ -217,6 +217,15 @@ public enum ReportBundle {
             // A run on the simulated rack is never evidence about a real rack, whatever serial was typed in.
             "simulated": .bool(record.scenario != nil),
         ]
+        // Limits the run changed: an archive wants an approver's signature on a bundle that has any.
+        predicate["deviations"] = .array(
+            (record.deviations ?? []).map { deviation in
+                [
+                    "parameter": .string(deviation.parameter), "procedureValue": .string(deviation.procedureValue),
+                    "value": .string(deviation.value), "by": .string(deviation.by),
+                    "reason": .string(deviation.reason),
+                ]
+            })
         // The instruments that measured the rack, as the signature covers them: identity and calibration.
         if let instruments = record.instruments, !instruments.isEmpty {
             predicate["instruments"] = .array(

@@ -25,6 +25,16 @@ public enum OCPStream {
                             "runId": .string(record.runID), "station": .string(record.station),
                             "harness": .string(harness),
                             "procedureSha256": .string(record.procedure.sha256),
+                            "simulated": .bool(record.isSimulated),
+                            "deviations": .array(
+                                (record.deviations ?? []).map { deviation in
+                                    [
+                                        "parameter": .string(deviation.parameter),
+                                        "procedureValue": .string(deviation.procedureValue),
+                                        "value": .string(deviation.value), "by": .string(deviation.by),
+                                        "reason": .string(deviation.reason),
+                                    ]
+                                }),
                         ],
                     ]
                 ]

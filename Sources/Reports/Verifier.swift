@@ -17,6 +17,10 @@ public struct BundleVerification: Sendable {
     public var procedureVersion: String?
     public var started: String?
     public var simulated = false
+    /// Limits the run changed, as the signed predicate lists them (`parameter from → to`).
+    public var deviations: [String] = []
+    /// An approval that verified.
+    public var approved = false
     /// SHA-256 of the signed statement: the bundle's identity, whatever the envelope's formatting.
     public var statementSHA256: String?
     public var signerName: String?
@@ -90,6 +94,10 @@ public enum BundleVerifier {
                 result.simulated = true
                 result.fail("predicate.simulated is \(value.serialized), not true or false: refused")
             }
+        }
+        result.deviations = (predicate?["deviations"]?.array ?? []).map { deviation in
+            "\(deviation["parameter"]?.string ?? "?") \(deviation["procedureValue"]?.string ?? "?") → "
+                + "\(deviation["value"]?.string ?? "?")"
         }
         result.statementSHA256 = SHA256.hash(data: envelope.payload).map { String(format: "%02x", $0) }.joined()
 
@@ -247,6 +255,7 @@ public enum BundleVerifier {
             result.fail("approval: approved at \(Timestamp.string(at)), but \(problem)")
             return
         }
+        result.approved = true
         result.pass(
             "approval: '\(entry.name)' (\(entry.role)) approved this attestation: \"\(meaning)\" "
                 + "at \(approver?["approvedAt"]?.string ?? "?")")

@@ -6,7 +6,7 @@ import Harness
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run a procedure (on the built-in simulated rack).",
+        abstract: "Run a procedure on this station's rack, or on the built-in simulated rack.",
         discussion: """
             Examples:
               acceptance run leak-test
@@ -49,9 +49,13 @@ struct RunCommand: AsyncParsableCommand {
 
     @Flag(
         help: """
-            Run even when an instrument's calibration is past due (or not recorded): the record, report and             attestation say UNCALIBRATED.
+            Run even when an instrument's calibration is past due (or not recorded): the record, report and \
+            attestation say UNCALIBRATED.
             """)
     var allowUncalibrated = false
+
+    @Option(help: "Why a limit of the procedure is changed for this run (a recorded deviation, for the approver).")
+    var deviationReason: String?
 
     @OptionGroup var devices: DeviceOptions
 
@@ -86,11 +90,12 @@ struct RunCommand: AsyncParsableCommand {
         let style = ConsoleStyle.detect()
         let stop = StopController()
         let trap = SignalTrap(stop: stop, style: style)
-        var request = devices.request(
-            procedure: procedure,
-            workspace: Workspace.locate(
-                procedures: workspace.procedures,
-                fixtures: workspace.fixtures))
+        let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
+        let station = try devices.resolvedStation(workspace: location)
+        if let station, station.source != "--station" {
+            ConsoleOutput.standardError.write("station \(station.station) (configured by \(station.source))\n")
+        }
+        var request = devices.request(procedure: procedure, workspace: location, station: station)
         request.parameters = Self.pairs(parameters)
         request.inputs = Self.pairs(inputs)
         if let rackSerial { request.inputs["rack_serial"] = rackSerial }
@@ -100,13 +105,14 @@ struct RunCommand: AsyncParsableCommand {
         request.signingKey = signingKey
         request.stateDirectory = StationState.defaultDirectory()
         request.allowUncalibrated = allowUncalibrated
+        request.deviationReason = deviationReason
 
         let prepared: PreparedRun
         do {
             prepared = try await PreparedRun.prepare(request)
         } catch {
             switch error {
-            case .procedureNotFound, .parameter, .input:
+            case .procedureNotFound, .parameter, .input, .deviation:
                 throw ValidationError(error.description)
             default:
                 ConsoleOutput.standardError.write("error: \(error)\n")

@@ -23,6 +23,8 @@ public struct RunSettings: Sendable {
     public var endpoints: [String: String] = [:]
     /// The instruments the run uses, as they identified themselves, with their calibration.
     public var instruments: [InstrumentRecord] = []
+    /// Limits changed for this run.
+    public var deviations: [DeviationRecord] = []
     /// The model (profile) of each device used, as fitted.
     public var models: [String: String] = [:]
     /// The harness's version and executable digest, for the record.

@@ -77,6 +77,7 @@ public final class Runner: Sendable {
         if !settings.endpoints.isEmpty { withTransport.endpoints = settings.endpoints }
         if !settings.models.isEmpty { withTransport.models = settings.models }
         if !settings.instruments.isEmpty { withTransport.instruments = settings.instruments }
+        if !settings.deviations.isEmpty { withTransport.deviations = settings.deviations }
         if !settings.warnings.isEmpty { withTransport.warnings = settings.warnings }
         withTransport.harness = settings.harness
         state = Mutex(State(record: withTransport, environment: environment))
