@@ -115,6 +115,8 @@ public struct StepRecord: Sendable, Codable, Hashable {
     public var started: String?
     public var ended: String?
     public var durationSeconds: Double?
+    /// Wall-clock seconds the step took (on the simulated clock, `durationSeconds` is simulated time).
+    public var wallSeconds: Double?
     public var measurements: [MeasurementRecord]
     /// What happened, in a sentence: why it failed, what was written, how the operator answered.
     public var message: String?
@@ -155,6 +157,7 @@ public struct StepRecord: Sendable, Codable, Hashable {
             source
         case members, hazard
         case durationSeconds = "duration_s"
+        case wallSeconds = "wall_s"
         case confirmedBy = "confirmed_by"
     }
 }

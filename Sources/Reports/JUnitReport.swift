@@ -1,8 +1,9 @@
 import AcceptanceCore
 import Foundation
 
-/// The run as JUnit XML (Jenkins/Ant dialect) for CI dashboards: one `testsuite`, a `testcase` per step.
-/// FAIL is a `failure`, ERROR and ABORTED are `error`s, SKIPPED is `skipped`.
+/// The run as JUnit XML (Jenkins/Ant dialect) for CI dashboards: one `testsuite`, a `testcase` per measurement (per
+/// for_each member), named by step name. FAIL is a `failure`, ERROR and ABORTED are `error`s, SKIPPED is `skipped`;
+/// times are wall-clock seconds.
 public enum JUnitReport {
     public static func xml(_ record: RunRecord) -> String {
         var steps = record.steps
@@ -35,18 +36,20 @@ public enum JUnitReport {
                     .joined(separator: "\n"),
                     error: safe.verified ? nil : safe.summary, source: "safe_state"))
         }
-        let failures = steps.count { $0.verdict == .fail }
-        let errors = steps.count { $0.verdict == .error || $0.verdict == .aborted }
-        let skipped = steps.count { $0.verdict == .skipped }
-        let time = steps.compactMap(\.durationSeconds).reduce(0, +)
+        let cases = steps.flatMap { Self.cases(of: $0, procedure: record.procedure.id) }
+        let failures = cases.count { $0.verdict == .fail }
+        let errors = cases.count { $0.verdict == .error || $0.verdict == .aborted }
+        let skipped = cases.count { $0.verdict == .skipped }
+        let time = record.clock.wallSeconds
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         out +=
-            "<testsuites name=\"acceptance\" tests=\"\(steps.count)\" failures=\"\(failures)\" errors=\"\(errors)\" "
+            "<testsuites name=\"acceptance\" tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(errors)\" "
             + "skipped=\"\(skipped)\" time=\"\(seconds(time))\">\n"
         out +=
-            "  <testsuite name=\(attribute("\(record.procedure.id) \(record.procedure.version)")) tests=\"\(steps.count)\" "
-            + "failures=\"\(failures)\" errors=\"\(errors)\" skipped=\"\(skipped)\" time=\"\(seconds(time))\" "
-            + "timestamp=\(attribute(String(record.started.prefix(19)))) hostname=\(attribute(record.station))>\n"
+            "  <testsuite name=\(attribute("\(record.procedure.id) \(record.procedure.version)\(record.isSimulated ? " SIMULATED" : "")")) "
+            + "tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(errors)\" skipped=\"\(skipped)\" "
+            + "time=\"\(seconds(time))\" timestamp=\(attribute(String(record.started.prefix(19)))) "
+            + "hostname=\(attribute(record.station))>\n"
         out += "    <properties>\n"
         var properties: [(String, String)] = [
             ("run_id", record.runID), ("verdict", record.verdict.rawValue),
@@ -60,33 +63,103 @@ public enum JUnitReport {
         for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {
             properties.append(("parameter.\(name)", value))
         }
+        for deviation in record.deviations ?? [] {
+            properties.append(("deviation.\(deviation.parameter)", deviation.summary))
+        }
         for (name, value) in properties {
             out += "      <property name=\(attribute(name)) value=\(attribute(value))/>\n"
         }
         out += "    </properties>\n"
-        for step in steps {
+        for item in cases {
             out +=
-                "    <testcase classname=\(attribute("\(record.procedure.id).\(step.kind == "safety" ? "safety" : step.group.rawValue)")) "
-                + "name=\(attribute("\(step.id) \(step.name)")) time=\"\(seconds(step.durationSeconds ?? 0))\">\n"
-            let detail = details(step)
-            switch step.verdict {
+                "    <testcase classname=\(attribute(item.classname)) name=\(attribute(item.name)) "
+                + "time=\"\(seconds(item.time))\">\n"
+            switch item.verdict {
             case .fail:
                 out +=
-                    "      <failure message=\(attribute(step.message ?? "FAIL")) type=\"FAIL\">\(text(detail))</failure>\n"
+                    "      <failure message=\(attribute(item.message ?? "FAIL")) type=\"FAIL\">\(text(item.detail))</failure>\n"
             case .error, .aborted:
                 out +=
-                    "      <error message=\(attribute(step.error ?? step.message ?? step.verdict.rawValue)) "
-                    + "type=\"\(step.verdict.rawValue)\">\(text(detail))</error>\n"
+                    "      <error message=\(attribute(item.message ?? item.verdict.rawValue)) "
+                    + "type=\"\(item.verdict.rawValue)\">\(text(item.detail))</error>\n"
             case .skipped:
-                out += "      <skipped message=\(attribute(step.message ?? "skipped"))/>\n"
+                out += "      <skipped message=\(attribute(item.message ?? "skipped"))/>\n"
             case .pass:
-                break
+                if !item.detail.isEmpty { out += "      <system-out>\(text(item.detail))</system-out>\n" }
             }
-            if !detail.isEmpty, step.verdict == .pass { out += "      <system-out>\(text(detail))</system-out>\n" }
             out += "    </testcase>\n"
         }
         out += "  </testsuite>\n</testsuites>\n"
         return out
+    }
+
+    /// One JUnit test case.
+    struct Case {
+        var classname: String
+        var name: String
+        var time: Double
+        var verdict: Verdict
+        var message: String?
+        var detail: String
+    }
+
+    /// A step's test cases, named by the step's name (stable when steps are inserted or moved, unlike their
+    /// numbers): one per measurement it judged, one per `for_each` member (and per member's measurement), else one
+    /// for the step. Each carries its share of the step's wall-clock time; a failure's message is the value, the
+    /// limit and the unit.
+    static func cases(of step: StepRecord, procedure: String) -> [Case] {
+        let classname = step.kind == "safety" ? "\(procedure).safety" : "\(procedure).\(step.name)"
+        var cases: [Case] = []
+        // Measurements: what a measure or sample step records, and anything judged against limits. The readings a
+        // check or a wait records are its evidence, shown with the step's case.
+        func isMeasurement(_ measurement: MeasurementRecord) -> Bool {
+            step.kind == "measure" || step.kind == "sample" || measurement.displayLimits != nil
+        }
+        for measurement in step.measurements where isMeasurement(measurement) {
+            cases.append(
+                Case(
+                    classname: classname, name: measurement.name, time: 0, verdict: measurement.verdict,
+                    message: measurement.verdict == .pass ? nil : judged(measurement), detail: line(measurement)))
+        }
+        for member in step.members ?? [] {
+            let measured = member.measurements.filter(isMeasurement)
+            if measured.isEmpty {
+                cases.append(
+                    Case(
+                        classname: classname, name: "\(step.name) [\(member.device)]", time: 0, verdict: member.verdict,
+                        message: member.error ?? (member.verdict == .pass ? nil : member.verdict.rawValue), detail: ""))
+            }
+            for measurement in measured {
+                cases.append(
+                    Case(
+                        classname: classname, name: "\(measurement.name) [\(member.device)]", time: 0,
+                        verdict: measurement.verdict,
+                        message: measurement.verdict == .pass ? nil : "\(member.device): " + judged(measurement),
+                        detail: line(measurement)))
+            }
+        }
+        // The step itself, when nothing above carries its verdict (no measurements; or an error after them).
+        if cases.isEmpty || (step.verdict != .pass && !cases.contains { $0.verdict == step.verdict }) {
+            cases.append(
+                Case(
+                    classname: step.kind == "safety" ? classname : "\(procedure).\(step.group.rawValue)",
+                    name: step.name, time: 0, verdict: step.verdict,
+                    message: step.verdict == .error || step.verdict == .aborted
+                        ? (step.error ?? step.message) : step.message,
+                    detail: details(step)))
+        }
+        let share = (step.wallSeconds ?? 0) / Double(cases.count)
+        return cases.map { item in
+            var item = item
+            item.time = share
+            return item
+        }
+    }
+
+    /// `Pressure decay over hold = 12.3 kPa, limit ≤ 2 kPa`.
+    static func judged(_ measurement: MeasurementRecord) -> String {
+        "\(measurement.name) = \(measurement.displayValue)"
+            + (measurement.displayLimits.map { ", limit \($0)" } ?? "") + " (\(measurement.verdict.rawValue))"
     }
 
     static func details(_ step: StepRecord) -> String {

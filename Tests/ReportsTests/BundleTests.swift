@@ -101,9 +101,11 @@ struct BundleTests {
         #expect(record.harness?.version == HarnessVersion.current)
         #expect(record.harness?.binarySHA256?.count == 64)
         let junit = try String(contentsOfFile: "\(folder)/junit.xml", encoding: .utf8)
-        // 24 steps (3 of them comparing the CDU with the reference gauge) and the safe-state check.
-        #expect(junit.contains("<testsuite name=\"leak-test 1.0.0\" tests=\"25\" failures=\"0\" errors=\"0\""))
-        #expect(junit.contains("<testcase classname=\"leak-test.safety\" name=\"safety safe state\""))
+        // A case per measurement, named by its step (classname) and its own name; the safe-state check its own.
+        #expect(
+            junit.contains("<testsuite name=\"leak-test 1.0.0 SIMULATED\" tests=\"28\" failures=\"0\" errors=\"0\""))
+        #expect(junit.contains("<testcase classname=\"leak-test.Hold\" name=\"Pressure decay over hold\""))
+        #expect(junit.contains("<testcase classname=\"leak-test.safety\" name=\"safe state\""))
     }
 
     @Test func everyKindOfTamperingIsRejectedByBothVerifiers() async throws {

@@ -37,6 +37,36 @@ struct ReportPeerTests {
         }
     }
 
+    @Test("junitparser reads one case per measurement and member, failures with value, limit and unit, wall times")
+    func junitAsACIToolReadsIt() async throws {
+        let (record, folder) = try await bundle("leak-test", scenario: "loop-leak", key: nil)
+        #expect(record.clock.elapsedSeconds > 600)
+        let (status, output) = try await runProgram(
+            try program("python3"), ["\(repositoryRoot)/Tests/ReportsTests/Peers/junit_read.py", "\(folder)/junit.xml"])
+        #expect(status == 0, "\(output)")
+        let parsed = try JSONValue.parse(Array(output.utf8))
+        let cases = parsed["cases"]?.array ?? []
+        let decay = try #require(cases.first { $0["name"]?.string == "Pressure decay over hold" })
+        #expect(decay["classname"]?.string == "leak-test.Hold")
+        #expect(decay["result"]?.string == "failure")
+        let message = decay["message"]?.string ?? ""
+        #expect(message.contains("kPa") && message.contains("limit ≤ 2 kPa"), "\(message)")
+        // One case per judged measurement of the step, not one for the step.
+        #expect(cases.filter { $0["classname"]?.string == "leak-test.Hold" }.count == 4)
+        // Wall-clock seconds: the whole 12-minute simulated run took well under a minute of them.
+        let total = cases.compactMap { $0["time"]?.number }.reduce(0, +)
+        #expect(total < 60, "times are wall-clock, not simulated: \(total)")
+        #expect(parsed["properties"]?["simulated"]?.string == "true")
+        #expect(!cases.contains { ($0["name"]?.string ?? "").hasPrefix("main.") }, "no step numbers in names")
+
+        let (_, shelves) = try await bundle("power-on", scenario: "tray-stuck", key: nil)
+        let (_, members) = try await runProgram(
+            try program("python3"),
+            ["\(repositoryRoot)/Tests/ReportsTests/Peers/junit_read.py", "\(shelves)/junit.xml"])
+        let memberCases = try JSONValue.parse(Array(members.utf8))["cases"]?.array ?? []
+        #expect(memberCases.contains { $0["name"]?.string == "Compute trays On [compute01]" }, "a case per member")
+    }
+
     @Test func theFailedLeakTestReportShowsThePressureCurveCrossingItsLimit() async throws {
         let (record, folder) = try await bundle(scenario: "loop-leak", key: nil)
         #expect(record.verdict == .fail)

@@ -401,6 +401,7 @@ public final class Runner: Sendable {
             emit(startedEvent)
         }
         let started = heldStart?.at.reading ?? clock.now()
+        let wallStarted = ContinuousClock.now
         if !transportEvents.isEmpty { takeTransportEvents() }
         // Retries since the last step (while connecting, or between steps) belong to the run, not to this step.
         state.withLock { state in
@@ -449,6 +450,7 @@ public final class Runner: Sendable {
         let ended = clock.now()
         stepRecord.ended = stamp(ended)
         stepRecord.durationSeconds = (ended - started).seconds
+        stepRecord.wallSeconds = (ContinuousClock.now - wallStarted).seconds
         // One lock for the end of a step: the step's retries go on it, and it joins the record. A journal that
         // cannot be written does not change the step: it is judged by what the devices did (a cleanup step that
         // reopened the valve did reopen it); the run's record says the journal is incomplete.
