@@ -21,6 +21,14 @@ public struct ConsoleStyle: Sendable {
 
     public static let plain = ConsoleStyle(color: false, live: false)
 
+    /// The terminal's width now (asked at every redraw, so a resized window is followed); nil when standard output
+    /// is not a terminal.
+    public static func terminalColumns() -> Int? {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
+        return Int(size.ws_col)
+    }
+
     public func paint(_ text: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
     func bold(_ text: String) -> String { paint(text, "1") }
     func dim(_ text: String) -> String { paint(text, "2") }
@@ -182,7 +190,9 @@ public final class ConsoleReporter: RunObserver {
             let line =
                 "  ⋯      \(step.name.escapingControlCharacters)  \(Self.clockText(elapsed)) / "
                 + "\(Self.clockText(total))  \(detail.escapingControlCharacters)"
-            output.write("\r\u{1B}[2K" + style.dim(String(line.prefix(160))))
+            // One line, never wrapped: a wrapped line cannot be redrawn in place and leaves a line per tick.
+            let width = max(20, (ConsoleStyle.terminalColumns() ?? 160) - 1)
+            output.write("\r\u{1B}[2K" + style.dim(String(line.prefix(width))))
         case let .stepFinished(step, record):
             printStep(step, record)
         case let .notice(text):

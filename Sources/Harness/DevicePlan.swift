@@ -63,6 +63,10 @@ public struct DevicePlan: Sendable {
                 clock: WallClock(timeScale: request.timeScale ?? 1), only: only)
         }
         let scenario: Scenario
+        let known = Scenario.available(in: request.workspace.scenarios)
+        guard known.contains(request.scenario) else {
+            throw .unknownName(what: "scenario", name: request.scenario, known: known)
+        }
         do {
             scenario = try Scenario.load(named: request.scenario, in: request.workspace.scenarios)
         } catch {

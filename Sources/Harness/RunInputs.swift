@@ -60,6 +60,10 @@ public struct RunInputs: Sendable {
             counts = loaded.groupCounts
             station = loaded
         } else {
+            let known = Scenario.available(in: request.workspace.scenarios)
+            guard known.contains(request.scenario) else {
+                throw .unknownName(what: "scenario", name: request.scenario, known: known)
+            }
             do {
                 let loaded = try Scenario.load(named: request.scenario, in: request.workspace.scenarios)
                 counts = loaded.redfish.powerShelves.map { ["power_shelves": $0] } ?? [:]
@@ -182,7 +186,10 @@ extension StationConfiguration {
     public static func load(named name: String, workspace: Workspace) throws(HarnessError) -> StationConfiguration {
         let path = name.contains("/") || name.hasSuffix(".yaml") ? name : "\(workspace.fixtures)/stations/\(name).yaml"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw .unsupported("no station file \(path)")
+            guard path != name else { throw .unsupported("no station file \(path)") }
+            let known = ((try? FileManager.default.contentsOfDirectory(atPath: "\(workspace.fixtures)/stations")) ?? [])
+                .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+            throw .unknownName(what: "station", name: name, known: known)
         }
         do {
             return try StationConfiguration.load(path: path, connectors: Transports.connectors)

@@ -72,6 +72,8 @@ public enum HarnessError: Error, Sendable, CustomStringConvertible {
     case input(String)
     /// A limit changed where that is not allowed, or without a reason: a usage error.
     case deviation(String)
+    /// A scenario or station named that does not exist (a typo): a usage error, with the closest name.
+    case unknownName(what: String, name: String, known: [String])
     case unsupported(String)
     case record(RecordWriteError)
     /// The station has a run it did not finish: nothing may move the rack until it is recovered.
@@ -87,6 +89,10 @@ public enum HarnessError: Error, Sendable, CustomStringConvertible {
         case let .parameter(error): return error.description
         case let .input(message): return message
         case let .deviation(message): return message
+        case let .unknownName(what, name, known):
+            var text = "no \(what) '\(name)'"
+            if let suggestion = closest(to: name, in: known) { text += "; did you mean '\(suggestion)'?" }
+            return text + (known.isEmpty ? "" : " (\(what)s: \(known.joined(separator: ", ")))")
         case let .unsupported(message): return message
         case let .record(error): return error.description
         case let .unfinishedRun(run):

@@ -12,7 +12,8 @@ struct ArchiveOptions: ParsableArguments {
     @Option(help: "A station file whose 'archive' setting names the folder.")
     var station: String?
 
-    func open() throws -> ReportArchive {
+    /// The archive; `creating` only for `add`: the commands that read it create nothing (no folder, no index).
+    func open(creating: Bool = false) throws -> ReportArchive {
         var folder = archive
         if folder == nil, let station {
             do {
@@ -21,8 +22,14 @@ struct ArchiveOptions: ParsableArguments {
                 throw ValidationError(error.description)
             }
         }
+        let directory = folder ?? "archive"
+        if !creating, !FileManager.default.fileExists(atPath: "\(directory)/index.sqlite") {
+            ConsoleOutput.standardError.write(
+                "error: no archive at \(directory) (no index.sqlite there): name one with --archive or --station\n")
+            throw ExitCode(2)
+        }
         do {
-            return try ReportArchive(directory: folder ?? "archive")
+            return try ReportArchive(directory: directory)
         } catch {
             ConsoleOutput.standardError.write("error: \(error)\n")
             throw ExitCode(2)
@@ -54,7 +61,7 @@ struct ArchiveCommand: ParsableCommand {
         @OptionGroup var options: ArchiveOptions
 
         func run() throws {
-            let archive = try options.open()
+            let archive = try options.open(creating: true)
             let ring: Keyring
             do {
                 ring = try Keyring.load(path: keyring)

@@ -13,6 +13,11 @@ struct ListCommand: ParsableCommand {
 
     func run() throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: location.procedures, isDirectory: &isFolder), isFolder.boolValue
+        else {
+            throw ValidationError("no procedures folder at \(location.procedures)")
+        }
         let loader = ProcedureLoader(fixtures: location.fixtures, protocols: Transports.protocols)
         var rows: [[String]] = [["ID", "VERSION", "DURATION", "TITLE"]]
         for path in location.procedureFiles() {

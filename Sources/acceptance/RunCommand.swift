@@ -112,7 +112,7 @@ struct RunCommand: AsyncParsableCommand {
             prepared = try await PreparedRun.prepare(request)
         } catch {
             switch error {
-            case .procedureNotFound, .parameter, .input, .deviation:
+            case .procedureNotFound, .parameter, .input, .deviation, .unknownName:
                 throw ValidationError(error.description)
             default:
                 ConsoleOutput.standardError.write("error: \(error)\n")
