@@ -47,6 +47,9 @@ public struct SeriesMeasurement: Sendable {
 }
 
 public struct Step: Sendable {
+    /// For a prompt with a `pattern`, what the value looks like in words, for the technician who typed it wrong.
+    public var patternHint: String?
+
     public enum Kind: Sendable {
         /// An instruction to the operator; with `input`, a value (a serial number) checked against `pattern`.
         case prompt(text: String, input: String?, pattern: String?)
@@ -159,9 +162,11 @@ public struct Step: Sendable {
 
     /// The same step with another kind (its expressions bound and checked).
     public func with(kind: Kind) -> Step {
-        Step(
+        var step = Step(
             name: name, group: group, number: number, kind: kind, location: location, forEach: forEach,
             manualAction: manualAction, hazard: hazard)
+        step.patternHint = patternHint
+        return step
     }
 
     /// `for_each: compute_trays` (with `as: tray`, default `each`): the step runs once per member, with

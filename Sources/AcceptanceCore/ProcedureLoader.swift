@@ -108,7 +108,7 @@ struct ProcedureParser {
     static let stepKinds = ["prompt", "set", "measure", "wait", "wait-until", "sample", "check", "action", "firmware"]
     static let commonStepKeys = ["name", "note", "for_each", "as", "concurrency", "hazard", "confirm_by"]
     static let kindKeys: [String: [String]] = [
-        "prompt": ["input", "pattern", "manual_action"],
+        "prompt": ["input", "pattern", "pattern_hint", "manual_action"],
         "set": ["value"],
         "measure": ["limits", "unit"],
         "wait": [],
@@ -395,9 +395,14 @@ struct ProcedureParser {
         } else if let stray = field("confirm_by") {
             reader.error("'confirm_by' goes with 'hazard'", at: stray)
         }
-        return Step(
+        var step = Step(
             name: name ?? kindName, group: group, number: number, kind: kind, location: location, forEach: forEach,
             manualAction: field("manual_action").flatMap { reader.scalar($0, "manual_action") }, hazard: hazard)
+        if let hintNode = field("pattern_hint") {
+            step.patternHint = reader.scalar(hintNode, "pattern_hint")
+            if field("pattern") == nil { reader.error("'pattern_hint' describes a 'pattern' in words", at: hintNode) }
+        }
+        return step
     }
 
     mutating func parseSeriesMeasurement(_ node: Node, sampled: [String]) -> SeriesMeasurement? {

@@ -253,6 +253,39 @@ struct RunnerTests {
         #expect(askedRecord.steps.first?.confirmedBy == "operator")
     }
 
+    @Test func aMistypedValueIsExplainedInThePromptsOwnWordsNotAsARegularExpression() async throws {
+        final class Typist: OperatorConsole, @unchecked Sendable {
+            // Touched by the one run's prompt step only, one call at a time.
+            var typed = ["sn-12", "SN1234"]
+            var problems: [String?] = []
+            var isInteractive: Bool { true }
+            func confirm(_ text: String, step: Step) async throws -> Bool { true }
+            func ask(
+                _ text: String, input: String, pattern: String?, step: Step, problem: String?
+            ) async throws
+                -> String
+            {
+                problems.append(problem)
+                return typed.removeFirst()
+            }
+        }
+        let hinted = Self.serialProcedure.replacingOccurrences(
+            of: "pattern: 'SN[0-9]{4}'",
+            with: "pattern: 'SN[0-9]{4}'\n    pattern_hint: SN and four digits, such as SN0042")
+        let typist = Typist()
+        let (runner, _) = try makeRunner(hinted, console: typist)
+        let record = await runner.run()
+        #expect(record.rackSerial == "SN1234")
+        #expect(typist.problems == [nil, "'sn-12' is not SN and four digits, such as SN0042; try again"])
+        // Without a hint the pattern is named as what it is, not thrown at the technician bare.
+        let bare = Typist()
+        let (plain, _) = try makeRunner(Self.serialProcedure, console: bare)
+        _ = await plain.run()
+        #expect(
+            bare.problems.last
+                == "'sn-12' is not in the form the procedure asks for (the pattern SN[0-9]{4}); try again")
+    }
+
     @Test func waitUntilTimesOutAsAFailOnTheSimulatedClock() async throws {
         let yaml =
             ProcedureLoaderTests.header + """

@@ -33,18 +33,23 @@ struct PromptStep: StepExecutor {
                 value = try await console.ask(text, input: input, pattern: pattern, step: step, problem: problem)
                 value = value.trimmingCharacters(in: .whitespaces)
                 if let pattern, !Runner.matches(value, pattern) {
-                    problem = "'\(value)' does not match \(pattern); try again"
+                    problem = "'\(value)' is not \(Self.expected(step, pattern)); try again"
                     continue
                 }
                 break
             }
         }
         if let pattern, !Runner.matches(value, pattern) {
-            throw StationError(description: "\(input) '\(value)' does not match \(pattern)")
+            throw StationError(description: "\(input) '\(value)' is not \(Self.expected(step, pattern))")
         }
         context.run.setEnvironment(input, .text(value))
         return StepResult(
             measurements: [MeasurementRecord(name: input, value: nil, text: value, unit: nil, verdict: .pass)],
             message: "\(input) = \(value)", confirmedBy: confirmedBy)
+    }
+
+    /// What the value should be, in the procedure's words (`pattern_hint`), else in the pattern's.
+    static func expected(_ step: Step, _ pattern: String) -> String {
+        step.patternHint ?? "in the form the procedure asks for (the pattern \(pattern))"
     }
 }
