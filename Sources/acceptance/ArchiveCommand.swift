@@ -122,11 +122,21 @@ struct ArchiveCommand: ParsableCommand {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(2)
             }
-            var text = ""
+            // A table with a header row, columns aligned: what a person reads and `cut`/`awk` split.
+            var rows = [["STARTED", "RUN", "RACK", "PROCEDURE", "VERDICT", "STATION", "SIGNED BY", "APPROVAL"]]
             for run in runs {
+                rows.append([
+                    run.started, run.runID, run.rackSerial ?? "-", "\(run.procedure) \(run.procedureVersion)",
+                    run.verdict, run.station.isEmpty ? "-" : run.station, run.signer ?? "?",
+                    run.approved ? "APPROVED" : "-",
+                ])
+            }
+            let widths = (0..<8).map { column in rows.map { $0[column].count }.max() ?? 0 }
+            var text = ""
+            for row in rows {
                 text +=
-                    "\(run.started)  \(run.runID)  rack \(run.rackSerial ?? "-")  \(run.procedure) \(run.procedureVersion)  "
-                    + "\(run.verdict)  \(run.station)  signed by \(run.signer ?? "?")\(run.approved ? "  APPROVED" : "")\n"
+                    (0..<8).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
             }
             text += "\(runs.count) run\(runs.count == 1 ? "" : "s")\n"
             ConsoleOutput.standardOutput.write(text)

@@ -49,6 +49,10 @@ struct ReportCommandTests {
         ])
         #expect(added.status == 0, "\(added.stderr)")
         let listed = try await run(["archive", "list", "--rack", "QA-RACK-0042", "--archive", archive])
+        #expect(listed.stdout.hasPrefix("STARTED "), "a header row first: \(listed.stdout)")
+        #expect(
+            listed.stdout.split(separator: "\n").first?.split(separator: " ").map(String.init)
+                == ["STARTED", "RUN", "RACK", "PROCEDURE", "VERDICT", "STATION", "SIGNED", "BY", "APPROVAL"])
         #expect(listed.stdout.contains("leak-test"))
         #expect(listed.stdout.contains("FAIL"))
         #expect(listed.stdout.contains("APPROVED"))
