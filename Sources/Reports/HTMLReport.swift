@@ -60,6 +60,13 @@ enum HTMLReport {
             let mark = deviated[name].map { "  (DEVIATION: the procedure says \($0.procedureValue))" } ?? ""
             identity.append(("Parameter \(name)", value + mark))
         }
+        if let harness = record.harness {
+            identity.append(
+                ("Harness", "acceptance \(harness.version)" + (harness.binarySHA256.map { " (SHA-256 \($0))" } ?? "")))
+        }
+        for (device, endpoint) in (record.endpoints ?? [:]).sorted(by: { $0.key < $1.key }) {
+            identity.append(("Endpoint \(device)", endpoint))
+        }
         for instrument in record.instruments ?? [] { identity.append(("Instrument", instrument.summary)) }
         for warning in record.warnings ?? [] { identity.append(("Warning", warning)) }
         for (name, value) in identity { out += "<tr><td>\(e(name))</td><td>\(e(value))</td></tr>\n" }
@@ -90,8 +97,8 @@ enum HTMLReport {
         }
 
         out +=
-            "<h2>Steps</h2>\n<table>\n<tr><th>Step</th><th>Verdict</th><th>Measurement</th><th class=\"num\">Value</th>"
-            + "<th>Limits</th><th>Notes</th></tr>\n"
+            "<h2>Steps</h2>\n<table>\n<tr><th>Step</th><th>Started</th><th class=\"num\">Duration</th><th>Verdict</th>"
+            + "<th>Measurement</th><th class=\"num\">Value</th><th>Limits</th><th>Notes</th></tr>\n"
         for step in record.steps {
             let rows = step.measurements
             // A hazardous step says what the hazard was and who accepted it, when.
@@ -101,23 +108,33 @@ enum HTMLReport {
                         ?? "confirmed by "
                         + hazard.confirmations.map { "\($0.operator) at \($0.at)" }.joined(separator: " and "))
             }
-            let note = [hazard, step.error, step.message].compactMap { $0 }.joined(separator: " · ")
+            let retries = step.retries.map { "\($0.count) retr\($0.count == 1 ? "y" : "ies")" }
+            let note = [hazard, step.error, step.message, retries].compactMap { $0 }.joined(separator: " · ")
+            // When the step began (time of day, UTC) and how long it took on the run's clock.
+            let started = step.started.map { String($0.dropFirst(11).prefix(8)) } ?? "-"
+            let duration = step.durationSeconds.map { Quantity.format(($0 * 10).rounded() / 10) + " s" } ?? "-"
+            let timing = "<td>\(e(started))</td><td class=\"num\">\(e(duration))</td>"
             if rows.isEmpty {
                 out +=
-                    "<tr><td>\(e(step.id)) \(e(step.name))</td><td class=\"\(step.verdict.rawValue)\">\(step.verdict.rawValue)</td>"
+                    "<tr><td>\(e(step.id)) \(e(step.name))</td>\(timing)"
+                    + "<td class=\"\(step.verdict.rawValue)\">\(step.verdict.rawValue)</td>"
                     + "<td></td><td></td><td></td><td>\(e(note))</td></tr>\n"
             }
             for (index, measurement) in rows.enumerated() {
+                // The limits as resolved for this run, with units (`290…350 kPa`), not the procedure's expressions.
+                let limits = measurement.displayLimits ?? measurement.limits ?? "-"
                 out +=
                     "<tr><td>\(index == 0 ? "\(e(step.id)) \(e(step.name))" : "")</td>"
+                    + (index == 0 ? timing : "<td></td><td></td>")
                     + "<td class=\"\(measurement.verdict.rawValue)\">\(measurement.verdict.rawValue)</td>"
                     + "<td>\(e(measurement.name))</td><td class=\"num\">\(e(value(measurement)))</td>"
-                    + "<td>\(e(measurement.limits ?? "-"))</td><td>\(index == 0 ? e(note) : "")</td></tr>\n"
+                    + "<td>\(e(limits))</td><td>\(index == 0 ? e(note) : "")</td></tr>\n"
             }
             for member in step.members ?? [] where member.verdict != .pass || member.measurements.count <= 8 {
                 let readings = member.measurements.map { "\($0.name) = \(value($0))" }.joined(separator: ", ")
                 out +=
                     "<tr class=\"member\"><td>&nbsp;&nbsp;\(e(member.device))</td>"
+                    + "<td></td><td></td>"
                     + "<td class=\"\(member.verdict.rawValue)\">\(member.verdict.rawValue)</td><td colspan=\"3\">\(e(readings))</td>"
                     + "<td>\(e(member.error ?? (member.verdict == .pass ? "" : member.message ?? "")))</td></tr>\n"
             }

@@ -101,6 +101,14 @@ struct BundleTests {
         #expect(record.harness?.version == HarnessVersion.current)
         #expect(record.harness?.binarySHA256?.count == 64)
         let junit = try String(contentsOfFile: "\(folder)/junit.xml", encoding: .utf8)
+        // The report QA files: limits as resolved for this run with units, not the procedure's expressions; when each
+        // step began and how long it took; the harness and where each device was reached.
+        let html = try String(contentsOfFile: "\(folder)/report.html", encoding: .utf8)
+        #expect(html.contains("<td>290…350 kPa</td>"))
+        #expect(!html.contains("test_pressure - 10 kPa"))
+        #expect(html.contains("<th>Started</th><th class=\"num\">Duration</th>"))
+        #expect(html.contains("<tr><td>Harness</td><td>acceptance \(HarnessVersion.current)"))
+        #expect(html.contains("<tr><td>Endpoint cdu</td>"))
         // A case per measurement, named by its step (classname) and its own name; the safe-state check its own.
         #expect(
             junit.contains("<testsuite name=\"leak-test 1.0.0 SIMULATED\" tests=\"28\" failures=\"0\" errors=\"0\""))
