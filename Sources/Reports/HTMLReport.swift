@@ -223,6 +223,27 @@ enum HTMLReport {
         return out
     }
 
+    /// Ticks from `low` to `high` at a round step (1, 2, 2.5 or 5 × 10ⁿ, about five intervals), each with its label
+    /// written to the step's decimals: `[(310, "310"), (312, "312"), …]`, never `312.816`.
+    static func niceTicks(from low: Double, to high: Double) -> [(Double, String)] {
+        guard low.isFinite, high.isFinite, high > low else { return [] }
+        let rough = (high - low) / 5
+        let exponent = Int(log10(rough).rounded(.down))
+        let magnitude = pow(10, Double(exponent))
+        let mantissa = [1, 2, 2.5, 5, 10].first { $0 * magnitude >= rough } ?? 10
+        let step = mantissa * magnitude
+        // Digits after the point that the step needs: 0.05 two, 0.025 three, 10 none.
+        let decimals = max(0, -exponent + (mantissa == 2.5 ? 1 : 0) - (mantissa == 10 ? 1 : 0))
+        var ticks: [(Double, String)] = []
+        var value = (low / step).rounded(.up) * step
+        while value <= high + step * 1e-9, ticks.count < 12 {
+            let shown = abs(value) < step * 1e-9 ? 0 : value
+            ticks.append((shown, String(format: "%.\(decimals)f", shown)))
+            value += step
+        }
+        return ticks
+    }
+
     static func verdictText(_ record: RunRecord) -> String {
         let text = judgement(record)
         return record.isSimulated ? text + " SIMULATED rack: no real rack was tested." : text
@@ -336,15 +357,16 @@ enum HTMLReport {
             + "width=\"100%\" role=\"img\" aria-label=\"\(e(point)) over \(e(step.name))\" class=\"series\">\n"
         svg +=
             "<rect x=\"\(left)\" y=\"\(top)\" width=\"\(width - left - right)\" height=\"\(height - top - bottom)\" fill=\"#fff\" stroke=\"#d0d7de\"/>\n"
-        for tick in 0...4 {
-            let v = low + (high - low) * Double(tick) / 4
-            let t = tMax * Double(tick) / 4
+        // Round-numbered ticks (steps of 1, 2, 2.5 or 5 × 10ⁿ), as a person would draw the axes: 310, 312, 314 kPa.
+        for (v, label) in Self.niceTicks(from: low, to: high) {
             svg +=
                 "<line x1=\"\(left)\" x2=\"\(width - right)\" y1=\"\(f(y(v)))\" y2=\"\(f(y(v)))\" stroke=\"#eaeef2\"/>"
             svg +=
-                "<text x=\"\(left - 6)\" y=\"\(f(y(v) + 4))\" font-size=\"11\" text-anchor=\"end\" fill=\"#57606a\">\(e(Quantity.format(v)))</text>"
+                "<text x=\"\(left - 6)\" y=\"\(f(y(v) + 4))\" font-size=\"11\" text-anchor=\"end\" fill=\"#57606a\" class=\"ytick\">\(e(label))</text>"
+        }
+        for (t, label) in Self.niceTicks(from: 0, to: tMax) {
             svg +=
-                "<text x=\"\(f(x(t)))\" y=\"\(height - bottom + 16)\" font-size=\"11\" text-anchor=\"middle\" fill=\"#57606a\">\(e(Quantity.format(t))) s</text>\n"
+                "<text x=\"\(f(x(t)))\" y=\"\(height - bottom + 16)\" font-size=\"11\" text-anchor=\"middle\" fill=\"#57606a\">\(e(label)) s</text>\n"
         }
         svg +=
             "<text x=\"14\" y=\"\(f(top + (height - top - bottom) / 2))\" font-size=\"12\" fill=\"#1f2328\" "

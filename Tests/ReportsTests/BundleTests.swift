@@ -393,3 +393,24 @@ struct BundleTests {
         #expect(status == 0, "\(output)")
     }
 }
+
+@Suite("Report plots")
+struct ReportPlotTests {
+    @Test("Axis ticks are round numbers at an even step (1, 2, 2.5 or 5 × 10ⁿ)")
+    func roundTicks() {
+        for (low, high) in [(287.416, 318.9), (0.0, 600.0), (-0.731, 0.244), (49.81, 50.02), (1e-3, 7.3e-3)] {
+            let ticks = HTMLReport.niceTicks(from: low, to: high)
+            #expect(ticks.count >= 3 && ticks.count <= 7, "\(low)…\(high): \(ticks)")
+            #expect(ticks.allSatisfy { $0.0 >= low && $0.0 <= high })
+            let steps = zip(ticks.dropFirst(), ticks).map { $0.0 - $1.0 }
+            let step = steps.first ?? 0
+            #expect(steps.allSatisfy { abs($0 - step) < step * 1e-6 })
+            let mantissa = step / pow(10, log10(step).rounded(.down))
+            #expect([1, 2, 2.5, 5].contains { abs(mantissa - $0) < 1e-6 }, "step \(step)")
+            // Labels say the round number, no more digits than the step has.
+            #expect(ticks.allSatisfy { abs((Double($0.1) ?? .nan) - $0.0) < step * 1e-6 }, "\(ticks)")
+        }
+        #expect(HTMLReport.niceTicks(from: 287.416, to: 318.9).map(\.1) == ["290", "300", "310"])
+        #expect(HTMLReport.niceTicks(from: 49.81, to: 50.02).map(\.1) == ["49.85", "49.90", "49.95", "50.00"])
+    }
+}
