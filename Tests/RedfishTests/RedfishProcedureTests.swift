@@ -154,7 +154,6 @@ struct RedfishStationTests {
         let rack: SimulatedRedfishRack
         let server: RedfishHTTPServer
         let station: String
-        let userVariable: String
         let passwordVariable: String
 
         /// The BMCs' login comes from a credentials file (0600), or, with `unsetVariables`, from an environment variable
@@ -169,7 +168,6 @@ struct RedfishStationTests {
             rack = try simulatedRack(settings, clock: clock, password: password)
             server = try await RedfishHTTPServer.start(services: rack.services, tls: true)
             let suffix = UUID().uuidString.prefix(8).replacingOccurrences(of: "-", with: "")
-            userVariable = "ACCEPTANCE_TEST_USER_\(suffix)"
             passwordVariable = "ACCEPTANCE_TEST_PASSWORD_\(suffix)"
             let credentials = temporaryDirectory() + "/bmc.credentials"
             guard
