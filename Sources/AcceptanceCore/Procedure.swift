@@ -49,6 +49,49 @@ public struct SeriesMeasurement: Sendable {
 public struct Step: Sendable {
     /// For a prompt with a `pattern`, what the value looks like in words, for the technician who typed it wrong.
     public var patternHint: String?
+    /// `retry:`: run the step again when an attempt ends FAIL (or ERROR), up to `attempts` in all; every attempt is
+    /// recorded.
+    public var retry: Retry?
+    /// `skip_if:` / `only_if:`: a condition over parameters, inputs and readings, judged just before the step; a step
+    /// it rules out is recorded SKIPPED with the reason, and the run goes on.
+    public var condition: Condition?
+
+    /// `retry: 3`, or `retry: {attempts: 3, on: [fail, error], delay: 10 s}`.
+    public struct Retry: Sendable {
+        /// Attempts in all, the first included (2 to 10).
+        public var attempts: Int
+        /// The verdicts that earn another attempt: FAIL by default; ERROR as well when a device may need a moment.
+        /// ABORTED never: a stop is a stop.
+        public var on: Set<Verdict>
+        /// How long to wait before the next attempt (a time expression); none: at once.
+        public var delay: Expression?
+
+        public init(attempts: Int, on: Set<Verdict> = [.fail], delay: Expression? = nil) {
+            self.attempts = attempts
+            self.on = on
+            self.delay = delay
+        }
+    }
+
+    /// When a step runs at all.
+    public struct Condition: Sendable {
+        public enum Kind: String, Sendable {
+            case skipIf = "skip_if"
+            case onlyIf = "only_if"
+        }
+
+        public var kind: Kind
+        /// A true/false expression over parameters, inputs and points.
+        public var expression: Expression
+
+        public init(kind: Kind, expression: Expression) {
+            self.kind = kind
+            self.expression = expression
+        }
+
+        /// Whether the step runs, given what the expression came to.
+        public func runs(_ holds: Bool) -> Bool { kind == .skipIf ? !holds : holds }
+    }
 
     public enum Kind: Sendable {
         /// An instruction to the operator; with `input`, a value (a serial number) checked against `pattern`.
@@ -166,6 +209,8 @@ public struct Step: Sendable {
             name: name, group: group, number: number, kind: kind, location: location, forEach: forEach,
             manualAction: manualAction, hazard: hazard)
         step.patternHint = patternHint
+        step.retry = retry
+        step.condition = condition
         return step
     }
 
@@ -264,6 +309,9 @@ public struct Procedure: Sendable {
             if device != alias, !names.contains(device) { names.append(device) }
         }
         for step in allSteps {
+            alias = nil
+            step.condition?.expression.references.forEach(note)
+            step.retry?.delay?.references.forEach(note)
             alias = step.forEach?.alias
             switch step.kind {
             case .prompt: break

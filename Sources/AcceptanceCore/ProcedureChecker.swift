@@ -241,6 +241,17 @@ struct ProcedureChecker {
         }
         defer { aliases = [:] }
         var step = step
+        // Judged once, before the step (and before any member of a for_each step): parameters, inputs and points.
+        if let condition = step.condition {
+            let members = aliases
+            aliases = [:]
+            step.condition?.expression =
+                bind(condition.expression, expecting: .bool, what: condition.kind.rawValue).0
+            aliases = members
+        }
+        if let delay = step.retry?.delay {
+            step.retry?.delay = checkTime(delay, what: "retry delay")
+        }
         switch step.kind {
         case let .prompt(text, input, pattern):
             if step.group == .cleanup, input != nil {

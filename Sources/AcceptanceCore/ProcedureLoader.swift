@@ -106,7 +106,9 @@ struct ProcedureParser {
         "main", "cleanup",
     ]
     static let stepKinds = ["prompt", "set", "measure", "wait", "wait-until", "sample", "check", "action", "firmware"]
-    static let commonStepKeys = ["name", "note", "for_each", "as", "concurrency", "hazard", "confirm_by"]
+    static let commonStepKeys = [
+        "name", "note", "for_each", "as", "concurrency", "hazard", "confirm_by", "retry", "skip_if", "only_if",
+    ]
     static let kindKeys: [String: [String]] = [
         "prompt": ["input", "pattern", "pattern_hint", "manual_action"],
         "set": ["value"],
@@ -398,11 +400,74 @@ struct ProcedureParser {
         var step = Step(
             name: name ?? kindName, group: group, number: number, kind: kind, location: location, forEach: forEach,
             manualAction: field("manual_action").flatMap { reader.scalar($0, "manual_action") }, hazard: hazard)
+        step.retry = field("retry").flatMap { parseRetry($0, kind: kindName) }
+        switch (field("skip_if"), field("only_if")) {
+        case (_?, let only?):
+            reader.error("a step has 'skip_if' or 'only_if', not both", at: only)
+        case let (skip?, nil):
+            step.condition = expression(skip, "skip_if").map { .init(kind: .skipIf, expression: $0) }
+        case let (nil, only?):
+            step.condition = expression(only, "only_if").map { .init(kind: .onlyIf, expression: $0) }
+        case (nil, nil): break
+        }
+        if step.condition != nil, group == .cleanup {
+            reader.error(
+                "cleanup returns the rack to its safe state whatever happened: its steps always run (no skip_if or "
+                    + "only_if)", at: field("skip_if") ?? field("only_if") ?? node)
+        }
         if let hintNode = field("pattern_hint") {
             step.patternHint = reader.scalar(hintNode, "pattern_hint")
             if field("pattern") == nil { reader.error("'pattern_hint' describes a 'pattern' in words", at: hintNode) }
         }
         return step
+    }
+
+    /// `retry: 3` (attempts in all), or `retry: {attempts: 3, on: fail | error | [fail, error], delay: 10 s}`.
+    mutating func parseRetry(_ node: Node, kind: String) -> Step.Retry? {
+        if kind == "prompt" {
+            reader.error("a prompt is not retried: the operator answers it", at: node)
+            return nil
+        }
+        func attempts(_ node: Node) -> Int? {
+            guard let count = reader.integer(node, "retry attempts") else { return nil }
+            guard (2...10).contains(count) else {
+                reader.error("retry is the number of attempts in all, the first included: 2 to 10", at: node)
+                return nil
+            }
+            return count
+        }
+        if case .scalar = node {
+            return attempts(node).map { Step.Retry(attempts: $0) }
+        }
+        guard let fields = reader.mapping(node, "retry") else { return nil }
+        reader.rejectUnknownKeys(fields, allowed: ["attempts", "on", "delay"], in: "retry")
+        guard let countNode = fields.first(where: { $0.key == "attempts" })?.value else {
+            reader.error("retry needs 'attempts' (in all, the first included)", at: node)
+            return nil
+        }
+        guard let count = attempts(countNode) else { return nil }
+        var retry = Step.Retry(attempts: count)
+        if let onNode = fields.first(where: { $0.key == "on" })?.value {
+            let items: [Node]
+            if case .sequence = onNode { items = reader.sequence(onNode, "on") ?? [] } else { items = [onNode] }
+            var verdicts: Set<Verdict> = []
+            for item in items {
+                switch reader.scalar(item, "on")?.lowercased() {
+                case "fail"?: verdicts.insert(.fail)
+                case "error"?: verdicts.insert(.error)
+                case nil: break
+                case let other?:
+                    reader.error(
+                        "retry on '\(other)': a step is retried on fail (a limit not met) or error (a device that "
+                            + "did not answer); never on an abort", at: item)
+                }
+            }
+            if !verdicts.isEmpty { retry.on = verdicts }
+        }
+        if let delayNode = fields.first(where: { $0.key == "delay" })?.value {
+            retry.delay = expression(delayNode, "delay")
+        }
+        return retry
     }
 
     mutating func parseSeriesMeasurement(_ node: Node, sampled: [String]) -> SeriesMeasurement? {

@@ -8,6 +8,9 @@ public enum RunEvent: Sendable {
     /// One sample of a series: clock seconds since the step started, values in the units of `units`.
     case sample(Step, index: Int, elapsed: Double, values: [Double], units: [String])
     case stepFinished(Step, StepRecord)
+    /// An attempt of a step with `retry:` did not pass; attempt `attempt.attempt + 1` of `of` follows after
+    /// `delay` clock seconds.
+    case attemptFailed(Step, AttemptRecord, of: Int, delay: Double)
     /// Operators accepted a hazardous step's hazard; the step starts now.
     case hazardConfirmed(Step, HazardRecord)
     /// Cleanup is starting; the reason it runs (always, but the operator should know why now).
@@ -118,6 +121,26 @@ extension RunEvent {
                         return object
                     })
             }
+        case let .attemptFailed(step, attempt, attempts, delay):
+            line.add("event", "step_attempt")
+            line.add("step", step.id)
+            line.add("attempt", attempt.attempt)
+            line.add("attempts", attempts)
+            line.add("verdict", attempt.verdict.rawValue)
+            line.add("message", attempt.message)
+            line.add("error", attempt.error)
+            line.add("retry_in_s", delay)
+            line.add(
+                "measurements",
+                array: attempt.measurements.map { measurement in
+                    var object = JSONLine()
+                    object.add("name", measurement.name)
+                    object.add("value", measurement.value)
+                    object.add("text", measurement.text)
+                    object.add("unit", measurement.unit)
+                    object.add("verdict", measurement.verdict.rawValue)
+                    return object
+                })
         case let .hazardConfirmed(step, hazard):
             line.add("event", "hazard_confirmed")
             line.add("step", step.id)

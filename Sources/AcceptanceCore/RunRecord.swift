@@ -132,6 +132,8 @@ public struct StepRecord: Sendable, Codable, Hashable {
     public var members: [MemberRecord]?
     /// For a hazardous step: the hazard and who accepted it.
     public var hazard: HazardRecord?
+    /// For a step with `retry:`: every attempt, in order, the last being the one the step's verdict is.
+    public var attempts: [AttemptRecord]?
 
     public init(
         id: String, group: StepGroup, number: Int, name: String, kind: String, verdict: Verdict,
@@ -155,10 +157,35 @@ public struct StepRecord: Sendable, Codable, Hashable {
     enum CodingKeys: String, CodingKey {
         case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, retries,
             source
-        case members, hazard
+        case members, hazard, attempts
         case durationSeconds = "duration_s"
         case wallSeconds = "wall_s"
         case confirmedBy = "confirmed_by"
+    }
+}
+
+/// One attempt of a step with `retry:`: its verdict, what it measured and why it did not pass.
+public struct AttemptRecord: Sendable, Codable, Hashable {
+    /// From 1.
+    public var attempt: Int
+    public var verdict: Verdict
+    public var started: String?
+    public var ended: String?
+    public var measurements: [MeasurementRecord]
+    public var message: String?
+    public var error: String?
+
+    public init(
+        attempt: Int, verdict: Verdict, started: String?, ended: String?, measurements: [MeasurementRecord],
+        message: String? = nil, error: String? = nil
+    ) {
+        self.attempt = attempt
+        self.verdict = verdict
+        self.started = started
+        self.ended = ended
+        self.measurements = measurements
+        self.message = message
+        self.error = error
     }
 }
 

@@ -195,6 +195,13 @@ public final class ConsoleReporter: RunObserver {
             output.write("\r\u{1B}[2K" + style.dim(String(line.prefix(width))))
         case let .stepFinished(step, record):
             printStep(step, record)
+        case let .attemptFailed(step, attempt, attempts, delay):
+            let why = (attempt.error ?? attempt.message).map { ": \($0.escapingControlCharacters)" } ?? ""
+            let next = delay > 0 ? "again in \(Self.clockText(delay))" : "again now"
+            print(
+                style.paint(
+                    "  ↻ \(step.name.escapingControlCharacters): attempt \(attempt.attempt) of \(attempts) "
+                        + "\(attempt.verdict)\(why); \(next)", "33"))
         case let .notice(text):
             print(style.paint("  ! \(text.escapingControlCharacters)", "1;33"))
         case let .retry(device, message):

@@ -108,8 +108,20 @@ enum HTMLReport {
                         ?? "confirmed by "
                         + hazard.confirmations.map { "\($0.operator) at \($0.at)" }.joined(separator: " and "))
             }
-            let retries = step.retries.map { "\($0.count) retr\($0.count == 1 ? "y" : "ies")" }
-            let note = [hazard, step.error, step.message, retries].compactMap { $0 }.joined(separator: " · ")
+            let retries = step.retries.map { "\($0.count) transport retr\($0.count == 1 ? "y" : "ies")" }
+            // A step with `retry:`: every attempt that came before the one judged, with why it did not pass.
+            let attempts = step.attempts.flatMap { attempts -> String? in
+                guard attempts.count > 1 else { return nil }
+                return "\(attempts.count) attempts: "
+                    + attempts.map { attempt in
+                        "\(attempt.attempt) \(attempt.verdict.rawValue)"
+                            + (attempt.measurements.first { $0.verdict != .pass }.map {
+                                " (\($0.name) = \($0.displayValue))"
+                            } ?? "")
+                    }.joined(separator: ", ")
+            }
+            let note = [hazard, step.error, step.message, attempts, retries].compactMap { $0 }.joined(
+                separator: " · ")
             // When the step began (time of day, UTC) and how long it took on the run's clock.
             let started = step.started.map { String($0.dropFirst(11).prefix(8)) } ?? "-"
             let duration = step.durationSeconds.map { Quantity.format(($0 * 10).rounded() / 10) + " s" } ?? "-"

@@ -170,6 +170,11 @@ public enum JUnitReport {
             lines.append("\(member.device): \(member.verdict.rawValue)\(member.error.map { " \($0)" } ?? "")")
             for measurement in member.measurements { lines.append("  " + line(measurement)) }
         }
+        for attempt in step.attempts ?? [] where step.attempts?.count ?? 0 > 1 {
+            lines.append(
+                "attempt \(attempt.attempt): \(attempt.verdict.rawValue)"
+                    + ((attempt.error ?? attempt.message).map { " \($0)" } ?? ""))
+        }
         for retry in step.retries ?? [] { lines.append("retry: \(retry)") }
         return lines.joined(separator: "\n")
     }

@@ -104,6 +104,18 @@ public enum OCPStream {
             for retry in step.retries ?? [] {
                 writer.step(id, end, ["log": ["severity": "WARNING", "message": .string("retry: \(retry)")]])
             }
+            for attempt in (step.attempts ?? []).dropLast() {
+                let why = (attempt.error ?? attempt.message).map { ": \($0)" } ?? ""
+                writer.step(
+                    id, end,
+                    [
+                        "log": [
+                            "severity": "WARNING",
+                            "message": .string(
+                                "attempt \(attempt.attempt) \(attempt.verdict.rawValue)\(why); tried again"),
+                        ]
+                    ])
+            }
             switch step.verdict {
             case .error, .aborted:
                 writer.step(

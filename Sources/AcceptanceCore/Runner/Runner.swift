@@ -287,7 +287,8 @@ public final class Runner: Sendable {
                     return stop.reason ?? .interrupt
                 }
                 let result = await runStep(step)
-                if result.verdict != .pass {
+                // SKIPPED here is a step its skip_if/only_if ruled out: the run goes on.
+                if result.verdict != .pass, result.verdict != .skipped {
                     let reason = result.verdict == .aborted ? (stop.reason ?? .operatorAbort) : nil
                     for remaining in steps[(index + 1)...] {
                         record(
@@ -416,8 +417,13 @@ public final class Runner: Sendable {
             source: step.source)
         do {
             try Task.checkCancellation()
+            if let condition = step.condition, let reason = try await ruledOut(step, by: condition) {
+                stepRecord.verdict = .skipped
+                stepRecord.message = reason
+                return finishStep(step, stepRecord, started: started, wallStarted: wallStarted, heldStart: heldStart)
+            }
             if let hazard = step.hazard { stepRecord.hazard = try await confirmHazard(step, hazard) }
-            let result = try await step.executor.execute(StepContext(step: step, bus: bus, run: self))
+            let result = try await attempts(of: step, into: &stepRecord)
             stepRecord.verdict = result.verdict
             stepRecord.measurements = result.measurements
             stepRecord.message = result.message
@@ -446,6 +452,16 @@ public final class Runner: Sendable {
             stepRecord.verdict = .error
             stepRecord.error = "\(error)"
         }
+        return finishStep(step, stepRecord, started: started, wallStarted: wallStarted, heldStart: heldStart)
+    }
+
+    /// Times a step's record, adds it to the run's record and announces (and journals) its end.
+    private func finishStep(
+        _ step: Step, _ stepRecord: StepRecord, started: Duration, wallStarted: ContinuousClock.Instant,
+        heldStart: HeldEvent?
+    ) -> StepRecord {
+        var stepRecord = stepRecord
+        var heldStart = heldStart
         if !transportEvents.isEmpty { takeTransportEvents(after: &heldStart) }
         let ended = clock.now()
         stepRecord.ended = stamp(ended)
