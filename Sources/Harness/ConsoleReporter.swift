@@ -30,10 +30,10 @@ public struct ConsoleStyle: Sendable {
     }
 
     public func paint(_ text: String, _ code: String) -> String { color ? "\u{1B}[\(code)m\(text)\u{1B}[0m" : text }
-    func bold(_ text: String) -> String { paint(text, "1") }
+    public func bold(_ text: String) -> String { paint(text, "1") }
     func dim(_ text: String) -> String { paint(text, "2") }
 
-    func verdict(_ verdict: Verdict) -> String {
+    public func verdict(_ verdict: Verdict) -> String {
         let label = verdict.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)
         switch verdict {
         case .pass: return paint(label, "1;32")

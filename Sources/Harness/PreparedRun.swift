@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Reports
 import Simulation
+import Synchronization
 
 /// This harness's version, written into every record and bundle.
 public enum HarnessVersion {
@@ -54,6 +55,9 @@ public struct RunRequest: Sendable {
     public var allowUncalibrated = false
     /// Why a limit is overridden (`--deviation-reason`): required at a station that allows deviations.
     public var deviationReason: String?
+    /// One simulated rack and clock for several runs (a suite's procedures on one rack): made by the first run
+    /// prepared with it, reused by the rest. Nil: a rack of its own for each run.
+    public var simulation: SharedSimulation?
 
     public init(procedure: String, workspace: Workspace) {
         self.procedure = procedure
@@ -116,8 +120,16 @@ public struct PreparedRun: Sendable {
                 configuration: inputs.configuration, source: .station(station),
                 clock: WallClock(timeScale: request.timeScale ?? 1), only: Set(needed))
         } else {
-            let clock = SimulationClock(timeScale: request.timeScale)
-            let rack = try SimulatedRack.make(inputs: inputs, clock: clock)
+            let clock = request.simulation?.clock ?? SimulationClock(timeScale: request.timeScale)
+            let make = { () throws(HarnessError) -> SimulatedRack in
+                try SimulatedRack.make(inputs: inputs, clock: clock)
+            }
+            let rack: SimulatedRack
+            if let simulation = request.simulation {
+                rack = try simulation.rack(make)
+            } else {
+                rack = try make()
+            }
             plan = try DevicePlan.make(
                 configuration: inputs.configuration,
                 source: .simulated(rack, request.simulatorTransport), clock: clock, only: Set(needed))
@@ -330,6 +342,23 @@ public struct PreparedRun: Sendable {
                 console: console, observer: next, folder: folder, stop: stop, transportEvents: events)
             return runner.refuse(because: "before anything was actuated, the devices could not be connected: \(error)")
         }
+    }
+}
+
+/// A simulated rack that outlives one run: the procedures of a suite test the same rack, in the state the last one
+/// left it, on one simulation clock.
+public final class SharedSimulation: Sendable {
+    public let clock: SimulationClock
+    private let shared = Mutex<SimulatedRack?>(nil)
+
+    public init(timeScale: Double? = nil) { clock = SimulationClock(timeScale: timeScale) }
+
+    /// The rack, made on first use.
+    func rack(_ make: () throws(HarnessError) -> SimulatedRack) throws(HarnessError) -> SimulatedRack {
+        if let rack = shared.withLock({ $0 }) { return rack }
+        let rack = try make()
+        shared.withLock { $0 = rack }
+        return rack
     }
 }
 

@@ -170,10 +170,14 @@ public final class ReportArchive: Sendable {
             station: "", started: started, signer: verification.signerName,
             approved: names.contains(ReportBundle.approvalFile), addedAt: Timestamp.string(Date()))
         var indexed = run
-        if let data = FileManager.default.contents(atPath: "\(staging)/record.json"),
-            let record = try? JSONValue.parse([UInt8](data)), let station = record["station"]?.string
-        {
-            indexed.station = station
+        // A run's record, or a suite's (its procedures' records are inside, in their own folders).
+        for file in ["record.json", SuiteBundle.recordFile] {
+            if let data = FileManager.default.contents(atPath: "\(staging)/\(file)"),
+                let record = try? JSONValue.parse([UInt8](data)), let station = record["station"]?.string
+            {
+                indexed.station = station
+                break
+            }
         }
         do {
             return try database.write { db -> AddOutcome in

@@ -96,6 +96,11 @@ public enum ReportBundle {
         signature: SignatureBlock?
     ) throws(BundleError) -> DSSEEnvelope {
         let statement = try statement(folder: folder, record: record, inputs: inputs, signature: signature)
+        return try seal(folder: folder, statement: statement, signer: signer)
+    }
+
+    /// Signs a statement (or leaves it unsigned) and writes the envelope as the bundle's attestation.
+    static func seal(folder: String, statement: [UInt8], signer: BundleSigner?) throws(BundleError) -> DSSEEnvelope {
         let envelope: DSSEEnvelope
         if let signer {
             do {
@@ -173,12 +178,7 @@ public enum ReportBundle {
         folder: String, record: RunRecord, inputs: BundleInputs,
         signature: SignatureBlock?
     ) throws(BundleError) -> [UInt8] {
-        var subjects: [JSONValue] = []
-        for name in try subjectFiles(in: folder) {
-            subjects.append([
-                "name": .string(name), "digest": ["sha256": .string(try sha256(file: "\(folder)/\(name)"))],
-            ])
-        }
+        let subjects = try subjects(in: folder)
         var configuration: [JSONValue] = [
             [
                 "name": .string("procedure \(record.procedure.id) \(record.procedure.version)"),
@@ -218,43 +218,61 @@ public enum ReportBundle {
             "simulated": .bool(record.scenario != nil),
         ]
         // Limits the run changed: an archive wants an approver's signature on a bundle that has any.
-        predicate["deviations"] = .array(
-            (record.deviations ?? []).map { deviation in
-                [
-                    "parameter": .string(deviation.parameter), "procedureValue": .string(deviation.procedureValue),
-                    "value": .string(deviation.value), "by": .string(deviation.by),
-                    "reason": .string(deviation.reason),
-                ]
-            })
+        predicate["deviations"] = .array(deviationEntries(record))
         // The instruments that measured the rack, as the signature covers them: identity and calibration.
         if let instruments = record.instruments, !instruments.isEmpty {
-            predicate["instruments"] = .array(
-                instruments.map { instrument in
-                    var entry: [String: JSONValue] = [
-                        "name": .string(instrument.name), "manufacturer": .string(instrument.manufacturer),
-                        "model": .string(instrument.model), "serial": .string(instrument.serial),
-                        "firmware": .string(instrument.firmware), "connection": .string(instrument.connection),
-                        "simulated": .bool(instrument.simulated),
-                    ]
-                    if let due = instrument.calibrationDue { entry["calibrationDue"] = .string(due) }
-                    if let certificate = instrument.calibrationCertificate {
-                        entry["calibrationCertificate"] = .string(certificate)
-                    }
-                    if let problem = instrument.calibrationProblem { entry["uncalibrated"] = .string(problem) }
-                    return .object(entry)
-                })
+            predicate["instruments"] = .array(instruments.map(instrumentEntry))
         }
-        if let signature {
-            predicate["signer"] = [
-                "identity": .string(signature.identity), "keyid": .string(signature.keyID),
-                "signedAt": .string(signature.signedAt), "meaning": .string(signature.meaning),
-            ]
-        }
+        if let signature { predicate["signer"] = signerEntry(signature) }
         let statement: JSONValue = [
             "_type": .string(statementType), "subject": .array(subjects),
             "predicateType": .string(predicateType), "predicate": .object(predicate),
         ]
         return statement.bytes
+    }
+
+    /// A run's deviations as the predicate lists them (an archive wants an approval for any).
+    static func deviationEntries(_ record: RunRecord) -> [JSONValue] {
+        (record.deviations ?? []).map { deviation in
+            [
+                "parameter": .string(deviation.parameter), "procedureValue": .string(deviation.procedureValue),
+                "value": .string(deviation.value), "by": .string(deviation.by),
+                "reason": .string(deviation.reason),
+            ]
+        }
+    }
+
+    static func instrumentEntry(_ instrument: InstrumentRecord) -> JSONValue {
+        var entry: [String: JSONValue] = [
+            "name": .string(instrument.name), "manufacturer": .string(instrument.manufacturer),
+            "model": .string(instrument.model), "serial": .string(instrument.serial),
+            "firmware": .string(instrument.firmware), "connection": .string(instrument.connection),
+            "simulated": .bool(instrument.simulated),
+        ]
+        if let due = instrument.calibrationDue { entry["calibrationDue"] = .string(due) }
+        if let certificate = instrument.calibrationCertificate {
+            entry["calibrationCertificate"] = .string(certificate)
+        }
+        if let problem = instrument.calibrationProblem { entry["uncalibrated"] = .string(problem) }
+        return .object(entry)
+    }
+
+    static func signerEntry(_ signature: SignatureBlock) -> JSONValue {
+        [
+            "identity": .string(signature.identity), "keyid": .string(signature.keyID),
+            "signedAt": .string(signature.signedAt), "meaning": .string(signature.meaning),
+        ]
+    }
+
+    /// Every file of the bundle with its SHA-256, as in-toto subjects.
+    static func subjects(in folder: String) throws(BundleError) -> [JSONValue] {
+        var subjects: [JSONValue] = []
+        for name in try subjectFiles(in: folder) {
+            subjects.append([
+                "name": .string(name), "digest": ["sha256": .string(try sha256(file: "\(folder)/\(name)"))],
+            ])
+        }
+        return subjects
     }
 
     /// The series CSVs of the run, parsed (for the OCP stream and the plots).

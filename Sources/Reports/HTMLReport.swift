@@ -8,21 +8,29 @@ enum HTMLReport {
     static func html(
         _ record: RunRecord, series: [String: SeriesData], signature: ReportBundle.SignatureBlock?
     ) -> String {
-        let verdictColour =
-            switch record.verdict {
-            case .pass: "#1a7f37"
-            case .fail: "#cf222e"
-            case .error: "#9a6700"
-            case .aborted, .skipped: "#57606a"
-            }
-        var out = """
+        document(
+            title: "\(record.procedure.id) \(record.verdict.rawValue) · rack \(record.rackSerial ?? "(no serial)")",
+            runID: record.runID, rackSerial: record.rackSerial, simulated: record.isSimulated
+        ) {
+            runSections(record, series: series) + signatureSection(signature)
+        }
+    }
+
+    /// The page around a report's sections: the styles for screen and paper, and on paper a header on every page
+    /// (run id, rack serial) with "page x of y", and the SIMULATED watermark on every page.
+    static func document(
+        title: String, runID: String, rackSerial: String?, simulated: Bool, body: () -> String
+    ) -> String {
+        let running = "run \(runID) · rack \(rackSerial ?? "(no serial)")" + (simulated ? " · SIMULATED" : "")
+        return """
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8">
-            <title>\(e(record.procedure.id)) \(e(record.verdict.rawValue)) · rack \(e(record.rackSerial ?? "(no serial)"))</title>
+            <title>\(e(title))</title>
             <style>
             body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#1f2328;max-width:1100px;margin:24px auto;padding:0 16px}
             h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
-            .verdict{border:3px solid \(verdictColour);color:\(verdictColour);padding:14px 18px;margin:16px 0;font-size:28px;font-weight:700}
+            .verdict{border:3px solid #57606a;color:#57606a;padding:14px 18px;margin:16px 0;font-size:28px;font-weight:700}
+            .verdict.PASS{border-color:#1a7f37;color:#1a7f37} .verdict.FAIL{border-color:#cf222e;color:#cf222e} .verdict.ERROR{border-color:#9a6700;color:#9a6700}
             .verdict small{display:block;font-size:14px;font-weight:400;color:#1f2328}
             table{border-collapse:collapse;width:100%;margin:6px 0} th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
             th{background:#f6f8fa} td.PASS{color:#1a7f37;font-weight:600} td.FAIL{color:#cf222e;font-weight:700}
@@ -30,14 +38,42 @@ enum HTMLReport {
             .kv td:first-child{width:220px;color:#57606a} .num{text-align:right;font-variant-numeric:tabular-nums}
             .member{color:#57606a;font-size:12px} figure{margin:12px 0;page-break-inside:avoid} figcaption{color:#57606a}
             .signature{border:1px solid #d0d7de;padding:10px 14px;background:#f6f8fa} .unsigned{border-color:#cf222e;color:#cf222e}
-            @media print{body{margin:0;max-width:none} .verdict{break-after:avoid} tr{break-inside:avoid}}
             .deviation,.deviation td,.deviation th{color:#cf222e;border-color:#cf222e;font-weight:600}
             .watermark{position:fixed;top:42%;left:0;right:0;text-align:center;transform:rotate(-30deg);font-size:120px;font-weight:800;letter-spacing:12px;color:rgba(207,34,46,.13);pointer-events:none;z-index:10}
+            section.procedure{break-before:page} section.procedure:first-of-type{break-before:auto}
+            @page{size:A4;margin:18mm 12mm 16mm;
+              @top-left{content:"\(cssString(running))";font:9px system-ui,sans-serif;color:#57606a}
+              @bottom-right{content:"page " counter(page) " of " counter(pages);font:9px system-ui,sans-serif;color:#57606a}}
+            @media print{body{margin:0;max-width:none;font-size:11px} .verdict{break-after:avoid} tr,figure{break-inside:avoid} h2{break-after:avoid}}
             </style></head><body>
-            \(record.isSimulated ? "<div class=\"watermark\" id=\"simulated\">SIMULATED</div>" : "")
-            <h1>\(e(record.procedure.title))</h1>
+            \(simulated ? "<div class=\"watermark\" id=\"simulated\">SIMULATED</div>" : "")
+            \(body())</body></html>
+
+            """
+    }
+
+    /// Text for a CSS string literal: quotes and backslashes escaped, no line breaks.
+    static func cssString(_ text: String) -> String {
+        var out = ""
+        for character in text {
+            switch character {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n", "\r": out += " "
+            // Inside <style>, HTML entities mean nothing: a "<" is escaped the CSS way, so no "</style>" ends it.
+            case "<": out += "\\3c "
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    /// A run's heading, verdict, identity, safety, plots and steps: the whole report but the signature.
+    static func runSections(_ record: RunRecord, series: [String: SeriesData], heading: String = "h1") -> String {
+        var out = """
+            <\(heading)>\(e(record.procedure.title))</\(heading)>
             <div>\(e(record.procedure.id)) \(e(record.procedure.version)) · run \(e(record.runID))</div>
-            <div class="verdict" id="verdict">\(e(record.verdict.rawValue))\(record.isSimulated ? " · SIMULATED" : "")<small>\(e(verdictText(record)))</small></div>
+            <div class="verdict \(record.verdict.rawValue)" id="verdict-\(e(record.procedure.id))">\(e(record.verdict.rawValue))\(record.isSimulated ? " · SIMULATED" : "")<small>\(e(verdictText(record)))</small></div>
 
             """
         out += "<h2>Rack and station</h2>\n<table class=\"kv\">\n"
@@ -152,8 +188,12 @@ enum HTMLReport {
             }
         }
         out += "</table>\n"
+        return out
+    }
 
-        out += "<h2>Signature</h2>\n"
+    /// Who signed the bundle and what it means, or UNSIGNED in red.
+    static func signatureSection(_ signature: ReportBundle.SignatureBlock?) -> String {
+        var out = "<h2>Signature</h2>\n"
         if let signature {
             out +=
                 "<div class=\"signature\"><table class=\"kv\">"
@@ -169,7 +209,6 @@ enum HTMLReport {
                 "<div class=\"signature unsigned\"><strong>UNSIGNED.</strong> The station had no signing key: nothing "
                 + "proves these files are the ones it produced.</div>\n"
         }
-        out += "</body></html>\n"
         return out
     }
 

@@ -5,7 +5,27 @@ import Foundation
 /// for_each member), named by step name. FAIL is a `failure`, ERROR and ABORTED are `error`s, SKIPPED is `skipped`;
 /// times are wall-clock seconds.
 public enum JUnitReport {
-    public static func xml(_ record: RunRecord) -> String {
+    public static func xml(_ record: RunRecord) -> String { xml([record]) }
+
+    /// Several runs (a suite's procedures) as one document: a `testsuite` per run.
+    public static func xml(_ records: [RunRecord], name: String = "acceptance") -> String {
+        let suites = records.map(testsuite)
+        var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        out +=
+            "<testsuites name=\(attribute(name)) tests=\"\(suites.map(\.tests).reduce(0, +))\" "
+            + "failures=\"\(suites.map(\.failures).reduce(0, +))\" errors=\"\(suites.map(\.errors).reduce(0, +))\" "
+            + "skipped=\"\(suites.map(\.skipped).reduce(0, +))\" time=\"\(seconds(suites.map(\.time).reduce(0, +)))\">\n"
+        for suite in suites { out += suite.xml }
+        out += "</testsuites>\n"
+        return out
+    }
+
+    /// One run's `testsuite` element, with its counts for the document's totals.
+    static func testsuite(
+        _ record: RunRecord
+    ) -> (
+        xml: String, tests: Int, failures: Int, errors: Int, skipped: Int, time: Double
+    ) {
         var steps = record.steps
         // A run can end in ERROR or ABORTED with no step saying so (a record that could not be written, a stop
         // between steps): a dashboard must not show it green.
@@ -41,10 +61,7 @@ public enum JUnitReport {
         let errors = cases.count { $0.verdict == .error || $0.verdict == .aborted }
         let skipped = cases.count { $0.verdict == .skipped }
         let time = record.clock.wallSeconds
-        var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        out +=
-            "<testsuites name=\"acceptance\" tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(errors)\" "
-            + "skipped=\"\(skipped)\" time=\"\(seconds(time))\">\n"
+        var out = ""
         out +=
             "  <testsuite name=\(attribute("\(record.procedure.id) \(record.procedure.version)\(record.isSimulated ? " SIMULATED" : "")")) "
             + "tests=\"\(cases.count)\" failures=\"\(failures)\" errors=\"\(errors)\" skipped=\"\(skipped)\" "
@@ -89,8 +106,8 @@ public enum JUnitReport {
             }
             out += "    </testcase>\n"
         }
-        out += "  </testsuite>\n</testsuites>\n"
-        return out
+        out += "  </testsuite>\n"
+        return (out, cases.count, failures, errors, skipped, time)
     }
 
     /// One JUnit test case.

@@ -95,7 +95,8 @@ public struct Keyring {
                 if keyText.contains("-----BEGIN") {
                     pem = keyText
                 } else {
-                    let file = keyText.hasPrefix("/") ? keyText : "\(directory)/\(keyText)"
+                    // Relative to the keyring's folder (`keyring.yaml` given bare: the current one, not "/").
+                    let file = keyText.hasPrefix("/") || directory.isEmpty ? keyText : "\(directory)/\(keyText)"
                     guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                         reader.error("cannot read public key file \(file)", at: keyNode)
                         continue

@@ -65,6 +65,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Folder for run records.")
     var reportDir = "reports"
 
+    @Flag(help: "For a suite: go on to the next procedure after one FAILs (never after an ERROR or an abort).")
+    var continueOnFail = false
+
     func validate() throws {
         for pair in parameters + inputs where !pair.contains("=") {
             throw ValidationError("'\(pair)' must be name=value")
@@ -106,6 +109,11 @@ struct RunCommand: AsyncParsableCommand {
         request.stateDirectory = StationState.defaultDirectory()
         request.allowUncalibrated = allowUncalibrated
         request.deviationReason = deviationReason
+        if location.isSuite(procedure) {
+            try await runSuite(request, style: style, stop: stop)
+            withExtendedLifetime(trap) {}
+            return
+        }
 
         let prepared: PreparedRun
         do {
@@ -124,18 +132,28 @@ struct RunCommand: AsyncParsableCommand {
             ConsoleOutput.standardError.write("WARNING: \(warning)\n")
         }
 
-        let terminal = isatty(STDIN_FILENO) == 1
-        // --yes confirms prompts, never a hazard on a real station: a terminal still asks for operators' ids.
-        let console: any OperatorConsole =
-            !yes && terminal
-            ? TerminalOperator(style: style)
-            : AutomaticOperator(hazards: terminal ? TerminalOperator(style: style) : nil)
+        let console = makeConsole(style: style)
         let reporter = ConsoleReporter(
             style: style, clock: prepared.clock,
             header: .init(
                 scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: request.timeScale,
                 folder: prepared.folder?.path, endpoints: prepared.endpoints))
         let (record, bundle) = await prepared.runAndBundle(console: console, observer: reporter, stop: stop)
+        Self.report(bundle, style: style)
+        withExtendedLifetime(trap) {}
+        throw ExitCode(record.verdict.exitCode)
+    }
+
+    /// --yes confirms prompts, never a hazard on a real station: a terminal still asks for operators' ids.
+    func makeConsole(style: ConsoleStyle) -> any OperatorConsole {
+        let terminal = isatty(STDIN_FILENO) == 1
+        return !yes && terminal
+            ? TerminalOperator(style: style)
+            : AutomaticOperator(hazards: terminal ? TerminalOperator(style: style) : nil)
+    }
+
+    /// Where the bundle went, and how to check it (or why there is none).
+    static func report(_ bundle: PreparedRun.BundleOutcome?, style: ConsoleStyle) {
         switch bundle {
         case let .signed(folder, keyID)?:
             ConsoleOutput.standardOutput.write(
@@ -151,7 +169,55 @@ struct RunCommand: AsyncParsableCommand {
         case nil:
             break
         }
-        withExtendedLifetime(trap) {}
+    }
+
+    /// `acceptance run fat-suite`: each procedure with its own live output, then the suite's verdict and bundle.
+    func runSuite(_ request: RunRequest, style: ConsoleStyle, stop: StopController) async throws {
+        var suiteRequest = SuiteRequest(suite: procedure, run: request)
+        if continueOnFail { suiteRequest.continueOnFail = true }
+        let suite: SuiteRun
+        do {
+            suite = try SuiteRun.prepare(suiteRequest)
+        } catch {
+            switch error {
+            case .procedureNotFound, .parameter, .input, .deviation, .unknownName:
+                throw ValidationError(error.description)
+            default:
+                ConsoleOutput.standardError.write("error: \(error)\n")
+                throw ExitCode(Verdict.error.exitCode)
+            }
+        }
+        let count = suite.procedures.count
+        ConsoleOutput.standardOutput.write(
+            style.bold("━━━━ SUITE \(suite.suite.id) \(suite.suite.version) · \(suite.suite.title)") + "\n"
+                + "     \(suite.procedures.map(\.procedure.id).joined(separator: " → ")) · run \(suite.runID)"
+                + (suite.isSimulated ? " · " + style.paint("SIMULATED rack", "1;36") : "") + "\n\n")
+        let timeScale = request.timeScale
+        let (record, bundle) = await suite.run(
+            console: makeConsole(style: style),
+            observer: { index, prepared in
+                ConsoleOutput.standardOutput.write(
+                    "\n" + style.bold("━━━━ \(index + 1) of \(count): \(prepared.inputs.procedure.id)") + "\n")
+                for warning in prepared.transportWarnings {
+                    ConsoleOutput.standardError.write("WARNING: \(warning)\n")
+                }
+                return ConsoleReporter(
+                    style: style, clock: prepared.clock,
+                    header: .init(
+                        scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: timeScale,
+                        folder: prepared.folder?.path, endpoints: prepared.endpoints))
+            }, stop: stop)
+        var summary = "\n" + style.bold("━━━━ SUITE \(record.suite.id): \(record.verdict.rawValue)") + "\n"
+        for (index, procedure) in record.procedures.enumerated() {
+            summary +=
+                "  \(index + 1). \(procedure.id.padding(toLength: 16, withPad: " ", startingAt: 0)) "
+                + style.verdict(procedure.verdict) + (procedure.message.map { "  \($0)" } ?? "") + "\n"
+        }
+        if record.isSimulated {
+            summary += "  " + style.paint("SIMULATED rack: no real rack was tested", "1;36") + "\n"
+        }
+        ConsoleOutput.standardOutput.write(summary)
+        Self.report(bundle, style: style)
         throw ExitCode(record.verdict.exitCode)
     }
 }
