@@ -55,6 +55,9 @@ public struct RunRequest: Sendable {
     public var allowUncalibrated = false
     /// Why a limit is overridden (`--deviation-reason`): required at a station that allows deviations.
     public var deviationReason: String?
+    /// Print `report.pdf` into the bundle (WeasyPrint), covered by the signature. A station's `report_pdf: true`
+    /// asks for it on every run.
+    public var pdf = false
     /// One simulated rack and clock for several runs (a suite's procedures on one rack): made by the first run
     /// prepared with it, reused by the rest. Nil: a rack of its own for each run.
     public var simulation: SharedSimulation?
@@ -82,6 +85,8 @@ public struct PreparedRun: Sendable {
     let claim: StationClaim?
     /// Whether a run with an instrument out of calibration goes ahead (recorded).
     var allowUncalibrated = false
+    /// Prints `report.pdf` into the bundle (`--pdf`, or the station's `report_pdf: true`).
+    var pdfPrinter: PDFPrinter?
 
     /// Each instrument the run uses whose calibration does not hold today (past due, or none recorded at the
     /// station), by name. The simulated bench has no calibration to hold.
@@ -112,6 +117,16 @@ public struct PreparedRun: Sendable {
         _ request: RunRequest, recordToDisk: Bool = true
     ) async throws(HarnessError) -> PreparedRun {
         let inputs = try RunInputs.load(request)
+        // A PDF that was asked for and cannot be made is found out before the rack is touched.
+        var printer: PDFPrinter?
+        if request.pdf || inputs.station?.reportPDF == true {
+            guard let found = PDFPrinter.find() else {
+                throw .unsupported(
+                    "report.pdf is asked for (\(request.pdf ? "--pdf" : "station '\(inputs.station?.id ?? "")' report_pdf"))"
+                        + " but WeasyPrint is not installed: apt install weasyprint")
+            }
+            printer = found
+        }
         // The interlocks' devices are bound too: the supervisor watches them even when no step uses them.
         let needed = inputs.usedDevices + inputs.watchedDevices.filter { !inputs.usedDevices.contains($0) }
         var plan: DevicePlan
@@ -184,7 +199,9 @@ public struct PreparedRun: Sendable {
                     signingKey: request.signingKey.map(Self.absolute), timeScale: request.timeScale,
                     started: Timestamp.string(Date()), pid: getpid(), host: ProcessInfo.processInfo.hostName))
         }
-        return make(inputs: inputs, plan: plan, folder: folder, runID: runID, request: request, claim: claim)
+        var prepared = make(inputs: inputs, plan: plan, folder: folder, runID: runID, request: request, claim: claim)
+        prepared.pdfPrinter = printer
+        return prepared
     }
 
     static func absolute(_ path: String) -> String {
@@ -266,7 +283,7 @@ public struct PreparedRun: Sendable {
         -> (RunRecord, BundleOutcome?)
     {
         let record = await run(console: console, observer: observer, stop: stop)
-        let bundle = self.bundle(record)
+        let bundle = await self.bundle(record, observer: observer)
         // The run has ended, its rack checked and its record written: nothing is left for recovery. (Without a
         // record on disk the marker stays, so `acceptance recover` writes one from the journal.)
         if let folder, FileManager.default.fileExists(atPath: folder.file("record.json")) { claim?.end() }
@@ -277,16 +294,10 @@ public struct PreparedRun: Sendable {
     /// changed or removed during the run changes nothing).
     func bundle(_ record: RunRecord, identity extra: String? = nil) -> BundleOutcome? {
         guard let folder else { return nil }
-        var signer: BundleSigner?
-        if let raw = inputs.signingKey {
-            do {
-                signer = BundleSigner(
-                    key: try Curve25519.Signing.PrivateKey(rawRepresentation: raw),
-                    identity: "station \(record.station)" + (record.operator.map { ", operator \($0)" } ?? "")
-                        + (extra.map { ", \($0)" } ?? ""))
-            } catch {
-                return .failed("signing key: \(error)")
-            }
+        let signer: BundleSigner?
+        switch self.signer(for: record, identity: extra) {
+        case let .success(value): signer = value
+        case let .failure(error): return .failed(error.description)
         }
         do {
             try ReportBundle.make(folder: folder.path, record: record, inputs: bundleInputs, signer: signer)
@@ -295,6 +306,47 @@ public struct PreparedRun: Sendable {
         }
         if let signer { return .signed(folder: folder.path, keyID: SigningKeys.keyID(signer.key.publicKey)) }
         return .unsigned(folder: folder.path)
+    }
+
+    /// The same, with `report.pdf` printed before signing when the run asked for it (`--pdf`, or the station's
+    /// `report_pdf`). A PDF that cannot be printed leaves the bundle signed without it, and the observer is told.
+    func bundle(_ record: RunRecord, observer: any RunObserver) async -> BundleOutcome? {
+        guard let folder, let pdf = pdfPrinter else { return bundle(record) }
+        let signer: BundleSigner?
+        switch self.signer(for: record, identity: nil) {
+        case let .success(value): signer = value
+        case let .failure(error): return .failed(error.description)
+        }
+        do {
+            try await ReportBundle.make(
+                folder: folder.path, record: record, inputs: bundleInputs, signer: signer, pdf: pdf)
+        } catch {
+            observer.handle(.notice("report.pdf NOT made: \(error); the bundle is signed without it"))
+            try? FileManager.default.removeItem(atPath: folder.file(ReportBundle.pdfFile))
+            return bundle(record)
+        }
+        if let signer { return .signed(folder: folder.path, keyID: SigningKeys.keyID(signer.key.publicKey)) }
+        return .unsigned(folder: folder.path)
+    }
+
+    struct SignerError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// The station's signer for this record, from the key read when the run was prepared.
+    func signer(for record: RunRecord, identity extra: String?) -> Result<BundleSigner?, SignerError> {
+        var signer: BundleSigner?
+        if let raw = inputs.signingKey {
+            do {
+                signer = BundleSigner(
+                    key: try Curve25519.Signing.PrivateKey(rawRepresentation: raw),
+                    identity: "station \(record.station)" + (record.operator.map { ", operator \($0)" } ?? "")
+                        + (extra.map { ", \($0)" } ?? ""))
+            } catch {
+                return .failure(SignerError(description: "signing key: \(error)"))
+            }
+        }
+        return .success(signer)
     }
 
     /// Connects the devices, runs to the end, and closes every connection, session, client and loopback server

@@ -38,6 +38,8 @@ public struct StationConfiguration: Sendable {
     /// Whether a run here may change one of a procedure's limits (a recorded deviation, with a reason, that an
     /// approver signs before the archive takes the bundle). Off unless the station says so.
     public var allowDeviations = false
+    /// `report_pdf: true`: every run's bundle carries `report.pdf` (WeasyPrint), covered by the signature.
+    public var reportPDF = false
 
     /// Each instrument's calibration, by instrument name (`instruments:` in the station file).
     public var calibrations: [String: Calibration] = [:]
@@ -63,7 +65,7 @@ public struct StationConfiguration: Sendable {
                 allowed: [
                     "station", "description", "operator", "rack", "devices", "instruments", "groups",
                     "settings", "signing_key", "archive", "interlocks", "waive", "confirm_hazards_automatically",
-                    "allow_simulated", "allow_deviations",
+                    "allow_simulated", "allow_deviations", "report_pdf",
                 ],
                 in: "station")
             for (key, _, value) in entries {
@@ -96,6 +98,7 @@ public struct StationConfiguration: Sendable {
                 case "description": station.description = reader.scalar(value, "description") ?? ""
                 case "allow_simulated": station.allowSimulated = reader.bool(value, "allow_simulated") ?? true
                 case "allow_deviations": station.allowDeviations = reader.bool(value, "allow_deviations") ?? false
+                case "report_pdf": station.reportPDF = reader.bool(value, "report_pdf") ?? false
                 case "operator": station.operatorName = reader.scalar(value, "operator")
                 case "rack": station.rack = reader.scalar(value, "rack")
                 case "devices":

@@ -190,11 +190,18 @@ public struct SuiteRun: Sendable {
             ? "\(record.procedures.count) procedures passed"
             : failed.map { "\($0.id) \($0.verdict.rawValue)\($0.message.map { ": \($0)" } ?? "")" }
                 .joined(separator: "; ")
-        return (record, bundle(record, runs: runs, signingKey: lastPrepared?.inputs.signingKey ?? first?.signingKey))
+        let pdf = request.run.pdf || first?.station?.reportPDF == true ? PDFPrinter.find() : nil
+        return (
+            record,
+            await bundle(
+                record, runs: runs, signingKey: lastPrepared?.inputs.signingKey ?? first?.signingKey, pdf: pdf)
+        )
     }
 
     /// Writes the suite's record, report and JUnit, and signs the whole folder with the station's key.
-    func bundle(_ record: SuiteRecord, runs: [SuiteBundle.Run], signingKey: Data?) -> PreparedRun.BundleOutcome {
+    func bundle(
+        _ record: SuiteRecord, runs: [SuiteBundle.Run], signingKey: Data?, pdf: PDFPrinter?
+    ) async -> PreparedRun.BundleOutcome {
         var signer: BundleSigner?
         if let raw = signingKey {
             do {
@@ -209,7 +216,8 @@ public struct SuiteRun: Sendable {
             procedureFile: suite.file, configurationFile: procedures.first?.configurationFile,
             harnessVersion: HarnessVersion.current, harnessBinarySHA256: HarnessVersion.binarySHA256)
         do {
-            try SuiteBundle.make(folder: folder, suite: record, runs: runs, inputs: inputs, signer: signer)
+            try await SuiteBundle.make(
+                folder: folder, suite: record, runs: runs, inputs: inputs, signer: signer, pdf: pdf)
         } catch {
             return .failed(error.description)
         }

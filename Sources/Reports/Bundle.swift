@@ -60,12 +60,39 @@ public enum ReportBundle {
         folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
         signedAt: Date = Date()
     ) throws(BundleError) -> DSSEEnvelope {
-        let series = loadSeries(folder: folder, record: record)
-        let signature = signer.map {
+        let signature = signatureBlock(signer, signedAt: signedAt)
+        try writeDerivedFiles(folder: folder, record: record, inputs: inputs, signature: signature)
+        return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
+    }
+
+    /// The same, with `report.pdf` printed from `report.html` (by `pdf`) before signing, so the signature covers
+    /// the PDF as it covers the page it was printed from.
+    @discardableResult
+    public static func make(
+        folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?, pdf: PDFPrinter,
+        signedAt: Date = Date()
+    ) async throws(BundleError) -> DSSEEnvelope {
+        let signature = signatureBlock(signer, signedAt: signedAt)
+        try writeDerivedFiles(folder: folder, record: record, inputs: inputs, signature: signature)
+        try await pdf.print(html: "\(folder)/report.html", to: "\(folder)/\(pdfFile)")
+        return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
+    }
+
+    public static let pdfFile = "report.pdf"
+
+    static func signatureBlock(_ signer: BundleSigner?, signedAt: Date) -> SignatureBlock? {
+        signer.map {
             SignatureBlock(
                 identity: $0.identity, keyID: SigningKeys.keyID($0.key.publicKey),
                 signedAt: Timestamp.string(signedAt), meaning: $0.meaning)
         }
+    }
+
+    /// `junit.xml`, `ocp.jsonl`, `report.html` and `verify.sh`, from the record and the series.
+    static func writeDerivedFiles(
+        folder: String, record: RunRecord, inputs: BundleInputs, signature: SignatureBlock?
+    ) throws(BundleError) {
+        let series = loadSeries(folder: folder, record: record)
         do {
             try write(folder, "junit.xml", JUnitReport.xml(record))
             try write(folder, "ocp.jsonl", OCPStream.lines(record, series: series, harness: inputs.harnessVersion))
@@ -74,7 +101,6 @@ public enum ReportBundle {
         } catch {
             throw BundleError(description: "cannot write the report files: \(error)")
         }
-        return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
     }
 
     /// Hashes every file of the bundle and writes the (signed) attestation over them.

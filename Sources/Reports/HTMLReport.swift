@@ -36,7 +36,7 @@ enum HTMLReport {
             th{background:#f6f8fa} td.PASS{color:#1a7f37;font-weight:600} td.FAIL{color:#cf222e;font-weight:700}
             td.ERROR{color:#9a6700;font-weight:700} td.ABORTED,td.SKIPPED{color:#57606a}
             .kv td:first-child{width:220px;color:#57606a} .num{text-align:right;font-variant-numeric:tabular-nums}
-            .member{color:#57606a;font-size:12px} figure{margin:12px 0;page-break-inside:avoid} figcaption{color:#57606a}
+            td.limits,td.num{white-space:nowrap} .member{color:#57606a;font-size:12px} figure{margin:12px 0;page-break-inside:avoid} figcaption{color:#57606a}
             .signature{border:1px solid #d0d7de;padding:10px 14px;background:#f6f8fa} .unsigned{border-color:#cf222e;color:#cf222e}
             .deviation,.deviation td,.deviation th{color:#cf222e;border-color:#cf222e;font-weight:600}
             .watermark{position:fixed;top:42%;left:0;right:0;text-align:center;transform:rotate(-30deg);font-size:120px;font-weight:800;letter-spacing:12px;color:rgba(207,34,46,.13);pointer-events:none;z-index:10}
@@ -44,6 +44,11 @@ enum HTMLReport {
             @page{size:A4;margin:18mm 12mm 16mm;
               @top-left{content:"\(cssString(running))";font:9px system-ui,sans-serif;color:#57606a}
               @bottom-right{content:"page " counter(page) " of " counter(pages);font:9px system-ui,sans-serif;color:#57606a}}
+            @media print{table.steps{table-layout:fixed;font-size:10px} table.steps td{overflow-wrap:anywhere}
+              table.steps th,table.steps td{box-sizing:border-box;padding:3px 5px}
+              table.steps th:nth-child(1){width:17%} table.steps th:nth-child(2){width:9%} table.steps th:nth-child(3){width:7%}
+              table.steps th:nth-child(4){width:8%} table.steps th:nth-child(5){width:15%} table.steps th:nth-child(6){width:11%}
+              table.steps th:nth-child(7){width:12%} td.limits,td.num{white-space:normal}}
             @media print{body{margin:0;max-width:none;font-size:11px} .verdict{break-after:avoid} tr,figure{break-inside:avoid} h2{break-after:avoid}}
             </style></head><body>
             \(simulated ? "<div class=\"watermark\" id=\"simulated\">SIMULATED</div>" : "")
@@ -133,7 +138,7 @@ enum HTMLReport {
         }
 
         out +=
-            "<h2>Steps</h2>\n<table>\n<tr><th>Step</th><th>Started</th><th class=\"num\">Duration</th><th>Verdict</th>"
+            "<h2>Steps</h2>\n<table class=\"steps\">\n<tr><th>Step</th><th>Started</th><th class=\"num\">Duration</th><th>Verdict</th>"
             + "<th>Measurement</th><th class=\"num\">Value</th><th>Limits</th><th>Notes</th></tr>\n"
         for step in record.steps {
             let rows = step.measurements
@@ -176,7 +181,7 @@ enum HTMLReport {
                     + (index == 0 ? timing : "<td></td><td></td>")
                     + "<td class=\"\(measurement.verdict.rawValue)\">\(measurement.verdict.rawValue)</td>"
                     + "<td>\(e(measurement.name))</td><td class=\"num\">\(e(value(measurement)))</td>"
-                    + "<td>\(e(limits))</td><td>\(index == 0 ? e(note) : "")</td></tr>\n"
+                    + "<td class=\"limits\">\(e(limits))</td><td>\(index == 0 ? e(note) : "")</td></tr>\n"
             }
             for member in step.members ?? [] where member.verdict != .pass || member.measurements.count <= 8 {
                 let readings = member.measurements.map { "\($0.name) = \(value($0))" }.joined(separator: ", ")

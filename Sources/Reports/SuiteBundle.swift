@@ -23,8 +23,8 @@ public enum SuiteBundle {
     @discardableResult
     public static func make(
         folder: String, suite: SuiteRecord, runs: [Run], inputs: BundleInputs, signer: BundleSigner?,
-        signedAt: Date = Date()
-    ) throws(ReportBundle.BundleError) -> DSSEEnvelope {
+        pdf: PDFPrinter? = nil, signedAt: Date = Date()
+    ) async throws(ReportBundle.BundleError) -> DSSEEnvelope {
         let signature = signer.map {
             ReportBundle.SignatureBlock(
                 identity: $0.identity, keyID: SigningKeys.keyID($0.key.publicKey),
@@ -39,6 +39,7 @@ public enum SuiteBundle {
         } catch {
             throw ReportBundle.BundleError(description: "cannot write the suite's report files: \(error)")
         }
+        if let pdf { try await pdf.print(html: "\(folder)/report.html", to: "\(folder)/\(ReportBundle.pdfFile)") }
         let statement = try statement(folder: folder, suite: suite, runs: runs, inputs: inputs, signature: signature)
         return try ReportBundle.seal(folder: folder, statement: statement, signer: signer)
     }

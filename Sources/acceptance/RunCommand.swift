@@ -65,6 +65,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Folder for run records.")
     var reportDir = "reports"
 
+    @Flag(
+        help: "Print report.pdf into the bundle with WeasyPrint (signed with it); a station's report_pdf does the same."
+    )
+    var pdf = false
+
     @Flag(help: "For a suite: go on to the next procedure after one FAILs (never after an ERROR or an abort).")
     var continueOnFail = false
 
@@ -109,6 +114,7 @@ struct RunCommand: AsyncParsableCommand {
         request.stateDirectory = StationState.defaultDirectory()
         request.allowUncalibrated = allowUncalibrated
         request.deviationReason = deviationReason
+        request.pdf = pdf
         if location.isSuite(procedure) {
             try await runSuite(request, style: style, stop: stop)
             withExtendedLifetime(trap) {}
