@@ -300,7 +300,8 @@ public struct PreparedRun: Sendable {
         case let .failure(error): return .failed(error.description)
         }
         do {
-            try ReportBundle.make(folder: folder.path, record: record, inputs: bundleInputs, signer: signer)
+            try ReportBundle.make(
+                folder: folder.path, record: record, inputs: bundleInputs, signer: signer, history: history(record))
         } catch {
             return .failed(error.description)
         }
@@ -319,7 +320,8 @@ public struct PreparedRun: Sendable {
         }
         do {
             try await ReportBundle.make(
-                folder: folder.path, record: record, inputs: bundleInputs, signer: signer, pdf: pdf)
+                folder: folder.path, record: record, inputs: bundleInputs, signer: signer, pdf: pdf,
+                history: history(record))
         } catch {
             observer.handle(.notice("report.pdf NOT made: \(error); the bundle is signed without it"))
             try? FileManager.default.removeItem(atPath: folder.file(ReportBundle.pdfFile))
@@ -327,6 +329,12 @@ public struct PreparedRun: Sendable {
         }
         if let signer { return .signed(folder: folder.path, keyID: SigningKeys.keyID(signer.key.publicKey)) }
         return .unsigned(folder: folder.path)
+    }
+
+    /// The rack's earlier runs in the station's archive (`archive:`), for the report; nil without one.
+    func history(_ record: RunRecord) -> RackHistory? {
+        guard let archive = inputs.station?.archive, let serial = record.rackSerial else { return nil }
+        return RackHistory.load(archive: archive, rackSerial: serial)
     }
 
     struct SignerError: Error, CustomStringConvertible {

@@ -348,3 +348,31 @@ public final class ReportArchive: Sendable {
         return run
     }
 }
+
+/// A rack's earlier runs as the station's archive has them, for the report's "previous runs of this rack".
+public struct RackHistory: Sendable {
+    /// The archive folder.
+    public var archive: String
+    public var runs: [ReportArchive.Run]
+    /// Why the archive could not be read (the report says so instead of showing nothing).
+    public var problem: String?
+
+    public init(archive: String, runs: [ReportArchive.Run], problem: String? = nil) {
+        self.archive = archive
+        self.runs = runs
+        self.problem = problem
+    }
+
+    /// The runs of `rackSerial` in the archive at `directory`, newest first (at most `limit`); nil when there is no
+    /// archive there yet (nothing is created to find out).
+    public static func load(archive directory: String, rackSerial: String, limit: Int = 20) -> RackHistory? {
+        guard FileManager.default.fileExists(atPath: "\(directory)/index.sqlite") else { return nil }
+        do {
+            let runs = try ReportArchive(directory: directory).list(.init(rack: rackSerial))
+            return RackHistory(
+                archive: directory, runs: Array(runs.sorted { $0.started > $1.started }.prefix(limit)))
+        } catch {
+            return RackHistory(archive: directory, runs: [], problem: error.description)
+        }
+    }
+}

@@ -58,10 +58,10 @@ public enum ReportBundle {
     @discardableResult
     public static func make(
         folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?,
-        signedAt: Date = Date()
+        history: RackHistory? = nil, signedAt: Date = Date()
     ) throws(BundleError) -> DSSEEnvelope {
         let signature = signatureBlock(signer, signedAt: signedAt)
-        try writeDerivedFiles(folder: folder, record: record, inputs: inputs, signature: signature)
+        try writeDerivedFiles(folder: folder, record: record, inputs: inputs, signature: signature, history: history)
         return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
     }
 
@@ -70,10 +70,10 @@ public enum ReportBundle {
     @discardableResult
     public static func make(
         folder: String, record: RunRecord, inputs: BundleInputs, signer: BundleSigner?, pdf: PDFPrinter,
-        signedAt: Date = Date()
+        history: RackHistory? = nil, signedAt: Date = Date()
     ) async throws(BundleError) -> DSSEEnvelope {
         let signature = signatureBlock(signer, signedAt: signedAt)
-        try writeDerivedFiles(folder: folder, record: record, inputs: inputs, signature: signature)
+        try writeDerivedFiles(folder: folder, record: record, inputs: inputs, signature: signature, history: history)
         try await pdf.print(html: "\(folder)/report.html", to: "\(folder)/\(pdfFile)")
         return try sign(folder: folder, record: record, inputs: inputs, signer: signer, signature: signature)
     }
@@ -90,13 +90,14 @@ public enum ReportBundle {
 
     /// `junit.xml`, `ocp.jsonl`, `report.html` and `verify.sh`, from the record and the series.
     static func writeDerivedFiles(
-        folder: String, record: RunRecord, inputs: BundleInputs, signature: SignatureBlock?
+        folder: String, record: RunRecord, inputs: BundleInputs, signature: SignatureBlock?, history: RackHistory?
     ) throws(BundleError) {
         let series = loadSeries(folder: folder, record: record)
         do {
             try write(folder, "junit.xml", JUnitReport.xml(record))
             try write(folder, "ocp.jsonl", OCPStream.lines(record, series: series, harness: inputs.harnessVersion))
-            try write(folder, "report.html", HTMLReport.html(record, series: series, signature: signature))
+            try write(
+                folder, "report.html", HTMLReport.html(record, series: series, signature: signature, history: history))
             try write(folder, "verify.sh", VerifyScript.text)
         } catch {
             throw BundleError(description: "cannot write the report files: \(error)")

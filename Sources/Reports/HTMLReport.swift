@@ -6,13 +6,15 @@ import Foundation
 /// every sampled series with its limits drawn, and the signature block.
 enum HTMLReport {
     static func html(
-        _ record: RunRecord, series: [String: SeriesData], signature: ReportBundle.SignatureBlock?
+        _ record: RunRecord, series: [String: SeriesData], signature: ReportBundle.SignatureBlock?,
+        history: RackHistory? = nil
     ) -> String {
         document(
             title: "\(record.procedure.id) \(record.verdict.rawValue) · rack \(record.rackSerial ?? "(no serial)")",
             runID: record.runID, rackSerial: record.rackSerial, simulated: record.isSimulated
         ) {
-            runSections(record, series: series) + signatureSection(signature)
+            runSections(record, series: series) + (history.map { previousRuns($0, of: record) } ?? "")
+                + signatureSection(signature)
         }
     }
 
@@ -194,6 +196,31 @@ enum HTMLReport {
         }
         out += "</table>\n"
         return out
+    }
+
+    /// "Previous runs of this rack": what the station's archive holds for the rack's serial, newest first.
+    static func previousRuns(_ history: RackHistory, of record: RunRecord) -> String {
+        var out = "<h2>Previous runs of this rack</h2>\n"
+        if let problem = history.problem {
+            return out + "<p class=\"ERROR\" id=\"previous-runs\">The archive \(e(history.archive)) could not be read: "
+                + "\(e(problem))</p>\n"
+        }
+        let runs = history.runs.filter { $0.runID != record.runID }
+        guard !runs.isEmpty else {
+            return out + "<p id=\"previous-runs\">None: the archive \(e(history.archive)) holds no other run of rack "
+                + "\(e(record.rackSerial ?? "(no serial)")).</p>\n"
+        }
+        out +=
+            "<table id=\"previous-runs\">\n<tr><th>Started</th><th>Procedure</th><th>Verdict</th><th>Station</th>"
+            + "<th>Run</th><th>Approval</th></tr>\n"
+        for run in runs.sorted(by: { $0.started > $1.started }) {
+            out +=
+                "<tr><td>\(e(run.started))</td><td>\(e(run.procedure)) \(e(run.procedureVersion))</td>"
+                + "<td class=\"\(e(run.verdict))\">\(e(run.verdict))</td><td>\(e(run.station))</td><td>\(e(run.runID))</td>"
+                + "<td>\(run.approved ? "APPROVED" : "-")</td></tr>\n"
+        }
+        return out
+            + "</table>\n<p class=\"member\">From the archive \(e(history.archive)) when this report was made.</p>\n"
     }
 
     /// Who signed the bundle and what it means, or UNSIGNED in red.

@@ -21,6 +21,15 @@ public struct BundleVerification: Sendable {
     public var deviations: [String] = []
     /// An approval that verified.
     public var approved = false
+    /// Who approved the bundle, when and meaning what: each approval that verified.
+    public var approvals: [Approval] = []
+
+    public struct Approval: Sendable, Hashable {
+        public var approver: String
+        public var role: String
+        public var meaning: String
+        public var approvedAt: String
+    }
     /// SHA-256 of the signed statement: the bundle's identity, whatever the envelope's formatting.
     public var statementSHA256: String?
     public var signerName: String?
@@ -256,6 +265,10 @@ public enum BundleVerifier {
             return
         }
         result.approved = true
+        result.approvals.append(
+            .init(
+                approver: entry.name, role: entry.role, meaning: meaning,
+                approvedAt: approver?["approvedAt"]?.string ?? "?"))
         result.pass(
             "approval: '\(entry.name)' (\(entry.role)) approved this attestation: \"\(meaning)\" "
                 + "at \(approver?["approvedAt"]?.string ?? "?")")
@@ -308,5 +321,51 @@ public enum BundleVerifier {
         } catch {
             throw ReportBundle.BundleError(description: "cannot write \(path): \(describeFileError(error))")
         }
+    }
+}
+
+extension BundleVerification {
+    /// The bundle's `report.html` as a reader should see it today: the signed page, with a section added at the end
+    /// (and marked as not part of it) that says what `verify` found and who approved the run, when and meaning what,
+    /// from `approval.dsse.json`. The signed file itself is never changed: an approval comes after the signature.
+    public func renderedReport(folder: String, at date: Date = Date()) throws(ReportBundle.BundleError) -> String {
+        let page: String
+        do {
+            page = String(decoding: try readFile("\(folder)/report.html", limit: 256 << 20), as: UTF8.self)
+        } catch {
+            throw ReportBundle.BundleError(description: "cannot read \(folder)/report.html: \(error)")
+        }
+        let e = HTMLReport.e
+        var section = """
+            <section class="verification" id="verification">
+            <h2>Verification and approvals</h2>
+            <p class="member">Added by <code>acceptance verify</code> at \(e(Timestamp.string(date))) from the bundle's \
+            <code>attestation.dsse.json</code> and <code>approval.dsse.json</code>: not part of the signed report above.</p>
+            <div class="verdict \(verified ? "PASS" : "FAIL")" id="verified">\(verified ? "VERIFIED" : "NOT VERIFIED")\
+            <small>\(e(verified ? "Every file is the one the station signed." : failures.joined(separator: "; ")))</small></div>
+            <table>
+
+            """
+        for check in checks {
+            section +=
+                "<tr><td class=\"\(check.passed ? "PASS" : "FAIL")\">\(check.passed ? "ok" : "FAIL")</td>"
+                + "<td>\(e(check.text))</td></tr>\n"
+        }
+        section += "</table>\n<h2>Approvals</h2>\n"
+        if approvals.isEmpty {
+            section += "<p id=\"approvals\">No approval has been added to this bundle.</p>\n"
+        } else {
+            section +=
+                "<table id=\"approvals\">\n<tr><th>Approved by</th><th>Role</th><th>At</th><th>Meaning</th></tr>\n"
+            for approval in approvals {
+                section +=
+                    "<tr><td>\(e(approval.approver))</td><td>\(e(approval.role))</td><td>\(e(approval.approvedAt))</td>"
+                    + "<td>\(e(approval.meaning))</td></tr>\n"
+            }
+            section += "</table>\n"
+        }
+        section += "</section>\n"
+        guard let end = page.range(of: "</body>", options: .backwards) else { return page + section }
+        return page.replacingCharacters(in: end.lowerBound..<end.lowerBound, with: section)
     }
 }

@@ -1,3 +1,4 @@
+import AcceptanceCore
 import ArgumentParser
 import Foundation
 import Harness
@@ -75,6 +76,12 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "A public key PEM to trust instead of a keyring (validity dates are then not checked).")
     var key: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Write the bundle's report with what verify found and every approval added at the end (the signed file is not changed).",
+            valueName: "file.html"))
+    var report: String?
+
     func run() throws {
         var ring: Keyring?
         if let keyring {
@@ -100,6 +107,18 @@ struct VerifyCommand: ParsableCommand {
         for check in result.checks { text += "  \(check.passed ? "ok  " : "FAIL") \(check.text)\n" }
         text += result.verified ? "VERIFIED\n" : "NOT VERIFIED: \(result.failures.count) check(s) failed\n"
         (result.verified ? ConsoleOutput.standardOutput : ConsoleOutput.standardError).write(text)
+        if let report {
+            do {
+                try writeFileAtomically(try result.renderedReport(folder: bundle).utf8, to: report)
+                ConsoleOutput.standardOutput.write("report with verification and approvals: \(report)\n")
+            } catch let error as ReportBundle.BundleError {
+                ConsoleOutput.standardError.write("error: \(error)\n")
+                throw ExitCode(2)
+            } catch {
+                ConsoleOutput.standardError.write("error: cannot write \(report): \(describeFileError(error))\n")
+                throw ExitCode(2)
+            }
+        }
         if !result.verified { throw ExitCode(1) }
     }
 }
