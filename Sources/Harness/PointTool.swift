@@ -29,12 +29,7 @@ public enum PointTool {
 
     /// A table of every point (of one device, or all): name, register, type, unit, access, states, description.
     public static func listing(_ configuration: RackConfiguration, device: String?) throws(HarnessError) -> String {
-        let instances = configuration.rack.devices.filter { device == nil || $0.name == device }
-        guard !instances.isEmpty else {
-            throw .unsupported(
-                "rack '\(configuration.rack.id)' has no device '\(device ?? "")' "
-                    + "(it has \(configuration.rack.devices.map(\.name).joined(separator: ", ")))")
-        }
+        let instances = try instances(configuration, device: device)
         var rows = [["POINT", "REGISTER", "TYPE", "UNIT", "ACCESS", "DESCRIPTION"]]
         for instance in instances {
             for point in configuration.profiles[instance.model]?.points ?? [] {
@@ -57,6 +52,19 @@ public enum PointTool {
             ((0..<5).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) } + [row[5]])
                 .joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
+    }
+
+    /// The device instances `points` lists: one, or all; an unknown name is an error naming those there are.
+    public static func instances(
+        _ configuration: RackConfiguration, device: String?
+    ) throws(HarnessError) -> [RackProfile.DeviceInstance] {
+        let instances = configuration.rack.devices.filter { device == nil || $0.name == device }
+        guard !instances.isEmpty else {
+            throw .unsupported(
+                "rack '\(configuration.rack.id)' has no device '\(device ?? "")' "
+                    + "(it has \(configuration.rack.devices.map(\.name).joined(separator: ", ")))")
+        }
+        return instances
     }
 
     /// The value to write, parsed for the point: `40 %`, `3 bar`, `manual`, `on`.

@@ -37,6 +37,21 @@ struct ArchiveOptions: ParsableArguments {
     }
 }
 
+extension ArchiveCommand {
+    /// An archived run as `archive list --json` and `archive show --json` give it.
+    static func json(_ run: ReportArchive.Run) -> JSONValue {
+        var members: [String: JSONValue] = [
+            "run_id": .string(run.runID), "attestation_sha256": .string(run.attestationSHA256),
+            "procedure": .string(run.procedure), "procedure_version": .string(run.procedureVersion),
+            "verdict": .string(run.verdict), "station": .string(run.station), "started": .string(run.started),
+            "approved": .bool(run.approved), "added_at": .string(run.addedAt),
+        ]
+        members["rack_serial"] = JSONOutput.optional(run.rackSerial)
+        members["signer"] = JSONOutput.optional(run.signer)
+        return .object(members)
+    }
+}
+
 struct ArchiveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "archive",
@@ -107,6 +122,9 @@ struct ArchiveCommand: ParsableCommand {
 
         @OptionGroup var options: ArchiveOptions
 
+        @Flag(help: "Print one JSON document (schema: acceptance schema archive-list).")
+        var json = false
+
         func run() throws {
             var date: Date?
             if let since {
@@ -114,13 +132,18 @@ struct ArchiveCommand: ParsableCommand {
                 guard date != nil else { throw ValidationError("--since \(since): write a date such as 2026-11-01") }
             }
             let runs: [ReportArchive.Run]
+            let archive = try options.open()
             do {
-                runs = try options.open().list(.init(rack: rack, procedure: procedure, verdict: verdict, since: date))
-            } catch let exit as ExitCode {
-                throw exit
+                runs = try archive.list(.init(rack: rack, procedure: procedure, verdict: verdict, since: date))
             } catch {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(2)
+            }
+            if json {
+                JSONOutput.write(
+                    "archive-list",
+                    ["archive": .string(archive.directory), "runs": .array(runs.map(ArchiveCommand.json))])
+                return
             }
             // A table with a header row, columns aligned: what a person reads and `cut`/`awk` split.
             var rows = [["STARTED", "RUN", "RACK", "PROCEDURE", "VERDICT", "STATION", "SIGNED BY", "APPROVAL"]]
@@ -151,9 +174,28 @@ struct ArchiveCommand: ParsableCommand {
 
         @OptionGroup var options: ArchiveOptions
 
+        @Flag(help: "Print one JSON document (schema: acceptance schema archive-show).")
+        var json = false
+
         func run() throws {
             do {
-                let (found, files) = try options.open().find(reference)
+                let archive = try options.open()
+                let (found, files) = try archive.find(reference)
+                if json {
+                    JSONOutput.write(
+                        "archive-show",
+                        [
+                            "archive": .string(archive.directory), "run": ArchiveCommand.json(found),
+                            "files": .array(
+                                files.map {
+                                    [
+                                        "name": .string($0.name), "sha256": .string($0.sha256),
+                                        "size": .number(Double($0.size)),
+                                    ]
+                                }),
+                        ])
+                    return
+                }
                 var text = """
                     run          \(found.runID)
                     rack         \(found.rackSerial ?? "-")

@@ -82,6 +82,9 @@ struct VerifyCommand: ParsableCommand {
             valueName: "file.html"))
     var report: String?
 
+    @Flag(help: "Print one JSON document (schema: acceptance schema verify); the exit code still says.")
+    var json = false
+
     func run() throws {
         var ring: Keyring?
         if let keyring {
@@ -100,17 +103,15 @@ struct VerifyCommand: ParsableCommand {
             }
         }
         let result = BundleVerifier.verify(folder: bundle, keyring: ring, key: publicKey)
-        var text = "Bundle \(bundle)\n"
-        if let run = result.runID {
-            text += "  run \(run), rack \(result.rackSerial ?? "(no serial)"), verdict \(result.verdict ?? "?")\n"
+        if json {
+            writeJSON(result)
+        } else {
+            write(result)
         }
-        for check in result.checks { text += "  \(check.passed ? "ok  " : "FAIL") \(check.text)\n" }
-        text += result.verified ? "VERIFIED\n" : "NOT VERIFIED: \(result.failures.count) check(s) failed\n"
-        (result.verified ? ConsoleOutput.standardOutput : ConsoleOutput.standardError).write(text)
         if let report {
             do {
                 try writeFileAtomically(try result.renderedReport(folder: bundle).utf8, to: report)
-                ConsoleOutput.standardOutput.write("report with verification and approvals: \(report)\n")
+                if !json { ConsoleOutput.standardOutput.write("report with verification and approvals: \(report)\n") }
             } catch let error as ReportBundle.BundleError {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(2)
@@ -120,6 +121,38 @@ struct VerifyCommand: ParsableCommand {
             }
         }
         if !result.verified { throw ExitCode(1) }
+    }
+
+    func writeJSON(_ result: BundleVerification) {
+        var document: [String: JSONValue] = [
+            "bundle": .string(bundle), "verified": .bool(result.verified), "simulated": .bool(result.simulated),
+            "deviations": .array(result.deviations.map { .string($0) }),
+            "approvals": .array(
+                result.approvals.map { approval in
+                    [
+                        "approver": .string(approval.approver), "role": .string(approval.role),
+                        "meaning": .string(approval.meaning), "approved_at": .string(approval.approvedAt),
+                    ]
+                }),
+            "checks": .array(result.checks.map { ["passed": .bool($0.passed), "text": .string($0.text)] }),
+        ]
+        let optional: [(String, String?)] = [
+            ("run_id", result.runID), ("rack_serial", result.rackSerial), ("verdict", result.verdict),
+            ("procedure", result.procedure), ("procedure_version", result.procedureVersion),
+            ("started", result.started), ("signer", result.signerName), ("statement_sha256", result.statementSHA256),
+        ]
+        for (name, value) in optional { document[name] = JSONOutput.optional(value) }
+        JSONOutput.write("verify", document)
+    }
+
+    func write(_ result: BundleVerification) {
+        var text = "Bundle \(bundle)\n"
+        if let run = result.runID {
+            text += "  run \(run), rack \(result.rackSerial ?? "(no serial)"), verdict \(result.verdict ?? "?")\n"
+        }
+        for check in result.checks { text += "  \(check.passed ? "ok  " : "FAIL") \(check.text)\n" }
+        text += result.verified ? "VERIFIED\n" : "NOT VERIFIED: \(result.failures.count) check(s) failed\n"
+        (result.verified ? ConsoleOutput.standardOutput : ConsoleOutput.standardError).write(text)
     }
 }
 

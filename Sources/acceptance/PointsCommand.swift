@@ -24,15 +24,44 @@ struct PointsCommand: ParsableCommand {
 
     @OptionGroup var workspace: WorkspaceOptions
 
+    @Flag(help: "Print one JSON document (schema: acceptance schema points).")
+    var json = false
+
     func run() throws {
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
         do {
             let configuration = try PointTool.configuration(
                 rack: rack, station: station, models: try FittedModels.parse(models),
                 workspace: location)
-            ConsoleOutput.standardOutput.write(try PointTool.listing(configuration, device: device))
+            if json {
+                writeJSON(configuration, devices: try PointTool.instances(configuration, device: device))
+            } else {
+                ConsoleOutput.standardOutput.write(try PointTool.listing(configuration, device: device))
+            }
         } catch let error as HarnessError {
             throw ValidationError(error.description)
         }
+    }
+
+    func writeJSON(_ configuration: RackConfiguration, devices: [RackProfile.DeviceInstance]) {
+        let listed: [JSONValue] = devices.map { instance in
+            let points: [JSONValue] = (configuration.profiles[instance.model]?.points ?? []).map { point in
+                var entry: [String: JSONValue] = [
+                    "point": .string("\(instance.name).\(point.name)"), "where": .string(point.whereabouts),
+                    "type": .string(point.address.layout.isEmpty ? point.kind.rawValue : point.address.layout),
+                    "access": .string(point.access.rawValue),
+                ]
+                if let unit = point.unit { entry["unit"] = .string(unit.symbol) }
+                if !point.states.isEmpty {
+                    entry["states"] = .object(
+                        Dictionary(uniqueKeysWithValues: point.states.map { ("\($0.key)", JSONValue.string($0.value)) })
+                    )
+                }
+                if !point.description.isEmpty { entry["description"] = .string(point.description) }
+                return .object(entry)
+            }
+            return ["device": .string(instance.name), "model": .string(instance.model), "points": .array(points)]
+        }
+        JSONOutput.write("points", ["rack": .string(configuration.rack.id), "devices": .array(listed)])
     }
 }

@@ -104,7 +104,7 @@ struct BundleTests {
         // The report QA files: limits as resolved for this run with units, not the procedure's expressions; when each
         // step began and how long it took; the harness and where each device was reached.
         let html = try String(contentsOfFile: "\(folder)/report.html", encoding: .utf8)
-        #expect(html.contains("<td>290…350 kPa</td>"))
+        #expect(html.contains("<td class=\"limits\">290…350 kPa</td>"))
         #expect(!html.contains("test_pressure - 10 kPa"))
         #expect(html.contains("<th>Started</th><th class=\"num\">Duration</th>"))
         #expect(html.contains("<tr><td>Harness</td><td>acceptance \(HarnessVersion.current)"))
