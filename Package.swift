@@ -157,7 +157,7 @@ let package = Package(
         .executableTarget(
             name: "acceptance",
             dependencies: [
-                "Harness", "AcceptanceCore", "RedfishServer", "Reports",
+                "Harness", "AcceptanceCore", "RedfishServer", "Reports", "Simulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -9,7 +9,7 @@ struct ArchiveOptions: ParsableArguments {
     @Option(help: "The archive folder (default: the station's 'archive', else ./archive).")
     var archive: String?
 
-    @Option(help: "A station file whose 'archive' setting names the folder.")
+    @Option(help: "A station file whose 'archive' setting names the folder.", completion: .custom(Completions.stations))
     var station: String?
 
     /// The archive; `creating` only for `add`: the commands that read it create nothing (no folder, no index).

@@ -10,13 +10,15 @@ struct DeviceOptions: ParsableArguments {
         help: """
             Station file (or name in Fixtures/stations). Default: ACCEPTANCE_STATION, else ./station.yaml, \
             $XDG_CONFIG_HOME/acceptance/station.yaml, /etc/acceptance/station.yaml; with none, the simulated rack.
-            """)
+            """, completion: .custom(Completions.stations))
     var station: String?
 
     @Flag(help: "Use the built-in simulated rack even where a station is configured (if it allows that).")
     var simulated = false
 
-    @Option(help: "Simulation scenario, for the simulated rack (default: nominal).")
+    @Option(
+        help: "Simulation scenario, for the simulated rack (default: nominal).",
+        completion: .custom(Completions.scenarios))
     var scenario: String?
 
     @Option(help: "How to reach the simulated rack: memory or tcp.")

@@ -18,7 +18,9 @@ struct InstrumentsCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Also check the instruments this station binds (file path, or a name in Fixtures/stations).")
+    @Option(
+        help: "Also check the instruments this station binds (file path, or a name in Fixtures/stations).",
+        completion: .custom(Completions.stations))
     var station: String?
 
     @OptionGroup var workspace: WorkspaceOptions

@@ -14,7 +14,9 @@ struct PointsCommand: ParsableCommand {
     @Option(help: "Rack profile (default: the station's rack, or gb200-nvl72).")
     var rack: String?
 
-    @Option(help: "Station file or name, for its rack and the models it says are fitted.")
+    @Option(
+        help: "Station file or name, for its rack and the models it says are fitted.",
+        completion: .custom(Completions.stations))
     var station: String?
 
     @Option(

@@ -22,7 +22,9 @@ struct RecoverCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "Station file (or name in Fixtures/stations); without it, every unfinished run in the state folder.")
+    @Option(
+        help: "Station file (or name in Fixtures/stations); without it, every unfinished run in the state folder.",
+        completion: .custom(Completions.stations))
     var station: String?
 
     @Flag(name: .shortAndLong, help: "Do not ask before moving the rack.")

@@ -16,7 +16,9 @@ struct RunCommand: AsyncParsableCommand {
             """
     )
 
-    @Argument(help: "Procedure id (a file in the procedures folder) or path to a procedure file.")
+    @Argument(
+        help: "Procedure or suite id (a file in the procedures folder) or path to a procedure file.",
+        completion: .custom(Completions.procedures))
     var procedure: String
 
     @OptionGroup var workspace: WorkspaceOptions

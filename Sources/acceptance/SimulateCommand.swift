@@ -22,7 +22,7 @@ struct SimulateCommand: AsyncParsableCommand {
 
     @OptionGroup var workspace: WorkspaceOptions
 
-    @Option(help: "Simulation scenario from Fixtures/scenarios.")
+    @Option(help: "Simulation scenario from Fixtures/scenarios.", completion: .custom(Completions.scenarios))
     var scenario = "nominal"
 
     @Option(help: "First TCP port (one per simulated device; 0 picks free ports).")
@@ -75,7 +75,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Serve this DMTF mockup folder (index.json per resource) on --redfish-port instead of the rack.")
     var mockup: String?
 
-    @Option(help: "Stand in for this station's rack: its rack profile and the models it says are fitted.")
+    @Option(
+        help: "Stand in for this station's rack: its rack profile and the models it says are fitted.",
+        completion: .custom(Completions.stations))
     var station: String?
 
     @Option(

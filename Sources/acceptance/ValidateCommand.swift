@@ -16,7 +16,9 @@ struct ValidateCommand: ParsableCommand {
     @Argument(help: "Procedure files (default: every file in the procedures folder).")
     var files: [String] = []
 
-    @Option(help: "Check against this station's rack: the models it says are fitted and its group sizes.")
+    @Option(
+        help: "Check against this station's rack: the models it says are fitted and its group sizes.",
+        completion: .custom(Completions.stations))
     var station: String?
 
     @Option(
