@@ -99,15 +99,34 @@ public func describeFileError(_ error: any Error) -> String {
 /// sees half a file; on failure the temporary file is removed and the error is the system's own ("File too large",
 /// "No space left on device"), not Foundation's generic code 512.
 public func writeFileAtomically(_ bytes: some Collection<UInt8>, to path: String) throws(RecordWriteError) {
-    let temporary = path + ".partial-\(getpid())"
-    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    guard descriptor >= 0 else { throw RecordWriteError(path: path, reason: String(cString: strerror(errno))) }
+    let file = try AtomicFileWriter(path: path)
     let data = Array(bytes)
-    var offset = 0
-    var failure: Int32?
-    data.withUnsafeBytes { buffer in
-        while offset < buffer.count, let base = buffer.baseAddress {
-            let written = write(descriptor, base + offset, buffer.count - offset)
+    data.withUnsafeBytes { file.write($0) }
+    try file.commit()
+}
+
+/// A file written in pieces and then put in place atomically, for one too large to hold in memory whole (an OCP
+/// stream of a three-day hold): a temporary file beside `path`, written as it comes, flushed and renamed by
+/// `commit`. The writer owns the descriptor; a writer dropped without `commit` removes its temporary file.
+public final class AtomicFileWriter {
+    public let path: String
+    private let temporary: String
+    private var descriptor: Int32
+    /// The first write error (errno), reported by `commit`.
+    private var failure: Int32?
+
+    public init(path: String) throws(RecordWriteError) {
+        self.path = path
+        temporary = path + ".partial-\(getpid())"
+        descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw RecordWriteError(path: path, reason: String(cString: strerror(errno))) }
+    }
+
+    /// Appends `buffer` (after a failure, nothing more is written).
+    public func write(_ buffer: UnsafeRawBufferPointer) {
+        var offset = 0
+        while failure == nil, offset < buffer.count, let base = buffer.baseAddress {
+            let written = systemWrite(descriptor, base + offset, buffer.count - offset)
             if written < 0 {
                 if errno == EINTR { continue }
                 failure = errno
@@ -116,11 +135,28 @@ public func writeFileAtomically(_ bytes: some Collection<UInt8>, to path: String
             offset += written
         }
     }
-    if failure == nil, fsync(descriptor) != 0 { failure = errno }
-    close(descriptor)
-    if failure == nil, rename(temporary, path) != 0 { failure = errno }
-    if let failure {
-        unlink(temporary)
-        throw RecordWriteError(path: path, reason: String(cString: strerror(failure)))
+
+    /// Flushes the file to disk and renames it over `path`; throws the first error any write met.
+    public func commit() throws(RecordWriteError) {
+        if failure == nil, fsync(descriptor) != 0 { failure = errno }
+        close(descriptor)
+        descriptor = -1
+        if failure == nil, rename(temporary, path) != 0 { failure = errno }
+        if let failure {
+            unlink(temporary)
+            throw RecordWriteError(path: path, reason: String(cString: strerror(failure)))
+        }
     }
+
+    deinit {
+        if descriptor >= 0 {
+            close(descriptor)
+            unlink(temporary)
+        }
+    }
+}
+
+/// `write(2)`, under a name of its own (inside `AtomicFileWriter`, `write` names the writer's method).
+private func systemWrite(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+    write(descriptor, bytes, count)
 }

@@ -153,7 +153,7 @@ public struct JSONLine: Sendable {
         return "\(value)"
     }
 
-    static func appendQuoted(_ value: String, to text: inout String) {
+    public static func appendQuoted(_ value: String, to text: inout String) {
         if !value.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
             text += "\""
             text += value

@@ -99,6 +99,14 @@ public struct SeriesRecord: Sendable, Codable, Hashable {
     public var samples: Int
     public var intervalSeconds: Double
 
+    public init(file: String, points: [String], units: [String], samples: Int, intervalSeconds: Double) {
+        self.file = file
+        self.points = points
+        self.units = units
+        self.samples = samples
+        self.intervalSeconds = intervalSeconds
+    }
+
     enum CodingKeys: String, CodingKey {
         case file, points, units, samples
         case intervalSeconds = "interval_s"
@@ -263,6 +271,8 @@ public struct RunRecord: Sendable, Codable {
     public var instruments: [InstrumentRecord]?
     /// Limits of the procedure this run changed, each with who and why.
     public var deviations: [DeviationRecord]?
+    /// The named limit set (a rack SKU's limits, `Fixtures/limits/…`) the run was judged against, by digest.
+    public var limitSet: LimitSetRecord?
     /// Requests retried outside any step: while connecting (a BMC busy at login) or between steps.
     public var retries: [String]?
     /// Station settings an auditor must see: certificate verification switched off, an unsigned station.
@@ -300,6 +310,7 @@ public struct RunRecord: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case endpoints, models, instruments, deviations, retries, warnings, harness, parts, firmware, interlocks
+        case limitSet = "limit_set"
         case recovery
         case safeState = "safe_state"
         case schema

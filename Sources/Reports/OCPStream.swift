@@ -6,7 +6,30 @@ import Foundation
 /// measurements (limits as validators), series, diagnoses and errors, and the run end.
 public enum OCPStream {
     static func lines(_ record: RunRecord, series: [String: SeriesData], harness: String) -> String {
+        String(decoding: bytes(record, series: series, harness: harness), as: UTF8.self)
+    }
+
+    /// The stream as UTF-8 bytes.
+    static func bytes(_ record: RunRecord, series: [String: SeriesData], harness: String) -> [UInt8] {
         var writer = Writer()
+        write(record, series: series, harness: harness, into: &writer)
+        return writer.bytes
+    }
+
+    /// Writes the stream to `path` (atomically) a megabyte at a time: a long hold's samples never sit in memory
+    /// whole.
+    static func write(
+        _ record: RunRecord, series: [String: SeriesData], harness: String, to path: String
+    ) throws(RecordWriteError) {
+        let file = try AtomicFileWriter(path: path)
+        var writer = Writer()
+        writer.sink = file
+        write(record, series: series, harness: harness, into: &writer)
+        writer.flush()
+        try file.commit()
+    }
+
+    static func write(_ record: RunRecord, series: [String: SeriesData], harness: String, into writer: inout Writer) {
         let started = record.started
         writer.emit(started, ["schemaVersion": ["major": 2, "minor": 0]])
         var parameters: [String: JSONValue] = [:]
@@ -26,6 +49,9 @@ public enum OCPStream {
                             "harness": .string(harness),
                             "procedureSha256": .string(record.procedure.sha256),
                             "simulated": .bool(record.isSimulated),
+                            "limitSet": record.limitSet.map {
+                                ["name": .string($0.name), "sha256": .string($0.sha256)] as JSONValue
+                            } ?? .null,
                             "deviations": .array(
                                 (record.deviations ?? []).map { deviation in
                                     [
@@ -79,16 +105,21 @@ public enum OCPStream {
                     writer.step(id, begin, ["measurementSeriesStart": .object(start)])
                     var count = 0
                     let origin = Timestamp.date(begin)
-                    for (row, time) in data.times.enumerated() where data.columns[column][row].isFinite {
-                        let stamp = origin.map { Timestamp.string($0.addingTimeInterval(time)) } ?? begin
-                        writer.step(
-                            id, stamp,
-                            [
-                                "measurementSeriesElement": [
-                                    "measurementSeriesId": .string(seriesID), "index": .number(Double(count)),
-                                    "value": .number(data.columns[column][row]), "timestamp": .string(stamp),
-                                ]
-                            ])
+                    let values = data.columns[column]
+                    if writer.sink == nil, column == 0 {
+                        writer.bytes.reserveCapacity(writer.bytes.count + data.times.count * data.points.count * 200)
+                    } else {
+                        writer.bytes.reserveCapacity(Writer.chunk + 4096)
+                    }
+                    var stamps = StampWriter()
+                    let stepBytes = Writer.quoted(id)
+                    let seriesBytes = Writer.quoted(seriesID)
+                    let fixed = Stamp(begin)
+                    for (row, time) in data.times.enumerated() where values[row].isFinite {
+                        let stamp =
+                            origin.map { stamps.stamp($0.addingTimeInterval(time).timeIntervalSince1970) } ?? fixed
+                        writer.seriesElement(
+                            step: stepBytes, series: seriesBytes, index: count, value: values[row], at: stamp)
                         count += 1
                     }
                     writer.step(
@@ -215,25 +246,103 @@ public enum OCPStream {
         writer.emit(
             record.ended ?? started,
             ["testRunArtifact": ["testRunEnd": ["status": .string(status), "result": .string(result)]]])
-        return writer.text
     }
 
     struct Writer {
         var sequence = 0
-        var text = ""
+        var bytes: [UInt8] = []
+        var text: String { String(decoding: bytes, as: UTF8.self) }
+        /// Where full buffers go (a file); without one, everything stays in `bytes`.
+        var sink: AtomicFileWriter?
+        static let chunk = 1 << 20
+
+        /// Hands what is buffered to the sink.
+        mutating func flush() {
+            guard let sink, !bytes.isEmpty else { return }
+            bytes.withUnsafeBytes { sink.write($0) }
+            bytes.removeAll(keepingCapacity: true)
+        }
 
         mutating func emit(_ timestamp: String, _ body: [String: JSONValue]) {
             var object = body
             object["sequenceNumber"] = .number(Double(sequence))
             object["timestamp"] = .string(timestamp)
-            text += JSONValue.object(object).serialized + "\n"
+            bytes += JSONValue.object(object).serialized.utf8
+            bytes.append(10)
             sequence += 1
+            if bytes.count >= Self.chunk { flush() }
+        }
+
+        /// A string as a JSON literal, in bytes.
+        static func quoted(_ text: String) -> [UInt8] {
+            var out = ""
+            JSONLine.appendQuoted(text, to: &out)
+            return Array(out.utf8)
+        }
+
+        static func appendInteger(_ value: Int, to out: inout [UInt8]) {
+            if value < 0 {
+                out += String(value).utf8
+                return
+            }
+            var digits:
+                (
+                    UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                    UInt8, UInt8, UInt8, UInt8, UInt8, UInt8
+                ) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+            var count = 0
+            var rest = value
+            withUnsafeMutableBytes(of: &digits) { buffer in
+                repeat {
+                    buffer[count] = UInt8(48 + rest % 10)
+                    rest /= 10
+                    count += 1
+                } while rest > 0
+                for index in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[index]) }
+            }
         }
 
         mutating func step(_ id: String, _ timestamp: String, _ artifact: [String: JSONValue]) {
             var object = artifact
             object["testStepId"] = .string(id)
             emit(timestamp, ["testStepArtifact": .object(object)])
+        }
+
+        @inline(__always) static func append(_ text: StaticString, to out: inout [UInt8]) {
+            out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+
+        /// One `measurementSeriesElement`, written straight out: the same bytes as `step` makes of it (keys sorted),
+        /// without building and sorting four dictionaries for each of a long hold's samples.
+        mutating func seriesElement(step id: [UInt8], series: [UInt8], index: Int, value: Double, at stamp: Stamp) {
+            Self.append("{\"sequenceNumber\":", to: &bytes)
+            Self.appendInteger(sequence, to: &bytes)
+            Self.append(",\"testStepArtifact\":{\"measurementSeriesElement\":{\"index\":", to: &bytes)
+            Self.appendInteger(index, to: &bytes)
+            Self.append(",\"measurementSeriesId\":", to: &bytes)
+            bytes += series
+            Self.append(",\"timestamp\":\"", to: &bytes)
+            stamp.append(to: &bytes)
+            Self.append("\",\"value\":", to: &bytes)
+            if value == value.rounded(), abs(value) < 1e15 {
+                Self.appendInteger(Int(value), to: &bytes)
+            } else {
+                var text = value.description
+                text.withUTF8 { bytes.append(contentsOf: $0) }
+            }
+            Self.append("},\"testStepId\":", to: &bytes)
+            bytes += id
+            Self.append("},\"timestamp\":\"", to: &bytes)
+            stamp.append(to: &bytes)
+            Self.append("\"}\n", to: &bytes)
+            sequence += 1
+            if bytes.count >= Self.chunk { flush() }
+        }
+
+        /// The same with the timestamp given as text (tests compare it with `step`).
+        mutating func seriesElement(step id: String, series: String, index: Int, value: Double, at stamp: String) {
+            seriesElement(
+                step: Self.quoted(id), series: Self.quoted(series), index: index, value: value, at: Stamp(stamp))
         }
     }
 
@@ -320,5 +429,75 @@ public enum OCPStream {
         ]
         if !software.isEmpty { info["softwareInfos"] = .array(software) }
         return (.object(info), Set(hardware.keys).union(["rack"]))
+    }
+}
+
+/// A timestamp of at most 32 bytes (`2026-12-01T05:59:50.872Z` is 24), kept inline: no array per sample.
+struct Stamp {
+    private var storage: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    private(set) var count = 0
+
+    init() {}
+
+    /// A timestamp as text (a plain RFC 3339 UTC time: nothing in it needs escaping); cut at 32 bytes.
+    init(_ text: String) {
+        for byte in text.utf8.prefix(32) { append(byte) }
+    }
+
+    mutating func append(_ byte: UInt8) {
+        guard count < 32 else { return }
+        withUnsafeMutableBytes(of: &storage) { $0[count] = byte }
+        count += 1
+    }
+
+    func append(to out: inout [UInt8]) {
+        withUnsafeBytes(of: storage) { out.append(contentsOf: $0.prefix(count)) }
+    }
+}
+
+/// Timestamps of samples as `Timestamp.string` writes them (`2026-12-01T05:59:50.872Z`), without formatting the
+/// calendar date of every sample: the date is made once per day, the time of day by arithmetic.
+struct StampWriter {
+    private var day = Int.min
+    private var prefix = Stamp()
+
+    /// The time `interval` (seconds since 1970), rounded to the millisecond as `Timestamp.string` rounds it.
+    mutating func stamp(_ interval: Double) -> Stamp {
+        var seconds = Int(interval.rounded(.down))
+        var millis = Int(((interval - Double(seconds)) * 1000).rounded())
+        if millis >= 1000 {
+            millis -= 1000
+            seconds += 1
+        }
+        let (today, secondOfDay) = seconds.quotientAndRemainder(dividingBy: 86_400)
+        let (dayNumber, second) = secondOfDay < 0 ? (today - 1, secondOfDay + 86_400) : (today, secondOfDay)
+        if dayNumber != day {
+            day = dayNumber
+            // "YYYY-MM-DDT", from the record's own formatter at the day's first second.
+            prefix = Stamp(String(Timestamp.string(Date(timeIntervalSince1970: Double(dayNumber * 86_400))).prefix(11)))
+        }
+        var out = prefix
+        let hour = second / 3600
+        let minute = second / 60 % 60
+        let secondOfMinute = second % 60
+        out.append(UInt8(48 + hour / 10))
+        out.append(UInt8(48 + hour % 10))
+        out.append(58)  // :
+        out.append(UInt8(48 + minute / 10))
+        out.append(UInt8(48 + minute % 10))
+        out.append(58)
+        out.append(UInt8(48 + secondOfMinute / 10))
+        out.append(UInt8(48 + secondOfMinute % 10))
+        out.append(46)  // .
+        out.append(UInt8(48 + millis / 100))
+        out.append(UInt8(48 + millis / 10 % 10))
+        out.append(UInt8(48 + millis % 10))
+        out.append(90)  // Z
+        return out
+    }
+
+    /// The same, appended to `out`.
+    mutating func append(_ interval: Double, to out: inout [UInt8]) {
+        stamp(interval).append(to: &out)
     }
 }
