@@ -55,6 +55,9 @@ public struct RunRequest: Sendable {
     public var allowUncalibrated = false
     /// Why a limit is overridden (`--deviation-reason`): required at a station that allows deviations.
     public var deviationReason: String?
+    /// A limit set (`Fixtures/limits/<name>.yaml`, or a file): the rack SKU's limits instead of the procedure's
+    /// defaults. A station that pins a set for the procedure uses its own and refuses another.
+    public var limits: String?
     /// Print `report.pdf` into the bundle (WeasyPrint), covered by the signature. A station's `report_pdf: true`
     /// asks for it on every run.
     public var pdf = false
@@ -226,6 +229,7 @@ public struct PreparedRun: Sendable {
         settings.models = Dictionary(uniqueKeysWithValues: plan.devices.map { ($0.name, $0.profile.model) })
         settings.interlocks = inputs.interlocks
         settings.deviations = inputs.deviations
+        settings.limitSet = inputs.limitSet
         for deviation in inputs.deviations {
             settings.warnings.append("DEVIATION from the procedure: \(deviation.summary)")
         }

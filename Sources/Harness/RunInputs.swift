@@ -32,6 +32,8 @@ public struct RunInputs: Sendable {
     public let waived: [(interlock: Interlock, reason: String)]
     /// Limits of the procedure this run changes.
     public var deviations: [DeviationRecord] = []
+    /// The limit set the procedure's limits come from (its values are then the procedure's defaults).
+    public var limitSet: LimitSetRecord?
 
     /// Every device the interlocks read or their reactions move.
     public var watchedDevices: [String] {
@@ -76,8 +78,13 @@ public struct RunInputs: Sendable {
             fixtures: request.workspace.fixtures, protocols: Transports.protocols,
             groupCounts: counts, models: station?.models ?? request.models)
         let checked = loader.check(path: path)
-        guard let procedure = checked.procedure, let configuration = checked.configuration, !checked.hasErrors else {
+        guard var procedure = checked.procedure, let configuration = checked.configuration, !checked.hasErrors else {
             throw .invalidFiles(DiagnosticsError(checked.diagnostics))
+        }
+        var limitSet: LimitSetRecord?
+        if let (record, applied) = try Self.limitSet(for: procedure, request: request, station: station) {
+            procedure = applied
+            limitSet = record
         }
         let parameters: [String: Quantity]
         let texts: [String: String]
@@ -87,7 +94,13 @@ public struct RunInputs: Sendable {
         } catch {
             throw .parameter(error)
         }
-        let deviations = try Self.deviations(procedure, parameters, texts, request: request, station: station)
+        var deviations = try Self.deviations(procedure, parameters, texts, request: request, station: station)
+        if let limitSet {
+            // Changed from the limit set's value: the set is the baseline, and the record says so.
+            for index in deviations.indices where limitSet.values[deviations[index].parameter] != nil {
+                deviations[index].procedureValue += " (limit set \(limitSet.name))"
+            }
+        }
         let manifests = try FirmwareManifests.load(from: request.workspace.fixtures)
         // The signing key is checked before anything runs: a key readable by others is refused, not used.
         let keyPath = request.signingKey ?? station?.signingKey
@@ -112,7 +125,76 @@ public struct RunInputs: Sendable {
             scenario: scenario, manifests: manifests, parameters: parameters, textParameters: texts,
             signingKeyPath: keyPath, signingKey: signingKey,
             configurationFile: station?.file ?? "\(request.workspace.scenarios)/\(request.scenario).yaml",
-            interlocks: interlocks, waived: waived, deviations: deviations)
+            interlocks: interlocks, waived: waived, deviations: deviations, limitSet: limitSet)
+    }
+
+    /// The limit set this run uses: the one the station pins for the procedure (its digest checked), or the one
+    /// `--limits` names; the procedure with the set's values as its defaults. A station that pins a set refuses
+    /// another.
+    static func limitSet(
+        for procedure: Procedure, request: RunRequest, station: StationConfiguration?
+    ) throws(HarnessError) -> (LimitSetRecord, Procedure)? {
+        let pin = station?.limitPins[procedure.id]
+        var path: String?
+        if let requested = request.limits {
+            let folder = "\(request.workspace.fixtures)/limits"
+            if requested.contains("/") || requested.hasSuffix(".yaml") {
+                path = requested
+            } else {
+                path = "\(folder)/\(requested).yaml"
+            }
+            if let chosen = path, !FileManager.default.fileExists(atPath: chosen) {
+                let known = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+                    .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+                if requested.contains("/") || requested.hasSuffix(".yaml") {
+                    throw .input("no limit set file \(requested)")
+                }
+                throw .unknownName(what: "limit set", name: requested, known: known)
+            }
+        }
+        if let pin {
+            if let chosen = path,
+                URL(fileURLWithPath: chosen).standardizedFileURL.path
+                    != URL(fileURLWithPath: pin.file).standardizedFileURL.path
+            {
+                throw .deviation(
+                    "station '\(station?.id ?? "")' judges '\(procedure.id)' by the limit set it pins (\(pin.file)); "
+                        + "--limits \(request.limits ?? "") would judge this rack by other limits")
+            }
+            path = pin.file
+        }
+        guard let path else { return nil }
+        let set: LimitSet
+        do {
+            set = try LimitSet.load(path: path)
+        } catch {
+            throw .invalidFiles(error)
+        }
+        if let pin, set.sha256 != pin.sha256 {
+            throw .unsupported(
+                "limit set \(path) has SHA-256 \(set.sha256), but station '\(station?.id ?? "")' pins \(pin.sha256): "
+                    + "the file changed after it was reviewed and pinned. Nothing was run; review the file and pin its new "
+                    + "digest (sha256sum \(path)) in the station file")
+        }
+        let applied: Procedure
+        do {
+            applied = try set.apply(to: procedure)
+        } catch {
+            throw .invalidFiles(error)
+        }
+        var values: [String: String] = [:]
+        var defaults: [String: String] = [:]
+        for (name, _, _) in set.values {
+            guard let before = procedure.parameter(named: name), let after = applied.parameter(named: name) else {
+                continue
+            }
+            values[name] = after.text ?? after.defaultValue.description
+            defaults[name] = before.text ?? before.defaultValue.description
+        }
+        let record = LimitSetRecord(
+            name: set.name, title: set.title, file: (path as NSString).lastPathComponent, sha256: set.sha256,
+            values: values, procedureValues: defaults)
+        return (record, applied)
     }
 
     /// The procedure's limits this run changes. At a station a changed limit is refused unless the station allows

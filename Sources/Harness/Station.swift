@@ -40,6 +40,14 @@ public struct StationConfiguration: Sendable {
     public var allowDeviations = false
     /// `report_pdf: true`: every run's bundle carries `report.pdf` (WeasyPrint), covered by the signature.
     public var reportPDF = false
+    /// `limits: {leak-test: {file: …, sha256: …}}`: the limit set (a rack SKU's) each procedure is judged by here,
+    /// pinned by digest: a file changed since it was pinned is refused.
+    public var limitPins: [String: LimitPin] = [:]
+
+    public struct LimitPin: Sendable, Hashable {
+        public var file: String
+        public var sha256: String
+    }
 
     /// Each instrument's calibration, by instrument name (`instruments:` in the station file).
     public var calibrations: [String: Calibration] = [:]
@@ -65,7 +73,7 @@ public struct StationConfiguration: Sendable {
                 allowed: [
                     "station", "description", "operator", "rack", "devices", "instruments", "groups",
                     "settings", "signing_key", "archive", "interlocks", "waive", "confirm_hazards_automatically",
-                    "allow_simulated", "allow_deviations", "report_pdf",
+                    "allow_simulated", "allow_deviations", "report_pdf", "limits",
                 ],
                 in: "station")
             for (key, _, value) in entries {
@@ -99,6 +107,24 @@ public struct StationConfiguration: Sendable {
                 case "allow_simulated": station.allowSimulated = reader.bool(value, "allow_simulated") ?? true
                 case "allow_deviations": station.allowDeviations = reader.bool(value, "allow_deviations") ?? false
                 case "report_pdf": station.reportPDF = reader.bool(value, "report_pdf") ?? false
+                case "limits":
+                    // procedure: {file: …, sha256: …}: the limit set this station judges that procedure by.
+                    for (procedure, _, pinNode) in reader.mapping(value, "limits") ?? [] {
+                        guard let fields = reader.mapping(pinNode, "limits of \(procedure)") else { continue }
+                        reader.rejectUnknownKeys(fields, allowed: ["file", "sha256"], in: "limits of \(procedure)")
+                        let file = fields.first { $0.key == "file" }.flatMap { reader.scalar($0.value, "file") }
+                        let digest = fields.first { $0.key == "sha256" }.flatMap { reader.scalar($0.value, "sha256") }
+                        guard let file, let digest else {
+                            reader.error("limits of \(procedure) need 'file' and its 'sha256'", at: pinNode)
+                            continue
+                        }
+                        let hex = digest.lowercased()
+                        guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
+                            reader.error("sha256 is 64 hex digits (sha256sum FILE)", at: pinNode)
+                            continue
+                        }
+                        station.limitPins[procedure] = .init(file: relative(file, to: path), sha256: hex)
+                    }
                 case "operator": station.operatorName = reader.scalar(value, "operator")
                 case "rack": station.rack = reader.scalar(value, "rack")
                 case "devices":

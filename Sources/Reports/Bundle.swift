@@ -88,6 +88,34 @@ public enum ReportBundle {
         }
     }
 
+    /// The derived files written one at a time, each timed on the wall clock (for `acceptance-bench bundle`):
+    /// reading the series, `junit.xml`, `ocp.jsonl`, `report.html`.
+    public static func timedDerivedFiles(
+        folder: String, record: RunRecord, harness: String
+    ) throws(BundleError) -> [(file: String, seconds: Double)] {
+        let clock = ContinuousClock()
+        var timings: [(String, Double)] = []
+        var start = clock.now
+        func lap(_ name: String) {
+            let now = clock.now
+            timings.append((name, (now - start).seconds))
+            start = now
+        }
+        let series = loadSeries(folder: folder, record: record)
+        lap("series CSV read")
+        do {
+            try write(folder, "junit.xml", JUnitReport.xml(record))
+            lap("junit.xml")
+            try OCPStream.write(record, series: series, harness: harness, to: "\(folder)/ocp.jsonl")
+            lap("ocp.jsonl")
+            try write(folder, "report.html", HTMLReport.html(record, series: series, signature: nil))
+            lap("report.html")
+        } catch {
+            throw BundleError(description: "cannot write the report files: \(error)")
+        }
+        return timings
+    }
+
     /// `junit.xml`, `ocp.jsonl`, `report.html` and `verify.sh`, from the record and the series.
     static func writeDerivedFiles(
         folder: String, record: RunRecord, inputs: BundleInputs, signature: SignatureBlock?, history: RackHistory?
@@ -95,7 +123,7 @@ public enum ReportBundle {
         let series = loadSeries(folder: folder, record: record)
         do {
             try write(folder, "junit.xml", JUnitReport.xml(record))
-            try write(folder, "ocp.jsonl", OCPStream.lines(record, series: series, harness: inputs.harnessVersion))
+            try OCPStream.write(record, series: series, harness: inputs.harnessVersion, to: "\(folder)/ocp.jsonl")
             try write(
                 folder, "report.html", HTMLReport.html(record, series: series, signature: signature, history: history))
             try write(folder, "verify.sh", VerifyScript.text)
@@ -246,6 +274,13 @@ public enum ReportBundle {
         ]
         // Limits the run changed: an archive wants an approver's signature on a bundle that has any.
         predicate["deviations"] = .array(deviationEntries(record))
+        // The limit set (a rack SKU's limits) the rack was judged by, by digest.
+        if let set = record.limitSet {
+            predicate["limitSet"] = [
+                "name": .string(set.name), "file": .string(set.file), "sha256": .string(set.sha256),
+                "values": .object(set.values.mapValues { .string($0) }),
+            ]
+        }
         // The instruments that measured the rack, as the signature covers them: identity and calibration.
         if let instruments = record.instruments, !instruments.isEmpty {
             predicate["instruments"] = .array(instruments.map(instrumentEntry))
@@ -307,9 +342,9 @@ public enum ReportBundle {
         var result: [String: SeriesData] = [:]
         for step in record.steps {
             guard let series = step.series,
-                let text = try? String(contentsOfFile: "\(folder)/\(series.file)", encoding: .utf8)
+                let bytes = try? readFile("\(folder)/\(series.file)", limit: 4 << 30)
             else { continue }
-            result[step.id] = SeriesData.parse(text, record: series)
+            result[step.id] = bytes.withUnsafeBufferPointer { SeriesData.parse(bytes: $0, record: series) }
         }
         return result
     }
@@ -323,17 +358,61 @@ struct SeriesData: Sendable {
     var columns: [[Double]]
 
     static func parse(_ csv: String, record: SeriesRecord) -> SeriesData {
+        var csv = csv
+        return csv.withUTF8 { parse(bytes: $0, record: record) }
+    }
+
+    /// The CSV read in one pass over its bytes: each cell converted where it lies (no line or cell strings made),
+    /// the header skipped, a line without a time skipped, a missing or unreadable value NaN.
+    static func parse(bytes: UnsafeBufferPointer<UInt8>, record: SeriesRecord) -> SeriesData {
+        let columns = record.points.count
         var data = SeriesData(
-            points: record.points, units: record.units, times: [],
-            columns: Array(repeating: [], count: record.points.count))
-        for line in csv.split(separator: "\n").dropFirst() {
-            let cells = line.split(separator: ",", omittingEmptySubsequences: false)
-            guard let time = cells.first.flatMap({ Double($0) }) else { continue }
-            data.times.append(time)
-            for index in data.columns.indices {
-                data.columns[index].append(cells.count > index + 1 ? Double(cells[index + 1]) ?? .nan : .nan)
+            points: record.points, units: record.units, times: [], columns: Array(repeating: [], count: columns))
+        // Rows are about 20 bytes apiece and more: reserve once rather than grow.
+        let estimate = bytes.count / max(12, 8 * (columns + 1))
+        data.times.reserveCapacity(estimate)
+        for index in data.columns.indices { data.columns[index].reserveCapacity(estimate) }
+        var cells: [Double] = Array(repeating: .nan, count: columns + 1)
+        var position = 0
+        let end = bytes.count
+        // Skip the header line.
+        while position < end, bytes[position] != 10 { position += 1 }
+        position += 1
+        while position < end {
+            var cell = 0
+            var start = position
+            for index in cells.indices { cells[index] = .nan }
+            while position <= end {
+                let byte = position < end ? bytes[position] : 10
+                if byte == 44 || byte == 10 {
+                    if cell < cells.count, position > start {
+                        cells[cell] = Self.number(bytes, from: start, to: position)
+                    }
+                    cell += 1
+                    start = position + 1
+                    if byte == 10 { break }
+                }
+                position += 1
             }
+            position += 1
+            guard cells[0].isFinite else { continue }
+            data.times.append(cells[0])
+            for index in 0..<columns { data.columns[index].append(cells[index + 1]) }
         }
         return data
+    }
+
+    /// The number in `bytes[from..<to]`, as `Double(String)` reads it (correctly rounded); NaN if it is not one.
+    static func number(_ bytes: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Double {
+        // Short fields (all of ours are) are copied to a terminated stack buffer for strtod's C-locale twin.
+        let length = to - from
+        guard length > 0, length < 64, let base = bytes.baseAddress else { return .nan }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { buffer -> Double in
+            for offset in 0..<length { buffer[offset] = CChar(bitPattern: base[from + offset]) }
+            buffer[length] = 0
+            guard let start = buffer.baseAddress else { return .nan }
+            let text = String(cString: start)
+            return Double(text) ?? .nan
+        }
     }
 }

@@ -98,9 +98,19 @@ enum HTMLReport {
             ),
         ]
         if let scenario = record.scenario { identity.append(("Simulation scenario", "\(scenario) (SIMULATED rack)")) }
+        if let set = record.limitSet {
+            identity.append(
+                (
+                    "Limit set",
+                    "\(set.name)\(set.title.isEmpty ? "" : " — \(set.title)") (\(set.file), SHA-256 \(set.sha256))"
+                ))
+        }
         let deviated = Dictionary((record.deviations ?? []).map { ($0.parameter, $0) }) { first, _ in first }
         for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {
-            let mark = deviated[name].map { "  (DEVIATION: the procedure says \($0.procedureValue))" } ?? ""
+            var mark = deviated[name].map { "  (DEVIATION: the procedure says \($0.procedureValue))" } ?? ""
+            if mark.isEmpty, let set = record.limitSet, let own = set.procedureValues[name] {
+                mark = "  (limit set \(set.name); the procedure's default is \(own))"
+            }
             identity.append(("Parameter \(name)", value + mark))
         }
         if let harness = record.harness {

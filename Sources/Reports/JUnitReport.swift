@@ -77,6 +77,7 @@ public enum JUnitReport {
             ("simulated", record.isSimulated ? "true" : "false"),
         ]
         if let scenario = record.scenario { properties.append(("scenario", scenario)) }
+        if let set = record.limitSet { properties.append(("limit_set", "\(set.name) sha256:\(set.sha256)")) }
         for (name, value) in record.parameters.sorted(by: { $0.key < $1.key }) {
             properties.append(("parameter.\(name)", value))
         }

@@ -56,6 +56,12 @@ struct RunCommand: AsyncParsableCommand {
             """)
     var allowUncalibrated = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Judge the rack by this limit set (its SKU's limits, Fixtures/limits/NAME.yaml or a file), not the procedure's defaults.",
+            valueName: "name"))
+    var limits: String?
+
     @Option(help: "Why a limit of the procedure is changed for this run (a recorded deviation, for the approver).")
     var deviationReason: String?
 
@@ -117,6 +123,7 @@ struct RunCommand: AsyncParsableCommand {
         request.allowUncalibrated = allowUncalibrated
         request.deviationReason = deviationReason
         request.pdf = pdf
+        request.limits = limits
         if location.isSuite(procedure) {
             try await runSuite(request, style: style, stop: stop)
             withExtendedLifetime(trap) {}
@@ -134,6 +141,12 @@ struct RunCommand: AsyncParsableCommand {
                 ConsoleOutput.standardError.write("error: \(error)\n")
                 throw ExitCode(Verdict.error.exitCode)
             }
+        }
+        if let set = prepared.settings.limitSet {
+            ConsoleOutput.standardError.write(
+                "limit set \(set.name) (\(set.file), SHA-256 \(set.sha256.prefix(12))…): "
+                    + set.values.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                    + "\n")
         }
         for warning in prepared.warnings { ConsoleOutput.standardError.write("\(warning)\n") }
         for warning in prepared.transportWarnings {

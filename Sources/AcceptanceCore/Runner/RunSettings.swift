@@ -25,6 +25,8 @@ public struct RunSettings: Sendable {
     public var instruments: [InstrumentRecord] = []
     /// Limits changed for this run.
     public var deviations: [DeviationRecord] = []
+    /// The limit set the procedure's limits come from, if any.
+    public var limitSet: LimitSetRecord?
     /// The model (profile) of each device used, as fitted.
     public var models: [String: String] = [:]
     /// The harness's version and executable digest, for the record.

@@ -78,6 +78,7 @@ public final class Runner: Sendable {
         if !settings.models.isEmpty { withTransport.models = settings.models }
         if !settings.instruments.isEmpty { withTransport.instruments = settings.instruments }
         if !settings.deviations.isEmpty { withTransport.deviations = settings.deviations }
+        withTransport.limitSet = settings.limitSet
         if !settings.warnings.isEmpty { withTransport.warnings = settings.warnings }
         withTransport.harness = settings.harness
         state = Mutex(State(record: withTransport, environment: environment))
