@@ -287,8 +287,13 @@ public struct RunRecord: Sendable, Codable {
     /// The safe-state check at the end of the run.
     public var safeState: SafeStateRecord?
 
-    /// A run on the built-in simulated rack (it has a scenario): never evidence about a real rack.
-    public var isSimulated: Bool { scenario != nil }
+    /// What simulates the rack at a station that is a simulator (`simulator:` in its file, as `acceptance simulate
+    /// --station-out` writes it): the run is SIMULATED though it went through a station's real transports.
+    public var simulator: String?
+
+    /// A run on the built-in simulated rack (it has a scenario), or at a station whose rack is a simulator: never
+    /// evidence about a real rack.
+    public var isSimulated: Bool { scenario != nil || simulator != nil }
     /// Why the run ended as it did when the station itself stopped (`station stopped unexpectedly`), and the
     /// recovery that wrote this record afterwards.
     public var recovery: RecoveryRecord?
@@ -311,6 +316,7 @@ public struct RunRecord: Sendable, Codable {
     enum CodingKeys: String, CodingKey {
         case endpoints, models, instruments, deviations, retries, warnings, harness, parts, firmware, interlocks
         case limitSet = "limit_set"
+        case simulator
         case recovery
         case safeState = "safe_state"
         case schema

@@ -126,7 +126,9 @@ public struct SuiteRecord: Sendable, Codable {
     public var continueOnFail: Bool
     public var procedures: [ProcedureRun]
 
-    public var isSimulated: Bool { scenario != nil }
+    /// What simulates the rack at a station that is a simulator.
+    public var simulator: String?
+    public var isSimulated: Bool { scenario != nil || simulator != nil }
 
     public init(
         runID: String, suite: SuiteInfo, station: String, scenario: String?, operator: String?, started: String,
@@ -144,7 +146,7 @@ public struct SuiteRecord: Sendable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case schema, suite, station, scenario, started, ended, verdict, message, procedures
+        case schema, suite, station, scenario, started, ended, verdict, message, procedures, simulator
         case runID = "run_id"
         case rackSerial = "rack_serial"
         case `operator` = "operator"

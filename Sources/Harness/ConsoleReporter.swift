@@ -160,8 +160,11 @@ public final class ConsoleReporter: RunObserver {
             if header.simulated {
                 let pace = header.timeScale.map { "\(Quantity.format($0))× real time" } ?? "as fast as the steps allow"
                 print(
-                    "   " + style.paint("SIMULATED rack", "1;36") + " (scenario '\(header.scenario ?? "nominal")') · "
-                        + "simulated clock, \(pace); times shown are simulated")
+                    "   " + style.paint("SIMULATED rack", "1;36")
+                        + (header.scenario.map {
+                            " (scenario '\($0)') · simulated clock, \(pace); times shown are simulated"
+                        }
+                            ?? " (this station's rack is a simulator)"))
             } else if let scale = header.timeScale, scale != 1 {
                 print(
                     "   station clock sped up \(Quantity.format(scale))× (for a simulator at the same pace); times shown are simulated"
@@ -330,7 +333,11 @@ public final class ConsoleReporter: RunObserver {
         if record.isSimulated {
             print(
                 "  " + style.paint(" SIMULATED ", "1;37;44")
-                    + "  the built-in simulated rack (scenario '\(record.scenario ?? "")'): no real rack was tested")
+                    + (record.simulator.map {
+                        "  station \(record.station)'s rack is a simulator (\($0.escapingControlCharacters))"
+                    }
+                        ?? "  the built-in simulated rack (scenario '\(record.scenario ?? "")')")
+                    + ": no real rack was tested")
         }
         for deviation in record.deviations ?? [] {
             print("  " + style.paint("DEVIATION", "1;31") + " \(deviation.summary.escapingControlCharacters)")

@@ -230,6 +230,7 @@ public struct PreparedRun: Sendable {
         settings.interlocks = inputs.interlocks
         settings.deviations = inputs.deviations
         settings.limitSet = inputs.limitSet
+        settings.simulator = inputs.station?.simulator
         for deviation in inputs.deviations {
             settings.warnings.append("DEVIATION from the procedure: \(deviation.summary)")
         }
@@ -270,8 +271,8 @@ public struct PreparedRun: Sendable {
     /// Transport warnings the operator must see before the run (certificate verification off).
     public var transportWarnings: [String] { settings.warnings }
 
-    /// Whether the devices are the built-in simulator.
-    public var isSimulated: Bool { rack != nil }
+    /// Whether the rack is simulated: the built-in simulator, or a station that says its rack is one.
+    public var isSimulated: Bool { rack != nil || inputs.station?.simulator != nil }
 
     /// What became of the run's report bundle.
     public enum BundleOutcome: Sendable {

@@ -97,6 +97,7 @@ public struct SimulatorService: Sendable {
             station: \(id)
             description: The built-in simulated rack, served by acceptance simulate on 127.0.0.1.
             rack: \(rackID)
+            simulator: acceptance simulate on this machine (pid \(getpid()))
             confirm_hazards_automatically: the rack is `acceptance simulate` on this machine
             devices:
 

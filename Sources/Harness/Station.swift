@@ -38,6 +38,9 @@ public struct StationConfiguration: Sendable {
     /// Whether a run here may change one of a procedure's limits (a recorded deviation, with a reason, that an
     /// approver signs before the archive takes the bundle). Off unless the station says so.
     public var allowDeviations = false
+    /// `simulator: <what>`: this station's "rack" is a simulator (`acceptance simulate` on this machine): every run
+    /// here is SIMULATED, in the record, the report, JUnit and the signature, and the archive treats it so.
+    public var simulator: String?
     /// `report_pdf: true`: every run's bundle carries `report.pdf` (WeasyPrint), covered by the signature.
     public var reportPDF = false
     /// `limits: {leak-test: {file: …, sha256: …}}`: the limit set (a rack SKU's) each procedure is judged by here,
@@ -73,7 +76,7 @@ public struct StationConfiguration: Sendable {
                 allowed: [
                     "station", "description", "operator", "rack", "devices", "instruments", "groups",
                     "settings", "signing_key", "archive", "interlocks", "waive", "confirm_hazards_automatically",
-                    "allow_simulated", "allow_deviations", "report_pdf", "limits",
+                    "allow_simulated", "allow_deviations", "report_pdf", "limits", "simulator",
                 ],
                 in: "station")
             for (key, _, value) in entries {
@@ -107,6 +110,7 @@ public struct StationConfiguration: Sendable {
                 case "allow_simulated": station.allowSimulated = reader.bool(value, "allow_simulated") ?? true
                 case "allow_deviations": station.allowDeviations = reader.bool(value, "allow_deviations") ?? false
                 case "report_pdf": station.reportPDF = reader.bool(value, "report_pdf") ?? false
+                case "simulator": station.simulator = reader.scalar(value, "simulator")
                 case "limits":
                     // procedure: {file: …, sha256: …}: the limit set this station judges that procedure by.
                     for (procedure, _, pinNode) in reader.mapping(value, "limits") ?? [] {

@@ -31,7 +31,7 @@ public struct SuiteRun: Sendable {
     public let procedures: [RunInputs]
     /// The simulated rack every procedure tests, when there is no station.
     let simulation: SharedSimulation?
-    public var isSimulated: Bool { procedures.first?.station == nil }
+    public var isSimulated: Bool { procedures.first.map { $0.station == nil || $0.station?.simulator != nil } ?? true }
     public var continueOnFail: Bool { request.continueOnFail ?? suite.continueOnFail }
 
     /// Loads the suite and every procedure it lists (reporting every problem before any procedure runs) and makes
@@ -116,6 +116,7 @@ public struct SuiteRun: Sendable {
             station: first?.station?.id ?? "simulated", scenario: first?.station == nil ? request.run.scenario : nil,
             operator: request.run.operatorName ?? first?.station?.operatorName, started: Timestamp.string(Date()),
             continueOnFail: continueOnFail)
+        record.simulator = first?.station?.simulator
         var runs: [SuiteBundle.Run] = []
         var rackSerial = request.run.inputs["rack_serial"]
         var stopReason: String?

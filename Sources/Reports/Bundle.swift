@@ -270,7 +270,7 @@ public enum ReportBundle {
             "procedureVersion": .string(record.procedure.version),
             "started": .string(record.started),
             // A run on the simulated rack is never evidence about a real rack, whatever serial was typed in.
-            "simulated": .bool(record.scenario != nil),
+            "simulated": .bool(record.isSimulated),
         ]
         // Limits the run changed: an archive wants an approver's signature on a bundle that has any.
         predicate["deviations"] = .array(deviationEntries(record))

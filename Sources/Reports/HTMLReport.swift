@@ -98,6 +98,7 @@ enum HTMLReport {
             ),
         ]
         if let scenario = record.scenario { identity.append(("Simulation scenario", "\(scenario) (SIMULATED rack)")) }
+        if let simulator = record.simulator { identity.append(("Simulator", "\(simulator) (SIMULATED rack)")) }
         if let set = record.limitSet {
             identity.append(
                 (

@@ -37,6 +37,45 @@ struct StationDiscoveryTests {
         #expect(mixed.stderr.contains("add --simulated"), "\(mixed.stderr)")
     }
 
+    @Test("A station whose rack is a simulator (simulate --station-out) makes every run SIMULATED, signature included")
+    func aSimulatorStationIsNeverARealRack() async throws {
+        let home = temporaryDirectory()
+        let made = try await run(["keys", "generate", "--out", "\(home)/keys", "--name", "bench"])
+        #expect(made.status == 0, "\(made.stderr)")
+        try "keys:\n  - {name: bench, role: station, public_key: keys/bench.pub.pem}\n".write(
+            toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
+        let (simulator, port) = try await startSimulatorOnAnyPort()
+        defer { simulator.signal(SIGTERM) }
+        let station = try stationFile(
+            port: port,
+            more: "simulator: acceptance simulate in this test\nsigning_key: \(home)/keys/bench.key.pem")
+        let reports = "\(home)/r"
+        let result = try await run([
+            "run", "leak-test", "--station", station, "--time-scale", "20", "--param", "hold=30s", "--rack-serial",
+            "NVL72-LOOKS-REAL", "--report-dir", reports,
+        ])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("station test-station's rack is a simulator (acceptance simulate in this test)"))
+        let folder = try runFolder(in: reports)
+        let record = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/record.json")))
+                as? [String: Any])
+        #expect(record["simulator"] as? String == "acceptance simulate in this test")
+        #expect(record["scenario"] == nil, "no scenario: it went through the station's real transports")
+        let junit = try String(contentsOfFile: folder + "/junit.xml", encoding: .utf8)
+        #expect(junit.contains("<property name=\"simulated\" value=\"true\"/>"))
+        let html = try String(contentsOfFile: folder + "/report.html", encoding: .utf8)
+        #expect(html.contains("id=\"simulated\">SIMULATED"))
+        let verified = try await run(["verify", folder, "--keyring", "\(home)/keyring.yaml", "--json"])
+        #expect(verified.status == 0, "\(verified.stderr)")
+        #expect(verified.stdout.contains("\"simulated\":true"), "the signed predicate says so")
+        let refused = try await run([
+            "archive", "add", folder, "--keyring", "\(home)/keyring.yaml", "--archive", "\(home)/archive",
+        ])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("SIMULATED"), "\(refused.stderr)")
+    }
+
     @Test("A station file in $XDG_CONFIG_HOME/acceptance is used by read; one that forbids it refuses --simulated")
     func configuredByFile() async throws {
         let closed = try ClosedPort()

@@ -276,7 +276,9 @@ struct USBInstrumentTests {
             #expect((used["connection"] as? String)?.hasPrefix("USB ") == true)
             #expect((used["interface"] as? String)?.contains("USB488") == true)
             #expect((used["calibration_due"] as? String)?.count == 10)
-            #expect(used["simulated"] as? Bool == false)
+            #expect(used["simulated"] as? Bool == false, "the harness cannot tell an emulated instrument")
+            // ... but the station `simulate --station-out` wrote says its rack is a simulator: the run is SIMULATED.
+            #expect((record["simulator"] as? String)?.hasPrefix("acceptance simulate on this machine") == true)
         }
     }
 

@@ -79,6 +79,7 @@ public final class Runner: Sendable {
         if !settings.instruments.isEmpty { withTransport.instruments = settings.instruments }
         if !settings.deviations.isEmpty { withTransport.deviations = settings.deviations }
         withTransport.limitSet = settings.limitSet
+        withTransport.simulator = settings.simulator
         if !settings.warnings.isEmpty { withTransport.warnings = settings.warnings }
         withTransport.harness = settings.harness
         state = Mutex(State(record: withTransport, environment: environment))
