@@ -182,6 +182,8 @@ public struct AttemptRecord: Sendable, Codable, Hashable {
     public var measurements: [MeasurementRecord]
     public var message: String?
     public var error: String?
+    /// For a `for_each` step: each member's outcome in this attempt.
+    public var members: [MemberRecord]?
 
     public init(
         attempt: Int, verdict: Verdict, started: String?, ended: String?, measurements: [MeasurementRecord],

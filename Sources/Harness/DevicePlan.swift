@@ -29,6 +29,14 @@ public struct DevicePlan: Sendable {
         return nil
     }
 
+    /// Whether the rack is simulated: the built-in simulator, or a station that says its rack is one (`simulator:`).
+    public var isSimulated: Bool {
+        switch source {
+        case let .station(station): station.simulator != nil
+        case .simulated: true
+        }
+    }
+
     public var stationID: String {
         switch source {
         case let .station(station): station.id

@@ -200,7 +200,9 @@ public struct PreparedRun: Sendable {
                     fixtures: Self.absolute(request.workspace.fixtures), parameters: request.parameters,
                     inputs: request.inputs, operatorName: request.operatorName,
                     signingKey: request.signingKey.map(Self.absolute), timeScale: request.timeScale,
-                    started: Timestamp.string(Date()), pid: getpid(), host: ProcessInfo.processInfo.hostName))
+                    started: Timestamp.string(Date()), pid: getpid(), host: ProcessInfo.processInfo.hostName,
+                    limits: request.limits.map { $0.contains("/") ? Self.absolute($0) : $0 },
+                    deviationReason: request.deviationReason))
         }
         var prepared = make(inputs: inputs, plan: plan, folder: folder, runID: runID, request: request, claim: claim)
         prepared.pdfPrinter = printer

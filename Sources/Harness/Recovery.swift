@@ -48,6 +48,8 @@ public enum Recovery {
         request.operatorName = run.operatorName
         request.signingKey = run.signingKey
         request.timeScale = run.timeScale
+        request.limits = run.limits
+        request.deviationReason = run.deviationReason
         request.reportsDirectory = (run.folder as NSString).deletingLastPathComponent
         let prepared: PreparedRun
         do {

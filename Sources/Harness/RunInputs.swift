@@ -100,6 +100,32 @@ public struct RunInputs: Sendable {
             for index in deviations.indices where limitSet.values[deviations[index].parameter] != nil {
                 deviations[index].procedureValue += " (limit set \(limitSet.name))"
             }
+            // At a station, a set it does not pin is chosen on the line: each of its values is a deviation from the
+            // procedure, allowed only where deviations are, with a reason, and approved before it is archived.
+            if let station, station.limitPins[procedure.id] == nil {
+                guard station.allowDeviations else {
+                    throw .deviation(
+                        "station '\(station.id)' pins no limit set for '\(procedure.id)': judging this rack by limit set "
+                            + "'\(limitSet.name)' is a deviation from the procedure's limits, which this station does not "
+                            + "allow (pin the set: limits: {\(procedure.id): {file: …, sha256: …}} in its station file)"
+                    )
+                }
+                guard let reason = request.deviationReason?.trimmingCharacters(in: .whitespaces), !reason.isEmpty else {
+                    throw .deviation(
+                        "limit set '\(limitSet.name)' is not pinned at station '\(station.id)': using it is a deviation "
+                            + "that needs --deviation-reason")
+                }
+                for name in limitSet.values.keys.sorted() where !deviations.contains(where: { $0.parameter == name }) {
+                    guard let value = limitSet.values[name], let before = limitSet.procedureValues[name],
+                        value != before
+                    else { continue }
+                    deviations.append(
+                        DeviationRecord(
+                            parameter: name, procedureValue: before,
+                            value: "\(value) (limit set \(limitSet.name), not pinned by the station)", reason: reason,
+                            by: request.operatorName ?? station.operatorName ?? "unknown"))
+                }
+            }
         }
         let manifests = try FirmwareManifests.load(from: request.workspace.fixtures)
         // The signing key is checked before anything runs: a key readable by others is refused, not used.
@@ -128,6 +154,21 @@ public struct RunInputs: Sendable {
             interlocks: interlocks, waived: waived, deviations: deviations, limitSet: limitSet)
     }
 
+    /// The file of a limit set, by name (`Fixtures/limits/<name>.yaml`) or path; a name that is not there is a
+    /// usage error with the closest one.
+    public static func limitSetFile(_ requested: String, workspace: Workspace) throws(HarnessError) -> String {
+        let folder = "\(workspace.fixtures)/limits"
+        let byPath = requested.contains("/") || requested.hasSuffix(".yaml")
+        let path = byPath ? requested : "\(folder)/\(requested).yaml"
+        guard FileManager.default.fileExists(atPath: path) else {
+            if byPath { throw .input("no limit set file \(requested)") }
+            let known = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
+                .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
+            throw .unknownName(what: "limit set", name: requested, known: known)
+        }
+        return path
+    }
+
     /// The limit set this run uses: the one the station pins for the procedure (its digest checked), or the one
     /// `--limits` names; the procedure with the set's values as its defaults. A station that pins a set refuses
     /// another.
@@ -135,22 +176,8 @@ public struct RunInputs: Sendable {
         for procedure: Procedure, request: RunRequest, station: StationConfiguration?
     ) throws(HarnessError) -> (LimitSetRecord, Procedure)? {
         let pin = station?.limitPins[procedure.id]
-        var path: String?
-        if let requested = request.limits {
-            let folder = "\(request.workspace.fixtures)/limits"
-            if requested.contains("/") || requested.hasSuffix(".yaml") {
-                path = requested
-            } else {
-                path = "\(folder)/\(requested).yaml"
-            }
-            if let chosen = path, !FileManager.default.fileExists(atPath: chosen) {
-                let known = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [])
-                    .filter { $0.hasSuffix(".yaml") }.map { String($0.dropLast(5)) }.sorted()
-                if requested.contains("/") || requested.hasSuffix(".yaml") {
-                    throw .input("no limit set file \(requested)")
-                }
-                throw .unknownName(what: "limit set", name: requested, known: known)
-            }
+        var path = try request.limits.map { requested throws(HarnessError) in
+            try limitSetFile(requested, workspace: request.workspace)
         }
         if let pin {
             if let chosen = path,

@@ -77,6 +77,9 @@ public struct UnfinishedRun: Codable, Sendable, Hashable {
     public var started: String
     public var pid: Int32
     public var host: String
+    /// The limit set asked for (`--limits`) and the reason given for a deviation: recovery loads the run as it was.
+    public var limits: String?
+    public var deviationReason: String?
 
     enum CodingKeys: String, CodingKey {
         case runID = "run_id"
@@ -87,7 +90,8 @@ public struct UnfinishedRun: Codable, Sendable, Hashable {
         case operatorName = "operator"
         case signingKey = "signing_key"
         case timeScale = "time_scale"
-        case started, pid, host
+        case started, pid, host, limits
+        case deviationReason = "deviation_reason"
     }
 
     /// `20261201T…-leak-test-3f9a (leak-test, started 2026-12-01T…, pid 4242)`.

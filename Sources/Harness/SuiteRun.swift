@@ -44,6 +44,16 @@ public struct SuiteRun: Sendable {
         } catch {
             throw .invalidFiles(error)
         }
+        // A limit set is for one procedure: it goes to that one only.
+        var limitsFor: String?
+        if let requested = request.run.limits {
+            let file = try RunInputs.limitSetFile(requested, workspace: request.run.workspace)
+            do {
+                limitsFor = try LimitSet.load(path: file).procedure
+            } catch {
+                throw .invalidFiles(error)
+            }
+        }
         var procedures: [RunInputs] = []
         var claimed = Set<String>()
         for entry in suite.procedures {
@@ -57,7 +67,13 @@ public struct SuiteRun: Sendable {
             single.inputs = request.run.inputs.filter { inputs.contains($0.key) || $0.key == "rack_serial" }
             claimed.formUnion(single.parameters.keys)
             claimed.formUnion(single.inputs.keys)
+            if bare.procedure.id != limitsFor { single.limits = nil }
             procedures.append(try RunInputs.load(single))
+        }
+        if let limitsFor, !procedures.contains(where: { $0.procedure.id == limitsFor }) {
+            throw .input(
+                "limit set \(request.run.limits ?? "") is for procedure '\(limitsFor)', which suite '\(suite.id)' does "
+                    + "not run (it runs \(procedures.map(\.procedure.id).joined(separator: ", ")))")
         }
         for name in request.run.parameters.keys.sorted() where !claimed.contains(name) {
             throw .parameter(
@@ -95,6 +111,7 @@ public struct SuiteRun: Sendable {
         bare.parameters = [:]
         bare.inputs = [:]
         bare.deviationReason = nil
+        bare.limits = nil
         return bare
     }
 
@@ -141,6 +158,7 @@ public struct SuiteRun: Sendable {
             }
             let asked = Set(inputs.procedure.inputs.map(\.name))
             single.inputs = request.run.inputs.filter { asked.contains($0.key) }
+            if inputs.limitSet == nil || inputs.station?.limitPins[inputs.procedure.id] != nil { single.limits = nil }
             // One rack: the serial the first procedure read (or was given) is every procedure's.
             if let rackSerial { single.inputs["rack_serial"] = rackSerial }
             let prepared: PreparedRun
@@ -182,15 +200,23 @@ public struct SuiteRun: Sendable {
         record.rackSerial = rackSerial
         record.ended = Timestamp.string(Date())
         record.verdict = record.procedures.map(\.verdict).reduce(.pass, Verdict.worst)
-        if record.procedures.contains(where: { $0.verdict == .skipped }), record.verdict == .pass {
+        // A suite stopped (Ctrl-C) is ABORTED whatever ran; one that stopped at a FAIL stays FAIL.
+        if stop.reason != nil, record.procedures.contains(where: { $0.verdict == .skipped }) {
+            record.verdict = .aborted
+        } else if record.verdict == .pass, record.procedures.contains(where: { $0.verdict == .skipped }) {
             record.verdict = .error
         }
+        let passed = record.procedures.count { $0.verdict == .pass }
         let failed = record.procedures.filter { $0.verdict != .pass && $0.verdict != .skipped }
-        record.message =
-            failed.isEmpty
-            ? "\(record.procedures.count) procedures passed"
-            : failed.map { "\($0.id) \($0.verdict.rawValue)\($0.message.map { ": \($0)" } ?? "")" }
+        var message = "\(passed) of \(record.procedures.count) procedures passed"
+        if !failed.isEmpty {
+            message +=
+                "; "
+                + failed.map { "\($0.id) \($0.verdict.rawValue)\($0.message.map { ": \($0)" } ?? "")" }
                 .joined(separator: "; ")
+        }
+        if let reason = stop.reason { message += "; stopped by \(reason.rawValue)" }
+        record.message = message
         let pdf = request.run.pdf || first?.station?.reportPDF == true ? PDFPrinter.find() : nil
         return (
             record,
@@ -220,7 +246,15 @@ public struct SuiteRun: Sendable {
             try await SuiteBundle.make(
                 folder: folder, suite: record, runs: runs, inputs: inputs, signer: signer, pdf: pdf)
         } catch {
-            return .failed(error.description)
+            // Without its PDF the suite is still signed (as a run's bundle is), and says why there is none.
+            guard pdf != nil else { return .failed(error.description) }
+            try? FileManager.default.removeItem(atPath: "\(folder)/\(ReportBundle.pdfFile)")
+            ConsoleOutput.standardError.write("report.pdf NOT made: \(error); the suite is signed without it\n")
+            do {
+                try await SuiteBundle.make(folder: folder, suite: record, runs: runs, inputs: inputs, signer: signer)
+            } catch {
+                return .failed(error.description)
+            }
         }
         if let signer { return .signed(folder: folder, keyID: SigningKeys.keyID(signer.key.publicKey)) }
         return .unsigned(folder: folder)

@@ -385,8 +385,10 @@ struct SeriesData: Sendable {
             while position <= end {
                 let byte = position < end ? bytes[position] : 10
                 if byte == 44 || byte == 10 {
-                    if cell < cells.count, position > start {
-                        cells[cell] = Self.number(bytes, from: start, to: position)
+                    // A CRLF file's carriage return is not part of the last cell.
+                    let cellEnd = byte == 10 && position > start && bytes[position - 1] == 13 ? position - 1 : position
+                    if cell < cells.count, cellEnd > start {
+                        cells[cell] = Self.number(bytes, from: start, to: cellEnd)
                     }
                     cell += 1
                     start = position + 1
@@ -406,7 +408,12 @@ struct SeriesData: Sendable {
     static func number(_ bytes: UnsafeBufferPointer<UInt8>, from: Int, to: Int) -> Double {
         // Short fields (all of ours are) are copied to a terminated stack buffer for strtod's C-locale twin.
         let length = to - from
-        guard length > 0, length < 64, let base = bytes.baseAddress else { return .nan }
+        guard length > 0, let base = bytes.baseAddress else { return .nan }
+        guard length < 64 else {
+            // A long cell (many digits): read it as text, as a line-by-line reader would.
+            return Double(String(decoding: UnsafeBufferPointer(start: base + from, count: length), as: UTF8.self))
+                ?? .nan
+        }
         return withUnsafeTemporaryAllocation(of: CChar.self, capacity: length + 1) { buffer -> Double in
             for offset in 0..<length { buffer[offset] = CChar(bitPattern: base[from + offset]) }
             buffer[length] = 0

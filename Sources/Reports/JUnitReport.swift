@@ -7,9 +7,23 @@ import Foundation
 public enum JUnitReport {
     public static func xml(_ record: RunRecord) -> String { xml([record]) }
 
-    /// Several runs (a suite's procedures) as one document: a `testsuite` per run.
-    public static func xml(_ records: [RunRecord], name: String = "acceptance") -> String {
-        let suites = records.map(testsuite)
+    /// A procedure of a suite that did not run (it could not start, or the suite stopped before it), with why.
+    public struct NotRun: Sendable {
+        public var procedure: String
+        public var verdict: Verdict
+        public var message: String
+
+        public init(procedure: String, verdict: Verdict, message: String) {
+            self.procedure = procedure
+            self.verdict = verdict
+            self.message = message
+        }
+    }
+
+    /// Several runs (a suite's procedures) as one document: a `testsuite` per run, and one per procedure that did
+    /// not run, so a dashboard never shows a suite green that skipped or could not start a procedure.
+    public static func xml(_ records: [RunRecord], name: String = "acceptance", notRun: [NotRun] = []) -> String {
+        let suites = records.map(testsuite) + notRun.map(testsuite)
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
         out +=
             "<testsuites name=\(attribute(name)) tests=\"\(suites.map(\.tests).reduce(0, +))\" "
@@ -18,6 +32,25 @@ public enum JUnitReport {
         for suite in suites { out += suite.xml }
         out += "</testsuites>\n"
         return out
+    }
+
+    /// A procedure that did not run: one case, an error (it could not start) or skipped (the suite stopped first).
+    static func testsuite(
+        _ missing: NotRun
+    ) -> (
+        xml: String, tests: Int, failures: Int, errors: Int, skipped: Int, time: Double
+    ) {
+        let error = missing.verdict != .skipped
+        var out =
+            "  <testsuite name=\(attribute("\(missing.procedure) (not run)")) tests=\"1\" failures=\"0\" "
+            + "errors=\"\(error ? 1 : 0)\" skipped=\"\(error ? 0 : 1)\" time=\"0.000\">\n"
+        out += "    <testcase classname=\(attribute(missing.procedure)) name=\"run\" time=\"0.000\">\n"
+        out +=
+            error
+            ? "      <error message=\(attribute(missing.message)) type=\"\(missing.verdict.rawValue)\"/>\n"
+            : "      <skipped message=\(attribute(missing.message))/>\n"
+        out += "    </testcase>\n  </testsuite>\n"
+        return (out, 1, 0, error ? 1 : 0, error ? 0 : 1, 0)
     }
 
     /// One run's `testsuite` element, with its counts for the document's totals.

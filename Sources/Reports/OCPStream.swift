@@ -114,10 +114,21 @@ public enum OCPStream {
                     var stamps = StampWriter()
                     let stepBytes = Writer.quoted(id)
                     let seriesBytes = Writer.quoted(seriesID)
-                    let fixed = Stamp(begin)
                     for (row, time) in data.times.enumerated() where values[row].isFinite {
-                        let stamp =
-                            origin.map { stamps.stamp($0.addingTimeInterval(time).timeIntervalSince1970) } ?? fixed
+                        guard let origin else {
+                            // A step start that is not a timestamp (never written by the runner): the general path.
+                            writer.step(
+                                id, begin,
+                                [
+                                    "measurementSeriesElement": [
+                                        "measurementSeriesId": .string(seriesID), "index": .number(Double(count)),
+                                        "value": .number(values[row]), "timestamp": .string(begin),
+                                    ]
+                                ])
+                            count += 1
+                            continue
+                        }
+                        let stamp = stamps.stamp(origin.addingTimeInterval(time).timeIntervalSince1970)
                         writer.seriesElement(
                             step: stepBytes, series: seriesBytes, index: count, value: values[row], at: stamp)
                         count += 1

@@ -46,34 +46,21 @@ public struct PDFPrinter: Sendable {
         }
         defer { try? errors.close() }
         process.standardError = errors
-        let finished = AsyncStream<Int32>.makeStream()
-        process.terminationHandler = { process in
-            finished.continuation.yield(process.terminationStatus)
-            finished.continuation.finish()
-        }
+        let exit = ExitWatch()
+        process.terminationHandler = { process in exit.finished(process.terminationStatus) }
         do {
             try process.run()
         } catch {
             throw ReportBundle.BundleError(description: "cannot start \(executable): \(error)")
         }
-        let clock = clock
-        let timeout = timeout
-        let status = await withTaskGroup(of: Int32?.self) { group -> Int32? in
-            group.addTask {
-                for await status in finished.stream { return status }
-                return nil
-            }
-            group.addTask {
-                try? await clock.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        // Read what it said only once it has ended (or been killed): its output is small.
-        guard let status else {
+        guard let status = await exit.wait(upTo: timeout, on: clock) else {
+            // Asked to stop, then killed; waited for either way, so nothing it writes lands after this returns.
             process.terminate()
+            if await exit.wait(upTo: .seconds(5), on: clock) == nil {
+                kill(process.processIdentifier, SIGKILL)
+                _ = await exit.wait(upTo: .seconds(60), on: clock)
+            }
+            try? FileManager.default.removeItem(atPath: pdf)
             throw ReportBundle.BundleError(
                 description: "\(executable) did not print \(html) within \(timeout); report.pdf not made")
         }
@@ -82,6 +69,63 @@ public struct PDFPrinter: Sendable {
             throw ReportBundle.BundleError(
                 description: "\(executable) could not print \(html) (exit \(status)): "
                     + said.split(separator: "\n").suffix(3).joined(separator: " "))
+        }
+    }
+}
+
+/// A child process's exit, awaited by any number of tasks, each of which may give up (cancelled or timed out).
+final class ExitWatch: Sendable {
+    private struct State {
+        var status: Int32?
+        var waiters: [Int: CheckedContinuation<Int32?, Never>] = [:]
+        var next = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Called once, from the process's termination handler.
+    func finished(_ status: Int32) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Int32?, Never>] in
+            state.status = status
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume(returning: status) }
+    }
+
+    /// The exit status, or nil if the calling task is cancelled first.
+    func wait() async -> Int32? {
+        let id = state.withLock { state -> Int in
+            state.next += 1
+            return state.next
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let immediate: Int32?? = state.withLock { state in
+                    if let status = state.status { return .some(status) }
+                    if Task.isCancelled { return .some(nil) }
+                    state.waiters[id] = continuation
+                    return .none
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.resume(returning: nil)
+        }
+    }
+
+    /// The exit status, or nil if it has not come within `limit` on `clock`.
+    func wait(upTo limit: Duration, on clock: any Clock<Duration>) async -> Int32? {
+        await withTaskGroup(of: Int32?.self) { group -> Int32? in
+            group.addTask { await self.wait() }
+            group.addTask {
+                try? await clock.sleep(for: limit)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
         }
     }
 }

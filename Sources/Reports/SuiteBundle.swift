@@ -32,8 +32,13 @@ public enum SuiteBundle {
         }
         do {
             try ReportBundle.write(folder, recordFile, try json(suite))
+            let ran = Set(runs.map(\.record.runID))
+            let notRun = suite.procedures.filter { $0.runID.map { !ran.contains($0) } ?? true }.map {
+                JUnitReport.NotRun(procedure: $0.id, verdict: $0.verdict, message: $0.message ?? "not run")
+            }
             try ReportBundle.write(
-                folder, "junit.xml", JUnitReport.xml(runs.map(\.record), name: "acceptance \(suite.suite.id)"))
+                folder, "junit.xml",
+                JUnitReport.xml(runs.map(\.record), name: "acceptance \(suite.suite.id)", notRun: notRun))
             try ReportBundle.write(folder, "report.html", html(suite, runs: runs, in: folder, signature: signature))
             try ReportBundle.write(folder, "verify.sh", VerifyScript.text)
         } catch {
@@ -125,6 +130,9 @@ public enum SuiteBundle {
                         ]
                         if let runID = procedure.runID { entry["runId"] = .string(runID) }
                         if let folder = procedure.folder { entry["folder"] = .string(folder) }
+                        if let set = runs.first(where: { $0.record.runID == procedure.runID })?.record.limitSet {
+                            entry["limitSet"] = ["name": .string(set.name), "sha256": .string(set.sha256)]
+                        }
                         return .object(entry)
                     }),
             ],

@@ -58,7 +58,7 @@ struct ReadCommand: AsyncParsableCommand {
                     JSONOutput.write(
                         "read",
                         [
-                            "station": .string(plan.stationID), "simulated": .bool(plan.rack != nil),
+                            "station": .string(plan.stationID), "simulated": .bool(plan.isSimulated),
                             "readings": .array(readings),
                         ])
                 }

@@ -67,6 +67,11 @@ struct LimitSetTests {
         let other = try await run(["run", "leak-test", "--station", station, "--limits", "leak-test-nvl72-hp"])
         #expect(other.status == 64, "\(other.stderr)")
         #expect(other.stderr.contains("judges 'leak-test' by the limit set it pins"), "\(other.stderr)")
+        // A station without a pin: a set chosen on the line is a deviation, refused where deviations are not allowed.
+        let unpinned = try stationFile(port: closed.port, retries: 0, timeout: "200 ms")
+        let chosen = try await run(["run", "leak-test", "--station", unpinned, "--limits", "leak-test-nvl72-hp"])
+        #expect(chosen.status == 64, "\(chosen.stderr)")
+        #expect(chosen.stderr.contains("pins no limit set for 'leak-test'"), "\(chosen.stderr)")
         // The pinned set, unchanged, is accepted: the run gets past it to what this bench lacks (a gauge).
         let pinned = try await run(["run", "leak-test", "--station", station, "--report-dir", "\(home)/r"])
         #expect(pinned.stderr.contains("uses gauge, which station 'test-station' does not connect"), "\(pinned.stderr)")

@@ -98,6 +98,11 @@ struct SuiteTests {
         #expect(
             (first["procedures"] as? [[String: Any]])?.last?["message"] as? String
                 == "not run: 'leak-test' FAILED (the suite stops at the first FAIL; --continue-on-fail goes on)")
+        #expect(first["verdict"] as? String == "FAIL", "a suite that stopped at a FAIL is a FAIL")
+        // CI sees the procedures that did not run, not a short green suite.
+        let junit = try String(contentsOfFile: try runFolder(in: "\(home)/a") + "/junit.xml", encoding: .utf8)
+        #expect(junit.contains("<testsuite name=\"power-on (not run)\""))
+        #expect(junit.components(separatedBy: "<skipped message=\"not run:").count - 1 == 3)
 
         let goingOn = try await run([
             "run", "fat-suite", "--scenario", "loop-leak", "--param", "hold=1min", "--continue-on-fail",
@@ -108,6 +113,40 @@ struct SuiteTests {
         let all = (second["procedures"] as? [[String: Any]] ?? []).map { $0["verdict"] as? String ?? "" }
         #expect(all == ["FAIL", "PASS", "PASS", "PASS"])
         #expect(second["verdict"] as? String == "FAIL")
+    }
+
+    @Test func aLimitSetGoesToItsProcedureOnly() async throws {
+        let home = temporaryDirectory()
+        let result = try await run([
+            "run", "fat-suite", "--limits", "leak-test-nvl72-hp", "--param", "hold=1min", "--report-dir", home,
+        ])
+        #expect(result.status == 0, "\(result.stdout.suffix(2000))\(result.stderr)")
+        let bundle = try runFolder(in: home)
+        let suite = try json("\(bundle)/suite.json")
+        var sets: [String: String] = [:]
+        for procedure in suite["procedures"] as? [[String: Any]] ?? [] {
+            let record = try json("\(bundle)/\(procedure["folder"] as? String ?? "")/record.json")
+            sets[procedure["id"] as? String ?? ""] = (record["limit_set"] as? [String: Any])?["name"] as? String ?? "-"
+        }
+        #expect(
+            sets == ["leak-test": "leak-test-nvl72-hp", "power-on": "-", "bmc-inventory": "-", "psu-redundancy": "-"])
+    }
+
+    @Test func ctrlCStopsTheProcedureRunningAndEveryOneAfterIt() async throws {
+        let reports = temporaryDirectory()
+        let running = try Running(
+            ["run", "fat-suite", "--time-scale", "30", "--param", "hold=120s", "--report-dir", reports],
+            directory: temporaryDirectory())
+        _ = try await waitFor(running.stdoutPath, seconds: 60) { $0.contains("Stabilise") }
+        running.signal(SIGINT)
+        let status = try await running.wait(seconds: 120)
+        #expect(status == 3, "\(running.stdout.suffix(2000))\(running.stderr)")
+        let suite = try json(try runFolder(in: reports) + "/suite.json")
+        #expect(suite["verdict"] as? String == "ABORTED")
+        let verdicts = (suite["procedures"] as? [[String: Any]] ?? []).map { $0["verdict"] as? String ?? "" }
+        #expect(verdicts == ["ABORTED", "SKIPPED", "SKIPPED", "SKIPPED"])
+        #expect((suite["message"] as? String)?.contains("stopped by SIGINT") == true, "\(suite)")
+        #expect(running.stdout.contains("Cleanup completed"), "the stopped procedure cleaned up")
     }
 
     @Test func aParameterNoProcedureHasIsAUsageError() async throws {

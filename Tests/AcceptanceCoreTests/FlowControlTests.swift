@@ -113,6 +113,56 @@ struct FlowControlTests {
         #expect(device.state.withLock { $0.readLog.count } == 1, "nothing read after the stop")
     }
 
+    @Test func aStoppedRunsCleanupStillRetries() async throws {
+        let stop = StopController()
+        let device = Mutex<FakeDevice?>(nil)
+        let stopping = RecordingObserver(onStepStarted: { step in
+            if case .wait = step.kind { _ = stop.requestStop(.interrupt) }
+        })
+        // The device answers again once the first cleanup attempt has failed.
+        let healing = HealingObserver { device.withLock { $0 }?.state.withLock { $0.failing = [] } }
+        let yaml = """
+            main:
+              - set: dev.valve
+                value: closed
+              - wait: 5 min
+            cleanup:
+              - measure: dev.temperature
+                name: Coolant temperature read back
+                retry: {attempts: 3, on: error, delay: 10 s}
+            """
+        let (runner, fake) = try run(yaml, observer: MultiObserver([stopping, healing]), stop: stop) {
+            $0.state.withLock { $0.failing = ["temperature"] }
+        }
+        device.withLock { $0 = fake }
+        let record = await runner.run()
+        #expect(record.verdict == .aborted)
+        let cleanup = try #require(record.steps(in: .cleanup).first)
+        #expect(cleanup.verdict == .pass, "\(cleanup.error ?? cleanup.message ?? "")")
+        #expect(cleanup.attempts?.map(\.verdict) == [.error, .pass], "cleanup tried again after the stop")
+    }
+
+    @Test func aStopDuringAnAttemptIsRecordedAsThatAttempt() async throws {
+        let stop = StopController()
+        let yaml = """
+            main:
+              - wait-until: dev.pressure >= 1000 kPa
+                timeout: 10 min
+                retry: 2
+            """
+        let observer = RecordingObserver(onStepStarted: { _ in _ = stop.requestStop(.interrupt) })
+        let (procedure, configuration) = try bench.load(ProcedureLoaderTests.header + yaml)
+        let device = FakeDevice(clock: StuckClock(), values: ["pressure": .quantity(Quantity(100, .kilopascal))])
+        let runner = Runner(
+            settings: RunSettings(runID: "r", procedure: procedure, parameters: [:], station: "test"),
+            bus: DeviceBus(configuration: configuration, devices: ["dev": device]), clock: StuckClock(),
+            console: AutomaticOperator(), observer: observer, stop: stop)
+        let record = await runner.run()
+        let step = try #require(record.steps.first)
+        #expect(step.verdict == .aborted)
+        #expect(step.attempts?.map(\.verdict) == [.aborted], "the last attempt is the step's verdict")
+    }
+
     @Test func skipIfAndOnlyIfRecordTheReasonAndTheRunGoesOn() async throws {
         let yaml = """
             parameters:

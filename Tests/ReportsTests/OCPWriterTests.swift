@@ -53,6 +53,13 @@ struct OCPWriterTests {
         #expect(data.times == [0, 1, 2, 3.5, 4])
         #expect(data.columns[0].map { $0.isNaN ? "nan" : "\($0)" } == ["300.1234", "nan", "299.9999", "-1e-07", "2.5"])
         #expect(data.columns[1].map { $0.isNaN ? "nan" : "\($0)" } == ["30.5", "31.0", "nan", "nan", "nan"])
+        // The same with CRLF line endings, and a value written with 70 digits.
+        let long = "1." + String(repeating: "0", count: 68) + "1"
+        let crlf = "t_s,a [kPa],b [°C]\r\n0,300.1234,30.5\r\n1,\(long),31\r\n"
+        let windows = SeriesData.parse(crlf, record: record)
+        #expect(windows.times == [0, 1])
+        #expect(windows.columns[1] == [30.5, 31], "no carriage return in the last cell")
+        #expect(windows.columns[0] == [300.1234, 1])
     }
 
     /// Written a megabyte at a time to a file, the stream is byte for byte the one built in memory.

@@ -26,6 +26,8 @@ extension Runner {
         guard let retry = step.retry else { return try await step.executor.execute(context) }
         var attempts: [AttemptRecord] = []
         defer { stepRecord.attempts = attempts }
+        // A stopped run's cleanup still retries: returning the rack to its safe state is when it matters most.
+        var stopped: Bool { stop.reason != nil && step.group != .cleanup }
         for number in 1...retry.attempts {
             let started = clock.now()
             let result: StepResult
@@ -37,13 +39,21 @@ extension Runner {
                 result = StepResult(verdict: .error, error: error.description)
             } catch let error as ExpressionError {
                 result = StepResult(verdict: .error, error: "\(step.location): \(error.message)")
+            } catch {
+                // Stopped (or declined) during this attempt: it is recorded, ABORTED, and the stop goes on up.
+                attempts.append(
+                    AttemptRecord(
+                        attempt: number, verdict: .aborted, started: stamp(started), ended: stamp(clock.now()),
+                        measurements: [], message: "stopped during this attempt"))
+                throw error
             }
             var attempt = AttemptRecord(
                 attempt: number, verdict: result.verdict, started: stamp(started), ended: stamp(clock.now()),
                 measurements: result.measurements, message: result.message, error: result.error)
+            attempt.members = result.members
             if attempt.verdict == .error, attempt.error == nil { attempt.error = result.message }
             attempts.append(attempt)
-            guard number < retry.attempts, retry.on.contains(result.verdict), stop.reason == nil else {
+            guard number < retry.attempts, retry.on.contains(result.verdict), !stopped else {
                 if number > 1 {
                     var last = result
                     let outcome =
@@ -56,11 +66,15 @@ extension Runner {
                 }
                 return result
             }
-            let delay = try retry.delay.map { try Runner.duration($0, environment) } ?? .zero
+            // The delay may read a point (a settling time the device reports): read now, as a wait reads it.
+            var delay = Duration.zero
+            if let expression = retry.delay {
+                delay = try Runner.duration(expression, try await context.values(for: [expression]))
+            }
             emit(.attemptFailed(step, attempt, of: retry.attempts, delay: delay.seconds))
             if delay > .zero { try await clock.sleep(until: clock.now() + delay) }
             // A stop while waiting to try again ends the step there (ABORTED), whether or not the wait noticed it.
-            if stop.reason != nil { throw CancellationError() }
+            if stopped { throw CancellationError() }
             try Task.checkCancellation()
         }
         // The loop returns from its last attempt.

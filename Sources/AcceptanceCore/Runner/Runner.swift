@@ -39,6 +39,9 @@ public final class Runner: Sendable {
     /// The last timestamp formatted, by millisecond.
     let lastStamp = Mutex(FormattedTimestamp(millisecond: .min, text: ""))
     private let wallStart = ContinuousClock.now
+    /// The clock when the run began: a clock shared by several runs (a suite's, on one simulated rack) does not start
+    /// at zero for the second.
+    private let clockStart: Duration
 
     public init(
         settings: RunSettings, bus: DeviceBus, clock: any RunClock, console: any OperatorConsole,
@@ -55,6 +58,7 @@ public final class Runner: Sendable {
         self.observer = observer
         self.folder = folder
         self.stop = stop
+        clockStart = clock.now()
         var environment: [String: Value] = [:]
         for (name, value) in settings.parameters { environment[name] = .quantity(value) }
         for (name, value) in settings.textParameters { environment[name] = .text(value) }
@@ -334,7 +338,7 @@ public final class Runner: Sendable {
             state.retries.removeAll()
             let now = clock.now()
             state.record.ended = Timestamp.string(clock.date(at: now))
-            state.record.clock.elapsedSeconds = now.seconds
+            state.record.clock.elapsedSeconds = (now - clockStart).seconds
             state.record.clock.wallSeconds = (ContinuousClock.now - wallStart).seconds
             state.record.verdict = verdict
             state.record.message = message
@@ -397,7 +401,8 @@ public final class Runner: Sendable {
         var heldStart: HeldEvent?
         let startedEvent = RunEvent.stepStarted(step)
         switch step.kind {
-        case .check, .measure:
+        // (A retried step journals its start at once: its failed attempts are journaled before it ends.)
+        case .check where step.retry == nil, .measure where step.retry == nil:
             observer.handle(startedEvent)
             if folder != nil { heldStart = HeldEvent(step: step, at: StampedReading(clock.now())) }
         default:
