@@ -247,31 +247,16 @@ public enum ReportBundle {
                 "digest": ["sha256": .string(digest)],
             ])
         }
-        var harness: [String: JSONValue] = [
-            "name": .string("acceptance \(inputs.harnessVersion)"), "uri": "acceptance",
-        ]
-        if let digest = inputs.harnessBinarySHA256 { harness["digest"] = ["sha256": .string(digest)] }
-        configuration.append(.object(harness))
+        configuration.append(harnessEntry(inputs))
         let graded = record.steps.filter { $0.verdict != .skipped }
-        func names(_ verdicts: Set<Verdict>) -> JSONValue {
-            .array(graded.filter { verdicts.contains($0.verdict) }.map { .string("\($0.id) \($0.name)") })
+        func names(_ verdicts: Set<Verdict>) -> [String] {
+            graded.filter { verdicts.contains($0.verdict) }.map { "\($0.id) \($0.name)" }
         }
-        var predicate: [String: JSONValue] = [
-            "result": .string(record.verdict == .pass ? "PASSED" : "FAILED"),
-            "configuration": .array(configuration),
-            "passedTests": names([.pass]),
-            "failedTests": names([.fail, .error, .aborted]),
-            "warnedTests": .array([]),
-            "verdict": .string(record.verdict.rawValue),
-            "runId": .string(record.runID),
-            "rackSerial": record.rackSerial.map { .string($0) } ?? .null,
-            "station": .string(record.station),
-            "procedure": .string(record.procedure.id),
-            "procedureVersion": .string(record.procedure.version),
-            "started": .string(record.started),
-            // A run on the simulated rack is never evidence about a real rack, whatever serial was typed in.
-            "simulated": .bool(record.isSimulated),
-        ]
+        var predicate = predicateCore(
+            verdict: record.verdict, runID: record.runID, rackSerial: record.rackSerial, station: record.station,
+            procedure: record.procedure.id, version: record.procedure.version, started: record.started,
+            simulated: record.isSimulated, configuration: configuration, passed: names([.pass]),
+            failed: names([.fail, .error, .aborted]))
         // Limits the run changed: an archive wants an approver's signature on a bundle that has any.
         predicate["deviations"] = .array(deviationEntries(record))
         // The limit set (a rack SKU's limits) the rack was judged by, by digest.
@@ -291,6 +276,38 @@ public enum ReportBundle {
             "predicateType": .string(predicateType), "predicate": .object(predicate),
         ]
         return statement.bytes
+    }
+
+    /// The test-result predicate's fields every bundle has, a run's or a suite's. `simulated`: a run on a simulated
+    /// rack is never evidence about a real rack, whatever serial was typed in.
+    static func predicateCore(
+        verdict: Verdict, runID: String, rackSerial: String?, station: String, procedure: String, version: String,
+        started: String, simulated: Bool, configuration: [JSONValue], passed: [String], failed: [String]
+    ) -> [String: JSONValue] {
+        [
+            "result": .string(verdict == .pass ? "PASSED" : "FAILED"),
+            "configuration": .array(configuration),
+            "passedTests": .array(passed.map { .string($0) }),
+            "failedTests": .array(failed.map { .string($0) }),
+            "warnedTests": .array([]),
+            "verdict": .string(verdict.rawValue),
+            "runId": .string(runID),
+            "rackSerial": rackSerial.map { .string($0) } ?? .null,
+            "station": .string(station),
+            "procedure": .string(procedure),
+            "procedureVersion": .string(version),
+            "started": .string(started),
+            "simulated": .bool(simulated),
+        ]
+    }
+
+    /// The harness build, as a configuration entry: its version and the SHA-256 of its executable.
+    static func harnessEntry(_ inputs: BundleInputs) -> JSONValue {
+        var harness: [String: JSONValue] = [
+            "name": .string("acceptance \(inputs.harnessVersion)"), "uri": "acceptance",
+        ]
+        if let digest = inputs.harnessBinarySHA256 { harness["digest"] = ["sha256": .string(digest)] }
+        return .object(harness)
     }
 
     /// A run's deviations as the predicate lists them (an archive wants an approval for any).

@@ -82,18 +82,13 @@ public enum SuiteBundle {
                 "digest": ["sha256": .string(digest)],
             ])
         }
-        var harness: [String: JSONValue] = [
-            "name": .string("acceptance \(inputs.harnessVersion)"), "uri": "acceptance",
-        ]
-        if let digest = inputs.harnessBinarySHA256 { harness["digest"] = ["sha256": .string(digest)] }
-        configuration.append(.object(harness))
-        func names(_ verdicts: Set<Verdict>) -> JSONValue {
-            .array(
-                runs.flatMap { run in
-                    run.record.steps.filter { verdicts.contains($0.verdict) }.map {
-                        JSONValue.string("\(run.record.procedure.id) \($0.id) \($0.name)")
-                    }
-                })
+        configuration.append(ReportBundle.harnessEntry(inputs))
+        func names(_ verdicts: Set<Verdict>) -> [String] {
+            runs.flatMap { run in
+                run.record.steps.filter { verdicts.contains($0.verdict) }.map {
+                    "\(run.record.procedure.id) \($0.id) \($0.name)"
+                }
+            }
         }
         var deviations: [JSONValue] = []
         var instruments: [String: JSONValue] = [:]
@@ -106,36 +101,26 @@ public enum SuiteBundle {
                 instruments[instrument.name] = ReportBundle.instrumentEntry(instrument)
             }
         }
-        var predicate: [String: JSONValue] = [
-            "result": .string(suite.verdict == .pass ? "PASSED" : "FAILED"),
-            "configuration": .array(configuration),
-            "passedTests": names([.pass]),
-            "failedTests": names([.fail, .error, .aborted]),
-            "warnedTests": .array([]),
-            "verdict": .string(suite.verdict.rawValue),
-            "runId": .string(suite.runID),
-            "rackSerial": suite.rackSerial.map { .string($0) } ?? .null,
-            "station": .string(suite.station),
-            "procedure": .string(suite.suite.id),
-            "procedureVersion": .string(suite.suite.version),
-            "started": .string(suite.started),
-            "simulated": .bool(suite.isSimulated || runs.contains { $0.record.isSimulated }),
-            "deviations": .array(deviations),
-            "suite": [
-                "id": .string(suite.suite.id),
-                "procedures": .array(
-                    suite.procedures.map { procedure in
-                        var entry: [String: JSONValue] = [
-                            "id": .string(procedure.id), "verdict": .string(procedure.verdict.rawValue),
-                        ]
-                        if let runID = procedure.runID { entry["runId"] = .string(runID) }
-                        if let folder = procedure.folder { entry["folder"] = .string(folder) }
-                        if let set = runs.first(where: { $0.record.runID == procedure.runID })?.record.limitSet {
-                            entry["limitSet"] = ["name": .string(set.name), "sha256": .string(set.sha256)]
-                        }
-                        return .object(entry)
-                    }),
-            ],
+        var predicate = ReportBundle.predicateCore(
+            verdict: suite.verdict, runID: suite.runID, rackSerial: suite.rackSerial, station: suite.station,
+            procedure: suite.suite.id, version: suite.suite.version, started: suite.started,
+            simulated: suite.isSimulated || runs.contains { $0.record.isSimulated }, configuration: configuration,
+            passed: names([.pass]), failed: names([.fail, .error, .aborted]))
+        predicate["deviations"] = .array(deviations)
+        predicate["suite"] = [
+            "id": .string(suite.suite.id),
+            "procedures": .array(
+                suite.procedures.map { procedure in
+                    var entry: [String: JSONValue] = [
+                        "id": .string(procedure.id), "verdict": .string(procedure.verdict.rawValue),
+                    ]
+                    if let runID = procedure.runID { entry["runId"] = .string(runID) }
+                    if let folder = procedure.folder { entry["folder"] = .string(folder) }
+                    if let set = runs.first(where: { $0.record.runID == procedure.runID })?.record.limitSet {
+                        entry["limitSet"] = ["name": .string(set.name), "sha256": .string(set.sha256)]
+                    }
+                    return .object(entry)
+                }),
         ]
         if !instruments.isEmpty {
             predicate["instruments"] = .array(instruments.keys.sorted().compactMap { instruments[$0] })
