@@ -48,13 +48,25 @@ public struct ConsoleStyle: Sendable {
 /// Writes text straight to a file descriptor (no stdio buffering shared between threads).
 public struct ConsoleOutput: Sendable {
     public let descriptor: Int32
+    /// Put before every line (`[bay 3] `): several runs sharing one terminal or log.
+    public let prefix: String
 
-    public init(descriptor: Int32) { self.descriptor = descriptor }
+    public init(descriptor: Int32, prefix: String = "") {
+        self.descriptor = descriptor
+        self.prefix = prefix
+    }
 
     public static let standardOutput = ConsoleOutput(descriptor: STDOUT_FILENO)
     public static let standardError = ConsoleOutput(descriptor: STDERR_FILENO)
 
     public func write(_ text: String) {
+        var text = text
+        if !prefix.isEmpty {
+            // Every line that has something on it, so a block of lines written at once stays one write.
+            text = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+                $0.isEmpty ? "" : prefix + $0
+            }.joined(separator: "\n")
+        }
         var bytes = Array(text.utf8)
         var offset = 0
         while offset < bytes.count {

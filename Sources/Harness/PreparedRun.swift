@@ -55,6 +55,9 @@ public struct RunRequest: Sendable {
     public var allowUncalibrated = false
     /// Why a limit is overridden (`--deviation-reason`): required at a station that allows deviations.
     public var deviationReason: String?
+    /// The name a run on the simulated rack records as its station (a line's bay: `sim-line bay 3`); a station's
+    /// runs record the station's own id.
+    public var simulatedStationName: String?
     /// A limit set (`Fixtures/limits/<name>.yaml`, or a file): the rack SKU's limits instead of the procedure's
     /// defaults. A station that pins a set for the procedure uses its own and refuses another.
     public var limits: String?
@@ -220,7 +223,8 @@ public struct PreparedRun: Sendable {
     ) -> PreparedRun {
         var settings = RunSettings(
             runID: runID, procedure: inputs.procedure, parameters: inputs.parameters,
-            inputs: request.inputs, station: plan.stationID,
+            inputs: request.inputs,
+            station: inputs.station == nil ? request.simulatedStationName ?? plan.stationID : plan.stationID,
             operatorName: request.operatorName ?? inputs.station?.operatorName,
             scenario: inputs.scenario?.name)
         settings.simulatedInputs = inputs.scenario?.inputs ?? [:]

@@ -17,9 +17,30 @@ struct DeviceOptions: ParsableArguments {
     var simulated = false
 
     @Option(
-        help: "Simulation scenario, for the simulated rack (default: nominal).",
+        name: .customLong("scenario"),
+        help: ArgumentHelp(
+            "Simulation scenario, for the simulated rack (default: nominal); on a line, BAY=SCENARIO for one bay.",
+            valueName: "scenario"),
         completion: .custom(Completions.scenarios))
-    var scenario: String?
+    var scenarios: [String] = []
+
+    /// The scenario for the simulated rack (or every simulated bay): the last one given without a bay.
+    var scenario: String? { scenarios.last { !$0.contains("=") } }
+
+    /// `--scenario 3=loop-leak`: a scenario for one bay of a line.
+    func bayScenarios() throws -> [Int: String] {
+        var result: [Int: String] = [:]
+        for option in scenarios where option.contains("=") {
+            let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let bay = Int(parts[0].trimmingCharacters(in: .whitespaces)), bay > 0,
+                !parts[1].isEmpty
+            else {
+                throw ValidationError("--scenario for a bay is BAY=SCENARIO, such as 3=loop-leak, not '\(option)'")
+            }
+            result[bay] = parts[1]
+        }
+        return result
+    }
 
     @Option(help: "How to reach the simulated rack: memory or tcp.")
     var simTransport = "memory"
@@ -65,7 +86,7 @@ struct DeviceOptions: ParsableArguments {
             }
             return nil
         }
-        if scenario != nil || simTransport != "memory" || !models.isEmpty {
+        if !scenarios.isEmpty || simTransport != "memory" || !models.isEmpty {
             throw ValidationError(
                 "this machine is station \(configured.station) (\(configured.source)); --scenario, --sim-transport and "
                     + "--model are for the simulated rack: add --simulated")

@@ -81,6 +81,12 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "For a suite: go on to the next procedure after one FAILs (never after an ERROR or an abort).")
     var continueOnFail = false
 
+    @Option(help: "Run on every bay of this line at once (a line file: its bays and their stations).")
+    var line: String?
+
+    @Option(help: "With --line: only these bays (1-8, or 1,3,5).")
+    var bays: String?
+
     func validate() throws {
         for pair in parameters + inputs where !pair.contains("=") {
             throw ValidationError("'\(pair)' must be name=value")
@@ -107,29 +113,32 @@ struct RunCommand: AsyncParsableCommand {
         let stop = StopController()
         let trap = SignalTrap(stop: stop, style: style)
         let location = Workspace.locate(procedures: workspace.procedures, fixtures: workspace.fixtures)
+        let bayScenarios = try devices.bayScenarios()
+        if let line {
+            if devices.station != nil { throw ValidationError("--line names each bay's station: drop --station") }
+            var request = devices.request(procedure: procedure, workspace: location, station: nil)
+            configure(&request)
+            var lineRequest = LineRequest(line: line, run: request)
+            lineRequest.bays = bays
+            lineRequest.scenarios = bayScenarios
+            try await runLine(lineRequest, style: style, stop: stop)
+            withExtendedLifetime(trap) {}
+            return
+        }
+        if !bayScenarios.isEmpty || bays != nil {
+            throw ValidationError("--bays and --scenario BAY=… are for a line: add --line FILE")
+        }
         let station = try devices.resolvedStation(workspace: location)
         if let station, station.source != "--station" {
             ConsoleOutput.standardError.write("station \(station.station) (configured by \(station.source))\n")
         }
         var request = devices.request(procedure: procedure, workspace: location, station: station)
-        request.parameters = Self.pairs(parameters)
-        request.inputs = Self.pairs(inputs)
-        if let rackSerial { request.inputs["rack_serial"] = rackSerial }
-        request.operatorName = operatorName ?? ProcessInfo.processInfo.environment["USER"]
-        request.timeScale = timeScale
-        request.reportsDirectory = reportDir
-        request.signingKey = signingKey
-        request.stateDirectory = StationState.defaultDirectory()
-        request.allowUncalibrated = allowUncalibrated
-        request.deviationReason = deviationReason
-        request.pdf = pdf
-        request.limits = limits
+        configure(&request)
         if location.isSuite(procedure) {
             try await runSuite(request, style: style, stop: stop)
             withExtendedLifetime(trap) {}
             return
         }
-
         let prepared: PreparedRun
         do {
             prepared = try await PreparedRun.prepare(request)
@@ -163,6 +172,22 @@ struct RunCommand: AsyncParsableCommand {
         Self.report(bundle, style: style)
         withExtendedLifetime(trap) {}
         throw ExitCode(record.verdict.exitCode)
+    }
+
+    /// What every run of this command shares, whatever rack it is on.
+    func configure(_ request: inout RunRequest) {
+        request.parameters = Self.pairs(parameters)
+        request.inputs = Self.pairs(inputs)
+        if let rackSerial { request.inputs["rack_serial"] = rackSerial }
+        request.operatorName = operatorName ?? ProcessInfo.processInfo.environment["USER"]
+        request.timeScale = timeScale
+        request.reportsDirectory = reportDir
+        request.signingKey = signingKey
+        request.stateDirectory = StationState.defaultDirectory()
+        request.allowUncalibrated = allowUncalibrated
+        request.deviationReason = deviationReason
+        request.pdf = pdf
+        request.limits = limits
     }
 
     /// --yes confirms prompts, never a hazard on a real station: a terminal still asks for operators' ids.

@@ -1,0 +1,84 @@
+import AcceptanceCore
+import ArgumentParser
+import Foundation
+import Harness
+
+extension RunCommand {
+    /// `acceptance run leak-test --line FILE`: every bay at once, each line of output prefixed with its bay, then a
+    /// table of every bay; the exit code is the worst bay's verdict.
+    func runLine(_ request: LineRequest, style: ConsoleStyle, stop: StopController) async throws {
+        let line: LineRun
+        do {
+            line = try await LineRun.prepare(request)
+        } catch {
+            switch error {
+            case .procedureNotFound, .parameter, .input, .deviation, .unknownName:
+                throw ValidationError(error.description)
+            default:
+                ConsoleOutput.standardError.write("error: \(error)\n")
+                throw ExitCode(Verdict.error.exitCode)
+            }
+        }
+        ConsoleOutput.standardOutput.write(
+            style.bold(
+                "━━━━ LINE \(line.line.id)\(line.line.title.isEmpty ? "" : " · \(line.line.title)") · "
+                    + "\(request.run.procedure) on bays \(line.bays.map { String($0.bay.number) }.joined(separator: ", "))"
+            )
+                + "\n")
+        // Bays share the terminal: no live line (eight would overwrite each other), every line says its bay.
+        let bayStyle = ConsoleStyle(color: style.color, live: false)
+        let terminal = isatty(STDIN_FILENO) == 1
+        let turns = TurnTaking()
+        let yes = yes
+        let timeScale = request.run.timeScale
+        let outcomes = await line.run(
+            console: { bay in
+                let asking: (any OperatorConsole)? =
+                    terminal ? BayConsole(bay: bay.number, terminal: TerminalOperator(style: style), turns: turns) : nil
+                if !yes, let asking { return asking }
+                return AutomaticOperator(hazards: asking)
+            },
+            observer: { bay, prepared in
+                ConsoleReporter(
+                    style: bayStyle,
+                    output: ConsoleOutput(descriptor: STDOUT_FILENO, prefix: "[bay \(bay.number)] "),
+                    clock: prepared.clock,
+                    header: .init(
+                        scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: timeScale,
+                        folder: prepared.folder?.path, endpoints: prepared.endpoints))
+            }, stop: stop)
+        ConsoleOutput.standardOutput.write(Self.lineTable(line.line, outcomes, style: style))
+        throw ExitCode(LineRun.verdict(outcomes).exitCode)
+    }
+
+    /// Every bay in one table: bay, rack serial, verdict, why, bundle.
+    static func lineTable(_ line: LineConfiguration, _ outcomes: [LineRun.Outcome], style: ConsoleStyle) -> String {
+        var rows = [["BAY", "RACK", "PROCEDURE", "VERDICT", "BUNDLE", "WHY"]]
+        for outcome in outcomes {
+            let bundle: String =
+                switch outcome.bundle {
+                case .signed?: "signed"
+                case .unsigned?: "UNSIGNED"
+                case .failed?: "NOT WRITTEN"
+                case nil: "-"
+                }
+            rows.append([
+                String(outcome.bay.number), outcome.record.rackSerial ?? "-", outcome.record.procedure.id,
+                outcome.record.verdict.rawValue + (outcome.record.isSimulated ? " (SIMULATED)" : ""), bundle,
+                outcome.record.message ?? "",
+            ])
+        }
+        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        var text = "\n" + style.bold("━━━━ LINE \(line.id): \(LineRun.verdict(outcomes).rawValue)") + "\n"
+        for row in rows {
+            text +=
+                ((0..<5).map { row[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) } + [row[5]])
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces) + "\n"
+        }
+        for outcome in outcomes {
+            if case let .signed(folder, _)? = outcome.bundle { text += "  bay \(outcome.bay.number): \(folder)\n" }
+            if case let .unsigned(folder)? = outcome.bundle { text += "  bay \(outcome.bay.number): \(folder)\n" }
+        }
+        return text
+    }
+}
