@@ -67,7 +67,8 @@ public struct LineRun: Sendable {
             single.simulatedStationName = bay.name
             // Each simulated rack has a serial of its own: eight racks must never share one in the records.
             if bay.station == nil, single.inputs["rack_serial"] == nil {
-                single.inputs["rack_serial"] = "SIM-\(line.id.uppercased())-B\(bay.number)"
+                let id = line.id.uppercased()
+                single.inputs["rack_serial"] = "\(id.hasPrefix("SIM") ? id : "SIM-\(id)")-B\(bay.number)"
             }
             bays.append(Bay(bay: bay, prepared: try await PreparedRun.prepare(single)))
         }

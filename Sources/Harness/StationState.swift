@@ -20,7 +20,7 @@ public enum StationState {
         return home + "/.local/state/acceptance"
     }
 
-    static func fileName(_ station: String) -> String {
+    public static func fileName(_ station: String) -> String {
         String(station.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" })
     }
 

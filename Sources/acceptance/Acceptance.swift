@@ -16,7 +16,7 @@ struct Acceptance: AsyncParsableCommand {
             RunCommand.self, ValidateCommand.self, ListCommand.self, SimulateCommand.self, PointsCommand.self,
             ReadCommand.self, WriteCommand.self, RecoverCommand.self, KeysCommand.self, VerifyCommand.self,
             ApproveCommand.self,
-            ArchiveCommand.self, InstrumentsCommand.self, SchemaCommand.self,
+            ArchiveCommand.self, InstrumentsCommand.self, SchemaCommand.self, LineCommand.self,
         ]
     )
 

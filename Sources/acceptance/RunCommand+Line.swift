@@ -31,6 +31,11 @@ extension RunCommand {
         let turns = TurnTaking()
         let yes = yes
         let timeScale = request.run.timeScale
+        // The line's status for `acceptance line status` (and its page), kept as the bays go.
+        let board = LineStatusBoard(
+            path: LineStatus.file(line: line.line.id, stateDirectory: StationState.defaultDirectory()),
+            line: line.line, procedure: line.bays.first?.prepared.settings.procedure.id ?? request.run.procedure,
+            bays: line.bays.map { ($0.bay, $0.prepared.settings.procedure.allSteps.count) })
         let outcomes = await line.run(
             console: { bay in
                 let asking: (any OperatorConsole)? =
@@ -39,13 +44,14 @@ extension RunCommand {
                 return AutomaticOperator(hazards: asking)
             },
             observer: { bay, prepared in
-                ConsoleReporter(
+                let reporter = ConsoleReporter(
                     style: bayStyle,
                     output: ConsoleOutput(descriptor: STDOUT_FILENO, prefix: "[bay \(bay.number)] "),
                     clock: prepared.clock,
                     header: .init(
                         scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: timeScale,
                         folder: prepared.folder?.path, endpoints: prepared.endpoints))
+                return board.observer(bay: bay.number, next: reporter)
             }, stop: stop)
         ConsoleOutput.standardOutput.write(Self.lineTable(line.line, outcomes, style: style))
         throw ExitCode(LineRun.verdict(outcomes).exitCode)

@@ -33,7 +33,7 @@ struct LineTests {
         for bay in 1...8 {
             let row = table.split(separator: "\n").first { $0.hasPrefix("\(bay) ") }.map(String.init) ?? ""
             #expect(row.contains(bay == 3 ? "FAIL (SIMULATED)" : "PASS (SIMULATED)"), "bay \(bay): \(row)")
-            #expect(row.contains("SIM-SIM-LINE-B\(bay)") && row.contains("signed"), "bay \(bay): \(row)")
+            #expect(row.contains("SIM-LINE-B\(bay)") && row.contains("signed"), "bay \(bay): \(row)")
         }
         // Output without a terminal: every line says its bay.
         #expect(result.stdout.contains("[bay 3]   ✗ Pressure decay over hold"), "\(result.stdout.suffix(2000))")
@@ -83,5 +83,58 @@ struct LineTests {
             #expect(!cleanup.isEmpty && cleanup.allSatisfy { $0["verdict"] as? String == "PASS" }, "\(folder)")
         }
         #expect(running.stdout.contains("━━━━ LINE sim-line: ABORTED"))
+    }
+
+    @Test("The status page, rendered in headless Chromium during a line run, shows all eight bays and their step")
+    func theLineAtAGlance() async throws {
+        let state = temporaryDirectory()
+        let environment = ["ACCEPTANCE_STATE_DIR": state]
+        let reports = temporaryDirectory()
+        let running = try Running(
+            [
+                "run", "leak-test", "--line", Self.line, "--time-scale", "30", "--param", "hold=120s",
+                "--report-dir", reports,
+            ], directory: temporaryDirectory(), environment: environment)
+        defer { running.signal(SIGINT) }
+        let page = try Running(
+            ["line", "status", "--line", "sim-line", "--serve", "127.0.0.1:0"], directory: temporaryDirectory(),
+            environment: environment)
+        defer { page.signal(SIGTERM) }
+        let said = try await waitFor(page.stdoutPath) { $0.contains("serving the line status on") }
+        let port = try #require(
+            said.split(separator: ":").dropFirst(2).first?.split(separator: "/").first.flatMap { Int($0) })
+        // Every bay in its hold.
+        let deadline = Date().addingTimeInterval(90)
+        while Date() < deadline {
+            let journals = ((try? folders(reports)) ?? []).compactMap {
+                try? String(contentsOfFile: $0 + "/journal.jsonl", encoding: .utf8)
+            }
+            if journals.count == 8, journals.allSatisfy({ sampleCount($0) >= 3 }) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let (status, dom) = try await runProgram(
+            try program("chromium"),
+            [
+                "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=1000", "--dump-dom",
+                "http://127.0.0.1:\(port)/",
+            ])
+        #expect(status == 0, "\(dom.suffix(2000))")
+        #expect(dom.contains("Line sim-line · leak-test"), "\(dom.prefix(2000))")
+        for bay in 1...8 {
+            let row =
+                dom.components(separatedBy: "<tr id=\"bay-\(bay)\">").dropFirst().first?
+                .components(separatedBy: "</tr>").first ?? ""
+            #expect(row.contains("SIM-LINE-B\(bay)"), "bay \(bay): \(row)")
+            #expect(row.contains("Hold"), "bay \(bay) is holding: \(row)")
+            #expect(row.contains("<progress"), "bay \(bay) shows how far: \(row)")
+        }
+        // The same as data.
+        let (_, json) = try await runProgram(
+            try program("chromium"),
+            ["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", "http://127.0.0.1:\(port)/status.json"])
+        #expect(json.contains("acceptance.line-status\\/1") || json.contains("acceptance.line-status/1"), "\(json)")
+        #expect(json.components(separatedBy: "\"bay\":").count - 1 == 8, "\(json)")
+        running.signal(SIGINT)
+        #expect(try await running.wait(seconds: 120) == 3)
     }
 }
