@@ -302,38 +302,45 @@ public struct Procedure: Sendable {
     /// The device instances the procedure reads or writes, in order of first use.
     public var devices: [String] {
         var names: [String] = []
+        for step in allSteps {
+            for device in devices(of: step) where !names.contains(device) { names.append(device) }
+        }
+        return names
+    }
+
+    /// The device instances one step reads or writes (its condition and retry delay included; a `for_each` step's
+    /// members are its group's, not named here), in the order written.
+    public func devices(of step: Step) -> [String] {
+        var names: [String] = []
         var alias: String?
         func note(_ reference: String) {
             guard let dot = reference.firstIndex(of: "."), parameter(named: reference) == nil else { return }
             let device = String(reference[..<dot])
             if device != alias, !names.contains(device) { names.append(device) }
         }
-        for step in allSteps {
-            alias = nil
-            step.condition?.expression.references.forEach(note)
-            step.retry?.delay?.references.forEach(note)
-            alias = step.forEach?.alias
-            switch step.kind {
-            case .prompt: break
-            case let .set(point, value):
-                note(point)
-                value.references.forEach(note)
-            case let .measure(expression, limits, _):
-                ([expression] + [limits.low, limits.high].compactMap { $0 }).flatMap(\.references).forEach(note)
-            case let .wait(duration): duration.references.forEach(note)
-            case let .waitUntil(condition, timeout, poll):
-                [condition, timeout, poll].flatMap(\.references).forEach(note)
-            case let .sample(points, every, duration, _, failIf):
-                points.forEach(note)
-                ([every, duration] + [failIf].compactMap { $0 }).flatMap(\.references).forEach(note)
-            case let .check(condition): condition.references.forEach(note)
-            case let .action(action, value):
-                note(action)
-                value?.references.forEach(note)
-            case let .firmware(points, release):
-                points.forEach(note)
-                release.references.forEach(note)
-            }
+        step.condition?.expression.references.forEach(note)
+        step.retry?.delay?.references.forEach(note)
+        alias = step.forEach?.alias
+        switch step.kind {
+        case .prompt: break
+        case let .set(point, value):
+            note(point)
+            value.references.forEach(note)
+        case let .measure(expression, limits, _):
+            ([expression] + [limits.low, limits.high].compactMap { $0 }).flatMap(\.references).forEach(note)
+        case let .wait(duration): duration.references.forEach(note)
+        case let .waitUntil(condition, timeout, poll):
+            [condition, timeout, poll].flatMap(\.references).forEach(note)
+        case let .sample(points, every, duration, _, failIf):
+            points.forEach(note)
+            ([every, duration] + [failIf].compactMap { $0 }).flatMap(\.references).forEach(note)
+        case let .check(condition): condition.references.forEach(note)
+        case let .action(action, value):
+            note(action)
+            value?.references.forEach(note)
+        case let .firmware(points, release):
+            points.forEach(note)
+            release.references.forEach(note)
         }
         return names
     }

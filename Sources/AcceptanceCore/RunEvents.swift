@@ -84,6 +84,7 @@ extension RunEvent {
             line.add("message", record.message)
             line.add("error", record.error)
             line.add("confirmed_by", record.confirmedBy)
+            line.add("waited", record.waited)
             if let hazard = record.hazard {
                 var object = JSONLine()
                 object.add("hazard", hazard.hazard)

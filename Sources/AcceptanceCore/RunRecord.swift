@@ -142,6 +142,8 @@ public struct StepRecord: Sendable, Codable, Hashable {
     public var hazard: HazardRecord?
     /// For a step with `retry:`: every attempt, in order, the last being the one the step's verdict is.
     public var attempts: [AttemptRecord]?
+    /// Shared equipment the step waited for before it could start (`reference gauge, 3.2 s`).
+    public var waited: String?
 
     public init(
         id: String, group: StepGroup, number: Int, name: String, kind: String, verdict: Verdict,
@@ -165,7 +167,7 @@ public struct StepRecord: Sendable, Codable, Hashable {
     enum CodingKeys: String, CodingKey {
         case id, group, number, name, kind, verdict, started, ended, measurements, message, error, series, retries,
             source
-        case members, hazard, attempts
+        case members, hazard, attempts, waited
         case durationSeconds = "duration_s"
         case wallSeconds = "wall_s"
         case confirmedBy = "confirmed_by"

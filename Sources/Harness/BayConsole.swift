@@ -41,39 +41,65 @@ public struct BayConsole: OperatorConsole {
 }
 
 /// Takes turns: whoever holds the turn works alone; the others wait, first come first served. (A shared resource of
-/// a line, such as its one terminal.)
+/// a line: its one terminal, its one reference gauge.) A task stopped while it waits gives up its place.
 public final class TurnTaking: Sendable {
     private struct State {
         var busy = false
-        var waiting: [CheckedContinuation<Void, Never>] = []
+        var waiting: [(id: Int, continuation: CheckedContinuation<Bool, Never>)] = []
+        var next = 0
     }
 
     private let state = Mutex(State())
 
     public init() {}
 
-    public func inTurn<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                guard state.busy else {
-                    state.busy = true
-                    return true
-                }
-                state.waiting.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
+    /// Whether someone holds the turn now.
+    public var isBusy: Bool { state.withLock { $0.busy } }
+
+    /// Waits for the turn; throws `CancellationError` (and holds nothing) if the task is cancelled first.
+    public func acquire() async throws {
+        let id = state.withLock { state -> Int in
+            state.next += 1
+            return state.next
         }
-        defer {
-            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                guard !state.waiting.isEmpty else {
-                    state.busy = false
+        let granted = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let now = state.withLock { state -> Bool? in
+                    if Task.isCancelled { return false }
+                    guard state.busy else {
+                        state.busy = true
+                        return true
+                    }
+                    state.waiting.append((id, continuation))
                     return nil
                 }
-                return state.waiting.removeFirst()
+                if let now { continuation.resume(returning: now) }
             }
-            next?.resume()
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+                guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiting.remove(at: index).continuation
+            }
+            waiter?.resume(returning: false)
         }
+        if !granted { throw CancellationError() }
+    }
+
+    /// Hands the turn to the next in line (or frees it).
+    public func release() {
+        let next = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            guard !state.waiting.isEmpty else {
+                state.busy = false
+                return nil
+            }
+            return state.waiting.removeFirst().continuation
+        }
+        next?.resume(returning: true)
+    }
+
+    public func inTurn<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await acquire()
+        defer { release() }
         return try await body()
     }
 }

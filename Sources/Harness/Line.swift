@@ -16,7 +16,15 @@ public struct LineConfiguration: Sendable {
     public var id: String
     public var title: String
     public var bays: [Bay]
+    /// Equipment the bays share (`reference gauge: {devices: [gauge]}`): steps that use any of its devices take
+    /// turns, one bay at a time.
+    public var resources: [Resource] = []
     public var file: String
+
+    public struct Resource: Sendable, Hashable {
+        public var name: String
+        public var devices: Set<String>
+    }
 
     public struct Bay: Sendable, Hashable {
         public var number: Int
@@ -32,12 +40,29 @@ public struct LineConfiguration: Sendable {
         var line = LineConfiguration(id: "", title: "", bays: [], file: path)
         var entries: [(number: Int, station: String?, node: Node)] = []
         if let root = source?.treeForChecking, let fields = reader.mapping(root, "line") {
-            reader.rejectUnknownKeys(fields, allowed: ["line", "title", "description", "bays"], in: "line")
+            reader.rejectUnknownKeys(
+                fields, allowed: ["line", "title", "description", "bays", "resources"], in: "line")
             for (key, _, value) in fields {
                 switch key {
                 case "line": line.id = reader.scalar(value, "line") ?? ""
                 case "title": line.title = reader.scalar(value, "title") ?? ""
                 case "description": _ = reader.scalar(value, "description")
+                case "resources":
+                    for (name, _, resourceNode) in reader.mapping(value, "resources") ?? [] {
+                        guard let settings = reader.mapping(resourceNode, "resource '\(name)'") else { continue }
+                        reader.rejectUnknownKeys(settings, allowed: ["devices"], in: "resource '\(name)'")
+                        var devices = Set<String>()
+                        if let list = settings.first(where: { $0.key == "devices" })?.value {
+                            for item in reader.sequence(list, "devices") ?? [] {
+                                if let device = reader.scalar(item, "device") { devices.insert(device) }
+                            }
+                        }
+                        if devices.isEmpty {
+                            reader.error(
+                                "resource '\(name)' names the 'devices' it is (devices: [gauge])", at: resourceNode)
+                        }
+                        line.resources.append(Resource(name: name, devices: devices))
+                    }
                 case "bays":
                     for (bay, keyNode, bayNode) in reader.mapping(value, "bays") ?? [] {
                         guard let number = Int(bay), (1...64).contains(number) else {

@@ -59,12 +59,14 @@ public struct LineRun: Sendable {
         for bay in chosen where bay.station != nil && request.scenarios[bay.number] != nil {
             throw .input("bay \(bay.number) is bound to a station: a scenario is for a simulated bay")
         }
+        let gate = line.resources.isEmpty ? nil : LineResources(line.resources)
         var bays: [Bay] = []
         for bay in chosen {
             var single = request.run
             single.station = bay.station
             single.scenario = request.scenarios[bay.number] ?? request.run.scenario
             single.simulatedStationName = bay.name
+            single.gate = gate
             // Each simulated rack has a serial of its own: eight racks must never share one in the records.
             if bay.station == nil, single.inputs["rack_serial"] == nil {
                 let id = line.id.uppercased()

@@ -55,6 +55,8 @@ public struct RunRequest: Sendable {
     public var allowUncalibrated = false
     /// Why a limit is overridden (`--deviation-reason`): required at a station that allows deviations.
     public var deviationReason: String?
+    /// Shared equipment the run's steps take turns with (a line's resources).
+    public var gate: (any StepGate)?
     /// The name a run on the simulated rack records as its station (a line's bay: `sim-line bay 3`); a station's
     /// runs record the station's own id.
     public var simulatedStationName: String?
@@ -237,6 +239,7 @@ public struct PreparedRun: Sendable {
         settings.deviations = inputs.deviations
         settings.limitSet = inputs.limitSet
         settings.simulator = inputs.station?.simulator
+        settings.gate = request.gate
         for deviation in inputs.deviations {
             settings.warnings.append("DEVIATION from the procedure: \(deviation.summary)")
         }

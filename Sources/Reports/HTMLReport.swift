@@ -174,7 +174,8 @@ enum HTMLReport {
                             } ?? "")
                     }.joined(separator: ", ")
             }
-            let note = [hazard, step.error, step.message, attempts, retries].compactMap { $0 }.joined(
+            let waited = step.waited.map { "waited for \($0)" }
+            let note = [hazard, step.error, step.message, attempts, retries, waited].compactMap { $0 }.joined(
                 separator: " · ")
             // When the step began (time of day, UTC) and how long it took on the run's clock.
             let started = step.started.map { String($0.dropFirst(11).prefix(8)) } ?? "-"

@@ -25,6 +25,8 @@ public struct RunSettings: Sendable {
     public var instruments: [InstrumentRecord] = []
     /// Limits changed for this run.
     public var deviations: [DeviationRecord] = []
+    /// Shared equipment the run's steps take turns with (a line's resources), if any.
+    public var gate: (any StepGate)?
     /// What simulates the rack, at a station that declares it is a simulator.
     public var simulator: String?
     /// The limit set the procedure's limits come from, if any.

@@ -396,6 +396,26 @@ public final class Runner: Sendable {
     /// Runs one step, turning every outcome, including errors and cancellation, into a recorded verdict.
     @discardableResult
     func runStep(_ step: Step) async -> StepRecord {
+        // Shared equipment first (a line's one gauge): the step starts, and its time runs, once it has it. A stop
+        // while waiting ends the step ABORTED before it started.
+        var release: (@Sendable () -> Void)?
+        var waited: String?
+        if let gate = settings.gate {
+            do {
+                (release, waited) = try await gate.enter(step, of: settings.procedure) { what in
+                    self.emit(.notice("\(step.name): waiting for \(what)"))
+                }
+            } catch {
+                emit(.stepStarted(step))
+                var stopped = skipped(step, because: "stopped while waiting for shared equipment")
+                stopped.verdict = .aborted
+                let now = clock.now()
+                stopped.started = stamp(now)
+                return finishStep(step, stopped, started: now, wallStarted: ContinuousClock.now, heldStart: nil)
+            }
+        }
+        // Released once the step has ended and said so (after the return value below is made).
+        defer { release?() }
         // A step that only reads, at one instant, journals its start together with its end (one write): a crash
         // in between loses nothing. Steps that move the rack or take time journal their start at once.
         var heldStart: HeldEvent?
@@ -429,6 +449,7 @@ public final class Runner: Sendable {
                 stepRecord.message = reason
                 return finishStep(step, stepRecord, started: started, wallStarted: wallStarted, heldStart: heldStart)
             }
+            stepRecord.waited = waited
             if let hazard = step.hazard { stepRecord.hazard = try await confirmHazard(step, hazard) }
             let result = try await attempts(of: step, into: &stepRecord)
             stepRecord.verdict = result.verdict
