@@ -56,7 +56,8 @@ struct LineTests {
         let reports = temporaryDirectory()
         let running = try Running(
             [
-                "run", "leak-test", "--line", Self.line, "--time-scale", "30", "--param", "hold=120s",
+                "run", "leak-test", "--line", Self.line, "--time-scale", "15", "--param", "hold=120s", "--param",
+                "stabilise=30s",
                 "--report-dir", reports,
             ], directory: temporaryDirectory())
         // Wait until every bay is sampling its hold.
@@ -92,7 +93,8 @@ struct LineTests {
         let reports = temporaryDirectory()
         let running = try Running(
             [
-                "run", "leak-test", "--line", Self.line, "--time-scale", "30", "--param", "hold=120s",
+                "run", "leak-test", "--line", Self.line, "--time-scale", "15", "--param", "hold=120s", "--param",
+                "stabilise=30s",
                 "--report-dir", reports,
             ], directory: temporaryDirectory(), environment: environment)
         defer { running.signal(SIGINT) }
