@@ -56,7 +56,7 @@ struct LineTests {
         let reports = temporaryDirectory()
         let running = try Running(
             [
-                "run", "leak-test", "--line", Self.line, "--time-scale", "15", "--param", "hold=120s", "--param",
+                "run", "leak-test", "--line", Self.line, "--time-scale", "5", "--param", "hold=60s", "--param",
                 "stabilise=30s",
                 "--report-dir", reports,
             ], directory: temporaryDirectory())
@@ -93,7 +93,7 @@ struct LineTests {
         let reports = temporaryDirectory()
         let running = try Running(
             [
-                "run", "leak-test", "--line", Self.line, "--time-scale", "15", "--param", "hold=120s", "--param",
+                "run", "leak-test", "--line", Self.line, "--time-scale", "5", "--param", "hold=60s", "--param",
                 "stabilise=30s",
                 "--report-dir", reports,
             ], directory: temporaryDirectory(), environment: environment)

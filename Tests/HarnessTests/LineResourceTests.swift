@@ -41,7 +41,7 @@ struct LineResourceTests {
           - sample: gauge.pressure
             name: Reference gauge over time
             every: 1 s
-            for: 5 s
+            for: 2 s
         """.write(toFile: "\(folder)/gauge-sweep.yaml", atomically: true, encoding: .utf8)
         try """
         line: shared-gauge
@@ -54,9 +54,10 @@ struct LineResourceTests {
         var run = RunRequest(
             procedure: "\(folder)/gauge-sweep.yaml",
             workspace: Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures"))
-        // Paced, so that each bay's sweep takes wall time (5 simulated seconds in 0.5 s) and bays would overlap; no
-        // faster, so that a busy machine's hiccup stays well inside the interlocks' 10 s staleness bound.
-        run.timeScale = 10
+        // Paced, so that each bay's sweep takes wall time (2 simulated seconds in 0.5 s) and bays would overlap; no
+        // faster, so that a busy machine's hiccup (seconds, while the whole suite runs) stays inside the interlocks'
+        // 10 s staleness bound, as the other paced simulations in the suite are.
+        run.timeScale = 4
         run.reportsDirectory = "\(folder)/reports"
         let line = try await LineRun.prepare(LineRequest(line: "\(folder)/line.yaml", run: run))
         let windows = GaugeWindows()
