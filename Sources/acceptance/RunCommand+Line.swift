@@ -11,13 +11,7 @@ extension RunCommand {
         do {
             line = try await LineRun.prepare(request)
         } catch {
-            switch error {
-            case .procedureNotFound, .parameter, .input, .deviation, .unknownName:
-                throw ValidationError(error.description)
-            default:
-                ConsoleOutput.standardError.write("error: \(error)\n")
-                throw ExitCode(Verdict.error.exitCode)
-            }
+            throw Self.cannotStart(error)
         }
         ConsoleOutput.standardOutput.write(
             style.bold(

@@ -143,13 +143,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             prepared = try await PreparedRun.prepare(request)
         } catch {
-            switch error {
-            case .procedureNotFound, .parameter, .input, .deviation, .unknownName:
-                throw ValidationError(error.description)
-            default:
-                ConsoleOutput.standardError.write("error: \(error)\n")
-                throw ExitCode(Verdict.error.exitCode)
-            }
+            throw Self.cannotStart(error)
         }
         if let set = prepared.settings.limitSet {
             ConsoleOutput.standardError.write(
@@ -172,6 +166,18 @@ struct RunCommand: AsyncParsableCommand {
         Self.report(bundle, style: style)
         withExtendedLifetime(trap) {}
         throw ExitCode(record.verdict.exitCode)
+    }
+
+    /// Why a run, suite or line could not start: a mistake on the command line is a usage error (64); anything else
+    /// (a file that does not load, a station that refuses) is the station's ERROR, said on standard error.
+    static func cannotStart(_ error: HarnessError) -> any Error {
+        switch error {
+        case .procedureNotFound, .parameter, .input, .deviation, .unknownName:
+            return ValidationError(error.description)
+        default:
+            ConsoleOutput.standardError.write("error: \(error)\n")
+            return ExitCode(Verdict.error.exitCode)
+        }
     }
 
     /// What every run of this command shares, whatever rack it is on.
@@ -225,13 +231,7 @@ struct RunCommand: AsyncParsableCommand {
         do {
             suite = try SuiteRun.prepare(suiteRequest)
         } catch {
-            switch error {
-            case .procedureNotFound, .parameter, .input, .deviation, .unknownName:
-                throw ValidationError(error.description)
-            default:
-                ConsoleOutput.standardError.write("error: \(error)\n")
-                throw ExitCode(Verdict.error.exitCode)
-            }
+            throw Self.cannotStart(error)
         }
         let count = suite.procedures.count
         ConsoleOutput.standardOutput.write(

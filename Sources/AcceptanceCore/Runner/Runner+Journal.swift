@@ -123,3 +123,23 @@ struct FormattedTimestamp: Sendable {
     var millisecond: Int64
     var text: String
 }
+
+extension Runner {
+    /// Serial numbers (points named `serial`, `serial_number` or `*_serial`) and firmware versions (`*_version`)
+    /// read anywhere in the run, by `device.point`.
+    static func partsAndFirmware(_ steps: [StepRecord]) -> (parts: [String: String], firmware: [String: String]) {
+        var parts: [String: String] = [:]
+        var firmware: [String: String] = [:]
+        let readings = steps.flatMap(\.measurements) + steps.flatMap { ($0.members ?? []).flatMap(\.measurements) }
+        for measurement in readings {
+            guard let text = measurement.text, let dot = measurement.name.firstIndex(of: ".") else { continue }
+            let point = measurement.name[measurement.name.index(after: dot)...]
+            if point == "serial" || point == "serial_number" || point.hasSuffix("_serial") {
+                parts[measurement.name] = text
+            } else if point.hasSuffix("_version") {
+                firmware[measurement.name] = text
+            }
+        }
+        return (parts, firmware)
+    }
+}
