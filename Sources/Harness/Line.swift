@@ -24,6 +24,11 @@ public struct LineConfiguration: Sendable {
     public struct Resource: Sendable, Hashable {
         public var name: String
         public var devices: Set<String>
+
+        public init(name: String, devices: Set<String>) {
+            self.name = name
+            self.devices = devices
+        }
     }
 
     public struct Bay: Sendable, Hashable {

@@ -27,6 +27,12 @@ final class GaugeWindows: Sendable {
     }
 }
 
+/// What the bays waiting for the gauge said, and how many held it at once.
+final class GateCounters: Sendable {
+    let said = Mutex<[String]>([])
+    let active = Mutex((now: 0, most: 0))
+}
+
 @Suite("A line's shared equipment: steps that use it take turns")
 struct LineResourceTests {
     @Test("Eight bays sharing one reference gauge: no two bays use it at once, and the record says who waited")
@@ -54,10 +60,9 @@ struct LineResourceTests {
         var run = RunRequest(
             procedure: "\(folder)/gauge-sweep.yaml",
             workspace: Workspace(procedures: "\(repositoryRoot)/Procedures", fixtures: "\(repositoryRoot)/Fixtures"))
-        // Paced, so that each bay's sweep takes wall time (2 simulated seconds in 0.5 s) and bays would overlap; no
-        // faster, so that a busy machine's hiccup (seconds, while the whole suite runs) stays inside the interlocks'
-        // 10 s staleness bound, as the other paced simulations in the suite are.
-        run.timeScale = 4
+        // Unpaced, as the suite's other in-memory runs with the rack's interlocks: a paced simulated clock on a
+        // loaded CI machine turns a wall-clock hiccup into a lost interlock sensor. (That the gate makes bays wait is
+        // shown deterministically by `theGateMakesEveryOtherBayWait`.)
         run.reportsDirectory = "\(folder)/reports"
         let line = try await LineRun.prepare(LineRequest(line: "\(folder)/line.yaml", run: run))
         let windows = GaugeWindows()
@@ -74,7 +79,68 @@ struct LineResourceTests {
             #expect(earlier.1 <= later.0, "two bays used the one gauge at once")
         }
         let waited = windows.waited.withLock { $0 }
-        #expect(waited.count == 7, "all but the first waited: \(waited)")
         #expect(waited.values.allSatisfy { $0.hasPrefix("reference gauge, ") })
+    }
+
+    @Test("The gate: while one bay holds the gauge, every other bay's step waits, says so, and then takes its turn")
+    func theGateMakesEveryOtherBayWait() async throws {
+        let folder = temporaryDirectory()
+        try """
+        id: gauge-read
+        title: Read the gauge
+        version: 1.0.0
+        rack: gb200-nvl72
+        main:
+          - measure: gauge.pressure
+          - measure: cdu.loop_pressure
+        """.write(toFile: "\(folder)/gauge-read.yaml", atomically: true, encoding: .utf8)
+        let (procedure, _) = try ProcedureLoader(
+            fixtures: "\(repositoryRoot)/Fixtures", protocols: Transports.protocols
+        )
+        .load(path: "\(folder)/gauge-read.yaml")
+        let gauge = try #require(procedure.main.first)
+        let other = try #require(procedure.main.last)
+        let gate = LineResources([.init(name: "reference gauge", devices: ["gauge"])])
+        // A step that does not use the gauge never waits.
+        let (free, none) = try await gate.enter(other, of: procedure) { _ in }
+        #expect(none == nil)
+        free()
+        // Bay 1 holds the gauge until the seven others have said they wait for it.
+        let (releaseFirst, _) = try await gate.enter(gauge, of: procedure) { _ in }
+        let counters = GateCounters()
+        let waits = Task {
+            await withTaskGroup(of: String?.self) { group -> [String] in
+                for _ in 2...8 {
+                    group.addTask {
+                        guard
+                            let (release, waited) = try? await gate.enter(
+                                gauge, of: procedure,
+                                waiting: { what in counters.said.withLock { $0.append(what) } })
+                        else { return nil }
+                        counters.active.withLock {
+                            $0.now += 1
+                            $0.most = max($0.most, $0.now)
+                        }
+                        try? await ContinuousClock().sleep(for: .milliseconds(5))
+                        counters.active.withLock { $0.now -= 1 }
+                        release()
+                        return waited
+                    }
+                }
+                var all: [String] = []
+                for await waited in group { if let waited { all.append(waited) } }
+                return all
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while counters.said.withLock({ $0.count }) < 7, ContinuousClock.now < deadline {
+            try await ContinuousClock().sleep(for: .milliseconds(5))
+        }
+        #expect(counters.said.withLock { $0 }.count == 7)
+        #expect(counters.said.withLock { $0 }.allSatisfy { $0 == "reference gauge (another bay is using it)" })
+        releaseFirst()
+        let waited = await waits.value
+        #expect(waited.count == 7 && waited.allSatisfy { $0.hasPrefix("reference gauge, ") }, "\(waited)")
+        #expect(counters.active.withLock { $0.most } == 1, "one bay at a time")
     }
 }
