@@ -94,6 +94,19 @@ func run(
     return (status, running.stdout, running.stderr)
 }
 
+/// The keys every signing test starts from, made as QA makes them (`acceptance keys generate` into `home/keys`):
+/// a station key `station` (and an approver key), and `home/keyring.yaml` trusting them.
+func makeKeyring(in home: String, station: String = "line1", approver: String? = nil) async throws {
+    for name in [station] + (approver.map { [$0] } ?? []) {
+        let made = try await run(["keys", "generate", "--out", "\(home)/keys", "--name", name])
+        guard made.status == 0 else { throw CLIError(message: "keys generate \(name): \(made.stderr)") }
+    }
+    var keyring =
+        "keys:\n  - {name: line-1, role: station, public_key: keys/\(station).pub.pem, valid_from: 2026-01-01T00:00:00Z}\n"
+    if let approver { keyring += "  - {name: QA, role: approver, public_key: keys/\(approver).pub.pem}\n" }
+    try keyring.write(toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
+}
+
 /// Waits until a file satisfies a condition (polling, bounded).
 func waitFor(_ path: String, seconds: Double = 30, _ condition: (String) -> Bool) async throws -> String {
     let deadline = Date().addingTimeInterval(seconds)

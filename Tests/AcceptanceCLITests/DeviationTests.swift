@@ -18,15 +18,7 @@ struct DeviationTests {
     @Test("An allowed deviation is in the record, the report and the signed predicate; the archive wants approval")
     func recordedSignedApproved() async throws {
         let home = temporaryDirectory()
-        for name in ["line1", "qa"] {
-            let made = try await run(["keys", "generate", "--out", "\(home)/keys", "--name", name])
-            #expect(made.status == 0, "\(made.stderr)")
-        }
-        try """
-        keys:
-          - {name: line-1, role: station, public_key: keys/line1.pub.pem, valid_from: 2026-01-01T00:00:00Z}
-          - {name: QA, role: approver, public_key: keys/qa.pub.pem}
-        """.write(toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
+        try await makeKeyring(in: home, approver: "qa")
         let (simulator, port) = try await startSimulatorOnAnyPort()
         defer { simulator.signal(SIGTERM) }
         let station = try stationFile(

@@ -68,12 +68,7 @@ struct JSONOutputTests {
 
     @Test func verifyAndTheArchiveValidate() async throws {
         let home = temporaryDirectory()
-        let made = try await run(["keys", "generate", "--out", "\(home)/keys", "--name", "line1"])
-        #expect(made.status == 0, "\(made.stderr)")
-        try """
-        keys:
-          - {name: line-1, role: station, public_key: keys/line1.pub.pem}
-        """.write(toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
+        try await makeKeyring(in: home)
         let ran = try await run([
             "run", "leak-test", "--param", "hold=1min", "--signing-key", "\(home)/keys/line1.key.pem",
             "--report-dir", "\(home)/r",

@@ -19,10 +19,7 @@ struct LineTests {
     @Test("Eight simulated racks, one leaking: seven PASS, bay 3 FAIL, eight signed bundles, exit 1")
     func eightBaysOneLeak() async throws {
         let home = temporaryDirectory()
-        let made = try await run(["keys", "generate", "--out", "\(home)/keys", "--name", "line"])
-        #expect(made.status == 0, "\(made.stderr)")
-        try "keys:\n  - {name: line, role: station, public_key: keys/line.pub.pem}\n".write(
-            toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
+        try await makeKeyring(in: home, station: "line")
         let result = try await run([
             "run", "leak-test", "--line", Self.line, "--scenario", "3=loop-leak", "--param", "hold=2min",
             "--signing-key", "\(home)/keys/line.key.pem", "--report-dir", "\(home)/r",

@@ -16,12 +16,7 @@ struct PDFReportTests {
 
     @Test func theSignedPDFCarriesResolvedLimitsAWatermarkAndAHeaderOnEveryPage() async throws {
         let home = temporaryDirectory()
-        let made = try await run(["keys", "generate", "--out", "\(home)/keys", "--name", "line1"])
-        #expect(made.status == 0, "\(made.stderr)")
-        try """
-        keys:
-          - {name: line-1, role: station, public_key: keys/line1.pub.pem, valid_from: 2026-01-01T00:00:00Z}
-        """.write(toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
+        try await makeKeyring(in: home)
         let result = try await run([
             "run", "leak-test", "--pdf", "--signing-key", "\(home)/keys/line1.key.pem", "--report-dir", "\(home)/r",
         ])

@@ -40,10 +40,7 @@ struct StationDiscoveryTests {
     @Test("A station whose rack is a simulator (simulate --station-out) makes every run SIMULATED, signature included")
     func aSimulatorStationIsNeverARealRack() async throws {
         let home = temporaryDirectory()
-        let made = try await run(["keys", "generate", "--out", "\(home)/keys", "--name", "bench"])
-        #expect(made.status == 0, "\(made.stderr)")
-        try "keys:\n  - {name: bench, role: station, public_key: keys/bench.pub.pem}\n".write(
-            toFile: "\(home)/keyring.yaml", atomically: true, encoding: .utf8)
+        try await makeKeyring(in: home, station: "bench")
         let (simulator, port) = try await startSimulatorOnAnyPort()
         defer { simulator.signal(SIGTERM) }
         let station = try stationFile(
