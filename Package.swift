@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "RedfishTransport", targets: ["RedfishTransport"]),
         .library(name: "RedfishServer", targets: ["RedfishServer"]),
         .library(name: "Reports", targets: ["Reports"]),
+        .library(name: "ArchivePostgres", targets: ["ArchivePostgres"]),
         .library(name: "InstrumentCore", targets: ["InstrumentCore"]),
         .library(name: "InstrumentTransport", targets: ["InstrumentTransport"]),
     ],
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.25.0"),
     ],
     targets: [
         // Procedures, units, expressions, device profiles and points by name, the device protocol every transport
@@ -134,6 +136,18 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // The factory's archive on PostgreSQL through PostgresNIO: the same archive interface as the folder archive,
+        // bundle files stored in the database by content hash; addresses and credentials (PGPASSWORD, .pgpass files).
+        .target(
+            name: "ArchivePostgres",
+            dependencies: [
+                "AcceptanceCore", "Reports",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         // The simulated rack: CDU physics, scenarios, in-memory Modbus devices, simulated instruments.
         .target(
             name: "Simulation",
@@ -148,7 +162,7 @@ let package = Package(
             name: "Harness",
             dependencies: [
                 "AcceptanceCore", "Simulation", "ModbusCore", "ModbusTransport", "RedfishCore", "RedfishTransport",
-                "RedfishServer", "Reports", "InstrumentCore", "InstrumentTransport",
+                "RedfishServer", "Reports", "ArchivePostgres", "InstrumentCore", "InstrumentTransport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -216,7 +230,10 @@ let package = Package(
             ]),
         // Runs the built `acceptance` binary as a technician would (the dependency builds it; nothing imports it).
         // Peers/ holds the script that plays the technician at a pseudo-terminal (Python's pty).
-        .testTarget(name: "AcceptanceCLITests", dependencies: ["acceptance", "TestSupport"], exclude: ["Peers"]),
+        // Reports and AcceptanceCore only to make many signed bundles quickly for the archive tests.
+        .testTarget(
+            name: "AcceptanceCLITests", dependencies: ["acceptance", "TestSupport", "Reports", "AcceptanceCore"],
+            exclude: ["Peers"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -19,6 +19,9 @@ public struct LineConfiguration: Sendable {
     /// Equipment the bays share (`reference gauge: {devices: [gauge]}`): steps that use any of its devices take
     /// turns, one bay at a time.
     public var resources: [Resource] = []
+    /// The line's archive (a folder, or a PostgreSQL address every station shares): `acceptance archive --line`
+    /// uses it, and the reports of bays whose station names no archive list the rack's earlier runs from it.
+    public var archive: ArchiveLocation?
     public var file: String
 
     public struct Resource: Sendable, Hashable {
@@ -46,12 +49,19 @@ public struct LineConfiguration: Sendable {
         var entries: [(number: Int, station: String?, node: Node)] = []
         if let root = source?.treeForChecking, let fields = reader.mapping(root, "line") {
             reader.rejectUnknownKeys(
-                fields, allowed: ["line", "title", "description", "bays", "resources"], in: "line")
+                fields,
+                allowed: ["line", "title", "description", "bays", "resources", "archive", "archive_password_file"],
+                in: "line")
+            var passwordFile: String?
             for (key, _, value) in fields {
                 switch key {
                 case "line": line.id = reader.scalar(value, "line") ?? ""
                 case "title": line.title = reader.scalar(value, "title") ?? ""
                 case "description": _ = reader.scalar(value, "description")
+                case "archive":
+                    line.archive = reader.archiveLocation(value, relativeTo: path).map { ArchiveLocation($0) }
+                case "archive_password_file":
+                    passwordFile = reader.scalar(value, "archive_password_file").map { relative($0, to: path) }
                 case "resources":
                     for (name, _, resourceNode) in reader.mapping(value, "resources") ?? [] {
                         guard let settings = reader.mapping(resourceNode, "resource '\(name)'") else { continue }
@@ -92,6 +102,7 @@ public struct LineConfiguration: Sendable {
                 default: break
                 }
             }
+            line.archive?.passwordFile = passwordFile
             if line.id.isEmpty { reader.error("a line needs 'line: <id>'", at: root) }
             if entries.isEmpty { reader.error("a line lists its 'bays'", at: root) }
         }

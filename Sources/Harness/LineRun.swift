@@ -67,6 +67,7 @@ public struct LineRun: Sendable {
             single.scenario = request.scenarios[bay.number] ?? request.run.scenario
             single.simulatedStationName = bay.name
             single.gate = gate
+            single.archive = line.archive ?? request.run.archive
             // Each simulated rack has a serial of its own: eight racks must never share one in the records.
             if bay.station == nil, single.inputs["rack_serial"] == nil {
                 let id = line.id.uppercased()

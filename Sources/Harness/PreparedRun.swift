@@ -66,6 +66,8 @@ public struct RunRequest: Sendable {
     /// Print `report.pdf` into the bundle (WeasyPrint), covered by the signature. A station's `report_pdf: true`
     /// asks for it on every run.
     public var pdf = false
+    /// The archive whose earlier runs of the rack go in the report when the station names none (a line's `archive`).
+    public var archive: ArchiveLocation?
     /// One simulated rack and clock for several runs (a suite's procedures on one rack): made by the first run
     /// prepared with it, reused by the rest. Nil: a rack of its own for each run.
     public var simulation: SharedSimulation?
@@ -95,6 +97,8 @@ public struct PreparedRun: Sendable {
     var allowUncalibrated = false
     /// Prints `report.pdf` into the bundle (`--pdf`, or the station's `report_pdf: true`).
     var pdfPrinter: PDFPrinter?
+    /// The archive whose earlier runs of this rack go in the report: the station's, else the line's.
+    var archive: ArchiveLocation?
 
     /// Each instrument the run uses whose calibration does not hold today (past due, or none recorded at the
     /// station), by name. The simulated bench has no calibration to hold.
@@ -274,6 +278,7 @@ public struct PreparedRun: Sendable {
                 harnessBinarySHA256: HarnessVersion.binarySHA256),
             claim: claim)
         prepared.allowUncalibrated = request.allowUncalibrated
+        prepared.archive = inputs.station?.archiveLocation ?? request.archive
         return prepared
     }
 
@@ -306,7 +311,7 @@ public struct PreparedRun: Sendable {
 
     /// Turns the run folder into a report bundle, signed with the key read when the run was prepared (a key file
     /// changed or removed during the run changes nothing).
-    func bundle(_ record: RunRecord, identity extra: String? = nil) -> BundleOutcome? {
+    func bundle(_ record: RunRecord, identity extra: String? = nil) async -> BundleOutcome? {
         guard let folder else { return nil }
         let signer: BundleSigner?
         switch self.signer(for: record, identity: extra) {
@@ -315,7 +320,8 @@ public struct PreparedRun: Sendable {
         }
         do {
             try ReportBundle.make(
-                folder: folder.path, record: record, inputs: bundleInputs, signer: signer, history: history(record))
+                folder: folder.path, record: record, inputs: bundleInputs, signer: signer,
+                history: await history(record))
         } catch {
             return .failed(error.description)
         }
@@ -326,7 +332,7 @@ public struct PreparedRun: Sendable {
     /// The same, with `report.pdf` printed before signing when the run asked for it (`--pdf`, or the station's
     /// `report_pdf`). A PDF that cannot be printed leaves the bundle signed without it, and the observer is told.
     func bundle(_ record: RunRecord, observer: any RunObserver) async -> BundleOutcome? {
-        guard let folder, let pdf = pdfPrinter else { return bundle(record) }
+        guard let folder, let pdf = pdfPrinter else { return await bundle(record) }
         let signer: BundleSigner?
         switch self.signer(for: record, identity: nil) {
         case let .success(value): signer = value
@@ -335,20 +341,20 @@ public struct PreparedRun: Sendable {
         do {
             try await ReportBundle.make(
                 folder: folder.path, record: record, inputs: bundleInputs, signer: signer, pdf: pdf,
-                history: history(record))
+                history: await history(record))
         } catch {
             observer.handle(.notice("report.pdf NOT made: \(error); the bundle is signed without it"))
             try? FileManager.default.removeItem(atPath: folder.file(ReportBundle.pdfFile))
-            return bundle(record)
+            return await bundle(record)
         }
         if let signer { return .signed(folder: folder.path, keyID: SigningKeys.keyID(signer.key.publicKey)) }
         return .unsigned(folder: folder.path)
     }
 
-    /// The rack's earlier runs in the station's archive (`archive:`), for the report; nil without one.
-    func history(_ record: RunRecord) -> RackHistory? {
-        guard let archive = inputs.station?.archive, let serial = record.rackSerial else { return nil }
-        return RackHistory.load(archive: archive, rackSerial: serial)
+    /// The rack's earlier runs in the station's archive (`archive:`, or the line's), for the report; nil without one.
+    func history(_ record: RunRecord) async -> RackHistory? {
+        guard let archive, let serial = record.rackSerial else { return nil }
+        return await archive.history(rackSerial: serial)
     }
 
     struct SignerError: Error, CustomStringConvertible {

@@ -80,7 +80,7 @@ public enum Recovery {
             do {
                 let record = try JSONDecoder().decode(
                     RunRecord.self, from: Data(contentsOf: URL(fileURLWithPath: folder.file("record.json"))))
-                let bundle = prepared.bundle(record, identity: recoveredBy.map { "recovered by \($0)" })
+                let bundle = await prepared.bundle(record, identity: recoveredBy.map { "recovered by \($0)" })
                 claim.end()
                 return Outcome(run: run, safeState: nil, record: record, bundle: bundle)
             } catch {
@@ -111,7 +111,7 @@ public enum Recovery {
         guard let record else {
             return Outcome(run: run, safeState: safe, record: nil, bundle: nil)
         }
-        let bundle = prepared.bundle(record, identity: recoveredBy.map { "recovered by \($0)" })
+        let bundle = await prepared.bundle(record, identity: recoveredBy.map { "recovered by \($0)" })
         if FileManager.default.fileExists(atPath: folder.file("record.json")) { claim.end() }
         return Outcome(run: run, safeState: safe, record: record, bundle: bundle)
     }
@@ -122,8 +122,12 @@ extension PreparedRun {
     func warning(_ text: String) -> PreparedRun {
         var settings = self.settings
         settings.warnings.append(text)
-        return PreparedRun(
+        var copy = PreparedRun(
             inputs: inputs, settings: settings, plan: plan, folder: folder, endpoints: endpoints,
             transportEvents: transportEvents, bundleInputs: bundleInputs, claim: claim)
+        copy.allowUncalibrated = allowUncalibrated
+        copy.pdfPrinter = pdfPrinter
+        copy.archive = archive
+        return copy
     }
 }

@@ -21,8 +21,15 @@ public struct StationConfiguration: Sendable {
     public var groupCounts: [String: Int] = [:]
     /// The station's Ed25519 private key (PKCS#8 PEM, mode 0600) that signs every bundle it produces.
     public var signingKey: String?
-    /// Where `acceptance archive` keeps bundles by default.
+    /// Where `acceptance archive` keeps bundles by default: a folder, or a PostgreSQL address.
     public var archive: String?
+    /// The PostgreSQL archive's password file (`.pgpass` format, mode 0600).
+    public var archivePasswordFile: String?
+
+    /// The station's archive with its password file, if it names one.
+    public var archiveLocation: ArchiveLocation? {
+        archive.map { ArchiveLocation($0, passwordFile: archivePasswordFile) }
+    }
     public var file: String
 
     /// Interlocks this station changes (a faster poll) or adds, over the rack profile's.
@@ -75,7 +82,8 @@ public struct StationConfiguration: Sendable {
                 entries,
                 allowed: [
                     "station", "description", "operator", "rack", "devices", "instruments", "groups",
-                    "settings", "signing_key", "archive", "interlocks", "waive", "confirm_hazards_automatically",
+                    "settings", "signing_key", "archive", "archive_password_file", "interlocks", "waive",
+                    "confirm_hazards_automatically",
                     "allow_simulated", "allow_deviations", "report_pdf", "limits", "simulator",
                 ],
                 in: "station")
@@ -84,7 +92,12 @@ public struct StationConfiguration: Sendable {
                 case "station": station.id = reader.scalar(value, "station") ?? ""
                 case "signing_key":
                     station.signingKey = reader.scalar(value, "signing_key").map { relative($0, to: path) }
-                case "archive": station.archive = reader.scalar(value, "archive").map { relative($0, to: path) }
+                case "archive":
+                    station.archive = reader.archiveLocation(value, relativeTo: path)
+                case "archive_password_file":
+                    station.archivePasswordFile = reader.scalar(value, "archive_password_file").map {
+                        relative($0, to: path)
+                    }
                 case "interlocks": station.interlocks = InterlockDefinition.parseAll(value, reader: &reader)
                 case "waive":
                     for (name, keyNode, node) in reader.mapping(value, "waive") ?? [] {

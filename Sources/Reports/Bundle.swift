@@ -229,6 +229,10 @@ public enum ReportBundle {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
+    public static func sha256(bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
     static func statement(
         folder: String, record: RunRecord, inputs: BundleInputs,
         signature: SignatureBlock?

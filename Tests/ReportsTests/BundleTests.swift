@@ -255,8 +255,8 @@ struct BundleTests {
         #expect(!result.verified)
         #expect(result.simulated)
         #expect(result.failures.contains { $0.contains("predicate.simulated is \"true\", not true or false") })
-        let archive = try ReportArchive(directory: temporaryDirectory())
-        #expect(throws: ReportArchive.ArchiveError.self) { try archive.add(bundle: folder, keyring: keyring) }
+        let archive = try FolderArchive(directory: temporaryDirectory())
+        await #expect(throws: ArchiveError.self) { try await archive.add(bundle: folder, keyring: keyring) }
     }
 
     /// Two `archive add`s at once (two stations, two shells) used to fail one with "database is locked".
@@ -273,9 +273,9 @@ struct BundleTests {
                 group.addTask {
                     // Each its own connection, as separate processes would have.
                     do {
-                        let archive = try ReportArchive(directory: directory)
+                        let archive = try FolderArchive(directory: directory)
                         let keyring = try Keyring.load(path: keyringPath)
-                        _ = try archive.add(bundle: folder, keyring: keyring, allowSimulated: true)
+                        _ = try await archive.add(bundle: folder, keyring: keyring, allowSimulated: true)
                         return true
                     } catch {
                         Issue.record("\(error)")
@@ -286,7 +286,7 @@ struct BundleTests {
             return await group.reduce(into: []) { $0.append($1) }
         }
         #expect(outcomes == [true, true, true, true])
-        #expect(try ReportArchive(directory: directory).list(.init()).count == 4)
+        #expect(try await FolderArchive(directory: directory).list(.init()).count == 4)
     }
 
     @Test func keysAreCheckedAgainstTheKeyringAndItsDates() async throws {

@@ -119,51 +119,51 @@ struct ReportPeerTests {
     @Test func theArchiveFindsARacksRunsAcrossProceduresAndRefusesTamperedBundles() async throws {
         let keys = try Keys()
         let keyring = try Keyring.load(path: keys.keyring)
-        let archive = try ReportArchive(directory: temporaryDirectory() + "/archive")
+        let archive = try FolderArchive(directory: temporaryDirectory() + "/archive")
         let rack = "RACK-\(UUID().uuidString.prefix(6))"
         let (_, leak) = try await bundle(scenario: "loop-leak", key: keys.stationKey, rack: rack)
         let (_, inventory) = try await bundle("bmc-inventory", key: keys.stationKey, rack: rack)
         let (_, otherRack) = try await bundle("leak-detectors", key: keys.stationKey, rack: "OTHER-0001")
         for folder in [leak, inventory, otherRack] {
-            guard case .added = try archive.add(bundle: folder, keyring: keyring, allowSimulated: true) else {
+            guard case .added = try await archive.add(bundle: folder, keyring: keyring, allowSimulated: true) else {
                 Issue.record("\(folder) was not added")
                 continue
             }
         }
         // Without saying so, a run on the simulated rack is not archived as evidence.
         do {
-            _ = try archive.add(bundle: otherRack, keyring: keyring)
+            _ = try await archive.add(bundle: otherRack, keyring: keyring)
         } catch {
             #expect(error.description.contains("SIMULATED"))
         }
-        let runs = try archive.list(.init(rack: rack))
+        let runs = try await archive.list(.init(rack: rack))
         #expect(Set(runs.map(\.procedure)) == ["leak-test", "bmc-inventory"])
-        #expect(try archive.list(.init(rack: rack, verdict: "fail")).map(\.procedure) == ["leak-test"])
-        #expect(try archive.list(.init(procedure: "leak-detectors")).count == 1)
-        #expect(try archive.list(.init(since: Date().addingTimeInterval(86_400))).isEmpty)
+        #expect(try await archive.list(.init(rack: rack, verdict: "fail")).map(\.procedure) == ["leak-test"])
+        #expect(try await archive.list(.init(procedure: "leak-detectors")).count == 1)
+        #expect(try await archive.list(.init(since: Date().addingTimeInterval(86_400))).isEmpty)
         // Adding again changes nothing; an approval added later is stored beside it.
         try BundleVerifier.approve(
             folder: leak, key: try SigningKeys.loadPrivate(keys.approverKey), approver: "QA",
             meaning: "reviewed and approved")
         guard
-            case let .alreadyArchived(_, newFiles) = try archive.add(
+            case let .alreadyArchived(_, newFiles) = try await archive.add(
                 bundle: leak, keyring: keyring, allowSimulated: true)
         else {
             Issue.record("a bundle was archived twice")
             return
         }
         #expect(newFiles == [ReportBundle.approvalFile])
-        #expect(try archive.list(.init(rack: rack, procedure: "leak-test")).first?.approved == true)
+        #expect(try await archive.list(.init(rack: rack, procedure: "leak-test")).first?.approved == true)
         // A tampered bundle is refused, naming why.
         let record = "\(inventory)/record.json"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: record))
         bytes[10] ^= 0x20
         try bytes.write(to: URL(fileURLWithPath: record))
-        #expect(throws: ReportArchive.ArchiveError.self) {
-            try archive.add(bundle: inventory, keyring: keyring, allowSimulated: true)
+        await #expect(throws: ArchiveError.self) {
+            try await archive.add(bundle: inventory, keyring: keyring, allowSimulated: true)
         }
         do {
-            _ = try archive.add(bundle: inventory, keyring: keyring, allowSimulated: true)
+            _ = try await archive.add(bundle: inventory, keyring: keyring, allowSimulated: true)
         } catch {
             #expect(error.description.contains("does not verify"))
             #expect(error.description.contains("record.json"))
@@ -171,14 +171,14 @@ struct ReportPeerTests {
         // Export gives back a bundle that verifies, with the tools and with OpenSSL.
         let leakRun = try #require(runs.first { $0.procedure == "leak-test" })
         let exported = temporaryDirectory() + "/exported"
-        _ = try archive.export(leakRun.runID, to: exported)
+        _ = try await archive.export(leakRun.runID, to: exported)
         #expect(BundleVerifier.verify(folder: exported, keyring: keyring).verified)
         let (status, output) = try await trustedVerify(exported, key: keys.stationPublic)
         #expect(status == 0, "\(output)")
-        #expect(throws: ReportArchive.ArchiveError.self) { try archive.export(leakRun.runID, to: exported) }
+        await #expect(throws: ArchiveError.self) { try await archive.export(leakRun.runID, to: exported) }
         // Stored objects are read-only, by content hash.
-        let (_, files) = try archive.find(leakRun.runID)
-        let object = "\(archive.directory)/objects/\(files[0].sha256.prefix(2))/\(files[0].sha256)"
+        let files = try await archive.find(leakRun.runID).files
+        let object = archive.objectPath(files[0].sha256)
         #expect(FileManager.default.isWritableFile(atPath: object) == false || getuid() == 0)
         #expect(try ReportBundle.sha256(file: object) == files[0].sha256)
     }

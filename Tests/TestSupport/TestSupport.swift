@@ -27,7 +27,7 @@ public struct PeerMissing: Error, CustomStringConvertible {
 
 /// A program on PATH (pip's console scripts live in pyenv's shims, apt's in /usr/bin).
 public func program(_ name: String) throws -> String {
-    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin:/bin"
+    let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin:/bin:/usr/sbin:/sbin"
     for directory in path.split(separator: ":")
     where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
         return "\(directory)/\(name)"
