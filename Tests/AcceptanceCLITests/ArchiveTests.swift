@@ -144,3 +144,108 @@ struct ArchiveTests {
         }
     }
 }
+
+@Suite("The PostgreSQL archive: credentials, migration, a station's rack history", .serialized)
+struct PostgresArchiveTests {
+    @Test func credentialsNeverShowAndMistakesAreNamed() async throws {
+        let home = temporaryDirectory()
+        let cluster = try await PostgresCluster.start()
+        defer { cluster.stop() }
+        let archive = try await cluster.newDatabase()
+        var outputs: [String] = []
+        func archiveList(_ address: String, _ environment: [String: String]) async throws -> (Int32, String) {
+            let result = try await run(
+                ["archive", "list", "--archive", address], environment: ["HOME": home].merging(environment) { $1 })
+            outputs.append(result.stdout + result.stderr)
+            return (result.status, result.stderr)
+        }
+        // No password anywhere: the server's refusal, and how to give one.
+        var (status, stderr) = try await archiveList(archive, [:])
+        #expect(status == 2 && stderr.contains("PGPASSWORD"), "\(stderr)")
+        // A password in the address is refused, and not repeated.
+        let inAddress = archive.replacingOccurrences(of: "qa_archive@", with: "qa_archive:\(cluster.password)@")
+        (status, stderr) = try await archiveList(inAddress, [:])
+        #expect(status != 0 && stderr.contains("has a password in it"), "\(stderr)")
+        // A password file others can read is not used.
+        let file = try cluster.passwordFile(in: home)
+        chmod(file, 0o644)
+        (status, stderr) = try await archiveList(archive, ["PGPASSFILE": file])
+        #expect(status == 2 && stderr.contains("chmod 600 \(file)"), "\(stderr)")
+        chmod(file, 0o600)
+        // A wrong password: the server says so.
+        (status, stderr) = try await archiveList(archive, ["PGPASSWORD": "not-the-password"])
+        #expect(status == 2 && stderr.contains("password authentication failed"), "\(stderr)")
+        // The right one, on a database that holds no archive yet: nothing is created by reading.
+        (status, stderr) = try await archiveList(archive, ["PGPASSFILE": file])
+        #expect(status == 2 && stderr.contains("holds no acceptance archive yet"), "\(stderr)")
+        let database = try #require(archive.split(separator: "/").last?.split(separator: "?").first)
+        #expect(
+            try await cluster.psql("SELECT to_regclass('acceptance.run') IS NULL", database: String(database)) == "t")
+        for output in outputs { #expect(!output.contains(cluster.password), "\(output)") }
+    }
+
+    @Test func aFolderArchiveMigratesVerifiedAndAStationReadsItsRacksHistoryFromTheServer() async throws {
+        let home = temporaryDirectory()
+        try await makeKeyring(in: home)
+        let cluster = try await PostgresCluster.start()
+        defer { cluster.stop() }
+        let archive = try await cluster.newDatabase()
+        let passwordFile = try cluster.passwordFile(in: home)
+        let environment = ["PGPASSFILE": passwordFile]
+
+        // A folder archive of five runs (simulated: added with --allow-simulated) moves to the server.
+        let folder = "\(home)/folder-archive"
+        let bundles = try await bundleVariants(
+            count: 5, racks: 5, home: home, key: "\(home)/keys/line1.key.pem", prefix: "MIG")
+        let added = try await run(
+            ["archive", "add", "--archive", folder, "--keyring", "\(home)/keyring.yaml", "--allow-simulated"] + bundles)
+        #expect(added.status == 0, "\(added.stderr)")
+        let migrate = ["archive", "migrate", "--from", folder, "--to", archive, "--keyring", "\(home)/keyring.yaml"]
+        // Simulated runs are refused unless the migration says they may go: nothing is copied quietly.
+        let refused = try await run(migrate, environment: environment)
+        #expect(refused.status == 1 && refused.stderr.contains("SIMULATED"), "\(refused.stderr)")
+        #expect(refused.stdout.contains("0 copied, 0 already there, 5 refused"), "\(refused.stdout)")
+        let copied = try await run(migrate + ["--allow-simulated"], environment: environment)
+        #expect(copied.status == 0, "\(copied.stderr)")
+        #expect(copied.stdout.contains("5 copied, 0 already there, 0 refused"), "\(copied.stdout)")
+        let again = try await run(migrate + ["--allow-simulated"], environment: environment)
+        #expect(again.stdout.contains("0 copied, 5 already there, 0 refused"), "\(again.stdout)")
+        let listed = try await run(["archive", "list", "--archive", archive, "--json"], environment: environment)
+        let runs = try #require(JSONValue.parse(Array(listed.stdout.utf8))["runs"]?.array)
+        let fromFolder = try await run(["archive", "list", "--archive", folder, "--json"])
+        let folderRuns = try #require(JSONValue.parse(Array(fromFolder.stdout.utf8))["runs"]?.array)
+        #expect(
+            Set(runs.compactMap { $0["attestation_sha256"]?.string })
+                == Set(folderRuns.compactMap { $0["attestation_sha256"]?.string }))
+        #expect(runs.count == 5)
+
+        // A station whose archive is the server: the second run's report lists the first, read from the server.
+        let (simulator, port) = try await startSimulatorOnAnyPort()
+        defer { simulator.signal(SIGTERM) }
+        let station = try stationFile(
+            port: port,
+            more: "signing_key: \(home)/keys/line1.key.pem\narchive: \(archive)\narchive_password_file: \(passwordFile)"
+        )
+        func leakTest(_ reports: String) async throws -> String {
+            let result = try await run([
+                "run", "leak-test", "--station", station, "--time-scale", "20", "--param", "hold=30s",
+                "--rack-serial", "NVL72-PG-0001", "--report-dir", reports,
+            ])
+            #expect(result.status == 0, "\(result.stdout.suffix(2000))\(result.stderr)")
+            return try runFolder(in: reports)
+        }
+        let first = try await leakTest("\(home)/first")
+        let add = try await run(["archive", "add", first, "--keyring", "\(home)/keyring.yaml", "--station", station])
+        #expect(add.status == 0, "\(add.stderr)")
+        #expect(add.stdout.contains("archived ") && add.stdout.contains("rack NVL72-PG-0001"), "\(add.stdout)")
+        let second = try await leakTest("\(home)/second")
+        let page = try String(contentsOfFile: "\(second)/report.html", encoding: .utf8)
+        let firstID = (first as NSString).lastPathComponent
+        #expect(page.contains("<table id=\"previous-runs\">"))
+        #expect(page.contains(firstID))
+        #expect(!page.contains(cluster.password))
+        let show = try await run(["archive", "show", firstID, "--station", station])
+        #expect(show.status == 0 && show.stdout.contains("rack         NVL72-PG-0001"), "\(show.stdout)\(show.stderr)")
+        #expect(show.stdout.contains("record.json"))
+    }
+}
