@@ -103,6 +103,7 @@ enum SimulatedBindings {
                     // The simulator shares this process's CPU with the run (and, in CI, with other tests): its answers
                     // can be slow for reasons that say nothing about a BMC, so it gets a station's usual patience.
                     endpoint.timeout = patience
+                    endpoint.connectTimeout = max(patience, .seconds(10))
                     bindings[name] = RedfishBinding(carrier: .http(endpoint, credentials: nil))
                 }
             }

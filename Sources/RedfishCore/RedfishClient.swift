@@ -203,7 +203,7 @@ public final class RedfishClient: Sendable {
         let body: JSONValue = ["UserName": .string(credentials.username), "Password": .string(credentials.password)]
         let response = try await send(
             .post, Self.sessionsPath, body: body.bytes,
-            headers: ["content-type": "application/json"], authenticated: false)
+            headers: ["content-type": "application/json"], authenticated: false, timeout: endpoint.connectTimeout)
         guard let token = response.header("x-auth-token"), !token.isEmpty else {
             throw error(
                 .post, Self.sessionsPath, .invalidResponse("login answered \(response.status) without X-Auth-Token"))
@@ -260,7 +260,7 @@ public final class RedfishClient: Sendable {
     /// retried after it.
     func send(
         _ method: RedfishMethod, _ path: String, body: [UInt8] = [], headers: [String: String] = [:],
-        authenticated: Bool = true
+        authenticated: Bool = true, timeout: Duration? = nil
     ) async throws(RedfishError) -> RedfishResponse {
         // Paths come from the station's profile and from the BMC (targets, links): only a path on this BMC is
         // followed, so a hostile answer cannot send the session token or Basic credentials to another host.
@@ -283,7 +283,7 @@ public final class RedfishClient: Sendable {
             if authenticated { authenticate(&request, token: token) }
             let outcome: Result<RedfishResponse, RedfishTransportFailure>
             do {
-                outcome = .success(try await transport.send(request, timeout: endpoint.timeout))
+                outcome = .success(try await transport.send(request, timeout: timeout ?? endpoint.timeout))
             } catch {
                 outcome = .failure(error)
             }

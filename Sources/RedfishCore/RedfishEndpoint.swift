@@ -48,6 +48,14 @@ public struct RedfishEndpoint: Sendable, Hashable {
     public var trust: RedfishTrust
     /// Per request, connect and answer together.
     public var timeout: Duration
+    /// The first contact: the pinned certificate's probe and the session login. A BMC making a session can take
+    /// seconds longer than it takes to answer a read, and a login that timed out is not sent again (it may have made
+    /// a session), so a station can give it more patience than `timeout`. Never shorter than `timeout`.
+    public var connectTimeout: Duration {
+        get { max(timeout, firstContactTimeout ?? timeout) }
+        set { firstContactTimeout = newValue }
+    }
+    private var firstContactTimeout: Duration?
     /// Retries after a connection failure, a timeout or a 503; a 503's `Retry-After` sets the wait.
     public var retry: RetryPolicy
     /// The longest `Retry-After` honoured; a BMC asking for longer is treated as down.
@@ -56,7 +64,7 @@ public struct RedfishEndpoint: Sendable, Hashable {
     public init(
         name: String, baseURL: String, authentication: RedfishAuthentication = .session,
         credentials: RedfishCredentials? = nil, trust: RedfishTrust = .system, timeout: Duration = .seconds(10),
-        retry: RetryPolicy = RetryPolicy(retries: 2, backoff: .milliseconds(500)),
+        connectTimeout: Duration? = nil, retry: RetryPolicy = RetryPolicy(retries: 2, backoff: .milliseconds(500)),
         longestRetryAfter: Duration = .seconds(30)
     ) {
         self.name = name
@@ -65,6 +73,7 @@ public struct RedfishEndpoint: Sendable, Hashable {
         self.credentials = credentials
         self.trust = trust
         self.timeout = timeout
+        self.firstContactTimeout = connectTimeout
         self.retry = retry
         self.longestRetryAfter = longestRetryAfter
     }

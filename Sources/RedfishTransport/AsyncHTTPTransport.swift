@@ -90,7 +90,7 @@ public final class AsyncHTTPTransport: RedfishHTTPTransport {
             throw RedfishTransportFailure(.connection("no host in \(endpoint.baseURL)"))
         }
         let certificate = try await CertificateProbe.presentedCertificate(
-            host: host, port: port, timeout: endpoint.timeout, on: client.eventLoopGroup.next())
+            host: host, port: port, timeout: endpoint.connectTimeout, on: client.eventLoopGroup.next())
         let presented: String
         do {
             presented = SHA256.hash(data: try certificate.toDERBytes()).map { String(format: "%02x", $0) }.joined()

@@ -62,7 +62,7 @@ public struct RedfishConnector: DeviceConnector {
 
     static let stationKeys = [
         "url", "auth", "username_env", "password_env", "credentials_file", "ca_file", "pin_sha256",
-        "insecure", "timeout", "retries", "backoff",
+        "insecure", "timeout", "connect_timeout", "retries", "backoff",
     ]
 
     func parseRedfish(
@@ -125,6 +125,7 @@ public struct RedfishConnector: DeviceConnector {
             return duration
         }
         if let value = duration("timeout") { endpoint.timeout = value }
+        if let value = duration("connect_timeout") { endpoint.connectTimeout = value }
         if let value = duration("backoff") { endpoint.retry.backoff = value }
         if let node = field("retries"), let retries = reader.integer(node, "retries") {
             if (0...10).contains(retries) {

@@ -70,8 +70,9 @@ final class Running: @unchecked Sendable {
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
-    /// Waits for exit, polling, up to a bound; kills the process if it overstays.
-    func wait(seconds: Double = 60) async throws -> Int32 {
+    /// Waits for exit, polling, up to a bound; kills the process if it overstays. The bound is a hang guard, not a
+    /// speed check: generous, because CI shares its two cores with every other test (and with other jobs).
+    func wait(seconds: Double = 240) async throws -> Int32 {
         let deadline = Date().addingTimeInterval(seconds)
         while process.isRunning {
             if Date() > deadline {

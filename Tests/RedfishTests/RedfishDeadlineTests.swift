@@ -95,6 +95,54 @@ struct RedfishDeadlineTests {
         try await http.shutdown()
     }
 
+    /// A BMC that takes 2 s to make a session but answers reads at once: with `connect_timeout` the login waits for
+    /// it while reads keep the station's 1 s deadline; without, the login (a POST, never sent twice) times out.
+    @Test func aSlowLoginHasThePatienceOfTheConnectTimeout() async throws {
+        let bmc = try HostileHTTPServer { request in
+            if request.method == "POST" {
+                Thread.sleep(forTimeInterval: 2)  // the server's own thread, one per connection
+                return .json(
+                    "{}", status: "201 Created",
+                    headers: [("X-Auth-Token", "t0ken"), ("Location", "/redfish/v1/SessionService/Sessions/1")])
+            }
+            if request.path == "/redfish/v1/slow" { Thread.sleep(forTimeInterval: 4) }
+            return .json(Self.serviceRoot)
+        }
+        defer { bmc.stop() }
+        let http = RedfishHTTP.makeClient()
+        let impatient = try client(
+            "http://127.0.0.1:\(bmc.port)", http: http, authentication: .session, timeout: .seconds(1), retries: 0)
+        do throws(RedfishError) {
+            try await impatient.open()
+            Issue.record("a login slower than the timeout was waited for")
+        } catch {
+            #expect(error.kind == .timeout && error.description.contains("POST"), "\(error)")
+        }
+        await impatient.close()
+
+        var endpoint = RedfishEndpoint(
+            name: "compute01", baseURL: "http://127.0.0.1:\(bmc.port)", authentication: .session,
+            credentials: RedfishCredentials(username: "u", password: "p"), timeout: .seconds(1),
+            retry: RetryPolicy(retries: 0, backoff: .milliseconds(100)))
+        endpoint.connectTimeout = .seconds(20)
+        let patient = RedfishClient(
+            endpoint: endpoint, transport: try AsyncHTTPTransport(endpoint: endpoint, client: http), clock: WallClock())
+        try await patient.open()
+        #expect(patient.hasSession)
+        _ = try await patient.get("/redfish/v1")
+        do throws(RedfishError) {
+            _ = try await patient.get("/redfish/v1/slow")
+            Issue.record("a read slower than the timeout was waited for")
+        } catch {
+            #expect(error.kind == .timeout, "\(error)")
+        }
+        await patient.close()
+        // Never shorter than the timeout itself.
+        endpoint.connectTimeout = .milliseconds(10)
+        #expect(endpoint.connectTimeout == .seconds(1))
+        try await http.shutdown()
+    }
+
     /// Case 7: a login answered with `Location: @127.0.0.1:OTHER/...` sent the logout, token and all, to OTHER.
     @Test func theSessionTokenNeverGoesToAnotherHost() async throws {
         let other = try HostileHTTPServer { _ in .json("{}") }

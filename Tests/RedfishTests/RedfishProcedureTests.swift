@@ -199,6 +199,7 @@ struct RedfishStationTests {
                           \(login)
                           \(trustLine)
                           timeout: 3 s
+                          connect_timeout: 30 s
                           retries: 1
 
                     """

@@ -50,7 +50,9 @@ func endpoint(
     RedfishEndpoint(
         name: name, baseURL: url, authentication: authentication,
         credentials: RedfishCredentials(username: rack.credentials.username, password: rack.credentials.password),
-        trust: trust, timeout: .seconds(5), retry: RetryPolicy(retries: 2, backoff: .milliseconds(100)))
+        // A login on a machine other tests keep busy can take seconds: it has a patience of its own.
+        trust: trust, timeout: .seconds(5), connectTimeout: .seconds(30),
+        retry: RetryPolicy(retries: 2, backoff: .milliseconds(100)))
 }
 
 /// A client to a simulated BMC in memory.

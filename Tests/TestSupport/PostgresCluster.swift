@@ -118,7 +118,8 @@ public final class PostgresCluster: Sendable {
         return path
     }
 
-    /// Stops the server at once and removes its folder.
+    /// Stops the server at once and removes its folder, on a thread of its own: called from a `defer` in an async
+    /// test, it must not hold one of the few threads every other test's tasks run on while `pg_ctl` waits.
     public func stop() {
         let process = Process()
         let runuser = (try? program("runuser")) ?? "/usr/sbin/runuser"
@@ -127,7 +128,10 @@ public final class PostgresCluster: Sendable {
         process.arguments = owner.map { ["-u", $0, "--"] + arguments } ?? Array(arguments.dropFirst())
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        if (try? process.run()) != nil { process.waitUntilExit() }
-        try? FileManager.default.removeItem(atPath: directory)
+        let directory = self.directory
+        Thread.detachNewThread {
+            if (try? process.run()) != nil { process.waitUntilExit() }
+            try? FileManager.default.removeItem(atPath: directory)
+        }
     }
 }
