@@ -40,9 +40,26 @@ if CommandLine.arguments.count == 4, CommandLine.arguments[1] == "usb-client" {
     exit(0)
 }
 
-/// Sections to run (`acceptance-bench runner modbus`); all of them without arguments.
-let selected = Set(CommandLine.arguments.dropFirst())
-let sections = ["leak", "runner", "modbus", "redfish", "bundle", "load", "usb"]
+// The line section runs this binary again for each configuration: `line-child RACKS MINUTES`.
+if CommandLine.arguments.count == 4, CommandLine.arguments[1] == "line-child",
+    let racks = Int(CommandLine.arguments[2]), let minutes = Int(CommandLine.arguments[3])
+{
+    await LineBench.child(racks: racks, minutes: minutes, root: root, scratch: scratch)
+    exit(0)
+}
+
+/// Sections to run (`acceptance-bench runner modbus`); all of them without arguments. `--minutes N` shortens the
+/// line section's simulated hour (for a quick look; the figures worth quoting are for 60).
+var arguments = Array(CommandLine.arguments.dropFirst())
+var lineMinutes = 60
+if let flag = arguments.firstIndex(of: "--minutes"), flag + 1 < arguments.count, let value = Int(arguments[flag + 1]),
+    value > 0
+{
+    lineMinutes = value
+    arguments.removeSubrange(flag...(flag + 1))
+}
+let selected = Set(arguments)
+let sections = ["leak", "runner", "modbus", "redfish", "bundle", "load", "usb", "line"]
 if let unknown = selected.first(where: { !sections.contains($0) }) {
     print("unknown section '\(unknown)'; sections: \(sections.joined(separator: ", "))")
     exit(64)
@@ -338,6 +355,11 @@ if wants("load") {
 
 if wants("bundle") {
     try await BundleBench.run(root: root, scratch: scratch)
+}
+
+if wants("line") {
+    // 8. A line of eight racks over the real transports beside one rack: wall time, memory and descriptors.
+    LineBench.run(minutes: lineMinutes)
 }
 
 if wants("usb") {
