@@ -50,10 +50,20 @@ public struct ConsoleOutput: Sendable {
     public let descriptor: Int32
     /// Put before every line (`[bay 3] `): several runs sharing one terminal or log.
     public let prefix: String
+    /// Where the text goes instead of the descriptor (a line's live table, which writes it above itself).
+    let sink: (@Sendable (String) -> Void)?
 
     public init(descriptor: Int32, prefix: String = "") {
         self.descriptor = descriptor
         self.prefix = prefix
+        sink = nil
+    }
+
+    /// Output handed, prefixed, to `sink`.
+    public init(prefix: String = "", sink: @escaping @Sendable (String) -> Void) {
+        descriptor = STDOUT_FILENO
+        self.prefix = prefix
+        self.sink = sink
     }
 
     public static let standardOutput = ConsoleOutput(descriptor: STDOUT_FILENO)
@@ -66,6 +76,10 @@ public struct ConsoleOutput: Sendable {
             text = text.split(separator: "\n", omittingEmptySubsequences: false).map {
                 $0.isEmpty ? "" : prefix + $0
             }.joined(separator: "\n")
+        }
+        if let sink {
+            sink(text)
+            return
         }
         var bytes = Array(text.utf8)
         var offset = 0

@@ -83,6 +83,9 @@ public final class LineStatusBoard: Sendable {
         write(force: true)
     }
 
+    /// Every bay's row as it stands now.
+    public var status: LineStatus { state.withLock { $0.status } }
+
     /// An observer that keeps bay `number`'s row up to date, then passes every event on to `next`.
     public func observer(bay number: Int, next: any RunObserver) -> any RunObserver {
         BayStatusObserver(board: self, bay: number, next: next)

@@ -19,7 +19,8 @@ extension RunCommand {
                     + "\(request.run.procedure) on bays \(line.bays.map { String($0.bay.number) }.joined(separator: ", "))"
             )
                 + "\n")
-        // Bays share the terminal: no live line (eight would overwrite each other), every line says its bay.
+        // Bays share the terminal: no live line each (eight would overwrite each other), every line says its bay;
+        // on a terminal one live table of every bay stays under them.
         let bayStyle = ConsoleStyle(color: style.color, live: false)
         let terminal = isatty(STDIN_FILENO) == 1
         let turns = TurnTaking()
@@ -30,23 +31,33 @@ extension RunCommand {
             path: LineStatus.file(line: line.line.id, stateDirectory: StationState.defaultDirectory()),
             line: line.line, procedure: line.bays.first?.prepared.settings.procedure.id ?? request.run.procedure,
             bays: line.bays.map { ($0.bay, $0.prepared.settings.procedure.allSteps.count) })
+        let table = style.live ? LineLiveTable(board: board, output: .standardOutput, style: style) : nil
+        let refresher = Task { await table?.keepFresh() }
         let outcomes = await line.run(
             console: { bay in
+                let screen: any OperatorConsole =
+                    table.map { PausingConsole(table: $0, terminal: TerminalOperator(style: style)) }
+                    ?? TerminalOperator(style: style)
                 let asking: (any OperatorConsole)? =
-                    terminal ? BayConsole(bay: bay.number, terminal: TerminalOperator(style: style), turns: turns) : nil
+                    terminal ? BayConsole(bay: bay.number, terminal: screen, turns: turns) : nil
                 if !yes, let asking { return asking }
                 return AutomaticOperator(hazards: asking)
             },
             observer: { bay, prepared in
                 let reporter = ConsoleReporter(
                     style: bayStyle,
-                    output: ConsoleOutput(descriptor: STDOUT_FILENO, prefix: "[bay \(bay.number)] "),
+                    output: table.map { table in
+                        ConsoleOutput(prefix: "[bay \(bay.number)] ") { table.log($0) }
+                    } ?? ConsoleOutput(descriptor: STDOUT_FILENO, prefix: "[bay \(bay.number)] "),
                     clock: prepared.clock,
                     header: .init(
                         scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: timeScale,
                         folder: prepared.folder?.path, endpoints: prepared.endpoints))
                 return board.observer(bay: bay.number, next: reporter)
             }, stop: stop)
+        refresher.cancel()
+        await refresher.value
+        table?.finish()
         ConsoleOutput.standardOutput.write(Self.lineTable(line.line, outcomes, style: style))
         throw ExitCode(LineRun.verdict(outcomes).exitCode)
     }

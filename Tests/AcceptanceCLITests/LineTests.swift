@@ -137,3 +137,73 @@ struct LineTests {
         #expect(try await running.wait(seconds: 120) == 3)
     }
 }
+
+@Suite("A line on a terminal: one live table of every bay")
+struct LineTerminalTests {
+    /// tmux at 120 × 60: while the bays run, one table (bay, rack, procedure, step, times, latest, verdict) stays
+    /// under the scrolling bay lines, redrawn in place (its header never on screen twice, never left in the
+    /// scrollback); each bay's prompt (seat the quick-disconnects) names its bay, is asked with the table out of
+    /// the way, and is answered; the final table follows.
+    @Test func oneLiveTableRedrawnInPlace() async throws {
+        let tmux = try program("tmux")
+        let folder = temporaryDirectory()
+        let session = "acceptance-line-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let command =
+            "cd \(repositoryRoot) && ACCEPTANCE_STATE_DIR=\(folder)/state XDG_CONFIG_HOME=\(folder)/config "
+            + "\(try binary()) run leak-test --line Fixtures/lines/sim-line.yaml --scenario 3=loop-leak "
+            + "--time-scale 40 --param hold=2min --report-dir \(folder)/reports; echo RUN-ENDED; sleep 30"
+        // One shell drives tmux from start to end (a tmux server started by a process that then exits is gone with
+        // it). It answers each bay's prompt once, and keeps the most table headers ever on the screen, the
+        // most bays seen in a running step, and a screen taken while bays were running.
+        let script = """
+            tmux="$1"; session="$2"; command="$3"
+            "$tmux" new-session -d -s "$session" -x 120 -y 60 "$command" || exit 1
+            answered=0; hazards=0; most=0; running=0; during=""; screen=""
+            for i in $(seq 1 900); do
+              screen=$("$tmux" capture-pane -p -t "$session")
+              asked=$("$tmux" capture-pane -p -t "$session" -S -3000 | grep -cE "Press Enter when done|operator id")
+              last=$(printf '%s\n' "$screen" | grep -v '^ *$' | tail -n 1)
+              if [ "$asked" -gt "$answered" ] && printf '%s' "$last" | grep -qE "Press Enter|operator id"; then
+                printf '%s\n' "$screen" | grep -q '^BAY  *RACK' && echo TABLE-UNDER-PROMPT
+                if printf '%s' "$last" | grep -q "operator id"; then
+                  "$tmux" send-keys -t "$session" 4711 Enter; hazards=$((hazards + 1))
+                else
+                  "$tmux" send-keys -t "$session" Enter
+                fi
+                answered=$((answered + 1))
+              fi
+              headers=$(printf '%s\\n' "$screen" | grep -c '^BAY  *RACK  *PROCEDURE  *STEP')
+              [ "$headers" -gt "$most" ] && most=$headers
+              now=$(printf '%s\\n' "$screen" | grep -cE '^[1-8]  +SIM-LINE-B[1-8]  +leak-test  +[0-9]+/[0-9]+ main\\.')
+              if [ "$now" -gt "$running" ]; then running=$now; during="$screen"; fi
+              printf '%s' "$screen" | grep -q RUN-ENDED && break
+              sleep 0.1
+            done
+            echo "ANSWERED=$answered HAZARDS=$hazards MOST-HEADERS=$most RUNNING=$running"
+            echo "----- during"; printf '%s\\n' "$during"
+            echo "----- end"; "$tmux" capture-pane -p -t "$session" -S -3000
+            "$tmux" kill-session -t "$session"
+            """
+        let (status, output) = try await runProgram(
+            "/bin/sh", ["-c", script, "sh", tmux, session, command], seconds: 240)
+        #expect(status == 0, "\(output)")
+        let parts = output.components(separatedBy: "----- end")
+        let during = parts.first?.components(separatedBy: "----- during").last ?? ""
+        let end = parts.count > 1 ? parts[1] : ""
+        #expect(end.contains("RUN-ENDED"), "the line did not end:\n\(output.suffix(4000))")
+        #expect(output.contains("MOST-HEADERS=1 "), "one table, redrawn in place:\n\(output.suffix(4000))")
+        #expect(!output.contains("RUNNING=0"), "no bay was seen running in the table:\n\(during)")
+        #expect(output.contains("ANSWERED=16 HAZARDS=8 "), "each bay asked twice:\n\(end.suffix(4000))")
+        #expect(!output.contains("TABLE-UNDER-PROMPT"), "the table is taken away while a bay asks")
+        for bay in 1...8 {
+            #expect(
+                end.contains("Bay \(bay): Check that every quick-disconnect"),
+                "bay \(bay)'s prompt names its bay:\n\(end.suffix(3000))")
+        }
+        // The live table is gone at the end (not one copy per redraw in the scrollback); the final table is there.
+        #expect(!end.contains("STEP TIME"), "\(end.suffix(4000))")
+        #expect(end.contains("━━━━ LINE sim-line: FAIL"), "\(end.suffix(3000))")
+        let finalRows = end.components(separatedBy: "━━━━ LINE sim-line: FAIL").last ?? ""
+        #expect(finalRows.contains("FAIL (SIMULATED)"))
+    }
+}
