@@ -103,3 +103,38 @@ public final class TurnTaking: Sendable {
         return try await body()
     }
 }
+
+/// The question a Ctrl-C asks on a line's terminal: which bays to stop.
+public enum LineStopQuestion {
+    /// Asks, in turn with the bays' prompts and with the live table out of the way, which of `running` to stop:
+    /// nil for every bay (Enter, 'all', no answer, or a bay's prompt already on screen), an empty list for none.
+    public static func ask(
+        _ running: [Int], line: LineConfiguration, turns: TurnTaking, table: LineLiveTable?, style: ConsoleStyle,
+        output: ConsoleOutput = .standardOutput
+    ) async -> [Int]? {
+        // A bay's question is on screen: the operator's Ctrl-C there means stop, and they cannot be asked twice.
+        if turns.isBusy { return nil }
+        let list = running.map(String.init).joined(separator: ", ")
+        let chosen = try? await turns.inTurn { () -> [Int]? in
+            table?.pause()
+            defer { table?.resume() }
+            LineReader.shared.discardTypeAhead()
+            while true {
+                output.write(
+                    "\n  " + style.paint("■ Ctrl-C", "1;35") + "  Stop which bays? Running: \(list).\n"
+                        + "    Enter (or 'all') stops every bay; bay numbers (3, or 2,5-6) stop those; "
+                        + "'none' stops nothing: ")
+                guard let answer = try await LineReader.shared.next() else { return nil }
+                let text = answer.trimmingCharacters(in: .whitespaces).lowercased()
+                if text.isEmpty || text == "all" { return nil }
+                if text == "none" { return [] }
+                do {
+                    return try line.select(text).map(\.number)
+                } catch {
+                    output.write("    \(String(describing: error).escapingControlCharacters)\n")
+                }
+            }
+        }
+        return chosen ?? nil
+    }
+}

@@ -91,11 +91,23 @@ public struct LineRun: Sendable {
                 for bayStop in stops { bayStop.requestStop(reason) }
             }
         }
-        let outcomes = await withTaskGroup(of: (Int, Outcome).self) { group -> [Outcome] in
+        let outcomes = await run(console: console, observer: observer, stops: stops)
+        forward.cancel()
+        await forward.value
+        return outcomes
+    }
+
+    /// Runs every bay at once, bay `i` stopped by `stops[i]` alone (one per bay, in the order of `bays`): for a
+    /// console that asks which bays a Ctrl-C is for (`LineSignalTrap`).
+    public func run(
+        console: @Sendable (LineConfiguration.Bay) -> any OperatorConsole,
+        observer: @Sendable (LineConfiguration.Bay, PreparedRun) -> any RunObserver, stops: [StopController]
+    ) async -> [Outcome] {
+        await withTaskGroup(of: (Int, Outcome).self) { group -> [Outcome] in
             for (index, bay) in bays.enumerated() {
                 let bayConsole = console(bay.bay)
                 let bayObserver = observer(bay.bay, bay.prepared)
-                let bayStop = stops[index]
+                let bayStop = index < stops.count ? stops[index] : StopController()
                 group.addTask {
                     let (record, bundle) = await bay.prepared.runAndBundle(
                         console: bayConsole, observer: bayObserver, stop: bayStop)
@@ -106,9 +118,6 @@ public struct LineRun: Sendable {
             for await result in group { results.append(result) }
             return results.sorted { $0.0 < $1.0 }.map(\.1)
         }
-        forward.cancel()
-        await forward.value
-        return outcomes
     }
 
     /// The line's exit verdict: the worst bay's.

@@ -49,6 +49,98 @@ public final class SignalTrap: Sendable {
     deinit { SignalRouter.shared.release(id) }
 }
 
+/// A line's signals: SIGTERM and SIGHUP stop every bay; Ctrl-C asks which bays to stop (`ask`, given the bays
+/// still running; nil means all, an empty list none) when there is someone to ask and more than one bay runs. A
+/// second Ctrl-C while the question is open stops every bay. Each bay stopped runs its cleanup.
+public final class LineSignalTrap: Sendable {
+    public typealias BayStop = (number: Int, stop: StopController)
+
+    private let id: Int
+    private let bays: [BayStop]
+    private let output: ConsoleOutput
+    private let style: ConsoleStyle
+    private let ask: (@Sendable (_ running: [Int]) async -> [Int]?)?
+    /// Whether the question is open now.
+    private let asking = Mutex(false)
+
+    public init(
+        bays: [BayStop], output: ConsoleOutput = .standardError, style: ConsoleStyle,
+        ask: (@Sendable (_ running: [Int]) async -> [Int]?)?
+    ) {
+        self.bays = bays
+        self.output = output
+        self.style = style
+        self.ask = ask
+        let router = SignalRouter.shared
+        let box = WeakTrap()
+        id = router.claim { reason in box.trap?.handle(reason) }
+        box.set(self)
+    }
+
+    deinit { SignalRouter.shared.release(id) }
+
+    func handle(_ reason: StopReason) {
+        let running = bays.filter { $0.stop.reason == nil }.map(\.number)
+        let askNow =
+            reason == .interrupt && ask != nil && running.count > 1
+            && asking.withLock { open -> Bool in
+                if open { return false }
+                open = true
+                return true
+            }
+        guard askNow, let ask else {
+            stop(nil, reason)
+            return
+        }
+        Task {
+            let chosen = await ask(running)
+            asking.withLock { $0 = false }
+            if chosen?.isEmpty == true {
+                output.write(style.paint("  ■ Nothing stopped; every bay goes on.", "1;35") + "\n")
+            } else {
+                stop(chosen, reason)
+            }
+        }
+    }
+
+    /// Stops `numbers` (nil: every bay) and says so.
+    func stop(_ numbers: [Int]?, _ reason: StopReason) {
+        var dispositions: [StopController.Disposition] = []
+        for bay in bays where numbers?.contains(bay.number) ?? true {
+            dispositions.append(bay.stop.requestStop(reason))
+        }
+        let message: String
+        if dispositions.contains(.stopping) {
+            let which =
+                numbers.map { "bay\($0.count == 1 ? "" : "s") \($0.map(String.init).joined(separator: ", "))" }
+                ?? "every bay"
+            message =
+                "\(reason.rawValue): stopping \(which). The current step is cancelled; cleanup will now return "
+                + "the rack to a safe state. Please wait."
+        } else if dispositions.contains(.alreadyStopping) {
+            message = "Already stopping; cleanup will run next. Please wait."
+        } else if dispositions.contains(.cleanupRunning) {
+            message =
+                "Cleanup is running and will not be interrupted: it is returning the rack to a safe state. "
+                + "Please wait."
+        } else {
+            return
+        }
+        output.write((style.live ? "\r\u{1B}[2K" : "") + "\n" + style.paint("  ■ \(message)", "1;35") + "\n")
+    }
+}
+
+/// The trap a signal handler reaches without keeping it alive (it is released with its owner).
+private final class WeakTrap: Sendable {
+    private let reference = Mutex<LineSignalTrapReference?>(nil)
+    var trap: LineSignalTrap? { reference.withLock { $0?.trap } }
+    func set(_ trap: LineSignalTrap) { reference.withLock { $0 = LineSignalTrapReference(trap: trap) } }
+}
+
+private struct LineSignalTrapReference: Sendable {
+    weak var trap: LineSignalTrap?
+}
+
 /// The process's one set of signal sources, and who handles them now.
 final class SignalRouter: Sendable {
     static let shared = SignalRouter()

@@ -33,6 +33,20 @@ extension RunCommand {
             bays: line.bays.map { ($0.bay, $0.prepared.settings.procedure.allSteps.count) })
         let table = style.live ? LineLiveTable(board: board, output: .standardOutput, style: style) : nil
         let refresher = Task { await table?.keepFresh() }
+        // Each bay stops on its own: SIGTERM stops them all; Ctrl-C, on a terminal, asks which (all by default).
+        let stops = line.bays.map { _ in StopController() }
+        if let reason = stop.reason { for bayStop in stops { bayStop.requestStop(reason) } }
+        let lineConfiguration = line.line
+        var ask: (@Sendable ([Int]) async -> [Int]?)?
+        if terminal {
+            ask = { @Sendable running in
+                await LineStopQuestion.ask(running, line: lineConfiguration, turns: turns, table: table, style: style)
+            }
+        }
+        // Its messages go above the live table, like the bays' lines (written straight, a redraw would erase them).
+        let trap = LineSignalTrap(
+            bays: zip(line.bays, stops).map { ($0.bay.number, $1) },
+            output: table.map { table in ConsoleOutput { table.log($0) } } ?? .standardError, style: style, ask: ask)
         let outcomes = await line.run(
             console: { bay in
                 let screen: any OperatorConsole =
@@ -54,7 +68,8 @@ extension RunCommand {
                         scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: timeScale,
                         folder: prepared.folder?.path, endpoints: prepared.endpoints))
                 return board.observer(bay: bay.number, next: reporter)
-            }, stop: stop)
+            }, stops: stops)
+        withExtendedLifetime(trap) {}
         refresher.cancel()
         await refresher.value
         table?.finish()

@@ -144,23 +144,27 @@ struct LineTerminalTests {
     /// under the scrolling bay lines, redrawn in place (its header never on screen twice, never left in the
     /// scrollback); each bay's prompt (seat the quick-disconnects) names its bay, is asked with the table out of
     /// the way, and is answered; the final table follows.
-    @Test func oneLiveTableRedrawnInPlace() async throws {
+    /// Runs `command` in tmux at 120 × 60 until it prints RUN-ENDED, answering each bay's prompt and hazard as they
+    /// come; with `stopping`, presses Ctrl-C once all eight bays are in their hold and answers the question with it.
+    /// Returns the script's summary line, a screen taken while the most bays were running, and the whole scrollback.
+    func drive(_ command: String, stopping: String = "") async throws -> (summary: String, during: String, end: String)
+    {
         let tmux = try program("tmux")
-        let folder = temporaryDirectory()
         let session = "acceptance-line-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let command =
-            "cd \(repositoryRoot) && ACCEPTANCE_STATE_DIR=\(folder)/state XDG_CONFIG_HOME=\(folder)/config "
-            + "\(try binary()) run leak-test --line Fixtures/lines/sim-line.yaml --scenario 3=loop-leak "
-            + "--time-scale 40 --param hold=2min --report-dir \(folder)/reports; echo RUN-ENDED; sleep 30"
         // One shell drives tmux from start to end (a tmux server started by a process that then exits is gone with
-        // it). It answers each bay's prompt once, and keeps the most table headers ever on the screen, the
-        // most bays seen in a running step, and a screen taken while bays were running.
+        // it). It keeps the most table headers ever on the screen, the most bays seen in a running step, and a
+        // screen taken while bays were running.
         let script = """
-            tmux="$1"; session="$2"; command="$3"
+            tmux="$1"; session="$2"; command="$3"; stopping="$4"
             "$tmux" new-session -d -s "$session" -x 120 -y 60 "$command" || exit 1
-            answered=0; hazards=0; most=0; running=0; during=""; screen=""
+            answered=0; hazards=0; most=0; running=0; during=""; screen=""; interrupted=0
             for i in $(seq 1 900); do
               screen=$("$tmux" capture-pane -p -t "$session")
+              if [ -n "$stopping" ] && [ $interrupted = 0 ] \\
+                && [ "$(printf '%s\n' "$screen" | grep -cE '^[1-8]  +SIM-LINE-B[1-8]  .* main\\.[0-9]+ Hold ')" -ge 8 ]
+              then
+                "$tmux" send-keys -t "$session" C-c; interrupted=1
+              fi
               asked=$("$tmux" capture-pane -p -t "$session" -S -3000 | grep -cE "Press Enter when done|operator id")
               last=$(printf '%s\n' "$screen" | grep -v '^ *$' | tail -n 1)
               if [ "$asked" -gt "$answered" ] && printf '%s' "$last" | grep -qE "Press Enter|operator id"; then
@@ -172,6 +176,10 @@ struct LineTerminalTests {
                 fi
                 answered=$((answered + 1))
               fi
+              if [ $interrupted = 1 ] && printf '%s' "$last" | grep -q "stops nothing"; then
+                printf '%s\n' "$screen" | grep -q '^BAY  *RACK' && echo TABLE-UNDER-PROMPT
+                "$tmux" send-keys -t "$session" "$stopping" Enter; interrupted=2
+              fi
               headers=$(printf '%s\\n' "$screen" | grep -c '^BAY  *RACK  *PROCEDURE  *STEP')
               [ "$headers" -gt "$most" ] && most=$headers
               now=$(printf '%s\\n' "$screen" | grep -cE '^[1-8]  +SIM-LINE-B[1-8]  +leak-test  +[0-9]+/[0-9]+ main\\.')
@@ -179,22 +187,34 @@ struct LineTerminalTests {
               printf '%s' "$screen" | grep -q RUN-ENDED && break
               sleep 0.1
             done
-            echo "ANSWERED=$answered HAZARDS=$hazards MOST-HEADERS=$most RUNNING=$running"
+            echo "ANSWERED=$answered HAZARDS=$hazards MOST-HEADERS=$most RUNNING=$running INTERRUPTED=$interrupted"
             echo "----- during"; printf '%s\\n' "$during"
             echo "----- end"; "$tmux" capture-pane -p -t "$session" -S -3000
             "$tmux" kill-session -t "$session"
             """
         let (status, output) = try await runProgram(
-            "/bin/sh", ["-c", script, "sh", tmux, session, command], seconds: 240)
+            "/bin/sh", ["-c", script, "sh", tmux, session, command, stopping], seconds: 240)
         #expect(status == 0, "\(output)")
         let parts = output.components(separatedBy: "----- end")
         let during = parts.first?.components(separatedBy: "----- during").last ?? ""
-        let end = parts.count > 1 ? parts[1] : ""
-        #expect(end.contains("RUN-ENDED"), "the line did not end:\n\(output.suffix(4000))")
-        #expect(output.contains("MOST-HEADERS=1 "), "one table, redrawn in place:\n\(output.suffix(4000))")
-        #expect(!output.contains("RUNNING=0"), "no bay was seen running in the table:\n\(during)")
-        #expect(output.contains("ANSWERED=16 HAZARDS=8 "), "each bay asked twice:\n\(end.suffix(4000))")
-        #expect(!output.contains("TABLE-UNDER-PROMPT"), "the table is taken away while a bay asks")
+        let summary = output.split(separator: "\n").first { $0.hasPrefix("ANSWERED=") }.map(String.init) ?? ""
+        return (
+            summary + "\n" + (output.contains("TABLE-UNDER-PROMPT") ? "TABLE-UNDER-PROMPT" : ""), during,
+            parts.count > 1 ? parts[1] : ""
+        )
+    }
+
+    @Test func oneLiveTableRedrawnInPlace() async throws {
+        let folder = temporaryDirectory()
+        let (summary, during, end) = try await drive(
+            "cd \(repositoryRoot) && ACCEPTANCE_STATE_DIR=\(folder)/state XDG_CONFIG_HOME=\(folder)/config "
+                + "\(try binary()) run leak-test --line Fixtures/lines/sim-line.yaml --scenario 3=loop-leak "
+                + "--time-scale 40 --param hold=2min --report-dir \(folder)/reports; echo RUN-ENDED; sleep 30")
+        #expect(end.contains("RUN-ENDED"), "the line did not end:\n\(end.suffix(4000))")
+        #expect(summary.contains("MOST-HEADERS=1 "), "one table, redrawn in place:\n\(summary)\n\(during)")
+        #expect(!summary.contains("RUNNING=0"), "no bay was seen running in the table:\n\(during)")
+        #expect(summary.contains("ANSWERED=16 HAZARDS=8 "), "each bay asked twice:\n\(end.suffix(4000))")
+        #expect(!summary.contains("TABLE-UNDER-PROMPT"), "the table is taken away while a bay asks")
         for bay in 1...8 {
             #expect(
                 end.contains("Bay \(bay): Check that every quick-disconnect"),
@@ -205,5 +225,37 @@ struct LineTerminalTests {
         #expect(end.contains("━━━━ LINE sim-line: FAIL"), "\(end.suffix(3000))")
         let finalRows = end.components(separatedBy: "━━━━ LINE sim-line: FAIL").last ?? ""
         #expect(finalRows.contains("FAIL (SIMULATED)"))
+    }
+
+    /// Ctrl-C during the hold asks which bays to stop; answering 3 stops bay 3 alone: it cleans up and ends ABORTED
+    /// with its safe state verified, and the seven others finish their hold and PASS.
+    @Test func ctrlCAsksWhichBaysAndStopsOnlyThose() async throws {
+        let folder = temporaryDirectory()
+        let (summary, _, end) = try await drive(
+            "cd \(repositoryRoot) && ACCEPTANCE_STATE_DIR=\(folder)/state XDG_CONFIG_HOME=\(folder)/config "
+                + "\(try binary()) run leak-test --line Fixtures/lines/sim-line.yaml --time-scale 8 --param hold=2min "
+                + "--report-dir \(folder)/reports; echo RUN-ENDED; sleep 30",
+            stopping: "3")
+        #expect(
+            summary.contains("INTERRUPTED=2"), "the question was asked and answered:\n\(summary)\n\(end.suffix(4000))")
+        #expect(!summary.contains("TABLE-UNDER-PROMPT"), "the table is taken away while the question is open")
+        #expect(end.contains("Stop which bays? Running: 1, 2, 3, 4, 5, 6, 7, 8."), "\(end.suffix(4000))")
+        #expect(end.contains("SIGINT: stopping bay 3."), "\(end.suffix(4000))")
+        let table = end.components(separatedBy: "━━━━ LINE sim-line: ABORTED").last ?? ""
+        for bay in 1...8 {
+            let row = table.split(separator: "\n").first { $0.hasPrefix("\(bay) ") }.map(String.init) ?? ""
+            #expect(row.contains(bay == 3 ? "ABORTED (SIMULATED)" : "PASS (SIMULATED)"), "bay \(bay): \(row)")
+        }
+        let records = try FileManager.default.contentsOfDirectory(atPath: "\(folder)/reports").map {
+            try #require(
+                try JSONSerialization.jsonObject(
+                    with: Data(contentsOf: URL(fileURLWithPath: "\(folder)/reports/\($0)/record.json")))
+                    as? [String: Any])
+        }
+        let aborted = try #require(records.first { $0["verdict"] as? String == "ABORTED" })
+        #expect(aborted["station"] as? String == "sim-line bay 3")
+        #expect(
+            (aborted["safe_state"] as? [String: Any])?["verified"] as? Bool == true, "\(aborted["safe_state"] ?? "")")
+        #expect(records.filter { $0["verdict"] as? String == "PASS" }.count == 7)
     }
 }
