@@ -242,7 +242,10 @@ struct StationTests {
                 try stationFile(
                     port: port,
                     more: "interlocks:\n  cdu-leak: {stale_after: 5 min}\n  loop-overpressure: {stale_after: 5 min}"),
-                "--time-scale", "20", "--param", "hold=60s", "--rack-serial", "NVL72-TEST-01",
+                // At 4× the retry budget (1 + 2 + 4 + 8 + 16 s of station time) is 7.75 s of wall time: room for a
+                // busy machine to start the simulator again (at 20× it was 1.55 s, and CI once took longer).
+                "--time-scale", "4", "--param", "hold=60s", "--param", "stabilise=30s", "--rack-serial",
+                "NVL72-TEST-01",
                 "--report-dir", reports,
             ],
             directory: temporaryDirectory())
