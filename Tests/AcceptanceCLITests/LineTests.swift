@@ -209,7 +209,9 @@ struct LineTerminalTests {
         let (summary, during, end) = try await drive(
             "cd \(repositoryRoot) && ACCEPTANCE_STATE_DIR=\(folder)/state XDG_CONFIG_HOME=\(folder)/config "
                 + "\(try binary()) run leak-test --line Fixtures/lines/sim-line.yaml --scenario 3=loop-leak "
-                + "--time-scale 40 --param hold=2min --report-dir \(folder)/reports; echo RUN-ENDED; sleep 30")
+                // 10×: the simulated racks' interlocks allow 10 s without a reading, 1 s of wall time here for eight
+                // racks in one process on a CI machine others keep busy (at 40× it was 0.25 s, and CI tripped it).
+                + "--time-scale 10 --param hold=2min --report-dir \(folder)/reports; echo RUN-ENDED; sleep 30")
         #expect(end.contains("RUN-ENDED"), "the line did not end:\n\(end.suffix(4000))")
         #expect(summary.contains("MOST-HEADERS=1 "), "one table, redrawn in place:\n\(summary)\n\(during)")
         #expect(!summary.contains("RUNNING=0"), "no bay was seen running in the table:\n\(during)")
