@@ -86,8 +86,9 @@ struct HostileModbusTests {
         task.cancel()
         _ = await task.result
         // Within the pending transaction's 1 s deadline (the run-level 2 s is timed by the CLI test's journal); the
-        // drip alone would take 112 s.
-        #expect(ContinuousClock.now - cancelled < .seconds(10))
+        // drip alone would take 112 s. Bounded far from that, not near 1 s: CI, sharing two cores with the whole
+        // suite, once took 11 s to get here.
+        #expect(ContinuousClock.now - cancelled < .seconds(40))
         #expect(device.requests <= 2)
     }
 

@@ -57,8 +57,9 @@ struct RedfishDeadlineTests {
             #expect(error.kind == .timeout, "\(error)")
             #expect(error.description.contains("no complete answer within the timeout"))
         }
-        // (1 retry + 1) × 1 s + 100 ms, plus handshakes on a busy machine: never the 2 s per byte it was.
-        #expect(ContinuousClock.now - start < .seconds(20))
+        // (1 retry + 1) × 1 s + 100 ms, plus handshakes on a busy machine: never the 2 s per byte it was (the
+        // answer alone would take over 100 s). CI, sharing two cores with the whole suite, once took 23 s.
+        #expect(ContinuousClock.now - start < .seconds(60))
         await client.close()
         try await http.shutdown()
     }
