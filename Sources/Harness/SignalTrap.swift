@@ -25,24 +25,27 @@ public final class SignalTrap: Sendable {
         service: String? = nil
     ) {
         id = SignalRouter.shared.claim { reason in
-            let message: String
-            switch stop.requestStop(reason) {
-            case .stopping where service != nil:
-                message = "\(reason.rawValue): stopping \(service ?? "")."
-            case .stopping:
-                message =
-                    "\(reason.rawValue): stopping. The current step is cancelled; cleanup will now return "
-                    + "the rack to a safe state. Please wait."
-            case .alreadyStopping:
-                message = "Already stopping; cleanup will run next. Please wait."
-            case .cleanupRunning:
-                message =
-                    "Cleanup is running and will not be interrupted: it is returning the rack to a safe state. "
-                    + "Please wait."
-            case .finished:
-                return
-            }
+            let disposition = stop.requestStop(reason)
+            let message =
+                disposition == .stopping && service != nil
+                ? "\(reason.rawValue): stopping \(service ?? "")."
+                : Self.message(disposition, reason: reason, stopping: "")
+            guard let message else { return }
             output.write((style.live ? "\r\u{1B}[2K" : "") + "\n" + style.paint("  ■ \(message)", "1;35") + "\n")
+        }
+    }
+
+    /// What a signal's disposition tells the operator (nil when the run has finished); `stopping` names what stops
+    /// (" bay 3"), empty for the run itself.
+    static func message(_ disposition: StopController.Disposition, reason: StopReason, stopping: String) -> String? {
+        switch disposition {
+        case .stopping:
+            "\(reason.rawValue): stopping\(stopping). The current step is cancelled; cleanup will now return "
+                + "the rack to a safe state. Please wait."
+        case .alreadyStopping: "Already stopping; cleanup will run next. Please wait."
+        case .cleanupRunning:
+            "Cleanup is running and will not be interrupted: it is returning the rack to a safe state. Please wait."
+        case .finished: nil
         }
     }
 
@@ -109,21 +112,14 @@ public final class LineSignalTrap: Sendable {
         for bay in bays where numbers?.contains(bay.number) ?? true {
             dispositions.append(bay.stop.requestStop(reason))
         }
-        let message: String
-        if dispositions.contains(.stopping) {
-            let which =
-                numbers.map { "bay\($0.count == 1 ? "" : "s") \($0.map(String.init).joined(separator: ", "))" }
-                ?? "every bay"
-            message =
-                "\(reason.rawValue): stopping \(which). The current step is cancelled; cleanup will now return "
-                + "the rack to a safe state. Please wait."
-        } else if dispositions.contains(.alreadyStopping) {
-            message = "Already stopping; cleanup will run next. Please wait."
-        } else if dispositions.contains(.cleanupRunning) {
-            message =
-                "Cleanup is running and will not be interrupted: it is returning the rack to a safe state. "
-                + "Please wait."
-        } else {
+        let which =
+            numbers.map { " bay\($0.count == 1 ? "" : "s") \($0.map(String.init).joined(separator: ", "))" }
+            ?? " every bay"
+        // The most telling disposition among the bays: one stopping now, else already stopping, else cleaning up.
+        let disposition = [StopController.Disposition.stopping, .alreadyStopping, .cleanupRunning].first {
+            dispositions.contains($0)
+        }
+        guard let disposition, let message = SignalTrap.message(disposition, reason: reason, stopping: which) else {
             return
         }
         output.write((style.live ? "\r\u{1B}[2K" : "") + "\n" + style.paint("  ■ \(message)", "1;35") + "\n")
