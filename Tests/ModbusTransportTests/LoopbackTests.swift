@@ -22,23 +22,6 @@ func quietCDU(_ scenario: Scenario = .nominal, clock: SimulationClock) throws ->
     return SimulatedCDU(name: "cdu", profile: try referenceProfile(), scenario: quiet, clock: clock)
 }
 
-/// A loopback port nothing listens on (free for a server to take): bind to port 0, note the port, close.
-func freeLoopbackPort() -> Int {
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
-    }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-    }
-    close(descriptor)
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
 @Suite("Modbus TCP on loopback, libmodbus on both sides")
 struct LoopbackTests {
     @Test func readsAndWritesThroughTheWireMatchInMemory() async throws {
@@ -77,7 +60,7 @@ struct LoopbackTests {
     }
 
     @Test func aClosedPortIsAConnectionErrorNamingAddressPortAndCause() async throws {
-        let port = freeLoopbackPort()
+        let port = freePort()
         let retries = Mutex<[TransportEvent]>([])
         let client = RetryingModbusClient(
             try LibModbusClient(endpoint: .tcp(host: "127.0.0.1", port: port), unit: 1),

@@ -113,7 +113,7 @@ func assertRead(_ device: ModbusPointDevice, _ profile: DeviceProfile) async thr
 @Suite("Interop with pymodbus and mbpoll", .serialized)
 struct PeerTests {
     @Test func readsAndWritesAPymodbusTCPServer() async throws {
-        let port = freeLoopbackPort()
+        let port = freePort()
         let server = try await PeerProcess(try python(), [peerScript, "tcp", "\(port)"], readyWhen: "READY")
         defer { server.stop() }
         let profile = try peerProfile()

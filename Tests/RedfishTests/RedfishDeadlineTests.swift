@@ -42,7 +42,7 @@ struct RedfishDeadlineTests {
         var url = "http://127.0.0.1:\(bmc.port)"
         var tunnel: PeerProcess?
         if https {
-            let port = try unassignedPort()
+            let port = freePort()
             tunnel = try tlsTunnel(listening: port, to: bmc.port)
             url = "https://127.0.0.1:\(port)"
         }
@@ -201,17 +201,6 @@ struct RedfishDeadlineTests {
         #expect(text.hasSuffix("[cut by the station: the device sent \(serial.utf8.count) bytes]"))
         #expect(!text.unicodeScalars.contains { $0.value < 0x20 })
     }
-}
-
-/// A free port outside the kernel's ephemeral range (where `freePort()` and port 0 land), so a port this test hands
-/// to socat cannot be one another test running beside it has just been given.
-func unassignedPort() throws -> Int {
-    var generator = SystemRandomNumberGenerator()
-    for _ in 0..<50 {
-        let port = Int.random(in: 20_000..<30_000, using: &generator)
-        if rawExchange(port: port, [], replyLength: 0, seconds: 0.05) == nil { return port }
-    }
-    throw PeerMissing(description: "no free port in 20000-29999")
 }
 
 /// `socat` terminating TLS on `port` (a throwaway self-signed certificate) and forwarding to a plain `target` port.

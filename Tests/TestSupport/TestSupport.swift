@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 // What several test targets need: the repository, scratch folders, free ports, and running peer programs.
 
@@ -62,8 +63,50 @@ public func runProgram(
     return (process.terminationStatus, (try? String(contentsOfFile: output, encoding: .utf8)) ?? "")
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// A TCP port on 127.0.0.1 for a peer or server a test starts and tells the port to, free right now.
+///
+/// Outside the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, where port 0 and outgoing
+/// connections land), so a server another test binds to port 0, or a client's own end, can never be given it between
+/// this choice and the peer's bind; and never the same port twice in one test process. A port chosen with port 0
+/// instead was once taken by a busy suite's other server before sushy-emulator started on it.
 public func freePort() -> Int {
+    let (low, high) = ephemeralRange()
+    // Below the ephemeral range if there is room there, else above it.
+    let range = low - 10_000 >= 1_024 ? (low - 10_000)..<(low - 16) : (high + 1)..<min(high + 4_001, 65_536)
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+        let port = Int.random(in: range, using: &generator)
+        let fresh = portsHandedOut.withLock { $0.insert(port).inserted }
+        if fresh, bindsNow(port) { return port }
+    }
+    // Every try taken (never seen): let the system choose, as before.
+    return systemChosenPort()
+}
+
+private let portsHandedOut = Mutex<Set<Int>>([])
+
+private func ephemeralRange() -> (Int, Int) {
+    let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+    let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+    return numbers.count == 2 ? (numbers[0], numbers[1]) : (32_768, 60_999)
+}
+
+/// Whether a socket can bind 127.0.0.1:`port` (nothing listens or holds it).
+private func bindsNow(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    return bound == 0
+}
+
+private func systemChosenPort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
