@@ -54,9 +54,8 @@ func startSimulator(
     try await startSimulatorOnAnyPort(port: port, scenario: scenario, scale: scale, scpiPort: scpiPort).simulator
 }
 
-/// `acceptance simulate` with its CDU on `port`, or on a port the system chooses (0, the default): a port chosen
-/// in advance with `freePort()` can be taken by another test's server before the simulator binds it. Returns the
-/// simulator and the CDU's port, read from what it prints.
+/// `acceptance simulate` with its CDU on `port` (from `freePort()`, outside the ephemeral range), or on a port the
+/// system chooses (0, the default). Returns the simulator and the CDU's port, read from what it prints.
 func startSimulatorOnAnyPort(
     port: Int = 0, scenario: String = "nominal", scale: String = "20", redfish: Bool = false, scpiPort: Int = 0
 ) async throws -> (simulator: Running, port: Int) {
@@ -65,7 +64,19 @@ func startSimulatorOnAnyPort(
             // The BMCs on ports the system chooses (a fixed 8443 collides with any simulator left running).
             + (redfish ? ["--redfish-port", "0"] : ["--redfish-port", "-1"]),
         directory: temporaryDirectory())
-    let text = try await waitFor(simulator.stdoutPath) { $0.contains("Ctrl-C to stop") }
+    // Until it says it serves; a simulator that exits first (a port it cannot bind) is reported with what it said.
+    var text = ""
+    let deadline = Date().addingTimeInterval(60)
+    while !text.contains("Ctrl-C to stop") {
+        guard simulator.process.isRunning, Date() < deadline else {
+            simulator.signal(SIGKILL)
+            throw CLIError(
+                message: "the simulator did not start (\(simulator.process.isRunning ? "60 s" : "it exited")): "
+                    + simulator.stdout + simulator.stderr)
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        text = simulator.stdout
+    }
     func listening(after marker: String) -> Int? {
         guard let line = text.split(separator: "\n").first(where: { $0.contains(marker) }) else { return nil }
         return line.split(separator: ":").dropFirst().first?.split(separator: " ").first.flatMap { Int($0) }
@@ -161,7 +172,7 @@ struct StationTests {
     @Test func aStationFittingAnotherCDUModelRunsLeakTestAgainstTheSimulatorServingIt() async throws {
         let port = freePort()
         // Both simulators serve their instruments from the same port (DMM, then the gauge on the next).
-        let scpi = freePort()
+        let scpi = freePort(consecutive: 2)
         let station = temporaryDirectory() + "/coolflow-station.yaml"
         try """
         station: coolflow-station
@@ -232,7 +243,11 @@ struct StationTests {
     }
 
     @Test func aSimulatorRestartedWithinTheRetryBudgetLetsTheRunContinue() async throws {
-        var (simulator, port) = try await startSimulatorOnAnyPort()
+        // Ports outside the kernel's ephemeral range for everything the restarted simulator binds again: a port the
+        // system chose (port 0) can be given to another test's client, or to the run's own reconnecting client (a
+        // loopback connection to itself), while the simulator is down; CI once saw the restart fail that way.
+        let scpi = freePort(consecutive: 2)
+        var (simulator, port) = try await startSimulatorOnAnyPort(port: freePort(), scpiPort: scpi)
         let reports = temporaryDirectory()
         let running = try Running(
             [
@@ -261,7 +276,7 @@ struct StationTests {
         _ = try await simulator.wait()
         try await Task.sleep(for: .milliseconds(300))
         // Its instruments come back on the same ports too.
-        simulator = try await startSimulator(port: port, scpiPort: simulatorBenches.withLock { $0[port]?.dmm } ?? 0)
+        simulator = try await startSimulator(port: port, scpiPort: scpi)
         defer { simulator.signal(SIGTERM) }
         let status = try await running.wait()
         #expect(status != 2, "the run continued instead of ending in ERROR: \(running.stdout)")

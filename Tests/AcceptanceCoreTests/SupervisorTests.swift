@@ -91,8 +91,8 @@ struct SupervisorTests {
                   - set: dev.valve
                     value: open
                 """
-        // Paced (50× real time), so time passes by itself and the bound cuts the read short, as on a station.
-        let (runner, device) = try makeRunner(yaml, timeScale: 50) {
+        // Paced (4× real time), so time passes by itself and the bound cuts the read short, as on a station.
+        let (runner, device) = try makeRunner(yaml, timeScale: 4) {
             $0.state.withLock { $0.silentFrom = (20, ["alarm"]) }
         }
         let record = await runner.run()
@@ -101,8 +101,9 @@ struct SupervisorTests {
         #expect(trip.cause == .stale)
         // Quiet from 20 s, bound 3 s after the last good poll (19 s, or earlier if a busy machine delayed polls): the
         // trip is due by 22 s, not when the 60 s transport timeout ends at 80 s. Paced time moves in slices of 50 ms
-        // of real time (2.5 simulated seconds each); a machine busy with the rest of the suite can hold the supervisor
-        // up for a while longer: anything well before 80 s shows the bound, not the transport, ended the read.
+        // of real time (0.2 simulated seconds each); a machine busy with the rest of the suite can hold the supervisor
+        // up for a while longer (at 50× the staleness bound was 60 ms of wall time and the window below 0.8 s; at 4×
+        // 0.75 s and 10 s): anything well before 80 s shows the bound, not the transport, ended the read.
         #expect(trip.clockSeconds >= 20 && trip.clockSeconds < 60, "tripped at \(trip.clockSeconds) s")
         #expect(trip.reaction.map(\.action) == ["dev.valve ← open"] && trip.reaction.allSatisfy { $0.succeeded })
         #expect(record.message?.contains("interlock 'alarm' lost its sensor") == true)

@@ -86,12 +86,12 @@ struct RedfishDeadlineTests {
         let cancelled = ContinuousClock.now
         task.cancel()
         _ = await task.result
-        // At once (the pending body alone would take 150 s); generous for a busy machine.
-        #expect(ContinuousClock.now - cancelled < .seconds(10))
-        // The logout (a DELETE the BMC answers as slowly) has a deadline of its own, 5 s at most.
+        // At once (the pending body alone would take 150 s); a bound far from that and from a busy machine.
+        #expect(ContinuousClock.now - cancelled < .seconds(60))
+        // The logout (a DELETE the BMC answers as slowly, 150 s) has a deadline of its own, 5 s at most.
         let closing = ContinuousClock.now
         await client.close()
-        #expect(ContinuousClock.now - closing < .seconds(15))
+        #expect(ContinuousClock.now - closing < .seconds(60))
         #expect(bmc.requests.contains { $0.method == "DELETE" && $0.headers["x-auth-token"] == "t0ken" })
         try await http.shutdown()
     }

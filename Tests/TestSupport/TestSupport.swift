@@ -69,15 +69,22 @@ public func runProgram(
 /// connections land), so a server another test binds to port 0, or a client's own end, can never be given it between
 /// this choice and the peer's bind; and never the same port twice in one test process. A port chosen with port 0
 /// instead was once taken by a busy suite's other server before sushy-emulator started on it.
-public func freePort() -> Int {
+/// - Parameter consecutive: how many ports from the one returned (a simulator serving its instruments on `port` and
+///   `port + 1`), all free and handed out together.
+public func freePort(consecutive: Int = 1) -> Int {
     let (low, high) = ephemeralRange()
     // Below the ephemeral range if there is room there, else above it.
-    let range = low - 10_000 >= 1_024 ? (low - 10_000)..<(low - 16) : (high + 1)..<min(high + 4_001, 65_536)
+    let range = low - 10_000 >= 1_024 ? (low - 10_000)..<(low - 16) : (high + 1)..<min(high + 4_001, 65_520)
     var generator = SystemRandomNumberGenerator()
     for _ in 0..<200 {
         let port = Int.random(in: range, using: &generator)
-        let fresh = portsHandedOut.withLock { $0.insert(port).inserted }
-        if fresh, bindsNow(port) { return port }
+        let ports = port..<(port + max(1, consecutive))
+        let fresh = portsHandedOut.withLock { taken in
+            guard taken.isDisjoint(with: ports) else { return false }
+            taken.formUnion(ports)
+            return true
+        }
+        if fresh, ports.allSatisfy(bindsNow) { return port }
     }
     // Every try taken (never seen): let the system choose, as before.
     return systemChosenPort()
