@@ -162,7 +162,12 @@ public final class RedfishRackModel: Sendable {
     }
 
     func powerState(_ tray: Tray, at time: Double, _ state: State) -> PowerState {
-        if !railsUp(state, at: time) { return .off }
+        powerState(tray, at: time, railsUp: railsUp(state, at: time))
+    }
+
+    /// A tray's state given whether the rails are up (worked out once for every tray of a rack-wide sum).
+    func powerState(_ tray: Tray, at time: Double, railsUp: Bool) -> PowerState {
+        if !railsUp { return .off }
         switch tray.target {
         case .on, .poweringOn:
             return tray.stuck || time - tray.since < settings.powerOnSeconds ? .poweringOn : .on
@@ -245,10 +250,11 @@ public final class RedfishRackModel: Sendable {
     }
 
     func load(_ state: State, at time: Double) -> Double {
-        state.trays.reduce(0) { total, tray in
+        let up = railsUp(state, at: time)
+        return state.trays.reduce(0) { total, tray in
             let full = tray.kind == .compute ? Self.computeTrayWatts : Self.switchTrayWatts
             let draw: Double =
-                switch powerState(tray, at: time, state) {
+                switch powerState(tray, at: time, railsUp: up) {
                 case .on: full
                 case .poweringOn: 0.3 * full
                 case .poweringOff: 0.5 * full

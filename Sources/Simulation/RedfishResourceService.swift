@@ -192,7 +192,7 @@ public final class SimulatedRedfishService: RedfishService {
         switch outcome {
         case .ok:
             if okStatus == 200, let resource = tree.resource(at: path) {
-                return .json(resource, headers: ["etag": Self.etag(resource)])
+                return Self.withETag(resource)
             }
             return RedfishResponse(status: 204, headers: ["odata-version": "4.0"])
         case .accepted: return RedfishResponse(status: 204, headers: ["odata-version": "4.0"])
@@ -217,7 +217,7 @@ public final class SimulatedRedfishService: RedfishService {
             }
             resource = .object(members)
         }
-        return .json(resource, headers: ["etag": Self.etag(resource)])
+        return Self.withETag(resource)
     }
 
     func serviceRoot() -> JSONValue {
@@ -227,9 +227,25 @@ public final class SimulatedRedfishService: RedfishService {
         return .object(root)
     }
 
-    static func etag(_ resource: JSONValue) -> String {
-        let digest = SHA256.hash(data: Data(resource.bytes))
-        return "W/\"" + digest.prefix(8).map { String(format: "%02x", $0) }.joined() + "\""
+    static func etag(_ resource: JSONValue) -> String { etag(of: resource.bytes) }
+
+    /// A weak ETag from a resource's serialized bytes (the first 8 bytes of their SHA-256, in hex).
+    static func etag(of bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text = Array("W/\"".utf8)
+        for byte in SHA256.hash(data: bytes).prefix(8) {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0x0f)])
+        }
+        text.append(UInt8(ascii: "\""))
+        return String(decoding: text, as: UTF8.self)
+    }
+
+    /// A resource as JSON with its ETag, serialized once for both.
+    static func withETag(_ resource: JSONValue) -> RedfishResponse {
+        var response = RedfishResponse.json(resource)
+        response.headers["etag"] = etag(of: response.body)
+        return response
     }
 
     // MARK: Authentication

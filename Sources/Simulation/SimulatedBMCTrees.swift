@@ -128,8 +128,32 @@ public struct TrayBMCTree: RenderedRedfishTree {
             ])
     }
 
+    /// The tray's ComputerSystem (what power-on polls on every tray).
+    static func systemResource(_ tray: RedfishRackModel.Tray, power: RedfishRackModel.PowerState) -> JSONValue {
+        let isCompute = tray.kind == .compute
+        var system: [String: JSONValue] = [
+            "PowerState": .string(power.rawValue),
+            "SystemType": "Physical",
+            "Manufacturer": "NVIDIA",
+            "Model": isCompute ? "GB200 NVL72 Compute Tray" : "NVLink Switch Tray",
+            "SerialNumber": .string(tray.serial),
+            "Status": Redfish.status(power == .on ? "Enabled" : "StandbyOffline", "OK"),
+            "Actions": [
+                "#ComputerSystem.Reset": [
+                    "target": .string("\(Self.system)/Actions/ComputerSystem.Reset"),
+                    "ResetType@Redfish.AllowableValues": .array(RedfishRackModel.resetTypes.map { .string($0) }),
+                ]
+            ],
+            "Links": ["Chassis": [Redfish.link(Self.chassis)], "ManagedBy": [Redfish.link(Self.manager)]],
+        ]
+        if isCompute { system["Processors"] = Redfish.link("\(Self.system)/Processors") }
+        return Redfish.resource(
+            Self.system, type: "ComputerSystem.v1_27_0.ComputerSystem", id: "System_0",
+            name: "System", system)
+    }
+
     /// One resource. The leak detection roll-up and the detectors (what the safety supervisor polls on every tray)
-    /// are rendered on their own; anything else from the whole tree.
+    /// and the system (what power-on polls) are rendered on their own; anything else from the whole tree.
     public func resource(at path: String) -> JSONValue? {
         if path == "\(Self.chassis)/ThermalSubsystem/LeakDetection" {
             guard model.tray(named: name) != nil else { return nil }
@@ -139,6 +163,10 @@ public struct TrayBMCTree: RenderedRedfishTree {
             let id = String(path.dropFirst(Self.detectors.count + 1))
             guard Self.detectorIDs.contains(id), model.tray(named: name) != nil else { return nil }
             return Self.detector(id, state: model.leakStates(of: name)[id] ?? "OK")
+        }
+        if path == Self.system {
+            guard let tray = model.tray(named: name), let power = model.powerState(of: name) else { return nil }
+            return Self.systemResource(tray, power: power)
         }
         return resources()[path]
     }
@@ -163,25 +191,7 @@ public struct TrayBMCTree: RenderedRedfishTree {
             name: "Computer System Collection", members: [Self.system])
         let health =
             leaks.values.contains("Critical") ? "Critical" : leaks.values.contains("Warning") ? "Warning" : "OK"
-        var system: [String: JSONValue] = [
-            "PowerState": .string(power.rawValue),
-            "SystemType": "Physical",
-            "Manufacturer": "NVIDIA",
-            "Model": isCompute ? "GB200 NVL72 Compute Tray" : "NVLink Switch Tray",
-            "SerialNumber": .string(tray.serial),
-            "Status": Redfish.status(power == .on ? "Enabled" : "StandbyOffline", "OK"),
-            "Actions": [
-                "#ComputerSystem.Reset": [
-                    "target": .string("\(Self.system)/Actions/ComputerSystem.Reset"),
-                    "ResetType@Redfish.AllowableValues": .array(RedfishRackModel.resetTypes.map { .string($0) }),
-                ]
-            ],
-            "Links": ["Chassis": [Redfish.link(Self.chassis)], "ManagedBy": [Redfish.link(Self.manager)]],
-        ]
-        if isCompute { system["Processors"] = Redfish.link("\(Self.system)/Processors") }
-        r[Self.system] = Redfish.resource(
-            Self.system, type: "ComputerSystem.v1_27_0.ComputerSystem", id: "System_0",
-            name: "System", system)
+        r[Self.system] = Self.systemResource(tray, power: power)
         if isCompute {
             let fitted = tray.processors.filter(\.present)
             r["\(Self.system)/Processors"] = Redfish.collection(

@@ -294,3 +294,35 @@ struct RedfishClientHTTPSTests {
         withExtendedLifetime(closed) {}
     }
 }
+
+@Suite("Simulated BMC trees")
+struct SimulatedBMCTreeTests {
+    /// The resources a tray renders on their own (what the supervisor and power-on poll) are exactly what the whole
+    /// tree renders, off, powering on, on, and with a leak.
+    @Test func resourcesRenderedOnTheirOwnMatchTheWholeTree() throws {
+        let clock = SimulationClock()
+        let rack = try simulatedRack(clock: clock)
+        let trees = ["compute01", "compute07", "switch01"].map { TrayBMCTree(model: rack.model, name: $0) }
+        func compare(_ moment: String) {
+            for tree in trees {
+                let whole = tree.resources()
+                #expect(whole.count > 10, "\(tree.name): \(whole.count) resources")
+                for (path, resource) in whole {
+                    #expect(tree.resource(at: path) == resource, "\(tree.name) \(path) \(moment)")
+                }
+            }
+        }
+        compare("off")
+        for tree in trees { _ = rack.model.reset(tree.name, type: "On") }
+        clock.advance(to: .seconds(1))
+        compare("powering on")
+        clock.advance(to: .seconds(600))
+        compare("on")
+        rack.model.injectLeak(device: "compute07", detector: "ColdPlate", state: "Critical", at: 600)
+        clock.advance(to: .seconds(601))
+        compare("leaking")
+        #expect(
+            trees[1].resource(at: "/redfish/v1/Systems/System_0")?["PowerState"]?.string
+                == rack.model.powerState(of: "compute07")?.rawValue)
+    }
+}
