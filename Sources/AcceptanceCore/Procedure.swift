@@ -280,6 +280,22 @@ public struct Procedure: Sendable {
 
     public var allSteps: [Step] { setup + main + cleanup }
 
+    /// What each step takes by plan, in running order (setup, main, cleanup), with these parameter values: a wait
+    /// its time, a sample its hold. A step whose time is the rack's or the operator's (a wait-until, a prompt, a
+    /// read) plans none: the sum is the least the run can take, which for a test made of holds is most of it.
+    public func plannedSeconds(parameters: [String: Quantity]) -> [(id: String, seconds: Double)] {
+        let values = parameters.mapValues { Value.quantity($0) }
+        return allSteps.map { step in
+            let planned: Expression? =
+                switch step.kind {
+                case let .wait(duration): duration
+                case let .sample(_, _, duration, _, _): duration
+                default: nil
+                }
+            return (step.id, planned.flatMap { try? Runner.duration($0, values).seconds } ?? 0)
+        }
+    }
+
     /// Every operator input the procedure asks for, with its pattern.
     public var inputs: [(name: String, pattern: String?, step: Step)] {
         allSteps.compactMap { step in

@@ -2,9 +2,9 @@ import AcceptanceCore
 import Foundation
 import Synchronization
 
-/// A line's bays at a glance on a terminal: one compact table (bay, rack serial, procedure, current step, elapsed
-/// and the step's time, latest reading, verdict) kept at the bottom of the screen and redrawn in place, with the bays'
-/// finished steps scrolling above it. Lines are cut to the terminal's width, so the redraw never miscounts a wrapped
+/// A line's bays at a glance on a terminal: one compact table (bay, rack serial, procedure, current step, the run's
+/// elapsed time and estimate, the step's time, latest reading, verdict) kept at the bottom of the screen and redrawn
+/// in place, with the bays' finished steps scrolling above it. Lines are cut to the terminal's width, so the redraw never miscounts a wrapped
 /// line. A prompt pauses it (the question stays on screen as asked); `finish` takes it away before the final table.
 public final class LineLiveTable: Sendable {
     let board: LineStatusBoard
@@ -12,7 +12,6 @@ public final class LineLiveTable: Sendable {
     let style: ConsoleStyle
     let columns: @Sendable () -> Int
     let clock: any Clock<Duration>
-    private let began: ContinuousClock.Instant
 
     private struct State {
         var drawn = 0
@@ -20,7 +19,6 @@ public final class LineLiveTable: Sendable {
         /// Lines logged while a prompt is on screen, shown when it has been answered (not under the question).
         var held = ""
         var finished = false
-        var finishedAt: [Int: ContinuousClock.Instant] = [:]
     }
 
     private let state = Mutex(State())
@@ -35,7 +33,6 @@ public final class LineLiveTable: Sendable {
         self.style = style
         self.columns = columns
         self.clock = clock
-        began = .now
     }
 
     /// Writes `text` (whole lines) above the table and draws the table again under it.
@@ -49,7 +46,7 @@ public final class LineLiveTable: Sendable {
             state.drawn = 0
             out += text
             if !state.finished {
-                let lines = rows(&state)
+                let lines = Self.table(board.status, width: columns(), style: style)
                 out += lines.joined(separator: "\n") + "\n"
                 state.drawn = lines.count
             }
@@ -104,24 +101,17 @@ public final class LineLiveTable: Sendable {
 
     static func erase(_ lines: Int) -> String { lines > 0 ? "\u{1B}[\(lines)A\r\u{1B}[J" : "" }
 
-    private func rows(_ state: inout State) -> [String] {
-        let status = board.status
-        let now = ContinuousClock.now
-        for bay in status.bays where bay.state == "finished" && state.finishedAt[bay.bay] == nil {
-            state.finishedAt[bay.bay] = now
-        }
-        let elapsed = { (bay: Int) -> String in
-            Self.minutesAndSeconds((state.finishedAt[bay] ?? now) - self.began)
-        }
-        return Self.table(status, width: columns(), style: style, elapsed: elapsed)
-    }
-
-    /// The table's lines, each cut to `width - 1` columns.
-    static func table(
-        _ status: LineStatus, width: Int, style: ConsoleStyle, elapsed: (Int) -> String
-    ) -> [String] {
-        var rows: [[String]] = [["BAY", "RACK", "PROCEDURE", "STEP", "ELAPSED", "STEP TIME", "LATEST", "VERDICT"]]
+    /// The table's lines, each cut to `width - 1` columns. Times are the run's clock (a simulation's, sped up).
+    static func table(_ status: LineStatus, width: Int, style: ConsoleStyle) -> [String] {
+        var rows: [[String]] = [
+            ["BAY", "RACK", "PROCEDURE", "STEP", "ELAPSED / EST.", "STEP TIME", "LATEST", "VERDICT"]
+        ]
         for bay in status.bays {
+            var elapsed = "-"
+            if let run = bay.runSeconds {
+                elapsed = Self.minutesAndSeconds(run)
+                if let estimated = bay.estimatedSeconds { elapsed += " / " + Self.minutesAndSeconds(estimated) }
+            }
             let step = bay.step.map { "\(bay.stepNumber)/\(bay.stepCount) \($0)" } ?? "-"
             var stepTime = "-"
             if let done = bay.elapsedSeconds {
@@ -130,7 +120,7 @@ public final class LineLiveTable: Sendable {
                 stepTime += " s"
             }
             rows.append([
-                String(bay.bay), bay.rackSerial ?? "-", status.procedure, step, elapsed(bay.bay), stepTime,
+                String(bay.bay), bay.rackSerial ?? "-", status.procedure, step, elapsed, stepTime,
                 (bay.latest ?? "").trimmingCharacters(in: .whitespaces), bay.verdict ?? bay.state,
             ])
         }
@@ -158,9 +148,13 @@ public final class LineLiveTable: Sendable {
         }
     }
 
-    static func minutesAndSeconds(_ duration: Duration) -> String {
-        let seconds = max(0, Int(duration.seconds))
-        return String(format: "%d:%02d", seconds / 60, seconds % 60)
+    /// `3:07`, or `1:02:07` from an hour.
+    static func minutesAndSeconds(_ value: Double) -> String {
+        let seconds = value.isFinite ? max(0, Int(min(value, 1e9))) : 0
+        let (hours, minutes) = (seconds / 3600, seconds / 60 % 60)
+        let tail =
+            (minutes < 10 && hours > 0 ? "0" : "") + "\(minutes):" + (seconds % 60 < 10 ? "0" : "") + "\(seconds % 60)"
+        return hours > 0 ? "\(hours):" + tail : tail
     }
 }
 

@@ -20,6 +20,10 @@ public struct LineStatus: Sendable, Codable {
         /// Of the step running now: clock seconds elapsed and in all (a wait, a hold).
         public var elapsedSeconds: Double?
         public var totalSeconds: Double?
+        /// Of the whole run, on its clock: seconds so far, and the estimate of all it takes (so far, plus what the
+        /// rest of the procedure's waits and holds plan; the run's own time once it has ended).
+        public var runSeconds: Double?
+        public var estimatedSeconds: Double?
         /// The latest reading or result (`cdu.loop_pressure = 301.2 kPa`).
         public var latest: String?
         public var verdict: String?
@@ -34,6 +38,8 @@ public struct LineStatus: Sendable, Codable {
             case stepCount = "step_count"
             case elapsedSeconds = "elapsed_s"
             case totalSeconds = "total_s"
+            case runSeconds = "run_s"
+            case estimatedSeconds = "estimated_s"
         }
     }
 
@@ -63,6 +69,33 @@ public final class LineStatusBoard: Sendable {
     private struct State {
         var status: LineStatus
         var lastWrite: ContinuousClock.Instant?
+        var timing: [Int: BayTiming] = [:]
+    }
+
+    /// A bay's run on its own clock, for its elapsed time and estimate.
+    struct BayTiming {
+        let clock: any RunClock
+        /// Step ids in running order, each with its planned seconds.
+        let plan: [(id: String, seconds: Double)]
+        var started: Double?
+        var step: (index: Int, started: Double)?
+        var ended: Double?
+
+        /// Seconds so far and the estimate of the whole run, now.
+        func figures() -> (run: Double, estimated: Double)? {
+            guard let started else { return nil }
+            let now = ended ?? clock.now().seconds
+            let run = max(0, now - started)
+            if ended != nil { return (run, run) }
+            var remaining = 0.0
+            if let step {
+                remaining += max(0, plan[step.index].seconds - (now - step.started))
+                remaining += plan[(step.index + 1)...].reduce(0) { $0 + $1.seconds }
+            } else {
+                remaining += plan.reduce(0) { $0 + $1.seconds }
+            }
+            return (run, run + remaining)
+        }
     }
 
     private let state: Mutex<State>
@@ -84,11 +117,40 @@ public final class LineStatusBoard: Sendable {
     }
 
     /// Every bay's row as it stands now.
-    public var status: LineStatus { state.withLock { $0.status } }
+    public var status: LineStatus { state.withLock { Self.timed($0) } }
 
-    /// An observer that keeps bay `number`'s row up to date, then passes every event on to `next`.
-    public func observer(bay number: Int, next: any RunObserver) -> any RunObserver {
-        BayStatusObserver(board: self, bay: number, next: next)
+    private static func timed(_ state: State) -> LineStatus {
+        var status = state.status
+        for index in status.bays.indices {
+            guard let figures = state.timing[status.bays[index].bay]?.figures() else { continue }
+            status.bays[index].runSeconds = figures.run
+            status.bays[index].estimatedSeconds = figures.estimated
+        }
+        return status
+    }
+
+    /// An observer that keeps bay `number`'s row up to date, then passes every event on to `next`. With the run's
+    /// clock and its procedure's plan (`Procedure.plannedSeconds`), the row has the run's elapsed time and estimate.
+    public func observer(
+        bay number: Int, clock: (any RunClock)? = nil, plan: [(id: String, seconds: Double)] = [],
+        next: any RunObserver
+    ) -> any RunObserver {
+        if let clock {
+            state.withLock { $0.timing[number] = BayTiming(clock: clock, plan: plan) }
+        }
+        return BayStatusObserver(board: self, bay: number, next: next)
+    }
+
+    /// Bay `number`'s run started, a step started (by id), or the run ended, at this moment of its clock.
+    func mark(bay number: Int, started: Bool = false, step id: String? = nil, ended: Bool = false) {
+        state.withLock { state in
+            guard var timing = state.timing[number] else { return }
+            let now = timing.clock.now().seconds
+            if started { timing.started = now }
+            if let id, let index = timing.plan.firstIndex(where: { $0.id == id }) { timing.step = (index, now) }
+            if ended { timing.ended = now }
+            state.timing[number] = timing
+        }
     }
 
     func update(bay number: Int, force: Bool, _ change: (inout LineStatus.Bay) -> Void) {
@@ -105,7 +167,7 @@ public final class LineStatusBoard: Sendable {
             if !force, let last = state.lastWrite, now - last < .milliseconds(250) { return nil }
             state.lastWrite = now
             state.status.updated = Timestamp.string(Date())
-            return state.status
+            return Self.timed(state)
         }
         guard let snapshot else { return }
         let encoder = JSONEncoder()
@@ -124,12 +186,14 @@ struct BayStatusObserver: RunObserver {
     func handle(_ event: RunEvent) {
         switch event {
         case let .runStarted(record):
+            board.mark(bay: bay, started: true)
             board.update(bay: bay, force: true) {
                 $0.state = "running"
                 $0.rackSerial = record.rackSerial
                 $0.simulated = record.isSimulated
             }
         case let .stepStarted(step):
+            board.mark(bay: bay, step: step.id)
             board.update(bay: bay, force: false) {
                 $0.step = "\(step.id) \(step.name)"
                 $0.stepNumber += 1
@@ -152,6 +216,7 @@ struct BayStatusObserver: RunObserver {
                 }
             }
         case let .runFinished(record):
+            board.mark(bay: bay, ended: true)
             board.update(bay: bay, force: true) {
                 $0.state = "finished"
                 $0.verdict = record.verdict.rawValue

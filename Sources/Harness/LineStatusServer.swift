@@ -43,6 +43,12 @@ public enum LineStatusPage {
                     "<progress value=\"\(Int(elapsed))\" max=\"\(Int(total))\"></progress><br>"
                     + "\(Int(elapsed)) / \(Int(total)) s"
             }
+            if let run = bay.runSeconds {
+                let estimate = bay.estimatedSeconds.map { " of ~" + LineLiveTable.minutesAndSeconds($0) } ?? ""
+                progress +=
+                    "<div class=\"small run\">run \(LineLiveTable.minutesAndSeconds(run))"
+                    + "\(bay.state == "finished" ? "" : estimate)</div>"
+            }
             out +=
                 "<tr id=\"bay-\(bay.bay)\"><td class=\"bay\">\(bay.bay)</td>"
                 + "<td>\(e(bay.rackSerial ?? "-"))<div class=\"small\">\(e(bay.station))"

@@ -67,7 +67,10 @@ extension RunCommand {
                     header: .init(
                         scenario: prepared.settings.scenario, simulated: prepared.isSimulated, timeScale: timeScale,
                         folder: prepared.folder?.path, endpoints: prepared.endpoints))
-                return board.observer(bay: bay.number, next: reporter)
+                return board.observer(
+                    bay: bay.number, clock: prepared.clock,
+                    plan: prepared.settings.procedure.plannedSeconds(parameters: prepared.settings.parameters),
+                    next: reporter)
             }, stops: stops)
         withExtendedLifetime(trap) {}
         refresher.cancel()

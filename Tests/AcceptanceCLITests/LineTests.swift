@@ -128,6 +128,16 @@ struct LineTests {
             #expect(row.contains("SIM-LINE-B\(bay)"), "bay \(bay): \(row)")
             #expect(row.contains("Hold"), "bay \(bay) is holding: \(row)")
             #expect(row.contains("<progress"), "bay \(bay) shows how far: \(row)")
+            #expect(row.contains("run ") && row.contains(" of ~"), "bay \(bay)'s run time and estimate: \(row)")
+        }
+        // The estimate: at least the 30 s stabilise and 10 min hold the bays run, more than the time so far.
+        let file = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: "\(state)/lines/sim-line.json"))) as? [String: Any])
+        for row in try #require(file["bays"] as? [[String: Any]]) {
+            let run = try #require(row["run_s"] as? Double)
+            let estimated = try #require(row["estimated_s"] as? Double)
+            #expect(estimated >= 630 && estimated > run, "bay \(row["bay"] ?? "?"): run \(run) s of \(estimated) s")
         }
         // The same as data.
         let (_, json) = try await runProgram(
@@ -216,6 +226,9 @@ struct LineTerminalTests {
                 + "--time-scale 10 --param hold=2min --report-dir \(folder)/reports; echo RUN-ENDED; sleep 30")
         #expect(end.contains("RUN-ENDED"), "the line did not end:\n\(end.suffix(4000))")
         #expect(summary.contains("MOST-HEADERS=1 "), "one table, redrawn in place:\n\(summary)\n\(during)")
+        // Each bay's run time and estimate on its clock: the 2 min hold and 2 min stabilise ahead at least.
+        #expect(during.contains("ELAPSED / EST."), "\(during)")
+        #expect(during.range(of: #"\d+:\d\d / \d+:\d\d"#, options: .regularExpression) != nil, "\(during)")
         #expect(!summary.contains("RUNNING=0"), "no bay was seen running in the table:\n\(during)")
         #expect(summary.contains("ANSWERED=16 HAZARDS=8 "), "each bay asked twice:\n\(end.suffix(4000))")
         #expect(!summary.contains("TABLE-UNDER-PROMPT"), "the table is taken away while a bay asks")

@@ -34,6 +34,19 @@ struct ProcedureLoaderTests {
         #expect(procedure.main.contains { if case .sample = $0.kind { true } else { false } })
     }
 
+    /// A line's estimate of a run: the waits and holds the procedure plans, with the run's parameters.
+    @Test func leakTestPlansItsStabiliseAndHold() throws {
+        let (procedure, _) = try ProcedureLoader(fixtures: "\(repositoryRoot)/Fixtures", protocols: testProtocols)
+            .load(path: "\(repositoryRoot)/Procedures/leak-test.yaml")
+        let defaults = procedure.plannedSeconds(parameters: try procedure.resolveParameters([:]))
+        #expect(defaults.map(\.id) == procedure.allSteps.map(\.id), "every step, in running order")
+        let planned = defaults.filter { $0.seconds > 0 }
+        #expect(planned.map(\.seconds) == [120, 600], "Stabilise 2 min and Hold 10 min: \(planned)")
+        #expect(procedure.allSteps.first { $0.id == planned.last?.id }?.name == "Hold")
+        let short = procedure.plannedSeconds(parameters: try procedure.resolveParameters(["hold": "30s"]))
+        #expect(short.reduce(0) { $0 + $1.seconds } == 150)
+    }
+
     /// The acceptance example: a YAML slip, an unknown point and kPa compared with °C, all reported at once.
     @Test func reportsAllThreeMistakesWithPositions() throws {
         let bench = try TestBench()
