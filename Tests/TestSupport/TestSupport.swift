@@ -84,10 +84,10 @@ public func freePort(consecutive: Int = 1) -> Int {
             taken.formUnion(ports)
             return true
         }
-        if fresh, ports.allSatisfy(bindsNow) { return port }
+        if fresh, ports.allSatisfy({ bindLoopback($0) != nil }) { return port }
     }
     // Every try taken (never seen): let the system choose, as before.
-    return systemChosenPort()
+    return bindLoopback(0) ?? 0
 }
 
 private let portsHandedOut = Mutex<Set<Int>>([])
@@ -98,31 +98,21 @@ private func ephemeralRange() -> (Int, Int) {
     return numbers.count == 2 ? (numbers[0], numbers[1]) : (32_768, 60_999)
 }
 
-/// Whether a socket can bind 127.0.0.1:`port` (nothing listens or holds it).
-private func bindsNow(_ port: Int) -> Bool {
+/// Binds a socket to 127.0.0.1:`port` (0: one the system chooses) and closes it: the port it had, or nil if it
+/// could not bind (something listens on or holds the port).
+private func bindLoopback(_ port: Int) -> Int? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
+    guard fd >= 0 else { return nil }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = in_port_t(UInt16(port).bigEndian)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    return bound == 0
-}
-
-private func systemChosenPort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    guard bound == 0 else { return nil }
     _ = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }
