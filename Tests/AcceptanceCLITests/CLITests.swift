@@ -37,8 +37,8 @@ func temporaryDirectory() -> String {
 
 /// A running `acceptance` process, its output going to files (so nothing blocks on a full pipe).
 final class Running: @unchecked Sendable {
-    // Set up once in init; `Process` is only touched from the test's task.
-    let process = Process()
+    /// Started with `posix_spawn` (`ChildProcess`), not Foundation's `Process`: see there why.
+    let process: ChildProcess
     let stdoutPath: String
     let stderrPath: String
 
@@ -51,20 +51,15 @@ final class Running: @unchecked Sendable {
         stderrPath = directory + "/stderr.txt"
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: try executable ?? binary())
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: repositoryRoot)
         var variables = ProcessInfo.processInfo.environment
         variables["ACCEPTANCE_STATE_DIR"] = directory + "/state"
         // No station configured on the machine running the tests leaks in: only the one a test sets.
         variables["ACCEPTANCE_STATION"] = nil
         variables["XDG_CONFIG_HOME"] = directory + "/config"
         variables.merge(environment) { $1 }
-        process.environment = variables
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-        try process.run()
+        process = try ChildProcess(
+            try executable ?? binary(), arguments, environment: variables, directory: repositoryRoot,
+            stdout: stdoutPath, stderr: stderrPath)
     }
 
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }

@@ -28,18 +28,14 @@ func python() throws -> String {
 
 /// A long-running peer process, stopped when the test is done with it.
 final class PeerProcess: @unchecked Sendable {
-    // Created and stopped from the test's task only.
-    let process = Process()
+    // Created and stopped from the test's task only; posix_spawn, not Foundation's Process (see `ChildProcess`).
+    let process: ChildProcess
     let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
 
     init(_ path: String, _ arguments: [String], readyWhen marker: String) async throws {
         _ = FileManager.default.createFile(atPath: output, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
+        process = try ChildProcess(
+            path, arguments, environment: ProcessInfo.processInfo.environment, stdout: output, stderr: output)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if let text = try? String(contentsOfFile: output, encoding: .utf8), text.contains(marker) { return }

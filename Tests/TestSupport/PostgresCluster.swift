@@ -121,16 +121,17 @@ public final class PostgresCluster: Sendable {
     /// Stops the server at once and removes its folder, on a thread of its own: called from a `defer` in an async
     /// test, it must not hold one of the few threads every other test's tasks run on while `pg_ctl` waits.
     public func stop() {
-        let process = Process()
         let runuser = (try? program("runuser")) ?? "/usr/sbin/runuser"
-        process.executableURL = URL(fileURLWithPath: owner == nil ? "\(binaries)/pg_ctl" : runuser)
-        let arguments = ["\(binaries)/pg_ctl", "-D", "\(directory)/data", "-m", "immediate", "-w", "stop"]
-        process.arguments = owner.map { ["-u", $0, "--"] + arguments } ?? Array(arguments.dropFirst())
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        let executable = owner == nil ? "\(binaries)/pg_ctl" : runuser
+        let stop = ["\(binaries)/pg_ctl", "-D", "\(directory)/data", "-m", "immediate", "-w", "stop"]
+        let arguments = owner.map { ["-u", $0, "--"] + stop } ?? Array(stop.dropFirst())
         let directory = self.directory
         Thread.detachNewThread {
-            if (try? process.run()) != nil { process.waitUntilExit() }
+            // posix_spawn, not Foundation's Process (see `ChildProcess`).
+            let process = try? ChildProcess(
+                executable, arguments, environment: ProcessInfo.processInfo.environment, stdout: "/dev/null",
+                stderr: "/dev/null")
+            process?.waitUntilExit()
             try? FileManager.default.removeItem(atPath: directory)
         }
     }

@@ -41,17 +41,12 @@ public func runProgram(
     _ path: String, _ arguments: [String], environment: [String: String]? = nil,
     directory: String? = nil, seconds: Double = 60
 ) async throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    if let environment { process.environment = environment }
-    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let output = NSTemporaryDirectory() + "peer-\(UUID().uuidString).txt"
     _ = FileManager.default.createFile(atPath: output, contents: nil)
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
-    process.standardOutput = handle
-    process.standardError = handle
-    try process.run()
+    // posix_spawn, not Foundation's Process (see `ChildProcess`); both streams into one file, appended.
+    let process = try ChildProcess(
+        path, arguments, environment: environment ?? ProcessInfo.processInfo.environment, directory: directory,
+        stdout: output, stderr: output)
     let deadline = Date().addingTimeInterval(seconds)
     while process.isRunning {
         if Date() > deadline {
