@@ -96,17 +96,19 @@ struct RedfishDeadlineTests {
         try await http.shutdown()
     }
 
-    /// A BMC that takes 2 s to make a session but answers reads at once: with `connect_timeout` the login waits for
+    /// A BMC that takes 8 s to make a session but answers reads at once: with `connect_timeout` the login waits for
     /// it while reads keep the station's 1 s deadline; without, the login (a POST, never sent twice) times out.
+    /// (The answers are far slower than the 1 s deadline: with 2 s, a CI machine busy enough to hold the client's
+    /// event loop past both moments once let the answer in before the deadline's timer ran.)
     @Test func aSlowLoginHasThePatienceOfTheConnectTimeout() async throws {
         let bmc = try HostileHTTPServer { request in
             if request.method == "POST" {
-                Thread.sleep(forTimeInterval: 2)  // the server's own thread, one per connection
+                Thread.sleep(forTimeInterval: 8)  // the server's own thread, one per connection
                 return .json(
                     "{}", status: "201 Created",
                     headers: [("X-Auth-Token", "t0ken"), ("Location", "/redfish/v1/SessionService/Sessions/1")])
             }
-            if request.path == "/redfish/v1/slow" { Thread.sleep(forTimeInterval: 4) }
+            if request.path == "/redfish/v1/slow" { Thread.sleep(forTimeInterval: 8) }
             return .json(Self.serviceRoot)
         }
         defer { bmc.stop() }
