@@ -222,10 +222,7 @@ final class LibModbusConnection: @unchecked Sendable {
             framing = .tcp(transaction: transaction)
         }
         var buffer = [UInt8](repeating: 0, count: Self.bufferSize)
-        // libmodbus gives each select() what is left of the response timeout, but not the time its thread then waits
-        // for a CPU: on a busy machine a reply dripped a byte every 120 ms outlived a 1 s timeout fifteen times over
-        // (each select() found its byte already there and used up nothing). A watchdog on the wall clock ends the
-        // wait at the deadline by shutting the socket for reading (TCP; the connection is then closed and reopened).
+        // The response timeout on the wall clock too (TCP): see `ReceiveWatchdog` for why libmodbus's is not enough.
         let watchdog = isSerial ? nil : ReceiveWatchdog(socket: modbus_get_socket(context), after: responseTimeout)
         let length = modbus_receive_confirmation(context, &buffer)
         let code = errno
@@ -502,37 +499,5 @@ public enum LibModbusBaseline {
             return .success(ContinuousClock.now - start)
         }
         return try result.get()
-    }
-}
-
-/// Shuts a socket for reading once `after` has passed on the wall clock, unless disarmed first: the wait for a reply
-/// then ends (recv() sees the end of the stream) at the deadline, however the bytes before it trickled in.
-final class ReceiveWatchdog: Sendable {
-    private struct State {
-        var armed = true
-        var fired = false
-    }
-
-    private let state = Mutex(State())
-
-    init(socket: Int32, after timeout: Duration) {
-        let nanoseconds = Int(min(max(timeout.seconds, 0), 86_400) * 1e9)
-        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
-            state.withLock { state in
-                guard state.armed else { return }
-                state.armed = false
-                state.fired = true
-                // While armed the exchange is still receiving, so the socket is open and still this connection's.
-                _ = Glibc.shutdown(socket, Int32(SHUT_RD))
-            }
-        }
-    }
-
-    /// Stops it; whether it had already cut the wait off.
-    func disarm() -> Bool {
-        state.withLock { state in
-            state.armed = false
-            return state.fired
-        }
     }
 }
